@@ -1,0 +1,297 @@
+//! The validated, typed configuration the gateway runs on.
+//!
+//! Everything here has been checked: names resolve, addresses parse, secrets
+//! were read. The gateway never sees the YAML tree.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::glob::Glob;
+use crate::secret::Secret;
+
+/// The whole configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub server: Server,
+    pub upstream: Upstream,
+    pub auth: Auth,
+    pub encryption: Encryption,
+    /// Client-visible bucket name -> per-bucket settings (`storage.s3.bucket_configs`).
+    pub buckets: BTreeMap<String, BucketConfig>,
+    pub logging: Logging,
+}
+
+/// Where the gateway listens.
+#[derive(Debug, Clone)]
+pub struct Server {
+    /// Plain-HTTP S3 listener (`server.listen`).
+    pub listen: Option<SocketAddr>,
+    /// HTTPS S3 listener (`server.tls`).
+    pub tls: Option<ServerTls>,
+    /// Admin listener for /metrics, /healthz and /readyz (`server.admin_listen`).
+    pub admin_listen: Option<SocketAddr>,
+    /// Worker threads for the proxy service.
+    pub threads: usize,
+    /// Base domains for virtual-hosted-style requests: a request for
+    /// `bucket.<domain>` addresses `bucket`. Anything else is path-style.
+    pub domains: Vec<String>,
+    /// How long to wait for in-flight requests on shutdown.
+    pub grace_period: Duration,
+}
+
+/// The HTTPS listener.
+#[derive(Debug, Clone)]
+pub struct ServerTls {
+    pub listen: SocketAddr,
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
+}
+
+/// The real S3 endpoint behind the gateway (`storage.s3`).
+#[derive(Debug, Clone)]
+pub struct Upstream {
+    pub endpoint: Endpoint,
+    /// Region used to sign upstream requests.
+    pub region: String,
+    pub addressing_style: AddressingStyle,
+    /// Extra CA certificates (PEM) trusted for an https endpoint, besides the system roots.
+    pub ca_bundle: Option<PathBuf>,
+    pub credentials: UpstreamCredentials,
+    pub connect_timeout: Duration,
+    pub read_timeout: Duration,
+}
+
+/// A parsed endpoint URL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Endpoint {
+    pub tls: bool,
+    pub host: String,
+    pub port: u16,
+}
+
+impl Endpoint {
+    /// `host` or `host:port` as the Host header names it (default ports omitted).
+    pub fn authority(&self) -> String {
+        let default = if self.tls { 443 } else { 80 };
+        if self.port == default {
+            self.host.clone()
+        } else {
+            format!("{}:{}", self.host, self.port)
+        }
+    }
+
+    /// The endpoint written back as a URL.
+    pub fn url(&self) -> String {
+        format!("{}://{}", if self.tls { "https" } else { "http" }, self.authority())
+    }
+}
+
+/// How upstream requests name the bucket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AddressingStyle {
+    /// `https://endpoint/bucket/key`: works with every S3-compatible store.
+    Path,
+    /// `https://bucket.endpoint/key`: what AWS recommends.
+    Virtual,
+}
+
+/// How the gateway authenticates to the upstream.
+#[derive(Debug, Clone)]
+pub enum UpstreamCredentials {
+    /// Fixed keys from the config (the secret possibly from env or a file).
+    Static {
+        access_key_id: String,
+        secret_access_key: Secret,
+        session_token: Option<Secret>,
+    },
+    /// The standard AWS chain (env, profile, web identity, ECS, IMDS), resolved at start and refreshed.
+    DefaultChain,
+}
+
+/// Client authentication (`auth`).
+#[derive(Debug, Clone)]
+pub struct Auth {
+    pub clients: Vec<ClientCredential>,
+    /// Largest allowed difference between a request's `x-amz-date` and the gateway's clock.
+    pub max_clock_skew: Duration,
+}
+
+/// One client key pair and the buckets it may use.
+#[derive(Debug, Clone)]
+pub struct ClientCredential {
+    pub access_key_id: String,
+    pub secret_access_key: Secret,
+    /// Client-visible bucket patterns this key may address; ListBuckets is always allowed.
+    pub buckets: Vec<Glob>,
+}
+
+/// Key providers and bucket policies (`encryption`).
+#[derive(Debug, Clone, Default)]
+pub struct Encryption {
+    /// The provider used where no policy matches; None means no encryption
+    /// unless a policy says otherwise.
+    pub default_provider: Option<String>,
+    /// Every configured provider by name. Single-provider blocks are named by
+    /// their type: `aws-kms`, `azure-keyvault`, `custom`, `local`.
+    pub providers: BTreeMap<String, Provider>,
+    /// First match wins.
+    pub policies: Vec<Policy>,
+}
+
+/// A named key provider.
+#[derive(Debug, Clone)]
+pub struct Provider {
+    pub name: String,
+    pub kind: ProviderKind,
+}
+
+/// The provider types.
+#[derive(Debug, Clone)]
+pub enum ProviderKind {
+    AwsKms(AwsKms),
+    AzureKeyVault(AzureKeyVault),
+    Custom(Custom),
+    Local(Local),
+}
+
+impl ProviderKind {
+    /// The type name as written in `type:` and as reported to clients.
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            ProviderKind::AwsKms(_) => "aws-kms",
+            ProviderKind::AzureKeyVault(_) => "azure-keyvault",
+            ProviderKind::Custom(_) => "custom",
+            ProviderKind::Local(_) => "local",
+        }
+    }
+}
+
+/// AWS KMS (`encryption.kms` or a named `aws-kms` provider).
+#[derive(Debug, Clone)]
+pub struct AwsKms {
+    /// Key id, ARN or `alias/...` used for new data keys.
+    pub default_key_id: String,
+    pub region: Option<String>,
+    /// A KMS endpoint URL other than AWS's (a VPC endpoint, or a local KMS for tests).
+    pub endpoint: Option<String>,
+    pub key_spec: KeySpec,
+    pub encryption_context: BTreeMap<String, String>,
+    pub data_key_cache_ttl: Duration,
+    /// Call DescribeKey on start and refuse to start on a missing or disabled key.
+    pub validate_keys: bool,
+    /// Ask KMS to enable yearly automatic rotation of the key on start.
+    pub enable_key_rotation: bool,
+}
+
+/// Data key spec for GenerateDataKey.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeySpec {
+    Aes256,
+}
+
+/// Azure Key Vault (`encryption.azure_keyvault` or a named `azure-keyvault` provider).
+#[derive(Debug, Clone)]
+pub struct AzureKeyVault {
+    pub vault_url: String,
+    /// The RSA key in the vault that wraps data keys.
+    pub key_name: String,
+    pub key_version: Option<String>,
+    pub tenant_id: Option<String>,
+    pub client_id: Option<String>,
+    /// With tenant and client id: a service principal; without: managed identity.
+    pub client_secret: Option<Secret>,
+    /// Data key size in bits.
+    pub key_size: u16,
+    pub data_key_cache_ttl: Duration,
+}
+
+/// A master key the operator holds (`encryption.custom` or a named `custom` provider).
+#[derive(Debug, Clone)]
+pub struct Custom {
+    /// Exactly 32 bytes.
+    pub master_key: Secret,
+    pub key_derivation_salt: Option<Vec<u8>>,
+    pub data_key_cache_ttl: Duration,
+}
+
+/// A development key (`local`): any length, stretched with HKDF. Not for production.
+#[derive(Debug, Clone)]
+pub struct Local {
+    pub master_key: Secret,
+    pub data_key_cache_ttl: Duration,
+}
+
+/// A bucket policy.
+#[derive(Debug, Clone)]
+pub struct Policy {
+    pub bucket_pattern: Glob,
+    pub key_provider: String,
+    /// When true, nothing is written to or read from matching buckets in plaintext.
+    pub mandatory: bool,
+    /// Key ids a client may pick with `x-amz-server-side-encryption-aws-kms-key-id`;
+    /// empty means clients cannot pick a key.
+    pub allowed_key_ids: Vec<String>,
+}
+
+/// Per-bucket settings (`storage.s3.bucket_configs.<alias>`).
+#[derive(Debug, Clone)]
+pub struct BucketConfig {
+    /// The bucket's name upstream; the alias is what clients see.
+    pub real_name: Option<String>,
+    pub region: Option<String>,
+    pub kms_key_id: Option<String>,
+    pub kms_encryption_context: BTreeMap<String, String>,
+}
+
+/// Logging (`logging`).
+#[derive(Debug, Clone)]
+pub struct Logging {
+    pub level: LogLevel,
+    /// Log every key-provider call (never key material).
+    pub kms_operations: bool,
+    pub format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogLevel {
+    Error,
+    Warn,
+    Info,
+    Debug,
+    Trace,
+}
+
+impl LogLevel {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LogLevel::Error => "error",
+            LogLevel::Warn => "warn",
+            LogLevel::Info => "info",
+            LogLevel::Debug => "debug",
+            LogLevel::Trace => "trace",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+impl Config {
+    /// The upstream bucket name for a client-visible bucket.
+    pub fn real_bucket<'a>(&'a self, bucket: &'a str) -> &'a str {
+        self.buckets
+            .get(bucket)
+            .and_then(|b| b.real_name.as_deref())
+            .unwrap_or(bucket)
+    }
+
+    /// The policy for a client-visible bucket: the first whose pattern matches.
+    pub fn policy_for(&self, bucket: &str) -> Option<&Policy> {
+        self.encryption.policies.iter().find(|p| p.bucket_pattern.matches(bucket))
+    }
+}

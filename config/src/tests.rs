@@ -1,0 +1,310 @@
+//! Loader tests: the original design's examples, every kind of problem, env overrides.
+
+use super::*;
+use std::collections::HashMap;
+use std::time::Duration;
+
+fn no_env(_: &str) -> Option<String> {
+    None
+}
+
+fn load(yaml: &str) -> Result<Loaded, Problems> {
+    load_str(yaml, &no_env)
+}
+
+fn load_env(yaml: &str, vars: &[(&str, &str)]) -> Result<Loaded, Problems> {
+    let map: HashMap<String, String> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    load_str(yaml, &move |k: &str| map.get(k).cloned())
+}
+
+fn problems(yaml: &str) -> Vec<String> {
+    match load(yaml) {
+        Ok(_) => panic!("expected problems"),
+        Err(p) => p.0.iter().map(|p| p.to_string()).collect(),
+    }
+}
+
+#[test]
+fn empty_file_gives_defaults() {
+    let c = load("").unwrap().config;
+    assert_eq!(c.server.listen, Some("0.0.0.0:8080".parse().unwrap()));
+    assert_eq!(c.upstream.endpoint.url(), "https://s3.us-east-1.amazonaws.com");
+    assert_eq!(c.upstream.addressing_style, AddressingStyle::Path);
+    assert!(matches!(c.upstream.credentials, UpstreamCredentials::DefaultChain));
+    assert!(c.encryption.default_provider.is_none());
+    assert_eq!(c.auth.max_clock_skew, Duration::from_secs(900));
+}
+
+#[test]
+fn legacy_kms_block_becomes_the_default_provider() {
+    let c = load(
+        r#"
+encryption:
+  kms:
+    enabled: true
+    default_key_id: "arn:aws:kms:us-east-1:123456789012:key/12345678"
+    key_spec: "AES_256"
+    region: "us-east-1"
+    encryption_context:
+      application: "s3proxy"
+      environment: production
+    data_key_cache_ttl: "5m"
+    validate_keys: true
+    enable_key_rotation: false
+"#,
+    )
+    .unwrap()
+    .config;
+    assert_eq!(c.encryption.default_provider.as_deref(), Some("aws-kms"));
+    let ProviderKind::AwsKms(k) = &c.encryption.providers["aws-kms"].kind else {
+        panic!("not kms")
+    };
+    assert_eq!(k.default_key_id, "arn:aws:kms:us-east-1:123456789012:key/12345678");
+    assert_eq!(k.encryption_context["environment"], "production");
+    assert_eq!(k.data_key_cache_ttl, Duration::from_secs(300));
+    assert!(k.validate_keys);
+}
+
+#[test]
+fn named_providers_and_policies() {
+    let c = load(
+        r#"
+encryption:
+  key_provider: prod-kms
+  key_providers:
+    prod-kms:
+      type: aws-kms
+      config:
+        default_key_id: "alias/production-key"
+        region: "us-east-1"
+    test-local:
+      type: local
+      config:
+        master_key: "dGVzdGtleQ=="
+  policies:
+    - bucket_pattern: "prod-*"
+      key_provider: prod-kms
+      mandatory: true
+    - bucket_pattern: "dev-*"
+      key_provider: test-local
+      mandatory: false
+"#,
+    )
+    .unwrap()
+    .config;
+    assert_eq!(c.encryption.default_provider.as_deref(), Some("prod-kms"));
+    assert_eq!(c.policy_for("prod-data").unwrap().key_provider, "prod-kms");
+    assert!(!c.policy_for("dev-x").unwrap().mandatory);
+    assert!(c.policy_for("other").is_none());
+}
+
+#[test]
+fn reports_every_problem_with_its_path() {
+    let p = problems(
+        r#"
+server:
+  listen: "nonsense"
+  lisen: "x"
+storage:
+  s3:
+    endpoint: "ftp://x"
+    addressing_style: sideways
+encryption:
+  key_provider: prod-kmss
+  key_providers:
+    prod-kms:
+      type: aws-kms
+      config:
+        regoin: us-east-1
+  policies:
+    - bucket_pattern: "Prod-*"
+      key_provider: nowhere
+logging:
+  level: loud
+"#,
+    );
+    let all = p.join("\n");
+    for needle in [
+        "server.listen: `nonsense` is not an address",
+        "server.lisen: unknown key (hint: did you mean `listen`?)",
+        "storage.s3.endpoint: `ftp://x` must start with http:// or https://",
+        "storage.s3.addressing_style: `sideways` is not an addressing style",
+        "encryption.key_providers.prod-kms.config.regoin: unknown key (hint: did you mean `region`?)",
+        "encryption.key_providers.prod-kms.config.default_key_id: missing",
+        "encryption.key_provider: unknown key provider `prod-kmss`",
+        "encryption.policies[0].bucket_pattern:",
+        "encryption.policies[0].key_provider: unknown key provider `nowhere`",
+        "logging.level: `loud` is not a log level",
+    ] {
+        assert!(all.contains(needle), "missing {needle:?} in:\n{all}");
+    }
+}
+
+#[test]
+fn unknown_top_level_key_suggests() {
+    let p = problems("encription: {}\n");
+    assert_eq!(p, vec!["encription: unknown key (hint: did you mean `encryption`?)"]);
+}
+
+#[test]
+fn bad_yaml_names_the_line() {
+    let p = problems("server:\n  listen: [\n");
+    assert!(p[0].starts_with("line "), "{p:?}");
+}
+
+#[test]
+fn custom_master_key_must_be_32_bytes() {
+    let p = problems("encryption:\n  custom:\n    master_key: \"dGVzdGtleQ==\"\n");
+    assert!(p[0].contains("encryption.custom.master_key: decodes to 7 bytes"), "{p:?}");
+    let ok = load("encryption:\n  custom:\n    master_key: \"YmFzZTY0ZW5jb2RlZDMyYnl0ZW1hc3RlcmtleWhlcmU=\"\n").unwrap();
+    assert_eq!(ok.config.encryption.default_provider.as_deref(), Some("custom"));
+}
+
+#[test]
+fn env_overrides_apply_and_are_blamed() {
+    let c = load_env(
+        "encryption:\n  kms:\n    default_key_id: alias/a\n",
+        &[("KMS_DEFAULT_KEY_ID", "alias/b"), ("KMS_REGION", "eu-west-1"), ("KMS_VALIDATE_KEYS", "1")],
+    )
+    .unwrap()
+    .config;
+    let ProviderKind::AwsKms(k) = &c.encryption.providers["aws-kms"].kind else {
+        panic!()
+    };
+    assert_eq!(k.default_key_id, "alias/b");
+    assert_eq!(k.region.as_deref(), Some("eu-west-1"));
+    assert!(k.validate_keys);
+
+    let err = load_env("", &[("KMS_ENABLED", "true"), ("KMS_DATA_KEY_CACHE_TTL", "5 minutes")]).unwrap_err();
+    let all = err.to_string();
+    assert!(all.contains("encryption.kms.default_key_id: missing"), "{all}");
+    assert!(
+        all.contains("encryption.kms.data_key_cache_ttl (from env KMS_DATA_KEY_CACHE_TTL)"),
+        "{all}"
+    );
+    let err = load_env("", &[("KMS_ENABLED", "maybe")]).unwrap_err();
+    assert!(err.to_string().contains("env KMS_ENABLED: `maybe` is not a boolean"));
+}
+
+#[test]
+fn kms_enabled_false_disables_the_block() {
+    let c = load_env("encryption:\n  kms:\n    default_key_id: alias/a\n", &[("KMS_ENABLED", "false")])
+        .unwrap()
+        .config;
+    assert!(c.encryption.providers.is_empty());
+    assert!(c.encryption.default_provider.is_none());
+}
+
+#[test]
+fn client_secrets_from_env_and_file_never_printed() {
+    let dir = std::env::temp_dir().join(format!("sealgate-config-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("secret");
+    std::fs::write(&file, "file-secret-value\n").unwrap();
+    let yaml = format!(
+        r#"
+auth:
+  clients:
+    - access_key_id: AKENV
+      secret_access_key_env: CLIENT_SECRET
+      buckets: ["*"]
+    - access_key_id: AKFILE
+      secret_access_key_file: "{}"
+      buckets: ["logs-*", "data"]
+"#,
+        file.display()
+    );
+    let c = load_env(&yaml, &[("CLIENT_SECRET", "env-secret-value")]).unwrap().config;
+    assert_eq!(c.auth.clients[0].secret_access_key.expose(), b"env-secret-value");
+    assert_eq!(c.auth.clients[1].secret_access_key.expose(), b"file-secret-value");
+    assert!(c.auth.clients[1].buckets[0].matches("logs-2024"));
+    assert!(!format!("{c:?}").contains("secret-value"));
+
+    let err = load(&yaml).unwrap_err().to_string();
+    assert!(err.contains("auth.clients[0].secret_access_key_env: environment variable `CLIENT_SECRET` is not set"));
+    assert!(!err.contains("secret-value"));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn client_entries_need_buckets_and_unique_ids() {
+    let p = problems(
+        "auth:\n  clients:\n    - access_key_id: A\n      secret_access_key: s\n    - access_key_id: A\n      secret_access_key: s\n      buckets: ['*']\n",
+    )
+    .join("\n");
+    assert!(p.contains("auth.clients[0].buckets: missing"), "{p}");
+    assert!(p.contains("auth.clients[1].access_key_id: `A` is listed twice"), "{p}");
+}
+
+#[test]
+fn bucket_configs_map_aliases() {
+    let c = load(
+        r#"
+storage:
+  s3:
+    bucket_configs:
+      sensitive-data:
+        real_name: "prod-sensitive-data"
+        region: "us-east-1"
+        kms_key_id: "alias/sensitive-data-key"
+        kms_encryption_context:
+          bucket: "sensitive-data"
+          classification: "confidential"
+"#,
+    )
+    .unwrap()
+    .config;
+    assert_eq!(c.real_bucket("sensitive-data"), "prod-sensitive-data");
+    assert_eq!(c.real_bucket("other"), "other");
+    assert_eq!(c.buckets["sensitive-data"].kms_encryption_context["classification"], "confidential");
+    let p = problems("storage:\n  s3:\n    bucket_configs:\n      Bad_Name:\n        real_name: x\n").join("\n");
+    assert!(p.contains("storage.s3.bucket_configs.Bad_Name: `Bad_Name` is not a valid bucket name"), "{p}");
+    assert!(p.contains("storage.s3.bucket_configs.Bad_Name.real_name: `x` is not a valid bucket name"), "{p}");
+}
+
+#[test]
+fn endpoints_parse() {
+    let e = parse_endpoint("http://127.0.0.1:9000/").unwrap();
+    assert_eq!((e.tls, e.host.as_str(), e.port), (false, "127.0.0.1", 9000));
+    assert_eq!(e.authority(), "127.0.0.1:9000");
+    let e = parse_endpoint("https://s3.amazonaws.com").unwrap();
+    assert_eq!((e.port, e.authority().as_str()), (443, "s3.amazonaws.com"));
+    let e = parse_endpoint("http://[::1]:9000").unwrap();
+    assert_eq!(e.host, "[::1]");
+    assert!(parse_endpoint("http://h/path").is_err());
+    assert!(parse_endpoint("http://h:99999").is_err());
+}
+
+#[test]
+fn upstream_static_credentials_and_conflicts() {
+    let c = load_env(
+        "storage:\n  s3:\n    endpoint: http://127.0.0.1:9000\n    credentials:\n      access_key_id: UP\n      secret_access_key_env: UPSECRET\n",
+        &[("UPSECRET", "s")],
+    )
+    .unwrap()
+    .config;
+    assert!(matches!(c.upstream.credentials, UpstreamCredentials::Static { ref access_key_id, .. } if access_key_id == "UP"));
+    let p = problems(
+        "storage:\n  s3:\n    credentials:\n      access_key_id: UP\n      secret_access_key: a\n      secret_access_key_env: B\n",
+    )
+    .join("\n");
+    assert!(p.contains("given more than one way"), "{p}");
+}
+
+#[test]
+fn several_providers_need_a_default() {
+    let p = problems(
+        "encryption:\n  key_providers:\n    a:\n      type: local\n      config: {master_key: dGVzdA==}\n    b:\n      type: local\n      config: {master_key: dGVzdA==}\n",
+    )
+    .join("\n");
+    assert!(p.contains("encryption.key_provider: missing"), "{p}");
+    let p = problems("encryption:\n  key_providers:\n    a:\n      type: aws-kmz\n").join("\n");
+    assert!(p.contains("did you mean `aws-kms`"), "{p}");
+}
+
+#[test]
+fn warnings_do_not_fail() {
+    let l = load("encryption:\n  local:\n    master_key: dGVzdA==\n").unwrap();
+    assert!(l.warnings.iter().any(|w| w.message.contains("local")));
+    assert!(l.warnings.iter().any(|w| w.path == "auth.clients"));
+}

@@ -1,0 +1,894 @@
+//! From the YAML tree to a [`Config`]: every check, every problem with its path.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use base64::Engine;
+use serde_norway::Value;
+
+use crate::glob::Glob;
+use crate::model::*;
+use crate::problem::suggest;
+use crate::reader::{secret_keys, Obj, Reader};
+use crate::secret::Secret;
+
+/// Default plain listener.
+pub const DEFAULT_LISTEN: &str = "0.0.0.0:8080";
+/// Default data-key cache lifetime (the original design's example value).
+pub const DEFAULT_DATA_KEY_CACHE_TTL: Duration = Duration::from_secs(300);
+/// S3 refuses requests whose clock is more than 15 minutes off; so do we.
+pub const DEFAULT_MAX_CLOCK_SKEW: Duration = Duration::from_secs(15 * 60);
+/// Region assumed when none is configured (as the AWS SDKs do for S3).
+pub const DEFAULT_REGION: &str = "us-east-1";
+/// Default Azure key name when a vault block names none.
+pub const DEFAULT_AZURE_KEY_NAME: &str = "sealgate";
+/// Master key length for the `custom` provider: AES-256.
+pub const CUSTOM_MASTER_KEY_LEN: usize = 32;
+/// Clock skew above this is a typo, not a policy.
+pub const MAX_CLOCK_SKEW_LIMIT: Duration = Duration::from_secs(60 * 60);
+/// Upstream connect timeout.
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Upstream read timeout (between bytes, not for the whole body).
+pub const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(60);
+/// Time given to in-flight requests at shutdown.
+pub const DEFAULT_GRACE_PERIOD: Duration = Duration::from_secs(30);
+
+const PROVIDER_TYPES: [&str; 4] = ["aws-kms", "azure-keyvault", "custom", "local"];
+
+pub(crate) fn build(r: &mut Reader, root: &Value) -> Option<Config> {
+    let top = r.obj("", Some(root), &["server", "storage", "auth", "encryption", "logging"])?;
+    let server = server(r, &top);
+    let storage = r.obj("storage", top.get("storage"), &["s3"]);
+    let s3 = storage.as_ref().and_then(|s| r.obj("storage.s3", s.get("s3"), S3_KEYS));
+    let s3 = s3.unwrap_or_else(|| Obj::empty("storage.s3"));
+    let upstream = upstream(r, &s3);
+    let buckets = bucket_configs(r, &s3);
+    let auth = auth(r, &top);
+    let encryption = encryption(r, &top, &buckets);
+    let logging = logging(r, &top);
+    if !r.problems.is_empty() {
+        return None;
+    }
+    Some(Config {
+        server: server?,
+        upstream: upstream?,
+        auth: auth?,
+        encryption: encryption?,
+        buckets,
+        logging: logging?,
+    })
+}
+
+fn socket_addr(r: &mut Reader, o: &Obj, key: &str) -> Option<SocketAddr> {
+    let text = r.string(o, key)?;
+    match text.parse() {
+        Ok(a) => Some(a),
+        Err(_) => {
+            r.problem(
+                &o.child(key),
+                format!("`{text}` is not an address"),
+                Some("write IP:PORT, e.g. `0.0.0.0:8080` or `[::]:8443`".into()),
+            );
+            None
+        }
+    }
+}
+
+fn server(r: &mut Reader, top: &Obj) -> Option<Server> {
+    let o = r.obj(
+        "server",
+        top.get("server"),
+        &["listen", "admin_listen", "threads", "domains", "tls", "grace_period"],
+    )?;
+    let listen = if o.has("listen") {
+        socket_addr(r, &o, "listen")
+    } else if o.has("tls") {
+        None
+    } else {
+        DEFAULT_LISTEN.parse().ok()
+    };
+    let admin_listen = socket_addr(r, &o, "admin_listen");
+    let threads = match r.unsigned(&o, "threads") {
+        Some(0) => {
+            r.problem(&o.child("threads"), "must be at least 1", None);
+            1
+        }
+        Some(n) => n as usize,
+        None => std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+    };
+    let mut domains = Vec::new();
+    for (i, d) in r.string_list(&o, "domains").unwrap_or_default().into_iter().enumerate() {
+        let d = d.trim_start_matches('.').to_ascii_lowercase();
+        if d.is_empty() || d.contains('/') || d.contains(':') {
+            r.problem(
+                &format!("server.domains[{i}]"),
+                format!("`{d}` is not a domain name"),
+                Some("write the base domain only, e.g. `s3.example.com` (no scheme, port or path)".into()),
+            );
+        } else {
+            domains.push(d);
+        }
+    }
+    let tls = match r.obj("server.tls", o.get("tls"), &["listen", "cert_file", "key_file"]) {
+        Some(t) if o.has("tls") => {
+            let listen = if t.has("listen") {
+                socket_addr(r, &t, "listen")
+            } else {
+                r.problem(&t.child("listen"), "missing", Some("e.g. `0.0.0.0:8443`".into()));
+                None
+            };
+            let cert = existing_file(r, &t, "cert_file", "a PEM certificate chain");
+            let key = existing_file(r, &t, "key_file", "a PEM private key");
+            match (listen, cert, key) {
+                (Some(listen), Some(cert_file), Some(key_file)) => Some(ServerTls {
+                    listen,
+                    cert_file,
+                    key_file,
+                }),
+                _ => None,
+            }
+        }
+        _ => None,
+    };
+    let grace_period = r.duration(&o, "grace_period").unwrap_or(DEFAULT_GRACE_PERIOD);
+    Some(Server {
+        listen,
+        tls,
+        admin_listen,
+        threads,
+        domains,
+        grace_period,
+    })
+}
+
+fn existing_file(r: &mut Reader, o: &Obj, key: &str, what: &str) -> Option<PathBuf> {
+    let Some(path) = r.string(o, key) else {
+        if !o.has(key) {
+            r.problem(&o.child(key), "missing", Some(format!("the path of {what}")));
+        }
+        return None;
+    };
+    let p = PathBuf::from(&path);
+    if !p.is_file() {
+        r.problem(
+            &o.child(key),
+            format!("`{path}` is not a readable file"),
+            Some(format!("point it at {what}")),
+        );
+        return None;
+    }
+    Some(p)
+}
+
+const S3_KEYS: &[&str] = &[
+    "endpoint",
+    "region",
+    "addressing_style",
+    "force_path_style",
+    "ca_bundle",
+    "credentials",
+    "connect_timeout",
+    "read_timeout",
+    "bucket_configs",
+];
+
+fn upstream(r: &mut Reader, o: &Obj) -> Option<Upstream> {
+    let region = r.string(o, "region").unwrap_or_else(|| DEFAULT_REGION.to_string());
+    let endpoint_text = r
+        .string(o, "endpoint")
+        .unwrap_or_else(|| format!("https://s3.{region}.amazonaws.com"));
+    let endpoint = match parse_endpoint(&endpoint_text) {
+        Ok(e) => Some(e),
+        Err(e) => {
+            r.problem(
+                &o.child("endpoint"),
+                e,
+                Some("write a URL like `https://s3.us-east-1.amazonaws.com` or `http://127.0.0.1:9000`".into()),
+            );
+            None
+        }
+    };
+    let force_path = r.boolean(o, "force_path_style");
+    let addressing_style = match r.string(o, "addressing_style").as_deref() {
+        None => match force_path {
+            Some(false) => AddressingStyle::Virtual,
+            _ => AddressingStyle::Path,
+        },
+        Some("path") => AddressingStyle::Path,
+        Some("virtual") => AddressingStyle::Virtual,
+        Some(other) => {
+            r.problem(
+                &o.child("addressing_style"),
+                format!("`{other}` is not an addressing style"),
+                Some("use `path` or `virtual`".into()),
+            );
+            AddressingStyle::Path
+        }
+    };
+    if o.has("addressing_style") && force_path.is_some() {
+        r.problem(
+            &o.child("force_path_style"),
+            "conflicts with addressing_style",
+            Some("keep only addressing_style".into()),
+        );
+    }
+    let ca_bundle = if o.has("ca_bundle") {
+        existing_file(r, o, "ca_bundle", "a PEM file of CA certificates")
+    } else {
+        None
+    };
+    let credentials = upstream_credentials(r, o);
+    let connect_timeout = r.duration(o, "connect_timeout").unwrap_or(DEFAULT_CONNECT_TIMEOUT);
+    let read_timeout = r.duration(o, "read_timeout").unwrap_or(DEFAULT_READ_TIMEOUT);
+    Some(Upstream {
+        endpoint: endpoint?,
+        region,
+        addressing_style,
+        ca_bundle,
+        credentials: credentials?,
+        connect_timeout,
+        read_timeout,
+    })
+}
+
+/// Parses `scheme://host[:port][/]`.
+pub fn parse_endpoint(text: &str) -> Result<Endpoint, String> {
+    let (tls, rest) = if let Some(rest) = text.strip_prefix("https://") {
+        (true, rest)
+    } else if let Some(rest) = text.strip_prefix("http://") {
+        (false, rest)
+    } else {
+        return Err(format!("`{text}` must start with http:// or https://"));
+    };
+    let rest = rest.trim_end_matches('/');
+    if rest.is_empty() || rest.contains('/') || rest.contains('?') || rest.contains('@') {
+        return Err(format!("`{text}` must be scheme://host[:port] with no path"));
+    }
+    let (host, port) = if let Some(v6) = rest.strip_prefix('[') {
+        let (h, after) = v6.split_once(']').ok_or_else(|| format!("`{text}`: unclosed `[`"))?;
+        let port = match after.strip_prefix(':') {
+            Some(p) => Some(p),
+            None if after.is_empty() => None,
+            None => return Err(format!("`{text}`: junk after the address")),
+        };
+        (format!("[{h}]"), port)
+    } else {
+        match rest.rsplit_once(':') {
+            Some((h, p)) => (h.to_string(), Some(p)),
+            None => (rest.to_string(), None),
+        }
+    };
+    let port = match port {
+        Some(p) => p.parse::<u16>().map_err(|_| format!("`{text}`: bad port `{p}`"))?,
+        None if tls => 443,
+        None => 80,
+    };
+    if host.is_empty() {
+        return Err(format!("`{text}` has no host"));
+    }
+    Ok(Endpoint {
+        tls,
+        host: host.to_ascii_lowercase(),
+        port,
+    })
+}
+
+fn upstream_credentials(r: &mut Reader, s3: &Obj) -> Option<UpstreamCredentials> {
+    let [s, se, sf] = secret_keys("secret_access_key");
+    let [t, te, tf] = secret_keys("session_token");
+    let known = ["source", "access_key_id", &s, &se, &sf, &t, &te, &tf];
+    let Some(o) = r.obj(&s3.child("credentials"), s3.get("credentials"), &known) else {
+        return None;
+    };
+    let source = r.string(&o, "source");
+    let has_static = o.has("access_key_id");
+    match source.as_deref().unwrap_or(if has_static { "static" } else { "chain" }) {
+        "static" => {
+            let id = r.required_string(&o, "access_key_id", "the upstream access key id");
+            let secret = r.secret(&o, "secret_access_key");
+            if secret.is_none() && !o.has(&s) && !o.has(&se) && !o.has(&sf) {
+                r.problem(
+                    &o.child("secret_access_key"),
+                    "missing",
+                    Some("give secret_access_key_env (a variable name) or secret_access_key_file".into()),
+                );
+            }
+            let session_token = r.secret(&o, "session_token");
+            Some(UpstreamCredentials::Static {
+                access_key_id: id?,
+                secret_access_key: secret?,
+                session_token,
+            })
+        }
+        "env" => {
+            let id = (r.env)("AWS_ACCESS_KEY_ID");
+            let secret = (r.env)("AWS_SECRET_ACCESS_KEY");
+            match (id, secret) {
+                (Some(id), Some(secret)) if !id.is_empty() && !secret.is_empty() => {
+                    Some(UpstreamCredentials::Static {
+                        access_key_id: id,
+                        secret_access_key: Secret::from_string(secret),
+                        session_token: (r.env)("AWS_SESSION_TOKEN").map(Secret::from_string),
+                    })
+                }
+                _ => {
+                    r.problem(
+                        &o.child("source"),
+                        "source `env` needs AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY in the environment",
+                        Some("export both, or use source `chain`".into()),
+                    );
+                    None
+                }
+            }
+        }
+        "chain" => Some(UpstreamCredentials::DefaultChain),
+        other => {
+            r.problem(
+                &o.child("source"),
+                format!("`{other}` is not a credential source"),
+                Some("use `static`, `env` or `chain` (the standard AWS credential chain)".into()),
+            );
+            None
+        }
+    }
+}
+
+fn bucket_configs(r: &mut Reader, s3: &Obj) -> BTreeMap<String, BucketConfig> {
+    let mut out = BTreeMap::new();
+    let path = s3.child("bucket_configs");
+    let entries = r.dict(&path, s3.get("bucket_configs"));
+    for (alias, v) in entries {
+        let at = format!("{path}.{alias}");
+        if let Err(e) = check_bucket_name(alias) {
+            r.problem(&at, e, Some("bucket_configs keys are the bucket names clients use".into()));
+        }
+        let Some(b) = r.obj(
+            &at,
+            Some(v),
+            &["real_name", "region", "kms_key_id", "kms_encryption_context"],
+        ) else {
+            continue;
+        };
+        let real_name = r.string(&b, "real_name");
+        if let Some(n) = &real_name {
+            if let Err(e) = check_bucket_name(n) {
+                r.problem(&b.child("real_name"), e, None);
+            }
+        }
+        let cfg = BucketConfig {
+            real_name,
+            region: r.string(&b, "region"),
+            kms_key_id: r.string(&b, "kms_key_id"),
+            kms_encryption_context: r.string_map(&b, "kms_encryption_context"),
+        };
+        out.insert(alias.to_string(), cfg);
+    }
+    out
+}
+
+/// S3's bucket naming rules (the ones that matter for routing).
+pub fn check_bucket_name(name: &str) -> Result<(), String> {
+    let ok_len = (3..=63).contains(&name.len());
+    let ok_chars = name
+        .bytes()
+        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-' || c == b'.');
+    let ok_ends = name
+        .bytes()
+        .next()
+        .zip(name.bytes().last())
+        .is_some_and(|(a, z)| a.is_ascii_alphanumeric() && z.is_ascii_alphanumeric());
+    if ok_len && ok_chars && ok_ends && !name.contains("..") {
+        Ok(())
+    } else {
+        Err(format!(
+            "`{name}` is not a valid bucket name (3-63 lowercase letters, digits, `-` or `.`, starting and ending with a letter or digit)"
+        ))
+    }
+}
+
+fn auth(r: &mut Reader, top: &Obj) -> Option<Auth> {
+    let o = r.obj("auth", top.get("auth"), &["clients", "max_clock_skew"])?;
+    let max_clock_skew = r.duration(&o, "max_clock_skew").unwrap_or(DEFAULT_MAX_CLOCK_SKEW);
+    if max_clock_skew > MAX_CLOCK_SKEW_LIMIT {
+        r.problem(
+            &o.child("max_clock_skew"),
+            format!("more than {} minutes", MAX_CLOCK_SKEW_LIMIT.as_secs() / 60),
+            Some("S3 uses 15m; a large skew widens the replay window of captured requests".into()),
+        );
+    }
+    let [s, se, sf] = secret_keys("secret_access_key");
+    let known = ["access_key_id", "buckets", s.as_str(), se.as_str(), sf.as_str()];
+    let mut clients: Vec<ClientCredential> = Vec::new();
+    for (path, v) in r.list(&o, "clients") {
+        let Some(c) = r.obj(&path, Some(v), &known) else { continue };
+        let id = r.required_string(&c, "access_key_id", "the key id clients put in their requests");
+        if let Some(id) = &id {
+            if clients.iter().any(|x| &x.access_key_id == id) {
+                r.problem(&c.child("access_key_id"), format!("`{id}` is listed twice"), None);
+            }
+            if id.contains('/') || id.contains(' ') {
+                r.problem(&c.child("access_key_id"), "must not contain `/` or spaces", None);
+            }
+        }
+        let secret = r.secret(&c, "secret_access_key");
+        if secret.is_none() && !c.has(&s) && !c.has(&se) && !c.has(&sf) {
+            r.problem(
+                &c.child("secret_access_key"),
+                "missing",
+                Some("give secret_access_key_env (a variable name) or secret_access_key_file".into()),
+            );
+        }
+        if c.has(&s) {
+            r.warn(
+                &c.child("secret_access_key"),
+                "secret written inline in the config file",
+                Some("prefer secret_access_key_env or secret_access_key_file".into()),
+            );
+        }
+        let mut buckets = Vec::new();
+        match r.string_list(&c, "buckets") {
+            None => r.problem(
+                &c.child("buckets"),
+                "missing",
+                Some("list the bucket patterns this key may use, or [\"*\"] for all".into()),
+            ),
+            Some(list) => {
+                for (i, p) in list.iter().enumerate() {
+                    match Glob::new(p) {
+                        Ok(g) => buckets.push(g),
+                        Err(e) => r.problem(&format!("{}[{i}]", c.child("buckets")), e, None),
+                    }
+                }
+            }
+        }
+        if let (Some(access_key_id), Some(secret_access_key)) = (id, secret) {
+            clients.push(ClientCredential {
+                access_key_id,
+                secret_access_key,
+                buckets,
+            });
+        }
+    }
+    if clients.is_empty() && r.problems.is_empty() {
+        r.warn(
+            "auth.clients",
+            "no client credentials: every S3 request will be refused",
+            Some("add auth.clients entries with access_key_id, secret_access_key_env and buckets".into()),
+        );
+    }
+    Some(Auth { clients, max_clock_skew })
+}
+
+/// Keys shared by the AWS KMS single block and named aws-kms configs.
+const KMS_KEYS: &[&str] = &[
+    "default_key_id",
+    "region",
+    "endpoint",
+    "key_spec",
+    "encryption_context",
+    "data_key_cache_ttl",
+    "validate_keys",
+    "enable_key_rotation",
+];
+
+fn encryption(r: &mut Reader, top: &Obj, buckets: &BTreeMap<String, BucketConfig>) -> Option<Encryption> {
+    let o = r.obj(
+        "encryption",
+        top.get("encryption"),
+        &["key_provider", "key_providers", "policies", "kms", "azure_keyvault", "custom", "local"],
+    )?;
+    let mut providers: BTreeMap<String, Provider> = BTreeMap::new();
+
+    // Single-provider blocks, named by their type.
+    let mut kms_disabled = false;
+    if o.has("kms") {
+        let mut known = KMS_KEYS.to_vec();
+        known.push("enabled");
+        if let Some(k) = r.obj("encryption.kms", o.get("kms"), &known) {
+            let enabled = r.boolean(&k, "enabled").unwrap_or(true);
+            kms_disabled = !enabled;
+            if enabled {
+                if let Some(kind) = aws_kms(r, &k) {
+                    providers.insert("aws-kms".into(), Provider { name: "aws-kms".into(), kind });
+                }
+            }
+        }
+    }
+    for (block, ty) in [("azure_keyvault", "azure-keyvault"), ("custom", "custom"), ("local", "local")] {
+        if !o.has(block) {
+            continue;
+        }
+        let path = format!("encryption.{block}");
+        if let Some(kind) = provider_config(r, &path, ty, o.get(block)) {
+            providers.insert(ty.into(), Provider { name: ty.into(), kind });
+        }
+    }
+
+    // Named providers.
+    for (name, v) in r.dict("encryption.key_providers", o.get("key_providers")) {
+        let at = format!("encryption.key_providers.{name}");
+        let Some(p) = r.obj(&at, Some(v), &["type", "config"]) else { continue };
+        if providers.contains_key(name) {
+            r.problem(
+                &at,
+                format!("`{name}` is also the name of a single-provider block"),
+                Some("rename the named provider".into()),
+            );
+            continue;
+        }
+        let Some(ty) = r.required_string(&p, "type", "one of aws-kms, azure-keyvault, custom, local") else {
+            continue;
+        };
+        if !PROVIDER_TYPES.contains(&ty.as_str()) {
+            let hint = match suggest(&ty, PROVIDER_TYPES) {
+                Some(s) => format!("did you mean `{s}`?"),
+                None => "use aws-kms, azure-keyvault, custom or local".to_string(),
+            };
+            r.problem(&p.child("type"), format!("unknown provider type `{ty}`"), Some(hint));
+            continue;
+        }
+        if let Some(kind) = provider_config(r, &p.child("config"), &ty, p.get("config")) {
+            providers.insert(name.to_string(), Provider { name: name.to_string(), kind });
+        }
+    }
+
+    // The default provider.
+    let default_provider = match r.string(&o, "key_provider") {
+        Some(name) => {
+            let resolved = resolve_provider(&name, &providers);
+            if resolved.is_none() {
+                unknown_provider(r, "encryption.key_provider", &name, &providers, kms_disabled);
+            }
+            resolved
+        }
+        None if providers.len() == 1 && !o.has("key_providers") => providers.keys().next().cloned(),
+        None if providers.contains_key("aws-kms") && !kms_disabled => Some("aws-kms".to_string()),
+        None if providers.is_empty() => None,
+        None => {
+            r.problem(
+                "encryption.key_provider",
+                "missing: several providers are configured and none is the default",
+                Some(format!("set it to one of: {}", names(&providers))),
+            );
+            None
+        }
+    };
+
+    // Policies.
+    let mut policies = Vec::new();
+    for (path, v) in r.list(&o, "policies") {
+        let Some(p) = r.obj(&path, Some(v), &["bucket_pattern", "key_provider", "mandatory", "allowed_key_ids"])
+        else {
+            continue;
+        };
+        let pattern = r
+            .required_string(&p, "bucket_pattern", "a bucket name or glob such as `prod-*`")
+            .and_then(|s| match Glob::new(&s) {
+                Ok(g) => Some(g),
+                Err(e) => {
+                    r.problem(&p.child("bucket_pattern"), e, None);
+                    None
+                }
+            });
+        let provider = match r.string(&p, "key_provider") {
+            Some(name) => {
+                let resolved = resolve_provider(&name, &providers);
+                if resolved.is_none() {
+                    unknown_provider(r, &p.child("key_provider"), &name, &providers, kms_disabled);
+                }
+                resolved
+            }
+            None => match &default_provider {
+                Some(d) => Some(d.clone()),
+                None => {
+                    r.problem(
+                        &p.child("key_provider"),
+                        "missing, and there is no default provider",
+                        Some("name one of encryption.key_providers".into()),
+                    );
+                    None
+                }
+            },
+        };
+        let mandatory = r.boolean(&p, "mandatory").unwrap_or(true);
+        let allowed_key_ids = r.string_list(&p, "allowed_key_ids").unwrap_or_default();
+        if let (Some(bucket_pattern), Some(key_provider)) = (pattern, provider) {
+            policies.push(Policy {
+                bucket_pattern,
+                key_provider,
+                mandatory,
+                allowed_key_ids,
+            });
+        }
+    }
+
+    // Per-bucket KMS settings need a KMS provider to mean anything.
+    for (alias, b) in buckets {
+        if b.kms_key_id.is_none() && b.kms_encryption_context.is_empty() {
+            continue;
+        }
+        let provider = policies
+            .iter()
+            .find(|p| p.bucket_pattern.matches(alias))
+            .map(|p| p.key_provider.as_str())
+            .or(default_provider.as_deref());
+        if provider.is_none() && r.problems.is_empty() {
+            r.warn(
+                &format!("storage.s3.bucket_configs.{alias}.kms_key_id"),
+                "this bucket has KMS settings but no key provider applies to it",
+                Some("configure encryption.kms or a policy matching the bucket".into()),
+            );
+        }
+    }
+
+    if providers.values().any(|p| matches!(p.kind, ProviderKind::Local(_))) {
+        r.warn(
+            "encryption",
+            "a `local` key provider is configured: its key lives in the config file",
+            Some("use it for development only; use aws-kms, azure-keyvault or custom in production".into()),
+        );
+    }
+
+    Some(Encryption {
+        default_provider,
+        providers,
+        policies,
+    })
+}
+
+fn names(providers: &BTreeMap<String, Provider>) -> String {
+    providers.keys().map(String::as_str).collect::<Vec<_>>().join(", ")
+}
+
+/// A `key_provider` value names a named provider, or the type of a single-provider block.
+fn resolve_provider(name: &str, providers: &BTreeMap<String, Provider>) -> Option<String> {
+    providers.contains_key(name).then(|| name.to_string())
+}
+
+fn unknown_provider(
+    r: &mut Reader,
+    path: &str,
+    name: &str,
+    providers: &BTreeMap<String, Provider>,
+    kms_disabled: bool,
+) {
+    let hint = if name == "aws-kms" && kms_disabled {
+        "encryption.kms.enabled is false".to_string()
+    } else if PROVIDER_TYPES.contains(&name) {
+        let block = match name {
+            "aws-kms" => "kms",
+            "azure-keyvault" => "azure_keyvault",
+            other => other,
+        };
+        format!("add an encryption.{block} block, or name one of: {}", names(providers))
+    } else {
+        match suggest(name, providers.keys().map(String::as_str)) {
+            Some(s) => format!("did you mean `{s}`?"),
+            None if providers.is_empty() => "no key providers are configured".to_string(),
+            None => format!("configured providers: {}", names(providers)),
+        }
+    };
+    r.problem(path, format!("unknown key provider `{name}`"), Some(hint));
+}
+
+fn provider_config(r: &mut Reader, path: &str, ty: &str, v: Option<&Value>) -> Option<ProviderKind> {
+    match ty {
+        "aws-kms" => {
+            let o = r.obj(path, v, KMS_KEYS)?;
+            aws_kms(r, &o)
+        }
+        "azure-keyvault" => {
+            let [s, se, sf] = secret_keys("client_secret");
+            let known = [
+                "vault_url",
+                "key_name",
+                "key_version",
+                "tenant_id",
+                "client_id",
+                s.as_str(),
+                se.as_str(),
+                sf.as_str(),
+                "key_size",
+                "data_key_cache_ttl",
+            ];
+            let o = r.obj(path, v, &known)?;
+            azure(r, &o)
+        }
+        "custom" => {
+            let [m, me, mf] = secret_keys("master_key");
+            let known = [m.as_str(), me.as_str(), mf.as_str(), "key_derivation_salt", "data_key_cache_ttl"];
+            let o = r.obj(path, v, &known)?;
+            let master_key = master_key(r, &o, Some(CUSTOM_MASTER_KEY_LEN));
+            let salt = r.string(&o, "key_derivation_salt").and_then(|s| {
+                match base64::engine::general_purpose::STANDARD.decode(s.trim()) {
+                    Ok(b) => Some(b),
+                    Err(_) => {
+                        r.problem(&o.child("key_derivation_salt"), "not valid base64", None);
+                        None
+                    }
+                }
+            });
+            let data_key_cache_ttl = r.duration(&o, "data_key_cache_ttl").unwrap_or(DEFAULT_DATA_KEY_CACHE_TTL);
+            Some(ProviderKind::Custom(Custom {
+                master_key: master_key?,
+                key_derivation_salt: salt,
+                data_key_cache_ttl,
+            }))
+        }
+        "local" => {
+            let [m, me, mf] = secret_keys("master_key");
+            let known = [m.as_str(), me.as_str(), mf.as_str(), "data_key_cache_ttl"];
+            let o = r.obj(path, v, &known)?;
+            let master_key = master_key(r, &o, None);
+            let data_key_cache_ttl = r.duration(&o, "data_key_cache_ttl").unwrap_or(DEFAULT_DATA_KEY_CACHE_TTL);
+            Some(ProviderKind::Local(Local {
+                master_key: master_key?,
+                data_key_cache_ttl,
+            }))
+        }
+        _ => None,
+    }
+}
+
+/// A base64 master key; `exact_len` for providers that use it as an AES key directly.
+fn master_key(r: &mut Reader, o: &Obj, exact_len: Option<usize>) -> Option<Secret> {
+    let present = ["master_key", "master_key_env", "master_key_file"].iter().any(|k| o.has(k));
+    if !present {
+        r.problem(
+            &o.child("master_key"),
+            "missing",
+            Some("give master_key_env or master_key_file holding a base64 key (e.g. `openssl rand -base64 32`)".into()),
+        );
+        return None;
+    }
+    let encoded = r.secret(o, "master_key")?;
+    let text = encoded.expose_str().unwrap_or("").trim().to_string();
+    let decoded = base64::engine::general_purpose::STANDARD.decode(&text);
+    drop(Secret::from_string(text));
+    match decoded {
+        Ok(bytes) => {
+            let key = Secret::new(bytes);
+            match exact_len {
+                Some(n) if key.len() != n => {
+                    r.problem(
+                        &o.child("master_key"),
+                        format!("decodes to {} bytes; this provider needs exactly {n}", key.len()),
+                        Some("generate one with `openssl rand -base64 32`".into()),
+                    );
+                    None
+                }
+                _ if key.is_empty() => {
+                    r.problem(&o.child("master_key"), "decodes to nothing", None);
+                    None
+                }
+                _ => Some(key),
+            }
+        }
+        Err(_) => {
+            r.problem(
+                &o.child("master_key"),
+                "not valid base64",
+                Some("generate one with `openssl rand -base64 32`".into()),
+            );
+            None
+        }
+    }
+}
+
+fn aws_kms(r: &mut Reader, o: &Obj) -> Option<ProviderKind> {
+    let default_key_id = r.required_string(o, "default_key_id", "a KMS key id, ARN or `alias/name`");
+    let region = r.string(o, "region");
+    let endpoint = r.string(o, "endpoint");
+    if let Some(e) = &endpoint {
+        if let Err(msg) = parse_endpoint(e) {
+            r.problem(&o.child("endpoint"), msg, None);
+        }
+    }
+    let key_spec = match r.string(o, "key_spec").as_deref() {
+        None | Some("AES_256") => KeySpec::Aes256,
+        Some(other) => {
+            r.problem(
+                &o.child("key_spec"),
+                format!("`{other}` is not supported"),
+                Some("sealgate's data keys are AES_256 (RSA_* specs belong to asymmetric KMS keys, which cannot generate data keys)".into()),
+            );
+            KeySpec::Aes256
+        }
+    };
+    let encryption_context = r.string_map(o, "encryption_context");
+    let data_key_cache_ttl = r.duration(o, "data_key_cache_ttl").unwrap_or(DEFAULT_DATA_KEY_CACHE_TTL);
+    let validate_keys = r.boolean(o, "validate_keys").unwrap_or(false);
+    let enable_key_rotation = r.boolean(o, "enable_key_rotation").unwrap_or(false);
+    Some(ProviderKind::AwsKms(AwsKms {
+        default_key_id: default_key_id?,
+        region,
+        endpoint,
+        key_spec,
+        encryption_context,
+        data_key_cache_ttl,
+        validate_keys,
+        enable_key_rotation,
+    }))
+}
+
+fn azure(r: &mut Reader, o: &Obj) -> Option<ProviderKind> {
+    let vault_url = r.required_string(o, "vault_url", "e.g. `https://myvault.vault.azure.net`");
+    if let Some(u) = &vault_url {
+        if !u.starts_with("https://") {
+            r.problem(
+                &o.child("vault_url"),
+                "must be an https:// URL",
+                Some("Key Vault is only reachable over TLS".into()),
+            );
+        }
+    }
+    let key_name = r.string(o, "key_name").unwrap_or_else(|| DEFAULT_AZURE_KEY_NAME.to_string());
+    let key_version = r.string(o, "key_version");
+    let tenant_id = r.string(o, "tenant_id");
+    let client_id = r.string(o, "client_id");
+    let client_secret = r.secret(o, "client_secret");
+    if client_secret.is_some() && (tenant_id.is_none() || client_id.is_none()) {
+        r.problem(
+            &o.child("client_secret"),
+            "a client secret needs tenant_id and client_id",
+            Some("add both, or remove the secret to use managed identity".into()),
+        );
+    }
+    let key_size = match r.unsigned(o, "key_size") {
+        None | Some(256) => 256,
+        Some(other) => {
+            r.problem(
+                &o.child("key_size"),
+                format!("{other}-bit data keys are not supported"),
+                Some("use 256".into()),
+            );
+            256
+        }
+    };
+    let data_key_cache_ttl = r.duration(o, "data_key_cache_ttl").unwrap_or(DEFAULT_DATA_KEY_CACHE_TTL);
+    Some(ProviderKind::AzureKeyVault(AzureKeyVault {
+        vault_url: vault_url?,
+        key_name,
+        key_version,
+        tenant_id,
+        client_id,
+        client_secret,
+        key_size,
+        data_key_cache_ttl,
+    }))
+}
+
+fn logging(r: &mut Reader, top: &Obj) -> Option<Logging> {
+    let o = r.obj("logging", top.get("logging"), &["level", "kms_operations", "format"])?;
+    let level = match r.string(&o, "level").as_deref() {
+        None | Some("info") => LogLevel::Info,
+        Some("error") => LogLevel::Error,
+        Some("warn") | Some("warning") => LogLevel::Warn,
+        Some("debug") => LogLevel::Debug,
+        Some("trace") => LogLevel::Trace,
+        Some(other) => {
+            r.problem(
+                &o.child("level"),
+                format!("`{other}` is not a log level"),
+                Some("use error, warn, info, debug or trace".into()),
+            );
+            LogLevel::Info
+        }
+    };
+    let format = match r.string(&o, "format").as_deref() {
+        None | Some("text") => LogFormat::Text,
+        Some("json") => LogFormat::Json,
+        Some(other) => {
+            r.problem(&o.child("format"), format!("`{other}` is not a log format"), Some("use text or json".into()));
+            LogFormat::Text
+        }
+    };
+    let kms_operations = r.boolean(&o, "kms_operations").unwrap_or(false);
+    Some(Logging {
+        level,
+        kms_operations,
+        format,
+    })
+}
