@@ -11,10 +11,9 @@ impl Glob {
         if pattern.is_empty() {
             return Err("empty pattern".into());
         }
-        if let Some(c) = pattern
-            .chars()
-            .find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '-' | '.' | '*' | '?')))
-        {
+        if let Some(c) = pattern.chars().find(|c| {
+            !(c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '-' | '.' | '*' | '?'))
+        }) {
             return Err(format!(
                 "`{c}` cannot occur in a bucket name (lowercase letters, digits, `-` and `.`; `*` and `?` are wildcards)"
             ));

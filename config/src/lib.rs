@@ -39,9 +39,17 @@ pub const KMS_ENV_OVERRIDES: [(&str, &str, EnvKind); 7] = [
     ("KMS_DEFAULT_KEY_ID", "default_key_id", EnvKind::Text),
     ("KMS_KEY_SPEC", "key_spec", EnvKind::Text),
     ("KMS_REGION", "region", EnvKind::Text),
-    ("KMS_DATA_KEY_CACHE_TTL", "data_key_cache_ttl", EnvKind::Text),
+    (
+        "KMS_DATA_KEY_CACHE_TTL",
+        "data_key_cache_ttl",
+        EnvKind::Text,
+    ),
     ("KMS_VALIDATE_KEYS", "validate_keys", EnvKind::Bool),
-    ("KMS_ENABLE_KEY_ROTATION", "enable_key_rotation", EnvKind::Bool),
+    (
+        "KMS_ENABLE_KEY_ROTATION",
+        "enable_key_rotation",
+        EnvKind::Bool,
+    ),
 ];
 
 /// How an override's text becomes a YAML value.
@@ -120,7 +128,8 @@ fn apply_env_overrides(r: &mut reader::Reader, tree: &mut Value) {
             continue;
         };
         kms.insert(Value::String(key.to_string()), value);
-        r.origins.insert(format!("encryption.kms.{key}"), var.to_string());
+        r.origins
+            .insert(format!("encryption.kms.{key}"), var.to_string());
     }
 }
 

@@ -84,7 +84,11 @@ impl Endpoint {
 
     /// The endpoint written back as a URL.
     pub fn url(&self) -> String {
-        format!("{}://{}", if self.tls { "https" } else { "http" }, self.authority())
+        format!(
+            "{}://{}",
+            if self.tls { "https" } else { "http" },
+            self.authority()
+        )
     }
 }
 
@@ -292,6 +296,9 @@ impl Config {
 
     /// The policy for a client-visible bucket: the first whose pattern matches.
     pub fn policy_for(&self, bucket: &str) -> Option<&Policy> {
-        self.encryption.policies.iter().find(|p| p.bucket_pattern.matches(bucket))
+        self.encryption
+            .policies
+            .iter()
+            .find(|p| p.bucket_pattern.matches(bucket))
     }
 }

@@ -98,23 +98,40 @@ impl<'e> Reader<'e> {
 
     /// Reads a mapping and reports keys outside `known` (with a "did you mean").
     /// A null value reads as an empty mapping (`kms:` with nothing under it).
-    pub fn obj<'a>(&mut self, path: &str, value: Option<&'a Value>, known: &[&str]) -> Option<Obj<'a>> {
+    pub fn obj<'a>(
+        &mut self,
+        path: &str,
+        value: Option<&'a Value>,
+        known: &[&str],
+    ) -> Option<Obj<'a>> {
         let map = match value {
             None | Some(Value::Null) => None,
             Some(Value::Mapping(m)) => Some(m),
             Some(other) => {
-                self.problem(path, format!("expected a mapping, found {}", kind(other)), None);
+                self.problem(
+                    path,
+                    format!("expected a mapping, found {}", kind(other)),
+                    None,
+                );
                 return None;
             }
         };
         if let Some(m) = map {
             for key in m.keys() {
                 let Some(k) = key.as_str() else {
-                    self.problem(path, format!("keys must be strings, found {}", kind(key)), None);
+                    self.problem(
+                        path,
+                        format!("keys must be strings, found {}", kind(key)),
+                        None,
+                    );
                     continue;
                 };
                 if !known.contains(&k) {
-                    let at = if path.is_empty() { k.to_string() } else { format!("{path}.{k}") };
+                    let at = if path.is_empty() {
+                        k.to_string()
+                    } else {
+                        format!("{path}.{k}")
+                    };
                     let hint = match suggest(k, known.iter().copied()) {
                         Some(s) => format!("did you mean `{s}`?"),
                         None => format!("known keys here: {}", known.join(", ")),
@@ -139,13 +156,21 @@ impl<'e> Reader<'e> {
                 for (k, v) in m {
                     match k.as_str() {
                         Some(k) => out.push((k, v)),
-                        None => self.problem(path, format!("keys must be strings, found {}", kind(k)), None),
+                        None => self.problem(
+                            path,
+                            format!("keys must be strings, found {}", kind(k)),
+                            None,
+                        ),
                     }
                 }
                 out
             }
             Some(other) => {
-                self.problem(path, format!("expected a mapping of names, found {}", kind(other)), None);
+                self.problem(
+                    path,
+                    format!("expected a mapping of names, found {}", kind(other)),
+                    None,
+                );
                 Vec::new()
             }
         }
@@ -156,7 +181,11 @@ impl<'e> Reader<'e> {
         match o.get(key)? {
             Value::String(s) => Some(s.clone()),
             other => {
-                self.problem(&o.child(key), format!("expected a string, found {}", kind(other)), None);
+                self.problem(
+                    &o.child(key),
+                    format!("expected a string, found {}", kind(other)),
+                    None,
+                );
                 None
             }
         }
@@ -209,14 +238,22 @@ impl<'e> Reader<'e> {
             Value::String(s) => s.clone(),
             Value::Number(n) if n.as_u64().is_some() => n.to_string(),
             other => {
-                self.problem(&o.child(key), format!("expected a duration, found {}", kind(other)), None);
+                self.problem(
+                    &o.child(key),
+                    format!("expected a duration, found {}", kind(other)),
+                    None,
+                );
                 return None;
             }
         };
         match parse_duration(&text) {
             Ok(d) => Some(d),
             Err(e) => {
-                self.problem(&o.child(key), e, Some("write e.g. `30s`, `5m`, `1h` or `250ms`".into()));
+                self.problem(
+                    &o.child(key),
+                    e,
+                    Some("write e.g. `30s`, `5m`, `1h` or `250ms`".into()),
+                );
                 None
             }
         }
@@ -232,7 +269,11 @@ impl<'e> Reader<'e> {
             Some(Value::Mapping(m)) => {
                 for (k, v) in m {
                     let Some(k) = k.as_str() else {
-                        self.problem(&path, format!("keys must be strings, found {}", kind(k)), None);
+                        self.problem(
+                            &path,
+                            format!("keys must be strings, found {}", kind(k)),
+                            None,
+                        );
                         continue;
                     };
                     match scalar_string(v) {
@@ -247,7 +288,11 @@ impl<'e> Reader<'e> {
                     }
                 }
             }
-            Some(other) => self.problem(&path, format!("expected a mapping, found {}", kind(other)), None),
+            Some(other) => self.problem(
+                &path,
+                format!("expected a mapping, found {}", kind(other)),
+                None,
+            ),
         }
         out
     }
@@ -272,7 +317,11 @@ impl<'e> Reader<'e> {
                 Some(out)
             }
             other => {
-                self.problem(&path, format!("expected a list of strings, found {}", kind(other)), None);
+                self.problem(
+                    &path,
+                    format!("expected a list of strings, found {}", kind(other)),
+                    None,
+                );
                 None
             }
         }
@@ -289,7 +338,11 @@ impl<'e> Reader<'e> {
                 .map(|(i, v)| (format!("{path}[{i}]"), v))
                 .collect(),
             Some(other) => {
-                self.problem(&path, format!("expected a list, found {}", kind(other)), None);
+                self.problem(
+                    &path,
+                    format!("expected a list, found {}", kind(other)),
+                    None,
+                );
                 Vec::new()
             }
         }
@@ -309,7 +362,10 @@ impl<'e> Reader<'e> {
             self.problem(
                 &o.child(key),
                 format!("given more than one way: {}", given.join(", ")),
-                Some("keep exactly one of the inline value, the _env variable or the _file path".into()),
+                Some(
+                    "keep exactly one of the inline value, the _env variable or the _file path"
+                        .into(),
+                ),
             );
             return None;
         }

@@ -13,7 +13,10 @@ fn load(yaml: &str) -> Result<Loaded, Problems> {
 }
 
 fn load_env(yaml: &str, vars: &[(&str, &str)]) -> Result<Loaded, Problems> {
-    let map: HashMap<String, String> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    let map: HashMap<String, String> = vars
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
     load_str(yaml, &move |k: &str| map.get(k).cloned())
 }
 
@@ -28,9 +31,15 @@ fn problems(yaml: &str) -> Vec<String> {
 fn empty_file_gives_defaults() {
     let c = load("").unwrap().config;
     assert_eq!(c.server.listen, Some("0.0.0.0:8080".parse().unwrap()));
-    assert_eq!(c.upstream.endpoint.url(), "https://s3.us-east-1.amazonaws.com");
+    assert_eq!(
+        c.upstream.endpoint.url(),
+        "https://s3.us-east-1.amazonaws.com"
+    );
     assert_eq!(c.upstream.addressing_style, AddressingStyle::Path);
-    assert!(matches!(c.upstream.credentials, UpstreamCredentials::DefaultChain));
+    assert!(matches!(
+        c.upstream.credentials,
+        UpstreamCredentials::DefaultChain
+    ));
     assert!(c.encryption.default_provider.is_none());
     assert_eq!(c.auth.max_clock_skew, Duration::from_secs(900));
 }
@@ -59,7 +68,10 @@ encryption:
     let ProviderKind::AwsKms(k) = &c.encryption.providers["aws-kms"].kind else {
         panic!("not kms")
     };
-    assert_eq!(k.default_key_id, "arn:aws:kms:us-east-1:123456789012:key/12345678");
+    assert_eq!(
+        k.default_key_id,
+        "arn:aws:kms:us-east-1:123456789012:key/12345678"
+    );
     assert_eq!(k.encryption_context["environment"], "production");
     assert_eq!(k.data_key_cache_ttl, Duration::from_secs(300));
     assert!(k.validate_keys);
@@ -143,7 +155,10 @@ logging:
 #[test]
 fn unknown_top_level_key_suggests() {
     let p = problems("encription: {}\n");
-    assert_eq!(p, vec!["encription: unknown key (hint: did you mean `encryption`?)"]);
+    assert_eq!(
+        p,
+        vec!["encription: unknown key (hint: did you mean `encryption`?)"]
+    );
 }
 
 #[test]
@@ -155,16 +170,26 @@ fn bad_yaml_names_the_line() {
 #[test]
 fn custom_master_key_must_be_32_bytes() {
     let p = problems("encryption:\n  custom:\n    master_key: \"dGVzdGtleQ==\"\n");
-    assert!(p[0].contains("encryption.custom.master_key: decodes to 7 bytes"), "{p:?}");
+    assert!(
+        p[0].contains("encryption.custom.master_key: decodes to 7 bytes"),
+        "{p:?}"
+    );
     let ok = load("encryption:\n  custom:\n    master_key: \"YmFzZTY0ZW5jb2RlZDMyYnl0ZW1hc3RlcmtleWhlcmU=\"\n").unwrap();
-    assert_eq!(ok.config.encryption.default_provider.as_deref(), Some("custom"));
+    assert_eq!(
+        ok.config.encryption.default_provider.as_deref(),
+        Some("custom")
+    );
 }
 
 #[test]
 fn env_overrides_apply_and_are_blamed() {
     let c = load_env(
         "encryption:\n  kms:\n    default_key_id: alias/a\n",
-        &[("KMS_DEFAULT_KEY_ID", "alias/b"), ("KMS_REGION", "eu-west-1"), ("KMS_VALIDATE_KEYS", "1")],
+        &[
+            ("KMS_DEFAULT_KEY_ID", "alias/b"),
+            ("KMS_REGION", "eu-west-1"),
+            ("KMS_VALIDATE_KEYS", "1"),
+        ],
     )
     .unwrap()
     .config;
@@ -175,22 +200,37 @@ fn env_overrides_apply_and_are_blamed() {
     assert_eq!(k.region.as_deref(), Some("eu-west-1"));
     assert!(k.validate_keys);
 
-    let err = load_env("", &[("KMS_ENABLED", "true"), ("KMS_DATA_KEY_CACHE_TTL", "5 minutes")]).unwrap_err();
+    let err = load_env(
+        "",
+        &[
+            ("KMS_ENABLED", "true"),
+            ("KMS_DATA_KEY_CACHE_TTL", "5 minutes"),
+        ],
+    )
+    .unwrap_err();
     let all = err.to_string();
-    assert!(all.contains("encryption.kms.default_key_id: missing"), "{all}");
+    assert!(
+        all.contains("encryption.kms.default_key_id: missing"),
+        "{all}"
+    );
     assert!(
         all.contains("encryption.kms.data_key_cache_ttl (from env KMS_DATA_KEY_CACHE_TTL)"),
         "{all}"
     );
     let err = load_env("", &[("KMS_ENABLED", "maybe")]).unwrap_err();
-    assert!(err.to_string().contains("env KMS_ENABLED: `maybe` is not a boolean"));
+    assert!(err
+        .to_string()
+        .contains("env KMS_ENABLED: `maybe` is not a boolean"));
 }
 
 #[test]
 fn kms_enabled_false_disables_the_block() {
-    let c = load_env("encryption:\n  kms:\n    default_key_id: alias/a\n", &[("KMS_ENABLED", "false")])
-        .unwrap()
-        .config;
+    let c = load_env(
+        "encryption:\n  kms:\n    default_key_id: alias/a\n",
+        &[("KMS_ENABLED", "false")],
+    )
+    .unwrap()
+    .config;
     assert!(c.encryption.providers.is_empty());
     assert!(c.encryption.default_provider.is_none());
 }
@@ -214,14 +254,24 @@ auth:
 "#,
         file.display()
     );
-    let c = load_env(&yaml, &[("CLIENT_SECRET", "env-secret-value")]).unwrap().config;
-    assert_eq!(c.auth.clients[0].secret_access_key.expose(), b"env-secret-value");
-    assert_eq!(c.auth.clients[1].secret_access_key.expose(), b"file-secret-value");
+    let c = load_env(&yaml, &[("CLIENT_SECRET", "env-secret-value")])
+        .unwrap()
+        .config;
+    assert_eq!(
+        c.auth.clients[0].secret_access_key.expose(),
+        b"env-secret-value"
+    );
+    assert_eq!(
+        c.auth.clients[1].secret_access_key.expose(),
+        b"file-secret-value"
+    );
     assert!(c.auth.clients[1].buckets[0].matches("logs-2024"));
     assert!(!format!("{c:?}").contains("secret-value"));
 
     let err = load(&yaml).unwrap_err().to_string();
-    assert!(err.contains("auth.clients[0].secret_access_key_env: environment variable `CLIENT_SECRET` is not set"));
+    assert!(err.contains(
+        "auth.clients[0].secret_access_key_env: environment variable `CLIENT_SECRET` is not set"
+    ));
     assert!(!err.contains("secret-value"));
     std::fs::remove_dir_all(&dir).unwrap();
 }
@@ -233,7 +283,10 @@ fn client_entries_need_buckets_and_unique_ids() {
     )
     .join("\n");
     assert!(p.contains("auth.clients[0].buckets: missing"), "{p}");
-    assert!(p.contains("auth.clients[1].access_key_id: `A` is listed twice"), "{p}");
+    assert!(
+        p.contains("auth.clients[1].access_key_id: `A` is listed twice"),
+        "{p}"
+    );
 }
 
 #[test]
@@ -256,10 +309,21 @@ storage:
     .config;
     assert_eq!(c.real_bucket("sensitive-data"), "prod-sensitive-data");
     assert_eq!(c.real_bucket("other"), "other");
-    assert_eq!(c.buckets["sensitive-data"].kms_encryption_context["classification"], "confidential");
-    let p = problems("storage:\n  s3:\n    bucket_configs:\n      Bad_Name:\n        real_name: x\n").join("\n");
-    assert!(p.contains("storage.s3.bucket_configs.Bad_Name: `Bad_Name` is not a valid bucket name"), "{p}");
-    assert!(p.contains("storage.s3.bucket_configs.Bad_Name.real_name: `x` is not a valid bucket name"), "{p}");
+    assert_eq!(
+        c.buckets["sensitive-data"].kms_encryption_context["classification"],
+        "confidential"
+    );
+    let p =
+        problems("storage:\n  s3:\n    bucket_configs:\n      Bad_Name:\n        real_name: x\n")
+            .join("\n");
+    assert!(
+        p.contains("storage.s3.bucket_configs.Bad_Name: `Bad_Name` is not a valid bucket name"),
+        "{p}"
+    );
+    assert!(
+        p.contains("storage.s3.bucket_configs.Bad_Name.real_name: `x` is not a valid bucket name"),
+        "{p}"
+    );
 }
 
 #[test]
@@ -283,7 +347,9 @@ fn upstream_static_credentials_and_conflicts() {
     )
     .unwrap()
     .config;
-    assert!(matches!(c.upstream.credentials, UpstreamCredentials::Static { ref access_key_id, .. } if access_key_id == "UP"));
+    assert!(
+        matches!(c.upstream.credentials, UpstreamCredentials::Static { ref access_key_id, .. } if access_key_id == "UP")
+    );
     let p = problems(
         "storage:\n  s3:\n    credentials:\n      access_key_id: UP\n      secret_access_key: a\n      secret_access_key_env: B\n",
     )

@@ -38,10 +38,16 @@ pub const DEFAULT_GRACE_PERIOD: Duration = Duration::from_secs(30);
 const PROVIDER_TYPES: [&str; 4] = ["aws-kms", "azure-keyvault", "custom", "local"];
 
 pub(crate) fn build(r: &mut Reader, root: &Value) -> Option<Config> {
-    let top = r.obj("", Some(root), &["server", "storage", "auth", "encryption", "logging"])?;
+    let top = r.obj(
+        "",
+        Some(root),
+        &["server", "storage", "auth", "encryption", "logging"],
+    )?;
     let server = server(r, &top);
     let storage = r.obj("storage", top.get("storage"), &["s3"]);
-    let s3 = storage.as_ref().and_then(|s| r.obj("storage.s3", s.get("s3"), S3_KEYS));
+    let s3 = storage
+        .as_ref()
+        .and_then(|s| r.obj("storage.s3", s.get("s3"), S3_KEYS));
     let s3 = s3.unwrap_or_else(|| Obj::empty("storage.s3"));
     let upstream = upstream(r, &s3);
     let buckets = bucket_configs(r, &s3);
@@ -80,7 +86,14 @@ fn server(r: &mut Reader, top: &Obj) -> Option<Server> {
     let o = r.obj(
         "server",
         top.get("server"),
-        &["listen", "admin_listen", "threads", "domains", "tls", "grace_period"],
+        &[
+            "listen",
+            "admin_listen",
+            "threads",
+            "domains",
+            "tls",
+            "grace_period",
+        ],
     )?;
     let listen = if o.has("listen") {
         socket_addr(r, &o, "listen")
@@ -96,27 +109,45 @@ fn server(r: &mut Reader, top: &Obj) -> Option<Server> {
             1
         }
         Some(n) => n as usize,
-        None => std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+        None => std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1),
     };
     let mut domains = Vec::new();
-    for (i, d) in r.string_list(&o, "domains").unwrap_or_default().into_iter().enumerate() {
+    for (i, d) in r
+        .string_list(&o, "domains")
+        .unwrap_or_default()
+        .into_iter()
+        .enumerate()
+    {
         let d = d.trim_start_matches('.').to_ascii_lowercase();
         if d.is_empty() || d.contains('/') || d.contains(':') {
             r.problem(
                 &format!("server.domains[{i}]"),
                 format!("`{d}` is not a domain name"),
-                Some("write the base domain only, e.g. `s3.example.com` (no scheme, port or path)".into()),
+                Some(
+                    "write the base domain only, e.g. `s3.example.com` (no scheme, port or path)"
+                        .into(),
+                ),
             );
         } else {
             domains.push(d);
         }
     }
-    let tls = match r.obj("server.tls", o.get("tls"), &["listen", "cert_file", "key_file"]) {
+    let tls = match r.obj(
+        "server.tls",
+        o.get("tls"),
+        &["listen", "cert_file", "key_file"],
+    ) {
         Some(t) if o.has("tls") => {
             let listen = if t.has("listen") {
                 socket_addr(r, &t, "listen")
             } else {
-                r.problem(&t.child("listen"), "missing", Some("e.g. `0.0.0.0:8443`".into()));
+                r.problem(
+                    &t.child("listen"),
+                    "missing",
+                    Some("e.g. `0.0.0.0:8443`".into()),
+                );
                 None
             };
             let cert = existing_file(r, &t, "cert_file", "a PEM certificate chain");
@@ -132,7 +163,9 @@ fn server(r: &mut Reader, top: &Obj) -> Option<Server> {
         }
         _ => None,
     };
-    let grace_period = r.duration(&o, "grace_period").unwrap_or(DEFAULT_GRACE_PERIOD);
+    let grace_period = r
+        .duration(&o, "grace_period")
+        .unwrap_or(DEFAULT_GRACE_PERIOD);
     Some(Server {
         listen,
         tls,
@@ -146,7 +179,11 @@ fn server(r: &mut Reader, top: &Obj) -> Option<Server> {
 fn existing_file(r: &mut Reader, o: &Obj, key: &str, what: &str) -> Option<PathBuf> {
     let Some(path) = r.string(o, key) else {
         if !o.has(key) {
-            r.problem(&o.child(key), "missing", Some(format!("the path of {what}")));
+            r.problem(
+                &o.child(key),
+                "missing",
+                Some(format!("the path of {what}")),
+            );
         }
         return None;
     };
@@ -175,7 +212,9 @@ const S3_KEYS: &[&str] = &[
 ];
 
 fn upstream(r: &mut Reader, o: &Obj) -> Option<Upstream> {
-    let region = r.string(o, "region").unwrap_or_else(|| DEFAULT_REGION.to_string());
+    let region = r
+        .string(o, "region")
+        .unwrap_or_else(|| DEFAULT_REGION.to_string());
     let endpoint_text = r
         .string(o, "endpoint")
         .unwrap_or_else(|| format!("https://s3.{region}.amazonaws.com"));
@@ -220,8 +259,12 @@ fn upstream(r: &mut Reader, o: &Obj) -> Option<Upstream> {
         None
     };
     let credentials = upstream_credentials(r, o);
-    let connect_timeout = r.duration(o, "connect_timeout").unwrap_or(DEFAULT_CONNECT_TIMEOUT);
-    let read_timeout = r.duration(o, "read_timeout").unwrap_or(DEFAULT_READ_TIMEOUT);
+    let connect_timeout = r
+        .duration(o, "connect_timeout")
+        .unwrap_or(DEFAULT_CONNECT_TIMEOUT);
+    let read_timeout = r
+        .duration(o, "read_timeout")
+        .unwrap_or(DEFAULT_READ_TIMEOUT);
     Some(Upstream {
         endpoint: endpoint?,
         region,
@@ -244,10 +287,14 @@ pub fn parse_endpoint(text: &str) -> Result<Endpoint, String> {
     };
     let rest = rest.trim_end_matches('/');
     if rest.is_empty() || rest.contains('/') || rest.contains('?') || rest.contains('@') {
-        return Err(format!("`{text}` must be scheme://host[:port] with no path"));
+        return Err(format!(
+            "`{text}` must be scheme://host[:port] with no path"
+        ));
     }
     let (host, port) = if let Some(v6) = rest.strip_prefix('[') {
-        let (h, after) = v6.split_once(']').ok_or_else(|| format!("`{text}`: unclosed `[`"))?;
+        let (h, after) = v6
+            .split_once(']')
+            .ok_or_else(|| format!("`{text}`: unclosed `[`"))?;
         let port = match after.strip_prefix(':') {
             Some(p) => Some(p),
             None if after.is_empty() => None,
@@ -261,7 +308,9 @@ pub fn parse_endpoint(text: &str) -> Result<Endpoint, String> {
         }
     };
     let port = match port {
-        Some(p) => p.parse::<u16>().map_err(|_| format!("`{text}`: bad port `{p}`"))?,
+        Some(p) => p
+            .parse::<u16>()
+            .map_err(|_| format!("`{text}`: bad port `{p}`"))?,
         None if tls => 443,
         None => 80,
     };
@@ -284,7 +333,10 @@ fn upstream_credentials(r: &mut Reader, s3: &Obj) -> Option<UpstreamCredentials>
     };
     let source = r.string(&o, "source");
     let has_static = o.has("access_key_id");
-    match source.as_deref().unwrap_or(if has_static { "static" } else { "chain" }) {
+    match source
+        .as_deref()
+        .unwrap_or(if has_static { "static" } else { "chain" })
+    {
         "static" => {
             let id = r.required_string(&o, "access_key_id", "the upstream access key id");
             let secret = r.secret(&o, "secret_access_key");
@@ -292,7 +344,10 @@ fn upstream_credentials(r: &mut Reader, s3: &Obj) -> Option<UpstreamCredentials>
                 r.problem(
                     &o.child("secret_access_key"),
                     "missing",
-                    Some("give secret_access_key_env (a variable name) or secret_access_key_file".into()),
+                    Some(
+                        "give secret_access_key_env (a variable name) or secret_access_key_file"
+                            .into(),
+                    ),
                 );
             }
             let session_token = r.secret(&o, "session_token");
@@ -342,12 +397,21 @@ fn bucket_configs(r: &mut Reader, s3: &Obj) -> BTreeMap<String, BucketConfig> {
     for (alias, v) in entries {
         let at = format!("{path}.{alias}");
         if let Err(e) = check_bucket_name(alias) {
-            r.problem(&at, e, Some("bucket_configs keys are the bucket names clients use".into()));
+            r.problem(
+                &at,
+                e,
+                Some("bucket_configs keys are the bucket names clients use".into()),
+            );
         }
         let Some(b) = r.obj(
             &at,
             Some(v),
-            &["real_name", "region", "kms_key_id", "kms_encryption_context"],
+            &[
+                "real_name",
+                "region",
+                "kms_key_id",
+                "kms_encryption_context",
+            ],
         ) else {
             continue;
         };
@@ -390,7 +454,9 @@ pub fn check_bucket_name(name: &str) -> Result<(), String> {
 
 fn auth(r: &mut Reader, top: &Obj) -> Option<Auth> {
     let o = r.obj("auth", top.get("auth"), &["clients", "max_clock_skew"])?;
-    let max_clock_skew = r.duration(&o, "max_clock_skew").unwrap_or(DEFAULT_MAX_CLOCK_SKEW);
+    let max_clock_skew = r
+        .duration(&o, "max_clock_skew")
+        .unwrap_or(DEFAULT_MAX_CLOCK_SKEW);
     if max_clock_skew > MAX_CLOCK_SKEW_LIMIT {
         r.problem(
             &o.child("max_clock_skew"),
@@ -399,17 +465,37 @@ fn auth(r: &mut Reader, top: &Obj) -> Option<Auth> {
         );
     }
     let [s, se, sf] = secret_keys("secret_access_key");
-    let known = ["access_key_id", "buckets", s.as_str(), se.as_str(), sf.as_str()];
+    let known = [
+        "access_key_id",
+        "buckets",
+        s.as_str(),
+        se.as_str(),
+        sf.as_str(),
+    ];
     let mut clients: Vec<ClientCredential> = Vec::new();
     for (path, v) in r.list(&o, "clients") {
-        let Some(c) = r.obj(&path, Some(v), &known) else { continue };
-        let id = r.required_string(&c, "access_key_id", "the key id clients put in their requests");
+        let Some(c) = r.obj(&path, Some(v), &known) else {
+            continue;
+        };
+        let id = r.required_string(
+            &c,
+            "access_key_id",
+            "the key id clients put in their requests",
+        );
         if let Some(id) = &id {
             if clients.iter().any(|x| &x.access_key_id == id) {
-                r.problem(&c.child("access_key_id"), format!("`{id}` is listed twice"), None);
+                r.problem(
+                    &c.child("access_key_id"),
+                    format!("`{id}` is listed twice"),
+                    None,
+                );
             }
             if id.contains('/') || id.contains(' ') {
-                r.problem(&c.child("access_key_id"), "must not contain `/` or spaces", None);
+                r.problem(
+                    &c.child("access_key_id"),
+                    "must not contain `/` or spaces",
+                    None,
+                );
             }
         }
         let secret = r.secret(&c, "secret_access_key");
@@ -417,7 +503,9 @@ fn auth(r: &mut Reader, top: &Obj) -> Option<Auth> {
             r.problem(
                 &c.child("secret_access_key"),
                 "missing",
-                Some("give secret_access_key_env (a variable name) or secret_access_key_file".into()),
+                Some(
+                    "give secret_access_key_env (a variable name) or secret_access_key_file".into(),
+                ),
             );
         }
         if c.has(&s) {
@@ -455,10 +543,16 @@ fn auth(r: &mut Reader, top: &Obj) -> Option<Auth> {
         r.warn(
             "auth.clients",
             "no client credentials: every S3 request will be refused",
-            Some("add auth.clients entries with access_key_id, secret_access_key_env and buckets".into()),
+            Some(
+                "add auth.clients entries with access_key_id, secret_access_key_env and buckets"
+                    .into(),
+            ),
         );
     }
-    Some(Auth { clients, max_clock_skew })
+    Some(Auth {
+        clients,
+        max_clock_skew,
+    })
 }
 
 /// Keys shared by the AWS KMS single block and named aws-kms configs.
@@ -473,11 +567,23 @@ const KMS_KEYS: &[&str] = &[
     "enable_key_rotation",
 ];
 
-fn encryption(r: &mut Reader, top: &Obj, buckets: &BTreeMap<String, BucketConfig>) -> Option<Encryption> {
+fn encryption(
+    r: &mut Reader,
+    top: &Obj,
+    buckets: &BTreeMap<String, BucketConfig>,
+) -> Option<Encryption> {
     let o = r.obj(
         "encryption",
         top.get("encryption"),
-        &["key_provider", "key_providers", "policies", "kms", "azure_keyvault", "custom", "local"],
+        &[
+            "key_provider",
+            "key_providers",
+            "policies",
+            "kms",
+            "azure_keyvault",
+            "custom",
+            "local",
+        ],
     )?;
     let mut providers: BTreeMap<String, Provider> = BTreeMap::new();
 
@@ -491,25 +597,43 @@ fn encryption(r: &mut Reader, top: &Obj, buckets: &BTreeMap<String, BucketConfig
             kms_disabled = !enabled;
             if enabled {
                 if let Some(kind) = aws_kms(r, &k) {
-                    providers.insert("aws-kms".into(), Provider { name: "aws-kms".into(), kind });
+                    providers.insert(
+                        "aws-kms".into(),
+                        Provider {
+                            name: "aws-kms".into(),
+                            kind,
+                        },
+                    );
                 }
             }
         }
     }
-    for (block, ty) in [("azure_keyvault", "azure-keyvault"), ("custom", "custom"), ("local", "local")] {
+    for (block, ty) in [
+        ("azure_keyvault", "azure-keyvault"),
+        ("custom", "custom"),
+        ("local", "local"),
+    ] {
         if !o.has(block) {
             continue;
         }
         let path = format!("encryption.{block}");
         if let Some(kind) = provider_config(r, &path, ty, o.get(block)) {
-            providers.insert(ty.into(), Provider { name: ty.into(), kind });
+            providers.insert(
+                ty.into(),
+                Provider {
+                    name: ty.into(),
+                    kind,
+                },
+            );
         }
     }
 
     // Named providers.
     for (name, v) in r.dict("encryption.key_providers", o.get("key_providers")) {
         let at = format!("encryption.key_providers.{name}");
-        let Some(p) = r.obj(&at, Some(v), &["type", "config"]) else { continue };
+        let Some(p) = r.obj(&at, Some(v), &["type", "config"]) else {
+            continue;
+        };
         if providers.contains_key(name) {
             r.problem(
                 &at,
@@ -518,7 +642,9 @@ fn encryption(r: &mut Reader, top: &Obj, buckets: &BTreeMap<String, BucketConfig
             );
             continue;
         }
-        let Some(ty) = r.required_string(&p, "type", "one of aws-kms, azure-keyvault, custom, local") else {
+        let Some(ty) =
+            r.required_string(&p, "type", "one of aws-kms, azure-keyvault, custom, local")
+        else {
             continue;
         };
         if !PROVIDER_TYPES.contains(&ty.as_str()) {
@@ -526,11 +652,21 @@ fn encryption(r: &mut Reader, top: &Obj, buckets: &BTreeMap<String, BucketConfig
                 Some(s) => format!("did you mean `{s}`?"),
                 None => "use aws-kms, azure-keyvault, custom or local".to_string(),
             };
-            r.problem(&p.child("type"), format!("unknown provider type `{ty}`"), Some(hint));
+            r.problem(
+                &p.child("type"),
+                format!("unknown provider type `{ty}`"),
+                Some(hint),
+            );
             continue;
         }
         if let Some(kind) = provider_config(r, &p.child("config"), &ty, p.get("config")) {
-            providers.insert(name.to_string(), Provider { name: name.to_string(), kind });
+            providers.insert(
+                name.to_string(),
+                Provider {
+                    name: name.to_string(),
+                    kind,
+                },
+            );
         }
     }
 
@@ -539,7 +675,13 @@ fn encryption(r: &mut Reader, top: &Obj, buckets: &BTreeMap<String, BucketConfig
         Some(name) => {
             let resolved = resolve_provider(&name, &providers);
             if resolved.is_none() {
-                unknown_provider(r, "encryption.key_provider", &name, &providers, kms_disabled);
+                unknown_provider(
+                    r,
+                    "encryption.key_provider",
+                    &name,
+                    &providers,
+                    kms_disabled,
+                );
             }
             resolved
         }
@@ -559,12 +701,24 @@ fn encryption(r: &mut Reader, top: &Obj, buckets: &BTreeMap<String, BucketConfig
     // Policies.
     let mut policies = Vec::new();
     for (path, v) in r.list(&o, "policies") {
-        let Some(p) = r.obj(&path, Some(v), &["bucket_pattern", "key_provider", "mandatory", "allowed_key_ids"])
-        else {
+        let Some(p) = r.obj(
+            &path,
+            Some(v),
+            &[
+                "bucket_pattern",
+                "key_provider",
+                "mandatory",
+                "allowed_key_ids",
+            ],
+        ) else {
             continue;
         };
         let pattern = r
-            .required_string(&p, "bucket_pattern", "a bucket name or glob such as `prod-*`")
+            .required_string(
+                &p,
+                "bucket_pattern",
+                "a bucket name or glob such as `prod-*`",
+            )
             .and_then(|s| match Glob::new(&s) {
                 Ok(g) => Some(g),
                 Err(e) => {
@@ -623,11 +777,17 @@ fn encryption(r: &mut Reader, top: &Obj, buckets: &BTreeMap<String, BucketConfig
         }
     }
 
-    if providers.values().any(|p| matches!(p.kind, ProviderKind::Local(_))) {
+    if providers
+        .values()
+        .any(|p| matches!(p.kind, ProviderKind::Local(_)))
+    {
         r.warn(
             "encryption",
             "a `local` key provider is configured: its key lives in the config file",
-            Some("use it for development only; use aws-kms, azure-keyvault or custom in production".into()),
+            Some(
+                "use it for development only; use aws-kms, azure-keyvault or custom in production"
+                    .into(),
+            ),
         );
     }
 
@@ -639,7 +799,11 @@ fn encryption(r: &mut Reader, top: &Obj, buckets: &BTreeMap<String, BucketConfig
 }
 
 fn names(providers: &BTreeMap<String, Provider>) -> String {
-    providers.keys().map(String::as_str).collect::<Vec<_>>().join(", ")
+    providers
+        .keys()
+        .map(String::as_str)
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// A `key_provider` value names a named provider, or the type of a single-provider block.
@@ -662,7 +826,10 @@ fn unknown_provider(
             "azure-keyvault" => "azure_keyvault",
             other => other,
         };
-        format!("add an encryption.{block} block, or name one of: {}", names(providers))
+        format!(
+            "add an encryption.{block} block, or name one of: {}",
+            names(providers)
+        )
     } else {
         match suggest(name, providers.keys().map(String::as_str)) {
             Some(s) => format!("did you mean `{s}`?"),
@@ -673,7 +840,12 @@ fn unknown_provider(
     r.problem(path, format!("unknown key provider `{name}`"), Some(hint));
 }
 
-fn provider_config(r: &mut Reader, path: &str, ty: &str, v: Option<&Value>) -> Option<ProviderKind> {
+fn provider_config(
+    r: &mut Reader,
+    path: &str,
+    ty: &str,
+    v: Option<&Value>,
+) -> Option<ProviderKind> {
     match ty {
         "aws-kms" => {
             let o = r.obj(path, v, KMS_KEYS)?;
@@ -698,7 +870,13 @@ fn provider_config(r: &mut Reader, path: &str, ty: &str, v: Option<&Value>) -> O
         }
         "custom" => {
             let [m, me, mf] = secret_keys("master_key");
-            let known = [m.as_str(), me.as_str(), mf.as_str(), "key_derivation_salt", "data_key_cache_ttl"];
+            let known = [
+                m.as_str(),
+                me.as_str(),
+                mf.as_str(),
+                "key_derivation_salt",
+                "data_key_cache_ttl",
+            ];
             let o = r.obj(path, v, &known)?;
             let master_key = master_key(r, &o, Some(CUSTOM_MASTER_KEY_LEN));
             let salt = r.string(&o, "key_derivation_salt").and_then(|s| {
@@ -710,7 +888,9 @@ fn provider_config(r: &mut Reader, path: &str, ty: &str, v: Option<&Value>) -> O
                     }
                 }
             });
-            let data_key_cache_ttl = r.duration(&o, "data_key_cache_ttl").unwrap_or(DEFAULT_DATA_KEY_CACHE_TTL);
+            let data_key_cache_ttl = r
+                .duration(&o, "data_key_cache_ttl")
+                .unwrap_or(DEFAULT_DATA_KEY_CACHE_TTL);
             Some(ProviderKind::Custom(Custom {
                 master_key: master_key?,
                 key_derivation_salt: salt,
@@ -722,7 +902,9 @@ fn provider_config(r: &mut Reader, path: &str, ty: &str, v: Option<&Value>) -> O
             let known = [m.as_str(), me.as_str(), mf.as_str(), "data_key_cache_ttl"];
             let o = r.obj(path, v, &known)?;
             let master_key = master_key(r, &o, None);
-            let data_key_cache_ttl = r.duration(&o, "data_key_cache_ttl").unwrap_or(DEFAULT_DATA_KEY_CACHE_TTL);
+            let data_key_cache_ttl = r
+                .duration(&o, "data_key_cache_ttl")
+                .unwrap_or(DEFAULT_DATA_KEY_CACHE_TTL);
             Some(ProviderKind::Local(Local {
                 master_key: master_key?,
                 data_key_cache_ttl,
@@ -734,7 +916,9 @@ fn provider_config(r: &mut Reader, path: &str, ty: &str, v: Option<&Value>) -> O
 
 /// A base64 master key; `exact_len` for providers that use it as an AES key directly.
 fn master_key(r: &mut Reader, o: &Obj, exact_len: Option<usize>) -> Option<Secret> {
-    let present = ["master_key", "master_key_env", "master_key_file"].iter().any(|k| o.has(k));
+    let present = ["master_key", "master_key_env", "master_key_file"]
+        .iter()
+        .any(|k| o.has(k));
     if !present {
         r.problem(
             &o.child("master_key"),
@@ -754,7 +938,10 @@ fn master_key(r: &mut Reader, o: &Obj, exact_len: Option<usize>) -> Option<Secre
                 Some(n) if key.len() != n => {
                     r.problem(
                         &o.child("master_key"),
-                        format!("decodes to {} bytes; this provider needs exactly {n}", key.len()),
+                        format!(
+                            "decodes to {} bytes; this provider needs exactly {n}",
+                            key.len()
+                        ),
                         Some("generate one with `openssl rand -base64 32`".into()),
                     );
                     None
@@ -778,7 +965,8 @@ fn master_key(r: &mut Reader, o: &Obj, exact_len: Option<usize>) -> Option<Secre
 }
 
 fn aws_kms(r: &mut Reader, o: &Obj) -> Option<ProviderKind> {
-    let default_key_id = r.required_string(o, "default_key_id", "a KMS key id, ARN or `alias/name`");
+    let default_key_id =
+        r.required_string(o, "default_key_id", "a KMS key id, ARN or `alias/name`");
     let region = r.string(o, "region");
     let endpoint = r.string(o, "endpoint");
     if let Some(e) = &endpoint {
@@ -798,7 +986,9 @@ fn aws_kms(r: &mut Reader, o: &Obj) -> Option<ProviderKind> {
         }
     };
     let encryption_context = r.string_map(o, "encryption_context");
-    let data_key_cache_ttl = r.duration(o, "data_key_cache_ttl").unwrap_or(DEFAULT_DATA_KEY_CACHE_TTL);
+    let data_key_cache_ttl = r
+        .duration(o, "data_key_cache_ttl")
+        .unwrap_or(DEFAULT_DATA_KEY_CACHE_TTL);
     let validate_keys = r.boolean(o, "validate_keys").unwrap_or(false);
     let enable_key_rotation = r.boolean(o, "enable_key_rotation").unwrap_or(false);
     Some(ProviderKind::AwsKms(AwsKms {
@@ -824,7 +1014,9 @@ fn azure(r: &mut Reader, o: &Obj) -> Option<ProviderKind> {
             );
         }
     }
-    let key_name = r.string(o, "key_name").unwrap_or_else(|| DEFAULT_AZURE_KEY_NAME.to_string());
+    let key_name = r
+        .string(o, "key_name")
+        .unwrap_or_else(|| DEFAULT_AZURE_KEY_NAME.to_string());
     let key_version = r.string(o, "key_version");
     let tenant_id = r.string(o, "tenant_id");
     let client_id = r.string(o, "client_id");
@@ -847,7 +1039,9 @@ fn azure(r: &mut Reader, o: &Obj) -> Option<ProviderKind> {
             256
         }
     };
-    let data_key_cache_ttl = r.duration(o, "data_key_cache_ttl").unwrap_or(DEFAULT_DATA_KEY_CACHE_TTL);
+    let data_key_cache_ttl = r
+        .duration(o, "data_key_cache_ttl")
+        .unwrap_or(DEFAULT_DATA_KEY_CACHE_TTL);
     Some(ProviderKind::AzureKeyVault(AzureKeyVault {
         vault_url: vault_url?,
         key_name,
@@ -861,7 +1055,11 @@ fn azure(r: &mut Reader, o: &Obj) -> Option<ProviderKind> {
 }
 
 fn logging(r: &mut Reader, top: &Obj) -> Option<Logging> {
-    let o = r.obj("logging", top.get("logging"), &["level", "kms_operations", "format"])?;
+    let o = r.obj(
+        "logging",
+        top.get("logging"),
+        &["level", "kms_operations", "format"],
+    )?;
     let level = match r.string(&o, "level").as_deref() {
         None | Some("info") => LogLevel::Info,
         Some("error") => LogLevel::Error,
@@ -881,7 +1079,11 @@ fn logging(r: &mut Reader, top: &Obj) -> Option<Logging> {
         None | Some("text") => LogFormat::Text,
         Some("json") => LogFormat::Json,
         Some(other) => {
-            r.problem(&o.child("format"), format!("`{other}` is not a log format"), Some("use text or json".into()));
+            r.problem(
+                &o.child("format"),
+                format!("`{other}` is not a log format"),
+                Some("use text or json".into()),
+            );
             LogFormat::Text
         }
     };

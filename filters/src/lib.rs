@@ -1,1 +1,7 @@
+//! sealgate's per-request logic with no I/O: everything here is a pure
+//! function or state machine over bytes and headers, so it can be unit-,
+//! property- and fuzz-tested without a network. The `gateway` crate drives
+//! it from Pingora's phases.
 
+pub mod auth;
+pub mod s3;

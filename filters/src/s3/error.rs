@@ -1,0 +1,156 @@
+//! S3 errors and the one place that renders them as S3's XML error document.
+
+use http::StatusCode;
+
+/// The S3 error codes sealgate answers with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum S3ErrorCode {
+    AccessDenied,
+    AuthorizationHeaderMalformed,
+    AuthorizationQueryParametersError,
+    BadDigest,
+    EntityTooLarge,
+    IncompleteBody,
+    InternalError,
+    InvalidAccessKeyId,
+    InvalidArgument,
+    InvalidBucketName,
+    InvalidRange,
+    InvalidRequest,
+    InvalidURI,
+    MethodNotAllowed,
+    MissingContentLength,
+    MissingSecurityHeader,
+    NotImplemented,
+    RequestTimeTooSkewed,
+    ServiceUnavailable,
+    SignatureDoesNotMatch,
+    XAmzContentSHA256Mismatch,
+}
+
+impl S3ErrorCode {
+    /// The code as S3 spells it (also a closed metric label set).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::AccessDenied => "AccessDenied",
+            Self::AuthorizationHeaderMalformed => "AuthorizationHeaderMalformed",
+            Self::AuthorizationQueryParametersError => "AuthorizationQueryParametersError",
+            Self::BadDigest => "BadDigest",
+            Self::EntityTooLarge => "EntityTooLarge",
+            Self::IncompleteBody => "IncompleteBody",
+            Self::InternalError => "InternalError",
+            Self::InvalidAccessKeyId => "InvalidAccessKeyId",
+            Self::InvalidArgument => "InvalidArgument",
+            Self::InvalidBucketName => "InvalidBucketName",
+            Self::InvalidRange => "InvalidRange",
+            Self::InvalidRequest => "InvalidRequest",
+            Self::InvalidURI => "InvalidURI",
+            Self::MethodNotAllowed => "MethodNotAllowed",
+            Self::MissingContentLength => "MissingContentLength",
+            Self::MissingSecurityHeader => "MissingSecurityHeader",
+            Self::NotImplemented => "NotImplemented",
+            Self::RequestTimeTooSkewed => "RequestTimeTooSkewed",
+            Self::ServiceUnavailable => "ServiceUnavailable",
+            Self::SignatureDoesNotMatch => "SignatureDoesNotMatch",
+            Self::XAmzContentSHA256Mismatch => "XAmzContentSHA256Mismatch",
+        }
+    }
+
+    /// The HTTP status S3 uses for the code.
+    pub fn status(self) -> StatusCode {
+        match self {
+            Self::AccessDenied
+            | Self::InvalidAccessKeyId
+            | Self::RequestTimeTooSkewed
+            | Self::SignatureDoesNotMatch => StatusCode::FORBIDDEN,
+            Self::InternalError => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::NotImplemented => StatusCode::NOT_IMPLEMENTED,
+            Self::ServiceUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Self::MissingContentLength => StatusCode::LENGTH_REQUIRED,
+            Self::InvalidRange => StatusCode::RANGE_NOT_SATISFIABLE,
+            _ => StatusCode::BAD_REQUEST,
+        }
+    }
+}
+
+/// An error answered to the client. The message is for humans and never
+/// carries secrets, keys or plaintext.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}: {message}", code.as_str())]
+pub struct S3Error {
+    pub code: S3ErrorCode,
+    pub message: String,
+}
+
+impl S3Error {
+    pub fn new(code: S3ErrorCode, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            message: message.into(),
+        }
+    }
+
+    pub fn status(&self) -> StatusCode {
+        self.code.status()
+    }
+
+    /// S3's error document. `resource` is the request path; `request_id` is ours.
+    pub fn to_xml(&self, resource: &str, request_id: &str) -> String {
+        format!(
+            "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>{}</Code><Message>{}</Message><Resource>{}</Resource><RequestId>{}</RequestId></Error>",
+            self.code.as_str(),
+            xml_escape(&self.message),
+            xml_escape(resource),
+            xml_escape(request_id)
+        )
+    }
+}
+
+/// Escapes text for XML element content.
+pub fn xml_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&apos;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_s3_error_xml() {
+        let e = S3Error::new(S3ErrorCode::SignatureDoesNotMatch, "bad <sig>");
+        assert_eq!(e.status(), StatusCode::FORBIDDEN);
+        let xml = e.to_xml("/b/k&1", "req-1");
+        assert!(xml.contains("<Code>SignatureDoesNotMatch</Code>"));
+        assert!(xml.contains("<Message>bad &lt;sig&gt;</Message>"));
+        assert!(xml.contains("<Resource>/b/k&amp;1</Resource>"));
+        assert!(xml.contains("<RequestId>req-1</RequestId>"));
+    }
+
+    #[test]
+    fn statuses() {
+        assert_eq!(
+            S3ErrorCode::InvalidRange.status(),
+            StatusCode::RANGE_NOT_SATISFIABLE
+        );
+        assert_eq!(
+            S3ErrorCode::AuthorizationHeaderMalformed.status(),
+            StatusCode::BAD_REQUEST
+        );
+        assert_eq!(
+            S3ErrorCode::NotImplemented.status(),
+            StatusCode::NOT_IMPLEMENTED
+        );
+    }
+}

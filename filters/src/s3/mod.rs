@@ -1,0 +1,9 @@
+//! The S3 protocol: request classification, SigV4, errors, URI encoding.
+
+pub mod error;
+pub mod request;
+pub mod sigv4;
+pub mod uri;
+
+pub use error::{S3Error, S3ErrorCode};
+pub use request::{Addressing, Operation, S3Request};

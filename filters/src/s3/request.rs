@@ -1,0 +1,384 @@
+//! Which S3 operation a request is, on which bucket and key.
+//!
+//! Classification needs only the method, the Host header, the path, the
+//! query names and one header (`x-amz-copy-source`). It decides how the
+//! gateway treats the request: the encryption issues hang their plans off
+//! [`Operation`], and metrics label by [`Operation::as_str`].
+
+use http::{HeaderMap, Method};
+
+use super::error::{S3Error, S3ErrorCode};
+use super::uri;
+
+/// How the client named the bucket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Addressing {
+    /// `http://host/bucket/key`
+    Path,
+    /// `http://bucket.domain/key`
+    VirtualHosted,
+}
+
+/// S3 operations the gateway tells apart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Operation {
+    ListBuckets,
+    CreateBucket,
+    DeleteBucket,
+    HeadBucket,
+    ListObjects,
+    ListObjectsV2,
+    ListObjectVersions,
+    ListMultipartUploads,
+    DeleteObjects,
+    /// Bucket sub-resources (`?acl`, `?policy`, `?tagging`, `?versioning`, ...).
+    BucketConfig,
+    GetObject,
+    HeadObject,
+    PutObject,
+    CopyObject,
+    DeleteObject,
+    CreateMultipartUpload,
+    UploadPart,
+    UploadPartCopy,
+    CompleteMultipartUpload,
+    AbortMultipartUpload,
+    ListParts,
+    /// Object sub-resources (`?tagging`, `?acl`, `?attributes`, `?retention`, ...).
+    ObjectConfig,
+    /// `POST ?select`: runs on stored bytes.
+    SelectObjectContent,
+    /// `POST ?restore`.
+    RestoreObject,
+    /// Browser form upload (`POST /bucket` without a sub-resource).
+    PostObject,
+    Unknown,
+}
+
+impl Operation {
+    /// Stable name for logs and the closed `operation` metric label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::ListBuckets => "ListBuckets",
+            Self::CreateBucket => "CreateBucket",
+            Self::DeleteBucket => "DeleteBucket",
+            Self::HeadBucket => "HeadBucket",
+            Self::ListObjects => "ListObjects",
+            Self::ListObjectsV2 => "ListObjectsV2",
+            Self::ListObjectVersions => "ListObjectVersions",
+            Self::ListMultipartUploads => "ListMultipartUploads",
+            Self::DeleteObjects => "DeleteObjects",
+            Self::BucketConfig => "BucketConfig",
+            Self::GetObject => "GetObject",
+            Self::HeadObject => "HeadObject",
+            Self::PutObject => "PutObject",
+            Self::CopyObject => "CopyObject",
+            Self::DeleteObject => "DeleteObject",
+            Self::CreateMultipartUpload => "CreateMultipartUpload",
+            Self::UploadPart => "UploadPart",
+            Self::UploadPartCopy => "UploadPartCopy",
+            Self::CompleteMultipartUpload => "CompleteMultipartUpload",
+            Self::AbortMultipartUpload => "AbortMultipartUpload",
+            Self::ListParts => "ListParts",
+            Self::ObjectConfig => "ObjectConfig",
+            Self::SelectObjectContent => "SelectObjectContent",
+            Self::RestoreObject => "RestoreObject",
+            Self::PostObject => "PostObject",
+            Self::Unknown => "Unknown",
+        }
+    }
+}
+
+/// A classified request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct S3Request {
+    /// Client-visible bucket, if the request names one.
+    pub bucket: Option<String>,
+    /// Decoded object key, if the request names one.
+    pub key: Option<String>,
+    pub addressing: Addressing,
+    pub operation: Operation,
+}
+
+/// Bucket sub-resources that make a bucket request a configuration call.
+const BUCKET_SUBRESOURCES: &[&str] = &[
+    "accelerate",
+    "acl",
+    "analytics",
+    "cors",
+    "encryption",
+    "intelligent-tiering",
+    "inventory",
+    "lifecycle",
+    "location",
+    "logging",
+    "metrics",
+    "notification",
+    "object-lock",
+    "ownershipControls",
+    "policy",
+    "policyStatus",
+    "publicAccessBlock",
+    "replication",
+    "requestPayment",
+    "tagging",
+    "versioning",
+    "website",
+];
+
+/// Object sub-resources that make an object request a configuration call.
+const OBJECT_SUBRESOURCES: &[&str] = &[
+    "acl",
+    "attributes",
+    "legal-hold",
+    "retention",
+    "tagging",
+    "torrent",
+];
+
+/// Splits `Host` into name and drops the port.
+fn host_name(host: &str) -> &str {
+    if host.starts_with('[') {
+        return host
+            .split_once(']')
+            .map(|(h, _)| &host[..=h.len()])
+            .unwrap_or(host);
+    }
+    host.rsplit_once(':').map(|(h, _)| h).unwrap_or(host)
+}
+
+/// Classifies a request. `domains` are the base domains of virtual-hosted
+/// addressing; `raw_path` is the percent-encoded path as received.
+pub fn classify(
+    method: &Method,
+    host: Option<&str>,
+    raw_path: &str,
+    query: &[(String, String)],
+    headers: &HeaderMap,
+    domains: &[String],
+) -> Result<S3Request, S3Error> {
+    let path = uri::decode(raw_path).ok_or_else(|| {
+        S3Error::new(
+            S3ErrorCode::InvalidURI,
+            "the path is not valid UTF-8 after decoding",
+        )
+    })?;
+    let host = host.map(|h| host_name(h).to_ascii_lowercase());
+    let vhost_bucket = host.as_deref().and_then(|h| {
+        domains
+            .iter()
+            .find_map(|d| {
+                h.strip_suffix(d.as_str())?
+                    .strip_suffix('.')
+                    .filter(|b| !b.is_empty())
+            })
+            .map(str::to_string)
+    });
+    let after_slash = path.strip_prefix('/').unwrap_or(&path);
+    let (bucket, key, addressing) = match vhost_bucket {
+        Some(b) => (Some(b), non_empty(after_slash), Addressing::VirtualHosted),
+        None => {
+            let (b, k) = after_slash.split_once('/').unwrap_or((after_slash, ""));
+            (non_empty(b), non_empty(k), Addressing::Path)
+        }
+    };
+    let has = |name: &str| query.iter().any(|(k, _)| k == name);
+    let copy_source = headers.contains_key("x-amz-copy-source");
+    use Operation::*;
+    let operation = match (&bucket, &key) {
+        (None, _) => match *method {
+            Method::GET | Method::HEAD => ListBuckets,
+            _ => Unknown,
+        },
+        (Some(_), None) => {
+            let sub = BUCKET_SUBRESOURCES.iter().any(|s| has(s));
+            match *method {
+                Method::GET if has("uploads") => ListMultipartUploads,
+                Method::GET if has("versions") => ListObjectVersions,
+                Method::GET if sub => BucketConfig,
+                Method::GET if query.iter().any(|(k, v)| k == "list-type" && v == "2") => {
+                    ListObjectsV2
+                }
+                Method::GET => ListObjects,
+                Method::HEAD => HeadBucket,
+                Method::PUT if sub => BucketConfig,
+                Method::PUT => CreateBucket,
+                Method::DELETE if sub => BucketConfig,
+                Method::DELETE => DeleteBucket,
+                Method::POST if has("delete") => DeleteObjects,
+                Method::POST if query.is_empty() => PostObject,
+                _ => Unknown,
+            }
+        }
+        (Some(_), Some(_)) => {
+            let upload_id = has("uploadId");
+            let sub = OBJECT_SUBRESOURCES.iter().any(|s| has(s));
+            match *method {
+                Method::GET if upload_id => ListParts,
+                Method::GET if sub => ObjectConfig,
+                Method::GET => GetObject,
+                Method::HEAD => HeadObject,
+                Method::PUT if upload_id && has("partNumber") && copy_source => UploadPartCopy,
+                Method::PUT if upload_id && has("partNumber") => UploadPart,
+                Method::PUT if sub => ObjectConfig,
+                Method::PUT if copy_source => CopyObject,
+                Method::PUT => PutObject,
+                Method::POST if has("uploads") => CreateMultipartUpload,
+                Method::POST if upload_id => CompleteMultipartUpload,
+                Method::POST if has("select") => SelectObjectContent,
+                Method::POST if has("restore") => RestoreObject,
+                Method::DELETE if upload_id => AbortMultipartUpload,
+                Method::DELETE if sub => ObjectConfig,
+                Method::DELETE => DeleteObject,
+                _ => Unknown,
+            }
+        }
+    };
+    Ok(S3Request {
+        bucket,
+        key,
+        addressing,
+        operation,
+    })
+}
+
+fn non_empty(s: &str) -> Option<String> {
+    (!s.is_empty()).then(|| s.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn q(s: &str) -> Vec<(String, String)> {
+        uri::parse_query(s).unwrap()
+    }
+
+    fn op(method: Method, path: &str, query: &str) -> S3Request {
+        classify(
+            &method,
+            Some("localhost:8080"),
+            path,
+            &q(query),
+            &HeaderMap::new(),
+            &[],
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn path_style() {
+        let r = op(Method::GET, "/bucket/dir/a%20b.txt", "");
+        assert_eq!(r.bucket.as_deref(), Some("bucket"));
+        assert_eq!(r.key.as_deref(), Some("dir/a b.txt"));
+        assert_eq!(r.operation, Operation::GetObject);
+        assert_eq!(r.addressing, Addressing::Path);
+        assert_eq!(op(Method::GET, "/", "").operation, Operation::ListBuckets);
+        assert_eq!(
+            op(Method::GET, "/b", "list-type=2").operation,
+            Operation::ListObjectsV2
+        );
+        assert_eq!(op(Method::GET, "/b/", "").operation, Operation::ListObjects);
+        assert_eq!(
+            op(Method::GET, "/b", "versions").operation,
+            Operation::ListObjectVersions
+        );
+        assert_eq!(
+            op(Method::GET, "/b", "location").operation,
+            Operation::BucketConfig
+        );
+        assert_eq!(
+            op(Method::POST, "/b", "delete").operation,
+            Operation::DeleteObjects
+        );
+        assert_eq!(op(Method::PUT, "/b", "").operation, Operation::CreateBucket);
+        assert_eq!(op(Method::HEAD, "/b", "").operation, Operation::HeadBucket);
+    }
+
+    #[test]
+    fn object_and_multipart_operations() {
+        assert_eq!(op(Method::PUT, "/b/k", "").operation, Operation::PutObject);
+        assert_eq!(
+            op(Method::HEAD, "/b/k", "").operation,
+            Operation::HeadObject
+        );
+        assert_eq!(
+            op(Method::POST, "/b/k", "uploads").operation,
+            Operation::CreateMultipartUpload
+        );
+        assert_eq!(
+            op(Method::PUT, "/b/k", "partNumber=1&uploadId=x").operation,
+            Operation::UploadPart
+        );
+        assert_eq!(
+            op(Method::POST, "/b/k", "uploadId=x").operation,
+            Operation::CompleteMultipartUpload
+        );
+        assert_eq!(
+            op(Method::DELETE, "/b/k", "uploadId=x").operation,
+            Operation::AbortMultipartUpload
+        );
+        assert_eq!(
+            op(Method::GET, "/b/k", "uploadId=x").operation,
+            Operation::ListParts
+        );
+        assert_eq!(
+            op(Method::GET, "/b/k", "tagging").operation,
+            Operation::ObjectConfig
+        );
+        assert_eq!(
+            op(Method::DELETE, "/b/k", "").operation,
+            Operation::DeleteObject
+        );
+        let mut h = HeaderMap::new();
+        h.insert("x-amz-copy-source", "/b/src".parse().unwrap());
+        let r = classify(&Method::PUT, None, "/b/k", &[], &h, &[]).unwrap();
+        assert_eq!(r.operation, Operation::CopyObject);
+        let r = classify(
+            &Method::PUT,
+            None,
+            "/b/k",
+            &q("partNumber=2&uploadId=u"),
+            &h,
+            &[],
+        )
+        .unwrap();
+        assert_eq!(r.operation, Operation::UploadPartCopy);
+    }
+
+    #[test]
+    fn virtual_hosted_style() {
+        let domains = vec!["s3.example.com".to_string()];
+        let r = classify(
+            &Method::GET,
+            Some("my.bucket.s3.example.com:8443"),
+            "/photos/x.jpg",
+            &[],
+            &HeaderMap::new(),
+            &domains,
+        )
+        .unwrap();
+        assert_eq!(r.bucket.as_deref(), Some("my.bucket"));
+        assert_eq!(r.key.as_deref(), Some("photos/x.jpg"));
+        assert_eq!(r.addressing, Addressing::VirtualHosted);
+        let r = classify(
+            &Method::GET,
+            Some("s3.example.com"),
+            "/b/k",
+            &[],
+            &HeaderMap::new(),
+            &domains,
+        )
+        .unwrap();
+        assert_eq!(
+            (r.bucket.as_deref(), r.addressing),
+            (Some("b"), Addressing::Path)
+        );
+    }
+
+    #[test]
+    fn bad_path_encoding_is_invalid_uri() {
+        let e = classify(&Method::GET, None, "/b/%FF", &[], &HeaderMap::new(), &[]).unwrap_err();
+        assert_eq!(e.code, S3ErrorCode::InvalidURI);
+    }
+}
