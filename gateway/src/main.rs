@@ -1,1 +1,96 @@
-fn main() {}
+//! The `sealgate` command.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use sealgate_config::{load_file, Loaded, LogFormat};
+
+#[derive(Parser)]
+#[command(name = "sealgate", version, about = "S3 encryption edge gateway")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the gateway until SIGTERM or Ctrl-C.
+    Run {
+        /// The YAML configuration file.
+        #[arg(short, long, env = "SEALGATE_CONFIG")]
+        config: PathBuf,
+    },
+    /// Validate a configuration file and exit: 0 when valid, 1 with every problem otherwise.
+    CheckConfig {
+        /// The YAML configuration file.
+        file: PathBuf,
+    },
+}
+
+fn env(name: &str) -> Option<String> {
+    std::env::var(name).ok()
+}
+
+fn load(path: &PathBuf) -> Result<Loaded, ExitCode> {
+    load_file(path, &env).map_err(|problems| {
+        eprint!("{}: {problems}", path.display());
+        ExitCode::from(1)
+    })
+}
+
+fn main() -> ExitCode {
+    sealgate::install_crypto_provider();
+    let cli = Cli::parse();
+    match cli.command {
+        Command::CheckConfig { file } => match load(&file) {
+            Ok(loaded) => {
+                for w in &loaded.warnings {
+                    eprintln!("warning: {w}");
+                }
+                let c = &loaded.config;
+                println!(
+                    "{}: valid ({} key provider(s), default {}, {} polic(ies), {} client key(s), {} bucket config(s))",
+                    file.display(),
+                    c.encryption.providers.len(),
+                    c.encryption.default_provider.as_deref().unwrap_or("none"),
+                    c.encryption.policies.len(),
+                    c.auth.clients.len(),
+                    c.buckets.len()
+                );
+                ExitCode::SUCCESS
+            }
+            Err(code) => code,
+        },
+        Command::Run { config } => {
+            let loaded = match load(&config) {
+                Ok(l) => l,
+                Err(code) => return code,
+            };
+            init_logging(&loaded);
+            for w in &loaded.warnings {
+                tracing::warn!("{w}");
+            }
+            match sealgate::server::run_forever(loaded.config) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("sealgate: {e}");
+                    ExitCode::from(1)
+                }
+            }
+        }
+    }
+}
+
+fn init_logging(loaded: &Loaded) {
+    let level = loaded.config.logging.level.as_str();
+    let filter = tracing_subscriber::EnvFilter::try_from_env("SEALGATE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("{level},pingora=warn")));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match loaded.config.logging.format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.init(),
+    }
+}

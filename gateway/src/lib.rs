@@ -1,0 +1,19 @@
+//! sealgate: an S3 encryption edge gateway on Pingora.
+//!
+//! This crate wires the pure logic of `sealgate-filters` into Pingora's
+//! phases, owns every socket (clients, upstream S3, admin) and the CLI.
+
+pub mod admin;
+pub mod metrics;
+pub mod proxy;
+pub mod server;
+pub mod upstream;
+
+pub use server::{start, GatewayHandle, RunOptions, StartError};
+
+/// Installs the process-wide rustls crypto provider. Pingora brings `ring`
+/// and the AWS SDK brings `aws-lc-rs`; with both linked, rustls cannot pick
+/// one by itself and panics, so call this first in `main` and in tests.
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+}

@@ -1,0 +1,236 @@
+//! Building and running the Pingora server: the S3 proxy service (plain
+//! and/or TLS listeners), the admin service, and a handle that stops it.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use pingora::server::configuration::ServerConf;
+use pingora::server::{RunArgs, Server, ShutdownSignal, ShutdownSignalWatch};
+use pingora::services::background::{background_service, BackgroundService};
+use pingora::services::listening::Service;
+use sealgate_config::Config;
+use tokio::sync::watch;
+
+use crate::admin::AdminApp;
+use crate::metrics::Metrics;
+use crate::proxy::Gateway;
+use crate::upstream::UpstreamTarget;
+
+/// How often the readiness probe retries connecting to our own listener.
+const READY_PROBE_INTERVAL: Duration = Duration::from_millis(20);
+
+/// Errors starting the gateway.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("the configuration has no listener: set server.listen or server.tls")]
+    NoListener,
+    #[error("{0}")]
+    Pingora(String),
+    #[error("metrics: {0}")]
+    Metrics(#[from] prometheus::Error),
+}
+
+/// A running gateway; dropping it stops the server and waits for it.
+pub struct GatewayHandle {
+    shutdown: watch::Sender<bool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+    pub metrics: Arc<Metrics>,
+    ready: Arc<AtomicBool>,
+}
+
+impl GatewayHandle {
+    /// True once the S3 listener accepts connections.
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Acquire)
+    }
+
+    /// Stops the server (graceful, bounded by the configured grace period).
+    pub fn stop(mut self) {
+        self.stop_inner();
+    }
+
+    fn stop_inner(&mut self) {
+        let _ = self.shutdown.send(true);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for GatewayHandle {
+    fn drop(&mut self) {
+        self.stop_inner();
+    }
+}
+
+/// Shutdown on our watch channel or on SIGTERM / SIGINT.
+struct Shutdown {
+    rx: watch::Receiver<bool>,
+    unix_signals: bool,
+}
+
+#[async_trait]
+impl ShutdownSignalWatch for Shutdown {
+    async fn recv(&self) -> ShutdownSignal {
+        let mut rx = self.rx.clone();
+        let channel = async move {
+            while !*rx.borrow_and_update() {
+                if rx.changed().await.is_err() {
+                    break;
+                }
+            }
+        };
+        if !self.unix_signals {
+            channel.await;
+            return ShutdownSignal::GracefulTerminate;
+        }
+        use tokio::signal::unix::{signal, SignalKind};
+        let (Ok(mut term), Ok(mut int)) = (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) else {
+            channel.await;
+            return ShutdownSignal::GracefulTerminate;
+        };
+        tokio::select! {
+            _ = channel => ShutdownSignal::GracefulTerminate,
+            _ = term.recv() => ShutdownSignal::GracefulTerminate,
+            _ = int.recv() => ShutdownSignal::GracefulTerminate,
+        }
+    }
+}
+
+/// Sets the ready flag once our own S3 listener accepts a connection.
+struct ReadyProbe {
+    addr: SocketAddr,
+    ready: Arc<AtomicBool>,
+}
+
+#[async_trait]
+impl BackgroundService for ReadyProbe {
+    async fn start(&self, mut shutdown: pingora::server::ShutdownWatch) {
+        let mut target = self.addr;
+        if target.ip().is_unspecified() {
+            target.set_ip(if target.is_ipv4() {
+                std::net::Ipv4Addr::LOCALHOST.into()
+            } else {
+                std::net::Ipv6Addr::LOCALHOST.into()
+            });
+        }
+        loop {
+            if tokio::net::TcpStream::connect(target).await.is_ok() {
+                self.ready.store(true, Ordering::Release);
+                return;
+            }
+            tokio::select! {
+                _ = shutdown.changed() => return,
+                _ = tokio::time::sleep(READY_PROBE_INTERVAL) => {}
+            }
+        }
+    }
+}
+
+/// Options that differ between the binary and in-process tests.
+#[derive(Debug, Clone, Copy)]
+pub struct RunOptions {
+    /// Also stop on SIGTERM / SIGINT (the binary); tests use the handle only.
+    pub unix_signals: bool,
+}
+
+/// Starts the gateway on its own thread and returns at once.
+pub fn start(config: Config, options: RunOptions) -> Result<GatewayHandle, StartError> {
+    let probe_addr = config
+        .server
+        .listen
+        .or(config.server.tls.as_ref().map(|t| t.listen))
+        .ok_or(StartError::NoListener)?;
+    let config = Arc::new(config);
+    let metrics = Arc::new(Metrics::register(prometheus::Registry::new())?);
+    let ready = Arc::new(AtomicBool::new(false));
+
+    let mut conf = ServerConf::default();
+    conf.threads = config.server.threads;
+    conf.grace_period_seconds = Some(0);
+    conf.graceful_shutdown_timeout_seconds = Some(config.server.grace_period.as_secs());
+    conf.ca_file = config
+        .upstream
+        .ca_bundle
+        .as_ref()
+        .map(|p| p.display().to_string());
+    let mut server = Server::new_with_opt_and_conf(None, conf);
+    server.bootstrap();
+
+    // Resolving the credential chain is async; do it on a short-lived runtime.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| StartError::Pingora(e.to_string()))?;
+    let upstream = Arc::new(rt.block_on(UpstreamTarget::new(&config.upstream)));
+    drop(rt);
+
+    let gateway = Gateway::new(config.clone(), upstream, metrics.clone());
+    let mut proxy =
+        pingora::proxy::http_proxy_service_with_name(&server.configuration, gateway, "sealgate-s3");
+    if let Some(addr) = config.server.listen {
+        proxy.add_tcp(&addr.to_string());
+    }
+    if let Some(tls) = &config.server.tls {
+        proxy
+            .add_tls(
+                &tls.listen.to_string(),
+                &tls.cert_file.display().to_string(),
+                &tls.key_file.display().to_string(),
+            )
+            .map_err(|e| StartError::Pingora(format!("TLS listener: {e}")))?;
+    }
+    server.add_service(proxy);
+
+    if let Some(admin_addr) = config.server.admin_listen {
+        let mut admin = Service::new(
+            "sealgate-admin".to_string(),
+            AdminApp {
+                metrics: metrics.clone(),
+                ready: ready.clone(),
+            },
+        );
+        admin.add_tcp(&admin_addr.to_string());
+        server.add_service(admin);
+    }
+    server.add_service(background_service(
+        "sealgate-ready-probe",
+        ReadyProbe {
+            addr: probe_addr,
+            ready: ready.clone(),
+        },
+    ));
+
+    let (tx, rx) = watch::channel(false);
+    let unix_signals = options.unix_signals;
+    let thread = std::thread::Builder::new()
+        .name("sealgate-server".into())
+        .spawn(move || {
+            server.run(RunArgs {
+                shutdown_signal: Box::new(Shutdown { rx, unix_signals }),
+            })
+        })
+        .map_err(|e| StartError::Pingora(e.to_string()))?;
+    Ok(GatewayHandle {
+        shutdown: tx,
+        thread: Some(thread),
+        metrics,
+        ready,
+    })
+}
+
+/// Runs until SIGTERM / SIGINT.
+pub fn run_forever(config: Config) -> Result<(), StartError> {
+    let handle = start(config, RunOptions { unix_signals: true })?;
+    let mut handle = handle;
+    if let Some(t) = handle.thread.take() {
+        let _ = t.join();
+    }
+    Ok(())
+}
