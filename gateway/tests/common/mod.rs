@@ -1,0 +1,378 @@
+//! Test harness: real s3s-fs backends and in-process gateways on free
+//! ports, real clients (aws cli, boto3) as subprocesses. Everything started
+//! here is stopped when its handle drops.
+
+#![allow(dead_code)]
+
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// Upstream credentials s3s-fs accepts; clients never see them.
+pub const UPSTREAM_KEY: &str = "UPSTREAMKEY";
+pub const UPSTREAM_SECRET: &str = "UPSTREAMSECRET0123456789";
+/// Client credentials the gateway accepts.
+pub const CLIENT_KEY: &str = "CLIENTKEY";
+pub const CLIENT_SECRET: &str = "CLIENTSECRET0123456789";
+/// A second client, limited to `team-*` buckets.
+pub const TEAM_KEY: &str = "TEAMKEY";
+pub const TEAM_SECRET: &str = "TEAMSECRET0123456789";
+
+/// How long a server may take to start accepting connections.
+const START_DEADLINE: Duration = Duration::from_secs(30);
+/// Interval between readiness probes.
+const PROBE_INTERVAL: Duration = Duration::from_millis(20);
+
+/// A port that was free a moment ago.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Waits until `cond` holds, polling; panics with `what` after the deadline.
+pub fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !cond() {
+        assert!(
+            start.elapsed() < START_DEADLINE,
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(PROBE_INTERVAL);
+    }
+}
+
+fn accepts(addr: SocketAddr) -> bool {
+    TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok()
+}
+
+/// Finds the s3s-fs binary: `$S3S_FS`, then `PATH`, then `~/.cargo/bin`.
+fn s3s_fs_binary() -> PathBuf {
+    if let Ok(p) = std::env::var("S3S_FS") {
+        return p.into();
+    }
+    if let Ok(path) = std::env::var("PATH") {
+        for dir in std::env::split_paths(&path) {
+            let candidate = dir.join("s3s-fs");
+            if candidate.is_file() {
+                return candidate;
+            }
+        }
+    }
+    let home = std::env::var("HOME").unwrap_or_default();
+    let candidate = Path::new(&home).join(".cargo/bin/s3s-fs");
+    assert!(
+        candidate.is_file(),
+        "s3s-fs not found: install it with `cargo install s3s-fs@0.14.1 --features binary --locked` (or run .ci/run)"
+    );
+    candidate
+}
+
+/// A running s3s-fs with its data directory.
+pub struct Backend {
+    child: Child,
+    pub port: u16,
+    pub dir: tempfile::TempDir,
+}
+
+impl Backend {
+    /// Starts s3s-fs with the given buckets already created.
+    pub fn start(buckets: &[&str]) -> Backend {
+        let dir = tempfile::tempdir().unwrap();
+        for b in buckets {
+            std::fs::create_dir_all(dir.path().join(b)).unwrap();
+        }
+        for _attempt in 0..3 {
+            let port = free_port();
+            let mut child = Command::new(s3s_fs_binary())
+                .args(["--host", "127.0.0.1", "--port", &port.to_string()])
+                .args([
+                    "--access-key",
+                    UPSTREAM_KEY,
+                    "--secret-key",
+                    UPSTREAM_SECRET,
+                ])
+                .arg(dir.path())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("start s3s-fs");
+            let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+            let start = Instant::now();
+            while start.elapsed() < START_DEADLINE {
+                if accepts(addr) {
+                    return Backend { child, port, dir };
+                }
+                if child.try_wait().unwrap().is_some() {
+                    break; // lost the port race; try another
+                }
+                std::thread::sleep(PROBE_INTERVAL);
+            }
+            let _ = child.kill();
+        }
+        panic!("s3s-fs did not start");
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// The file s3s-fs stores an object in.
+    pub fn object_path(&self, bucket: &str, key: &str) -> PathBuf {
+        self.dir.path().join(bucket).join(key)
+    }
+}
+
+impl Drop for Backend {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// What differs between test gateways.
+#[derive(Default)]
+pub struct Options<'a> {
+    /// Serve TLS too, with cert.pem and key.pem from this directory.
+    pub tls_dir: Option<&'a Path>,
+    /// YAML lines under `storage.s3` (indented four spaces).
+    pub s3_extra: &'a str,
+    /// Extra top-level YAML.
+    pub extra: &'a str,
+}
+
+/// A gateway running in this process.
+pub struct Gateway {
+    pub handle: Option<sealgate::GatewayHandle>,
+    pub port: u16,
+    pub admin_port: u16,
+    pub tls_port: Option<u16>,
+}
+
+impl Gateway {
+    /// The YAML every test gateway shares; `extra` is appended (top-level keys
+    /// other than server/storage/auth).
+    pub fn config_yaml(
+        backend: &Backend,
+        port: u16,
+        admin_port: u16,
+        tls: Option<(u16, &Path)>,
+        opts: &Options,
+    ) -> String {
+        let tls = match tls {
+            Some((p, dir)) => format!(
+                "  tls:\n    listen: 127.0.0.1:{p}\n    cert_file: {}\n    key_file: {}\n",
+                dir.join("cert.pem").display(),
+                dir.join("key.pem").display()
+            ),
+            None => String::new(),
+        };
+        format!(
+            r#"
+server:
+  listen: 127.0.0.1:{port}
+  admin_listen: 127.0.0.1:{admin_port}
+  threads: 2
+  grace_period: 1s
+  domains: ["s3.sealgate.test"]
+{tls}storage:
+  s3:
+    endpoint: {endpoint}
+    region: us-east-1
+    credentials:
+      access_key_id: {UPSTREAM_KEY}
+      secret_access_key_env: TEST_UPSTREAM_SECRET
+{s3_extra}
+auth:
+  clients:
+    - access_key_id: {CLIENT_KEY}
+      secret_access_key_env: TEST_CLIENT_SECRET
+      buckets: ["*"]
+    - access_key_id: {TEAM_KEY}
+      secret_access_key_env: TEST_TEAM_SECRET
+      buckets: ["team-*"]
+{extra}
+"#,
+            endpoint = backend.url(),
+            s3_extra = opts.s3_extra,
+            extra = opts.extra,
+        )
+    }
+
+    pub fn start(backend: &Backend) -> Gateway {
+        Self::start_with(backend, &Options::default())
+    }
+
+    /// Starts a gateway in front of `backend`.
+    pub fn start_with(backend: &Backend, opts: &Options) -> Gateway {
+        let tls_dir = opts.tls_dir;
+        sealgate::install_crypto_provider();
+        let port = free_port();
+        let admin_port = free_port();
+        let tls_port = tls_dir.map(|_| free_port());
+        let yaml = Self::config_yaml(backend, port, admin_port, tls_port.zip(tls_dir), opts);
+        let env = |k: &str| match k {
+            "TEST_UPSTREAM_SECRET" => Some(UPSTREAM_SECRET.to_string()),
+            "TEST_CLIENT_SECRET" => Some(CLIENT_SECRET.to_string()),
+            "TEST_TEAM_SECRET" => Some(TEAM_SECRET.to_string()),
+            _ => None,
+        };
+        let loaded =
+            sealgate_config::load_str(&yaml, &env).unwrap_or_else(|p| panic!("{p}\n{yaml}"));
+        let handle = sealgate::start(
+            loaded.config,
+            sealgate::RunOptions {
+                unix_signals: false,
+            },
+        )
+        .unwrap();
+        wait_until("the gateway to accept connections", || handle.is_ready());
+        if let Some(p) = tls_port {
+            wait_until("the TLS listener", || accepts(([127, 0, 0, 1], p).into()));
+        }
+        wait_until("the admin listener", || {
+            accepts(([127, 0, 0, 1], admin_port).into())
+        });
+        Gateway {
+            handle: Some(handle),
+            port,
+            admin_port,
+            tls_port,
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    pub fn tls_url(&self) -> String {
+        format!("https://localhost:{}", self.tls_port.expect("TLS listener"))
+    }
+
+    /// GET on the admin listener: (status, body).
+    pub fn admin_get(&self, path: &str) -> (u16, String) {
+        http_get(&format!("127.0.0.1:{}", self.admin_port), path)
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        if let Some(h) = self.handle.take() {
+            h.stop();
+        }
+    }
+}
+
+/// A minimal HTTP/1.1 GET on a fresh connection: (status, body).
+pub fn http_get(addr: &str, path: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut buf = String::new();
+    s.read_to_string(&mut buf).unwrap();
+    let status = buf
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = buf
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    (status, body)
+}
+
+/// Environment for client subprocesses: no user config, no metadata service.
+fn client_env(cmd: &mut Command, key: &str, secret: &str) {
+    cmd.env("AWS_ACCESS_KEY_ID", key)
+        .env("AWS_SECRET_ACCESS_KEY", secret)
+        .env("AWS_DEFAULT_REGION", "us-east-1")
+        .env("AWS_CONFIG_FILE", "/dev/null")
+        .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env_remove("AWS_SESSION_TOKEN")
+        .env_remove("AWS_PROFILE")
+        .env_remove("AWS_CA_BUNDLE")
+        .env_remove("AWS_ENDPOINT_URL");
+}
+
+/// Runs the aws cli as `key`.
+pub fn aws_as(key: &str, secret: &str, endpoint: &str, args: &[&str]) -> Output {
+    let mut cmd = Command::new("aws");
+    client_env(&mut cmd, key, secret);
+    cmd.arg("--endpoint-url").arg(endpoint).args(args);
+    cmd.output().expect("run aws cli (pip install awscli)")
+}
+
+/// Runs the aws cli with the main client key and asserts success.
+pub fn aws_ok(endpoint: &str, args: &[&str]) -> String {
+    let out = aws_as(CLIENT_KEY, CLIENT_SECRET, endpoint, args);
+    assert!(
+        out.status.success(),
+        "aws {args:?} failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Runs a Python script (boto3 available) with `args`; asserts success and returns stdout.
+pub fn python_ok(script: &str, args: &[&str]) -> String {
+    let mut cmd = Command::new("python3");
+    client_env(&mut cmd, CLIENT_KEY, CLIENT_SECRET);
+    cmd.arg("-c").arg(script).args(args);
+    let out = cmd.output().expect("run python3");
+    assert!(
+        out.status.success(),
+        "python failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Deterministic pseudo-random bytes (xorshift), so failures reproduce.
+pub fn test_bytes(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 24) as u8
+        })
+        .collect()
+}
+
+/// A self-signed certificate for localhost / 127.0.0.1 in `dir` (cert.pem, key.pem).
+pub fn self_signed_cert(dir: &Path) {
+    let status = Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+        ])
+        .args(["-days", "2", "-subj", "/CN=localhost"])
+        .args(["-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"])
+        .arg("-keyout")
+        .arg(dir.join("key.pem"))
+        .arg("-out")
+        .arg(dir.join("cert.pem"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .expect("run openssl");
+    assert!(status.success(), "openssl could not make a certificate");
+}
