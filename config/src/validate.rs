@@ -328,9 +328,7 @@ fn upstream_credentials(r: &mut Reader, s3: &Obj) -> Option<UpstreamCredentials>
     let [s, se, sf] = secret_keys("secret_access_key");
     let [t, te, tf] = secret_keys("session_token");
     let known = ["source", "access_key_id", &s, &se, &sf, &t, &te, &tf];
-    let Some(o) = r.obj(&s3.child("credentials"), s3.get("credentials"), &known) else {
-        return None;
-    };
+    let o = r.obj(&s3.child("credentials"), s3.get("credentials"), &known)?;
     let source = r.string(&o, "source");
     let has_static = o.has("access_key_id");
     match source

@@ -32,7 +32,7 @@ fn env(name: &str) -> Option<String> {
     std::env::var(name).ok()
 }
 
-fn load(path: &PathBuf) -> Result<Loaded, ExitCode> {
+fn load(path: &std::path::Path) -> Result<Loaded, ExitCode> {
     load_file(path, &env).map_err(|problems| {
         eprint!("{}: {problems}", path.display());
         ExitCode::from(1)

@@ -151,15 +151,18 @@ pub fn start(config: Config, options: RunOptions) -> Result<GatewayHandle, Start
     let metrics = Arc::new(Metrics::register(prometheus::Registry::new())?);
     let ready = Arc::new(AtomicBool::new(false));
 
-    let mut conf = ServerConf::default();
-    conf.threads = config.server.threads;
-    conf.grace_period_seconds = Some(0);
-    conf.graceful_shutdown_timeout_seconds = Some(config.server.grace_period.as_secs());
-    conf.ca_file = config
-        .upstream
-        .ca_bundle
-        .as_ref()
-        .map(|p| p.display().to_string());
+    let conf = ServerConf {
+        threads: config.server.threads,
+        // Stop accepting at once on shutdown; in-flight requests get the grace period.
+        grace_period_seconds: Some(0),
+        graceful_shutdown_timeout_seconds: Some(config.server.grace_period.as_secs()),
+        ca_file: config
+            .upstream
+            .ca_bundle
+            .as_ref()
+            .map(|p| p.display().to_string()),
+        ..ServerConf::default()
+    };
     let mut server = Server::new_with_opt_and_conf(None, conf);
     server.bootstrap();
 

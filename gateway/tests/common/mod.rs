@@ -112,6 +112,7 @@ impl Backend {
                 std::thread::sleep(PROBE_INTERVAL);
             }
             let _ = child.kill();
+            let _ = child.wait();
         }
         panic!("s3s-fs did not start");
     }
