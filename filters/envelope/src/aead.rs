@@ -1,0 +1,217 @@
+//! The one small trait the format needs from AES-256-GCM, and its two
+//! backends: aws-lc-rs (default: fastest here, FIPS-capable) and RustCrypto's
+//! `aes-gcm` (pure Rust, feature `rustcrypto`). Both seal and open in place,
+//! so a frame is never copied to be encrypted.
+
+use zeroize::Zeroizing;
+
+/// GCM nonce length.
+pub const NONCE_LEN: usize = 12;
+/// GCM tag length.
+pub const TAG_LEN: usize = 16;
+/// AES-256 key length.
+pub const KEY_LEN: usize = 32;
+
+/// A frame failed authentication (wrong key, tampered or misplaced bytes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("frame authentication failed")]
+pub struct AuthFailed;
+
+/// AES-256-GCM with a fixed key.
+pub trait FrameCipher: Send + Sync {
+    /// Encrypts `buf` in place; returns the tag.
+    fn seal(&self, nonce: &[u8; NONCE_LEN], aad: &[u8], buf: &mut [u8]) -> [u8; TAG_LEN];
+    /// Decrypts `buf` (ciphertext followed by its tag) in place; returns the
+    /// plaintext length. On failure the buffer holds no plaintext worth reading.
+    fn open(
+        &self,
+        nonce: &[u8; NONCE_LEN],
+        aad: &[u8],
+        buf: &mut [u8],
+    ) -> Result<usize, AuthFailed>;
+}
+
+/// Which implementation to use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    #[cfg(any(feature = "aws-lc", test))]
+    AwsLc,
+    #[cfg(any(feature = "rustcrypto", test))]
+    RustCrypto,
+}
+
+impl Backend {
+    /// The build's default: aws-lc-rs when compiled in.
+    pub const fn default_backend() -> Self {
+        #[cfg(any(feature = "aws-lc", test))]
+        {
+            Backend::AwsLc
+        }
+        #[cfg(not(any(feature = "aws-lc", test)))]
+        {
+            Backend::RustCrypto
+        }
+    }
+
+    /// Name for logs and benchmarks.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            #[cfg(any(feature = "aws-lc", test))]
+            Backend::AwsLc => "aws-lc-rs",
+            #[cfg(any(feature = "rustcrypto", test))]
+            Backend::RustCrypto => "rustcrypto-aes-gcm",
+        }
+    }
+
+    /// A cipher for `key`.
+    pub fn cipher(self, key: &Zeroizing<[u8; KEY_LEN]>) -> Box<dyn FrameCipher> {
+        match self {
+            #[cfg(any(feature = "aws-lc", test))]
+            Backend::AwsLc => Box::new(awslc::Cipher::new(key)),
+            #[cfg(any(feature = "rustcrypto", test))]
+            Backend::RustCrypto => Box::new(rustcrypto::Cipher::new(key)),
+        }
+    }
+}
+
+#[cfg(any(feature = "aws-lc", test))]
+mod awslc {
+    use super::*;
+    use aws_lc_rs::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM};
+
+    pub struct Cipher(LessSafeKey);
+
+    impl Cipher {
+        pub fn new(key: &[u8; KEY_LEN]) -> Self {
+            let unbound =
+                UnboundKey::new(&AES_256_GCM, key).expect("a 32-byte key is valid for AES-256-GCM");
+            Self(LessSafeKey::new(unbound))
+        }
+    }
+
+    impl FrameCipher for Cipher {
+        fn seal(&self, nonce: &[u8; NONCE_LEN], aad: &[u8], buf: &mut [u8]) -> [u8; TAG_LEN] {
+            let tag = self
+                .0
+                .seal_in_place_separate_tag(
+                    Nonce::assume_unique_for_key(*nonce),
+                    Aad::from(aad),
+                    buf,
+                )
+                .expect("sealing fails only for buffers beyond GCM's 64 GiB limit");
+            let mut out = [0u8; TAG_LEN];
+            out.copy_from_slice(tag.as_ref());
+            out
+        }
+
+        fn open(
+            &self,
+            nonce: &[u8; NONCE_LEN],
+            aad: &[u8],
+            buf: &mut [u8],
+        ) -> Result<usize, AuthFailed> {
+            self.0
+                .open_in_place(Nonce::assume_unique_for_key(*nonce), Aad::from(aad), buf)
+                .map(|p| p.len())
+                .map_err(|_| AuthFailed)
+        }
+    }
+}
+
+#[cfg(any(feature = "rustcrypto", test))]
+mod rustcrypto {
+    use super::*;
+    use aes_gcm::aead::AeadInOut;
+    use aes_gcm::{Aes256Gcm, KeyInit};
+
+    pub struct Cipher(Aes256Gcm);
+
+    impl Cipher {
+        pub fn new(key: &[u8; KEY_LEN]) -> Self {
+            Self(Aes256Gcm::new(key.into()))
+        }
+    }
+
+    impl FrameCipher for Cipher {
+        fn seal(&self, nonce: &[u8; NONCE_LEN], aad: &[u8], buf: &mut [u8]) -> [u8; TAG_LEN] {
+            let tag = self
+                .0
+                .encrypt_inout_detached(nonce.into(), aad, buf.into())
+                .expect("sealing fails only for buffers beyond GCM's limit");
+            tag.into()
+        }
+
+        fn open(
+            &self,
+            nonce: &[u8; NONCE_LEN],
+            aad: &[u8],
+            buf: &mut [u8],
+        ) -> Result<usize, AuthFailed> {
+            if buf.len() < TAG_LEN {
+                return Err(AuthFailed);
+            }
+            let (ct, tag) = buf.split_at_mut(buf.len() - TAG_LEN);
+            let tag: [u8; TAG_LEN] = (&*tag).try_into().map_err(|_| AuthFailed)?;
+            self.0
+                .decrypt_inout_detached(nonce.into(), aad, ct.into(), &tag.into())
+                .map_err(|_| AuthFailed)?;
+            Ok(ct.len())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key() -> Zeroizing<[u8; KEY_LEN]> {
+        Zeroizing::new([7u8; KEY_LEN])
+    }
+
+    #[test]
+    fn each_backend_opens_what_the_other_sealed() {
+        let nonce = [1u8; NONCE_LEN];
+        for (a, b) in [
+            (Backend::AwsLc, Backend::RustCrypto),
+            (Backend::RustCrypto, Backend::AwsLc),
+        ] {
+            let mut buf = b"attack at dawn, frame of plaintext".to_vec();
+            let tag = a.cipher(&key()).seal(&nonce, b"aad", &mut buf);
+            assert_ne!(&buf[..], b"attack at dawn, frame of plaintext");
+            buf.extend_from_slice(&tag);
+            let n = b.cipher(&key()).open(&nonce, b"aad", &mut buf).unwrap();
+            assert_eq!(
+                &buf[..n],
+                b"attack at dawn, frame of plaintext",
+                "{} -> {}",
+                a.as_str(),
+                b.as_str()
+            );
+        }
+    }
+
+    #[test]
+    fn wrong_aad_nonce_or_bit_fails_in_both() {
+        for backend in [Backend::AwsLc, Backend::RustCrypto] {
+            let c = backend.cipher(&key());
+            let mut sealed = b"hello".to_vec();
+            let tag = c.seal(&[0; NONCE_LEN], b"a", &mut sealed);
+            sealed.extend_from_slice(&tag);
+            assert_eq!(
+                c.open(&[0; NONCE_LEN], b"b", &mut sealed.clone()),
+                Err(AuthFailed)
+            );
+            assert_eq!(
+                c.open(&[1; NONCE_LEN], b"a", &mut sealed.clone()),
+                Err(AuthFailed)
+            );
+            let mut flipped = sealed.clone();
+            flipped[0] ^= 1;
+            assert_eq!(c.open(&[0; NONCE_LEN], b"a", &mut flipped), Err(AuthFailed));
+            assert_eq!(
+                c.open(&[0; NONCE_LEN], b"a", &mut sealed[..3].to_vec()),
+                Err(AuthFailed)
+            );
+        }
+    }
+}

@@ -1,0 +1,218 @@
+//! Envelope metadata: what is stored beside each encrypted object as S3
+//! user metadata (`x-amz-meta-sealgate-*`), and its parsing. Nothing here is
+//! secret: the data key is stored only wrapped by the key provider, and no
+//! plaintext digest is stored.
+
+use std::collections::BTreeMap;
+
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine;
+
+use crate::format::FRAME_SIZE;
+use crate::keys::{context_hash, COMMITMENT_LEN, SALT_LEN};
+
+/// Header prefix of every envelope field.
+pub const META_PREFIX: &str = "x-amz-meta-sealgate-";
+/// Format version written by this build.
+pub const VERSION: &str = "1";
+/// Algorithm suite name of version 1.
+pub const ALGORITHM: &str = "AES256GCM-HKDF-SHA256-COMMIT";
+/// Largest wrapped data key accepted (KMS blobs are ~200 bytes; RSA-4096 wraps are 512).
+pub const MAX_WRAPPED_DEK_LEN: usize = 1024;
+/// Largest encoded context accepted, keeping all metadata well under S3's 2 KB.
+pub const MAX_CONTEXT_LEN: usize = 768;
+
+/// Envelope metadata could not be written or read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MetaError {
+    #[error("envelope field {0} is missing")]
+    Missing(&'static str),
+    #[error("envelope field {0} is malformed")]
+    Malformed(&'static str),
+    #[error("envelope version {0} is not supported by this build")]
+    Unsupported(String),
+}
+
+/// The envelope of one object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EnvelopeMeta {
+    /// Configured provider name that wrapped the data key.
+    pub provider: String,
+    /// Key id (ARN, vault key URL, ...) reported as the SSE key id.
+    pub key_id: String,
+    pub wrapped_dek: Vec<u8>,
+    /// Encryption context the data key is bound to.
+    pub context: BTreeMap<String, String>,
+    pub salt: [u8; SALT_LEN],
+    pub commitment: [u8; COMMITMENT_LEN],
+}
+
+fn header_safe(s: &str) -> bool {
+    !s.is_empty() && s.bytes().all(|b| (0x21..=0x7e).contains(&b))
+}
+
+fn encode_context(ctx: &BTreeMap<String, String>) -> String {
+    let mut raw = Vec::new();
+    for (k, v) in ctx {
+        raw.extend_from_slice(&(k.len() as u32).to_be_bytes());
+        raw.extend_from_slice(k.as_bytes());
+        raw.extend_from_slice(&(v.len() as u32).to_be_bytes());
+        raw.extend_from_slice(v.as_bytes());
+    }
+    B64.encode(raw)
+}
+
+fn decode_context(text: &str) -> Option<BTreeMap<String, String>> {
+    let raw = B64.decode(text).ok()?;
+    let mut rest = &raw[..];
+    let mut out = BTreeMap::new();
+    let take = |rest: &mut &[u8]| -> Option<String> {
+        let len = u32::from_be_bytes(rest.get(..4)?.try_into().ok()?) as usize;
+        let s = String::from_utf8(rest.get(4..4 + len)?.to_vec()).ok()?;
+        *rest = &rest[4 + len..];
+        Some(s)
+    };
+    while !rest.is_empty() {
+        let k = take(&mut rest)?;
+        let v = take(&mut rest)?;
+        out.insert(k, v);
+    }
+    Some(out)
+}
+
+fn fixed<const N: usize>(text: &str, field: &'static str) -> Result<[u8; N], MetaError> {
+    B64.decode(text)
+        .ok()
+        .and_then(|v| v.try_into().ok())
+        .ok_or(MetaError::Malformed(field))
+}
+
+impl EnvelopeMeta {
+    /// Hash of the encryption context, bound into the object key.
+    pub fn context_hash(&self) -> [u8; 32] {
+        context_hash(self.context.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+    }
+
+    /// The metadata headers (lowercase names) to store with the object.
+    pub fn to_headers(&self) -> Result<Vec<(String, String)>, MetaError> {
+        if !header_safe(&self.provider) {
+            return Err(MetaError::Malformed("provider"));
+        }
+        if !header_safe(&self.key_id) {
+            return Err(MetaError::Malformed("key-id"));
+        }
+        let ctx = encode_context(&self.context);
+        if ctx.len() > MAX_CONTEXT_LEN {
+            return Err(MetaError::Malformed("ctx"));
+        }
+        if self.wrapped_dek.len() > MAX_WRAPPED_DEK_LEN {
+            return Err(MetaError::Malformed("dek"));
+        }
+        let h = |name: &str, value: String| (format!("{META_PREFIX}{name}"), value);
+        Ok(vec![
+            h("v", VERSION.to_string()),
+            h("alg", ALGORITHM.to_string()),
+            h("frame", FRAME_SIZE.to_string()),
+            h("provider", self.provider.clone()),
+            h("key-id", self.key_id.clone()),
+            h("dek", B64.encode(&self.wrapped_dek)),
+            h("ctx", ctx),
+            h("salt", B64.encode(self.salt)),
+            h("commit", B64.encode(self.commitment)),
+        ])
+    }
+
+    /// Reads the envelope from response headers (`get` takes a lowercase
+    /// name). `Ok(None)` when the object carries no envelope (plaintext).
+    pub fn from_headers<'a>(
+        get: impl Fn(&str) -> Option<&'a str>,
+    ) -> Result<Option<Self>, MetaError> {
+        let field = |name: &'static str| get(&format!("{META_PREFIX}{name}"));
+        let Some(version) = field("v") else {
+            return Ok(None);
+        };
+        if version != VERSION {
+            return Err(MetaError::Unsupported(version.chars().take(16).collect()));
+        }
+        let need = |name: &'static str| field(name).ok_or(MetaError::Missing(name));
+        if need("alg")? != ALGORITHM {
+            return Err(MetaError::Unsupported(format!("{VERSION}/alg")));
+        }
+        if need("frame")? != FRAME_SIZE.to_string() {
+            return Err(MetaError::Unsupported(format!("{VERSION}/frame")));
+        }
+        let wrapped_dek = B64
+            .decode(need("dek")?)
+            .map_err(|_| MetaError::Malformed("dek"))?;
+        if wrapped_dek.is_empty() || wrapped_dek.len() > MAX_WRAPPED_DEK_LEN {
+            return Err(MetaError::Malformed("dek"));
+        }
+        Ok(Some(Self {
+            provider: need("provider")?.to_string(),
+            key_id: need("key-id")?.to_string(),
+            wrapped_dek,
+            context: decode_context(need("ctx")?).ok_or(MetaError::Malformed("ctx"))?,
+            salt: fixed(need("salt")?, "salt")?,
+            commitment: fixed(need("commit")?, "commit")?,
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn sample() -> EnvelopeMeta {
+        EnvelopeMeta {
+            provider: "prod-kms".into(),
+            key_id: "arn:aws:kms:us-east-1:123456789012:key/abc".into(),
+            wrapped_dek: vec![7; 184],
+            context: [
+                ("app".to_string(), "s3proxy".to_string()),
+                ("env".into(), "a=b&c".into()),
+            ]
+            .into(),
+            salt: [1; 32],
+            commitment: [2; 32],
+        }
+    }
+
+    #[test]
+    fn round_trips_and_stays_small() {
+        let m = sample();
+        let headers: HashMap<String, String> = m.to_headers().unwrap().into_iter().collect();
+        let total: usize = headers
+            .iter()
+            .map(|(k, v)| k.len() - "x-amz-meta-".len() + v.len())
+            .sum();
+        assert!(total < 1024, "metadata is {total} bytes");
+        let back = EnvelopeMeta::from_headers(|k| headers.get(k).map(String::as_str))
+            .unwrap()
+            .unwrap();
+        assert_eq!(back, m);
+    }
+
+    #[test]
+    fn absent_means_plaintext_and_damage_is_reported() {
+        assert_eq!(EnvelopeMeta::from_headers(|_| None), Ok(None));
+        let mut headers: HashMap<String, String> =
+            sample().to_headers().unwrap().into_iter().collect();
+        headers.insert(format!("{META_PREFIX}salt"), "short".into());
+        assert_eq!(
+            EnvelopeMeta::from_headers(|k| headers.get(k).map(String::as_str)),
+            Err(MetaError::Malformed("salt"))
+        );
+        headers.insert(format!("{META_PREFIX}v"), "9".into());
+        assert!(matches!(
+            EnvelopeMeta::from_headers(|k| headers.get(k).map(String::as_str)),
+            Err(MetaError::Unsupported(_))
+        ));
+        headers.insert(format!("{META_PREFIX}v"), "1".into());
+        headers.remove(&format!("{META_PREFIX}dek"));
+        assert_eq!(
+            EnvelopeMeta::from_headers(|k| headers.get(k).map(String::as_str)),
+            Err(MetaError::Missing("dek"))
+        );
+    }
+}
