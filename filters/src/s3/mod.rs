@@ -1,5 +1,7 @@
 //! The S3 protocol: request classification, SigV4, errors, URI encoding.
 
+pub mod checksum;
+pub mod chunked;
 pub mod error;
 pub mod request;
 pub mod sigv4;
