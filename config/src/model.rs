@@ -61,6 +61,9 @@ pub struct Upstream {
     pub credentials: UpstreamCredentials,
     pub connect_timeout: Duration,
     pub read_timeout: Duration,
+    /// Largest object body the backend takes in one PUT (S3: 5 GiB). An
+    /// encrypted PUT whose ciphertext would exceed it is refused up front.
+    pub max_put_size: u64,
 }
 
 /// A parsed endpoint URL.

@@ -32,6 +32,9 @@ pub const MAX_CLOCK_SKEW_LIMIT: Duration = Duration::from_secs(60 * 60);
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Upstream read timeout (between bytes, not for the whole body).
 pub const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(60);
+/// S3's single-PUT limit.
+pub const DEFAULT_MAX_PUT_SIZE: u64 = 5 * 1024 * 1024 * 1024;
+
 /// Time given to in-flight requests at shutdown.
 pub const DEFAULT_GRACE_PERIOD: Duration = Duration::from_secs(30);
 
@@ -208,6 +211,7 @@ const S3_KEYS: &[&str] = &[
     "credentials",
     "connect_timeout",
     "read_timeout",
+    "max_put_size",
     "bucket_configs",
 ];
 
@@ -273,6 +277,7 @@ fn upstream(r: &mut Reader, o: &Obj) -> Option<Upstream> {
         credentials: credentials?,
         connect_timeout,
         read_timeout,
+        max_put_size,
     })
 }
 

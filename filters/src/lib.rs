@@ -4,4 +4,6 @@
 //! it from Pingora's phases.
 
 pub mod auth;
+pub mod keys;
+pub mod policy;
 pub mod s3;

@@ -3,6 +3,7 @@
 pub mod checksum;
 pub mod chunked;
 pub mod error;
+pub mod listing;
 pub mod request;
 pub mod sigv4;
 pub mod uri;

@@ -106,7 +106,21 @@ impl Encryptor {
 
     /// Takes the next piece of plaintext; returns the frames it completed.
     /// With `end`, checks the length and seals the final frame.
-    pub fn push(&mut self, mut input: &[u8], end: bool) -> Result<Bytes, StreamError> {
+    pub fn push(&mut self, input: &[u8], end: bool) -> Result<Bytes, StreamError> {
+        self.feed(input, end)?;
+        Ok(self.take_ready())
+    }
+
+    /// The sealed frames collected by [`Self::feed`] since the last call.
+    pub fn take_ready(&mut self) -> Bytes {
+        let out = self.buf.split_to(self.ready).freeze();
+        self.ready = 0;
+        out
+    }
+
+    /// Like [`Self::push`] but keeps the sealed frames for [`Self::take_ready`],
+    /// so several pieces (e.g. decoded aws-chunked data) make one output.
+    pub fn feed(&mut self, mut input: &[u8], end: bool) -> Result<(), StreamError> {
         if self.consumed + input.len() as u64 > self.total {
             return Err(StreamError::TooLong {
                 declared: self.total,
@@ -136,9 +150,7 @@ impl Encryptor {
                 self.seal_open_frame(true);
             }
         }
-        let out = self.buf.split_to(self.ready).freeze();
-        self.ready = 0;
-        Ok(out)
+        Ok(())
     }
 }
 

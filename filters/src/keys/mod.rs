@@ -1,0 +1,73 @@
+//! Key providers: where data keys come from and how they are unwrapped.
+//!
+//! The gateway holds one [`KeyProvider`] per configured provider. Cloud
+//! providers (AWS KMS, Azure Key Vault) live in the `gateway` crate, which
+//! links their SDKs; the `custom` and `local` providers, which need only a
+//! master key, live here.
+
+mod master;
+
+use std::collections::BTreeMap;
+
+use async_trait::async_trait;
+use zeroize::Zeroizing;
+
+pub use master::MasterKeyProvider;
+
+/// Data key length (AES-256).
+pub const DEK_LEN: usize = 32;
+
+/// A fresh data key and its wrapped form.
+pub struct DataKey {
+    pub plaintext: Zeroizing<[u8; DEK_LEN]>,
+    pub wrapped: Vec<u8>,
+    /// The wrapping key's id as the provider reports it (KMS returns the ARN).
+    pub key_id: String,
+}
+
+impl std::fmt::Debug for DataKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DataKey").field("key_id", &self.key_id).finish_non_exhaustive()
+    }
+}
+
+/// Why a key operation failed. Messages never carry key material.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum KeyError {
+    /// The provider could not be reached or throttled us: retryable.
+    #[error("key provider unavailable: {0}")]
+    Unavailable(String),
+    /// The provider refused (permissions, disabled key, wrong context).
+    #[error("key provider refused: {0}")]
+    Denied(String),
+    /// The wrapped key or key id is not valid for this provider.
+    #[error("invalid wrapped key: {0}")]
+    Invalid(String),
+}
+
+/// A source of data keys.
+#[async_trait]
+pub trait KeyProvider: Send + Sync {
+    /// The configured provider name (stored in object metadata).
+    fn name(&self) -> &str;
+    /// The key used when nothing selects another.
+    fn default_key_id(&self) -> &str;
+    /// The provider type as configured (`aws-kms`, `local`, ...).
+    fn type_name(&self) -> &'static str;
+    /// A new data key under `key_id`, bound to `context`.
+    async fn generate_data_key(&self, key_id: &str, context: &BTreeMap<String, String>) -> Result<DataKey, KeyError>;
+    /// Unwraps a data key written under `key_id` with `context`.
+    async fn decrypt_data_key(
+        &self,
+        key_id: &str,
+        wrapped: &[u8],
+        context: &BTreeMap<String, String>,
+    ) -> Result<Zeroizing<[u8; DEK_LEN]>, KeyError>;
+}
+
+/// Cryptographically random bytes from the operating system.
+pub fn random_bytes<const N: usize>() -> [u8; N] {
+    let mut out = [0u8; N];
+    getrandom::fill(&mut out).expect("the operating system's random source is available");
+    out
+}

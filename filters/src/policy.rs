@@ -1,0 +1,150 @@
+//! Which key provider, key and context apply to a bucket, and whether a
+//! request's own encryption headers are acceptable there.
+//!
+//! First matching policy wins; without a match the default provider
+//! applies with `mandatory: false` (writes are encrypted, objects written
+//! before the gateway are still served). No provider at all means the
+//! bucket is passed through.
+
+use std::collections::BTreeMap;
+
+use http::HeaderMap;
+use sealgate_config::{Config, ProviderKind};
+
+use crate::s3::error::{S3Error, S3ErrorCode};
+
+/// The encryption settings of one bucket.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BucketEncryption {
+    pub provider: String,
+    pub mandatory: bool,
+    /// A key chosen by configuration (`bucket_configs.<b>.kms_key_id` for
+    /// KMS providers); `None` means the provider's default.
+    pub key_id: Option<String>,
+    pub allowed_key_ids: Vec<String>,
+    /// Provider context merged with the bucket's (`kms_encryption_context`).
+    pub context: BTreeMap<String, String>,
+}
+
+/// Resolves a client-visible bucket's settings.
+pub fn for_bucket(config: &Config, bucket: &str) -> Option<BucketEncryption> {
+    let (provider, mandatory, allowed) = match config.policy_for(bucket) {
+        Some(p) => (p.key_provider.clone(), p.mandatory, p.allowed_key_ids.clone()),
+        None => (config.encryption.default_provider.clone()?, false, Vec::new()),
+    };
+    let kind = &config.encryption.providers.get(&provider)?.kind;
+    let bucket_cfg = config.buckets.get(bucket);
+    let mut context = match kind {
+        ProviderKind::AwsKms(k) => k.encryption_context.clone(),
+        _ => BTreeMap::new(),
+    };
+    if let Some(b) = bucket_cfg {
+        context.extend(b.kms_encryption_context.clone());
+    }
+    let key_id = match kind {
+        ProviderKind::AwsKms(_) => bucket_cfg.and_then(|b| b.kms_key_id.clone()),
+        _ => None,
+    };
+    Some(BucketEncryption {
+        provider,
+        mandatory,
+        key_id,
+        allowed_key_ids: allowed,
+        context,
+    })
+}
+
+/// SSE-C and client key choice on a write to an encrypting bucket. Returns
+/// the key a client picked, if it may.
+pub fn check_write_headers(enc: &BucketEncryption, default_key_id: &str, headers: &HeaderMap) -> Result<Option<String>, S3Error> {
+    if headers.contains_key("x-amz-server-side-encryption-customer-algorithm") {
+        return Err(S3Error::new(
+            S3ErrorCode::InvalidArgument,
+            "SSE-C is not accepted here: this gateway encrypts with its own keys",
+        ));
+    }
+    let Some(v) = headers.get("x-amz-server-side-encryption-aws-kms-key-id") else {
+        return Ok(None);
+    };
+    let wanted = v
+        .to_str()
+        .map_err(|_| S3Error::new(S3ErrorCode::InvalidArgument, "the KMS key id is not ASCII"))?
+        .trim();
+    let configured = enc.key_id.as_deref().unwrap_or(default_key_id);
+    if wanted == configured {
+        return Ok(None);
+    }
+    if enc.allowed_key_ids.iter().any(|k| k == wanted) {
+        return Ok(Some(wanted.to_string()));
+    }
+    Err(S3Error::new(
+        S3ErrorCode::AccessDenied,
+        format!("the key {wanted} may not be used for this bucket"),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config() -> Config {
+        sealgate_config::load_str(
+            r#"
+storage:
+  s3:
+    bucket_configs:
+      prod-special:
+        kms_key_id: alias/special
+        kms_encryption_context: {bucket: prod-special}
+encryption:
+  key_provider: dev
+  key_providers:
+    kms:
+      type: aws-kms
+      config: {default_key_id: alias/prod, encryption_context: {app: sg}}
+    dev:
+      type: local
+      config: {master_key: dGVzdA==}
+  policies:
+    - bucket_pattern: "prod-*"
+      key_provider: kms
+      allowed_key_ids: ["alias/other"]
+"#,
+            &|_| None,
+        )
+        .unwrap()
+        .config
+    }
+
+    #[test]
+    fn policies_then_default() {
+        let c = config();
+        let p = for_bucket(&c, "prod-special").unwrap();
+        assert_eq!(p.provider, "kms");
+        assert!(p.mandatory);
+        assert_eq!(p.key_id.as_deref(), Some("alias/special"));
+        assert_eq!(p.context.get("app").map(String::as_str), Some("sg"));
+        assert_eq!(p.context.get("bucket").map(String::as_str), Some("prod-special"));
+        let d = for_bucket(&c, "scratch").unwrap();
+        assert_eq!((d.provider.as_str(), d.mandatory, d.key_id), ("dev", false, None));
+        let none = sealgate_config::load_str("", &|_| None).unwrap().config;
+        assert!(for_bucket(&none, "any").is_none());
+    }
+
+    #[test]
+    fn client_key_choice_and_sse_c() {
+        let c = config();
+        let p = for_bucket(&c, "prod-a").unwrap();
+        let mut h = HeaderMap::new();
+        assert_eq!(check_write_headers(&p, "alias/prod", &h), Ok(None));
+        h.insert("x-amz-server-side-encryption-aws-kms-key-id", "alias/prod".parse().unwrap());
+        assert_eq!(check_write_headers(&p, "alias/prod", &h), Ok(None));
+        h.insert("x-amz-server-side-encryption-aws-kms-key-id", "alias/other".parse().unwrap());
+        assert_eq!(check_write_headers(&p, "alias/prod", &h), Ok(Some("alias/other".into())));
+        h.insert("x-amz-server-side-encryption-aws-kms-key-id", "alias/evil".parse().unwrap());
+        assert_eq!(check_write_headers(&p, "alias/prod", &h).unwrap_err().code, S3ErrorCode::AccessDenied);
+        let mut h = HeaderMap::new();
+        h.insert("x-amz-server-side-encryption-customer-algorithm", "AES256".parse().unwrap());
+        assert_eq!(check_write_headers(&p, "alias/prod", &h).unwrap_err().code, S3ErrorCode::InvalidArgument);
+    }
+}
