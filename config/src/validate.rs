@@ -269,6 +269,18 @@ fn upstream(r: &mut Reader, o: &Obj) -> Option<Upstream> {
     let read_timeout = r
         .duration(o, "read_timeout")
         .unwrap_or(DEFAULT_READ_TIMEOUT);
+    let max_put_size = match r.unsigned(o, "max_put_size") {
+        Some(0) => {
+            r.problem(
+                &o.child("max_put_size"),
+                "must be positive",
+                Some("S3 takes up to 5368709120 bytes".into()),
+            );
+            DEFAULT_MAX_PUT_SIZE
+        }
+        Some(n) => n,
+        None => DEFAULT_MAX_PUT_SIZE,
+    };
     Some(Upstream {
         endpoint: endpoint?,
         region,
