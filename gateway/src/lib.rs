@@ -4,6 +4,7 @@
 //! phases, owns every socket (clients, upstream S3, admin) and the CLI.
 
 pub mod admin;
+pub mod crypto;
 pub mod metrics;
 pub mod proxy;
 pub mod server;

@@ -24,6 +24,9 @@ pub struct Metrics {
     pub upstream_errors_total: IntCounterVec,
     /// Requests being served now.
     pub in_flight_requests: IntGauge,
+    /// Stored objects that failed a check on read, by reason
+    /// (`frame`, `commitment`, `metadata`, `length`, `key`).
+    pub decrypt_failures_total: IntCounterVec,
 }
 
 impl Metrics {
@@ -60,6 +63,14 @@ impl Metrics {
         )?;
         let in_flight_requests =
             IntGauge::new("sealgate_in_flight_requests", "Requests being served")?;
+        let decrypt_failures_total = IntCounterVec::new(
+            Opts::new(
+                "sealgate_decrypt_failures_total",
+                "Stored objects that failed an integrity check on read, by reason",
+            ),
+            &["reason"],
+        )?;
+        registry.register(Box::new(decrypt_failures_total.clone()))?;
         registry.register(Box::new(requests_total.clone()))?;
         registry.register(Box::new(request_duration_seconds.clone()))?;
         registry.register(Box::new(rejected_total.clone()))?;
@@ -72,6 +83,7 @@ impl Metrics {
             rejected_total,
             upstream_errors_total,
             in_flight_requests,
+            decrypt_failures_total,
         })
     }
 

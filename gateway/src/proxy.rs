@@ -1,6 +1,6 @@
 //! The Pingora `ProxyHttp` implementation: authenticate, authorise, map the
-//! bucket, forward, re-sign. Request bodies and responses pass through
-//! unchanged here; the encryption plans hang off the same phases.
+//! bucket, plan (pass through, encrypt a PUT, decrypt a read, rewrite a
+//! listing), forward, re-sign. The plans' body work lives in `crypto`.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -13,11 +13,16 @@ use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::*;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use sealgate_config::Config;
-use sealgate_filters::auth::{split_copy_source, Clients};
+use sealgate_envelope::format::{plaintext_len, ByteRange};
+use sealgate_envelope::{Backend, Decryptor, EnvelopeMeta, ObjectKey};
+use sealgate_filters::auth::{split_copy_source, Clients, Identity};
+use sealgate_filters::policy::{self, BucketEncryption};
+use sealgate_filters::s3::checksum::ChecksumAlgorithm;
 use sealgate_filters::s3::request::classify;
 use sealgate_filters::s3::sigv4::{PayloadHash, RequestParts, UNSIGNED_PAYLOAD};
 use sealgate_filters::s3::{uri, Operation, S3Error, S3ErrorCode};
 
+use crate::crypto::{self, BodyEncoding, Providers, PutBody, PutPlan, ReadBody, ReadPlan};
 use crate::metrics::{status_class, Metrics};
 use crate::upstream::{encode_key, UpstreamTarget};
 
@@ -38,6 +43,7 @@ pub struct Gateway {
     clients: Clients,
     upstream: Arc<UpstreamTarget>,
     metrics: Arc<Metrics>,
+    providers: Providers,
     request_ids: RequestIds,
 }
 
@@ -57,18 +63,279 @@ pub struct Ctx {
     copy_source: Option<String>,
     /// The S3 error the gateway answered with, if any.
     rejected: Option<S3ErrorCode>,
+    /// The bucket's encryption settings (None: pass-through bucket).
+    encryption: Option<BucketEncryption>,
+    /// An encrypted PUT waiting for its data key (decided synchronously).
+    pending_put: Option<PendingPut>,
+    put: Option<PutPlan>,
+    put_body: Option<PutBody>,
+    /// A check that failed while the body streamed.
+    body_error: Option<S3Error>,
+    read: Option<ReadPlan>,
+    read_body: Option<ReadBody>,
+    /// Rewrite listing sizes.
+    list_rewrite: bool,
+    /// A checksum header the client sent and the gateway verified.
+    client_checksum: Option<(&'static str, String)>,
+}
+
+/// The synchronous half of an encrypted PUT plan.
+pub struct PendingPut {
+    plaintext_len: u64,
+    encoding: BodyEncoding,
+    trailer_algorithm: Option<ChecksumAlgorithm>,
+    payload_sha256: Option<[u8; 32]>,
+    key_id: Option<String>,
 }
 
 impl Gateway {
-    pub fn new(config: Arc<Config>, upstream: Arc<UpstreamTarget>, metrics: Arc<Metrics>) -> Self {
+    pub fn new(
+        config: Arc<Config>,
+        upstream: Arc<UpstreamTarget>,
+        metrics: Arc<Metrics>,
+        providers: Providers,
+    ) -> Self {
         let clients = Clients::new(&config.auth.clients, config.auth.max_clock_skew);
         Self {
             config,
             clients,
             upstream,
             metrics,
+            providers,
             request_ids: RequestIds::new(),
         }
+    }
+
+    /// Decides what happens to the body: encrypt, decrypt, rewrite, refuse.
+    fn plan_encryption(
+        &self,
+        req: &RequestHeader,
+        op: Operation,
+        identity: &Identity,
+        ctx: &mut Ctx,
+    ) -> Result<(), S3Error> {
+        let enc = ctx.bucket.as_deref().and_then(|b| policy::for_bucket(&self.config, b));
+        let streaming = identity.verified.payload.is_streaming();
+        let signed_chunks = matches!(
+            identity.verified.payload,
+            PayloadHash::StreamingSigned | PayloadHash::StreamingSignedTrailer
+        );
+        let not_yet = |what: &str| {
+            S3Error::new(
+                S3ErrorCode::NotImplemented,
+                format!("{what} is not supported on encrypted buckets yet"),
+            )
+        };
+        match (op, &enc) {
+            (Operation::PutObject, Some(enc)) => {
+                let provider = self.providers.get(&enc.provider).ok_or_else(|| {
+                    S3Error::new(S3ErrorCode::InternalError, "the bucket's key provider is not configured")
+                })?;
+                let chosen = policy::check_write_headers(enc, provider.default_key_id(), &req.headers)?;
+                let header = |n: &str| req.headers.get(n).and_then(|v| v.to_str().ok());
+                let length_header = if streaming { "x-amz-decoded-content-length" } else { "content-length" };
+                let plaintext_len: u64 = header(length_header)
+                    .and_then(|v| v.trim().parse().ok())
+                    .ok_or_else(|| {
+                        S3Error::new(
+                            S3ErrorCode::MissingContentLength,
+                            format!("an encrypted upload needs {length_header}"),
+                        )
+                    })?;
+                let max = self.config.upstream.max_put_size;
+                if sealgate_envelope::ciphertext_len(plaintext_len) > max {
+                    return Err(S3Error::new(
+                        S3ErrorCode::EntityTooLarge,
+                        format!(
+                            "the encrypted object would exceed the {max}-byte single upload limit; use a multipart upload"
+                        ),
+                    ));
+                }
+                let trailer_algorithm = match header("x-amz-trailer") {
+                    None => None,
+                    Some(t) => Some(ChecksumAlgorithm::from_header(t.trim()).ok_or_else(|| {
+                        S3Error::new(S3ErrorCode::InvalidRequest, "x-amz-trailer names no known checksum")
+                    })?),
+                };
+                let payload_sha256 = match &identity.verified.payload {
+                    PayloadHash::Sha256(h) => Some(*h),
+                    _ => None,
+                };
+                let encoding = if streaming {
+                    BodyEncoding::Chunked(signed_chunks.then(|| identity.verified.clone()))
+                } else {
+                    BodyEncoding::Plain
+                };
+                ctx.pending_put = Some(PendingPut {
+                    plaintext_len,
+                    encoding,
+                    trailer_algorithm,
+                    payload_sha256,
+                    key_id: chosen.or_else(|| enc.key_id.clone()),
+                });
+            }
+            (Operation::GetObject | Operation::HeadObject, _) => {
+                let range = req
+                    .headers
+                    .get(http::header::RANGE)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(ByteRange::parse);
+                ctx.read = Some(ReadPlan {
+                    range,
+                    head: op == Operation::HeadObject,
+                    mandatory: enc.as_ref().is_some_and(|e| e.mandatory),
+                    upstream_range_sent: false,
+                });
+            }
+            (Operation::ListObjects | Operation::ListObjectsV2 | Operation::ListObjectVersions, Some(_)) => {
+                ctx.list_rewrite = true;
+            }
+            (
+                Operation::CreateMultipartUpload
+                | Operation::UploadPart
+                | Operation::UploadPartCopy
+                | Operation::CompleteMultipartUpload,
+                Some(_),
+            ) => return Err(not_yet("multipart upload")),
+            (Operation::SelectObjectContent, Some(_)) => return Err(not_yet("S3 Select")),
+            (Operation::PostObject, Some(_)) => return Err(not_yet("browser form upload (POST)")),
+            (Operation::CopyObject, Some(_))
+                if req
+                    .headers
+                    .get("x-amz-metadata-directive")
+                    .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"REPLACE")) =>
+            {
+                return Err(not_yet("CopyObject with MetadataDirective REPLACE"))
+            }
+            _ => {}
+        }
+        if signed_chunks && ctx.pending_put.is_none() {
+            // Chunk signatures chain from the client's key; only a body the
+            // gateway decodes itself (an encrypted PUT) can carry them.
+            return Err(S3Error::new(
+                S3ErrorCode::NotImplemented,
+                "aws-chunked bodies with chunk signatures are supported only for uploads to encrypted buckets; use UNSIGNED-PAYLOAD, a payload SHA-256 or STREAMING-UNSIGNED-PAYLOAD-TRAILER",
+            ));
+        }
+        ctx.client_checksum = ChecksumAlgorithm::ALL.into_iter().find_map(|a| {
+            req.headers
+                .get(a.header())
+                .and_then(|v| v.to_str().ok())
+                .map(|v| (a.header(), v.to_string()))
+        });
+        ctx.encryption = enc;
+        Ok(())
+    }
+
+    /// Fetches the data key for a pending encrypted PUT.
+    async fn prepare_put(&self, ctx: &mut Ctx) -> Result<(), S3Error> {
+        let Some(pending) = ctx.pending_put.take() else { return Ok(()) };
+        let enc = ctx.encryption.as_ref().expect("a PUT plan has a bucket policy");
+        let provider = self.providers.get(&enc.provider).expect("checked in plan");
+        let key_id = pending.key_id.unwrap_or_else(|| provider.default_key_id().to_string());
+        let data_key = provider
+            .generate_data_key(&key_id, &enc.context)
+            .await
+            .map_err(crypto::key_error)?;
+        ctx.put = Some(PutPlan::new(
+            pending.plaintext_len,
+            pending.encoding,
+            pending.trailer_algorithm,
+            pending.payload_sha256,
+            &enc.provider,
+            data_key,
+            enc.context.clone(),
+        )?);
+        Ok(())
+    }
+
+    /// Sets up decryption of an encrypted object's response, or refuses.
+    async fn prepare_read(&self, resp: &mut ResponseHeader, ctx: &mut Ctx) -> Result<(), S3Error> {
+        let Some(read) = &ctx.read else { return Ok(()) };
+        let status = resp.status.as_u16();
+        if status != 200 && status != 206 {
+            return Ok(());
+        }
+        let meta = EnvelopeMeta::from_headers(|n| resp.headers.get(n).and_then(|v| v.to_str().ok())).map_err(|e| {
+            self.metrics.decrypt_failures_total.with_label_values(&["metadata"]).inc();
+            tracing::warn!(request_id = %ctx.request_id, error = %e, "unreadable envelope metadata");
+            integrity_error()
+        })?;
+        let (upstream_start, stored_total) = crypto::stored_extent(resp)
+            .ok_or_else(|| S3Error::new(S3ErrorCode::InternalError, "the backend sent no object size"))?;
+        let Some(meta) = meta else {
+            if read.mandatory {
+                return Err(S3Error::new(
+                    S3ErrorCode::AccessDenied,
+                    "this object was not written through the encryption gateway and the bucket's policy requires encryption",
+                ));
+            }
+            // A plaintext object: undo the widened range, if any.
+            if read.upstream_range_sent {
+                let (first, last) = crypto::resolve(read.range, stored_total)
+                    .map_err(|_| invalid_range())?
+                    .expect("a range was sent");
+                set_range_headers(resp, first, last, stored_total)?;
+                if !read.head {
+                    ctx.read_body = Some(ReadBody::Trim {
+                        skip: first - upstream_start,
+                        take: last - first + 1,
+                    });
+                }
+            }
+            return Ok(());
+        };
+        let total = plaintext_len(stored_total).ok_or_else(|| {
+            self.metrics.decrypt_failures_total.with_label_values(&["length"]).inc();
+            integrity_error()
+        })?;
+        let span = crypto::resolve(read.range, total).map_err(|_| invalid_range())?;
+        crypto::strip_response(resp);
+        crypto::set_sse_headers(resp, &meta.key_id).map_err(internal)?;
+        match span {
+            Some((first, last)) => set_range_headers(resp, first, last, total)?,
+            None => {
+                resp.insert_header(http::header::CONTENT_LENGTH, total.to_string()).map_err(internal)?;
+            }
+        }
+        if read.head {
+            return Ok(()); // sizes and SSE headers only: no key provider call for HEAD
+        }
+        let provider = self.providers.get(&meta.provider).ok_or_else(|| {
+            S3Error::new(
+                S3ErrorCode::InternalError,
+                format!("the object's key provider `{}` is not configured", meta.provider),
+            )
+        })?;
+        let dek = provider
+            .decrypt_data_key(&meta.key_id, &meta.wrapped_dek, &meta.context)
+            .await
+            .map_err(|e| {
+                self.metrics.decrypt_failures_total.with_label_values(&["key"]).inc();
+                crypto::key_error(e)
+            })?;
+        let key = ObjectKey::derive_checked(&dek, &meta.salt, &meta.context_hash(), &meta.commitment, Backend::default_backend())
+            .map_err(|_| {
+                self.metrics.decrypt_failures_total.with_label_values(&["commitment"]).inc();
+                integrity_error()
+            })?;
+        ctx.read_body = Some(match span {
+            None => ReadBody::Decrypt {
+                lead: 0,
+                dec: Decryptor::new(key.cipher, 0, total),
+            },
+            Some((first, last)) => {
+                let plan = crypto::encrypted_range(first, last, total);
+                if upstream_start > plan.cipher_start {
+                    return Err(S3Error::new(S3ErrorCode::InternalError, "the backend sent the wrong range"));
+                }
+                ReadBody::Decrypt {
+                    lead: plan.cipher_start - upstream_start,
+                    dec: Decryptor::for_plan(key.cipher, 0, total, plan),
+                }
+            }
+        });
+        Ok(())
     }
 
     /// Authenticates, authorises and plans the upstream request.
@@ -114,17 +381,7 @@ impl Gateway {
         if let Some(bucket) = &s3.bucket {
             identity.authorize(bucket)?;
         }
-        if matches!(
-            identity.verified.payload,
-            PayloadHash::StreamingSigned | PayloadHash::StreamingSignedTrailer
-        ) {
-            // Chunk signatures chain from the client's seed signature and key;
-            // forwarding needs them re-signed, which the aws-chunked decoder does.
-            return Err(S3Error::new(
-                S3ErrorCode::NotImplemented,
-                "aws-chunked bodies with chunk signatures are not supported yet; use UNSIGNED-PAYLOAD, a payload SHA-256 or STREAMING-UNSIGNED-PAYLOAD-TRAILER",
-            ));
-        }
+        self.plan_encryption(req, s3.operation, &identity, ctx)?;
 
         // Copy sources name a bucket too: authorise and map it.
         if let Some(src) = req.headers.get("x-amz-copy-source") {
@@ -164,12 +421,16 @@ impl Gateway {
         } else {
             format!("{path}?{}", forwarded_query.join("&"))
         };
-        ctx.payload_hash = req
-            .headers
-            .get("x-amz-content-sha256")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or(UNSIGNED_PAYLOAD)
-            .to_string();
+        ctx.payload_hash = if ctx.pending_put.is_some() {
+            // The upstream body is ciphertext streamed as it is made.
+            UNSIGNED_PAYLOAD.to_string()
+        } else {
+            req.headers
+                .get("x-amz-content-sha256")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or(UNSIGNED_PAYLOAD)
+                .to_string()
+        };
         Ok(())
     }
 
@@ -218,11 +479,24 @@ impl ProxyHttp for Gateway {
             payload_hash: String::new(),
             copy_source: None,
             rejected: None,
+            encryption: None,
+            pending_put: None,
+            put: None,
+            put_body: None,
+            body_error: None,
+            read: None,
+            read_body: None,
+            list_rewrite: false,
+            client_checksum: None,
         }
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
-        match self.plan(session.req_header(), ctx) {
+        let planned = match self.plan(session.req_header(), ctx) {
+            Ok(()) => self.prepare_put(ctx).await,
+            Err(e) => Err(e),
+        };
+        match planned {
             Ok(()) => Ok(false),
             Err(err) => {
                 self.reject(session, ctx, &err).await?;
@@ -237,7 +511,7 @@ impl ProxyHttp for Gateway {
 
     async fn upstream_request_filter(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         upstream_request: &mut RequestHeader,
         ctx: &mut Ctx,
     ) -> Result<()> {
@@ -251,6 +525,21 @@ impl ProxyHttp for Gateway {
         }
         // Hop-by-hop and client-identity headers are not the upstream's business.
         upstream_request.remove_header("proxy-authorization");
+        crypto::strip_envelope_headers(upstream_request);
+        if let Some(put) = &ctx.put {
+            put.apply(upstream_request)?;
+            // A fresh body state per attempt: Pingora replays the body on retry.
+            match put.body(&session.req_header().headers) {
+                Ok(b) => ctx.put_body = Some(b),
+                Err(e) => {
+                    ctx.body_error = Some(e);
+                    return Err(Error::new(ErrorType::InvalidHTTPHeader));
+                }
+            }
+        }
+        if let Some(read) = &mut ctx.read {
+            read.apply(upstream_request)?;
+        }
         self.upstream
             .sign(upstream_request, &ctx.payload_hash)
             .await
@@ -260,12 +549,60 @@ impl ProxyHttp for Gateway {
         Ok(())
     }
 
+    async fn request_body_filter(
+        &self,
+        _session: &mut Session,
+        body: &mut Option<Bytes>,
+        end_of_stream: bool,
+        ctx: &mut Ctx,
+    ) -> Result<()> {
+        let Some(put) = &mut ctx.put_body else { return Ok(()) };
+        let input = body.take().unwrap_or_default();
+        match put.push(&input, end_of_stream) {
+            // Some(empty) while holding bytes back: None would end the upstream body.
+            Ok(out) => {
+                *body = Some(out);
+                Ok(())
+            }
+            Err(e) => {
+                ctx.body_error = Some(e);
+                Err(Error::explain(ErrorType::InvalidHTTPHeader, "request body check failed"))
+            }
+        }
+    }
+
     async fn upstream_response_filter(
         &self,
         _session: &mut Session,
         upstream_response: &mut ResponseHeader,
         ctx: &mut Ctx,
     ) -> Result<()> {
+        if let Some(put) = &ctx.put {
+            crypto::strip_response(upstream_response);
+            if upstream_response.status.is_success() {
+                crypto::set_sse_headers(upstream_response, &put.key_id)?;
+                let echo = ctx
+                    .put_body
+                    .as_ref()
+                    .and_then(|b| b.echo_checksum.clone())
+                    .or_else(|| ctx.client_checksum.clone());
+                if let Some((name, value)) = echo {
+                    upstream_response.insert_header(name, value)?;
+                }
+            }
+        }
+        if ctx.read.is_some() {
+            if let Err(err) = self.prepare_read(upstream_response, ctx).await {
+                self.replace_response(upstream_response, ctx, &err)?;
+            } else {
+                crypto::strip_response(upstream_response);
+            }
+        }
+        if ctx.list_rewrite && upstream_response.status.as_u16() == 200 {
+            // The rewritten body's length differs: stream it chunked.
+            upstream_response.remove_header(http::header::CONTENT_LENGTH.as_str());
+            ctx.read_body = Some(ReadBody::listing());
+        }
         if upstream_response.headers.get("x-amz-request-id").is_none() {
             if let Ok(v) = HeaderValue::from_str(&ctx.request_id) {
                 upstream_response.insert_header("x-amz-request-id", v)?;
@@ -274,7 +611,38 @@ impl ProxyHttp for Gateway {
         Ok(())
     }
 
+    fn upstream_response_body_filter(
+        &self,
+        _session: &mut Session,
+        body: &mut Option<Bytes>,
+        end_of_stream: bool,
+        ctx: &mut Ctx,
+    ) -> Result<Option<std::time::Duration>> {
+        let Some(read) = &mut ctx.read_body else { return Ok(None) };
+        match read.push(body.take(), end_of_stream) {
+            Ok(out) => {
+                *body = out;
+                Ok(None)
+            }
+            Err(e) => {
+                // Never release unauthenticated plaintext: abort the response.
+                self.metrics.decrypt_failures_total.with_label_values(&["frame"]).inc();
+                tracing::warn!(request_id = %ctx.request_id, error = %e, "stored object failed authentication");
+                Err(Error::explain(ErrorType::InternalError, "stored object failed authentication"))
+            }
+        }
+    }
+
     async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut Ctx) -> FailToProxy {
+        if let Some(err) = ctx.body_error.take() {
+            if session.response_written().is_none() {
+                let _ = self.reject(session, ctx, &err).await;
+            }
+            return FailToProxy {
+                error_code: err.status().as_u16(),
+                can_reuse_downstream: false,
+            };
+        }
         let (code, s3) = match e.esource() {
             ErrorSource::Upstream => {
                 self.metrics
@@ -385,5 +753,44 @@ impl RequestIds {
             self.prefix,
             self.next.fetch_add(1, Ordering::Relaxed)
         )
+    }
+}
+
+fn internal(e: Box<Error>) -> S3Error {
+    S3Error::new(S3ErrorCode::InternalError, format!("building the response failed: {}", e.etype().as_str()))
+}
+
+fn invalid_range() -> S3Error {
+    S3Error::new(S3ErrorCode::InvalidRange, "the requested range is not satisfiable")
+}
+
+/// A stored object that fails its integrity checks: never any plaintext.
+fn integrity_error() -> S3Error {
+    S3Error::new(
+        S3ErrorCode::InternalError,
+        "the stored object failed its integrity checks and cannot be decrypted",
+    )
+}
+
+/// 206 headers for plaintext bytes `first..=last` of `total`.
+fn set_range_headers(resp: &mut ResponseHeader, first: u64, last: u64, total: u64) -> std::result::Result<(), S3Error> {
+    resp.set_status(206).map_err(internal)?;
+    resp.insert_header(http::header::CONTENT_RANGE, format!("bytes {first}-{last}/{total}"))
+        .map_err(internal)?;
+    resp.insert_header(http::header::CONTENT_LENGTH, (last - first + 1).to_string())
+        .map_err(internal)?;
+    Ok(())
+}
+
+impl Gateway {
+    /// Replaces an upstream response with the gateway's error document.
+    fn replace_response(&self, resp: &mut ResponseHeader, ctx: &mut Ctx, err: &S3Error) -> Result<()> {
+        ctx.rejected = Some(err.code);
+        self.metrics.rejected_total.with_label_values(&[err.code.as_str()]).inc();
+        let head = ctx.read.as_ref().is_some_and(|r| r.head);
+        let body = err.to_xml("", &ctx.request_id);
+        *resp = crypto::error_response(err.status(), body.len(), &ctx.request_id)?;
+        ctx.read_body = Some(ReadBody::Replace((!head).then(|| Bytes::from(body))));
+        Ok(())
     }
 }
