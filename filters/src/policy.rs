@@ -29,8 +29,16 @@ pub struct BucketEncryption {
 /// Resolves a client-visible bucket's settings.
 pub fn for_bucket(config: &Config, bucket: &str) -> Option<BucketEncryption> {
     let (provider, mandatory, allowed) = match config.policy_for(bucket) {
-        Some(p) => (p.key_provider.clone(), p.mandatory, p.allowed_key_ids.clone()),
-        None => (config.encryption.default_provider.clone()?, false, Vec::new()),
+        Some(p) => (
+            p.key_provider.clone(),
+            p.mandatory,
+            p.allowed_key_ids.clone(),
+        ),
+        None => (
+            config.encryption.default_provider.clone()?,
+            false,
+            Vec::new(),
+        ),
     };
     let kind = &config.encryption.providers.get(&provider)?.kind;
     let bucket_cfg = config.buckets.get(bucket);
@@ -56,7 +64,11 @@ pub fn for_bucket(config: &Config, bucket: &str) -> Option<BucketEncryption> {
 
 /// SSE-C and client key choice on a write to an encrypting bucket. Returns
 /// the key a client picked, if it may.
-pub fn check_write_headers(enc: &BucketEncryption, default_key_id: &str, headers: &HeaderMap) -> Result<Option<String>, S3Error> {
+pub fn check_write_headers(
+    enc: &BucketEncryption,
+    default_key_id: &str,
+    headers: &HeaderMap,
+) -> Result<Option<String>, S3Error> {
     if headers.contains_key("x-amz-server-side-encryption-customer-algorithm") {
         return Err(S3Error::new(
             S3ErrorCode::InvalidArgument,
@@ -124,9 +136,15 @@ encryption:
         assert!(p.mandatory);
         assert_eq!(p.key_id.as_deref(), Some("alias/special"));
         assert_eq!(p.context.get("app").map(String::as_str), Some("sg"));
-        assert_eq!(p.context.get("bucket").map(String::as_str), Some("prod-special"));
+        assert_eq!(
+            p.context.get("bucket").map(String::as_str),
+            Some("prod-special")
+        );
         let d = for_bucket(&c, "scratch").unwrap();
-        assert_eq!((d.provider.as_str(), d.mandatory, d.key_id), ("dev", false, None));
+        assert_eq!(
+            (d.provider.as_str(), d.mandatory, d.key_id),
+            ("dev", false, None)
+        );
         let none = sealgate_config::load_str("", &|_| None).unwrap().config;
         assert!(for_bucket(&none, "any").is_none());
     }
@@ -137,14 +155,35 @@ encryption:
         let p = for_bucket(&c, "prod-a").unwrap();
         let mut h = HeaderMap::new();
         assert_eq!(check_write_headers(&p, "alias/prod", &h), Ok(None));
-        h.insert("x-amz-server-side-encryption-aws-kms-key-id", "alias/prod".parse().unwrap());
+        h.insert(
+            "x-amz-server-side-encryption-aws-kms-key-id",
+            "alias/prod".parse().unwrap(),
+        );
         assert_eq!(check_write_headers(&p, "alias/prod", &h), Ok(None));
-        h.insert("x-amz-server-side-encryption-aws-kms-key-id", "alias/other".parse().unwrap());
-        assert_eq!(check_write_headers(&p, "alias/prod", &h), Ok(Some("alias/other".into())));
-        h.insert("x-amz-server-side-encryption-aws-kms-key-id", "alias/evil".parse().unwrap());
-        assert_eq!(check_write_headers(&p, "alias/prod", &h).unwrap_err().code, S3ErrorCode::AccessDenied);
+        h.insert(
+            "x-amz-server-side-encryption-aws-kms-key-id",
+            "alias/other".parse().unwrap(),
+        );
+        assert_eq!(
+            check_write_headers(&p, "alias/prod", &h),
+            Ok(Some("alias/other".into()))
+        );
+        h.insert(
+            "x-amz-server-side-encryption-aws-kms-key-id",
+            "alias/evil".parse().unwrap(),
+        );
+        assert_eq!(
+            check_write_headers(&p, "alias/prod", &h).unwrap_err().code,
+            S3ErrorCode::AccessDenied
+        );
         let mut h = HeaderMap::new();
-        h.insert("x-amz-server-side-encryption-customer-algorithm", "AES256".parse().unwrap());
-        assert_eq!(check_write_headers(&p, "alias/prod", &h).unwrap_err().code, S3ErrorCode::InvalidArgument);
+        h.insert(
+            "x-amz-server-side-encryption-customer-algorithm",
+            "AES256".parse().unwrap(),
+        );
+        assert_eq!(
+            check_write_headers(&p, "alias/prod", &h).unwrap_err().code,
+            S3ErrorCode::InvalidArgument
+        );
     }
 }

@@ -9,7 +9,9 @@ use bytes::Bytes;
 use http::HeaderMap;
 use pingora::http::{RequestHeader, ResponseHeader};
 use sealgate_config::{Config, ProviderKind};
-use sealgate_envelope::format::{ciphertext_len, plaintext_len, plan_range, ByteRange, FRAME_SIZE, SEALED_FRAME_SIZE};
+use sealgate_envelope::format::{
+    ciphertext_len, plaintext_len, plan_range, ByteRange, FRAME_SIZE, SEALED_FRAME_SIZE,
+};
 use sealgate_envelope::{Backend, Decryptor, Encryptor, EnvelopeMeta, ObjectKey, META_PREFIX};
 use sealgate_filters::keys::{KeyError, KeyProvider, MasterKeyProvider};
 use sealgate_filters::s3::checksum::{BodyChecks, ChecksumAlgorithm};
@@ -47,7 +49,12 @@ impl Providers {
         let mut by_name: HashMap<String, Arc<dyn KeyProvider>> = HashMap::new();
         for (name, p) in &config.encryption.providers {
             let provider: Arc<dyn KeyProvider> = match &p.kind {
-                ProviderKind::Local(l) => Arc::new(MasterKeyProvider::new(name, "local", l.master_key.expose(), None)),
+                ProviderKind::Local(l) => Arc::new(MasterKeyProvider::new(
+                    name,
+                    "local",
+                    l.master_key.expose(),
+                    None,
+                )),
                 ProviderKind::Custom(c) => Arc::new(MasterKeyProvider::new(
                     name,
                     "custom",
@@ -78,8 +85,14 @@ pub fn key_error(e: KeyError) -> S3Error {
             S3ErrorCode::ServiceUnavailable,
             "the key provider is unavailable; retry",
         ),
-        KeyError::Denied(_) => S3Error::new(S3ErrorCode::AccessDenied, "the key provider refused the key operation"),
-        KeyError::Invalid(_) => S3Error::new(S3ErrorCode::InternalError, "the object's key could not be used"),
+        KeyError::Denied(_) => S3Error::new(
+            S3ErrorCode::AccessDenied,
+            "the key provider refused the key operation",
+        ),
+        KeyError::Invalid(_) => S3Error::new(
+            S3ErrorCode::InternalError,
+            "the object's key could not be used",
+        ),
     }
 }
 
@@ -114,8 +127,14 @@ impl PutPlan {
         context: BTreeMap<String, String>,
     ) -> Result<Self, S3Error> {
         let salt = sealgate_filters::keys::random_bytes::<32>();
-        let context_hash = sealgate_envelope::context_hash(context.iter().map(|(k, v)| (k.as_str(), v.as_str())));
-        let key = ObjectKey::derive(&data_key.plaintext, &salt, &context_hash, Backend::default_backend());
+        let context_hash =
+            sealgate_envelope::context_hash(context.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        let key = ObjectKey::derive(
+            &data_key.plaintext,
+            &salt,
+            &context_hash,
+            Backend::default_backend(),
+        );
         let meta = EnvelopeMeta {
             provider: provider.to_string(),
             key_id: data_key.key_id.clone(),
@@ -124,9 +143,12 @@ impl PutPlan {
             salt,
             commitment: key.commitment,
         };
-        let meta_headers = meta
-            .to_headers()
-            .map_err(|e| S3Error::new(S3ErrorCode::InternalError, format!("envelope metadata: {e}")))?;
+        let meta_headers = meta.to_headers().map_err(|e| {
+            S3Error::new(
+                S3ErrorCode::InternalError,
+                format!("envelope metadata: {e}"),
+            )
+        })?;
         Ok(Self {
             plaintext_len,
             encoding,
@@ -143,7 +165,10 @@ impl PutPlan {
     /// Rewrites the upstream request for the ciphertext body.
     pub fn apply(&self, req: &mut RequestHeader) -> pingora::Result<()> {
         strip_plaintext_body_headers(req);
-        req.insert_header(http::header::CONTENT_LENGTH, ciphertext_len(self.plaintext_len).to_string())?;
+        req.insert_header(
+            http::header::CONTENT_LENGTH,
+            ciphertext_len(self.plaintext_len).to_string(),
+        )?;
         for (name, value) in &self.meta_headers {
             req.insert_header(name.clone(), value.as_str())?;
         }
@@ -154,17 +179,28 @@ impl PutPlan {
     pub fn body(&self, client_headers: &HeaderMap) -> Result<PutBody, S3Error> {
         let decoder = match &self.encoding {
             BodyEncoding::Plain => None,
-            BodyEncoding::Chunked(signed) => Some(ChunkedDecoder::new(signed.as_ref().map(|v| ChunkSigner {
-                signing_key: v.signing_key.clone(),
-                amz_date: v.amz_date.clone(),
-                scope: v.scope.clone(),
-                previous: v.signature.clone(),
-            }))),
+            BodyEncoding::Chunked(signed) => {
+                Some(ChunkedDecoder::new(signed.as_ref().map(|v| ChunkSigner {
+                    signing_key: v.signing_key.clone(),
+                    amz_date: v.amz_date.clone(),
+                    scope: v.scope.clone(),
+                    previous: v.signature.clone(),
+                })))
+            }
         };
-        let key = ObjectKey::derive(&self.dek, &self.salt, &self.context_hash, Backend::default_backend());
+        let key = ObjectKey::derive(
+            &self.dek,
+            &self.salt,
+            &self.context_hash,
+            Backend::default_backend(),
+        );
         Ok(PutBody {
             decoder,
-            checks: Some(BodyChecks::from_request(client_headers, self.trailer_algorithm, self.payload_sha256)?),
+            checks: Some(BodyChecks::from_request(
+                client_headers,
+                self.trailer_algorithm,
+                self.payload_sha256,
+            )?),
             encryptor: Encryptor::new(key.cipher, 0, self.plaintext_len),
             echo_checksum: None,
         })
@@ -181,7 +217,11 @@ pub fn strip_plaintext_body_headers(req: &mut RequestHeader) {
         req.remove_header(alg.header());
     }
     strip_envelope_headers(req);
-    if let Some(ce) = req.headers.get(http::header::CONTENT_ENCODING).and_then(|v| v.to_str().ok()) {
+    if let Some(ce) = req
+        .headers
+        .get(http::header::CONTENT_ENCODING)
+        .and_then(|v| v.to_str().ok())
+    {
         let rest: Vec<&str> = ce
             .split(',')
             .map(str::trim)
@@ -224,7 +264,9 @@ impl PutBody {
     /// verified before the final frame is released: a failed check leaves
     /// the upstream body short, so nothing is stored.
     pub fn push(&mut self, input: &[u8], end: bool) -> Result<Bytes, S3Error> {
-        let stream_err = |e: sealgate_envelope::StreamError| S3Error::new(S3ErrorCode::IncompleteBody, e.to_string());
+        let stream_err = |e: sealgate_envelope::StreamError| {
+            S3Error::new(S3ErrorCode::IncompleteBody, e.to_string())
+        };
         let checks = self.checks.as_mut().expect("checks live until the end");
         match &mut self.decoder {
             Some(d) => {
@@ -261,7 +303,12 @@ impl PutBody {
                 self.echo_checksum = self
                     .decoder
                     .as_ref()
-                    .and_then(|d| d.trailers().iter().find(|(n, _)| n == alg.header()).map(|(_, v)| v.clone()))
+                    .and_then(|d| {
+                        d.trailers()
+                            .iter()
+                            .find(|(n, _)| n == alg.header())
+                            .map(|(_, v)| v.clone())
+                    })
                     .map(|v| (alg.header(), v));
             }
             self.encryptor.feed(&[], true).map_err(stream_err)?;
@@ -285,13 +332,18 @@ impl ReadPlan {
     /// whether the object turns out encrypted or not.
     pub fn apply(&mut self, req: &mut RequestHeader) -> pingora::Result<()> {
         req.remove_header("x-amz-checksum-mode");
-        let Some(range) = self.range else { return Ok(()) };
+        let Some(range) = self.range else {
+            return Ok(());
+        };
         let value = match range {
             ByteRange::From { start, end } => {
                 let frame_start = (start / FRAME_SIZE) * SEALED_FRAME_SIZE;
                 let first = start.min(frame_start);
                 match end {
-                    Some(e) => format!("bytes={first}-{}", (e / FRAME_SIZE + 1) * SEALED_FRAME_SIZE - 1),
+                    Some(e) => format!(
+                        "bytes={first}-{}",
+                        (e / FRAME_SIZE + 1) * SEALED_FRAME_SIZE - 1
+                    ),
                     None => format!("bytes={first}-"),
                 }
             }
@@ -327,7 +379,11 @@ impl ReadBody {
         ReadBody::Rewrite(SizeRewriter::new(listed_size as fn(u64) -> u64))
     }
 
-    pub fn push(&mut self, input: Option<Bytes>, end: bool) -> Result<Option<Bytes>, sealgate_envelope::StreamError> {
+    pub fn push(
+        &mut self,
+        input: Option<Bytes>,
+        end: bool,
+    ) -> Result<Option<Bytes>, sealgate_envelope::StreamError> {
         let data = input.unwrap_or_default();
         match self {
             ReadBody::Decrypt { lead, dec } => {
@@ -379,16 +435,24 @@ pub fn strip_response(resp: &mut ResponseHeader) {
 /// Sets the SSE headers S3 clients expect on encrypted objects.
 pub fn set_sse_headers(resp: &mut ResponseHeader, key_id: &str) -> pingora::Result<()> {
     resp.insert_header("x-amz-server-side-encryption", SSE_ALGORITHM)?;
-    resp.insert_header("x-amz-server-side-encryption-aws-kms-key-id", key_id.to_string())?;
+    resp.insert_header(
+        "x-amz-server-side-encryption-aws-kms-key-id",
+        key_id.to_string(),
+    )?;
     Ok(())
 }
 
-/// Plans a plaintext range over a resolved object of `total` plaintext bytes:
-/// (first, last) or None for 416.
-pub fn resolve(range: Option<ByteRange>, total: u64) -> Result<Option<(u64, u64)>, ()> {
+/// Resolves the client's range against `total` plaintext bytes: the
+/// inclusive span, `None` for the whole object, or S3's 416 InvalidRange.
+pub fn resolve(range: Option<ByteRange>, total: u64) -> Result<Option<(u64, u64)>, S3Error> {
     match range {
         None => Ok(None),
-        Some(r) => r.resolve(total).map(Some).ok_or(()),
+        Some(r) => r.resolve(total).map(Some).ok_or_else(|| {
+            S3Error::new(
+                S3ErrorCode::InvalidRange,
+                "the requested range is not satisfiable",
+            )
+        }),
     }
 }
 
@@ -398,7 +462,11 @@ pub fn encrypted_range(first: u64, last: u64, total: u64) -> sealgate_envelope::
 }
 
 /// Copies the response's non-entity headers into an error response.
-pub fn error_response(status: http::StatusCode, body_len: usize, request_id: &str) -> pingora::Result<ResponseHeader> {
+pub fn error_response(
+    status: http::StatusCode,
+    body_len: usize,
+    request_id: &str,
+) -> pingora::Result<ResponseHeader> {
     let mut resp = ResponseHeader::build(status, Some(4))?;
     resp.insert_header(http::header::CONTENT_TYPE, "application/xml")?;
     resp.insert_header(http::header::CONTENT_LENGTH, body_len.to_string())?;

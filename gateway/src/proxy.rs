@@ -114,7 +114,10 @@ impl Gateway {
         identity: &Identity,
         ctx: &mut Ctx,
     ) -> Result<(), S3Error> {
-        let enc = ctx.bucket.as_deref().and_then(|b| policy::for_bucket(&self.config, b));
+        let enc = ctx
+            .bucket
+            .as_deref()
+            .and_then(|b| policy::for_bucket(&self.config, b));
         let streaming = identity.verified.payload.is_streaming();
         let signed_chunks = matches!(
             identity.verified.payload,
@@ -129,11 +132,19 @@ impl Gateway {
         match (op, &enc) {
             (Operation::PutObject, Some(enc)) => {
                 let provider = self.providers.get(&enc.provider).ok_or_else(|| {
-                    S3Error::new(S3ErrorCode::InternalError, "the bucket's key provider is not configured")
+                    S3Error::new(
+                        S3ErrorCode::InternalError,
+                        "the bucket's key provider is not configured",
+                    )
                 })?;
-                let chosen = policy::check_write_headers(enc, provider.default_key_id(), &req.headers)?;
+                let chosen =
+                    policy::check_write_headers(enc, provider.default_key_id(), &req.headers)?;
                 let header = |n: &str| req.headers.get(n).and_then(|v| v.to_str().ok());
-                let length_header = if streaming { "x-amz-decoded-content-length" } else { "content-length" };
+                let length_header = if streaming {
+                    "x-amz-decoded-content-length"
+                } else {
+                    "content-length"
+                };
                 let plaintext_len: u64 = header(length_header)
                     .and_then(|v| v.trim().parse().ok())
                     .ok_or_else(|| {
@@ -154,7 +165,10 @@ impl Gateway {
                 let trailer_algorithm = match header("x-amz-trailer") {
                     None => None,
                     Some(t) => Some(ChecksumAlgorithm::from_header(t.trim()).ok_or_else(|| {
-                        S3Error::new(S3ErrorCode::InvalidRequest, "x-amz-trailer names no known checksum")
+                        S3Error::new(
+                            S3ErrorCode::InvalidRequest,
+                            "x-amz-trailer names no known checksum",
+                        )
                     })?),
                 };
                 let payload_sha256 = match &identity.verified.payload {
@@ -187,7 +201,10 @@ impl Gateway {
                     upstream_range_sent: false,
                 });
             }
-            (Operation::ListObjects | Operation::ListObjectsV2 | Operation::ListObjectVersions, Some(_)) => {
+            (
+                Operation::ListObjects | Operation::ListObjectsV2 | Operation::ListObjectVersions,
+                Some(_),
+            ) => {
                 ctx.list_rewrite = true;
             }
             (
@@ -229,10 +246,17 @@ impl Gateway {
 
     /// Fetches the data key for a pending encrypted PUT.
     async fn prepare_put(&self, ctx: &mut Ctx) -> Result<(), S3Error> {
-        let Some(pending) = ctx.pending_put.take() else { return Ok(()) };
-        let enc = ctx.encryption.as_ref().expect("a PUT plan has a bucket policy");
+        let Some(pending) = ctx.pending_put.take() else {
+            return Ok(());
+        };
+        let enc = ctx
+            .encryption
+            .as_ref()
+            .expect("a PUT plan has a bucket policy");
         let provider = self.providers.get(&enc.provider).expect("checked in plan");
-        let key_id = pending.key_id.unwrap_or_else(|| provider.default_key_id().to_string());
+        let key_id = pending
+            .key_id
+            .unwrap_or_else(|| provider.default_key_id().to_string());
         let data_key = provider
             .generate_data_key(&key_id, &enc.context)
             .await
@@ -261,8 +285,12 @@ impl Gateway {
             tracing::warn!(request_id = %ctx.request_id, error = %e, "unreadable envelope metadata");
             integrity_error()
         })?;
-        let (upstream_start, stored_total) = crypto::stored_extent(resp)
-            .ok_or_else(|| S3Error::new(S3ErrorCode::InternalError, "the backend sent no object size"))?;
+        let (upstream_start, stored_total) = crypto::stored_extent(resp).ok_or_else(|| {
+            S3Error::new(
+                S3ErrorCode::InternalError,
+                "the backend sent no object size",
+            )
+        })?;
         let Some(meta) = meta else {
             if read.mandatory {
                 return Err(S3Error::new(
@@ -272,30 +300,33 @@ impl Gateway {
             }
             // A plaintext object: undo the widened range, if any.
             if read.upstream_range_sent {
-                let (first, last) = crypto::resolve(read.range, stored_total)
-                    .map_err(|_| invalid_range())?
-                    .expect("a range was sent");
-                set_range_headers(resp, first, last, stored_total)?;
-                if !read.head {
-                    ctx.read_body = Some(ReadBody::Trim {
-                        skip: first - upstream_start,
-                        take: last - first + 1,
-                    });
+                if let Some((first, last)) = crypto::resolve(read.range, stored_total)? {
+                    set_range_headers(resp, first, last, stored_total)?;
+                    if !read.head {
+                        ctx.read_body = Some(ReadBody::Trim {
+                            skip: first - upstream_start,
+                            take: last - first + 1,
+                        });
+                    }
                 }
             }
             return Ok(());
         };
         let total = plaintext_len(stored_total).ok_or_else(|| {
-            self.metrics.decrypt_failures_total.with_label_values(&["length"]).inc();
+            self.metrics
+                .decrypt_failures_total
+                .with_label_values(&["length"])
+                .inc();
             integrity_error()
         })?;
-        let span = crypto::resolve(read.range, total).map_err(|_| invalid_range())?;
+        let span = crypto::resolve(read.range, total)?;
         crypto::strip_response(resp);
         crypto::set_sse_headers(resp, &meta.key_id).map_err(internal)?;
         match span {
             Some((first, last)) => set_range_headers(resp, first, last, total)?,
             None => {
-                resp.insert_header(http::header::CONTENT_LENGTH, total.to_string()).map_err(internal)?;
+                resp.insert_header(http::header::CONTENT_LENGTH, total.to_string())
+                    .map_err(internal)?;
             }
         }
         if read.head {
@@ -304,21 +335,36 @@ impl Gateway {
         let provider = self.providers.get(&meta.provider).ok_or_else(|| {
             S3Error::new(
                 S3ErrorCode::InternalError,
-                format!("the object's key provider `{}` is not configured", meta.provider),
+                format!(
+                    "the object's key provider `{}` is not configured",
+                    meta.provider
+                ),
             )
         })?;
         let dek = provider
             .decrypt_data_key(&meta.key_id, &meta.wrapped_dek, &meta.context)
             .await
             .map_err(|e| {
-                self.metrics.decrypt_failures_total.with_label_values(&["key"]).inc();
+                self.metrics
+                    .decrypt_failures_total
+                    .with_label_values(&["key"])
+                    .inc();
                 crypto::key_error(e)
             })?;
-        let key = ObjectKey::derive_checked(&dek, &meta.salt, &meta.context_hash(), &meta.commitment, Backend::default_backend())
-            .map_err(|_| {
-                self.metrics.decrypt_failures_total.with_label_values(&["commitment"]).inc();
-                integrity_error()
-            })?;
+        let key = ObjectKey::derive_checked(
+            &dek,
+            &meta.salt,
+            &meta.context_hash(),
+            &meta.commitment,
+            Backend::default_backend(),
+        )
+        .map_err(|_| {
+            self.metrics
+                .decrypt_failures_total
+                .with_label_values(&["commitment"])
+                .inc();
+            integrity_error()
+        })?;
         ctx.read_body = Some(match span {
             None => ReadBody::Decrypt {
                 lead: 0,
@@ -327,7 +373,10 @@ impl Gateway {
             Some((first, last)) => {
                 let plan = crypto::encrypted_range(first, last, total);
                 if upstream_start > plan.cipher_start {
-                    return Err(S3Error::new(S3ErrorCode::InternalError, "the backend sent the wrong range"));
+                    return Err(S3Error::new(
+                        S3ErrorCode::InternalError,
+                        "the backend sent the wrong range",
+                    ));
                 }
                 ReadBody::Decrypt {
                     lead: plan.cipher_start - upstream_start,
@@ -556,7 +605,9 @@ impl ProxyHttp for Gateway {
         end_of_stream: bool,
         ctx: &mut Ctx,
     ) -> Result<()> {
-        let Some(put) = &mut ctx.put_body else { return Ok(()) };
+        let Some(put) = &mut ctx.put_body else {
+            return Ok(());
+        };
         let input = body.take().unwrap_or_default();
         match put.push(&input, end_of_stream) {
             // Some(empty) while holding bytes back: None would end the upstream body.
@@ -566,7 +617,10 @@ impl ProxyHttp for Gateway {
             }
             Err(e) => {
                 ctx.body_error = Some(e);
-                Err(Error::explain(ErrorType::InvalidHTTPHeader, "request body check failed"))
+                Err(Error::explain(
+                    ErrorType::InvalidHTTPHeader,
+                    "request body check failed",
+                ))
             }
         }
     }
@@ -618,7 +672,9 @@ impl ProxyHttp for Gateway {
         end_of_stream: bool,
         ctx: &mut Ctx,
     ) -> Result<Option<std::time::Duration>> {
-        let Some(read) = &mut ctx.read_body else { return Ok(None) };
+        let Some(read) = &mut ctx.read_body else {
+            return Ok(None);
+        };
         match read.push(body.take(), end_of_stream) {
             Ok(out) => {
                 *body = out;
@@ -626,16 +682,22 @@ impl ProxyHttp for Gateway {
             }
             Err(e) => {
                 // Never release unauthenticated plaintext: abort the response.
-                self.metrics.decrypt_failures_total.with_label_values(&["frame"]).inc();
+                self.metrics
+                    .decrypt_failures_total
+                    .with_label_values(&["frame"])
+                    .inc();
                 tracing::warn!(request_id = %ctx.request_id, error = %e, "stored object failed authentication");
-                Err(Error::explain(ErrorType::InternalError, "stored object failed authentication"))
+                Err(Error::explain(
+                    ErrorType::InternalError,
+                    "stored object failed authentication",
+                ))
             }
         }
     }
 
     async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut Ctx) -> FailToProxy {
         if let Some(err) = ctx.body_error.take() {
-            if session.response_written().is_none() {
+            if final_response_pending(session) {
                 let _ = self.reject(session, ctx, &err).await;
             }
             return FailToProxy {
@@ -678,7 +740,7 @@ impl ProxyHttp for Gateway {
             ),
         };
         if let Some(err) = s3 {
-            if session.response_written().is_none() {
+            if final_response_pending(session) {
                 let _ = self.reject(session, ctx, &err).await;
             }
         }
@@ -756,12 +818,11 @@ impl RequestIds {
     }
 }
 
-fn internal(e: Box<Error>) -> S3Error {
-    S3Error::new(S3ErrorCode::InternalError, format!("building the response failed: {}", e.etype().as_str()))
-}
-
-fn invalid_range() -> S3Error {
-    S3Error::new(S3ErrorCode::InvalidRange, "the requested range is not satisfiable")
+fn internal(e: impl std::fmt::Display) -> S3Error {
+    S3Error::new(
+        S3ErrorCode::InternalError,
+        format!("building the response failed: {e}"),
+    )
 }
 
 /// A stored object that fails its integrity checks: never any plaintext.
@@ -773,10 +834,18 @@ fn integrity_error() -> S3Error {
 }
 
 /// 206 headers for plaintext bytes `first..=last` of `total`.
-fn set_range_headers(resp: &mut ResponseHeader, first: u64, last: u64, total: u64) -> std::result::Result<(), S3Error> {
+fn set_range_headers(
+    resp: &mut ResponseHeader,
+    first: u64,
+    last: u64,
+    total: u64,
+) -> std::result::Result<(), S3Error> {
     resp.set_status(206).map_err(internal)?;
-    resp.insert_header(http::header::CONTENT_RANGE, format!("bytes {first}-{last}/{total}"))
-        .map_err(internal)?;
+    resp.insert_header(
+        http::header::CONTENT_RANGE,
+        format!("bytes {first}-{last}/{total}"),
+    )
+    .map_err(internal)?;
     resp.insert_header(http::header::CONTENT_LENGTH, (last - first + 1).to_string())
         .map_err(internal)?;
     Ok(())
@@ -784,13 +853,29 @@ fn set_range_headers(resp: &mut ResponseHeader, first: u64, last: u64, total: u6
 
 impl Gateway {
     /// Replaces an upstream response with the gateway's error document.
-    fn replace_response(&self, resp: &mut ResponseHeader, ctx: &mut Ctx, err: &S3Error) -> Result<()> {
+    fn replace_response(
+        &self,
+        resp: &mut ResponseHeader,
+        ctx: &mut Ctx,
+        err: &S3Error,
+    ) -> Result<()> {
         ctx.rejected = Some(err.code);
-        self.metrics.rejected_total.with_label_values(&[err.code.as_str()]).inc();
+        self.metrics
+            .rejected_total
+            .with_label_values(&[err.code.as_str()])
+            .inc();
         let head = ctx.read.as_ref().is_some_and(|r| r.head);
         let body = err.to_xml("", &ctx.request_id);
         *resp = crypto::error_response(err.status(), body.len(), &ctx.request_id)?;
         ctx.read_body = Some(ReadBody::Replace((!head).then(|| Bytes::from(body))));
         Ok(())
     }
+}
+
+/// True while no final (non-1xx) response has gone to the client: after
+/// `100 Continue` the gateway can still answer with an error.
+fn final_response_pending(session: &Session) -> bool {
+    session
+        .response_written()
+        .is_none_or(|r| r.status.is_informational())
 }

@@ -16,6 +16,7 @@ fn examples() -> Vec<PathBuf> {
 
 /// Secrets the examples read from the environment or files.
 fn example_env(cmd: &mut Command) {
+    cmd.env("SEALGATE_DEV_MASTER_KEY", "ZGV2LWtleQ==");
     for var in [
         "SEALGATE_BILLING_SECRET",
         "SEALGATE_BACKEND_SECRET",

@@ -184,7 +184,7 @@ mod tests {
             prop_assert!(plan.skip + plan.take <= fetched_plain);
             prop_assert!(fetched_plain - (plan.skip + plan.take) < FRAME_SIZE);
             // The fetch ends on a frame boundary or at the object's end.
-            prop_assert!((plan.cipher_end + 1) % SEALED_FRAME_SIZE == 0 || plan.cipher_end + 1 == c);
+            prop_assert!((plan.cipher_end + 1).is_multiple_of(SEALED_FRAME_SIZE) || plan.cipher_end + 1 == c);
         }
     }
 

@@ -29,10 +29,16 @@ pub struct MasterKeyProvider {
 
 impl MasterKeyProvider {
     /// `type_name` is `custom` or `local`; the key id is `<type>:<name>`.
-    pub fn new(name: &str, type_name: &'static str, master_key: &[u8], salt: Option<&[u8]>) -> Self {
+    pub fn new(
+        name: &str,
+        type_name: &'static str,
+        master_key: &[u8],
+        salt: Option<&[u8]>,
+    ) -> Self {
         let hk = Hkdf::<Sha256>::new(Some(salt.unwrap_or(KEK_SALT)), master_key);
         let mut kek = Zeroizing::new([0u8; 32]);
-        hk.expand(KEK_INFO, &mut kek[..]).expect("32 bytes is a valid HKDF output length");
+        hk.expand(KEK_INFO, &mut kek[..])
+            .expect("32 bytes is a valid HKDF output length");
         Self {
             name: name.to_string(),
             type_name,
@@ -44,7 +50,9 @@ impl MasterKeyProvider {
     fn aad(&self, key_id: &str, context: &BTreeMap<String, String>) -> Vec<u8> {
         let mut aad = WRAP_LABEL.to_vec();
         aad.extend_from_slice(key_id.as_bytes());
-        aad.extend_from_slice(&context_hash(context.iter().map(|(k, v)| (k.as_str(), v.as_str()))));
+        aad.extend_from_slice(&context_hash(
+            context.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+        ));
         aad
     }
 
@@ -74,14 +82,22 @@ impl KeyProvider for MasterKeyProvider {
         self.type_name
     }
 
-    async fn generate_data_key(&self, key_id: &str, context: &BTreeMap<String, String>) -> Result<DataKey, KeyError> {
+    async fn generate_data_key(
+        &self,
+        key_id: &str,
+        context: &BTreeMap<String, String>,
+    ) -> Result<DataKey, KeyError> {
         self.check_key_id(key_id)?;
         let plaintext = Zeroizing::new(random_bytes::<DEK_LEN>());
         let nonce = random_bytes::<NONCE_LEN>();
         let mut wrapped = Vec::with_capacity(WRAPPED_LEN);
         wrapped.extend_from_slice(&nonce);
         wrapped.extend_from_slice(&plaintext[..]);
-        let tag = self.kek.seal(&nonce, &self.aad(key_id, context), &mut wrapped[NONCE_LEN..]);
+        let tag = self.kek.seal(
+            &nonce,
+            &self.aad(key_id, context),
+            &mut wrapped[NONCE_LEN..],
+        );
         wrapped.extend_from_slice(&tag);
         Ok(DataKey {
             plaintext,
@@ -105,7 +121,11 @@ impl KeyProvider for MasterKeyProvider {
         let n = self
             .kek
             .open(&nonce, &self.aad(key_id, context), &mut buf)
-            .map_err(|_| KeyError::Denied("the wrapped key does not open under this master key and context".into()))?;
+            .map_err(|_| {
+                KeyError::Denied(
+                    "the wrapped key does not open under this master key and context".into(),
+                )
+            })?;
         let mut dek = Zeroizing::new([0u8; DEK_LEN]);
         dek.copy_from_slice(&buf[..n]);
         Ok(dek)
@@ -126,23 +146,48 @@ mod tests {
         assert_eq!(p.default_key_id(), "local:dev");
         let dk = p.generate_data_key("local:dev", &ctx("a")).await.unwrap();
         assert_eq!(dk.wrapped.len(), WRAPPED_LEN);
-        assert!(!dk.wrapped.windows(DEK_LEN).any(|w| w == &dk.plaintext[..]), "DEK appears in clear");
-        let back = p.decrypt_data_key("local:dev", &dk.wrapped, &ctx("a")).await.unwrap();
+        assert!(
+            !dk.wrapped.windows(DEK_LEN).any(|w| w == &dk.plaintext[..]),
+            "DEK appears in clear"
+        );
+        let back = p
+            .decrypt_data_key("local:dev", &dk.wrapped, &ctx("a"))
+            .await
+            .unwrap();
         assert_eq!(&back[..], &dk.plaintext[..]);
-        assert!(matches!(p.decrypt_data_key("local:dev", &dk.wrapped, &ctx("b")).await, Err(KeyError::Denied(_))));
+        assert!(matches!(
+            p.decrypt_data_key("local:dev", &dk.wrapped, &ctx("b"))
+                .await,
+            Err(KeyError::Denied(_))
+        ));
         let other = MasterKeyProvider::new("dev", "local", b"otherkey", None);
-        assert!(other.decrypt_data_key("local:dev", &dk.wrapped, &ctx("a")).await.is_err());
-        assert!(matches!(p.generate_data_key("local:else", &ctx("a")).await, Err(KeyError::Invalid(_))));
+        assert!(other
+            .decrypt_data_key("local:dev", &dk.wrapped, &ctx("a"))
+            .await
+            .is_err());
+        assert!(matches!(
+            p.generate_data_key("local:else", &ctx("a")).await,
+            Err(KeyError::Invalid(_))
+        ));
         let mut bad = dk.wrapped.clone();
         bad[20] ^= 1;
-        assert!(p.decrypt_data_key("local:dev", &bad, &ctx("a")).await.is_err());
+        assert!(p
+            .decrypt_data_key("local:dev", &bad, &ctx("a"))
+            .await
+            .is_err());
     }
 
     #[tokio::test]
     async fn every_data_key_is_fresh() {
         let p = MasterKeyProvider::new("c", "custom", &[5; 32], Some(b"salt"));
-        let a = p.generate_data_key("custom:c", &BTreeMap::new()).await.unwrap();
-        let b = p.generate_data_key("custom:c", &BTreeMap::new()).await.unwrap();
+        let a = p
+            .generate_data_key("custom:c", &BTreeMap::new())
+            .await
+            .unwrap();
+        let b = p
+            .generate_data_key("custom:c", &BTreeMap::new())
+            .await
+            .unwrap();
         assert_ne!(&a.plaintext[..], &b.plaintext[..]);
     }
 }

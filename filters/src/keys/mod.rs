@@ -27,7 +27,9 @@ pub struct DataKey {
 
 impl std::fmt::Debug for DataKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("DataKey").field("key_id", &self.key_id).finish_non_exhaustive()
+        f.debug_struct("DataKey")
+            .field("key_id", &self.key_id)
+            .finish_non_exhaustive()
     }
 }
 
@@ -55,7 +57,11 @@ pub trait KeyProvider: Send + Sync {
     /// The provider type as configured (`aws-kms`, `local`, ...).
     fn type_name(&self) -> &'static str;
     /// A new data key under `key_id`, bound to `context`.
-    async fn generate_data_key(&self, key_id: &str, context: &BTreeMap<String, String>) -> Result<DataKey, KeyError>;
+    async fn generate_data_key(
+        &self,
+        key_id: &str,
+        context: &BTreeMap<String, String>,
+    ) -> Result<DataKey, KeyError>;
     /// Unwraps a data key written under `key_id` with `context`.
     async fn decrypt_data_key(
         &self,

@@ -47,7 +47,9 @@ impl<F: Fn(u64) -> u64> SizeRewriter<F> {
                 pos = open;
                 break;
             }
-            let value = std::str::from_utf8(&rest[..digits]).ok().and_then(|s| s.parse::<u64>().ok());
+            let value = std::str::from_utf8(&rest[..digits])
+                .ok()
+                .and_then(|s| s.parse::<u64>().ok());
             match (complete, value) {
                 (true, Some(v)) => {
                     out.extend_from_slice(&buf[pos..digits_at]);
@@ -67,7 +69,10 @@ impl<F: Fn(u64) -> u64> SizeRewriter<F> {
             // Keep a tail that could be the start of "<Size>".
             let keep = (buf.len() - pos).min(OPEN.len() - 1);
             let tail_start = buf.len() - keep;
-            let cut = buf[tail_start..].iter().position(|&b| b == b'<').map_or(buf.len(), |i| tail_start + i);
+            let cut = buf[tail_start..]
+                .iter()
+                .position(|&b| b == b'<')
+                .map_or(buf.len(), |i| tail_start + i);
             out.extend_from_slice(&buf[pos..cut]);
             pos = cut;
         }

@@ -134,6 +134,81 @@ impl Drop for Backend {
     }
 }
 
+/// A backend a gateway can sit in front of.
+pub trait Upstream {
+    fn url(&self) -> String;
+}
+
+impl Upstream for Backend {
+    fn url(&self) -> String {
+        Backend::url(self)
+    }
+}
+
+/// A running moto server: a second, independent S3 implementation (it
+/// implements conditional requests, which s3s-fs ignores). It accepts any
+/// credentials, so it proves nothing about signing.
+pub struct Moto {
+    child: Child,
+    pub port: u16,
+}
+
+impl Moto {
+    /// Starts moto and creates `buckets` in it.
+    pub fn start(buckets: &[&str]) -> Moto {
+        for _attempt in 0..3 {
+            let port = free_port();
+            let mut child = Command::new("moto_server")
+                .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("start moto_server (pip install 'moto[server]')");
+            let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+            let start = Instant::now();
+            while start.elapsed() < START_DEADLINE {
+                if accepts(addr) {
+                    let moto = Moto { child, port };
+                    for b in buckets {
+                        let out = aws_as(
+                            UPSTREAM_KEY,
+                            UPSTREAM_SECRET,
+                            &Upstream::url(&moto),
+                            &["s3api", "create-bucket", "--bucket", b],
+                        );
+                        assert!(
+                            out.status.success(),
+                            "{}",
+                            String::from_utf8_lossy(&out.stderr)
+                        );
+                    }
+                    return moto;
+                }
+                if child.try_wait().unwrap().is_some() {
+                    break;
+                }
+                std::thread::sleep(PROBE_INTERVAL);
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        panic!("moto_server did not start");
+    }
+}
+
+impl Upstream for Moto {
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 /// What differs between test gateways.
 #[derive(Default)]
 pub struct Options<'a> {
@@ -157,7 +232,7 @@ impl Gateway {
     /// The YAML every test gateway shares; `extra` is appended (top-level keys
     /// other than server/storage/auth).
     pub fn config_yaml(
-        backend: &Backend,
+        backend: &dyn Upstream,
         port: u16,
         admin_port: u16,
         tls: Option<(u16, &Path)>,
@@ -203,12 +278,12 @@ auth:
         )
     }
 
-    pub fn start(backend: &Backend) -> Gateway {
+    pub fn start(backend: &dyn Upstream) -> Gateway {
         Self::start_with(backend, &Options::default())
     }
 
     /// Starts a gateway in front of `backend`.
-    pub fn start_with(backend: &Backend, opts: &Options) -> Gateway {
+    pub fn start_with(backend: &dyn Upstream, opts: &Options) -> Gateway {
         let tls_dir = opts.tls_dir;
         sealgate::install_crypto_provider();
         let port = free_port();
@@ -291,6 +366,14 @@ pub fn http_get(addr: &str, path: &str) -> (u16, String) {
     (status, body)
 }
 
+/// An aws cli config that keeps uploads up to 64 MiB in one PUT
+/// (multipart uploads to encrypted buckets are not supported yet).
+pub fn aws_config_single_put() -> PathBuf {
+    let path = std::env::temp_dir().join(format!("sealgate-aws-config-{}", std::process::id()));
+    std::fs::write(&path, "[default]\ns3 =\n    multipart_threshold = 64MB\n").unwrap();
+    path
+}
+
 /// Environment for client subprocesses: no user config, no metadata service.
 fn client_env(cmd: &mut Command, key: &str, secret: &str) {
     cmd.env("AWS_ACCESS_KEY_ID", key)
@@ -307,8 +390,22 @@ fn client_env(cmd: &mut Command, key: &str, secret: &str) {
 
 /// Runs the aws cli as `key`.
 pub fn aws_as(key: &str, secret: &str, endpoint: &str, args: &[&str]) -> Output {
+    aws_with_config(key, secret, endpoint, None, args)
+}
+
+/// Runs the aws cli as `key` with an aws config file.
+pub fn aws_with_config(
+    key: &str,
+    secret: &str,
+    endpoint: &str,
+    config: Option<&Path>,
+    args: &[&str],
+) -> Output {
     let mut cmd = Command::new("aws");
     client_env(&mut cmd, key, secret);
+    if let Some(c) = config {
+        cmd.env("AWS_CONFIG_FILE", c);
+    }
     cmd.arg("--endpoint-url").arg(endpoint).args(args);
     cmd.output().expect("run aws cli (pip install awscli)")
 }

@@ -1,0 +1,661 @@
+//! Envelope encryption end to end: real clients against a gateway with the
+//! `local` key provider in front of a real s3s-fs.
+
+mod common;
+
+use base64::Engine;
+use common::*;
+use sealgate_envelope::ciphertext_len;
+
+const LOCAL: &str = "encryption:\n  local:\n    master_key: dGVzdGtleQ==\n";
+
+fn encrypted_gateway(backend: &dyn Upstream) -> Gateway {
+    Gateway::start_with(
+        backend,
+        &Options {
+            extra: LOCAL,
+            ..Options::default()
+        },
+    )
+}
+
+/// Sizes around the 64 KiB frame and a 10 MiB object with an odd tail.
+const SIZES: [usize; 7] = [
+    0,
+    1,
+    65_535,
+    65_536,
+    65_537,
+    3 * 65_536 + 100,
+    10 * 1024 * 1024 + 7,
+];
+
+fn assert_stored_encrypted(backend: &Backend, bucket: &str, key: &str, plain: &[u8]) {
+    let stored = std::fs::read(backend.object_path(bucket, key)).unwrap();
+    assert_eq!(
+        stored.len() as u64,
+        ciphertext_len(plain.len() as u64),
+        "{key}: stored size"
+    );
+    if !plain.is_empty() {
+        assert!(
+            !stored
+                .windows(plain.len().min(64))
+                .any(|w| w == &plain[..plain.len().min(64)]),
+            "{key}: plaintext found in the stored bytes"
+        );
+    }
+}
+
+#[test]
+fn aws_cli_round_trips_every_edge_size_and_ranges() {
+    let backend = Backend::start(&["demo"]);
+    let gw = encrypted_gateway(&backend);
+    let cfg = aws_config_single_put();
+    let work = tempfile::tempdir().unwrap();
+    let aws = |args: &[&str]| {
+        let out = aws_with_config(CLIENT_KEY, CLIENT_SECRET, &gw.url(), Some(&cfg), args);
+        assert!(
+            out.status.success(),
+            "aws {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    for len in SIZES {
+        let data = test_bytes(len, len as u64 + 3);
+        let name = format!("f{len}");
+        let src = work.path().join(&name);
+        std::fs::write(&src, &data).unwrap();
+        aws(&[
+            "s3",
+            "cp",
+            "--only-show-errors",
+            src.to_str().unwrap(),
+            &format!("s3://demo/{name}"),
+        ]);
+        assert_stored_encrypted(&backend, "demo", &name, &data);
+        let back = work.path().join(format!("{name}.back"));
+        aws(&[
+            "s3",
+            "cp",
+            "--only-show-errors",
+            &format!("s3://demo/{name}"),
+            back.to_str().unwrap(),
+        ]);
+        assert_eq!(std::fs::read(&back).unwrap(), data, "{name}");
+        let head = aws(&["s3api", "head-object", "--bucket", "demo", "--key", &name]);
+        assert!(
+            head.contains(&format!("\"ContentLength\": {len},")),
+            "{head}"
+        );
+        assert!(
+            head.contains("\"ServerSideEncryption\": \"aws:kms\""),
+            "{head}"
+        );
+        assert!(head.contains("\"SSEKMSKeyId\": \"local:local\""), "{head}");
+        assert!(
+            !head.contains("sealgate"),
+            "internal metadata shown: {head}"
+        );
+    }
+    // Ranges in every form on the 10 MiB object, checked byte for byte.
+    let len = SIZES[6];
+    let data = test_bytes(len, len as u64 + 3);
+    let ranges: [(&str, usize, usize); 6] = [
+        ("bytes=0-0", 0, 0),
+        ("bytes=65530-65545", 65_530, 65_545),
+        ("bytes=100000-", 100_000, len - 1),
+        ("bytes=-70000", len - 70_000, len - 1),
+        ("bytes=5000000-5999999", 5_000_000, 5_999_999),
+        ("bytes=10485000-99999999", 10_485_000, len - 1),
+    ];
+    for (range, first, last) in ranges {
+        let out = work.path().join("range.out");
+        let meta = aws(&[
+            "s3api",
+            "get-object",
+            "--bucket",
+            "demo",
+            "--key",
+            &format!("f{len}"),
+            "--range",
+            range,
+            out.to_str().unwrap(),
+        ]);
+        assert_eq!(std::fs::read(&out).unwrap(), &data[first..=last], "{range}");
+        assert!(
+            meta.contains(&format!("bytes {first}-{last}/{len}")),
+            "{range}: {meta}"
+        );
+    }
+    let out = aws_with_config(
+        CLIENT_KEY,
+        CLIENT_SECRET,
+        &gw.url(),
+        Some(&cfg),
+        &[
+            "s3api",
+            "get-object",
+            "--bucket",
+            "demo",
+            "--key",
+            "f1",
+            "--range",
+            "bytes=1-",
+            "/dev/null",
+        ],
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("InvalidRange"),
+        "{out:?}"
+    );
+    // Listings show plaintext sizes.
+    let listing = aws(&["s3api", "list-objects-v2", "--bucket", "demo"]);
+    for len in SIZES {
+        let shown = listing.contains(&format!("\"Size\": {len},"))
+            || listing.contains(&format!("\"Size\": {len}\n"));
+        assert!(shown, "size {len} in {listing}");
+    }
+    let listing = aws(&["s3api", "list-objects", "--bucket", "demo"]);
+    assert!(
+        listing.contains(&format!("\"Size\": {}\n", SIZES[6])),
+        "{listing}"
+    );
+}
+
+const BOTO3_SCRIPT: &str = r#"
+import sys, hashlib, base64, boto3, botocore
+from botocore.config import Config
+endpoint = sys.argv[1]
+s3 = boto3.client("s3", endpoint_url=endpoint, config=Config(retries={"max_attempts": 1}))
+def data(n):
+    return (hashlib.sha256(str(n).encode()).digest() * (n // 32 + 1))[:n]
+for n in [0, 1, 65535, 65536, 65537, 10 * 1024 * 1024 + 7]:
+    body = data(n)
+    r = s3.put_object(Bucket="demo", Key="b%d" % n, Body=body, ChecksumAlgorithm="SHA256")
+    assert r["ServerSideEncryption"] == "aws:kms", r
+    assert r["ChecksumSHA256"] == base64.b64encode(hashlib.sha256(body).digest()).decode(), r
+    g = s3.get_object(Bucket="demo", Key="b%d" % n, ChecksumMode="ENABLED")
+    assert g["Body"].read() == body, n
+    assert g["ContentLength"] == n
+    assert not any(k.startswith("x-amz-checksum") for k in g["ResponseMetadata"]["HTTPHeaders"]), g["ResponseMetadata"]
+    assert "sealgate" not in str(g["ResponseMetadata"]["HTTPHeaders"])
+# Server-side copies of encrypted objects stay readable.
+s3.copy_object(Bucket="demo", Key="copy", CopySource={"Bucket": "demo", "Key": "b65537"})
+assert s3.get_object(Bucket="demo", Key="copy")["Body"].read() == data(65537)
+# A client may not inject envelope metadata.
+s3.put_object(Bucket="demo", Key="inject", Body=b"x", Metadata={"sealgate-v": "9"})
+assert s3.get_object(Bucket="demo", Key="inject")["Body"].read() == b"x"
+print("ok")
+"#;
+
+#[test]
+fn boto3_round_trips_with_checksums_conditionals_and_copies() {
+    let backend = Backend::start(&["demo"]);
+    let gw = encrypted_gateway(&backend);
+    assert_eq!(python_ok(BOTO3_SCRIPT, &[&gw.url()]).trim(), "ok");
+    assert!(backend.object_path("demo", "b65537").exists());
+    let stored = std::fs::read(backend.object_path("demo", "b1")).unwrap();
+    assert_eq!(stored.len(), 17);
+}
+
+const BAD_UPLOADS: &str = r#"
+import sys, hashlib, base64, boto3, botocore
+from botocore.config import Config
+s3 = boto3.client("s3", endpoint_url=sys.argv[1], config=Config(retries={"max_attempts": 1}))
+body = b"z" * 3_000_000
+def code(**kw):
+    try:
+        s3.put_object(Bucket="demo", Body=body, **kw)
+        return "stored"
+    except botocore.exceptions.ClientError as e:
+        return "%s %s" % (e.response["ResponseMetadata"]["HTTPStatusCode"], e.response["Error"]["Code"])
+print(code(Key="md5", ContentMD5=base64.b64encode(hashlib.md5(b"other").digest()).decode()))
+print(code(Key="crc", ChecksumCRC32="AAAAAA=="))
+print(code(Key="sha1", ChecksumSHA1=base64.b64encode(hashlib.sha1(b"other").digest()).decode()))
+"#;
+
+#[test]
+fn failed_checksums_leave_no_object() {
+    let backend = Backend::start(&["demo"]);
+    let gw = encrypted_gateway(&backend);
+    let out = python_ok(BAD_UPLOADS, &[&gw.url()]);
+    assert_eq!(
+        out.lines().collect::<Vec<_>>(),
+        ["400 BadDigest", "400 BadDigest", "400 BadDigest"],
+        "{out}"
+    );
+    for key in ["md5", "crc", "sha1"] {
+        assert!(
+            !backend.object_path("demo", key).exists(),
+            "{key} was stored"
+        );
+    }
+    let entries: Vec<_> = std::fs::read_dir(backend.dir.path().join("demo"))
+        .unwrap()
+        .collect();
+    assert!(
+        entries.is_empty(),
+        "nothing at all was left behind: {entries:?}"
+    );
+}
+
+#[test]
+fn tls_aws_chunked_crc32_trailer_uploads_are_decoded_and_encrypted() {
+    let backend = Backend::start(&["demo"]);
+    let certs = tempfile::tempdir().unwrap();
+    self_signed_cert(certs.path());
+    let gw = Gateway::start_with(
+        &backend,
+        &Options {
+            tls_dir: Some(certs.path()),
+            extra: LOCAL,
+            ..Options::default()
+        },
+    );
+    let ca = certs.path().join("cert.pem");
+    let cfg = aws_config_single_put();
+    let work = tempfile::tempdir().unwrap();
+    for len in [0usize, 70_000, 5 * 1024 * 1024 + 3] {
+        let data = test_bytes(len, 99 + len as u64);
+        let src = work.path().join("up");
+        std::fs::write(&src, &data).unwrap();
+        let key = format!("t{len}");
+        let out = aws_with_config(
+            CLIENT_KEY,
+            CLIENT_SECRET,
+            &gw.tls_url(),
+            Some(&cfg),
+            &[
+                "--ca-bundle",
+                ca.to_str().unwrap(),
+                "s3",
+                "cp",
+                "--only-show-errors",
+                src.to_str().unwrap(),
+                &format!("s3://demo/{key}"),
+            ],
+        );
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_stored_encrypted(&backend, "demo", &key, &data);
+        let back = work.path().join("down");
+        let out = aws_with_config(
+            CLIENT_KEY,
+            CLIENT_SECRET,
+            &gw.tls_url(),
+            Some(&cfg),
+            &[
+                "--ca-bundle",
+                ca.to_str().unwrap(),
+                "s3",
+                "cp",
+                "--only-show-errors",
+                &format!("s3://demo/{key}"),
+                back.to_str().unwrap(),
+            ],
+        );
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(std::fs::read(back).unwrap(), data);
+    }
+}
+
+fn get_status(gw: &Gateway, key: &str) -> (String, Vec<u8>) {
+    let script = r#"
+import sys, boto3, botocore
+from botocore.config import Config
+s3 = boto3.client("s3", endpoint_url=sys.argv[1], config=Config(retries={"max_attempts": 1}))
+try:
+    body = s3.get_object(Bucket="demo", Key=sys.argv[2])["Body"].read()
+    sys.stdout.write("OK " + body.hex())
+except botocore.exceptions.ClientError as e:
+    sys.stdout.write("ERR %s" % e.response["Error"]["Code"])
+except Exception as e:
+    sys.stdout.write("BROKEN %s" % type(e).__name__)
+"#;
+    let out = python_ok(script, &[&gw.url(), key]);
+    let (status, rest) = out.split_once(' ').unwrap_or((&out, ""));
+    let body = if status == "OK" {
+        hex_decode(rest)
+    } else {
+        Vec::new()
+    };
+    (status.to_string(), body)
+}
+
+fn hex_decode(s: &str) -> Vec<u8> {
+    (0..s.len() / 2)
+        .map(|i| u8::from_str_radix(&s[2 * i..2 * i + 2], 16).unwrap())
+        .collect()
+}
+
+#[test]
+fn tampered_objects_never_release_plaintext() {
+    let backend = Backend::start(&["demo"]);
+    let gw = encrypted_gateway(&backend);
+    let work = tempfile::tempdir().unwrap();
+    let cfg = aws_config_single_put();
+    let data = test_bytes(300_000, 5);
+    let src = work.path().join("f");
+    std::fs::write(&src, &data).unwrap();
+    for key in ["flip", "trunc", "swap-a", "swap-b", "meta"] {
+        let out = aws_with_config(
+            CLIENT_KEY,
+            CLIENT_SECRET,
+            &gw.url(),
+            Some(&cfg),
+            &[
+                "s3",
+                "cp",
+                "--only-show-errors",
+                src.to_str().unwrap(),
+                &format!("s3://demo/{key}"),
+            ],
+        );
+        assert!(out.status.success());
+    }
+    assert_eq!(
+        get_status(&gw, "flip"),
+        ("OK".to_string(), data.clone()),
+        "untouched object reads"
+    );
+
+    // One flipped byte in the third frame.
+    let path = backend.object_path("demo", "flip");
+    let mut stored = std::fs::read(&path).unwrap();
+    stored[2 * 65_552 + 10] ^= 0x01;
+    std::fs::write(&path, &stored).unwrap();
+    let (status, body) = get_status(&gw, "flip");
+    assert_ne!(status, "OK", "a flipped byte must fail the read");
+    assert!(body.is_empty());
+
+    // Truncated at a frame boundary.
+    let path = backend.object_path("demo", "trunc");
+    let stored = std::fs::read(&path).unwrap();
+    std::fs::write(&path, &stored[..2 * 65_552]).unwrap();
+    assert_ne!(get_status(&gw, "trunc").0, "OK");
+
+    // Bodies swapped between two objects (same size, different keys).
+    let (a, b) = (
+        backend.object_path("demo", "swap-a"),
+        backend.object_path("demo", "swap-b"),
+    );
+    let (da, db) = (std::fs::read(&a).unwrap(), std::fs::read(&b).unwrap());
+    std::fs::write(&a, &db).unwrap();
+    std::fs::write(&b, &da).unwrap();
+    assert_ne!(get_status(&gw, "swap-a").0, "OK");
+    assert_ne!(get_status(&gw, "swap-b").0, "OK");
+
+    // Metadata swapped: s3s-fs keeps user metadata in a sidecar file.
+    let meta_files: Vec<_> = walk(backend.dir.path())
+        .into_iter()
+        .filter(|p| p.to_string_lossy().contains("meta") && p.to_string_lossy().ends_with(".json"))
+        .collect();
+    // s3s-fs names the sidecar after the base64 of the key.
+    let find = |key: &str| {
+        let encoded = base64::engine::general_purpose::STANDARD_NO_PAD.encode(key);
+        meta_files
+            .iter()
+            .find(|p| p.to_string_lossy().contains(&encoded))
+            .cloned()
+    };
+    if let (Some(ma), Some(mm)) = (find("swap-a"), find("meta")) {
+        let (ta, tm) = (std::fs::read(&ma).unwrap(), std::fs::read(&mm).unwrap());
+        std::fs::write(&ma, &tm).unwrap();
+        std::fs::write(&mm, &ta).unwrap();
+        assert_ne!(get_status(&gw, "meta").0, "OK", "metadata swap must fail");
+    } else {
+        panic!("s3s-fs metadata files not found among {meta_files:?}");
+    }
+    let (_, metrics) = gw.admin_get("/metrics");
+    assert!(
+        metrics.contains("sealgate_decrypt_failures_total{reason=\"frame\"}"),
+        "{metrics}"
+    );
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}
+
+#[test]
+fn plaintext_objects_written_before_the_gateway_are_served_as_they_are() {
+    let backend = Backend::start(&["demo"]);
+    // Written straight to the backend, as before the gateway existed.
+    let data = test_bytes(200_000, 8);
+    let work = tempfile::tempdir().unwrap();
+    let src = work.path().join("legacy");
+    std::fs::write(&src, &data).unwrap();
+    let out = aws_as(
+        UPSTREAM_KEY,
+        UPSTREAM_SECRET,
+        &backend.url(),
+        &[
+            "s3",
+            "cp",
+            "--only-show-errors",
+            src.to_str().unwrap(),
+            "s3://demo/legacy",
+        ],
+    );
+    assert!(out.status.success());
+    let gw = encrypted_gateway(&backend);
+    assert_eq!(get_status(&gw, "legacy"), ("OK".to_string(), data.clone()));
+    let out = work.path().join("r");
+    aws_ok(
+        &gw.url(),
+        &[
+            "s3api",
+            "get-object",
+            "--bucket",
+            "demo",
+            "--key",
+            "legacy",
+            "--range",
+            "bytes=65540-70000",
+            out.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(std::fs::read(&out).unwrap(), &data[65_540..=70_000]);
+    let head = aws_ok(
+        &gw.url(),
+        &[
+            "s3api",
+            "head-object",
+            "--bucket",
+            "demo",
+            "--key",
+            "legacy",
+        ],
+    );
+    assert!(
+        head.contains("\"ContentLength\": 200000,") && !head.contains("aws:kms"),
+        "{head}"
+    );
+}
+
+#[test]
+fn mandatory_policy_refuses_plaintext_reads_and_too_large_puts() {
+    let backend = Backend::start(&["secure"]);
+    let work = tempfile::tempdir().unwrap();
+    let src = work.path().join("legacy");
+    std::fs::write(&src, b"old plaintext").unwrap();
+    let out = aws_as(
+        UPSTREAM_KEY,
+        UPSTREAM_SECRET,
+        &backend.url(),
+        &[
+            "s3",
+            "cp",
+            "--only-show-errors",
+            src.to_str().unwrap(),
+            "s3://secure/legacy",
+        ],
+    );
+    assert!(out.status.success());
+    let gw = Gateway::start_with(
+        &backend,
+        &Options {
+            s3_extra: "    max_put_size: 100000\n",
+            extra: "encryption:\n  key_provider: dev\n  key_providers:\n    dev:\n      type: local\n      config: {master_key: dGVzdGtleQ==}\n  policies:\n    - bucket_pattern: \"secure\"\n      mandatory: true\n",
+            ..Options::default()
+        },
+    );
+    let out = aws_as(
+        CLIENT_KEY,
+        CLIENT_SECRET,
+        &gw.url(),
+        &[
+            "s3api",
+            "get-object",
+            "--bucket",
+            "secure",
+            "--key",
+            "legacy",
+            "/dev/null",
+        ],
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("AccessDenied"),
+        "{out:?}"
+    );
+    std::fs::write(&src, vec![1u8; 99_990]).unwrap();
+    let out = aws_as(
+        CLIENT_KEY,
+        CLIENT_SECRET,
+        &gw.url(),
+        &[
+            "s3",
+            "cp",
+            "--only-show-errors",
+            src.to_str().unwrap(),
+            "s3://secure/big",
+        ],
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("EntityTooLarge"),
+        "{out:?}"
+    );
+    assert!(!backend.object_path("secure", "big").exists());
+    std::fs::write(&src, vec![1u8; 99_000]).unwrap();
+    aws_ok(
+        &gw.url(),
+        &[
+            "s3",
+            "cp",
+            "--only-show-errors",
+            src.to_str().unwrap(),
+            "s3://secure/fits",
+        ],
+    );
+    assert_eq!(
+        std::fs::metadata(backend.object_path("secure", "fits"))
+            .unwrap()
+            .len(),
+        ciphertext_len(99_000)
+    );
+}
+
+#[test]
+fn rclone_sync_and_check_agree_on_sizes() {
+    let backend = Backend::start(&["demo"]);
+    let gw = encrypted_gateway(&backend);
+    let local = tempfile::tempdir().unwrap();
+    for (name, len) in [("a.bin", 0usize), ("b.bin", 65_536), ("sub/c.bin", 300_001)] {
+        let p = local.path().join(name);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, test_bytes(len, len as u64 + 11)).unwrap();
+    }
+    let rclone = |args: &[&str]| {
+        let out = std::process::Command::new("rclone")
+            .env_remove("AWS_CA_BUNDLE")
+            .env("RCLONE_CONFIG", "/dev/null")
+            .env("RCLONE_CONFIG_SG_TYPE", "s3")
+            .env("RCLONE_CONFIG_SG_PROVIDER", "Other")
+            .env("RCLONE_CONFIG_SG_ENDPOINT", gw.url())
+            .env("RCLONE_CONFIG_SG_REGION", "us-east-1")
+            .env("RCLONE_CONFIG_SG_ACCESS_KEY_ID", CLIENT_KEY)
+            .env("RCLONE_CONFIG_SG_SECRET_ACCESS_KEY", CLIENT_SECRET)
+            // As for any SSE-KMS bucket: ETags are not MD5s of the content.
+            .env("RCLONE_CONFIG_SG_SERVER_SIDE_ENCRYPTION", "aws:kms")
+            .args(["--retries", "1", "--low-level-retries", "1"])
+            .args(args)
+            .output()
+            .expect("run rclone (apt-get install rclone)");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let dir = local.path().to_str().unwrap();
+    let (ok, log) = rclone(&["sync", dir, "sg:demo/tree"]);
+    assert!(ok, "{log}");
+    let (ok, log) = rclone(&["check", dir, "sg:demo/tree"]);
+    assert!(ok && log.contains("0 differences found"), "{log}");
+    // A second sync has nothing to transfer: sizes agree.
+    let (ok, log) = rclone(&["sync", "-v", dir, "sg:demo/tree"]);
+    assert!(ok, "{log}");
+    assert!(!log.contains("Copied"), "second sync copied again: {log}");
+    let stored = std::fs::metadata(backend.object_path("demo", "tree/sub/c.bin"))
+        .unwrap()
+        .len();
+    assert_eq!(stored, ciphertext_len(300_001));
+}
+
+const CONDITIONALS: &str = r#"
+import sys, boto3, botocore
+from botocore.config import Config
+s3 = boto3.client("s3", endpoint_url=sys.argv[1], config=Config(retries={"max_attempts": 1}))
+body = bytes(range(256)) * 1000
+s3.put_object(Bucket="demo", Key="c", Body=body)
+h = s3.head_object(Bucket="demo", Key="c")
+assert h["ContentLength"] == len(body) and h["ServerSideEncryption"] == "aws:kms", h
+assert s3.get_object(Bucket="demo", Key="c", IfMatch=h["ETag"])["Body"].read() == body
+def status(**kw):
+    try:
+        return s3.get_object(Bucket="demo", Key="c", **kw)["ResponseMetadata"]["HTTPStatusCode"]
+    except botocore.exceptions.ClientError as e:
+        return e.response["ResponseMetadata"]["HTTPStatusCode"]
+assert status(IfNoneMatch=h["ETag"]) == 304
+assert status(IfMatch='"0123"') == 412
+assert status(IfModifiedSince="2100-01-01") == 304
+r = s3.get_object(Bucket="demo", Key="c", Range="bytes=70000-70009", IfMatch=h["ETag"])
+assert r["Body"].read() == body[70000:70010] and r["ContentRange"] == "bytes 70000-70009/%d" % len(body), r
+print("ok")
+"#;
+
+#[test]
+fn conditional_requests_keep_working_on_a_backend_that_implements_them() {
+    let moto = Moto::start(&["demo"]);
+    let gw = encrypted_gateway(&moto);
+    assert_eq!(python_ok(CONDITIONALS, &[&gw.url()]).trim(), "ok");
+    // moto holds ciphertext.
+    let out = aws_as(
+        UPSTREAM_KEY,
+        UPSTREAM_SECRET,
+        &Upstream::url(&moto),
+        &["s3api", "head-object", "--bucket", "demo", "--key", "c"],
+    );
+    let head = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        head.contains(&format!("\"ContentLength\": {},", ciphertext_len(256_000))),
+        "{head}"
+    );
+}
