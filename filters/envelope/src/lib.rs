@@ -12,6 +12,7 @@ pub mod aead;
 pub mod format;
 pub mod keys;
 pub mod meta;
+pub mod multipart;
 pub mod stream;
 
 pub use aead::{Backend, FrameCipher};

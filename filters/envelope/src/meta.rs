@@ -45,7 +45,13 @@ pub struct EnvelopeMeta {
     pub context: BTreeMap<String, String>,
     pub salt: [u8; SALT_LEN],
     pub commitment: [u8; COMMITMENT_LEN],
+    /// Written by a multipart upload: the body is a sequence of parts, each
+    /// a part header and its own frame stream (see `multipart`).
+    pub multipart: bool,
 }
+
+/// Value of the `layout` field for multipart objects.
+pub const LAYOUT_MULTIPART: &str = "multipart";
 
 fn header_safe(s: &str) -> bool {
     !s.is_empty() && s.bytes().all(|b| (0x21..=0x7e).contains(&b))
@@ -109,7 +115,7 @@ impl EnvelopeMeta {
             return Err(MetaError::Malformed("dek"));
         }
         let h = |name: &str, value: String| (format!("{META_PREFIX}{name}"), value);
-        Ok(vec![
+        Ok([
             h("v", VERSION.to_string()),
             h("alg", ALGORITHM.to_string()),
             h("frame", FRAME_SIZE.to_string()),
@@ -119,7 +125,10 @@ impl EnvelopeMeta {
             h("ctx", ctx),
             h("salt", B64.encode(self.salt)),
             h("commit", B64.encode(self.commitment)),
-        ])
+        ]
+        .into_iter()
+        .chain(self.multipart.then(|| h("layout", LAYOUT_MULTIPART.to_string())))
+        .collect())
     }
 
     /// Reads the envelope from response headers (`get` takes a lowercase
@@ -154,6 +163,11 @@ impl EnvelopeMeta {
             context: decode_context(need("ctx")?).ok_or(MetaError::Malformed("ctx"))?,
             salt: fixed(need("salt")?, "salt")?,
             commitment: fixed(need("commit")?, "commit")?,
+            multipart: match field("layout") {
+                None => false,
+                Some(LAYOUT_MULTIPART) => true,
+                Some(_) => return Err(MetaError::Malformed("layout")),
+            },
         }))
     }
 }
@@ -175,6 +189,7 @@ mod tests {
             .into(),
             salt: [1; 32],
             commitment: [2; 32],
+            multipart: true,
         }
     }
 

@@ -216,18 +216,29 @@ impl Decryptor {
     }
 
     /// Takes the next piece of ciphertext; returns authenticated plaintext.
-    pub fn push(&mut self, mut input: &[u8], end: bool) -> Result<Bytes, StreamError> {
+    pub fn push(&mut self, input: &[u8], end: bool) -> Result<Bytes, StreamError> {
+        let mut out = BytesMut::with_capacity(input.len());
+        let used = self.decrypt_into(input, &mut out)?;
+        // A whole-object read must end exactly after the final frame; a
+        // range read ignores what follows its last frame.
+        if used < input.len() && self.stop_frame == self.last_frame {
+            return Err(StreamError::TrailingData);
+        }
+        if end && !self.done() {
+            return Err(StreamError::Truncated { frame: self.frame });
+        }
+        Ok(out.freeze())
+    }
+
+    /// Decrypts from `input` into `out` up to the plan's last frame;
+    /// returns how many input bytes it used (the rest follows the plan).
+    pub fn decrypt_into(&mut self, mut input: &[u8], out: &mut BytesMut) -> Result<usize, StreamError> {
         if self.failed {
             return Err(StreamError::Auth { frame: self.frame });
         }
-        let mut out = BytesMut::with_capacity(input.len());
+        let total_in = input.len();
         while !input.is_empty() {
             if self.frame > self.stop_frame {
-                // A whole-object read must end exactly after the final frame;
-                // a range read ignores what follows its last frame.
-                if self.stop_frame == self.last_frame {
-                    return Err(StreamError::TrailingData);
-                }
                 break;
             }
             let need = self.sealed_len() - self.buf.len();
@@ -252,10 +263,7 @@ impl Decryptor {
                 self.frame += 1;
             }
         }
-        if end && self.frame <= self.stop_frame {
-            return Err(StreamError::Truncated { frame: self.frame });
-        }
-        Ok(out.freeze())
+        Ok(total_in - input.len())
     }
 }
 
