@@ -9,9 +9,8 @@ use bytes::Bytes;
 use http::HeaderMap;
 use pingora::http::{RequestHeader, ResponseHeader};
 use sealgate_config::{Config, ProviderKind};
-use sealgate_envelope::format::{
-    ciphertext_len, plaintext_len, plan_range, ByteRange, FRAME_SIZE, SEALED_FRAME_SIZE,
-};
+use sealgate_envelope::format::{ciphertext_len, plaintext_len, plan_range, ByteRange};
+use sealgate_envelope::multipart::{Layout, PartHeader, PART_HEADER_LEN};
 use sealgate_envelope::{Backend, Decryptor, Encryptor, EnvelopeMeta, ObjectKey, META_PREFIX};
 use sealgate_filters::keys::{KeyError, KeyProvider, MasterKeyProvider};
 use sealgate_filters::s3::checksum::{BodyChecks, ChecksumAlgorithm};
@@ -103,6 +102,14 @@ pub enum BodyEncoding {
     Chunked(Option<Verified>),
 }
 
+/// An upload body as the request describes it.
+pub struct UploadBody {
+    pub plaintext_len: u64,
+    pub encoding: BodyEncoding,
+    pub trailer_algorithm: Option<ChecksumAlgorithm>,
+    pub payload_sha256: Option<[u8; 32]>,
+}
+
 /// An encrypted PUT, decided in `request_filter`.
 pub struct PutPlan {
     pub plaintext_len: u64,
@@ -114,17 +121,19 @@ pub struct PutPlan {
     dek: Zeroizing<[u8; 32]>,
     salt: [u8; 32],
     context_hash: [u8; 32],
+    /// Part number (0 for a whole object) used in frame nonces.
+    part: u32,
+    /// The part header written before a part's frames.
+    prefix: Option<[u8; PART_HEADER_LEN as usize]>,
 }
 
 impl PutPlan {
     pub fn new(
-        plaintext_len: u64,
-        encoding: BodyEncoding,
-        trailer_algorithm: Option<ChecksumAlgorithm>,
-        payload_sha256: Option<[u8; 32]>,
+        body: UploadBody,
         provider: &str,
         data_key: sealgate_filters::keys::DataKey,
         context: BTreeMap<String, String>,
+        multipart: bool,
     ) -> Result<Self, S3Error> {
         let salt = sealgate_filters::keys::random_bytes::<32>();
         let context_hash =
@@ -142,6 +151,7 @@ impl PutPlan {
             context,
             salt,
             commitment: key.commitment,
+            multipart,
         };
         let meta_headers = meta.to_headers().map_err(|e| {
             S3Error::new(
@@ -150,25 +160,59 @@ impl PutPlan {
             )
         })?;
         Ok(Self {
-            plaintext_len,
-            encoding,
-            trailer_algorithm,
-            payload_sha256,
+            plaintext_len: body.plaintext_len,
+            encoding: body.encoding,
+            trailer_algorithm: body.trailer_algorithm,
+            payload_sha256: body.payload_sha256,
             key_id: data_key.key_id,
             meta_headers,
             dek: data_key.plaintext,
             salt,
             context_hash,
+            part: 0,
+            prefix: None,
         })
+    }
+
+    /// One part of a multipart upload: a fresh salt per attempt, so a
+    /// retried or replaced part never reuses a key and nonce.
+    pub fn for_part(
+        body: UploadBody,
+        key_id: String,
+        dek: Zeroizing<[u8; 32]>,
+        context_hash: [u8; 32],
+        part_number: u32,
+    ) -> Self {
+        let salt = sealgate_filters::keys::random_bytes::<32>();
+        let header = PartHeader {
+            salt,
+            size: body.plaintext_len,
+            number: part_number,
+        };
+        Self {
+            plaintext_len: body.plaintext_len,
+            encoding: body.encoding,
+            trailer_algorithm: body.trailer_algorithm,
+            payload_sha256: body.payload_sha256,
+            key_id,
+            meta_headers: Vec::new(),
+            dek,
+            salt,
+            context_hash,
+            part: part_number,
+            prefix: Some(header.encode()),
+        }
+    }
+
+    /// Bytes the upstream receives.
+    pub fn stored_len(&self) -> u64 {
+        self.prefix.map_or(0, |p| p.len() as u64) + ciphertext_len(self.plaintext_len)
     }
 
     /// Rewrites the upstream request for the ciphertext body.
     pub fn apply(&self, req: &mut RequestHeader) -> pingora::Result<()> {
         strip_plaintext_body_headers(req);
-        req.insert_header(
-            http::header::CONTENT_LENGTH,
-            ciphertext_len(self.plaintext_len).to_string(),
-        )?;
+        req.insert_header(http::header::CONTENT_LENGTH, self.stored_len().to_string())?;
         for (name, value) in &self.meta_headers {
             req.insert_header(name.clone(), value.as_str())?;
         }
@@ -201,7 +245,8 @@ impl PutPlan {
                 self.trailer_algorithm,
                 self.payload_sha256,
             )?),
-            encryptor: Encryptor::new(key.cipher, 0, self.plaintext_len),
+            encryptor: Encryptor::new(key.cipher, self.part, self.plaintext_len),
+            prefix: self.prefix.map(|p| Bytes::copy_from_slice(&p)),
             echo_checksum: None,
         })
     }
@@ -255,6 +300,8 @@ pub struct PutBody {
     decoder: Option<ChunkedDecoder>,
     checks: Option<BodyChecks>,
     encryptor: Encryptor,
+    /// A part header still to send ahead of the frames.
+    prefix: Option<Bytes>,
     /// The verified client checksum, echoed in the response.
     pub echo_checksum: Option<(&'static str, String)>,
 }
@@ -313,7 +360,11 @@ impl PutBody {
             }
             self.encryptor.feed(&[], true).map_err(stream_err)?;
         }
-        Ok(self.encryptor.take_ready())
+        let ready = self.encryptor.take_ready();
+        Ok(match self.prefix.take() {
+            Some(p) => [p, ready].concat().into(),
+            None => ready,
+        })
     }
 }
 
@@ -323,51 +374,72 @@ pub struct ReadPlan {
     pub head: bool,
     /// Plaintext objects are refused (the bucket's policy is mandatory).
     pub mandatory: bool,
-    /// The upstream range asked for (its start, for trimming).
-    pub upstream_range_sent: bool,
+    /// What a probe of the object found (ranged reads probe first, so the
+    /// upstream range fetches exactly the frames needed).
+    pub target: Option<ReadTarget>,
+    /// The stored byte range to ask upstream for, replacing the client's.
+    pub upstream_range: Option<(u64, u64)>,
+}
+
+/// The object as a probe found it, with the plaintext span to serve.
+#[derive(Debug, Clone)]
+pub enum ReadTarget {
+    /// Not written by the gateway.
+    Plain,
+    Single {
+        meta: EnvelopeMeta,
+        total: u64,
+        span: (u64, u64),
+    },
+    Multipart {
+        meta: EnvelopeMeta,
+        layout: Layout,
+        span: (u64, u64),
+        /// Header of the part holding the span's first byte.
+        header: PartHeader,
+    },
 }
 
 impl ReadPlan {
-    /// Asks upstream for a byte range that serves the client's range
-    /// whether the object turns out encrypted or not.
-    pub fn apply(&mut self, req: &mut RequestHeader) -> pingora::Result<()> {
+    /// Sets the upstream range planned from the probe; drops checksum mode
+    /// (stored checksums describe ciphertext).
+    pub fn apply(&self, req: &mut RequestHeader) -> pingora::Result<()> {
         req.remove_header("x-amz-checksum-mode");
-        let Some(range) = self.range else {
-            return Ok(());
-        };
-        let value = match range {
-            ByteRange::From { start, end } => {
-                let frame_start = (start / FRAME_SIZE) * SEALED_FRAME_SIZE;
-                let first = start.min(frame_start);
-                match end {
-                    Some(e) => format!(
-                        "bytes={first}-{}",
-                        (e / FRAME_SIZE + 1) * SEALED_FRAME_SIZE - 1
-                    ),
-                    None => format!("bytes={first}-"),
-                }
-            }
-            ByteRange::Suffix(n) => {
-                let frames = n.div_ceil(FRAME_SIZE) + 1;
-                format!("bytes=-{}", n.max(frames * SEALED_FRAME_SIZE))
-            }
-        };
-        req.insert_header(http::header::RANGE, value)?;
-        self.upstream_range_sent = true;
+        if let Some((a, b)) = self.upstream_range {
+            req.insert_header(http::header::RANGE, format!("bytes={a}-{b}"))?;
+        }
         Ok(())
     }
+}
+
+/// S3's 416 for a range the object cannot satisfy.
+pub fn invalid_range() -> S3Error {
+    S3Error::new(
+        S3ErrorCode::InvalidRange,
+        "the requested range is not satisfiable",
+    )
+}
+
+/// True when two envelopes describe the same stored object version.
+pub fn same_object(a: &EnvelopeMeta, b: &EnvelopeMeta) -> bool {
+    a.salt == b.salt && a.commitment == b.commitment && a.multipart == b.multipart
 }
 
 /// How the response body is transformed.
 pub enum ReadBody {
     /// Skip `lead` ciphertext bytes, then decrypt.
     Decrypt { lead: u64, dec: Decryptor },
-    /// Plaintext object read through a widened range: skip, then take.
-    Trim { skip: u64, take: u64 },
     /// The gateway answered instead (an error document); upstream bytes are dropped.
     Replace(Option<Bytes>),
     /// Listing sizes.
     Rewrite(SizeRewriter<fn(u64) -> u64>),
+    /// A CreateMultipartUpload response's upload id.
+    UploadId(UploadIdRewrite),
+    /// Decrypt a multipart object's parts.
+    Parts {
+        lead: u64,
+        dec: Box<sealgate_envelope::multipart::PartsDecryptor>,
+    },
 }
 
 fn listed_size(stored: u64) -> u64 {
@@ -377,6 +449,10 @@ fn listed_size(stored: u64) -> u64 {
 impl ReadBody {
     pub fn listing() -> Self {
         ReadBody::Rewrite(SizeRewriter::new(listed_size as fn(u64) -> u64))
+    }
+
+    pub fn list_parts() -> Self {
+        ReadBody::Rewrite(SizeRewriter::new(listed_part_size as fn(u64) -> u64))
     }
 
     pub fn push(
@@ -391,15 +467,14 @@ impl ReadBody {
                 *lead -= skip as u64;
                 Ok(Some(dec.push(&data[skip..], end)?))
             }
-            ReadBody::Trim { skip, take } => {
-                let s = (*skip).min(data.len() as u64) as usize;
-                *skip -= s as u64;
-                let n = ((data.len() - s) as u64).min(*take) as usize;
-                *take -= n as u64;
-                Ok(Some(data.slice(s..s + n)))
-            }
             ReadBody::Replace(body) => Ok(Some(body.take().unwrap_or_default())),
             ReadBody::Rewrite(r) => Ok(Some(r.push(&data, end))),
+            ReadBody::UploadId(r) => Ok(Some(r.push(&data, end)?)),
+            ReadBody::Parts { lead, dec } => {
+                let skip = (*lead).min(data.len() as u64) as usize;
+                *lead -= skip as u64;
+                Ok(Some(dec.push(&data[skip..], end)?))
+            }
         }
     }
 }
@@ -472,4 +547,128 @@ pub fn error_response(
     resp.insert_header(http::header::CONTENT_LENGTH, body_len.to_string())?;
     resp.insert_header("x-amz-request-id", request_id.to_string())?;
     Ok(resp)
+}
+
+/// The upload id handed to clients for an encrypted multipart upload: the
+/// backend's id plus what any gateway instance needs to encrypt a part
+/// (provider, key id, wrapped data key, and the object salt and commitment
+/// that check the unwrapped key). The wrapped key opens only through the
+/// key provider, so the token carries no secret; a client that swaps tokens
+/// only makes its own object unreadable.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UploadToken {
+    pub upload_id: String,
+    pub provider: String,
+    pub key_id: String,
+    pub wrapped_dek: Vec<u8>,
+    pub salt: [u8; 32],
+    pub commitment: [u8; 32],
+}
+
+/// Prefix of upload ids the gateway issued.
+const TOKEN_PREFIX: &str = "sgmp1.";
+/// Longest token accepted (query strings must stay reasonable).
+const MAX_TOKEN_LEN: usize = 4096;
+
+impl UploadToken {
+    pub fn encode(&self) -> String {
+        use base64::Engine;
+        let mut raw = Vec::new();
+        for field in [
+            self.upload_id.as_bytes(),
+            self.provider.as_bytes(),
+            self.key_id.as_bytes(),
+            &self.wrapped_dek,
+        ] {
+            raw.extend_from_slice(&(field.len() as u32).to_be_bytes());
+            raw.extend_from_slice(field);
+        }
+        raw.extend_from_slice(&self.salt);
+        raw.extend_from_slice(&self.commitment);
+        format!(
+            "{TOKEN_PREFIX}{}",
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw)
+        )
+    }
+
+    /// `None` for an upload id the gateway did not issue.
+    pub fn decode(text: &str) -> Option<Self> {
+        use base64::Engine;
+        let body = text.strip_prefix(TOKEN_PREFIX)?;
+        if text.len() > MAX_TOKEN_LEN {
+            return None;
+        }
+        let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(body)
+            .ok()?;
+        let mut rest = &raw[..];
+        let mut take = || -> Option<Vec<u8>> {
+            let len = u32::from_be_bytes(rest.get(..4)?.try_into().ok()?) as usize;
+            let v = rest.get(4..4 + len)?.to_vec();
+            rest = &rest[4 + len..];
+            Some(v)
+        };
+        let upload_id = String::from_utf8(take()?).ok()?;
+        let provider = String::from_utf8(take()?).ok()?;
+        let key_id = String::from_utf8(take()?).ok()?;
+        let wrapped_dek = take()?;
+        if rest.len() != 64 {
+            return None;
+        }
+        Some(Self {
+            upload_id,
+            provider,
+            key_id,
+            wrapped_dek,
+            salt: rest[..32].try_into().ok()?,
+            commitment: rest[32..].try_into().ok()?,
+        })
+    }
+}
+
+/// Replaces `<UploadId>…</UploadId>` in a CreateMultipartUpload response
+/// (small, buffered up to a bound) with the gateway's token.
+pub struct UploadIdRewrite {
+    buf: Vec<u8>,
+    token: UploadToken,
+}
+
+/// Largest CreateMultipartUpload response buffered.
+const MAX_CREATE_RESPONSE: usize = 64 * 1024;
+
+impl UploadIdRewrite {
+    pub fn new(token: UploadToken) -> Self {
+        Self {
+            buf: Vec::new(),
+            token,
+        }
+    }
+
+    fn push(&mut self, input: &[u8], end: bool) -> Result<Bytes, sealgate_envelope::StreamError> {
+        if self.buf.len() + input.len() > MAX_CREATE_RESPONSE {
+            return Err(sealgate_envelope::StreamError::TrailingData);
+        }
+        self.buf.extend_from_slice(input);
+        if !end {
+            return Ok(Bytes::new());
+        }
+        let text = String::from_utf8_lossy(&self.buf).into_owned();
+        let (Some(a), Some(b)) = (text.find("<UploadId>"), text.find("</UploadId>")) else {
+            return Ok(Bytes::from(text));
+        };
+        let real = &text[a + "<UploadId>".len()..b];
+        let mut token = self.token.clone();
+        token.upload_id = real.to_string();
+        Ok(Bytes::from(format!(
+            "{}<UploadId>{}</UploadId>{}",
+            &text[..a],
+            token.encode(),
+            &text[b + "</UploadId>".len()..]
+        )))
+    }
+}
+
+/// Stored part size (in ListParts) to plaintext size.
+fn listed_part_size(stored: u64) -> u64 {
+    sealgate_envelope::multipart::part_plaintext_len(stored).unwrap_or(stored)
 }

@@ -22,9 +22,13 @@ use sealgate_filters::s3::request::classify;
 use sealgate_filters::s3::sigv4::{PayloadHash, RequestParts, UNSIGNED_PAYLOAD};
 use sealgate_filters::s3::{uri, Operation, S3Error, S3ErrorCode};
 
-use crate::crypto::{self, BodyEncoding, Providers, PutBody, PutPlan, ReadBody, ReadPlan};
+use crate::crypto::{
+    self, BodyEncoding, Providers, PutBody, PutPlan, ReadBody, ReadPlan, ReadTarget, UploadBody,
+    UploadToken,
+};
 use crate::metrics::{status_class, Metrics};
 use crate::upstream::{encode_key, UpstreamTarget};
+use sealgate_envelope::multipart::{Layout, PartHeader, PartsDecryptor, PART_HEADER_LEN};
 
 /// Query parameters of a presigned URL: consumed by the gateway, never forwarded.
 const PRESIGN_PARAMS: &[&str] = &[
@@ -65,27 +69,41 @@ pub struct Ctx {
     rejected: Option<S3ErrorCode>,
     /// The bucket's encryption settings (None: pass-through bucket).
     encryption: Option<BucketEncryption>,
-    /// An encrypted PUT waiting for its data key (decided synchronously).
-    pending_put: Option<PendingPut>,
+    /// An encrypted upload waiting for its data key (decided synchronously).
+    pending: Option<Pending>,
+    /// The gateway's token from the request's `uploadId`, if it is one.
+    upload_token: Option<UploadToken>,
+    /// An encrypted CreateMultipartUpload.
+    create: Option<CreatePlan>,
     put: Option<PutPlan>,
     put_body: Option<PutBody>,
     /// A check that failed while the body streamed.
     body_error: Option<S3Error>,
     read: Option<ReadPlan>,
     read_body: Option<ReadBody>,
-    /// Rewrite listing sizes.
-    list_rewrite: bool,
+    /// Rewrite listing sizes (objects or parts).
+    list_rewrite: Option<fn() -> ReadBody>,
     /// A checksum header the client sent and the gateway verified.
     client_checksum: Option<(&'static str, String)>,
 }
 
-/// The synchronous half of an encrypted PUT plan.
-pub struct PendingPut {
-    plaintext_len: u64,
-    encoding: BodyEncoding,
-    trailer_algorithm: Option<ChecksumAlgorithm>,
-    payload_sha256: Option<[u8; 32]>,
-    key_id: Option<String>,
+/// S3's largest part number.
+const MAX_PART_NUMBER: u32 = 10_000;
+
+/// The synchronous half of an encrypted upload plan; the key work follows.
+pub enum Pending {
+    /// PutObject, with a key id chosen by config or client.
+    Put(UploadBody, Option<String>),
+    CreateMultipart(Option<String>),
+    /// UploadPart: body, the upload's token, the part number.
+    Part(UploadBody, Box<UploadToken>, u32),
+}
+
+/// An encrypted CreateMultipartUpload: metadata to store, token to hand out.
+pub struct CreatePlan {
+    meta_headers: Vec<(String, String)>,
+    key_id: String,
+    token: UploadToken,
 }
 
 impl Gateway {
@@ -106,6 +124,64 @@ impl Gateway {
         }
     }
 
+    /// Reads the length, encoding and integrity checks of an upload body.
+    fn body_plan(&self, req: &RequestHeader, identity: &Identity) -> Result<UploadBody, S3Error> {
+        let streaming = identity.verified.payload.is_streaming();
+        let signed_chunks = matches!(
+            identity.verified.payload,
+            PayloadHash::StreamingSigned | PayloadHash::StreamingSignedTrailer
+        );
+        let header = |n: &str| req.headers.get(n).and_then(|v| v.to_str().ok());
+        let length_header = if streaming {
+            "x-amz-decoded-content-length"
+        } else {
+            "content-length"
+        };
+        let plaintext_len: u64 = header(length_header)
+            .and_then(|v| v.trim().parse().ok())
+            .ok_or_else(|| {
+                S3Error::new(
+                    S3ErrorCode::MissingContentLength,
+                    format!("an encrypted upload needs {length_header}"),
+                )
+            })?;
+        let trailer_algorithm = match header("x-amz-trailer") {
+            None => None,
+            Some(t) => Some(ChecksumAlgorithm::from_header(t.trim()).ok_or_else(|| {
+                S3Error::new(
+                    S3ErrorCode::InvalidRequest,
+                    "x-amz-trailer names no known checksum",
+                )
+            })?),
+        };
+        let payload_sha256 = match &identity.verified.payload {
+            PayloadHash::Sha256(h) => Some(*h),
+            _ => None,
+        };
+        let encoding = if streaming {
+            BodyEncoding::Chunked(signed_chunks.then(|| identity.verified.clone()))
+        } else {
+            BodyEncoding::Plain
+        };
+        Ok(UploadBody {
+            plaintext_len,
+            encoding,
+            trailer_algorithm,
+            payload_sha256,
+        })
+    }
+
+    fn check_size(&self, stored: u64) -> Result<(), S3Error> {
+        let max = self.config.upstream.max_put_size;
+        if stored > max {
+            return Err(S3Error::new(
+                S3ErrorCode::EntityTooLarge,
+                format!("the encrypted body would exceed the backend's {max}-byte limit for one upload; use a multipart upload with smaller parts"),
+            ));
+        }
+        Ok(())
+    }
+
     /// Decides what happens to the body: encrypt, decrypt, rewrite, refuse.
     fn plan_encryption(
         &self,
@@ -118,7 +194,6 @@ impl Gateway {
             .bucket
             .as_deref()
             .and_then(|b| policy::for_bucket(&self.config, b));
-        let streaming = identity.verified.payload.is_streaming();
         let signed_chunks = matches!(
             identity.verified.payload,
             PayloadHash::StreamingSigned | PayloadHash::StreamingSignedTrailer
@@ -129,64 +204,53 @@ impl Gateway {
                 format!("{what} is not supported on encrypted buckets yet"),
             )
         };
+        let provider_of = |enc: &BucketEncryption| {
+            self.providers.get(&enc.provider).cloned().ok_or_else(|| {
+                S3Error::new(
+                    S3ErrorCode::InternalError,
+                    "the bucket's key provider is not configured",
+                )
+            })
+        };
         match (op, &enc) {
             (Operation::PutObject, Some(enc)) => {
-                let provider = self.providers.get(&enc.provider).ok_or_else(|| {
-                    S3Error::new(
-                        S3ErrorCode::InternalError,
-                        "the bucket's key provider is not configured",
-                    )
-                })?;
+                let provider = provider_of(enc)?;
                 let chosen =
                     policy::check_write_headers(enc, provider.default_key_id(), &req.headers)?;
-                let header = |n: &str| req.headers.get(n).and_then(|v| v.to_str().ok());
-                let length_header = if streaming {
-                    "x-amz-decoded-content-length"
-                } else {
-                    "content-length"
-                };
-                let plaintext_len: u64 = header(length_header)
-                    .and_then(|v| v.trim().parse().ok())
+                let body = self.body_plan(req, identity)?;
+                self.check_size(sealgate_envelope::ciphertext_len(body.plaintext_len))?;
+                ctx.pending = Some(Pending::Put(body, chosen.or_else(|| enc.key_id.clone())));
+            }
+            (Operation::CreateMultipartUpload, Some(enc)) => {
+                let provider = provider_of(enc)?;
+                let chosen =
+                    policy::check_write_headers(enc, provider.default_key_id(), &req.headers)?;
+                ctx.pending = Some(Pending::CreateMultipart(
+                    chosen.or_else(|| enc.key_id.clone()),
+                ));
+            }
+            (Operation::UploadPart, Some(_)) => {
+                let token = ctx.upload_token.clone().ok_or_else(|| {
+                    S3Error::new(
+                        S3ErrorCode::InvalidArgument,
+                        "this multipart upload was not started through the encryption gateway",
+                    )
+                })?;
+                let number: u32 = uri::parse_query(req.uri.query().unwrap_or(""))
+                    .and_then(|q| q.into_iter().find(|(k, _)| k == "partNumber"))
+                    .and_then(|(_, v)| v.parse().ok())
+                    .filter(|n| (1..=MAX_PART_NUMBER).contains(n))
                     .ok_or_else(|| {
                         S3Error::new(
-                            S3ErrorCode::MissingContentLength,
-                            format!("an encrypted upload needs {length_header}"),
+                            S3ErrorCode::InvalidArgument,
+                            "partNumber must be 1 to 10000",
                         )
                     })?;
-                let max = self.config.upstream.max_put_size;
-                if sealgate_envelope::ciphertext_len(plaintext_len) > max {
-                    return Err(S3Error::new(
-                        S3ErrorCode::EntityTooLarge,
-                        format!(
-                            "the encrypted object would exceed the {max}-byte single upload limit; use a multipart upload"
-                        ),
-                    ));
-                }
-                let trailer_algorithm = match header("x-amz-trailer") {
-                    None => None,
-                    Some(t) => Some(ChecksumAlgorithm::from_header(t.trim()).ok_or_else(|| {
-                        S3Error::new(
-                            S3ErrorCode::InvalidRequest,
-                            "x-amz-trailer names no known checksum",
-                        )
-                    })?),
-                };
-                let payload_sha256 = match &identity.verified.payload {
-                    PayloadHash::Sha256(h) => Some(*h),
-                    _ => None,
-                };
-                let encoding = if streaming {
-                    BodyEncoding::Chunked(signed_chunks.then(|| identity.verified.clone()))
-                } else {
-                    BodyEncoding::Plain
-                };
-                ctx.pending_put = Some(PendingPut {
-                    plaintext_len,
-                    encoding,
-                    trailer_algorithm,
-                    payload_sha256,
-                    key_id: chosen.or_else(|| enc.key_id.clone()),
-                });
+                let body = self.body_plan(req, identity)?;
+                self.check_size(sealgate_envelope::multipart::stored_part_len(
+                    body.plaintext_len,
+                ))?;
+                ctx.pending = Some(Pending::Part(body, Box::new(token), number));
             }
             (Operation::GetObject | Operation::HeadObject, _) => {
                 let range = req
@@ -198,22 +262,20 @@ impl Gateway {
                     range,
                     head: op == Operation::HeadObject,
                     mandatory: enc.as_ref().is_some_and(|e| e.mandatory),
-                    upstream_range_sent: false,
+                    target: None,
+                    upstream_range: None,
                 });
             }
             (
                 Operation::ListObjects | Operation::ListObjectsV2 | Operation::ListObjectVersions,
                 Some(_),
             ) => {
-                ctx.list_rewrite = true;
+                ctx.list_rewrite = Some(ReadBody::listing as fn() -> ReadBody);
             }
-            (
-                Operation::CreateMultipartUpload
-                | Operation::UploadPart
-                | Operation::UploadPartCopy
-                | Operation::CompleteMultipartUpload,
-                Some(_),
-            ) => return Err(not_yet("multipart upload")),
+            (Operation::ListParts, Some(_)) if ctx.upload_token.is_some() => {
+                ctx.list_rewrite = Some(ReadBody::list_parts as fn() -> ReadBody);
+            }
+            (Operation::UploadPartCopy, Some(_)) => return Err(not_yet("UploadPartCopy")),
             (Operation::SelectObjectContent, Some(_)) => return Err(not_yet("S3 Select")),
             (Operation::PostObject, Some(_)) => return Err(not_yet("browser form upload (POST)")),
             (Operation::CopyObject, Some(_))
@@ -226,9 +288,10 @@ impl Gateway {
             }
             _ => {}
         }
-        if signed_chunks && ctx.pending_put.is_none() {
+        let decodes_body = matches!(ctx.pending, Some(Pending::Put(..) | Pending::Part(..)));
+        if signed_chunks && !decodes_body {
             // Chunk signatures chain from the client's key; only a body the
-            // gateway decodes itself (an encrypted PUT) can carry them.
+            // gateway decodes itself (an encrypted upload) can carry them.
             return Err(S3Error::new(
                 S3ErrorCode::NotImplemented,
                 "aws-chunked bodies with chunk signatures are supported only for uploads to encrypted buckets; use UNSIGNED-PAYLOAD, a payload SHA-256 or STREAMING-UNSIGNED-PAYLOAD-TRAILER",
@@ -244,92 +307,322 @@ impl Gateway {
         Ok(())
     }
 
-    /// Fetches the data key for a pending encrypted PUT.
-    async fn prepare_put(&self, ctx: &mut Ctx) -> Result<(), S3Error> {
-        let Some(pending) = ctx.pending_put.take() else {
+    /// The async half of an upload plan: data keys from the provider.
+    async fn prepare_upload(&self, ctx: &mut Ctx) -> Result<(), S3Error> {
+        let Some(pending) = ctx.pending.take() else {
             return Ok(());
         };
         let enc = ctx
             .encryption
             .as_ref()
-            .expect("a PUT plan has a bucket policy");
-        let provider = self.providers.get(&enc.provider).expect("checked in plan");
-        let key_id = pending
-            .key_id
-            .unwrap_or_else(|| provider.default_key_id().to_string());
-        let data_key = provider
-            .generate_data_key(&key_id, &enc.context)
-            .await
-            .map_err(crypto::key_error)?;
-        ctx.put = Some(PutPlan::new(
-            pending.plaintext_len,
-            pending.encoding,
-            pending.trailer_algorithm,
-            pending.payload_sha256,
-            &enc.provider,
-            data_key,
-            enc.context.clone(),
-        )?);
+            .expect("an upload plan has a bucket policy");
+        let provider = self
+            .providers
+            .get(&enc.provider)
+            .expect("checked in plan")
+            .clone();
+        match pending {
+            Pending::Put(body, key_id) => {
+                let key_id = key_id.unwrap_or_else(|| provider.default_key_id().to_string());
+                let data_key = provider
+                    .generate_data_key(&key_id, &enc.context)
+                    .await
+                    .map_err(crypto::key_error)?;
+                ctx.put = Some(PutPlan::new(
+                    body,
+                    &enc.provider,
+                    data_key,
+                    enc.context.clone(),
+                    false,
+                )?);
+            }
+            Pending::CreateMultipart(key_id) => {
+                let key_id = key_id.unwrap_or_else(|| provider.default_key_id().to_string());
+                let data_key = provider
+                    .generate_data_key(&key_id, &enc.context)
+                    .await
+                    .map_err(crypto::key_error)?;
+                let wrapped = data_key.wrapped.clone();
+                let plan = PutPlan::new(
+                    UploadBody {
+                        plaintext_len: 0,
+                        encoding: BodyEncoding::Plain,
+                        trailer_algorithm: None,
+                        payload_sha256: None,
+                    },
+                    &enc.provider,
+                    data_key,
+                    enc.context.clone(),
+                    true,
+                )?;
+                let meta = EnvelopeMeta::from_headers(|n| {
+                    plan.meta_headers
+                        .iter()
+                        .find(|(k, _)| k == n)
+                        .map(|(_, v)| v.as_str())
+                })
+                .ok()
+                .flatten()
+                .expect("the gateway reads its own metadata");
+                ctx.create = Some(CreatePlan {
+                    meta_headers: plan.meta_headers.clone(),
+                    key_id: plan.key_id.clone(),
+                    token: UploadToken {
+                        upload_id: String::new(),
+                        provider: enc.provider.clone(),
+                        key_id: meta.key_id,
+                        wrapped_dek: wrapped,
+                        salt: meta.salt,
+                        commitment: meta.commitment,
+                    },
+                });
+            }
+            Pending::Part(body, token, number) => {
+                if token.provider != enc.provider {
+                    return Err(S3Error::new(
+                        S3ErrorCode::InvalidArgument,
+                        "the upload was started under another key provider",
+                    ));
+                }
+                let dek = provider
+                    .decrypt_data_key(&token.key_id, &token.wrapped_dek, &enc.context)
+                    .await
+                    .map_err(crypto::key_error)?;
+                let ctx_hash = sealgate_envelope::context_hash(
+                    enc.context.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+                );
+                ObjectKey::derive_checked(
+                    &dek,
+                    &token.salt,
+                    &ctx_hash,
+                    &token.commitment,
+                    Backend::default_backend(),
+                )
+                .map_err(|_| {
+                    S3Error::new(
+                        S3ErrorCode::InvalidArgument,
+                        "the upload id's key does not match its commitment",
+                    )
+                })?;
+                ctx.put = Some(PutPlan::for_part(
+                    body,
+                    token.key_id.clone(),
+                    dek,
+                    ctx_hash,
+                    number,
+                ));
+            }
+        }
         Ok(())
     }
 
-    /// Sets up decryption of an encrypted object's response, or refuses.
+    /// For ranged reads: looks at the stored object first (envelope, size,
+    /// first part header) so the upstream range fetches exactly the frames
+    /// the client's range needs.
+    async fn probe_read(&self, ctx: &mut Ctx) -> Result<(), S3Error> {
+        let Some(read) = &ctx.read else { return Ok(()) };
+        let Some(range) = read.range else {
+            return Ok(());
+        };
+        let unavailable = |e: crate::upstream::UpstreamError| {
+            tracing::warn!(request_id = %ctx.request_id, error = %e, "probe failed");
+            S3Error::new(
+                S3ErrorCode::ServiceUnavailable,
+                "the storage backend could not be reached; retry",
+            )
+        };
+        let head_len = PART_HEADER_LEN - 1;
+        let (resp, body) = self
+            .upstream
+            .probe(
+                &ctx.upstream_host,
+                &ctx.upstream_path_and_query,
+                0,
+                head_len,
+            )
+            .await
+            .map_err(unavailable)?;
+        let status = resp.status.as_u16();
+        if status != 200 && status != 206 {
+            return Ok(()); // the real request reports the error (404, 403, ...)
+        }
+        let meta = self.read_meta(&resp, &ctx.request_id)?;
+        let (_, stored_total) = crypto::stored_extent(&resp).ok_or_else(|| {
+            S3Error::new(
+                S3ErrorCode::InternalError,
+                "the backend sent no object size",
+            )
+        })?;
+        let (target, upstream_range) = match meta {
+            None => (ReadTarget::Plain, None),
+            Some(meta) if !meta.multipart => {
+                let total = plaintext_len(stored_total).ok_or_else(|| self.integrity("length"))?;
+                let span = range.resolve(total).ok_or_else(crypto::invalid_range)?;
+                let plan = sealgate_envelope::plan_range(span.0, span.1, total);
+                (
+                    ReadTarget::Single { meta, total, span },
+                    Some((plan.cipher_start, plan.cipher_end)),
+                )
+            }
+            Some(meta) => {
+                let first = PartHeader::decode(&body).ok_or_else(|| self.integrity("part"))?;
+                let layout = Layout::new(first.size, stored_total)
+                    .ok_or_else(|| self.integrity("length"))?;
+                let span = range
+                    .resolve(layout.plaintext_total())
+                    .ok_or_else(crypto::invalid_range)?;
+                let (part, _) = layout.locate(span.0);
+                let header = if part == 0 {
+                    first
+                } else {
+                    let at = layout.part_start(part);
+                    let (r, b) = self
+                        .upstream
+                        .probe(
+                            &ctx.upstream_host,
+                            &ctx.upstream_path_and_query,
+                            at,
+                            at + head_len,
+                        )
+                        .await
+                        .map_err(unavailable)?;
+                    let same = self
+                        .read_meta(&r, &ctx.request_id)?
+                        .is_some_and(|m| crypto::same_object(&m, &meta));
+                    if !same {
+                        return Err(changed());
+                    }
+                    PartHeader::decode(&b).ok_or_else(|| self.integrity("part"))?
+                };
+                let fetch = layout.fetch_range(span.0, span.1);
+                (
+                    ReadTarget::Multipart {
+                        meta,
+                        layout,
+                        span,
+                        header,
+                    },
+                    Some(fetch),
+                )
+            }
+        };
+        let read = ctx.read.as_mut().expect("checked above");
+        read.target = Some(target);
+        read.upstream_range = upstream_range;
+        Ok(())
+    }
+
+    fn integrity(&self, reason: &str) -> S3Error {
+        self.metrics
+            .decrypt_failures_total
+            .with_label_values(&[reason])
+            .inc();
+        integrity_error()
+    }
+
+    fn read_meta(
+        &self,
+        resp: &ResponseHeader,
+        request_id: &str,
+    ) -> Result<Option<EnvelopeMeta>, S3Error> {
+        EnvelopeMeta::from_headers(|n| resp.headers.get(n).and_then(|v| v.to_str().ok())).map_err(|e| {
+            tracing::warn!(request_id = %request_id, error = %e, "unreadable envelope metadata");
+            self.integrity("metadata")
+        })
+    }
+
+    /// Sets up decryption of an object's response, or refuses.
     async fn prepare_read(&self, resp: &mut ResponseHeader, ctx: &mut Ctx) -> Result<(), S3Error> {
         let Some(read) = &ctx.read else { return Ok(()) };
         let status = resp.status.as_u16();
         if status != 200 && status != 206 {
             return Ok(());
         }
-        let meta = EnvelopeMeta::from_headers(|n| resp.headers.get(n).and_then(|v| v.to_str().ok())).map_err(|e| {
-            self.metrics.decrypt_failures_total.with_label_values(&["metadata"]).inc();
-            tracing::warn!(request_id = %ctx.request_id, error = %e, "unreadable envelope metadata");
-            integrity_error()
-        })?;
-        let (upstream_start, stored_total) = crypto::stored_extent(resp).ok_or_else(|| {
+        let (head, mandatory, range) = (read.head, read.mandatory, read.range);
+        let meta = self.read_meta(resp, &ctx.request_id)?;
+        let (_, stored_total) = crypto::stored_extent(resp).ok_or_else(|| {
             S3Error::new(
                 S3ErrorCode::InternalError,
                 "the backend sent no object size",
             )
         })?;
-        let Some(meta) = meta else {
-            if read.mandatory {
-                return Err(S3Error::new(
-                    S3ErrorCode::AccessDenied,
-                    "this object was not written through the encryption gateway and the bucket's policy requires encryption",
-                ));
+        let target = match (read.target.clone(), meta) {
+            (Some(ReadTarget::Plain), None) | (None, None) => {
+                if mandatory {
+                    return Err(S3Error::new(
+                        S3ErrorCode::AccessDenied,
+                        "this object was not written through the encryption gateway and the bucket's policy requires encryption",
+                    ));
+                }
+                return Ok(()); // plaintext: served as stored
             }
-            // A plaintext object: undo the widened range, if any.
-            if read.upstream_range_sent {
-                if let Some((first, last)) = crypto::resolve(read.range, stored_total)? {
-                    set_range_headers(resp, first, last, stored_total)?;
-                    if !read.head {
-                        ctx.read_body = Some(ReadBody::Trim {
-                            skip: first - upstream_start,
-                            take: last - first + 1,
-                        });
-                    }
+            (Some(t @ ReadTarget::Single { .. }), Some(m))
+            | (Some(t @ ReadTarget::Multipart { .. }), Some(m)) => {
+                let probed = match &t {
+                    ReadTarget::Single { meta, .. } | ReadTarget::Multipart { meta, .. } => meta,
+                    ReadTarget::Plain => unreachable!("matched above"),
+                };
+                if !crypto::same_object(probed, &m) {
+                    return Err(changed());
+                }
+                t
+            }
+            (None, Some(m)) if range.is_none() && !m.multipart => {
+                let total = plaintext_len(stored_total).ok_or_else(|| self.integrity("length"))?;
+                ReadTarget::Single {
+                    meta: m,
+                    total,
+                    span: (0, total.saturating_sub(1)),
                 }
             }
-            return Ok(());
+            (None, Some(m)) if range.is_none() => {
+                let (_, body) = self
+                    .upstream
+                    .probe(
+                        &ctx.upstream_host,
+                        &ctx.upstream_path_and_query,
+                        0,
+                        PART_HEADER_LEN - 1,
+                    )
+                    .await
+                    .map_err(|_| {
+                        S3Error::new(
+                            S3ErrorCode::ServiceUnavailable,
+                            "the storage backend could not be reached; retry",
+                        )
+                    })?;
+                let first = PartHeader::decode(&body).ok_or_else(|| self.integrity("part"))?;
+                let layout = Layout::new(first.size, stored_total)
+                    .ok_or_else(|| self.integrity("length"))?;
+                let total = layout.plaintext_total();
+                ReadTarget::Multipart {
+                    meta: m,
+                    layout,
+                    span: (0, total.saturating_sub(1)),
+                    header: first,
+                }
+            }
+            // The object changed between the probe and the read.
+            _ => return Err(changed()),
         };
-        let total = plaintext_len(stored_total).ok_or_else(|| {
-            self.metrics
-                .decrypt_failures_total
-                .with_label_values(&["length"])
-                .inc();
-            integrity_error()
-        })?;
-        let span = crypto::resolve(read.range, total)?;
+        let (meta, total) = match &target {
+            ReadTarget::Single { meta, total, .. } => (meta.clone(), *total),
+            ReadTarget::Multipart { meta, layout, .. } => (meta.clone(), layout.plaintext_total()),
+            ReadTarget::Plain => unreachable!("returned above"),
+        };
         crypto::strip_response(resp);
         crypto::set_sse_headers(resp, &meta.key_id).map_err(internal)?;
-        match span {
-            Some((first, last)) => set_range_headers(resp, first, last, total)?,
-            None => {
-                resp.insert_header(http::header::CONTENT_LENGTH, total.to_string())
-                    .map_err(internal)?;
-            }
+        let span = match &target {
+            ReadTarget::Single { span, .. } | ReadTarget::Multipart { span, .. } => *span,
+            ReadTarget::Plain => unreachable!("returned above"),
+        };
+        if range.is_some() {
+            set_range_headers(resp, span.0, span.1, total)?;
+        } else {
+            resp.insert_header(http::header::CONTENT_LENGTH, total.to_string())
+                .map_err(internal)?;
         }
-        if read.head {
+        if head {
             return Ok(()); // sizes and SSE headers only: no key provider call for HEAD
         }
         let provider = self.providers.get(&meta.provider).ok_or_else(|| {
@@ -351,38 +644,50 @@ impl Gateway {
                     .inc();
                 crypto::key_error(e)
             })?;
+        let ctx_hash = meta.context_hash();
         let key = ObjectKey::derive_checked(
             &dek,
             &meta.salt,
-            &meta.context_hash(),
+            &ctx_hash,
             &meta.commitment,
             Backend::default_backend(),
         )
-        .map_err(|_| {
-            self.metrics
-                .decrypt_failures_total
-                .with_label_values(&["commitment"])
-                .inc();
-            integrity_error()
-        })?;
-        ctx.read_body = Some(match span {
-            None => ReadBody::Decrypt {
-                lead: 0,
-                dec: Decryptor::new(key.cipher, 0, total),
-            },
-            Some((first, last)) => {
-                let plan = crypto::encrypted_range(first, last, total);
-                if upstream_start > plan.cipher_start {
-                    return Err(S3Error::new(
-                        S3ErrorCode::InternalError,
-                        "the backend sent the wrong range",
-                    ));
-                }
-                ReadBody::Decrypt {
-                    lead: plan.cipher_start - upstream_start,
-                    dec: Decryptor::for_plan(key.cipher, 0, total, plan),
+        .map_err(|_| self.integrity("commitment"))?;
+        ctx.read_body = Some(match target {
+            ReadTarget::Single { span, total, .. } => {
+                let dec = if range.is_some() {
+                    Decryptor::for_plan(
+                        key.cipher,
+                        0,
+                        total,
+                        sealgate_envelope::plan_range(span.0, span.1, total),
+                    )
+                } else {
+                    Decryptor::new(key.cipher, 0, total)
+                };
+                ReadBody::Decrypt { lead: 0, dec }
+            }
+            ReadTarget::Multipart {
+                layout,
+                span,
+                header,
+                ..
+            } => {
+                let dec = if total == 0 {
+                    // An empty multipart object: one empty part, nothing to release.
+                    return Ok(());
+                } else if range.is_some() {
+                    PartsDecryptor::from_frame(&dek, ctx_hash, layout, span.0, span.1, &header)
+                        .map_err(|_| self.integrity("part"))?
+                } else {
+                    PartsDecryptor::from_part_start(&dek, ctx_hash, layout, span.0, span.1)
+                };
+                ReadBody::Parts {
+                    lead: 0,
+                    dec: Box::new(dec),
                 }
             }
+            ReadTarget::Plain => unreachable!("returned above"),
         });
         Ok(())
     }
@@ -430,6 +735,10 @@ impl Gateway {
         if let Some(bucket) = &s3.bucket {
             identity.authorize(bucket)?;
         }
+        ctx.upload_token = query
+            .iter()
+            .find(|(k, _)| k == "uploadId")
+            .and_then(|(_, v)| UploadToken::decode(v));
         self.plan_encryption(req, s3.operation, &identity, ctx)?;
 
         // Copy sources name a bucket too: authorise and map it.
@@ -462,7 +771,11 @@ impl Gateway {
         let forwarded_query: Vec<String> = query
             .iter()
             .filter(|(k, _)| !PRESIGN_PARAMS.contains(&k.as_str()))
-            .map(|(k, v)| format!("{}={}", uri::encode(k), uri::encode(v)))
+            .map(|(k, v)| match (k.as_str(), &ctx.upload_token) {
+                // The backend knows its own upload id, not the gateway's token.
+                ("uploadId", Some(t)) => format!("uploadId={}", uri::encode(&t.upload_id)),
+                _ => format!("{}={}", uri::encode(k), uri::encode(v)),
+            })
             .collect();
         ctx.upstream_host = host;
         ctx.upstream_path_and_query = if forwarded_query.is_empty() {
@@ -470,7 +783,8 @@ impl Gateway {
         } else {
             format!("{path}?{}", forwarded_query.join("&"))
         };
-        ctx.payload_hash = if ctx.pending_put.is_some() {
+        let decodes_body = matches!(ctx.pending, Some(Pending::Put(..) | Pending::Part(..)));
+        ctx.payload_hash = if decodes_body {
             // The upstream body is ciphertext streamed as it is made.
             UNSIGNED_PAYLOAD.to_string()
         } else {
@@ -529,20 +843,25 @@ impl ProxyHttp for Gateway {
             copy_source: None,
             rejected: None,
             encryption: None,
-            pending_put: None,
+            pending: None,
+            upload_token: None,
+            create: None,
             put: None,
             put_body: None,
             body_error: None,
             read: None,
             read_body: None,
-            list_rewrite: false,
+            list_rewrite: None,
             client_checksum: None,
         }
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
         let planned = match self.plan(session.req_header(), ctx) {
-            Ok(()) => self.prepare_put(ctx).await,
+            Ok(()) => match self.prepare_upload(ctx).await {
+                Ok(()) => self.probe_read(ctx).await,
+                Err(e) => Err(e),
+            },
             Err(e) => Err(e),
         };
         match planned {
@@ -586,8 +905,15 @@ impl ProxyHttp for Gateway {
                 }
             }
         }
-        if let Some(read) = &mut ctx.read {
+        if let Some(read) = &ctx.read {
             read.apply(upstream_request)?;
+        }
+        if let Some(create) = &ctx.create {
+            crypto::strip_plaintext_body_headers(upstream_request);
+            upstream_request.remove_header("x-amz-checksum-algorithm");
+            for (name, value) in &create.meta_headers {
+                upstream_request.insert_header(name.clone(), value.as_str())?;
+            }
         }
         self.upstream
             .sign(upstream_request, &ctx.payload_hash)
@@ -652,10 +978,22 @@ impl ProxyHttp for Gateway {
                 crypto::strip_response(upstream_response);
             }
         }
-        if ctx.list_rewrite && upstream_response.status.as_u16() == 200 {
-            // The rewritten body's length differs: stream it chunked.
-            upstream_response.remove_header(http::header::CONTENT_LENGTH.as_str());
-            ctx.read_body = Some(ReadBody::listing());
+        if let Some(rewrite) = ctx.list_rewrite {
+            if upstream_response.status.as_u16() == 200 {
+                // The rewritten body's length differs: stream it chunked.
+                upstream_response.remove_header(http::header::CONTENT_LENGTH.as_str());
+                ctx.read_body = Some(rewrite());
+            }
+        }
+        if let Some(create) = &ctx.create {
+            upstream_response.remove_header("x-amz-checksum-algorithm");
+            if upstream_response.status.is_success() {
+                crypto::set_sse_headers(upstream_response, &create.key_id)?;
+                upstream_response.remove_header(http::header::CONTENT_LENGTH.as_str());
+                ctx.read_body = Some(ReadBody::UploadId(crypto::UploadIdRewrite::new(
+                    create.token.clone(),
+                )));
+            }
         }
         if upstream_response.headers.get("x-amz-request-id").is_none() {
             if let Ok(v) = HeaderValue::from_str(&ctx.request_id) {
@@ -878,4 +1216,12 @@ fn final_response_pending(session: &Session) -> bool {
     session
         .response_written()
         .is_none_or(|r| r.status.is_informational())
+}
+
+/// The stored object changed between the gateway's probe and its read.
+fn changed() -> S3Error {
+    S3Error::new(
+        S3ErrorCode::ServiceUnavailable,
+        "the object changed while it was being read; retry",
+    )
 }

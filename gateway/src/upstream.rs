@@ -13,7 +13,11 @@ use aws_sigv4::http_request::{
 };
 use aws_sigv4::sign::v4;
 use aws_smithy_runtime_api::client::identity::Identity;
-use pingora::http::RequestHeader;
+use bytes::{Bytes, BytesMut};
+use pingora::connectors::http::Connector;
+use pingora::connectors::ConnectorOptions;
+use pingora::http::{RequestHeader, ResponseHeader};
+use pingora::server::configuration::ServerConf;
 use pingora::upstreams::peer::HttpPeer;
 use sealgate_config::{AddressingStyle, Upstream, UpstreamCredentials};
 use sealgate_filters::s3::uri;
@@ -29,6 +33,8 @@ pub enum UpstreamError {
     Credentials(String),
     #[error("signing the upstream request failed: {0}")]
     Signing(String),
+    #[error("probing the upstream object failed: {0}")]
+    Probe(String),
 }
 
 /// Where and how to reach the upstream.
@@ -36,7 +42,12 @@ pub struct UpstreamTarget {
     cfg: Upstream,
     peer: HttpPeer,
     credentials: CredentialSource,
+    /// For the gateway's own small requests (envelope probes).
+    connector: Connector,
 }
+
+/// Largest body a probe reads (part headers are 48 bytes).
+const MAX_PROBE_BODY: usize = 4096;
 
 enum CredentialSource {
     Static(Credentials),
@@ -49,6 +60,7 @@ enum CredentialSource {
 impl UpstreamTarget {
     /// Builds the prototype peer; resolves the credential chain lazily.
     pub async fn new(cfg: &Upstream) -> Self {
+        let ca_file = cfg.ca_bundle.as_ref().map(|p| p.display().to_string());
         let ep = &cfg.endpoint;
         let sni = ep
             .host
@@ -86,10 +98,17 @@ impl UpstreamTarget {
                 cached: RwLock::new(None),
             },
         };
+        let connector_options = ca_file.map(|ca| {
+            ConnectorOptions::from_server_conf(&ServerConf {
+                ca_file: Some(ca),
+                ..ServerConf::default()
+            })
+        });
         Self {
             cfg: cfg.clone(),
             peer,
             credentials,
+            connector: Connector::new(connector_options),
         }
     }
 
@@ -207,6 +226,53 @@ impl UpstreamTarget {
                 .map_err(|e| UpstreamError::Signing(e.to_string()))?;
         }
         Ok(())
+    }
+}
+
+impl UpstreamTarget {
+    /// GETs stored bytes `start..=end` of the object at `host` +
+    /// `path_and_query`, signed with the gateway's credentials, over a pooled
+    /// connection. Returns the response header and up to MAX_PROBE_BODY bytes.
+    pub async fn probe(
+        &self,
+        host: &str,
+        path_and_query: &str,
+        start: u64,
+        end: u64,
+    ) -> Result<(ResponseHeader, Bytes), UpstreamError> {
+        let io = |e: Box<pingora::Error>| UpstreamError::Probe(e.etype().as_str().to_string());
+        let mut req = RequestHeader::build("GET", path_and_query.as_bytes(), None).map_err(io)?;
+        req.insert_header(http::header::HOST, host).map_err(io)?;
+        req.insert_header(http::header::RANGE, format!("bytes={start}-{end}"))
+            .map_err(io)?;
+        self.sign(&mut req, sealgate_filters::s3::sigv4::EMPTY_SHA256)
+            .await?;
+        let (mut session, _) = self
+            .connector
+            .get_http_session(&self.peer)
+            .await
+            .map_err(io)?;
+        session
+            .write_request_header(Box::new(req))
+            .await
+            .map_err(io)?;
+        session.finish_request_body().await.map_err(io)?;
+        session.read_response_header().await.map_err(io)?;
+        let header = session
+            .response_header()
+            .cloned()
+            .ok_or_else(|| UpstreamError::Probe("no response header".into()))?;
+        let mut body = BytesMut::new();
+        while let Some(chunk) = session.read_response_body().await.map_err(io)? {
+            body.extend_from_slice(&chunk);
+            if body.len() > MAX_PROBE_BODY {
+                return Err(UpstreamError::Probe("probe body too large".into()));
+            }
+        }
+        self.connector
+            .release_http_session(session, &self.peer, self.peer.options.idle_timeout)
+            .await;
+        Ok((header, body.freeze()))
     }
 }
 

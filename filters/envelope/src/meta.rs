@@ -127,7 +127,10 @@ impl EnvelopeMeta {
             h("commit", B64.encode(self.commitment)),
         ]
         .into_iter()
-        .chain(self.multipart.then(|| h("layout", LAYOUT_MULTIPART.to_string())))
+        .chain(
+            self.multipart
+                .then(|| h("layout", LAYOUT_MULTIPART.to_string())),
+        )
         .collect())
     }
 

@@ -16,7 +16,7 @@ use bytes::{Bytes, BytesMut};
 use zeroize::Zeroizing;
 
 use crate::aead::Backend;
-use crate::format::{ciphertext_len, plan_range, plaintext_len, FramePlan};
+use crate::format::{ciphertext_len, plaintext_len, plan_range, FramePlan};
 use crate::keys::{ObjectKey, DEK_LEN, SALT_LEN};
 use crate::stream::{Decryptor, StreamError};
 
@@ -155,7 +155,13 @@ pub struct PartsDecryptor {
 
 impl PartsDecryptor {
     /// The stream starts with the header of the part holding `first`.
-    pub fn from_part_start(dek: &[u8; DEK_LEN], context_hash: [u8; 32], layout: Layout, first: u64, last: u64) -> Self {
+    pub fn from_part_start(
+        dek: &[u8; DEK_LEN],
+        context_hash: [u8; 32],
+        layout: Layout,
+        first: u64,
+        last: u64,
+    ) -> Self {
         Self {
             dek: Zeroizing::new(*dek),
             context_hash,
@@ -204,12 +210,22 @@ impl PartsDecryptor {
         let hi = self.last.min(part_start + len.max(1) - 1) - part_start;
         let key = ObjectKey::derive(&self.dek, &header.salt, &self.context_hash, self.backend);
         let plan = if len == 0 {
-            FramePlan { first_frame: 0, cipher_start: 0, cipher_end: ciphertext_len(0) - 1, skip: 0, take: 0 }
+            FramePlan {
+                first_frame: 0,
+                cipher_start: 0,
+                cipher_end: ciphertext_len(0) - 1,
+                skip: 0,
+                take: 0,
+            }
         } else if mid {
             plan_range(lo, hi, len)
         } else {
             let p = plan_range(0, hi, len);
-            FramePlan { skip: lo, take: hi - lo + 1, ..p }
+            FramePlan {
+                skip: lo,
+                take: hi - lo + 1,
+                ..p
+            }
         };
         Ok(Decryptor::for_plan(key.cipher, header.number, len, plan))
     }
@@ -230,7 +246,8 @@ impl PartsDecryptor {
                     buf.extend_from_slice(&input[..n]);
                     input = &input[n..];
                     if buf.len() == PART_HEADER_LEN as usize {
-                        let header = PartHeader::decode(buf).ok_or(StreamError::Auth { frame: 0 })?;
+                        let header =
+                            PartHeader::decode(buf).ok_or(StreamError::Auth { frame: 0 })?;
                         self.state = State::Body(self.part_decryptor(&header, false)?);
                     }
                 }
@@ -272,10 +289,18 @@ mod tests {
     fn store(plain: &[u8], part_size: usize) -> Vec<u8> {
         let ctx = context_hash([]);
         let mut out = Vec::new();
-        let chunks: Vec<&[u8]> = if plain.is_empty() { vec![plain] } else { plain.chunks(part_size).collect() };
+        let chunks: Vec<&[u8]> = if plain.is_empty() {
+            vec![plain]
+        } else {
+            plain.chunks(part_size).collect()
+        };
         for (i, c) in chunks.iter().enumerate() {
             let salt = [i as u8 + 1; 32];
-            let header = PartHeader { salt, size: c.len() as u64, number: i as u32 + 1 };
+            let header = PartHeader {
+                salt,
+                size: c.len() as u64,
+                number: i as u32 + 1,
+            };
             out.extend_from_slice(&header.encode());
             let key = ObjectKey::derive(&DEK, &salt, &ctx, Backend::default_backend());
             let mut enc = Encryptor::new(key.cipher, i as u32 + 1, c.len() as u64);
@@ -311,11 +336,19 @@ mod tests {
         }
         assert_eq!(out, plain);
         // Ranges across part boundaries, starting mid-part.
-        for (first, last) in [(5usize, 5usize), (s - 3, s + 3), (65_530, 3 * s + 70_000), (4 * s, 4 * s + 999), (0, 4 * s + 999)] {
+        for (first, last) in [
+            (5usize, 5usize),
+            (s - 3, s + 3),
+            (65_530, 3 * s + 70_000),
+            (4 * s, 4 * s + 999),
+            (0, 4 * s + 999),
+        ] {
             let (a, b) = layout.fetch_range(first as u64, last as u64);
             let (pi, _) = layout.locate(first as u64);
             let header = PartHeader::decode(&stored[layout.part_start(pi) as usize..]).unwrap();
-            let mut d = PartsDecryptor::from_frame(&DEK, ctx, layout, first as u64, last as u64, &header).unwrap();
+            let mut d =
+                PartsDecryptor::from_frame(&DEK, ctx, layout, first as u64, last as u64, &header)
+                    .unwrap();
             let got = d.push(&stored[a as usize..=b as usize], true).unwrap();
             assert_eq!(&got[..], &plain[first..=last], "{first}-{last}");
         }

@@ -232,7 +232,11 @@ impl Decryptor {
 
     /// Decrypts from `input` into `out` up to the plan's last frame;
     /// returns how many input bytes it used (the rest follows the plan).
-    pub fn decrypt_into(&mut self, mut input: &[u8], out: &mut BytesMut) -> Result<usize, StreamError> {
+    pub fn decrypt_into(
+        &mut self,
+        mut input: &[u8],
+        out: &mut BytesMut,
+    ) -> Result<usize, StreamError> {
         if self.failed {
             return Err(StreamError::Auth { frame: self.frame });
         }
