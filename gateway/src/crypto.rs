@@ -432,7 +432,7 @@ pub enum ReadBody {
     /// The gateway answered instead (an error document); upstream bytes are dropped.
     Replace(Option<Bytes>),
     /// Listing sizes.
-    Rewrite(SizeRewriter<fn(u64) -> u64>),
+    Rewrite(SizeRewriter<fn(u64, Option<u64>) -> u64>),
     /// A CreateMultipartUpload response's upload id.
     UploadId(UploadIdRewrite),
     /// Decrypt a multipart object's parts.
@@ -442,17 +442,29 @@ pub enum ReadBody {
     },
 }
 
-fn listed_size(stored: u64) -> u64 {
-    plaintext_len(stored).unwrap_or(stored)
+/// A listed object's plaintext size. Multipart objects (ETag `…-N`) hold N
+/// part headers; with every part but the last a multiple of the frame size
+/// (all mainstream clients), their frames total as one stream's would.
+fn listed_size(stored: u64, parts: Option<u64>) -> u64 {
+    let headers = parts.unwrap_or(0) * PART_HEADER_LEN;
+    stored
+        .checked_sub(headers)
+        .and_then(plaintext_len)
+        .or_else(|| plaintext_len(stored))
+        .unwrap_or(stored)
 }
 
 impl ReadBody {
     pub fn listing() -> Self {
-        ReadBody::Rewrite(SizeRewriter::new(listed_size as fn(u64) -> u64))
+        ReadBody::Rewrite(SizeRewriter::new(
+            listed_size as fn(u64, Option<u64>) -> u64,
+        ))
     }
 
     pub fn list_parts() -> Self {
-        ReadBody::Rewrite(SizeRewriter::new(listed_part_size as fn(u64) -> u64))
+        ReadBody::Rewrite(SizeRewriter::new(
+            listed_part_size as fn(u64, Option<u64>) -> u64,
+        ))
     }
 
     pub fn push(
@@ -669,6 +681,6 @@ impl UploadIdRewrite {
 }
 
 /// Stored part size (in ListParts) to plaintext size.
-fn listed_part_size(stored: u64) -> u64 {
+fn listed_part_size(stored: u64, _parts: Option<u64>) -> u64 {
     sealgate_envelope::multipart::part_plaintext_len(stored).unwrap_or(stored)
 }

@@ -1,99 +1,143 @@
-//! Rewrites `<Size>` in ListObjects, ListObjectsV2 and ListObjectVersions
-//! responses from the stored (ciphertext) size to the plaintext size, as
-//! the body streams: the carry-over between pieces is at most one
-//! unfinished `<Size>` element, so memory stays bounded for any listing.
+//! Rewrites `<Size>` in ListObjects, ListObjectsV2, ListObjectVersions and
+//! ListParts responses from the stored (ciphertext) size to the plaintext
+//! size, as the body streams. The `<ETag>` that precedes each `<Size>` in
+//! the same entry is passed along: a multipart ETag (`"…-N"`) tells the
+//! part count, which the size arithmetic of multipart objects needs.
+//! The carry-over between pieces is at most one unfinished element, so
+//! memory stays bounded for any listing.
 
 use bytes::{Bytes, BytesMut};
 
 const OPEN: &[u8] = b"<Size>";
 const CLOSE: &[u8] = b"</Size>";
-/// Longest `<Size>` element we rewrite: 20 digits (u64::MAX).
-const MAX_ELEMENT: usize = OPEN.len() + 20 + CLOSE.len();
+const ETAG_OPEN: &[u8] = b"<ETag>";
+const ETAG_CLOSE: &[u8] = b"</ETag>";
+/// An ETag longer than this is not one S3 makes; it is not held back for.
+const MAX_ETAG_ELEMENT: usize = 256;
 
-/// Streaming `<Size>` rewriter; `map` turns a stored size into the size to show.
-pub struct SizeRewriter<F: Fn(u64) -> u64> {
+/// Streaming `<Size>` rewriter; `map(stored, parts)` gives the size to show,
+/// where `parts` is the part count of a multipart ETag in the same entry.
+pub struct SizeRewriter<F: Fn(u64, Option<u64>) -> u64> {
     map: F,
     carry: BytesMut,
+    parts: Option<u64>,
 }
 
-impl<F: Fn(u64) -> u64> SizeRewriter<F> {
+/// The part count of a multipart ETag (`"abc-3"`, possibly `&quot;`-escaped).
+fn etag_parts(value: &[u8]) -> Option<u64> {
+    let text = std::str::from_utf8(value).ok()?;
+    let text = text
+        .trim_matches('"')
+        .trim_end_matches("&quot;")
+        .trim_start_matches("&quot;");
+    let (_, n) = text.rsplit_once('-')?;
+    n.parse().ok()
+}
+
+impl<F: Fn(u64, Option<u64>) -> u64> SizeRewriter<F> {
     pub fn new(map: F) -> Self {
         Self {
             map,
             carry: BytesMut::new(),
+            parts: None,
+        }
+    }
+
+    /// Notes the last complete ETag in `segment`.
+    fn scan_etags(&mut self, segment: &[u8]) {
+        let mut at = 0;
+        while let Some(i) = find(&segment[at..], ETAG_OPEN) {
+            let start = at + i + ETAG_OPEN.len();
+            match find(&segment[start..], ETAG_CLOSE) {
+                Some(j) => {
+                    self.parts = etag_parts(&segment[start..start + j]);
+                    at = start + j;
+                }
+                None => break,
+            }
         }
     }
 
     /// Takes the next piece; returns what can be released. With `end`, releases everything.
     pub fn push(&mut self, input: &[u8], end: bool) -> Bytes {
         self.carry.extend_from_slice(input);
-        let buf = &self.carry[..];
+        let buf = std::mem::take(&mut self.carry);
         let mut out = BytesMut::with_capacity(buf.len());
         let mut pos = 0;
+        let mut held = false;
         while let Some(i) = find(&buf[pos..], OPEN) {
             let open = pos + i;
             let digits_at = open + OPEN.len();
             let rest = &buf[digits_at..];
             let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
-            if digits_at + digits == buf.len() && !end {
-                // The element may continue in the next piece.
-                out.extend_from_slice(&buf[pos..open]);
-                pos = open;
-                break;
-            }
             let complete = rest[digits..].starts_with(CLOSE);
-            if !complete && buf.len() - digits_at - digits < CLOSE.len() && !end {
+            let may_continue = !complete && rest.len() - digits < CLOSE.len();
+            if may_continue && !end {
+                self.scan_etags(&buf[pos..open]);
                 out.extend_from_slice(&buf[pos..open]);
                 pos = open;
+                held = true;
                 break;
             }
+            self.scan_etags(&buf[pos..open]);
             let value = std::str::from_utf8(&rest[..digits])
                 .ok()
                 .and_then(|s| s.parse::<u64>().ok());
+            out.extend_from_slice(&buf[pos..digits_at]);
             match (complete, value) {
                 (true, Some(v)) => {
-                    out.extend_from_slice(&buf[pos..digits_at]);
-                    out.extend_from_slice((self.map)(v).to_string().as_bytes());
+                    out.extend_from_slice((self.map)(v, self.parts.take()).to_string().as_bytes());
                     pos = digits_at + digits;
                 }
-                _ => {
-                    out.extend_from_slice(&buf[pos..digits_at]);
-                    pos = digits_at;
-                }
+                _ => pos = digits_at,
             }
         }
-        if end {
-            out.extend_from_slice(&buf[pos..]);
-            pos = buf.len();
-        } else if find(&buf[pos..], OPEN).is_none() {
-            // Keep a tail that could be the start of "<Size>".
-            let keep = (buf.len() - pos).min(OPEN.len() - 1);
-            let tail_start = buf.len() - keep;
-            let cut = buf[tail_start..]
-                .iter()
-                .position(|&b| b == b'<')
-                .map_or(buf.len(), |i| tail_start + i);
+        if !held {
+            let cut = if end { buf.len() } else { safe_cut(&buf, pos) };
+            self.scan_etags(&buf[pos..cut]);
             out.extend_from_slice(&buf[pos..cut]);
             pos = cut;
         }
-        debug_assert!(self.carry.len() - pos <= MAX_ELEMENT || end);
-        let _ = self.carry.split_to(pos);
+        self.carry.extend_from_slice(&buf[pos..]);
         out.freeze()
     }
+}
+
+/// Where to stop releasing so that no `<Size>` or `<ETag>` element (or a
+/// prefix of its tag) is split across pieces.
+fn safe_cut(buf: &[u8], pos: usize) -> usize {
+    let tail = &buf[pos..];
+    // An ETag element opened but not closed: hold it back (bounded).
+    if let Some(i) = rfind(tail, ETAG_OPEN) {
+        if find(&tail[i..], ETAG_CLOSE).is_none() && tail.len() - i <= MAX_ETAG_ELEMENT {
+            return pos + i;
+        }
+    }
+    // A possible prefix of "<Size>" or "<ETag>" at the very end.
+    let keep = tail.len().min(OPEN.len() - 1);
+    let start = buf.len() - keep;
+    buf[start..]
+        .iter()
+        .position(|&b| b == b'<')
+        .map_or(buf.len(), |i| start + i)
 }
 
 fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
     hay.windows(needle.len()).position(|w| w == needle)
 }
 
+fn rfind(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).rposition(|w| w == needle)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    const XML: &str = "<?xml version=\"1.0\"?><ListBucketResult><Contents><Key>a</Key><Size>32</Size></Contents><Contents><Key>b&lt;Size&gt;</Key><Size>65552</Size></Contents><Contents><Key>c</Key><Size>7</Size></Contents></ListBucketResult>";
+    const XML: &str = "<?xml version=\"1.0\"?><ListBucketResult><Contents><Key>a</Key><ETag>&quot;abc&quot;</ETag><Size>32</Size></Contents><Contents><Key>b&lt;Size&gt;</Key><ETag>\"d41d-3\"</ETag><Size>65552</Size></Contents><Contents><Key>c</Key><Size>7</Size></Contents></ListBucketResult>";
 
     fn rewrite(xml: &str, piece: usize) -> String {
-        let mut r = SizeRewriter::new(|v| v * 10);
+        let mut r = SizeRewriter::new(|v, parts: Option<u64>| v * 10 + parts.unwrap_or(0));
         let mut out = Vec::new();
         let bytes = xml.as_bytes();
         let chunks: Vec<&[u8]> = bytes.chunks(piece).collect();
@@ -104,10 +148,10 @@ mod tests {
     }
 
     #[test]
-    fn rewrites_every_size_whatever_the_split() {
+    fn rewrites_every_size_with_its_entrys_part_count_whatever_the_split() {
         let expected = XML
             .replace("<Size>32<", "<Size>320<")
-            .replace("<Size>65552<", "<Size>655520<")
+            .replace("<Size>65552<", "<Size>655523<")
             .replace("<Size>7<", "<Size>70<");
         for piece in 1..=XML.len() {
             assert_eq!(rewrite(XML, piece), expected, "piece {piece}");
@@ -117,10 +161,19 @@ mod tests {
     #[test]
     fn leaves_non_numbers_alone_and_keeps_memory_bounded() {
         assert_eq!(rewrite("<Size>abc</Size>", 3), "<Size>abc</Size>");
-        let mut r = SizeRewriter::new(|v| v);
+        let mut r = SizeRewriter::new(|v, _| v);
         let big = "x".repeat(100_000);
         let out = r.push(big.as_bytes(), false);
         assert!(out.len() >= 100_000 - OPEN.len());
         assert!(r.carry.len() < OPEN.len());
+    }
+
+    #[test]
+    fn etag_part_counts() {
+        assert_eq!(
+            etag_parts(b"&quot;9b2cf535f27731c974343645a3985328-12&quot;"),
+            Some(12)
+        );
+        assert_eq!(etag_parts(b"\"9b2cf535f27731c974343645a3985328\""), None);
     }
 }

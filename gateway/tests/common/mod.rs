@@ -366,8 +366,8 @@ pub fn http_get(addr: &str, path: &str) -> (u16, String) {
     (status, body)
 }
 
-/// An aws cli config that keeps uploads up to 64 MiB in one PUT
-/// (multipart uploads to encrypted buckets are not supported yet).
+/// An aws cli config that keeps uploads up to 64 MiB in one PUT, so a test
+/// exercises PutObject rather than the cli's multipart path.
 pub fn aws_config_single_put() -> PathBuf {
     let path = std::env::temp_dir().join(format!("sealgate-aws-config-{}", std::process::id()));
     std::fs::write(&path, "[default]\ns3 =\n    multipart_threshold = 64MB\n").unwrap();
