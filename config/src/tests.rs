@@ -358,12 +358,21 @@ fn upstream_static_credentials_and_conflicts() {
 }
 
 #[test]
-fn several_providers_need_a_default() {
+fn default_provider_rules() {
+    // Several single-provider blocks: which one is the default must be said.
     let p = problems(
-        "encryption:\n  key_providers:\n    a:\n      type: local\n      config: {master_key: dGVzdA==}\n    b:\n      type: local\n      config: {master_key: dGVzdA==}\n",
+        "encryption:\n  local:\n    master_key: dGVzdA==\n  custom:\n    master_key: YmFzZTY0ZW5jb2RlZDMyYnl0ZW1hc3RlcmtleWhlcmU=\n",
     )
     .join("\n");
     assert!(p.contains("encryption.key_provider: missing"), "{p}");
+    // Named providers only: no default; policies decide.
+    let c = load(
+        "encryption:\n  key_providers:\n    a:\n      type: local\n      config: {master_key: dGVzdA==}\n  policies:\n    - bucket_pattern: secure\n      key_provider: a\n",
+    )
+    .unwrap()
+    .config;
+    assert!(c.encryption.default_provider.is_none());
+    assert_eq!(c.policy_for("secure").unwrap().key_provider, "a");
     let p = problems("encryption:\n  key_providers:\n    a:\n      type: aws-kmz\n").join("\n");
     assert!(p.contains("did you mean `aws-kms`"), "{p}");
 }

@@ -643,6 +643,9 @@ fn encryption(
         }
     }
 
+    // The single-provider blocks, before named providers join them.
+    let singles: Vec<String> = providers.keys().cloned().collect();
+
     // Named providers.
     for (name, v) in r.dict("encryption.key_providers", o.get("key_providers")) {
         let at = format!("encryption.key_providers.{name}");
@@ -700,13 +703,14 @@ fn encryption(
             }
             resolved
         }
-        None if providers.len() == 1 && !o.has("key_providers") => providers.keys().next().cloned(),
-        None if providers.contains_key("aws-kms") && !kms_disabled => Some("aws-kms".to_string()),
-        None if providers.is_empty() => None,
+        // One single-provider block (the legacy `kms` included) is the default.
+        None if singles.len() == 1 => singles.first().cloned(),
+        // Only named providers: policies alone decide which buckets are encrypted.
+        None if singles.is_empty() => None,
         None => {
             r.problem(
                 "encryption.key_provider",
-                "missing: several providers are configured and none is the default",
+                "missing: several single-provider blocks are configured and none is the default",
                 Some(format!("set it to one of: {}", names(&providers))),
             );
             None

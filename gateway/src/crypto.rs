@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use http::HeaderMap;
 use pingora::http::{RequestHeader, ResponseHeader};
 use sealgate_config::{Config, ProviderKind};
@@ -110,7 +110,9 @@ pub struct UploadBody {
     pub payload_sha256: Option<[u8; 32]>,
 }
 
-/// An encrypted PUT, decided in `request_filter`.
+/// An upload body the gateway decodes itself, decided in `request_filter`:
+/// encrypted (PUT or part), or only decoded and verified (signed aws-chunked
+/// bodies to pass-through buckets).
 pub struct PutPlan {
     pub plaintext_len: u64,
     pub encoding: BodyEncoding,
@@ -118,6 +120,12 @@ pub struct PutPlan {
     pub payload_sha256: Option<[u8; 32]>,
     pub key_id: String,
     pub meta_headers: Vec<(String, String)>,
+    /// `None`: forward the decoded plaintext.
+    cipher: Option<CipherParams>,
+}
+
+/// What an encrypting upload needs per attempt.
+struct CipherParams {
     dek: Zeroizing<[u8; 32]>,
     salt: [u8; 32],
     context_hash: [u8; 32],
@@ -166,12 +174,33 @@ impl PutPlan {
             payload_sha256: body.payload_sha256,
             key_id: data_key.key_id,
             meta_headers,
-            dek: data_key.plaintext,
-            salt,
-            context_hash,
-            part: 0,
-            prefix: None,
+            cipher: Some(CipherParams {
+                dek: data_key.plaintext,
+                salt,
+                context_hash,
+                part: 0,
+                prefix: None,
+            }),
         })
+    }
+
+    /// A signed aws-chunked upload to a pass-through bucket: decoded,
+    /// verified and forwarded as plain bytes.
+    pub fn decode_only(body: UploadBody) -> Self {
+        Self {
+            plaintext_len: body.plaintext_len,
+            encoding: body.encoding,
+            trailer_algorithm: body.trailer_algorithm,
+            payload_sha256: body.payload_sha256,
+            key_id: String::new(),
+            meta_headers: Vec::new(),
+            cipher: None,
+        }
+    }
+
+    /// True when the upload is encrypted.
+    pub fn encrypts(&self) -> bool {
+        self.cipher.is_some()
     }
 
     /// One part of a multipart upload: a fresh salt per attempt, so a
@@ -196,22 +225,31 @@ impl PutPlan {
             payload_sha256: body.payload_sha256,
             key_id,
             meta_headers: Vec::new(),
-            dek,
-            salt,
-            context_hash,
-            part: part_number,
-            prefix: Some(header.encode()),
+            cipher: Some(CipherParams {
+                dek,
+                salt,
+                context_hash,
+                part: part_number,
+                prefix: Some(header.encode()),
+            }),
         }
     }
 
     /// Bytes the upstream receives.
     pub fn stored_len(&self) -> u64 {
-        self.prefix.map_or(0, |p| p.len() as u64) + ciphertext_len(self.plaintext_len)
+        match &self.cipher {
+            Some(c) => c.prefix.map_or(0, |p| p.len() as u64) + ciphertext_len(self.plaintext_len),
+            None => self.plaintext_len,
+        }
     }
 
-    /// Rewrites the upstream request for the ciphertext body.
+    /// Rewrites the upstream request for the body the gateway sends.
     pub fn apply(&self, req: &mut RequestHeader) -> pingora::Result<()> {
-        strip_plaintext_body_headers(req);
+        if self.cipher.is_some() {
+            strip_plaintext_body_headers(req);
+        } else {
+            strip_chunked_headers(req);
+        }
         req.insert_header(http::header::CONTENT_LENGTH, self.stored_len().to_string())?;
         for (name, value) in &self.meta_headers {
             req.insert_header(name.clone(), value.as_str())?;
@@ -232,12 +270,17 @@ impl PutPlan {
                 })))
             }
         };
-        let key = ObjectKey::derive(
-            &self.dek,
-            &self.salt,
-            &self.context_hash,
-            Backend::default_backend(),
-        );
+        let (sink, prefix) = match &self.cipher {
+            Some(c) => {
+                let key =
+                    ObjectKey::derive(&c.dek, &c.salt, &c.context_hash, Backend::default_backend());
+                (
+                    Sink::Encrypt(Encryptor::new(key.cipher, c.part, self.plaintext_len)),
+                    c.prefix.map(|p| Bytes::copy_from_slice(&p)),
+                )
+            }
+            None => (Sink::Forward(Forward::new(self.plaintext_len)), None),
+        };
         Ok(PutBody {
             decoder,
             checks: Some(BodyChecks::from_request(
@@ -245,23 +288,107 @@ impl PutPlan {
                 self.trailer_algorithm,
                 self.payload_sha256,
             )?),
-            encryptor: Encryptor::new(key.cipher, self.part, self.plaintext_len),
-            prefix: self.prefix.map(|p| Bytes::copy_from_slice(&p)),
+            sink,
+            prefix,
             echo_checksum: None,
         })
     }
 }
 
-/// Removes the headers that describe the plaintext body, any client-sent
-/// envelope fields, and aws-chunked content-encoding.
-pub fn strip_plaintext_body_headers(req: &mut RequestHeader) {
-    for h in PLAINTEXT_BODY_HEADERS {
-        req.remove_header(*h);
+/// Bytes of decoded plaintext held back on a decode-only upload until the
+/// body's checks pass, so a failed check leaves the upstream body short.
+const FORWARD_HOLDBACK: usize = 64 * 1024;
+
+/// Where decoded upload bytes go.
+enum Sink {
+    Encrypt(Encryptor),
+    Forward(Forward),
+}
+
+impl Sink {
+    fn feed(&mut self, input: &[u8], end: bool) -> Result<(), sealgate_envelope::StreamError> {
+        match self {
+            Sink::Encrypt(e) => e.feed(input, end),
+            Sink::Forward(f) => f.feed(input, end),
+        }
+    }
+
+    fn take_ready(&mut self) -> Bytes {
+        match self {
+            Sink::Encrypt(e) => e.take_ready(),
+            Sink::Forward(f) => f.take_ready(),
+        }
+    }
+}
+
+/// Forwards decoded bytes, holding back the tail until the end.
+struct Forward {
+    declared: u64,
+    got: u64,
+    buf: BytesMut,
+    ended: bool,
+}
+
+impl Forward {
+    fn new(declared: u64) -> Self {
+        Self {
+            declared,
+            got: 0,
+            buf: BytesMut::new(),
+            ended: false,
+        }
+    }
+
+    fn feed(&mut self, input: &[u8], end: bool) -> Result<(), sealgate_envelope::StreamError> {
+        use sealgate_envelope::StreamError;
+        self.got += input.len() as u64;
+        if self.got > self.declared {
+            return Err(StreamError::TooLong {
+                declared: self.declared,
+            });
+        }
+        self.buf.extend_from_slice(input);
+        if end {
+            if self.got != self.declared {
+                return Err(StreamError::TooShort {
+                    declared: self.declared,
+                    got: self.got,
+                });
+            }
+            self.ended = true;
+        }
+        Ok(())
+    }
+
+    fn take_ready(&mut self) -> Bytes {
+        let keep = if self.ended {
+            0
+        } else {
+            FORWARD_HOLDBACK.min(self.buf.len())
+        };
+        let n = self.buf.len() - keep;
+        self.buf.split_to(n).freeze()
+    }
+}
+
+/// Removes aws-chunked framing headers and the checksums the gateway
+/// verified (a trailer's value cannot be sent ahead as a header).
+pub fn strip_chunked_headers(req: &mut RequestHeader) {
+    for h in [
+        "x-amz-trailer",
+        "x-amz-decoded-content-length",
+        "transfer-encoding",
+        "x-amz-sdk-checksum-algorithm",
+    ] {
+        req.remove_header(h);
     }
     for alg in ChecksumAlgorithm::ALL {
         req.remove_header(alg.header());
     }
-    strip_envelope_headers(req);
+    strip_aws_chunked_encoding(req);
+}
+
+fn strip_aws_chunked_encoding(req: &mut RequestHeader) {
     if let Some(ce) = req
         .headers
         .get(http::header::CONTENT_ENCODING)
@@ -279,6 +406,19 @@ pub fn strip_plaintext_body_headers(req: &mut RequestHeader) {
             let _ = req.insert_header(http::header::CONTENT_ENCODING, joined);
         }
     }
+}
+
+/// Removes the headers that describe the plaintext body, any client-sent
+/// envelope fields, and aws-chunked content-encoding.
+pub fn strip_plaintext_body_headers(req: &mut RequestHeader) {
+    for h in PLAINTEXT_BODY_HEADERS {
+        req.remove_header(*h);
+    }
+    for alg in ChecksumAlgorithm::ALL {
+        req.remove_header(alg.header());
+    }
+    strip_envelope_headers(req);
+    strip_aws_chunked_encoding(req);
 }
 
 /// Clients must never set envelope fields themselves.
@@ -299,7 +439,7 @@ pub fn strip_envelope_headers(req: &mut RequestHeader) {
 pub struct PutBody {
     decoder: Option<ChunkedDecoder>,
     checks: Option<BodyChecks>,
-    encryptor: Encryptor,
+    sink: Sink,
     /// A part header still to send ahead of the frames.
     prefix: Option<Bytes>,
     /// The verified client checksum, echoed in the response.
@@ -318,7 +458,7 @@ impl PutBody {
         match &mut self.decoder {
             Some(d) => {
                 let mut failed = None;
-                let enc = &mut self.encryptor;
+                let enc = &mut self.sink;
                 d.push(input, |data| {
                     checks.update(data);
                     if failed.is_none() {
@@ -333,7 +473,7 @@ impl PutBody {
             }
             None => {
                 checks.update(input);
-                self.encryptor.feed(input, false).map_err(stream_err)?;
+                self.sink.feed(input, false).map_err(stream_err)?;
             }
         }
         if end {
@@ -358,9 +498,9 @@ impl PutBody {
                     })
                     .map(|v| (alg.header(), v));
             }
-            self.encryptor.feed(&[], true).map_err(stream_err)?;
+            self.sink.feed(&[], true).map_err(stream_err)?;
         }
-        let ready = self.encryptor.take_ready();
+        let ready = self.sink.take_ready();
         Ok(match self.prefix.take() {
             Some(p) => [p, ready].concat().into(),
             None => ready,

@@ -290,12 +290,15 @@ impl Gateway {
         }
         let decodes_body = matches!(ctx.pending, Some(Pending::Put(..) | Pending::Part(..)));
         if signed_chunks && !decodes_body {
-            // Chunk signatures chain from the client's key; only a body the
-            // gateway decodes itself (an encrypted upload) can carry them.
-            return Err(S3Error::new(
-                S3ErrorCode::NotImplemented,
-                "aws-chunked bodies with chunk signatures are supported only for uploads to encrypted buckets; use UNSIGNED-PAYLOAD, a payload SHA-256 or STREAMING-UNSIGNED-PAYLOAD-TRAILER",
-            ));
+            // Chunk signatures chain from the client's key, so they cannot be
+            // forwarded under the gateway's: decode, verify, forward plain.
+            if !matches!(op, Operation::PutObject | Operation::UploadPart) {
+                return Err(S3Error::new(
+                    S3ErrorCode::NotImplemented,
+                    "aws-chunked bodies with chunk signatures are accepted for PutObject and UploadPart only",
+                ));
+            }
+            ctx.put = Some(PutPlan::decode_only(self.body_plan(req, identity)?));
         }
         ctx.client_checksum = ChecksumAlgorithm::ALL.into_iter().find_map(|a| {
             req.headers
@@ -783,7 +786,8 @@ impl Gateway {
         } else {
             format!("{path}?{}", forwarded_query.join("&"))
         };
-        let decodes_body = matches!(ctx.pending, Some(Pending::Put(..) | Pending::Part(..)));
+        let decodes_body =
+            ctx.put.is_some() || matches!(ctx.pending, Some(Pending::Put(..) | Pending::Part(..)));
         ctx.payload_hash = if decodes_body {
             // The upstream body is ciphertext streamed as it is made.
             UNSIGNED_PAYLOAD.to_string()
@@ -957,7 +961,7 @@ impl ProxyHttp for Gateway {
         upstream_response: &mut ResponseHeader,
         ctx: &mut Ctx,
     ) -> Result<()> {
-        if let Some(put) = &ctx.put {
+        if let Some(put) = ctx.put.as_ref().filter(|p| p.encrypts()) {
             crypto::strip_response(upstream_response);
             if upstream_response.status.is_success() {
                 crypto::set_sse_headers(upstream_response, &put.key_id)?;
