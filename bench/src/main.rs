@@ -1,0 +1,433 @@
+//! `sealgate-bench`: every contender on the same backend in one run, and a
+//! table of ratios (absolute numbers on shared machines are noise).
+//!
+//! Contenders: direct to the backend; nginx as a plain reverse proxy tuned
+//! for large bodies; sealgate passing through; sealgate encrypting. The
+//! backend is an in-process sink (fast, so it does not hide the gateway).
+
+mod crypto;
+mod load;
+mod sink;
+
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use clap::Parser;
+use load::{Op, Outcome, Target};
+use sealgate_envelope::aead::Backend;
+
+/// Worker threads of nginx and of sealgate alike.
+const PROXY_THREADS: usize = 2;
+/// How long a contender may take to start.
+const START_DEADLINE: Duration = Duration::from_secs(20);
+/// Clock ticks per second in /proc (Linux: USER_HZ).
+const TICKS_PER_SECOND: f64 = 100.0;
+
+#[derive(Parser)]
+#[command(about = "sealgate benchmarks: throughput, CPU per GB, latency and memory as ratios")]
+struct Args {
+    /// The sealgate binary (build with `cargo build --release -p sealgate`).
+    #[arg(long, default_value = "target/release/sealgate")]
+    sealgate: PathBuf,
+    /// Large-object size in MiB.
+    #[arg(long, default_value_t = 64)]
+    large_mib: usize,
+    /// Large objects per measurement.
+    #[arg(long, default_value_t = 16)]
+    large_count: usize,
+    /// Concurrent connections for large objects.
+    #[arg(long, default_value_t = 4)]
+    large_concurrency: usize,
+    /// Small-object operations per measurement.
+    #[arg(long, default_value_t = 3000)]
+    small_count: usize,
+    /// Concurrent connections for small objects.
+    #[arg(long, default_value_t = 16)]
+    small_concurrency: usize,
+    /// Object size in MiB for the peak-RSS measurement (64 concurrent uploads).
+    #[arg(long, default_value_t = 256)]
+    rss_mib: usize,
+    /// Write the markdown table here too.
+    #[arg(long)]
+    out: Option<PathBuf>,
+}
+
+/// A contender process and its address.
+struct Contender {
+    name: &'static str,
+    addr: SocketAddr,
+    /// Processes whose CPU time is the contender's (none for direct).
+    pids: Vec<u32>,
+    child: Option<Child>,
+}
+
+impl Drop for Contender {
+    fn drop(&mut self) {
+        if let Some(c) = &mut self.child {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn wait_for(addr: SocketAddr) {
+    let start = Instant::now();
+    while std::net::TcpStream::connect(addr).is_err() {
+        assert!(start.elapsed() < START_DEADLINE, "{addr} did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// CPU seconds (user + system) of a process and its direct children.
+fn cpu_seconds(pids: &[u32]) -> f64 {
+    let mut all: Vec<u32> = pids.to_vec();
+    if let Ok(dir) = std::fs::read_dir("/proc") {
+        for e in dir.flatten() {
+            let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
+                continue;
+            };
+            if let Some(ppid) = stat_field(pid, 3) {
+                if pids.contains(&(ppid as u32)) {
+                    all.push(pid);
+                }
+            }
+        }
+    }
+    all.iter()
+        .map(|&p| {
+            (stat_field(p, 13).unwrap_or(0) + stat_field(p, 14).unwrap_or(0)) as f64
+                / TICKS_PER_SECOND
+        })
+        .sum()
+}
+
+/// Field `n` (0-based, after the command name) of /proc/PID/stat.
+fn stat_field(pid: u32, n: usize) -> Option<u64> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let after = s.rsplit_once(')')?.1;
+    // after[0] is the state (field 2); index from field 2.
+    after.split_whitespace().nth(n - 2)?.parse().ok()
+}
+
+fn peak_rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+fn start_nginx(dir: &Path, sink: SocketAddr) -> Option<Contender> {
+    let nginx = ["/usr/sbin/nginx", "/usr/bin/nginx"]
+        .into_iter()
+        .find(|p| Path::new(p).exists())?;
+    let port = free_port();
+    let conf = format!(
+        r#"worker_processes {PROXY_THREADS};
+pid {dir}/nginx.pid;
+error_log {dir}/nginx-error.log warn;
+events {{ worker_connections 4096; }}
+http {{
+  access_log off;
+  client_body_temp_path {dir}/body;
+  proxy_temp_path {dir}/proxy;
+  upstream sink {{ server {sink}; keepalive 256; }}
+  server {{
+    listen 127.0.0.1:{port};
+    client_max_body_size 0;
+    location / {{
+      proxy_pass http://sink;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_set_header Host $http_host;
+      proxy_request_buffering off;
+      proxy_buffering off;
+      proxy_buffer_size 256k;
+      proxy_buffers 8 256k;
+    }}
+  }}
+}}
+"#,
+        dir = dir.display()
+    );
+    std::fs::write(dir.join("nginx.conf"), conf).ok()?;
+    let child = Command::new(nginx)
+        .arg("-c")
+        .arg(dir.join("nginx.conf"))
+        .args(["-g", "daemon off;"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .ok()?;
+    let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+    wait_for(addr);
+    Some(Contender {
+        name: "nginx (tuned)",
+        addr,
+        pids: vec![child.id()],
+        child: Some(child),
+    })
+}
+
+fn start_sealgate(
+    bin: &Path,
+    dir: &Path,
+    sink: SocketAddr,
+    name: &'static str,
+    encrypt: bool,
+) -> Contender {
+    let port = free_port();
+    let cfg = dir.join(format!("{}.yaml", name.replace(' ', "-")));
+    let enc = if encrypt {
+        "encryption: {local: {master_key: YmVuY2gta2V5}}\n"
+    } else {
+        ""
+    };
+    std::fs::write(
+        &cfg,
+        format!(
+            "server: {{listen: \"127.0.0.1:{port}\", threads: {PROXY_THREADS}}}\nstorage: {{s3: {{endpoint: \"http://{sink}\", credentials: {{access_key_id: up, secret_access_key: up}}}}}}\nauth: {{clients: [{{access_key_id: bench, secret_access_key: bench, buckets: [\"*\"]}}]}}\nlogging: {{level: error}}\n{enc}"
+        ),
+    )
+    .expect("write config");
+    let child = Command::new(bin)
+        .args(["run", "--config"])
+        .arg(&cfg)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| {
+            panic!(
+                "start {}: {e} (build it with cargo build --release -p sealgate)",
+                bin.display()
+            )
+        });
+    let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+    wait_for(addr);
+    Contender {
+        name,
+        addr,
+        pids: vec![child.id()],
+        child: Some(child),
+    }
+}
+
+/// One contender's measurements.
+#[derive(Default, Clone)]
+struct Row {
+    name: String,
+    put_mbs: f64,
+    get_mbs: f64,
+    put_cpu_per_gb: f64,
+    get_cpu_per_gb: f64,
+    small: Vec<(Op, Outcome)>,
+    errors: u64,
+}
+
+async fn measure(c: &Contender, a: &Args) -> Row {
+    let t = Target {
+        addr: c.addr,
+        access_key: "bench".into(),
+        secret_key: "bench".into(),
+    };
+    let large = Bytes::from(vec![0x5au8; a.large_mib << 20]);
+    let tag = c.name.replace(' ', "-").replace(['(', ')'], "");
+    let mut row = Row {
+        name: c.name.to_string(),
+        ..Row::default()
+    };
+    // Large PUT: distinct keys, stored by the sink.
+    let cpu0 = cpu_seconds(&c.pids);
+    let put = load::run(
+        &t,
+        Op::Put,
+        &format!("/bench/{tag}/discard/large-"),
+        a.large_count,
+        large.clone(),
+        a.large_concurrency,
+        a.large_count,
+    )
+    .await;
+    let cpu_put = cpu_seconds(&c.pids) - cpu0;
+    // Large GET of one stored object (written through this contender).
+    load::run(
+        &t,
+        Op::Put,
+        &format!("/bench/{tag}/get-large-"),
+        1,
+        large.clone(),
+        1,
+        1,
+    )
+    .await;
+    let cpu1 = cpu_seconds(&c.pids);
+    let get = load::run(
+        &t,
+        Op::Get,
+        &format!("/bench/{tag}/get-large-"),
+        1,
+        Bytes::new(),
+        a.large_concurrency,
+        a.large_count,
+    )
+    .await;
+    let cpu_get = cpu_seconds(&c.pids) - cpu1;
+    row.put_mbs = put.mb_per_s();
+    row.get_mbs = get.mb_per_s();
+    row.put_cpu_per_gb = cpu_put / (put.bytes as f64 / 1e9);
+    row.get_cpu_per_gb = cpu_get / (get.bytes as f64 / 1e9);
+    row.errors = put.errors + get.errors;
+    // Small objects: 1 KiB.
+    let small = Bytes::from(vec![0x33u8; 1024]);
+    let p = format!("/bench/{tag}/small-");
+    let keys = 64;
+    let put = load::run(
+        &t,
+        Op::Put,
+        &p,
+        keys,
+        small,
+        a.small_concurrency,
+        a.small_count,
+    )
+    .await;
+    let get = load::run(
+        &t,
+        Op::Get,
+        &p,
+        keys,
+        Bytes::new(),
+        a.small_concurrency,
+        a.small_count,
+    )
+    .await;
+    let head = load::run(
+        &t,
+        Op::Head,
+        &p,
+        keys,
+        Bytes::new(),
+        a.small_concurrency,
+        a.small_count,
+    )
+    .await;
+    row.errors += put.errors + get.errors + head.errors;
+    row.small = vec![(Op::Put, put), (Op::Get, get), (Op::Head, head)];
+    row
+}
+
+fn ratio(a: f64, b: f64) -> String {
+    if b > 0.0 && a.is_finite() {
+        format!("{:.2}x", a / b)
+    } else {
+        "-".into()
+    }
+}
+
+fn main() {
+    let args = Args::parse();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let dir = std::env::temp_dir().join(format!("sealgate-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("bench dir");
+    let mut report = String::new();
+    rt.block_on(async {
+        let sink = sink::start().await;
+        let mut contenders = vec![Contender {
+            name: "direct",
+            addr: sink,
+            pids: vec![],
+            child: None,
+        }];
+        match start_nginx(&dir, sink) {
+            Some(n) => contenders.push(n),
+            None => eprintln!("nginx not found: its row is skipped (apt-get install nginx-light)"),
+        }
+        contenders.push(start_sealgate(&args.sealgate, &dir, sink, "sealgate pass-through", false));
+        contenders.push(start_sealgate(&args.sealgate, &dir, sink, "sealgate encrypting", true));
+
+        let mut rows = Vec::new();
+        for c in &contenders {
+            eprintln!("measuring {} ...", c.name);
+            rows.push(measure(c, &args).await);
+        }
+        let base = |name: &str| rows.iter().find(|r| r.name.starts_with(name)).cloned();
+        let nginx = base("nginx");
+        let pass = base("sealgate pass-through");
+        let _ = writeln!(report, "Large objects: {} x {} MiB, {} connections; small: {} x 1 KiB ops, {} connections; {} worker threads each for nginx and sealgate.\n",
+            args.large_count, args.large_mib, args.large_concurrency, args.small_count, args.small_concurrency, PROXY_THREADS);
+        let _ = writeln!(report, "| contender | PUT MB/s | GET MB/s | PUT CPU-s/GB | GET CPU-s/GB | PUT vs nginx | GET vs nginx | PUT vs pass-through | GET vs pass-through | errors |");
+        let _ = writeln!(report, "|---|---|---|---|---|---|---|---|---|---|");
+        for r in &rows {
+            let (pn, gn) = nginx.as_ref().map_or((0.0, 0.0), |n| (n.put_mbs, n.get_mbs));
+            let (pp, gp) = pass.as_ref().map_or((0.0, 0.0), |n| (n.put_mbs, n.get_mbs));
+            let _ = writeln!(report, "| {} | {:.0} | {:.0} | {:.3} | {:.3} | {} | {} | {} | {} | {} |",
+                r.name, r.put_mbs, r.get_mbs, r.put_cpu_per_gb, r.get_cpu_per_gb,
+                ratio(r.put_mbs, pn), ratio(r.get_mbs, gn), ratio(r.put_mbs, pp), ratio(r.get_mbs, gp), r.errors);
+        }
+        if let (Some(n), Some(e)) = (&nginx, rows.iter().find(|r| r.name == "sealgate encrypting")) {
+            let _ = writeln!(report, "\nCPU per GB, encrypting sealgate vs tuned nginx: PUT {}, GET {}.",
+                ratio(e.put_cpu_per_gb, n.put_cpu_per_gb), ratio(e.get_cpu_per_gb, n.get_cpu_per_gb));
+        }
+        let _ = writeln!(report, "\n| contender | op | ops/s | p50 ms | p99 ms | ops/s vs nginx |");
+        let _ = writeln!(report, "|---|---|---|---|---|---|");
+        for r in &rows {
+            for (op, o) in &r.small {
+                let n = nginx.as_ref().and_then(|n| n.small.iter().find(|(x, _)| x == op)).map_or(0.0, |(_, o)| o.ops_per_s());
+                let _ = writeln!(report, "| {} | {:?} | {:.0} | {:.2} | {:.2} | {} |", r.name, op, o.ops_per_s(),
+                    o.quantile(0.5).as_secs_f64() * 1e3, o.quantile(0.99).as_secs_f64() * 1e3, ratio(o.ops_per_s(), n));
+            }
+        }
+
+        // Peak RSS under 64 concurrent large uploads.
+        let _ = writeln!(report, "\n| gateway | peak RSS before | peak RSS after 64 concurrent {} MiB uploads | errors |", args.rss_mib);
+        let _ = writeln!(report, "|---|---|---|---|");
+        let body = Bytes::from(vec![0x11u8; args.rss_mib << 20]);
+        for c in contenders.iter().filter(|c| c.name.starts_with("sealgate")) {
+            let pid = c.pids[0];
+            let before = peak_rss_kib(pid);
+            let t = Target { addr: c.addr, access_key: "bench".into(), secret_key: "bench".into() };
+            let o = load::run(&t, Op::Put, "/bench/rss/discard/big-", 64, body.clone(), 64, 64).await;
+            let _ = writeln!(report, "| {} | {} MiB | {} MiB | {} |", c.name, before / 1024, peak_rss_kib(pid) / 1024, o.errors);
+        }
+    });
+
+    // The encryptor against its own AEAD, one core.
+    let total = 1 << 30;
+    let _ = writeln!(report, "\n| AEAD backend | raw AES-256-GCM GB/s | envelope encryptor GB/s (64 KiB pieces) | envelope (29 KiB pieces) | envelope / raw |");
+    let _ = writeln!(report, "|---|---|---|---|---|");
+    for backend in [Backend::AwsLc, Backend::RustCrypto] {
+        let raw = crypto::raw_aead(backend, total);
+        let env = crypto::envelope(backend, total, 64 * 1024);
+        let odd = crypto::envelope(backend, total, 29 * 1024 + 7);
+        let _ = writeln!(
+            report,
+            "| {} | {raw:.2} | {env:.2} | {odd:.2} | {} |",
+            backend.as_str(),
+            ratio(env, raw)
+        );
+    }
+    print!("{report}");
+    if let Some(out) = &args.out {
+        std::fs::write(out, &report).expect("write report");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
