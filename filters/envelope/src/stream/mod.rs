@@ -245,11 +245,19 @@ impl Decryptor {
             if self.frame > self.stop_frame {
                 break;
             }
-            let need = self.sealed_len() - self.buf.len();
+            let sealed = self.sealed_len();
+            if self.buf.is_empty() && input.len() >= sealed {
+                // A whole frame in the input: open it in the output buffer
+                // itself, so each byte is copied once.
+                self.open_into_output(&input[..sealed], out)?;
+                input = &input[sealed..];
+                continue;
+            }
+            let need = sealed - self.buf.len();
             let n = need.min(input.len());
             self.buf.extend_from_slice(&input[..n]);
             input = &input[n..];
-            if self.buf.len() == self.sealed_len() {
+            if self.buf.len() == sealed {
                 let is_final = self.frame == self.last_frame;
                 let plain = self
                     .cipher
@@ -268,6 +276,37 @@ impl Decryptor {
             }
         }
         Ok(total_in - input.len())
+    }
+
+    /// Opens one sealed frame copied to the end of `out`, then trims it to
+    /// the plan. On failure nothing of the frame stays in `out`.
+    fn open_into_output(&mut self, frame: &[u8], out: &mut BytesMut) -> Result<(), StreamError> {
+        let at = out.len();
+        out.extend_from_slice(frame);
+        let is_final = self.frame == self.last_frame;
+        let opened = self.cipher.open(
+            &nonce(self.part, self.frame),
+            &aad(is_final),
+            &mut out[at..],
+        );
+        let plain = match opened {
+            Ok(p) => p,
+            Err(_) => {
+                out.truncate(at);
+                self.failed = true;
+                return Err(StreamError::Auth { frame: self.frame });
+            }
+        };
+        let start = (self.skip as usize).min(plain);
+        let len = ((plain - start) as u64).min(self.remaining) as usize;
+        if start > 0 {
+            out.copy_within(at + start..at + start + len, at);
+        }
+        out.truncate(at + len);
+        self.skip = self.skip.saturating_sub(plain as u64);
+        self.remaining -= len as u64;
+        self.frame += 1;
+        Ok(())
     }
 }
 
