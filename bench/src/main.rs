@@ -68,7 +68,8 @@ struct Contender {
 impl Drop for Contender {
     fn drop(&mut self) {
         if let Some(c) = &mut self.child {
-            let _ = c.kill();
+            // SIGTERM, so nginx's master stops its workers too.
+            let _ = Command::new("kill").arg("-TERM").arg(c.id().to_string()).status();
             let _ = c.wait();
         }
     }
