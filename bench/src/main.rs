@@ -54,12 +54,47 @@ struct Args {
     /// Write the markdown table here too.
     #[arg(long)]
     out: Option<PathBuf>,
+    /// Backend: `sink` (in-process, fast) or `s3s-fs` (real, slower PUTs; no RSS row).
+    #[arg(long, default_value = "sink")]
+    backend: String,
+}
+
+/// Credentials the s3s-fs backend checks (the sink checks none).
+const BACKEND_KEY: &str = "benchbackend";
+const BACKEND_SECRET: &str = "benchbackendsecret";
+
+/// Starts s3s-fs on a free port with bucket `bench` under `dir`.
+fn start_s3s_fs(dir: &Path) -> (SocketAddr, Child) {
+    let data = dir.join("s3s");
+    std::fs::create_dir_all(data.join("bench")).expect("s3s-fs data dir");
+    let port = free_port();
+    let child = Command::new("s3s-fs")
+        .args([
+            "--host",
+            "127.0.0.1",
+            "--port",
+            &port.to_string(),
+            "--access-key",
+            BACKEND_KEY,
+            "--secret-key",
+            BACKEND_SECRET,
+        ])
+        .arg(&data)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start s3s-fs (cargo install s3s-fs@0.14.1 --features binary --locked)");
+    let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+    wait_for(addr);
+    (addr, child)
 }
 
 /// A contender process and its address.
 struct Contender {
     name: &'static str,
     addr: SocketAddr,
+    /// The credentials clients sign with for this contender.
+    creds: (&'static str, &'static str),
     /// Processes whose CPU time is the contender's (none for direct).
     pids: Vec<u32>,
     child: Option<Child>,
@@ -69,7 +104,10 @@ impl Drop for Contender {
     fn drop(&mut self) {
         if let Some(c) = &mut self.child {
             // SIGTERM, so nginx's master stops its workers too.
-            let _ = Command::new("kill").arg("-TERM").arg(c.id().to_string()).status();
+            let _ = Command::new("kill")
+                .arg("-TERM")
+                .arg(c.id().to_string())
+                .status();
             let _ = c.wait();
         }
     }
@@ -180,6 +218,7 @@ http {{
     Some(Contender {
         name: "nginx (tuned)",
         addr,
+        creds: (BACKEND_KEY, BACKEND_SECRET),
         pids: vec![child.id()],
         child: Some(child),
     })
@@ -202,7 +241,7 @@ fn start_sealgate(
     std::fs::write(
         &cfg,
         format!(
-            "server: {{listen: \"127.0.0.1:{port}\", threads: {PROXY_THREADS}}}\nstorage: {{s3: {{endpoint: \"http://{sink}\", credentials: {{access_key_id: up, secret_access_key: up}}}}}}\nauth: {{clients: [{{access_key_id: bench, secret_access_key: bench, buckets: [\"*\"]}}]}}\nlogging: {{level: error}}\n{enc}"
+            "server: {{listen: \"127.0.0.1:{port}\", threads: {PROXY_THREADS}}}\nstorage: {{s3: {{endpoint: \"http://{sink}\", credentials: {{access_key_id: {BACKEND_KEY}, secret_access_key: {BACKEND_SECRET}}}}}}}\nauth: {{clients: [{{access_key_id: bench, secret_access_key: bench, buckets: [\"*\"]}}]}}\nlogging: {{level: error}}\n{enc}"
         ),
     )
     .expect("write config");
@@ -223,6 +262,7 @@ fn start_sealgate(
     Contender {
         name,
         addr,
+        creds: ("bench", "bench"),
         pids: vec![child.id()],
         child: Some(child),
     }
@@ -243,8 +283,8 @@ struct Row {
 async fn measure(c: &Contender, a: &Args) -> Row {
     let t = Target {
         addr: c.addr,
-        access_key: "bench".into(),
-        secret_key: "bench".into(),
+        access_key: c.creds.0.into(),
+        secret_key: c.creds.1.into(),
     };
     let large = Bytes::from(vec![0x5au8; a.large_mib << 20]);
     let tag = c.name.replace(' ', "-").replace(['(', ')'], "");
@@ -351,12 +391,20 @@ fn main() {
     std::fs::create_dir_all(&dir).expect("bench dir");
     let mut report = String::new();
     rt.block_on(async {
-        let sink = sink::start().await;
+        let (sink, backend_child) = match args.backend.as_str() {
+            "sink" => (sink::start().await, None),
+            "s3s-fs" => {
+                let (addr, child) = start_s3s_fs(&dir);
+                (addr, Some(child))
+            }
+            other => panic!("unknown backend {other}: use sink or s3s-fs"),
+        };
         let mut contenders = vec![Contender {
             name: "direct",
             addr: sink,
+            creds: (BACKEND_KEY, BACKEND_SECRET),
             pids: vec![],
-            child: None,
+            child: backend_child,
         }];
         match start_nginx(&dir, sink) {
             Some(n) => contenders.push(n),
@@ -373,8 +421,8 @@ fn main() {
         let base = |name: &str| rows.iter().find(|r| r.name.starts_with(name)).cloned();
         let nginx = base("nginx");
         let pass = base("sealgate pass-through");
-        let _ = writeln!(report, "Large objects: {} x {} MiB, {} connections; small: {} x 1 KiB ops, {} connections; {} worker threads each for nginx and sealgate.\n",
-            args.large_count, args.large_mib, args.large_concurrency, args.small_count, args.small_concurrency, PROXY_THREADS);
+        let _ = writeln!(report, "Backend: {}. Large objects: {} x {} MiB, {} connections; small: {} x 1 KiB ops, {} connections; {} worker threads each for nginx and sealgate.\n",
+            args.backend, args.large_count, args.large_mib, args.large_concurrency, args.small_count, args.small_concurrency, PROXY_THREADS);
         let _ = writeln!(report, "| contender | PUT MB/s | GET MB/s | PUT CPU-s/GB | GET CPU-s/GB | PUT vs nginx | GET vs nginx | PUT vs pass-through | GET vs pass-through | errors |");
         let _ = writeln!(report, "|---|---|---|---|---|---|---|---|---|---|");
         for r in &rows {
@@ -398,14 +446,17 @@ fn main() {
             }
         }
 
-        // Peak RSS under 64 concurrent large uploads.
-        let _ = writeln!(report, "\n| gateway | peak RSS before | peak RSS after 64 concurrent {} MiB uploads | errors |", args.rss_mib);
-        let _ = writeln!(report, "|---|---|---|---|");
         let body = Bytes::from(vec![0x11u8; args.rss_mib << 20]);
-        for c in contenders.iter().filter(|c| c.name.starts_with("sealgate")) {
+        let rss_rows = if args.backend == "sink" { 2 } else { 0 };
+        if rss_rows > 0 {
+            // Peak RSS under 64 concurrent large uploads.
+            let _ = writeln!(report, "\n| gateway | peak RSS before | peak RSS after 64 concurrent {} MiB uploads | errors |", args.rss_mib);
+            let _ = writeln!(report, "|---|---|---|---|");
+        }
+        for c in contenders.iter().filter(|c| c.name.starts_with("sealgate")).take(rss_rows) {
             let pid = c.pids[0];
             let before = peak_rss_kib(pid);
-            let t = Target { addr: c.addr, access_key: "bench".into(), secret_key: "bench".into() };
+            let t = Target { addr: c.addr, access_key: c.creds.0.into(), secret_key: c.creds.1.into() };
             let o = load::run(&t, Op::Put, "/bench/rss/discard/big-", 64, body.clone(), 64, 64).await;
             let _ = writeln!(report, "| {} | {} MiB | {} MiB | {} |", c.name, before / 1024, peak_rss_kib(pid) / 1024, o.errors);
         }
