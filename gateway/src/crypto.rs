@@ -511,6 +511,8 @@ impl PutBody {
 /// What the client asked to read, decided in `request_filter`.
 pub struct ReadPlan {
     pub range: Option<ByteRange>,
+    /// `?partNumber=`: a read of one stored part.
+    pub part_number: bool,
     pub head: bool,
     /// Plaintext objects are refused (the bucket's policy is mandatory).
     pub mandatory: bool,
@@ -545,8 +547,15 @@ impl ReadPlan {
     /// (stored checksums describe ciphertext).
     pub fn apply(&self, req: &mut RequestHeader) -> pingora::Result<()> {
         req.remove_header("x-amz-checksum-mode");
-        if let Some((a, b)) = self.upstream_range {
-            req.insert_header(http::header::RANGE, format!("bytes={a}-{b}"))?;
+        match self.upstream_range {
+            Some((a, b)) => req.insert_header(http::header::RANGE, format!("bytes={a}-{b}"))?,
+            // A Range the gateway could not parse is ignored, as S3 does;
+            // the backend must not serve part of an object unplanned.
+            None if self.range.is_none() => req
+                .remove_header(http::header::RANGE.as_str())
+                .map(|_| ())
+                .unwrap_or(()),
+            None => {}
         }
         Ok(())
     }

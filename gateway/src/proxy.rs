@@ -145,6 +145,12 @@ impl Gateway {
                     format!("an encrypted upload needs {length_header}"),
                 )
             })?;
+        if plaintext_len > sealgate_envelope::format::MAX_PLAINTEXT_LEN {
+            return Err(S3Error::new(
+                S3ErrorCode::EntityTooLarge,
+                "the object is larger than S3's 5 TiB limit",
+            ));
+        }
         let trailer_algorithm = match header("x-amz-trailer") {
             None => None,
             Some(t) => Some(ChecksumAlgorithm::from_header(t.trim()).ok_or_else(|| {
@@ -258,8 +264,11 @@ impl Gateway {
                     .get(http::header::RANGE)
                     .and_then(|v| v.to_str().ok())
                     .and_then(ByteRange::parse);
+                let part_number = uri::parse_query(req.uri.query().unwrap_or(""))
+                    .is_some_and(|q| q.iter().any(|(k, _)| k == "partNumber"));
                 ctx.read = Some(ReadPlan {
                     range,
+                    part_number,
                     head: op == Operation::HeadObject,
                     mandatory: enc.as_ref().is_some_and(|e| e.mandatory),
                     target: None,
@@ -276,6 +285,7 @@ impl Gateway {
                 ctx.list_rewrite = Some(ReadBody::list_parts as fn() -> ReadBody);
             }
             (Operation::UploadPartCopy, Some(_)) => return Err(not_yet("UploadPartCopy")),
+            (Operation::Unknown, Some(_)) => return Err(not_yet("this request")),
             (Operation::SelectObjectContent, Some(_)) => return Err(not_yet("S3 Select")),
             (Operation::PostObject, Some(_)) => return Err(not_yet("browser form upload (POST)")),
             (Operation::CopyObject, Some(_))
@@ -542,8 +552,15 @@ impl Gateway {
             return Ok(());
         }
         let (head, mandatory, range) = (read.head, read.mandatory, read.range);
+        let (part_number, planned) = (read.part_number, read.upstream_range);
         let meta = self.read_meta(resp, &ctx.request_id)?;
-        let (_, stored_total) = crypto::stored_extent(resp).ok_or_else(|| {
+        if meta.is_some() && part_number {
+            return Err(S3Error::new(
+                S3ErrorCode::NotImplemented,
+                "reading one part (partNumber) of an encrypted object is not supported; read ranges instead",
+            ));
+        }
+        let (upstream_start, stored_total) = crypto::stored_extent(resp).ok_or_else(|| {
             S3Error::new(
                 S3ErrorCode::InternalError,
                 "the backend sent no object size",
@@ -608,6 +625,16 @@ impl Gateway {
             // The object changed between the probe and the read.
             _ => return Err(changed()),
         };
+        // The body must be exactly what was planned: the whole object, or
+        // the planned stored range.
+        let as_planned = head
+            || match planned {
+                Some((start, _)) => status == 206 && upstream_start == start,
+                None => status == 200,
+            };
+        if !as_planned {
+            return Err(changed());
+        }
         let (meta, total) = match &target {
             ReadTarget::Single { meta, total, .. } => (meta.clone(), *total),
             ReadTarget::Multipart { meta, layout, .. } => (meta.clone(), layout.plaintext_total()),
@@ -678,6 +705,7 @@ impl Gateway {
             } => {
                 let dec = if total == 0 {
                     // An empty multipart object: one empty part, nothing to release.
+                    ctx.read_body = Some(ReadBody::Replace(None));
                     return Ok(());
                 } else if range.is_some() {
                     PartsDecryptor::from_frame(&dek, ctx_hash, layout, span.0, span.1, &header)
@@ -762,6 +790,12 @@ impl Gateway {
                 S3Error::new(
                     S3ErrorCode::InvalidArgument,
                     "x-amz-copy-source is badly encoded",
+                )
+            })?;
+            sealgate_config::check_bucket_name(&src_bucket).map_err(|e| {
+                S3Error::new(
+                    S3ErrorCode::InvalidArgument,
+                    format!("x-amz-copy-source: {e}"),
                 )
             })?;
             identity.authorize(&src_bucket)?;

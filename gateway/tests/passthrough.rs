@@ -126,6 +126,15 @@ try:
 except urllib.error.HTTPError as e:
     body = e.read().decode()
     assert e.code == 403 and "<Code>SignatureDoesNotMatch</Code>" in body, (e.code, body)
+# Headers the URL's signer did not sign are refused, so a presigned PUT
+# cannot be turned into a copy of another object.
+req = urllib.request.Request(url, method="GET", headers={"x-amz-copy-source": "/demo/mp.bin"})
+try:
+    urllib.request.urlopen(req)
+    raise SystemExit("unsigned x-amz-* header was accepted")
+except urllib.error.HTTPError as e:
+    body = e.read().decode()
+    assert e.code == 403 and "<Code>AccessDenied</Code>" in body, (e.code, body)
 put_url = s3.generate_presigned_url("put_object", Params={"Bucket": "demo", "Key": "presigned-put.txt"}, ExpiresIn=300)
 req = urllib.request.Request(put_url, data=b"via presigned put", method="PUT")
 assert urllib.request.urlopen(req).status == 200

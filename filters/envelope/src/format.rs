@@ -13,6 +13,10 @@ pub const TAG_LEN: u64 = 16;
 /// Ciphertext bytes of a full frame.
 pub const SEALED_FRAME_SIZE: u64 = FRAME_SIZE + TAG_LEN;
 
+/// Largest plaintext object: S3's 5 TiB object limit. Lengths from requests
+/// and stored headers are checked against it before any size arithmetic.
+pub const MAX_PLAINTEXT_LEN: u64 = 5 << 40;
+
 /// Number of frames for `plain` bytes (at least one).
 pub fn frame_count(plain: u64) -> u64 {
     plain.div_ceil(FRAME_SIZE).max(1)

@@ -74,6 +74,11 @@ pub struct Layout {
 impl Layout {
     /// From the first part's plaintext size and the stored object size.
     pub fn new(part_size: u64, stored_total: u64) -> Option<Self> {
+        if part_size > crate::format::MAX_PLAINTEXT_LEN
+            || stored_total > 2 * crate::format::MAX_PLAINTEXT_LEN
+        {
+            return None;
+        }
         let full = stored_part_len(part_size);
         let (n_full, rest) = (stored_total / full, stored_total % full);
         match (n_full, rest) {

@@ -126,15 +126,14 @@ const BUCKET_SUBRESOURCES: &[&str] = &[
     "website",
 ];
 
-/// Object sub-resources that make an object request a configuration call.
-const OBJECT_SUBRESOURCES: &[&str] = &[
-    "acl",
-    "attributes",
-    "legal-hold",
-    "retention",
-    "tagging",
-    "torrent",
-];
+/// Object sub-resources S3 serves on GET (GetObjectAcl, GetObjectAttributes, ...).
+const OBJECT_GET_SUBRESOURCES: &[&str] =
+    &["acl", "attributes", "legal-hold", "retention", "tagging"];
+/// Object sub-resources S3 takes on PUT and DELETE.
+const OBJECT_PUT_SUBRESOURCES: &[&str] = &["acl", "legal-hold", "retention", "tagging"];
+/// Sub-resources of no call the gateway understands: such a request is
+/// `Unknown` (refused on encrypted buckets), never taken for a plain GET or PUT.
+const FOREIGN_OBJECT_SUBRESOURCES: &[&str] = &["torrent", "attributes"];
 
 /// Splits `Host` into name and drops the port.
 fn host_name(host: &str) -> &str {
@@ -212,15 +211,19 @@ pub fn classify(
         }
         (Some(_), Some(_)) => {
             let upload_id = has("uploadId");
-            let sub = OBJECT_SUBRESOURCES.iter().any(|s| has(s));
+            let get_sub = OBJECT_GET_SUBRESOURCES.iter().any(|s| has(s));
+            let put_sub = OBJECT_PUT_SUBRESOURCES.iter().any(|s| has(s));
+            let foreign = FOREIGN_OBJECT_SUBRESOURCES.iter().any(|s| has(s));
             match *method {
                 Method::GET if upload_id => ListParts,
-                Method::GET if sub => ObjectConfig,
+                Method::GET if get_sub => ObjectConfig,
+                Method::GET if foreign => Unknown,
                 Method::GET => GetObject,
                 Method::HEAD => HeadObject,
                 Method::PUT if upload_id && has("partNumber") && copy_source => UploadPartCopy,
                 Method::PUT if upload_id && has("partNumber") => UploadPart,
-                Method::PUT if sub => ObjectConfig,
+                Method::PUT if put_sub => ObjectConfig,
+                Method::PUT if foreign => Unknown,
                 Method::PUT if copy_source => CopyObject,
                 Method::PUT => PutObject,
                 Method::POST if has("uploads") => CreateMultipartUpload,
@@ -228,7 +231,8 @@ pub fn classify(
                 Method::POST if has("select") => SelectObjectContent,
                 Method::POST if has("restore") => RestoreObject,
                 Method::DELETE if upload_id => AbortMultipartUpload,
-                Method::DELETE if sub => ObjectConfig,
+                Method::DELETE if put_sub => ObjectConfig,
+                Method::DELETE if foreign => Unknown,
                 Method::DELETE => DeleteObject,
                 _ => Unknown,
             }
@@ -373,6 +377,26 @@ mod tests {
         assert_eq!(
             (r.bucket.as_deref(), r.addressing),
             (Some("b"), Addressing::Path)
+        );
+    }
+
+    #[test]
+    fn foreign_subresources_never_become_plain_object_calls() {
+        assert_eq!(
+            op(Method::PUT, "/b/k", "attributes").operation,
+            Operation::Unknown
+        );
+        assert_eq!(
+            op(Method::GET, "/b/k", "torrent").operation,
+            Operation::Unknown
+        );
+        assert_eq!(
+            op(Method::GET, "/b/k", "attributes").operation,
+            Operation::ObjectConfig
+        );
+        assert_eq!(
+            op(Method::PUT, "/b/k", "tagging").operation,
+            Operation::ObjectConfig
         );
     }
 

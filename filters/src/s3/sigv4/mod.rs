@@ -387,6 +387,21 @@ pub fn verify(
         }
     };
 
+    // As S3 does: every x-amz-* header must be covered by the signature, or
+    // a holder of a presigned URL could add e.g. x-amz-copy-source and the
+    // gateway would forward it under its own credentials.
+    if let Some(unsigned) = req
+        .headers
+        .keys()
+        .map(|k| k.as_str())
+        .find(|k| k.starts_with("x-amz-") && !auth.signed_headers.iter().any(|s| s == k))
+    {
+        return Err(S3Error::new(
+            S3ErrorCode::AccessDenied,
+            format!("there were headers present in the request which were not signed: {unsigned}"),
+        ));
+    }
+
     let signing_key = signing_key(secret, &auth.scope_date, &auth.region, &auth.service);
     let scope = auth.scope();
     let canonical_query = canonical_query(req.query, style == AuthStyle::Presigned);

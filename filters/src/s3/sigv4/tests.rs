@@ -215,3 +215,18 @@ fn payload_hash_values() {
         EMPTY_SHA256
     );
 }
+
+#[test]
+fn unsigned_amz_headers_are_refused() {
+    // The presigned example signs only `host`; an added x-amz-copy-source
+    // must not ride along under the gateway's credentials.
+    let mut h = headers(&[("host", "examplebucket.s3.amazonaws.com")]);
+    h.insert("x-amz-copy-source", "/other/secret".parse().unwrap());
+    let e = check("GET", "/test.txt", PRESIGNED, &h, T0 + 10).unwrap_err();
+    assert_eq!(e.code, S3ErrorCode::AccessDenied);
+    assert!(e.message.contains("x-amz-copy-source"), "{}", e.message);
+    // Unsigned headers outside x-amz-* are fine (user-agent, ...).
+    let mut h = headers(&[("host", "examplebucket.s3.amazonaws.com")]);
+    h.insert("user-agent", "x".parse().unwrap());
+    check("GET", "/test.txt", PRESIGNED, &h, T0 + 10).unwrap();
+}
