@@ -833,3 +833,78 @@ impl UploadIdRewrite {
 fn listed_part_size(stored: u64, _parts: Option<u64>) -> u64 {
     sealgate_envelope::multipart::part_plaintext_len(stored).unwrap_or(stored)
 }
+
+/// Checks an encrypted upload's part list: parts must be numbered 1..=n in
+/// order, because each part's number is bound into its frames and the
+/// reader expects part `i` at position `i` (see docs/FORMAT.md).
+pub fn check_part_list(xml: &[u8]) -> Result<(), S3Error> {
+    let text = std::str::from_utf8(xml)
+        .map_err(|_| S3Error::new(S3ErrorCode::MalformedXML, "the part list is not UTF-8"))?;
+    let mut expected = 1u64;
+    let mut rest = text;
+    while let Some(i) = rest.find("<PartNumber>") {
+        let after = &rest[i + "<PartNumber>".len()..];
+        let end = after
+            .find("</PartNumber>")
+            .ok_or_else(|| S3Error::new(S3ErrorCode::MalformedXML, "an unterminated PartNumber"))?;
+        let n: u64 = after[..end]
+            .trim()
+            .parse()
+            .map_err(|_| S3Error::new(S3ErrorCode::MalformedXML, "a PartNumber is not a number"))?;
+        if n != expected {
+            return Err(S3Error::new(
+                S3ErrorCode::InvalidPartOrder,
+                format!("encrypted uploads need parts numbered 1, 2, 3, ... without gaps; part {expected} is missing or out of order"),
+            ));
+        }
+        expected += 1;
+        rest = &after[end..];
+    }
+    if expected == 1 {
+        return Err(S3Error::new(
+            S3ErrorCode::MalformedXML,
+            "the part list names no parts",
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn part_lists_must_count_from_one_without_gaps() {
+        let list = |ns: &[u32]| {
+            let parts: String = ns
+                .iter()
+                .map(|n| format!("<Part><PartNumber>{n}</PartNumber><ETag>\"e\"</ETag></Part>"))
+                .collect();
+            format!("<CompleteMultipartUpload>{parts}</CompleteMultipartUpload>")
+        };
+        assert!(check_part_list(list(&[1, 2, 3]).as_bytes()).is_ok());
+        assert_eq!(
+            check_part_list(list(&[1, 3]).as_bytes()).unwrap_err().code,
+            S3ErrorCode::InvalidPartOrder
+        );
+        assert_eq!(
+            check_part_list(list(&[2]).as_bytes()).unwrap_err().code,
+            S3ErrorCode::InvalidPartOrder
+        );
+        assert_eq!(
+            check_part_list(list(&[]).as_bytes()).unwrap_err().code,
+            S3ErrorCode::MalformedXML
+        );
+    }
+
+    #[test]
+    fn listed_sizes() {
+        let c = sealgate_envelope::ciphertext_len(10 * 65_536 + 5);
+        assert_eq!(listed_size(c, None), 10 * 65_536 + 5);
+        assert_eq!(
+            listed_size(c + 3 * PART_HEADER_LEN, Some(3)),
+            10 * 65_536 + 5
+        );
+        assert_eq!(listed_size(7, None), 7, "impossible sizes stay as stored");
+    }
+}

@@ -83,9 +83,15 @@ pub struct Ctx {
     read_body: Option<ReadBody>,
     /// Rewrite listing sizes (objects or parts).
     list_rewrite: Option<fn() -> ReadBody>,
+    /// The part list of an encrypted CompleteMultipartUpload, held until checked.
+    complete_body: Option<bytes::BytesMut>,
     /// A checksum header the client sent and the gateway verified.
     client_checksum: Option<(&'static str, String)>,
 }
+
+/// Largest CompleteMultipartUpload body held for checking (10,000 parts
+/// with checksums fit easily).
+const MAX_COMPLETE_BODY: usize = 4 * 1024 * 1024;
 
 /// S3's largest part number.
 const MAX_PART_NUMBER: u32 = 10_000;
@@ -286,6 +292,9 @@ impl Gateway {
             }
             (Operation::UploadPartCopy, Some(_)) => return Err(not_yet("UploadPartCopy")),
             (Operation::Unknown, Some(_)) => return Err(not_yet("this request")),
+            (Operation::CompleteMultipartUpload, Some(_)) if ctx.upload_token.is_some() => {
+                ctx.complete_body = Some(bytes::BytesMut::new());
+            }
             (Operation::SelectObjectContent, Some(_)) => return Err(not_yet("S3 Select")),
             (Operation::PostObject, Some(_)) => return Err(not_yet("browser form upload (POST)")),
             (Operation::CopyObject, Some(_))
@@ -890,6 +899,7 @@ impl ProxyHttp for Gateway {
             read: None,
             read_body: None,
             list_rewrite: None,
+            complete_body: None,
             client_checksum: None,
         }
     }
@@ -969,6 +979,34 @@ impl ProxyHttp for Gateway {
         end_of_stream: bool,
         ctx: &mut Ctx,
     ) -> Result<()> {
+        if let Some(buf) = &mut ctx.complete_body {
+            // Hold the part list until it is whole and checked.
+            let input = body.take().unwrap_or_default();
+            if buf.len() + input.len() > MAX_COMPLETE_BODY {
+                ctx.body_error = Some(S3Error::new(
+                    S3ErrorCode::InvalidRequest,
+                    format!("the part list exceeds {MAX_COMPLETE_BODY} bytes"),
+                ));
+                return Err(Error::explain(
+                    ErrorType::InvalidHTTPHeader,
+                    "part list too large",
+                ));
+            }
+            buf.extend_from_slice(&input);
+            if !end_of_stream {
+                *body = Some(Bytes::new());
+                return Ok(());
+            }
+            if let Err(e) = crypto::check_part_list(buf) {
+                ctx.body_error = Some(e);
+                return Err(Error::explain(
+                    ErrorType::InvalidHTTPHeader,
+                    "part list refused",
+                ));
+            }
+            *body = Some(buf.split().freeze());
+            return Ok(());
+        }
         let Some(put) = &mut ctx.put_body else {
             return Ok(());
         };

@@ -161,6 +161,16 @@ s3.upload_fileobj(io.BytesIO(data), "demo", "xfer", Config=TransferConfig(multip
 out = io.BytesIO()
 s3.download_fileobj("demo", "xfer", out, Config=TransferConfig(multipart_threshold=5 * MiB, multipart_chunksize=5 * MiB))
 assert out.getvalue() == data
+# Parts must be numbered 1..n without gaps (the number is bound into each part).
+up3 = s3.create_multipart_upload(Bucket="demo", Key="gappy")
+g1 = s3.upload_part(Bucket="demo", Key="gappy", UploadId=up3["UploadId"], PartNumber=1, Body=b"g" * (5 * MiB))["ETag"]
+g3 = s3.upload_part(Bucket="demo", Key="gappy", UploadId=up3["UploadId"], PartNumber=3, Body=b"h" * 10)["ETag"]
+try:
+    s3.complete_multipart_upload(Bucket="demo", Key="gappy", UploadId=up3["UploadId"],
+        MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": g1}, {"PartNumber": 3, "ETag": g3}]})
+    raise SystemExit("a gap in part numbers was accepted")
+except botocore.exceptions.ClientError as e:
+    assert e.response["Error"]["Code"] == "InvalidPartOrder", e.response
 print("ok")
 "#;
 
@@ -170,6 +180,7 @@ fn boto3_parts_retries_abort_and_transfers() {
     let gw = gateway(&backend);
     assert_eq!(python_ok(BOTO3_PARTS, &[&gw.url()]).trim(), "ok");
     assert!(!backend.object_path("demo", "gone").exists());
+    assert!(!backend.object_path("demo", "gappy").exists());
 }
 
 const LISTING: &str = r#"
