@@ -85,6 +85,8 @@ pub struct Ctx {
     list_rewrite: Option<fn() -> ReadBody>,
     /// The part list of an encrypted CompleteMultipartUpload, held until checked.
     complete_body: Option<bytes::BytesMut>,
+    /// A copy into a mandatory bucket: the source must carry an envelope.
+    copy_needs_envelope: bool,
     /// A checksum header the client sent and the gateway verified.
     client_checksum: Option<(&'static str, String)>,
 }
@@ -305,6 +307,7 @@ impl Gateway {
             {
                 return Err(not_yet("CopyObject with MetadataDirective REPLACE"))
             }
+            (Operation::CopyObject, Some(enc)) if enc.mandatory => ctx.copy_needs_envelope = true,
             _ => {}
         }
         let decodes_body = matches!(ctx.pending, Some(Pending::Put(..) | Pending::Part(..)));
@@ -532,6 +535,55 @@ impl Gateway {
         read.target = Some(target);
         read.upstream_range = upstream_range;
         Ok(())
+    }
+
+    /// A server-side copy into a mandatory bucket keeps the stored bytes as
+    /// they are, so the source must already be encrypted.
+    async fn check_copy_source(&self, ctx: &mut Ctx) -> Result<(), S3Error> {
+        if !ctx.copy_needs_envelope {
+            return Ok(());
+        }
+        let source = ctx.copy_source.as_deref().unwrap_or("");
+        let (path, query) = source.split_once('?').unwrap_or((source, ""));
+        let (bucket, key) = path
+            .trim_start_matches('/')
+            .split_once('/')
+            .unwrap_or((path, ""));
+        let key = uri::decode(key).ok_or_else(|| {
+            S3Error::new(
+                S3ErrorCode::InvalidArgument,
+                "x-amz-copy-source is badly encoded",
+            )
+        })?;
+        let (host, mut path) = self.upstream.address(Some(bucket), Some(&encode_key(&key)));
+        if let Some(v) =
+            uri::parse_query(query).and_then(|q| q.into_iter().find(|(k, _)| k == "versionId"))
+        {
+            path = format!("{path}?versionId={}", uri::encode(&v.1));
+        }
+        let (resp, _) = self.upstream.probe(&host, &path, 0, 0).await.map_err(|_| {
+            S3Error::new(
+                S3ErrorCode::ServiceUnavailable,
+                "the storage backend could not be reached; retry",
+            )
+        })?;
+        if resp.status.as_u16() == 416 {
+            // Unsatisfiable first byte: an empty object, which no envelope makes.
+            return Err(S3Error::new(
+                S3ErrorCode::AccessDenied,
+                "the copy source is not encrypted and this bucket's policy requires encryption",
+            ));
+        }
+        if !resp.status.is_success() {
+            return Ok(()); // the copy itself reports the missing source
+        }
+        match self.read_meta(&resp, &ctx.request_id)? {
+            Some(_) => Ok(()),
+            None => Err(S3Error::new(
+                S3ErrorCode::AccessDenied,
+                "the copy source is not encrypted and this bucket's policy requires encryption",
+            )),
+        }
     }
 
     fn integrity(&self, reason: &str) -> S3Error {
@@ -899,6 +951,7 @@ impl ProxyHttp for Gateway {
             read: None,
             read_body: None,
             list_rewrite: None,
+            copy_needs_envelope: false,
             complete_body: None,
             client_checksum: None,
         }
@@ -907,7 +960,10 @@ impl ProxyHttp for Gateway {
     async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
         let planned = match self.plan(session.req_header(), ctx) {
             Ok(()) => match self.prepare_upload(ctx).await {
-                Ok(()) => self.probe_read(ctx).await,
+                Ok(()) => match self.probe_read(ctx).await {
+                    Ok(()) => self.check_copy_source(ctx).await,
+                    Err(e) => Err(e),
+                },
                 Err(e) => Err(e),
             },
             Err(e) => Err(e),

@@ -571,6 +571,54 @@ fn mandatory_policy_refuses_plaintext_reads_and_too_large_puts() {
             .len(),
         ciphertext_len(99_000)
     );
+    // Server-side copies keep stored bytes: only encrypted sources may be copied in.
+    let out = aws_as(
+        CLIENT_KEY,
+        CLIENT_SECRET,
+        &gw.url(),
+        &[
+            "s3api",
+            "copy-object",
+            "--bucket",
+            "secure",
+            "--key",
+            "copied-legacy",
+            "--copy-source",
+            "secure/legacy",
+        ],
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("AccessDenied"),
+        "{out:?}"
+    );
+    assert!(!backend.object_path("secure", "copied-legacy").exists());
+    aws_ok(
+        &gw.url(),
+        &[
+            "s3api",
+            "copy-object",
+            "--bucket",
+            "secure",
+            "--key",
+            "copied",
+            "--copy-source",
+            "secure/fits",
+        ],
+    );
+    let out = work.path().join("copied");
+    aws_ok(
+        &gw.url(),
+        &[
+            "s3api",
+            "get-object",
+            "--bucket",
+            "secure",
+            "--key",
+            "copied",
+            out.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(std::fs::read(&out).unwrap(), vec![1u8; 99_000]);
 }
 
 #[test]
