@@ -12,7 +12,7 @@
 //! follows from the first part's size `S` (every part but the last has it,
 //! as every mainstream client uploads) and the stored size.
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use zeroize::Zeroizing;
 
 use crate::aead::Backend;
@@ -242,7 +242,7 @@ impl PartsDecryptor {
 
     /// Takes stored bytes; returns authenticated plaintext of the range.
     pub fn push(&mut self, mut input: &[u8], end: bool) -> Result<Bytes, StreamError> {
-        let mut out = BytesMut::with_capacity(input.len());
+        let mut out = Vec::new();
         while !input.is_empty() {
             match &mut self.state {
                 State::Header(buf) => {
@@ -274,7 +274,11 @@ impl PartsDecryptor {
         if end && !matches!(self.state, State::Done) {
             return Err(StreamError::Truncated { frame: 0 });
         }
-        Ok(out.freeze())
+        Ok(match out.len() {
+            0 => Bytes::new(),
+            1 => out.pop().expect("one piece"),
+            _ => out.concat().into(),
+        })
     }
 }
 

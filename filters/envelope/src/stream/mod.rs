@@ -52,7 +52,9 @@ fn frame_plain_len(i: u64, total: u64) -> u64 {
 
 /// Encrypts a stream of exactly `total` bytes into frames.
 ///
-/// Plaintext is copied once, into the output buffer, and sealed in place.
+/// Plaintext is copied once, into a buffer of its own frame, and sealed in
+/// place; a piece that completes one frame (Pingora hands bodies over in
+/// pieces of up to 64 KiB) returns that frame's buffer without another copy.
 /// The final frame is sealed only by `push(.., end = true)`, so a caller
 /// that verifies checksums at the end can withhold it: the upstream then
 /// sees a short body and stores nothing.
@@ -63,10 +65,19 @@ pub struct Encryptor {
     consumed: u64,
     frame: u64,
     last_frame: u64,
-    /// Sealed frames not yet returned, then the plaintext of the open frame.
-    buf: BytesMut,
-    /// Bytes at the front of `buf` that are sealed and ready.
-    ready: usize,
+    /// Plaintext of the open frame (capacity for the frame and its tag).
+    open: BytesMut,
+    /// Sealed frames not yet returned.
+    ready: Vec<Bytes>,
+}
+
+/// Joins output pieces; one piece is returned as it is.
+fn join(mut parts: Vec<Bytes>) -> Bytes {
+    match parts.len() {
+        0 => Bytes::new(),
+        1 => parts.pop().expect("one part"),
+        _ => parts.concat().into(),
+    }
 }
 
 impl Encryptor {
@@ -78,8 +89,8 @@ impl Encryptor {
             consumed: 0,
             frame: 0,
             last_frame: frame_count(total) - 1,
-            buf: BytesMut::new(),
-            ready: 0,
+            open: BytesMut::with_capacity(SEALED_FRAME_SIZE as usize),
+            ready: Vec::new(),
         }
     }
 
@@ -88,19 +99,16 @@ impl Encryptor {
         self.consumed
     }
 
-    fn open_len(&self) -> usize {
-        self.buf.len() - self.ready
-    }
-
     fn seal_open_frame(&mut self, is_final: bool) {
-        let start = self.ready;
         let tag = self.cipher.seal(
             &nonce(self.part, self.frame),
             &aad(is_final),
-            &mut self.buf[start..],
+            &mut self.open[..],
         );
-        self.buf.extend_from_slice(&tag);
-        self.ready = self.buf.len();
+        self.open.extend_from_slice(&tag);
+        let next = BytesMut::with_capacity(SEALED_FRAME_SIZE as usize);
+        self.ready
+            .push(std::mem::replace(&mut self.open, next).freeze());
         self.frame += 1;
     }
 
@@ -113,9 +121,7 @@ impl Encryptor {
 
     /// The sealed frames collected by [`Self::feed`] since the last call.
     pub fn take_ready(&mut self) -> Bytes {
-        let out = self.buf.split_to(self.ready).freeze();
-        self.ready = 0;
-        out
+        join(std::mem::take(&mut self.ready))
     }
 
     /// Like [`Self::push`] but keeps the sealed frames for [`Self::take_ready`],
@@ -126,16 +132,14 @@ impl Encryptor {
                 declared: self.total,
             });
         }
-        self.buf
-            .reserve(input.len() + (input.len() / FRAME_SIZE as usize + 1) * TAG_LEN as usize);
         while !input.is_empty() {
-            let room = FRAME_SIZE as usize - self.open_len();
+            let room = FRAME_SIZE as usize - self.open.len();
             let n = room.min(input.len());
-            self.buf.extend_from_slice(&input[..n]);
+            self.open.extend_from_slice(&input[..n]);
             input = &input[n..];
             self.consumed += n as u64;
             // A full frame is sealed now unless it is the last one, which waits for `end`.
-            if self.open_len() == FRAME_SIZE as usize && self.frame < self.last_frame {
+            if self.open.len() == FRAME_SIZE as usize && self.frame < self.last_frame {
                 self.seal_open_frame(false);
             }
         }
@@ -217,7 +221,7 @@ impl Decryptor {
 
     /// Takes the next piece of ciphertext; returns authenticated plaintext.
     pub fn push(&mut self, input: &[u8], end: bool) -> Result<Bytes, StreamError> {
-        let mut out = BytesMut::with_capacity(input.len());
+        let mut out = Vec::new();
         let used = self.decrypt_into(input, &mut out)?;
         // A whole-object read must end exactly after the final frame; a
         // range read ignores what follows its last frame.
@@ -227,15 +231,16 @@ impl Decryptor {
         if end && !self.done() {
             return Err(StreamError::Truncated { frame: self.frame });
         }
-        Ok(out.freeze())
+        Ok(join(out))
     }
 
-    /// Decrypts from `input` into `out` up to the plan's last frame;
-    /// returns how many input bytes it used (the rest follows the plan).
+    /// Decrypts from `input` up to the plan's last frame, appending each
+    /// authenticated frame's plaintext (its own buffer, opened in place) to
+    /// `out`; returns how many input bytes it used (the rest follows the plan).
     pub fn decrypt_into(
         &mut self,
         mut input: &[u8],
-        out: &mut BytesMut,
+        out: &mut Vec<Bytes>,
     ) -> Result<usize, StreamError> {
         if self.failed {
             return Err(StreamError::Auth { frame: self.frame });
@@ -246,67 +251,36 @@ impl Decryptor {
                 break;
             }
             let sealed = self.sealed_len();
-            if self.buf.is_empty() && input.len() >= sealed {
-                // A whole frame in the input: open it in the output buffer
-                // itself, so each byte is copied once.
-                self.open_into_output(&input[..sealed], out)?;
-                input = &input[sealed..];
-                continue;
-            }
             let need = sealed - self.buf.len();
             let n = need.min(input.len());
             self.buf.extend_from_slice(&input[..n]);
             input = &input[n..];
             if self.buf.len() == sealed {
                 let is_final = self.frame == self.last_frame;
+                let mut frame = std::mem::replace(
+                    &mut self.buf,
+                    BytesMut::with_capacity(SEALED_FRAME_SIZE as usize),
+                );
                 let plain = self
                     .cipher
-                    .open(&nonce(self.part, self.frame), &aad(is_final), &mut self.buf)
+                    .open(&nonce(self.part, self.frame), &aad(is_final), &mut frame)
                     .map_err(|_| {
                         self.failed = true;
                         StreamError::Auth { frame: self.frame }
                     })?;
                 let start = (self.skip as usize).min(plain);
                 let len = ((plain - start) as u64).min(self.remaining) as usize;
-                out.extend_from_slice(&self.buf[start..start + len]);
+                frame.truncate(start + len);
+                let _ = frame.split_to(start);
+                if len > 0 {
+                    out.push(frame.freeze());
+                }
                 self.skip = self.skip.saturating_sub(plain as u64);
                 self.remaining -= len as u64;
-                self.buf.clear();
                 self.frame += 1;
             }
         }
         Ok(total_in - input.len())
-    }
-
-    /// Opens one sealed frame copied to the end of `out`, then trims it to
-    /// the plan. On failure nothing of the frame stays in `out`.
-    fn open_into_output(&mut self, frame: &[u8], out: &mut BytesMut) -> Result<(), StreamError> {
-        let at = out.len();
-        out.extend_from_slice(frame);
-        let is_final = self.frame == self.last_frame;
-        let opened = self.cipher.open(
-            &nonce(self.part, self.frame),
-            &aad(is_final),
-            &mut out[at..],
-        );
-        let plain = match opened {
-            Ok(p) => p,
-            Err(_) => {
-                out.truncate(at);
-                self.failed = true;
-                return Err(StreamError::Auth { frame: self.frame });
-            }
-        };
-        let start = (self.skip as usize).min(plain);
-        let len = ((plain - start) as u64).min(self.remaining) as usize;
-        if start > 0 {
-            out.copy_within(at + start..at + start + len, at);
-        }
-        out.truncate(at + len);
-        self.skip = self.skip.saturating_sub(plain as u64);
-        self.remaining -= len as u64;
-        self.frame += 1;
-        Ok(())
     }
 }
 
