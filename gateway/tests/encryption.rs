@@ -626,7 +626,15 @@ fn rclone_sync_and_check_agree_on_sizes() {
     let backend = Backend::start(&["demo"]);
     let gw = encrypted_gateway(&backend);
     let local = tempfile::tempdir().unwrap();
-    for (name, len) in [("a.bin", 0usize), ("b.bin", 65_536), ("sub/c.bin", 300_001)] {
+    for (name, len) in [
+        ("a.bin", 0usize),
+        ("b.bin", 1),
+        ("c.bin", 65_535),
+        ("d.bin", 65_536),
+        ("e.bin", 65_537),
+        ("sub/c.bin", 300_001),
+        ("sub/big.bin", 10 * 1024 * 1024 + 7),
+    ] {
         let p = local.path().join(name);
         std::fs::create_dir_all(p.parent().unwrap()).unwrap();
         std::fs::write(p, test_bytes(len, len as u64 + 11)).unwrap();

@@ -196,6 +196,10 @@ s3.complete_multipart_upload(Bucket="demo", Key="mp", UploadId=up["UploadId"], M
 s3.put_object(Bucket="demo", Key="single", Body=b"s" * 70000)
 sizes = {o["Key"]: o["Size"] for o in s3.list_objects_v2(Bucket="demo")["Contents"]}
 assert sizes == {"mp": 10 * MiB + 12345, "single": 70000}, sizes
+v1 = {o["Key"]: o["Size"] for o in s3.list_objects(Bucket="demo")["Contents"]}
+assert v1 == sizes, v1
+versions = {v["Key"]: v["Size"] for v in s3.list_object_versions(Bucket="demo")["Versions"]}
+assert versions == sizes, versions
 print("ok")
 "#;
 
