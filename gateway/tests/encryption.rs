@@ -7,18 +7,6 @@ use base64::Engine;
 use common::*;
 use sealgate_envelope::ciphertext_len;
 
-const LOCAL: &str = "encryption:\n  local:\n    master_key: dGVzdGtleQ==\n";
-
-fn encrypted_gateway(backend: &dyn Upstream) -> Gateway {
-    Gateway::start_with(
-        backend,
-        &Options {
-            extra: LOCAL,
-            ..Options::default()
-        },
-    )
-}
-
 /// Sizes around the 64 KiB frame and a 10 MiB object with an odd tail.
 const SIZES: [usize; 7] = [
     0,
@@ -250,7 +238,7 @@ fn tls_aws_chunked_crc32_trailer_uploads_are_decoded_and_encrypted() {
         &backend,
         &Options {
             tls_dir: Some(certs.path()),
-            extra: LOCAL,
+            extra: LOCAL_PROVIDER,
             ..Options::default()
         },
     );

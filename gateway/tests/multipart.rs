@@ -6,22 +6,10 @@ mod common;
 
 use common::*;
 
-const LOCAL: &str = "encryption:\n  local:\n    master_key: dGVzdGtleQ==\n";
-
-fn gateway(backend: &dyn Upstream) -> Gateway {
-    Gateway::start_with(
-        backend,
-        &Options {
-            extra: LOCAL,
-            ..Options::default()
-        },
-    )
-}
-
 #[test]
 fn aws_cli_default_multipart_transfers_round_trip() {
     let backend = Backend::start(&["demo"]);
-    let gw = gateway(&backend);
+    let gw = encrypted_gateway(&backend);
     let work = tempfile::tempdir().unwrap();
     for len in [10 * 1024 * 1024 + 7, 25 * 1024 * 1024] {
         let data = test_bytes(len, len as u64);
@@ -177,7 +165,7 @@ print("ok")
 #[test]
 fn boto3_parts_retries_abort_and_transfers() {
     let backend = Backend::start(&["demo"]);
-    let gw = gateway(&backend);
+    let gw = encrypted_gateway(&backend);
     assert_eq!(python_ok(BOTO3_PARTS, &[&gw.url()]).trim(), "ok");
     assert!(!backend.object_path("demo", "gone").exists());
     assert!(!backend.object_path("demo", "gappy").exists());
@@ -207,6 +195,6 @@ print("ok")
 fn listings_show_exact_sizes_of_multipart_objects() {
     // moto lists ETags (s3s-fs does not), which carry the part count.
     let moto = Moto::start(&["demo"]);
-    let gw = gateway(&moto);
+    let gw = encrypted_gateway(&moto);
     assert_eq!(python_ok(LISTING, &[&gw.url()]).trim(), "ok");
 }

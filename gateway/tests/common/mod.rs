@@ -49,6 +49,47 @@ fn accepts(addr: SocketAddr) -> bool {
     TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok()
 }
 
+/// Starts a server on a free port (`command` builds its command line for a
+/// port) and waits until it accepts connections; retries on a lost port race.
+fn spawn_listening(what: &str, command: impl Fn(u16) -> Command) -> (Child, u16) {
+    for _attempt in 0..3 {
+        let port = free_port();
+        let mut child = command(port)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("start {what}: {e}"));
+        let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+        let start = Instant::now();
+        while start.elapsed() < START_DEADLINE {
+            if accepts(addr) {
+                return (child, port);
+            }
+            if child.try_wait().unwrap().is_some() {
+                break; // lost the port race; try another
+            }
+            std::thread::sleep(PROBE_INTERVAL);
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    panic!("{what} did not start");
+}
+
+/// The `local` key provider block the encryption tests use.
+pub const LOCAL_PROVIDER: &str = "encryption:\n  local:\n    master_key: dGVzdGtleQ==\n";
+
+/// A gateway encrypting with the `local` provider in front of `backend`.
+pub fn encrypted_gateway(backend: &dyn Upstream) -> Gateway {
+    Gateway::start_with(
+        backend,
+        &Options {
+            extra: LOCAL_PROVIDER,
+            ..Options::default()
+        },
+    )
+}
+
 /// Finds the s3s-fs binary: `$S3S_FS`, then `PATH`, then `~/.cargo/bin`.
 fn s3s_fs_binary() -> PathBuf {
     if let Ok(p) = std::env::var("S3S_FS") {
@@ -85,36 +126,20 @@ impl Backend {
         for b in buckets {
             std::fs::create_dir_all(dir.path().join(b)).unwrap();
         }
-        for _attempt in 0..3 {
-            let port = free_port();
-            let mut child = Command::new(s3s_fs_binary())
-                .args(["--host", "127.0.0.1", "--port", &port.to_string()])
+        let bin = s3s_fs_binary();
+        let (child, port) = spawn_listening("s3s-fs", |port| {
+            let mut cmd = Command::new(&bin);
+            cmd.args(["--host", "127.0.0.1", "--port", &port.to_string()])
                 .args([
                     "--access-key",
                     UPSTREAM_KEY,
                     "--secret-key",
                     UPSTREAM_SECRET,
                 ])
-                .arg(dir.path())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .expect("start s3s-fs");
-            let addr: SocketAddr = ([127, 0, 0, 1], port).into();
-            let start = Instant::now();
-            while start.elapsed() < START_DEADLINE {
-                if accepts(addr) {
-                    return Backend { child, port, dir };
-                }
-                if child.try_wait().unwrap().is_some() {
-                    break; // lost the port race; try another
-                }
-                std::thread::sleep(PROBE_INTERVAL);
-            }
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-        panic!("s3s-fs did not start");
+                .arg(dir.path());
+            cmd
+        });
+        Backend { child, port, dir }
     }
 
     pub fn url(&self) -> String {
@@ -156,43 +181,26 @@ pub struct Moto {
 impl Moto {
     /// Starts moto and creates `buckets` in it.
     pub fn start(buckets: &[&str]) -> Moto {
-        for _attempt in 0..3 {
-            let port = free_port();
-            let mut child = Command::new("moto_server")
-                .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .expect("start moto_server (pip install 'moto[server]')");
-            let addr: SocketAddr = ([127, 0, 0, 1], port).into();
-            let start = Instant::now();
-            while start.elapsed() < START_DEADLINE {
-                if accepts(addr) {
-                    let moto = Moto { child, port };
-                    for b in buckets {
-                        let out = aws_as(
-                            UPSTREAM_KEY,
-                            UPSTREAM_SECRET,
-                            &Upstream::url(&moto),
-                            &["s3api", "create-bucket", "--bucket", b],
-                        );
-                        assert!(
-                            out.status.success(),
-                            "{}",
-                            String::from_utf8_lossy(&out.stderr)
-                        );
-                    }
-                    return moto;
-                }
-                if child.try_wait().unwrap().is_some() {
-                    break;
-                }
-                std::thread::sleep(PROBE_INTERVAL);
-            }
-            let _ = child.kill();
-            let _ = child.wait();
+        let (child, port) = spawn_listening("moto_server (pip install 'moto[server]')", |port| {
+            let mut cmd = Command::new("moto_server");
+            cmd.args(["-H", "127.0.0.1", "-p", &port.to_string()]);
+            cmd
+        });
+        let moto = Moto { child, port };
+        for b in buckets {
+            let out = aws_as(
+                UPSTREAM_KEY,
+                UPSTREAM_SECRET,
+                &Upstream::url(&moto),
+                &["s3api", "create-bucket", "--bucket", b],
+            );
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
         }
-        panic!("moto_server did not start");
+        moto
     }
 }
 
