@@ -141,32 +141,10 @@ impl PutPlan {
         provider: &str,
         data_key: sealgate_filters::keys::DataKey,
         context: BTreeMap<String, String>,
-        multipart: bool,
     ) -> Result<Self, S3Error> {
-        let salt = sealgate_filters::keys::random_bytes::<32>();
-        let context_hash =
-            sealgate_envelope::context_hash(context.iter().map(|(k, v)| (k.as_str(), v.as_str())));
-        let key = ObjectKey::derive(
-            &data_key.plaintext,
-            &salt,
-            &context_hash,
-            Backend::default_backend(),
-        );
-        let meta = EnvelopeMeta {
-            provider: provider.to_string(),
-            key_id: data_key.key_id.clone(),
-            wrapped_dek: data_key.wrapped.clone(),
-            context,
-            salt,
-            commitment: key.commitment,
-            multipart,
-        };
-        let meta_headers = meta.to_headers().map_err(|e| {
-            S3Error::new(
-                S3ErrorCode::InternalError,
-                format!("envelope metadata: {e}"),
-            )
-        })?;
+        let meta = new_envelope(provider, &data_key, context, false);
+        let meta_headers = meta.to_headers().map_err(meta_error)?;
+        let (salt, context_hash) = (meta.salt, meta.context_hash());
         Ok(Self {
             plaintext_len: body.plaintext_len,
             encoding: body.encoding,
@@ -408,6 +386,43 @@ fn strip_aws_chunked_encoding(req: &mut RequestHeader) {
     }
 }
 
+/// A new object's envelope: a fresh salt, the key commitment, the wrapped
+/// data key and its context.
+pub fn new_envelope(
+    provider: &str,
+    data_key: &sealgate_filters::keys::DataKey,
+    context: BTreeMap<String, String>,
+    multipart: bool,
+) -> EnvelopeMeta {
+    let salt = sealgate_filters::keys::random_bytes::<32>();
+    let context_hash =
+        sealgate_envelope::context_hash(context.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+    let key = ObjectKey::derive(
+        &data_key.plaintext,
+        &salt,
+        &context_hash,
+        Backend::default_backend(),
+    );
+    EnvelopeMeta {
+        provider: provider.to_string(),
+        key_id: data_key.key_id.clone(),
+        wrapped_dek: data_key.wrapped.clone(),
+        context,
+        salt,
+        commitment: key.commitment,
+        multipart,
+    }
+}
+
+/// Envelope metadata that cannot be written (a key id or provider name
+/// S3 metadata cannot carry).
+pub fn meta_error(e: sealgate_envelope::MetaError) -> S3Error {
+    S3Error::new(
+        S3ErrorCode::InternalError,
+        format!("envelope metadata: {e}"),
+    )
+}
+
 /// Removes the headers that describe the plaintext body, any client-sent
 /// envelope fields, and aws-chunked content-encoding.
 pub fn strip_plaintext_body_headers(req: &mut RequestHeader) {
@@ -576,8 +591,8 @@ pub fn same_object(a: &EnvelopeMeta, b: &EnvelopeMeta) -> bool {
 
 /// How the response body is transformed.
 pub enum ReadBody {
-    /// Skip `lead` ciphertext bytes, then decrypt.
-    Decrypt { lead: u64, dec: Decryptor },
+    /// Decrypt a single-stream object (the body is exactly the planned frames).
+    Decrypt(Decryptor),
     /// The gateway answered instead (an error document); upstream bytes are dropped.
     Replace(Option<Bytes>),
     /// Listing sizes.
@@ -585,10 +600,7 @@ pub enum ReadBody {
     /// A CreateMultipartUpload response's upload id.
     UploadId(UploadIdRewrite),
     /// Decrypt a multipart object's parts.
-    Parts {
-        lead: u64,
-        dec: Box<sealgate_envelope::multipart::PartsDecryptor>,
-    },
+    Parts(Box<sealgate_envelope::multipart::PartsDecryptor>),
 }
 
 /// A listed object's plaintext size. Multipart objects (ETag `…-N`) hold N
@@ -623,19 +635,11 @@ impl ReadBody {
     ) -> Result<Option<Bytes>, sealgate_envelope::StreamError> {
         let data = input.unwrap_or_default();
         match self {
-            ReadBody::Decrypt { lead, dec } => {
-                let skip = (*lead).min(data.len() as u64) as usize;
-                *lead -= skip as u64;
-                Ok(Some(dec.push(&data[skip..], end)?))
-            }
+            ReadBody::Decrypt(dec) => Ok(Some(dec.push(&data, end)?)),
             ReadBody::Replace(body) => Ok(Some(body.take().unwrap_or_default())),
             ReadBody::Rewrite(r) => Ok(Some(r.push(&data, end))),
             ReadBody::UploadId(r) => Ok(Some(r.push(&data, end)?)),
-            ReadBody::Parts { lead, dec } => {
-                let skip = (*lead).min(data.len() as u64) as usize;
-                *lead -= skip as u64;
-                Ok(Some(dec.push(&data[skip..], end)?))
-            }
+            ReadBody::Parts(dec) => Ok(Some(dec.push(&data, end)?)),
         }
     }
 }

@@ -200,6 +200,7 @@ impl Gateway {
     fn plan_encryption(
         &self,
         req: &RequestHeader,
+        query: &[(String, String)],
         op: Operation,
         identity: &Identity,
         ctx: &mut Ctx,
@@ -250,8 +251,9 @@ impl Gateway {
                         "this multipart upload was not started through the encryption gateway",
                     )
                 })?;
-                let number: u32 = uri::parse_query(req.uri.query().unwrap_or(""))
-                    .and_then(|q| q.into_iter().find(|(k, _)| k == "partNumber"))
+                let number: u32 = query
+                    .iter()
+                    .find(|(k, _)| k == "partNumber")
                     .and_then(|(_, v)| v.parse().ok())
                     .filter(|n| (1..=MAX_PART_NUMBER).contains(n))
                     .ok_or_else(|| {
@@ -272,8 +274,7 @@ impl Gateway {
                     .get(http::header::RANGE)
                     .and_then(|v| v.to_str().ok())
                     .and_then(ByteRange::parse);
-                let part_number = uri::parse_query(req.uri.query().unwrap_or(""))
-                    .is_some_and(|q| q.iter().any(|(k, _)| k == "partNumber"));
+                let part_number = query.iter().any(|(k, _)| k == "partNumber");
                 ctx.read = Some(ReadPlan {
                     range,
                     part_number,
@@ -358,7 +359,6 @@ impl Gateway {
                     &enc.provider,
                     data_key,
                     enc.context.clone(),
-                    false,
                 )?);
             }
             Pending::CreateMultipart(key_id) => {
@@ -367,36 +367,17 @@ impl Gateway {
                     .generate_data_key(&key_id, &enc.context)
                     .await
                     .map_err(crypto::key_error)?;
-                let wrapped = data_key.wrapped.clone();
-                let plan = PutPlan::new(
-                    UploadBody {
-                        plaintext_len: 0,
-                        encoding: BodyEncoding::Plain,
-                        trailer_algorithm: None,
-                        payload_sha256: None,
-                    },
-                    &enc.provider,
-                    data_key,
-                    enc.context.clone(),
-                    true,
-                )?;
-                let meta = EnvelopeMeta::from_headers(|n| {
-                    plan.meta_headers
-                        .iter()
-                        .find(|(k, _)| k == n)
-                        .map(|(_, v)| v.as_str())
-                })
-                .ok()
-                .flatten()
-                .expect("the gateway reads its own metadata");
+                let meta =
+                    crypto::new_envelope(&enc.provider, &data_key, enc.context.clone(), true);
+                let meta_headers = meta.to_headers().map_err(crypto::meta_error)?;
                 ctx.create = Some(CreatePlan {
-                    meta_headers: plan.meta_headers.clone(),
-                    key_id: plan.key_id.clone(),
+                    meta_headers,
+                    key_id: meta.key_id.clone(),
                     token: UploadToken {
                         upload_id: String::new(),
                         provider: enc.provider.clone(),
                         key_id: meta.key_id,
-                        wrapped_dek: wrapped,
+                        wrapped_dek: meta.wrapped_dek,
                         salt: meta.salt,
                         commitment: meta.commitment,
                     },
@@ -756,7 +737,7 @@ impl Gateway {
                 } else {
                     Decryptor::new(key.cipher, 0, total)
                 };
-                ReadBody::Decrypt { lead: 0, dec }
+                ReadBody::Decrypt(dec)
             }
             ReadTarget::Multipart {
                 layout,
@@ -774,10 +755,7 @@ impl Gateway {
                 } else {
                     PartsDecryptor::from_part_start(&dek, ctx_hash, layout, span.0, span.1)
                 };
-                ReadBody::Parts {
-                    lead: 0,
-                    dec: Box::new(dec),
-                }
+                ReadBody::Parts(Box::new(dec))
             }
             ReadTarget::Plain => unreachable!("returned above"),
         });
@@ -831,7 +809,7 @@ impl Gateway {
             .iter()
             .find(|(k, _)| k == "uploadId")
             .and_then(|(_, v)| UploadToken::decode(v));
-        self.plan_encryption(req, s3.operation, &identity, ctx)?;
+        self.plan_encryption(req, &query, s3.operation, &identity, ctx)?;
 
         // Copy sources name a bucket too: authorise and map it.
         if let Some(src) = req.headers.get("x-amz-copy-source") {
