@@ -429,21 +429,7 @@ fn plaintext_objects_written_before_the_gateway_are_served_as_they_are() {
     // Written straight to the backend, as before the gateway existed.
     let data = test_bytes(200_000, 8);
     let work = tempfile::tempdir().unwrap();
-    let src = work.path().join("legacy");
-    std::fs::write(&src, &data).unwrap();
-    let out = aws_as(
-        UPSTREAM_KEY,
-        UPSTREAM_SECRET,
-        &backend.url(),
-        &[
-            "s3",
-            "cp",
-            "--only-show-errors",
-            src.to_str().unwrap(),
-            "s3://demo/legacy",
-        ],
-    );
-    assert!(out.status.success());
+    backend.put_direct("demo", "legacy", &data);
     let gw = encrypted_gateway(&backend);
     assert_eq!(get_status(&gw, "legacy"), ("OK".to_string(), data.clone()));
     let out = work.path().join("r");
@@ -483,21 +469,8 @@ fn plaintext_objects_written_before_the_gateway_are_served_as_they_are() {
 fn mandatory_policy_refuses_plaintext_reads_and_too_large_puts() {
     let backend = Backend::start(&["secure"]);
     let work = tempfile::tempdir().unwrap();
-    let src = work.path().join("legacy");
-    std::fs::write(&src, b"old plaintext").unwrap();
-    let out = aws_as(
-        UPSTREAM_KEY,
-        UPSTREAM_SECRET,
-        &backend.url(),
-        &[
-            "s3",
-            "cp",
-            "--only-show-errors",
-            src.to_str().unwrap(),
-            "s3://secure/legacy",
-        ],
-    );
-    assert!(out.status.success());
+    let src = work.path().join("upload");
+    backend.put_direct("secure", "legacy", b"old plaintext");
     let gw = Gateway::start_with(
         &backend,
         &Options {

@@ -179,7 +179,8 @@ impl PartsDecryptor {
         }
     }
 
-    /// The stream starts at the first needed frame; `header` is that part's header.
+    /// As [`Self::from_part_start`], for a stream that starts at the first
+    /// needed frame of a part whose header was read separately.
     pub fn from_frame(
         dek: &[u8; DEK_LEN],
         context_hash: [u8; 32],
@@ -188,16 +189,7 @@ impl PartsDecryptor {
         last: u64,
         header: &PartHeader,
     ) -> Result<Self, StreamError> {
-        let mut d = Self {
-            dek: Zeroizing::new(*dek),
-            context_hash,
-            backend: Backend::default_backend(),
-            layout,
-            part: layout.locate(first).0,
-            first,
-            last,
-            state: State::Done,
-        };
+        let mut d = Self::from_part_start(dek, context_hash, layout, first, last);
         d.state = State::Body(d.part_decryptor(header, true)?);
         Ok(d)
     }

@@ -24,13 +24,26 @@ const START_DEADLINE: Duration = Duration::from_secs(30);
 /// Interval between readiness probes.
 const PROBE_INTERVAL: Duration = Duration::from_millis(20);
 
-/// A port that was free a moment ago.
+/// Ports for test servers come from below the kernel's ephemeral range
+/// (32768+ on Linux), so the client connections tests make (which take
+/// ephemeral ports) can never grab a port between its check and its bind;
+/// a counter keeps the tests of one process apart.
+const TEST_PORTS: std::ops::Range<u16> = 20_000..32_000;
+
+/// A port that was free a moment ago, not in the ephemeral range.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    use std::sync::atomic::{AtomicU16, Ordering};
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    let span = TEST_PORTS.end - TEST_PORTS.start;
+    // Spread concurrent test processes over the range.
+    let offset = (std::process::id() % u32::from(span)) as u16;
+    loop {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let port = TEST_PORTS.start + (offset.wrapping_add(n.wrapping_mul(7))) % span;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
 }
 
 /// Waits until `cond` holds, polling; panics with `what` after the deadline.
@@ -144,6 +157,32 @@ impl Backend {
 
     pub fn url(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Writes an object straight to the backend with the upstream key, as
+    /// before the gateway existed (plaintext).
+    pub fn put_direct(&self, bucket: &str, key: &str, data: &[u8]) {
+        let dir = tempfile::tempdir().unwrap();
+        let src = dir.path().join("object");
+        std::fs::write(&src, data).unwrap();
+        let dst = format!("s3://{bucket}/{key}");
+        let out = aws_as(
+            UPSTREAM_KEY,
+            UPSTREAM_SECRET,
+            &self.url(),
+            &[
+                "s3",
+                "cp",
+                "--only-show-errors",
+                src.to_str().unwrap(),
+                &dst,
+            ],
+        );
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 
     /// The file s3s-fs stores an object in.
