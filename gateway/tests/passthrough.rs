@@ -441,3 +441,65 @@ fn admin_endpoints_answer() {
         "{metrics}"
     );
 }
+
+#[test]
+fn upstream_over_tls_with_a_configured_ca_bundle() {
+    let certs = tempfile::tempdir().unwrap();
+    self_signed_cert(certs.path());
+    let moto = Moto::start_tls(certs.path());
+    let ca = certs.path().join("cert.pem");
+    let gw = Gateway::start_with(
+        &moto,
+        &Options {
+            s3_extra: &format!("    ca_bundle: {}\n", ca.display()),
+            ..Options::default()
+        },
+    );
+    // The gateway verifies the backend's certificate against the bundle (SNI localhost).
+    aws_ok(&gw.url(), &["s3api", "create-bucket", "--bucket", "tls"]);
+    let work = tempfile::tempdir().unwrap();
+    let src = work.path().join("f");
+    std::fs::write(&src, test_bytes(100_000, 3)).unwrap();
+    aws_ok(
+        &gw.url(),
+        &[
+            "s3",
+            "cp",
+            "--only-show-errors",
+            src.to_str().unwrap(),
+            "s3://tls/f",
+        ],
+    );
+    let back = work.path().join("b");
+    aws_ok(
+        &gw.url(),
+        &[
+            "s3",
+            "cp",
+            "--only-show-errors",
+            "s3://tls/f",
+            back.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(std::fs::read(back).unwrap(), test_bytes(100_000, 3));
+}
+
+#[test]
+fn upstream_tls_with_an_untrusted_certificate_is_refused() {
+    let certs = tempfile::tempdir().unwrap();
+    self_signed_cert(certs.path());
+    let moto = Moto::start_tls(certs.path());
+    // No ca_bundle: the self-signed backend is not trusted, nothing is sent.
+    let gw = Gateway::start(&moto);
+    let out = aws_as(
+        CLIENT_KEY,
+        CLIENT_SECRET,
+        &gw.url(),
+        &["s3api", "list-buckets"],
+    );
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("ServiceUnavailable"),
+        "{out:?}"
+    );
+}

@@ -215,6 +215,8 @@ impl Upstream for Backend {
 pub struct Moto {
     child: Child,
     pub port: u16,
+    /// Serving HTTPS (as `https://localhost:PORT`).
+    pub tls: bool,
 }
 
 impl Moto {
@@ -225,7 +227,11 @@ impl Moto {
             cmd.args(["-H", "127.0.0.1", "-p", &port.to_string()]);
             cmd
         });
-        let moto = Moto { child, port };
+        let moto = Moto {
+            child,
+            port,
+            tls: false,
+        };
         for b in buckets {
             let out = aws_as(
                 UPSTREAM_KEY,
@@ -243,9 +249,33 @@ impl Moto {
     }
 }
 
+impl Moto {
+    /// Starts moto over HTTPS with cert.pem/key.pem from `certs` (no buckets).
+    pub fn start_tls(certs: &Path) -> Moto {
+        let (child, port) = spawn_listening("moto_server over TLS", |port| {
+            let mut cmd = Command::new("moto_server");
+            cmd.args(["-H", "127.0.0.1", "-p", &port.to_string(), "-s"])
+                .arg("-c")
+                .arg(certs.join("cert.pem"))
+                .arg("-k")
+                .arg(certs.join("key.pem"));
+            cmd
+        });
+        Moto {
+            child,
+            port,
+            tls: true,
+        }
+    }
+}
+
 impl Upstream for Moto {
     fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
+        if self.tls {
+            format!("https://localhost:{}", self.port)
+        } else {
+            format!("http://127.0.0.1:{}", self.port)
+        }
     }
 }
 
@@ -511,6 +541,8 @@ pub fn self_signed_cert(dir: &Path) {
         ])
         .args(["-days", "2", "-subj", "/CN=localhost"])
         .args(["-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"])
+        // A leaf, not a CA: webpki (the gateway's TLS client) refuses a CA certificate as a server certificate.
+        .args(["-addext", "basicConstraints=critical,CA:FALSE"])
         .arg("-keyout")
         .arg(dir.join("key.pem"))
         .arg("-out")
