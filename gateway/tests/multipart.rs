@@ -198,3 +198,52 @@ fn listings_show_exact_sizes_of_multipart_objects() {
     let gw = encrypted_gateway(&moto);
     assert_eq!(python_ok(LISTING, &[&gw.url()]).trim(), "ok");
 }
+
+#[test]
+fn s3cmd_put_get_info_through_the_encrypting_gateway() {
+    let backend = Backend::start(&["demo"]);
+    let gw = encrypted_gateway(&backend);
+    let work = tempfile::tempdir().unwrap();
+    let host = format!("127.0.0.1:{}", gw.port);
+    let s3cmd = |args: &[&str]| {
+        let out = std::process::Command::new("s3cmd")
+            .args(["--config=/dev/null", "--no-ssl", "--region=us-east-1"])
+            .arg(format!("--access_key={CLIENT_KEY}"))
+            .arg(format!("--secret_key={CLIENT_SECRET}"))
+            .arg(format!("--host={host}"))
+            .arg(format!("--host-bucket={host}"))
+            .args(args)
+            .output()
+            .expect("run s3cmd (apt-get install s3cmd)");
+        assert!(
+            out.status.success(),
+            "s3cmd {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    // 20 MB: s3cmd uploads in 15 MiB parts.
+    for (name, len) in [("small", 70_001usize), ("large", 20_000_007)] {
+        let data = test_bytes(len, 5 + len as u64);
+        let src = work.path().join(name);
+        std::fs::write(&src, &data).unwrap();
+        s3cmd(&["put", src.to_str().unwrap(), &format!("s3://demo/{name}")]);
+        let back = work.path().join(format!("{name}.back"));
+        s3cmd(&[
+            "get",
+            "--force",
+            &format!("s3://demo/{name}"),
+            back.to_str().unwrap(),
+        ]);
+        assert_eq!(std::fs::read(&back).unwrap(), data, "{name}");
+        let info = s3cmd(&["info", &format!("s3://demo/{name}")]);
+        assert!(info.contains(&format!("File size: {len}")), "{info}");
+        assert!(info.contains("SSE:       aws:kms"), "{info}");
+        assert_ne!(
+            std::fs::read(backend.object_path("demo", name))
+                .unwrap()
+                .get(..64),
+            data.get(..64)
+        );
+    }
+}
