@@ -172,8 +172,9 @@ for n in [0, 1, 65535, 65536, 65537, 10 * 1024 * 1024 + 7]:
 # Server-side copies of encrypted objects stay readable.
 s3.copy_object(Bucket="demo", Key="copy", CopySource={"Bucket": "demo", "Key": "b65537"})
 assert s3.get_object(Bucket="demo", Key="copy")["Body"].read() == data(65537)
-# A client may not inject envelope metadata.
-s3.put_object(Bucket="demo", Key="inject", Body=b"x", Metadata={"sealgate-v": "9"})
+# A client may not inject envelope metadata: a forged layout field, which the
+# gateway never sets on a single PUT, would make the read fail if it got through.
+s3.put_object(Bucket="demo", Key="inject", Body=b"x", Metadata={"sealgate-layout": "multipart", "sealgate-v": "9"})
 assert s3.get_object(Bucket="demo", Key="inject")["Body"].read() == b"x"
 print("ok")
 "#;
@@ -245,53 +246,33 @@ fn tls_aws_chunked_crc32_trailer_uploads_are_decoded_and_encrypted() {
     let ca = certs.path().join("cert.pem");
     let cfg = aws_config_single_put();
     let work = tempfile::tempdir().unwrap();
+    // Over TLS, botocore sends STREAMING-UNSIGNED-PAYLOAD-TRAILER with a CRC32 trailer.
+    let cp = |from: &str, to: &str| {
+        let args = [
+            "--ca-bundle",
+            ca.to_str().unwrap(),
+            "s3",
+            "cp",
+            "--only-show-errors",
+            from,
+            to,
+        ];
+        let out = aws_with_config(CLIENT_KEY, CLIENT_SECRET, &gw.tls_url(), Some(&cfg), &args);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
     for len in [0usize, 70_000, 5 * 1024 * 1024 + 3] {
         let data = test_bytes(len, 99 + len as u64);
         let src = work.path().join("up");
         std::fs::write(&src, &data).unwrap();
         let key = format!("t{len}");
-        let out = aws_with_config(
-            CLIENT_KEY,
-            CLIENT_SECRET,
-            &gw.tls_url(),
-            Some(&cfg),
-            &[
-                "--ca-bundle",
-                ca.to_str().unwrap(),
-                "s3",
-                "cp",
-                "--only-show-errors",
-                src.to_str().unwrap(),
-                &format!("s3://demo/{key}"),
-            ],
-        );
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        cp(src.to_str().unwrap(), &format!("s3://demo/{key}"));
         assert_stored_encrypted(&backend, "demo", &key, &data);
         let back = work.path().join("down");
-        let out = aws_with_config(
-            CLIENT_KEY,
-            CLIENT_SECRET,
-            &gw.tls_url(),
-            Some(&cfg),
-            &[
-                "--ca-bundle",
-                ca.to_str().unwrap(),
-                "s3",
-                "cp",
-                "--only-show-errors",
-                &format!("s3://demo/{key}"),
-                back.to_str().unwrap(),
-            ],
-        );
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        cp(&format!("s3://demo/{key}"), back.to_str().unwrap());
         assert_eq!(std::fs::read(back).unwrap(), data);
     }
 }
