@@ -1,7 +1,8 @@
 //! The one small trait the format needs from AES-256-GCM, and its two
 //! backends: aws-lc-rs (default: fastest here, FIPS-capable) and RustCrypto's
-//! `aes-gcm` (pure Rust, feature `rustcrypto`). Both seal and open in place,
-//! so a frame is never copied to be encrypted.
+//! `aes-gcm` (pure Rust, feature `rustcrypto`). Both seal and open either in
+//! place or from one buffer into another, so the stream never copies a frame
+//! just to encrypt it.
 
 use zeroize::Zeroizing;
 
@@ -29,6 +30,26 @@ pub trait FrameCipher: Send + Sync {
         aad: &[u8],
         buf: &mut [u8],
     ) -> Result<usize, AuthFailed>;
+    /// Encrypts `plain` into `out` (the same length); returns the tag. The
+    /// stream seals frames straight from the client's piece into the
+    /// upstream buffer this way.
+    fn seal_into(
+        &self,
+        nonce: &[u8; NONCE_LEN],
+        aad: &[u8],
+        plain: &[u8],
+        out: &mut [u8],
+    ) -> [u8; TAG_LEN];
+    /// Decrypts `sealed` (ciphertext followed by its tag) into `out`, which
+    /// is exactly the ciphertext's length. On failure `out` may hold
+    /// unauthenticated bytes: the caller must discard it.
+    fn open_into(
+        &self,
+        nonce: &[u8; NONCE_LEN],
+        aad: &[u8],
+        sealed: &[u8],
+        out: &mut [u8],
+    ) -> Result<(), AuthFailed>;
 }
 
 /// Which implementation to use.
@@ -115,12 +136,54 @@ mod awslc {
                 .map(|p| p.len())
                 .map_err(|_| AuthFailed)
         }
+
+        fn seal_into(
+            &self,
+            nonce: &[u8; NONCE_LEN],
+            aad: &[u8],
+            plain: &[u8],
+            out: &mut [u8],
+        ) -> [u8; TAG_LEN] {
+            let mut tag = [0u8; TAG_LEN];
+            self.0
+                .seal_out_of_place_scatter(
+                    Nonce::assume_unique_for_key(*nonce),
+                    Aad::from(aad),
+                    plain,
+                    out,
+                    &[],
+                    &mut tag,
+                )
+                .expect("the stream passes equal lengths below GCM's 64 GiB limit");
+            tag
+        }
+
+        fn open_into(
+            &self,
+            nonce: &[u8; NONCE_LEN],
+            aad: &[u8],
+            sealed: &[u8],
+            out: &mut [u8],
+        ) -> Result<(), AuthFailed> {
+            let body = sealed.len().checked_sub(TAG_LEN).ok_or(AuthFailed)?;
+            let (ct, tag) = sealed.split_at(body);
+            self.0
+                .open_separate_gather(
+                    Nonce::assume_unique_for_key(*nonce),
+                    Aad::from(aad),
+                    ct,
+                    tag,
+                    out,
+                )
+                .map_err(|_| AuthFailed)
+        }
     }
 }
 
 #[cfg(any(feature = "rustcrypto", test))]
 mod rustcrypto {
     use super::*;
+    use aes_gcm::aead::inout::InOutBuf;
     use aes_gcm::aead::AeadInOut;
     use aes_gcm::{Aes256Gcm, KeyInit};
 
@@ -157,6 +220,36 @@ mod rustcrypto {
                 .map_err(|_| AuthFailed)?;
             Ok(ct.len())
         }
+
+        fn seal_into(
+            &self,
+            nonce: &[u8; NONCE_LEN],
+            aad: &[u8],
+            plain: &[u8],
+            out: &mut [u8],
+        ) -> [u8; TAG_LEN] {
+            let buf = InOutBuf::new(plain, out).expect("the stream passes equal lengths");
+            self.0
+                .encrypt_inout_detached(nonce.into(), aad, buf)
+                .expect("sealing fails only for buffers beyond GCM's limit")
+                .into()
+        }
+
+        fn open_into(
+            &self,
+            nonce: &[u8; NONCE_LEN],
+            aad: &[u8],
+            sealed: &[u8],
+            out: &mut [u8],
+        ) -> Result<(), AuthFailed> {
+            let body = sealed.len().checked_sub(TAG_LEN).ok_or(AuthFailed)?;
+            let (ct, tag) = sealed.split_at(body);
+            let tag: [u8; TAG_LEN] = tag.try_into().map_err(|_| AuthFailed)?;
+            let buf = InOutBuf::new(ct, out).map_err(|_| AuthFailed)?;
+            self.0
+                .decrypt_inout_detached(nonce.into(), aad, buf, &tag.into())
+                .map_err(|_| AuthFailed)
+        }
     }
 }
 
@@ -186,6 +279,41 @@ mod tests {
                 "{} -> {}",
                 a.as_str(),
                 b.as_str()
+            );
+        }
+    }
+
+    #[test]
+    fn out_of_place_matches_in_place_across_backends() {
+        let nonce = [3u8; NONCE_LEN];
+        let plain: Vec<u8> = (0..1000u32).map(|i| (i * 31 % 251) as u8).collect();
+        for (a, b) in [
+            (Backend::AwsLc, Backend::RustCrypto),
+            (Backend::RustCrypto, Backend::AwsLc),
+        ] {
+            let mut in_place = plain.clone();
+            let tag_in_place = a.cipher(&key()).seal(&nonce, b"aad", &mut in_place);
+            let mut sealed = vec![0u8; plain.len()];
+            let tag = a
+                .cipher(&key())
+                .seal_into(&nonce, b"aad", &plain, &mut sealed);
+            assert_eq!((&sealed, tag), (&in_place, tag_in_place), "{}", a.as_str());
+            sealed.extend_from_slice(&tag);
+            let mut opened = vec![0u8; plain.len()];
+            b.cipher(&key())
+                .open_into(&nonce, b"aad", &sealed, &mut opened)
+                .unwrap();
+            assert_eq!(opened, plain, "{} -> {}", a.as_str(), b.as_str());
+            sealed[10] ^= 1;
+            assert_eq!(
+                b.cipher(&key())
+                    .open_into(&nonce, b"aad", &sealed, &mut opened),
+                Err(AuthFailed)
+            );
+            assert_eq!(
+                b.cipher(&key())
+                    .open_into(&nonce, b"aad", &sealed[..TAG_LEN - 1], &mut []),
+                Err(AuthFailed)
             );
         }
     }

@@ -11,8 +11,8 @@
 
 use bytes::{Bytes, BytesMut};
 
-use crate::aead::{FrameCipher, NONCE_LEN};
-use crate::format::{frame_count, FramePlan, FRAME_SIZE, SEALED_FRAME_SIZE, TAG_LEN};
+use crate::aead::{FrameCipher, NONCE_LEN, TAG_LEN};
+use crate::format::{frame_count, FramePlan, FRAME_SIZE, SEALED_FRAME_SIZE};
 
 const AAD_LABEL: &[u8] = b"sealgate/v1/frame";
 
@@ -52,9 +52,11 @@ fn frame_plain_len(i: u64, total: u64) -> u64 {
 
 /// Encrypts a stream of exactly `total` bytes into frames.
 ///
-/// Plaintext is copied once, into a buffer of its own frame, and sealed in
-/// place; a piece that completes one frame (Pingora hands bodies over in
-/// pieces of up to 64 KiB) returns that frame's buffer without another copy.
+/// A frame that lies whole inside one input piece is sealed straight from
+/// that piece into the output buffer (Pingora hands bodies over in pieces
+/// of up to 64 KiB), so those bytes are never copied; only a frame split
+/// across pieces is gathered (one copy) in a reused buffer first. The
+/// frames one call completes are written back to back into one buffer.
 /// The final frame is sealed only by `push(.., end = true)`, so a caller
 /// that verifies checksums at the end can withhold it: the upstream then
 /// sees a short body and stores nothing.
@@ -65,19 +67,17 @@ pub struct Encryptor {
     consumed: u64,
     frame: u64,
     last_frame: u64,
-    /// Plaintext of the open frame (capacity for the frame and its tag).
-    open: BytesMut,
+    /// Plaintext of a frame split across pieces (reused, never handed out).
+    open: Vec<u8>,
     /// Sealed frames not yet returned.
-    ready: Vec<Bytes>,
+    ready: BytesMut,
 }
 
-/// Joins output pieces; one piece is returned as it is.
-fn join(mut parts: Vec<Bytes>) -> Bytes {
-    match parts.len() {
-        0 => Bytes::new(),
-        1 => parts.pop().expect("one part"),
-        _ => parts.concat().into(),
-    }
+/// Appends `n` bytes to `out` and returns them for a cipher to write.
+fn append_slot(out: &mut BytesMut, n: usize) -> &mut [u8] {
+    let at = out.len();
+    out.resize(at + n, 0);
+    &mut out[at..]
 }
 
 impl Encryptor {
@@ -89,8 +89,8 @@ impl Encryptor {
             consumed: 0,
             frame: 0,
             last_frame: frame_count(total) - 1,
-            open: BytesMut::with_capacity(SEALED_FRAME_SIZE as usize),
-            ready: Vec::new(),
+            open: Vec::with_capacity(FRAME_SIZE as usize),
+            ready: BytesMut::new(),
         }
     }
 
@@ -99,17 +99,18 @@ impl Encryptor {
         self.consumed
     }
 
-    fn seal_open_frame(&mut self, is_final: bool) {
-        let tag = self.cipher.seal(
-            &nonce(self.part, self.frame),
-            &aad(is_final),
-            &mut self.open[..],
-        );
-        self.open.extend_from_slice(&tag);
-        let next = BytesMut::with_capacity(SEALED_FRAME_SIZE as usize);
-        self.ready
-            .push(std::mem::replace(&mut self.open, next).freeze());
-        self.frame += 1;
+    /// Seals `plain` as the current frame onto `ready`.
+    fn seal_frame(
+        cipher: &dyn FrameCipher,
+        nonce: [u8; NONCE_LEN],
+        is_final: bool,
+        plain: &[u8],
+        ready: &mut BytesMut,
+    ) {
+        let slot = append_slot(ready, plain.len() + TAG_LEN);
+        let (ct, tag_out) = slot.split_at_mut(plain.len());
+        let tag = cipher.seal_into(&nonce, &aad(is_final), plain, ct);
+        tag_out.copy_from_slice(&tag);
     }
 
     /// Takes the next piece of plaintext; returns the frames it completed.
@@ -121,7 +122,7 @@ impl Encryptor {
 
     /// The sealed frames collected by [`Self::feed`] since the last call.
     pub fn take_ready(&mut self) -> Bytes {
-        join(std::mem::take(&mut self.ready))
+        self.ready.split().freeze()
     }
 
     /// Like [`Self::push`] but keeps the sealed frames for [`Self::take_ready`],
@@ -132,15 +133,37 @@ impl Encryptor {
                 declared: self.total,
             });
         }
+        let frames = (self.open.len() + input.len()) / FRAME_SIZE as usize + usize::from(end);
+        self.ready.reserve(frames * SEALED_FRAME_SIZE as usize);
+        let frame = FRAME_SIZE as usize;
         while !input.is_empty() {
-            let room = FRAME_SIZE as usize - self.open.len();
-            let n = room.min(input.len());
+            let nonce = nonce(self.part, self.frame);
+            // A whole frame in this piece is sealed from it directly; the
+            // final one only once `end` says the length is right.
+            let whole = if self.frame < self.last_frame {
+                Some((frame, false))
+            } else {
+                let rest = (self.total - self.consumed) as usize;
+                (end && input.len() == rest).then_some((rest, true))
+            };
+            if let Some((n, is_final)) =
+                whole.filter(|&(n, _)| self.open.is_empty() && input.len() >= n)
+            {
+                Self::seal_frame(&*self.cipher, nonce, is_final, &input[..n], &mut self.ready);
+                input = &input[n..];
+                self.consumed += n as u64;
+                self.frame += 1;
+                continue;
+            }
+            let n = (frame - self.open.len()).min(input.len());
             self.open.extend_from_slice(&input[..n]);
             input = &input[n..];
             self.consumed += n as u64;
             // A full frame is sealed now unless it is the last one, which waits for `end`.
-            if self.open.len() == FRAME_SIZE as usize && self.frame < self.last_frame {
-                self.seal_open_frame(false);
+            if self.open.len() == frame && self.frame < self.last_frame {
+                Self::seal_frame(&*self.cipher, nonce, false, &self.open, &mut self.ready);
+                self.open.clear();
+                self.frame += 1;
             }
         }
         if end {
@@ -151,7 +174,10 @@ impl Encryptor {
                 });
             }
             if self.frame == self.last_frame {
-                self.seal_open_frame(true);
+                let nonce = nonce(self.part, self.frame);
+                Self::seal_frame(&*self.cipher, nonce, true, &self.open, &mut self.ready);
+                self.open.clear();
+                self.frame += 1;
             }
         }
         Ok(())
@@ -160,7 +186,9 @@ impl Encryptor {
 
 /// Decrypts a framed stream (or the frames of a range plan) and trims to
 /// the requested plaintext bytes. Plaintext is released one authenticated
-/// frame at a time; after a failure nothing more is released.
+/// frame at a time; after a failure nothing more is released. Like the
+/// encryptor, it opens a frame that lies whole in one piece straight into
+/// the output and gathers only frames split across pieces.
 pub struct Decryptor {
     cipher: Box<dyn FrameCipher>,
     part: u32,
@@ -169,8 +197,8 @@ pub struct Decryptor {
     last_frame: u64,
     /// The last frame to open: the object's last, or the range's.
     stop_frame: u64,
-    /// Ciphertext of the frame being collected.
-    buf: BytesMut,
+    /// Ciphertext of a frame split across pieces (reused).
+    buf: Vec<u8>,
     skip: u64,
     remaining: u64,
     failed: bool,
@@ -203,7 +231,7 @@ impl Decryptor {
             frame: plan.first_frame,
             last_frame: frame_count(total) - 1,
             stop_frame: plan.cipher_end / SEALED_FRAME_SIZE,
-            buf: BytesMut::with_capacity(SEALED_FRAME_SIZE as usize),
+            buf: Vec::new(),
             skip: plan.skip,
             remaining: plan.take,
             failed: false,
@@ -216,12 +244,12 @@ impl Decryptor {
     }
 
     fn sealed_len(&self) -> usize {
-        (frame_plain_len(self.frame, self.total) + TAG_LEN) as usize
+        frame_plain_len(self.frame, self.total) as usize + TAG_LEN
     }
 
     /// Takes the next piece of ciphertext; returns authenticated plaintext.
     pub fn push(&mut self, input: &[u8], end: bool) -> Result<Bytes, StreamError> {
-        let mut out = Vec::new();
+        let mut out = BytesMut::with_capacity(self.buf.len() + input.len());
         let used = self.decrypt_into(input, &mut out)?;
         // A whole-object read must end exactly after the final frame; a
         // range read ignores what follows its last frame.
@@ -231,54 +259,60 @@ impl Decryptor {
         if end && !self.done() {
             return Err(StreamError::Truncated { frame: self.frame });
         }
-        Ok(join(out))
+        Ok(out.freeze())
     }
 
     /// Decrypts from `input` up to the plan's last frame, appending each
-    /// authenticated frame's plaintext (its own buffer, opened in place) to
-    /// `out`; returns how many input bytes it used (the rest follows the plan).
+    /// authenticated frame's plaintext (trimmed to the plan) to `out`;
+    /// returns how many input bytes it used (the rest follows the plan).
     pub fn decrypt_into(
         &mut self,
         mut input: &[u8],
-        out: &mut Vec<Bytes>,
+        out: &mut BytesMut,
     ) -> Result<usize, StreamError> {
         if self.failed {
             return Err(StreamError::Auth { frame: self.frame });
         }
         let total_in = input.len();
-        while !input.is_empty() {
-            if self.frame > self.stop_frame {
-                break;
-            }
+        while !input.is_empty() && self.frame <= self.stop_frame {
             let sealed = self.sealed_len();
-            let need = sealed - self.buf.len();
-            let n = need.min(input.len());
-            self.buf.extend_from_slice(&input[..n]);
-            input = &input[n..];
-            if self.buf.len() == sealed {
-                let is_final = self.frame == self.last_frame;
-                let mut frame = std::mem::replace(
-                    &mut self.buf,
-                    BytesMut::with_capacity(SEALED_FRAME_SIZE as usize),
-                );
-                let plain = self
-                    .cipher
-                    .open(&nonce(self.part, self.frame), &aad(is_final), &mut frame)
-                    .map_err(|_| {
-                        self.failed = true;
-                        StreamError::Auth { frame: self.frame }
-                    })?;
-                let start = (self.skip as usize).min(plain);
-                let len = ((plain - start) as u64).min(self.remaining) as usize;
-                frame.truncate(start + len);
-                let _ = frame.split_to(start);
-                if len > 0 {
-                    out.push(frame.freeze());
+            let src: &[u8] = if self.buf.is_empty() && input.len() >= sealed {
+                let (frame, rest) = input.split_at(sealed);
+                input = rest;
+                frame
+            } else {
+                let n = (sealed - self.buf.len()).min(input.len());
+                self.buf.extend_from_slice(&input[..n]);
+                input = &input[n..];
+                if self.buf.len() < sealed {
+                    break;
                 }
-                self.skip = self.skip.saturating_sub(plain as u64);
-                self.remaining -= len as u64;
-                self.frame += 1;
+                &self.buf
+            };
+            let plain = sealed - TAG_LEN;
+            let at = out.len();
+            let is_final = self.frame == self.last_frame;
+            let opened = self.cipher.open_into(
+                &nonce(self.part, self.frame),
+                &aad(is_final),
+                src,
+                append_slot(out, plain),
+            );
+            self.buf.clear();
+            if opened.is_err() {
+                out.truncate(at);
+                self.failed = true;
+                return Err(StreamError::Auth { frame: self.frame });
             }
+            let start = (self.skip as usize).min(plain);
+            let len = ((plain - start) as u64).min(self.remaining) as usize;
+            if start > 0 {
+                out.copy_within(at + start..at + start + len, at);
+            }
+            out.truncate(at + len);
+            self.skip = self.skip.saturating_sub(plain as u64);
+            self.remaining -= len as u64;
+            self.frame += 1;
         }
         Ok(total_in - input.len())
     }
