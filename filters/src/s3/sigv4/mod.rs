@@ -558,5 +558,8 @@ fn civil_from_days(z: i64) -> (i64, i64, i64) {
     (if m <= 2 { y + 1 } else { y }, m, d)
 }
 
+mod sign;
+pub use sign::{ScopedKey, ToSign};
+
 #[cfg(test)]
 mod tests;
