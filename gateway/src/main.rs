@@ -6,6 +6,12 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use sealgate_config::{load_file, Loaded, LogFormat};
 
+/// mimalloc instead of glibc's allocator: requests move between worker
+/// threads, and glibc's per-arena locks then contend on every free of a
+/// buffer another thread allocated (measured in bench/RESULTS.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(name = "sealgate", version, about = "S3 encryption edge gateway")]
 struct Cli {
