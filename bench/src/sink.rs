@@ -7,6 +7,7 @@
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use bytes::{Bytes, BytesMut};
@@ -25,6 +26,15 @@ struct Object {
 
 type Store = Arc<Mutex<HashMap<String, Object>>>;
 
+/// Connections the sink accepted: shows whether a proxy reuses its
+/// upstream connections (a new one per request doubles the socket work).
+static CONNECTIONS: AtomicU64 = AtomicU64::new(0);
+
+/// Connections accepted so far.
+pub fn connections() -> u64 {
+    CONNECTIONS.load(Ordering::Relaxed)
+}
+
 /// Starts the sink on 127.0.0.1:0; returns its address.
 pub async fn start() -> SocketAddr {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
@@ -37,6 +47,7 @@ pub async fn start() -> SocketAddr {
             let Ok((stream, _)) = listener.accept().await else {
                 continue;
             };
+            CONNECTIONS.fetch_add(1, Ordering::Relaxed);
             let _ = stream.set_nodelay(true);
             let store = store.clone();
             tokio::spawn(async move {
