@@ -2,16 +2,61 @@
 //! it may use the bucket it names.
 
 use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use sealgate_config::{ClientCredential, Glob};
+use zeroize::Zeroizing;
 
 use crate::s3::error::{S3Error, S3ErrorCode};
 use crate::s3::sigv4::{self, RequestParts, Verified};
 
 /// The configured client keys, by access key id.
 pub struct Clients {
-    by_id: HashMap<String, ClientCredential>,
+    by_id: HashMap<String, Client>,
     max_skew_secs: i64,
+}
+
+/// One configured client and the signing key it used last.
+struct Client {
+    credential: ClientCredential,
+    buckets: Arc<[Glob]>,
+    /// The derived SigV4 key of the last (date, region) this client signed
+    /// for: a client signs with the same one all day, so the four HMACs of
+    /// the derivation run once a day instead of once a request.
+    last_key: Mutex<Option<ScopeKey>>,
+}
+
+/// A derived signing key and the scope it belongs to (zeroized on drop).
+struct ScopeKey {
+    date: String,
+    region: String,
+    key: Zeroizing<[u8; 32]>,
+}
+
+impl Client {
+    /// The signing key for (`date`, `region`), derived only when the scope
+    /// differs from the last request's.
+    fn signing_key(&self, date: &str, region: &str) -> Zeroizing<[u8; 32]> {
+        let mut last = self.last_key.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(k) = last
+            .as_ref()
+            .filter(|k| k.date == date && k.region == region)
+        {
+            return k.key.clone();
+        }
+        let key = sigv4::signing_key(
+            self.credential.secret_access_key.expose(),
+            date,
+            region,
+            "s3",
+        );
+        *last = Some(ScopeKey {
+            date: date.to_string(),
+            region: region.to_string(),
+            key: key.clone(),
+        });
+        key
+    }
 }
 
 /// An authenticated client.
@@ -19,7 +64,7 @@ pub struct Clients {
 pub struct Identity {
     pub access_key_id: String,
     pub verified: Verified,
-    buckets: Vec<Glob>,
+    buckets: Arc<[Glob]>,
 }
 
 impl Identity {
@@ -49,7 +94,14 @@ impl Clients {
         Self {
             by_id: clients
                 .iter()
-                .map(|c| (c.access_key_id.clone(), c.clone()))
+                .map(|c| {
+                    let client = Client {
+                        credential: c.clone(),
+                        buckets: c.buckets.clone().into(),
+                        last_key: Mutex::new(None),
+                    };
+                    (c.access_key_id.clone(), client)
+                })
                 .collect(),
             max_skew_secs: max_skew.as_secs() as i64,
         }
@@ -70,15 +122,15 @@ impl Clients {
                 "the access key id you provided does not exist in our records",
             )
         })?;
-        let verified = sigv4::verify(
+        let verified = sigv4::verify_with(
             &auth,
             req,
-            client.secret_access_key.expose(),
+            |date, region| client.signing_key(date, region),
             now,
             self.max_skew_secs,
         )?;
         Ok(Identity {
-            access_key_id: client.access_key_id.clone(),
+            access_key_id: client.credential.access_key_id.clone(),
             verified,
             buckets: client.buckets.clone(),
         })
@@ -137,6 +189,26 @@ mod tests {
             id.authorize("other").unwrap_err().code,
             S3ErrorCode::AccessDenied
         );
+    }
+
+    #[test]
+    fn kept_signing_keys_follow_the_scope() {
+        let clients = clients();
+        let client = &clients.by_id["AKIAIOSFODNN7EXAMPLE"];
+        let secret = b"wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY";
+        for (date, region) in [
+            ("20130524", "us-east-1"),
+            ("20130524", "us-east-1"),
+            ("20130525", "us-east-1"),
+            ("20130525", "eu-west-1"),
+            ("20130524", "us-east-1"),
+        ] {
+            assert_eq!(
+                client.signing_key(date, region),
+                sigv4::signing_key(secret, date, region, "s3"),
+                "{date} {region}"
+            );
+        }
     }
 
     #[test]

@@ -328,6 +328,21 @@ pub fn verify(
     now: i64,
     max_skew_secs: i64,
 ) -> Result<Verified, S3Error> {
+    let key = |date: &str, region: &str| signing_key(secret, date, region, &auth.service);
+    verify_with(auth, req, key, now, max_skew_secs)
+}
+
+/// Like [`verify`], with the signing key for (`date`, `region`) from
+/// `signing_key`, so a caller can keep derived keys instead of running the
+/// four HMACs of the derivation on every request. The key is asked for
+/// only once the request's date and skew have checked out.
+pub fn verify_with(
+    auth: &Authorization,
+    req: &RequestParts,
+    signing_key: impl FnOnce(&str, &str) -> Zeroizing<[u8; 32]>,
+    now: i64,
+    max_skew_secs: i64,
+) -> Result<Verified, S3Error> {
     let style = auth.style;
     let header = |name: &str| req.headers.get(name).and_then(|v| v.to_str().ok());
     let amz_date = match style {
@@ -402,7 +417,7 @@ pub fn verify(
         ));
     }
 
-    let signing_key = signing_key(secret, &auth.scope_date, &auth.region, &auth.service);
+    let signing_key = signing_key(&auth.scope_date, &auth.region);
     let scope = auth.scope();
     let canonical_query = canonical_query(req.query, style == AuthStyle::Presigned);
     let canonical_headers = canonical_headers(&auth.signed_headers, req.headers);
@@ -422,15 +437,31 @@ pub fn verify(
         candidates.push(req.raw_path);
     }
     for path in candidates {
-        let canonical_request = format!(
-            "{}\n{}\n{}\n{}\n{}\n{}",
-            req.method, path, canonical_query, canonical_headers, signed_headers, payload_value
-        );
-        let string_to_sign = format!(
-            "{ALGORITHM}\n{amz_date}\n{scope}\n{}",
-            hex::encode(Sha256::digest(canonical_request.as_bytes()))
-        );
-        let expected = hex::encode(hmac(&signing_key[..], string_to_sign.as_bytes()));
+        // The canonical request goes straight into the hash, never built as one string.
+        let mut canonical_request = Sha256::new();
+        for (i, part) in [
+            req.method,
+            path,
+            &canonical_query,
+            &canonical_headers,
+            &signed_headers,
+            payload_value,
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            if i > 0 {
+                canonical_request.update(b"\n");
+            }
+            canonical_request.update(part.as_bytes());
+        }
+        let mut mac =
+            HmacSha256::new_from_slice(&signing_key[..]).expect("HMAC takes keys of any length");
+        for part in [ALGORITHM, "\n", &amz_date, "\n", &scope, "\n"] {
+            mac.update(part.as_bytes());
+        }
+        mac.update(hex::encode(canonical_request.finalize()).as_bytes());
+        let expected = hex::encode(mac.finalize().into_bytes());
         if bool::from(expected.as_bytes().ct_eq(auth.signature.as_bytes())) {
             return Ok(Verified {
                 access_key_id: auth.access_key_id.clone(),
@@ -481,24 +512,30 @@ fn canonical_query(query: &[(String, String)], presigned: bool) -> String {
 }
 
 fn canonical_headers(signed: &[String], headers: &HeaderMap) -> String {
-    let mut out = String::new();
+    let mut out = String::with_capacity(signed.len() * 64);
     for name in signed {
-        let values: Vec<String> = headers
-            .get_all(name.as_str())
-            .iter()
-            .map(|v| collapse_spaces(&String::from_utf8_lossy(v.as_bytes())))
-            .collect();
         out.push_str(name);
         out.push(':');
-        out.push_str(&values.join(","));
+        for (i, v) in headers.get_all(name.as_str()).iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            push_collapsed(&mut out, &String::from_utf8_lossy(v.as_bytes()));
+        }
         out.push('\n');
     }
     out
 }
 
-/// Trims and collapses runs of spaces, as SigV4 canonical headers require.
-fn collapse_spaces(v: &str) -> String {
-    v.split_whitespace().collect::<Vec<_>>().join(" ")
+/// Appends `v` trimmed, with inner runs of whitespace as one space, as
+/// SigV4 canonical headers require.
+fn push_collapsed(out: &mut String, v: &str) {
+    for (i, word) in v.split_whitespace().enumerate() {
+        if i > 0 {
+            out.push(' ');
+        }
+        out.push_str(word);
+    }
 }
 
 /// Parses `yyyymmddThhmmssZ` to Unix seconds.
