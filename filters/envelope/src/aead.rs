@@ -52,6 +52,29 @@ pub trait FrameCipher: Send + Sync {
     ) -> Result<(), AuthFailed>;
 }
 
+/// AES-256-GCM over one frame fed in pieces, for a backend that can: the
+/// stream then encrypts and decrypts each piece of a body straight into the
+/// frame's output buffer, whatever the pieces' sizes, so no byte is copied
+/// to be gathered into a frame first.
+pub trait FrameStream: Send + Sync {
+    /// Starts a frame: sealing when `seal`, else opening.
+    fn begin(&mut self, seal: bool, nonce: &[u8; NONCE_LEN], aad: &[u8]);
+    /// Encrypts or decrypts `input`, appending exactly `input.len()` bytes
+    /// to `out`. Opened bytes are unauthenticated until [`Self::check_tag`].
+    fn update(&mut self, input: &[u8], out: &mut bytes::BytesMut);
+    /// Ends a sealed frame; returns its tag.
+    fn seal_tag(&mut self) -> [u8; TAG_LEN];
+    /// Ends an opened frame: checks its tag.
+    fn check_tag(&mut self, tag: &[u8; TAG_LEN]) -> Result<(), AuthFailed>;
+}
+
+/// An object key ready to seal and open frames: the one-shot cipher, and
+/// the streaming form where the backend has one.
+pub struct FrameKey {
+    pub cipher: Box<dyn FrameCipher>,
+    pub stream: Option<Box<dyn FrameStream>>,
+}
+
 /// Which implementation to use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -84,6 +107,24 @@ impl Backend {
         }
     }
 
+    /// The frame cipher for `key`, with its streaming form when the backend has one.
+    pub fn frame_key(self, key: &Zeroizing<[u8; KEY_LEN]>) -> FrameKey {
+        FrameKey {
+            cipher: self.cipher(key),
+            stream: self.stream(key),
+        }
+    }
+
+    /// A frame stream for `key` when the backend has one (aws-lc-rs).
+    pub fn stream(self, key: &Zeroizing<[u8; KEY_LEN]>) -> Option<Box<dyn FrameStream>> {
+        match self {
+            #[cfg(any(feature = "aws-lc", test))]
+            Backend::AwsLc => Some(Box::new(awslc::GcmStream::new(key))),
+            #[cfg(any(feature = "rustcrypto", test))]
+            Backend::RustCrypto => None,
+        }
+    }
+
     /// A cipher for `key`.
     pub fn cipher(self, key: &Zeroizing<[u8; KEY_LEN]>) -> Box<dyn FrameCipher> {
         match self {
@@ -99,6 +140,169 @@ impl Backend {
 mod awslc {
     use super::*;
     use aws_lc_rs::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM};
+    use aws_lc_sys as sys;
+    use std::os::raw::{c_int, c_void};
+    use std::ptr::{self, NonNull};
+
+    /// AWS-LC's EVP AES-256-GCM context, which accepts a frame in pieces
+    /// (aws-lc-rs's AEAD API takes a frame in one slice only). The key
+    /// schedule is set once; each frame only sets its nonce.
+    pub struct GcmStream {
+        ctx: NonNull<sys::EVP_CIPHER_CTX>,
+    }
+
+    // SAFETY: the context is owned by this value alone and only used
+    // through `&mut self`; AWS-LC contexts may move between threads.
+    unsafe impl Send for GcmStream {}
+    // SAFETY: no method takes `&self`, so a shared reference can do nothing
+    // with the context.
+    unsafe impl Sync for GcmStream {}
+
+    /// AWS-LC reports success as 1; anything else here is a broken
+    /// invariant (lengths are bounded by the frame size), not bad input.
+    fn ok(ret: c_int, what: &str) {
+        assert_eq!(ret, 1, "AWS-LC {what} failed");
+    }
+
+    impl GcmStream {
+        pub fn new(key: &[u8; KEY_LEN]) -> Self {
+            // SAFETY: a fresh context is checked for null before use; the
+            // key is 32 bytes, as AES-256-GCM requires, and is copied into
+            // the context's key schedule (cleansed by EVP_CIPHER_CTX_free).
+            unsafe {
+                let ctx = NonNull::new(sys::EVP_CIPHER_CTX_new()).expect("EVP_CIPHER_CTX_new");
+                ok(
+                    sys::EVP_CipherInit_ex(
+                        ctx.as_ptr(),
+                        sys::EVP_aes_256_gcm(),
+                        ptr::null_mut(),
+                        key.as_ptr(),
+                        ptr::null(),
+                        1,
+                    ),
+                    "key setup",
+                );
+                Self { ctx }
+            }
+        }
+    }
+
+    impl Drop for GcmStream {
+        fn drop(&mut self) {
+            // SAFETY: the context came from EVP_CIPHER_CTX_new and is freed once.
+            unsafe { sys::EVP_CIPHER_CTX_free(self.ctx.as_ptr()) }
+        }
+    }
+
+    impl FrameStream for GcmStream {
+        fn begin(&mut self, seal: bool, nonce: &[u8; NONCE_LEN], aad: &[u8]) {
+            let mut written: c_int = 0;
+            // SAFETY: the nonce is GCM's default 12 bytes; a null key keeps
+            // the schedule set in `new`; the AAD is passed by pointer and
+            // length with a null output, as EVP takes AAD.
+            unsafe {
+                ok(
+                    sys::EVP_CipherInit_ex(
+                        self.ctx.as_ptr(),
+                        ptr::null(),
+                        ptr::null_mut(),
+                        ptr::null(),
+                        nonce.as_ptr(),
+                        c_int::from(seal),
+                    ),
+                    "nonce setup",
+                );
+                ok(
+                    sys::EVP_CipherUpdate(
+                        self.ctx.as_ptr(),
+                        ptr::null_mut(),
+                        &mut written,
+                        aad.as_ptr(),
+                        c_int::try_from(aad.len()).expect("short AAD"),
+                    ),
+                    "AAD",
+                );
+            }
+        }
+
+        fn update(&mut self, input: &[u8], out: &mut bytes::BytesMut) {
+            if input.is_empty() {
+                return;
+            }
+            let len = c_int::try_from(input.len()).expect("pieces are at most a frame");
+            out.reserve(input.len());
+            let spare = out.spare_capacity_mut();
+            let mut written: c_int = 0;
+            // SAFETY: `spare` has room for `input.len()` bytes (reserved
+            // above); GCM is a stream cipher, so EVP writes exactly `len`
+            // bytes there and reads none of it; only then are they counted
+            // as initialised.
+            unsafe {
+                ok(
+                    sys::EVP_CipherUpdate(
+                        self.ctx.as_ptr(),
+                        spare.as_mut_ptr().cast::<u8>(),
+                        &mut written,
+                        input.as_ptr(),
+                        len,
+                    ),
+                    "update",
+                );
+                assert_eq!(written, len, "GCM writes what it reads");
+                out.set_len(out.len() + input.len());
+            }
+        }
+
+        fn seal_tag(&mut self) -> [u8; TAG_LEN] {
+            let mut tag = [0u8; TAG_LEN];
+            let mut written: c_int = 0;
+            let mut none = [0u8; 16];
+            // SAFETY: GCM's final step writes no bytes; the tag buffer holds
+            // the 16 bytes asked for.
+            unsafe {
+                ok(
+                    sys::EVP_CipherFinal_ex(self.ctx.as_ptr(), none.as_mut_ptr(), &mut written),
+                    "final",
+                );
+                ok(
+                    sys::EVP_CIPHER_CTX_ctrl(
+                        self.ctx.as_ptr(),
+                        sys::EVP_CTRL_GCM_GET_TAG,
+                        TAG_LEN as c_int,
+                        tag.as_mut_ptr().cast::<c_void>(),
+                    ),
+                    "tag",
+                );
+            }
+            tag
+        }
+
+        fn check_tag(&mut self, tag: &[u8; TAG_LEN]) -> Result<(), AuthFailed> {
+            let mut expected = *tag;
+            let mut written: c_int = 0;
+            let mut none = [0u8; 16];
+            // SAFETY: the tag is 16 bytes (copied, as the ctrl takes a
+            // mutable pointer); GCM's final step writes no bytes and
+            // compares the tag in constant time.
+            unsafe {
+                ok(
+                    sys::EVP_CIPHER_CTX_ctrl(
+                        self.ctx.as_ptr(),
+                        sys::EVP_CTRL_GCM_SET_TAG,
+                        TAG_LEN as c_int,
+                        expected.as_mut_ptr().cast::<c_void>(),
+                    ),
+                    "set tag",
+                );
+                if sys::EVP_CipherFinal_ex(self.ctx.as_ptr(), none.as_mut_ptr(), &mut written) == 1
+                {
+                    Ok(())
+                } else {
+                    Err(AuthFailed)
+                }
+            }
+        }
+    }
 
     pub struct Cipher(LessSafeKey);
 
@@ -315,6 +519,43 @@ mod tests {
                     .open_into(&nonce, b"aad", &sealed[..TAG_LEN - 1], &mut []),
                 Err(AuthFailed)
             );
+        }
+    }
+
+    #[test]
+    fn streamed_frames_match_one_shot_sealing_for_any_pieces() {
+        let plain: Vec<u8> = (0..70_000u32).map(|i| (i * 7 % 253) as u8).collect();
+        let mut stream = Backend::AwsLc.stream(&key()).expect("aws-lc streams");
+        assert!(Backend::RustCrypto.stream(&key()).is_none());
+        for (frame, piece) in [(0u8, 1usize), (1, 29 * 1024 + 7), (2, 65_536), (3, 70_000)] {
+            let nonce = [frame; NONCE_LEN];
+            let mut one_shot = plain.clone();
+            let tag = Backend::RustCrypto
+                .cipher(&key())
+                .seal(&nonce, b"aad", &mut one_shot);
+            stream.begin(true, &nonce, b"aad");
+            let mut sealed = bytes::BytesMut::new();
+            for p in plain.chunks(piece) {
+                stream.update(p, &mut sealed);
+            }
+            assert_eq!(&sealed[..], &one_shot[..], "piece {piece}");
+            assert_eq!(stream.seal_tag(), tag, "piece {piece}");
+            // And back, in other pieces, with the tag checked.
+            stream.begin(false, &nonce, b"aad");
+            let mut opened = bytes::BytesMut::new();
+            for p in one_shot.chunks(piece / 2 + 1) {
+                stream.update(p, &mut opened);
+            }
+            assert_eq!(stream.check_tag(&tag), Ok(()));
+            assert_eq!(&opened[..], &plain[..]);
+            let mut bad = tag;
+            bad[0] ^= 1;
+            stream.begin(false, &nonce, b"aad");
+            stream.update(&one_shot, &mut bytes::BytesMut::new());
+            assert_eq!(stream.check_tag(&bad), Err(AuthFailed));
+            stream.begin(false, &nonce, b"other aad");
+            stream.update(&one_shot, &mut bytes::BytesMut::new());
+            assert_eq!(stream.check_tag(&tag), Err(AuthFailed));
         }
     }
 

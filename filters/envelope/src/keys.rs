@@ -18,7 +18,7 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
 
-use crate::aead::{Backend, FrameCipher, KEY_LEN};
+use crate::aead::{Backend, FrameKey, KEY_LEN};
 
 /// Random salt per object or part.
 pub const SALT_LEN: usize = 32;
@@ -53,7 +53,7 @@ pub fn context_hash<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> 
 
 /// The keys of one object (or part): its frame cipher and its commitment.
 pub struct ObjectKey {
-    pub cipher: Box<dyn FrameCipher>,
+    pub cipher: FrameKey,
     pub commitment: [u8; COMMITMENT_LEN],
 }
 
@@ -79,7 +79,7 @@ impl ObjectKey {
         hk.expand(&info, &mut commitment)
             .expect("32 bytes is a valid HKDF-SHA256 output length");
         Self {
-            cipher: backend.cipher(&k_obj),
+            cipher: backend.frame_key(&k_obj),
             commitment,
         }
     }

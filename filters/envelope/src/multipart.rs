@@ -12,11 +12,11 @@
 //! follows from the first part's size `S` (every part but the last has it,
 //! as every mainstream client uploads) and the stored size.
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use zeroize::Zeroizing;
 
 use crate::aead::Backend;
-use crate::format::{ciphertext_len, plaintext_len, plan_range, FramePlan, SEALED_FRAME_SIZE};
+use crate::format::{ciphertext_len, plaintext_len, plan_range, FramePlan};
 use crate::keys::{ObjectKey, DEK_LEN, SALT_LEN};
 use crate::stream::{Decryptor, StreamError};
 
@@ -234,7 +234,7 @@ impl PartsDecryptor {
 
     /// Takes stored bytes; returns authenticated plaintext of the range.
     pub fn push(&mut self, mut input: &[u8], end: bool) -> Result<Bytes, StreamError> {
-        let mut out = BytesMut::with_capacity(input.len() + SEALED_FRAME_SIZE as usize);
+        let mut out = Vec::new();
         while !input.is_empty() {
             match &mut self.state {
                 State::Header(buf) => {
@@ -266,7 +266,11 @@ impl PartsDecryptor {
         if end && !matches!(self.state, State::Done) {
             return Err(StreamError::Truncated { frame: 0 });
         }
-        Ok(out.freeze())
+        Ok(match out.len() {
+            0 => Bytes::new(),
+            1 => out.pop().expect("one piece"),
+            _ => out.concat().into(),
+        })
     }
 }
 

@@ -11,7 +11,7 @@
 
 use bytes::{Bytes, BytesMut};
 
-use crate::aead::{FrameCipher, NONCE_LEN, TAG_LEN};
+use crate::aead::{FrameCipher, FrameKey, NONCE_LEN, TAG_LEN};
 use crate::format::{frame_count, FramePlan, FRAME_SIZE, SEALED_FRAME_SIZE};
 
 const AAD_LABEL: &[u8] = b"sealgate/v1/frame";
@@ -52,25 +52,29 @@ fn frame_plain_len(i: u64, total: u64) -> u64 {
 
 /// Encrypts a stream of exactly `total` bytes into frames.
 ///
-/// A frame that lies whole inside one input piece is sealed straight from
-/// that piece into the output buffer (Pingora hands bodies over in pieces
-/// of up to 64 KiB), so those bytes are never copied; only a frame split
-/// across pieces is gathered (one copy) in a reused buffer first. The
-/// frames one call completes are written back to back into one buffer.
-/// The final frame is sealed only by `push(.., end = true)`, so a caller
-/// that verifies checksums at the end can withhold it: the upstream then
-/// sees a short body and stores nothing.
+/// With a streaming backend (aws-lc), every piece of plaintext is encrypted
+/// straight into its frame's output buffer as it arrives, whatever the
+/// pieces' sizes: no byte is copied. Otherwise a frame that lies whole in
+/// one piece is sealed from it directly and only a frame split across
+/// pieces is gathered (one copy) first. The final frame is sealed only by
+/// `push(.., end = true)`, so a caller that verifies checksums at the end
+/// can withhold it: the upstream then sees a short body and stores nothing.
 pub struct Encryptor {
-    cipher: Box<dyn FrameCipher>,
+    key: FrameKey,
     part: u32,
     total: u64,
     consumed: u64,
     frame: u64,
     last_frame: u64,
-    /// Plaintext of a frame split across pieces (reused, never handed out).
+    /// Streaming: the open frame's sealed bytes so far, and whether it began.
+    frame_out: BytesMut,
+    begun: bool,
+    /// One-shot: plaintext of a frame split across pieces (reused).
     open: Vec<u8>,
     /// Sealed frames not yet returned.
-    ready: BytesMut,
+    ready: Vec<Bytes>,
+    /// One-shot: frames sealed by this call, back to back.
+    sealed: BytesMut,
 }
 
 /// Appends `n` bytes to `out` and returns them for a cipher to write.
@@ -80,37 +84,35 @@ fn append_slot(out: &mut BytesMut, n: usize) -> &mut [u8] {
     &mut out[at..]
 }
 
+/// Joins output pieces; one piece is returned as it is.
+fn join(mut parts: Vec<Bytes>) -> Bytes {
+    match parts.len() {
+        0 => Bytes::new(),
+        1 => parts.pop().expect("one part"),
+        _ => parts.concat().into(),
+    }
+}
+
 impl Encryptor {
-    pub fn new(cipher: Box<dyn FrameCipher>, part: u32, total: u64) -> Self {
+    pub fn new(key: FrameKey, part: u32, total: u64) -> Self {
         Self {
-            cipher,
+            key,
             part,
             total,
             consumed: 0,
             frame: 0,
             last_frame: frame_count(total) - 1,
-            open: Vec::with_capacity(FRAME_SIZE as usize),
-            ready: BytesMut::new(),
+            frame_out: BytesMut::new(),
+            begun: false,
+            open: Vec::new(),
+            ready: Vec::new(),
+            sealed: BytesMut::new(),
         }
     }
 
     /// Plaintext bytes taken so far.
     pub fn consumed(&self) -> u64 {
         self.consumed
-    }
-
-    /// Seals `plain` as the current frame onto `ready`.
-    fn seal_frame(
-        cipher: &dyn FrameCipher,
-        nonce: [u8; NONCE_LEN],
-        is_final: bool,
-        plain: &[u8],
-        ready: &mut BytesMut,
-    ) {
-        let slot = append_slot(ready, plain.len() + TAG_LEN);
-        let (ct, tag_out) = slot.split_at_mut(plain.len());
-        let tag = cipher.seal_into(&nonce, &aad(is_final), plain, ct);
-        tag_out.copy_from_slice(&tag);
     }
 
     /// Takes the next piece of plaintext; returns the frames it completed.
@@ -122,19 +124,89 @@ impl Encryptor {
 
     /// The sealed frames collected by [`Self::feed`] since the last call.
     pub fn take_ready(&mut self) -> Bytes {
-        self.ready.split().freeze()
+        if !self.sealed.is_empty() {
+            self.ready.push(self.sealed.split().freeze());
+        }
+        join(std::mem::take(&mut self.ready))
     }
 
     /// Like [`Self::push`] but keeps the sealed frames for [`Self::take_ready`],
     /// so several pieces (e.g. decoded aws-chunked data) make one output.
-    pub fn feed(&mut self, mut input: &[u8], end: bool) -> Result<(), StreamError> {
+    pub fn feed(&mut self, input: &[u8], end: bool) -> Result<(), StreamError> {
         if self.consumed + input.len() as u64 > self.total {
             return Err(StreamError::TooLong {
                 declared: self.total,
             });
         }
+        if self.key.stream.is_some() {
+            self.feed_streaming(input);
+        } else {
+            self.feed_one_shot(input, end);
+        }
+        if end {
+            if self.consumed != self.total {
+                return Err(StreamError::TooShort {
+                    declared: self.total,
+                    got: self.consumed,
+                });
+            }
+            if self.frame == self.last_frame {
+                if self.key.stream.is_some() {
+                    self.begin_frame();
+                    self.close_frame();
+                } else {
+                    let nonce = nonce(self.part, self.frame);
+                    seal_one_shot(&*self.key.cipher, nonce, true, &self.open, &mut self.sealed);
+                    self.open.clear();
+                    self.frame += 1;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Starts the current frame's stream unless it has begun.
+    fn begin_frame(&mut self) {
+        if self.begun {
+            return;
+        }
+        let stream = self.key.stream.as_mut().expect("streaming backend");
+        let is_final = self.frame == self.last_frame;
+        stream.begin(true, &nonce(self.part, self.frame), &aad(is_final));
+        let len = frame_plain_len(self.frame, self.total) as usize;
+        self.frame_out = BytesMut::with_capacity(len + TAG_LEN);
+        self.begun = true;
+    }
+
+    /// Seals the current frame's tag and queues the frame.
+    fn close_frame(&mut self) {
+        let stream = self.key.stream.as_mut().expect("streaming backend");
+        let tag = stream.seal_tag();
+        self.frame_out.extend_from_slice(&tag);
+        self.ready.push(self.frame_out.split().freeze());
+        self.frame += 1;
+        self.begun = false;
+    }
+
+    fn feed_streaming(&mut self, mut input: &[u8]) {
+        while !input.is_empty() {
+            self.begin_frame();
+            let len = frame_plain_len(self.frame, self.total) as usize;
+            let n = (len - self.frame_out.len()).min(input.len());
+            let stream = self.key.stream.as_mut().expect("streaming backend");
+            stream.update(&input[..n], &mut self.frame_out);
+            input = &input[n..];
+            self.consumed += n as u64;
+            // A full frame is sealed now unless it is the last one, which waits for `end`.
+            if self.frame_out.len() == len && self.frame < self.last_frame {
+                self.close_frame();
+            }
+        }
+    }
+
+    fn feed_one_shot(&mut self, mut input: &[u8], end: bool) {
         let frames = (self.open.len() + input.len()) / FRAME_SIZE as usize + usize::from(end);
-        self.ready.reserve(frames * SEALED_FRAME_SIZE as usize);
+        self.sealed.reserve(frames * SEALED_FRAME_SIZE as usize);
         let frame = FRAME_SIZE as usize;
         while !input.is_empty() {
             let nonce = nonce(self.part, self.frame);
@@ -149,7 +221,13 @@ impl Encryptor {
             if let Some((n, is_final)) =
                 whole.filter(|&(n, _)| self.open.is_empty() && input.len() >= n)
             {
-                Self::seal_frame(&*self.cipher, nonce, is_final, &input[..n], &mut self.ready);
+                seal_one_shot(
+                    &*self.key.cipher,
+                    nonce,
+                    is_final,
+                    &input[..n],
+                    &mut self.sealed,
+                );
                 input = &input[n..];
                 self.consumed += n as u64;
                 self.frame += 1;
@@ -159,45 +237,55 @@ impl Encryptor {
             self.open.extend_from_slice(&input[..n]);
             input = &input[n..];
             self.consumed += n as u64;
-            // A full frame is sealed now unless it is the last one, which waits for `end`.
             if self.open.len() == frame && self.frame < self.last_frame {
-                Self::seal_frame(&*self.cipher, nonce, false, &self.open, &mut self.ready);
+                seal_one_shot(
+                    &*self.key.cipher,
+                    nonce,
+                    false,
+                    &self.open,
+                    &mut self.sealed,
+                );
                 self.open.clear();
                 self.frame += 1;
             }
         }
-        if end {
-            if self.consumed != self.total {
-                return Err(StreamError::TooShort {
-                    declared: self.total,
-                    got: self.consumed,
-                });
-            }
-            if self.frame == self.last_frame {
-                let nonce = nonce(self.part, self.frame);
-                Self::seal_frame(&*self.cipher, nonce, true, &self.open, &mut self.ready);
-                self.open.clear();
-                self.frame += 1;
-            }
-        }
-        Ok(())
     }
+}
+
+/// Seals `plain` as one frame onto `out`.
+fn seal_one_shot(
+    cipher: &dyn FrameCipher,
+    nonce: [u8; NONCE_LEN],
+    is_final: bool,
+    plain: &[u8],
+    out: &mut BytesMut,
+) {
+    let slot = append_slot(out, plain.len() + TAG_LEN);
+    let (ct, tag_out) = slot.split_at_mut(plain.len());
+    let tag = cipher.seal_into(&nonce, &aad(is_final), plain, ct);
+    tag_out.copy_from_slice(&tag);
 }
 
 /// Decrypts a framed stream (or the frames of a range plan) and trims to
 /// the requested plaintext bytes. Plaintext is released one authenticated
 /// frame at a time; after a failure nothing more is released. Like the
-/// encryptor, it opens a frame that lies whole in one piece straight into
-/// the output and gathers only frames split across pieces.
+/// encryptor, a streaming backend decrypts each piece straight into its
+/// frame's buffer (held until the tag checks out); otherwise frames split
+/// across pieces are gathered first.
 pub struct Decryptor {
-    cipher: Box<dyn FrameCipher>,
+    key: FrameKey,
     part: u32,
     total: u64,
     frame: u64,
     last_frame: u64,
     /// The last frame to open: the object's last, or the range's.
     stop_frame: u64,
-    /// Ciphertext of a frame split across pieces (reused).
+    /// Ciphertext bytes of the current frame taken so far.
+    taken: usize,
+    /// Streaming: the current frame's (unauthenticated) plaintext, and its tag.
+    frame_out: BytesMut,
+    tag: [u8; TAG_LEN],
+    /// One-shot: ciphertext of a frame split across pieces (reused).
     buf: Vec<u8>,
     skip: u64,
     remaining: u64,
@@ -207,9 +295,9 @@ pub struct Decryptor {
 impl Decryptor {
     /// Decrypts a whole stream of `total` plaintext bytes; every frame,
     /// including the empty final frame of an empty object, is authenticated.
-    pub fn new(cipher: Box<dyn FrameCipher>, part: u32, total: u64) -> Self {
+    pub fn new(key: FrameKey, part: u32, total: u64) -> Self {
         Self::for_plan(
-            cipher,
+            key,
             part,
             total,
             FramePlan {
@@ -223,14 +311,17 @@ impl Decryptor {
     }
 
     /// Decrypts the frames of `plan` (ciphertext starting at its first frame).
-    pub fn for_plan(cipher: Box<dyn FrameCipher>, part: u32, total: u64, plan: FramePlan) -> Self {
+    pub fn for_plan(key: FrameKey, part: u32, total: u64, plan: FramePlan) -> Self {
         Self {
-            cipher,
+            key,
             part,
             total,
             frame: plan.first_frame,
             last_frame: frame_count(total) - 1,
             stop_frame: plan.cipher_end / SEALED_FRAME_SIZE,
+            taken: 0,
+            frame_out: BytesMut::new(),
+            tag: [0; TAG_LEN],
             buf: Vec::new(),
             skip: plan.skip,
             remaining: plan.take,
@@ -243,13 +334,9 @@ impl Decryptor {
         self.frame > self.stop_frame
     }
 
-    fn sealed_len(&self) -> usize {
-        frame_plain_len(self.frame, self.total) as usize + TAG_LEN
-    }
-
     /// Takes the next piece of ciphertext; returns authenticated plaintext.
     pub fn push(&mut self, input: &[u8], end: bool) -> Result<Bytes, StreamError> {
-        let mut out = BytesMut::with_capacity(self.buf.len() + input.len());
+        let mut out = Vec::new();
         let used = self.decrypt_into(input, &mut out)?;
         // A whole-object read must end exactly after the final frame; a
         // range read ignores what follows its last frame.
@@ -259,7 +346,7 @@ impl Decryptor {
         if end && !self.done() {
             return Err(StreamError::Truncated { frame: self.frame });
         }
-        Ok(out.freeze())
+        Ok(join(out))
     }
 
     /// Decrypts from `input` up to the plan's last frame, appending each
@@ -267,15 +354,82 @@ impl Decryptor {
     /// returns how many input bytes it used (the rest follows the plan).
     pub fn decrypt_into(
         &mut self,
-        mut input: &[u8],
-        out: &mut BytesMut,
+        input: &[u8],
+        out: &mut Vec<Bytes>,
     ) -> Result<usize, StreamError> {
         if self.failed {
             return Err(StreamError::Auth { frame: self.frame });
         }
+        let used = if self.key.stream.is_some() {
+            self.decrypt_streaming(input, out)
+        } else {
+            self.decrypt_one_shot(input, out)
+        };
+        used.inspect_err(|_| self.failed = true)
+    }
+
+    /// Trims an authenticated frame's plaintext to the plan and emits it.
+    fn release(&mut self, plain: Bytes, out: &mut Vec<Bytes>) {
+        let n = plain.len();
+        let start = (self.skip as usize).min(n);
+        let len = ((n - start) as u64).min(self.remaining) as usize;
+        if len > 0 {
+            out.push(plain.slice(start..start + len));
+        }
+        self.skip = self.skip.saturating_sub(n as u64);
+        self.remaining -= len as u64;
+        self.frame += 1;
+        self.taken = 0;
+    }
+
+    fn decrypt_streaming(
+        &mut self,
+        mut input: &[u8],
+        out: &mut Vec<Bytes>,
+    ) -> Result<usize, StreamError> {
         let total_in = input.len();
         while !input.is_empty() && self.frame <= self.stop_frame {
-            let sealed = self.sealed_len();
+            let plain = frame_plain_len(self.frame, self.total) as usize;
+            let stream = self.key.stream.as_mut().expect("streaming backend");
+            if self.taken == 0 {
+                let is_final = self.frame == self.last_frame;
+                stream.begin(false, &nonce(self.part, self.frame), &aad(is_final));
+                self.frame_out = BytesMut::with_capacity(plain);
+            }
+            if self.taken < plain {
+                let n = (plain - self.taken).min(input.len());
+                stream.update(&input[..n], &mut self.frame_out);
+                input = &input[n..];
+                self.taken += n;
+                continue;
+            }
+            let at = self.taken - plain;
+            let n = (TAG_LEN - at).min(input.len());
+            self.tag[at..at + n].copy_from_slice(&input[..n]);
+            input = &input[n..];
+            self.taken += n;
+            if self.taken == plain + TAG_LEN {
+                if stream.check_tag(&self.tag).is_err() {
+                    // Unauthenticated plaintext never leaves.
+                    self.frame_out.clear();
+                    return Err(StreamError::Auth { frame: self.frame });
+                }
+                let frame = self.frame_out.split().freeze();
+                self.release(frame, out);
+            }
+        }
+        Ok(total_in - input.len())
+    }
+
+    fn decrypt_one_shot(
+        &mut self,
+        mut input: &[u8],
+        out: &mut Vec<Bytes>,
+    ) -> Result<usize, StreamError> {
+        let total_in = input.len();
+        while !input.is_empty() && self.frame <= self.stop_frame {
+            let plain = frame_plain_len(self.frame, self.total) as usize;
+            let sealed = plain + TAG_LEN;
             let src: &[u8] = if self.buf.is_empty() && input.len() >= sealed {
                 let (frame, rest) = input.split_at(sealed);
                 input = rest;
@@ -289,30 +443,19 @@ impl Decryptor {
                 }
                 &self.buf
             };
-            let plain = sealed - TAG_LEN;
-            let at = out.len();
+            let mut opened = BytesMut::new();
             let is_final = self.frame == self.last_frame;
-            let opened = self.cipher.open_into(
+            let result = self.key.cipher.open_into(
                 &nonce(self.part, self.frame),
                 &aad(is_final),
                 src,
-                append_slot(out, plain),
+                append_slot(&mut opened, plain),
             );
             self.buf.clear();
-            if opened.is_err() {
-                out.truncate(at);
-                self.failed = true;
+            if result.is_err() {
                 return Err(StreamError::Auth { frame: self.frame });
             }
-            let start = (self.skip as usize).min(plain);
-            let len = ((plain - start) as u64).min(self.remaining) as usize;
-            if start > 0 {
-                out.copy_within(at + start..at + start + len, at);
-            }
-            out.truncate(at + len);
-            self.skip = self.skip.saturating_sub(plain as u64);
-            self.remaining -= len as u64;
-            self.frame += 1;
+            self.release(opened.freeze(), out);
         }
         Ok(total_in - input.len())
     }
