@@ -397,19 +397,14 @@ pub fn new_envelope(
     let salt = sealgate_filters::keys::random_bytes::<32>();
     let context_hash =
         sealgate_envelope::context_hash(context.iter().map(|(k, v)| (k.as_str(), v.as_str())));
-    let key = ObjectKey::derive(
-        &data_key.plaintext,
-        &salt,
-        &context_hash,
-        Backend::default_backend(),
-    );
+    let commitment = sealgate_envelope::commitment_of(&data_key.plaintext, &salt, &context_hash);
     EnvelopeMeta {
         provider: provider.to_string(),
         key_id: data_key.key_id.clone(),
         wrapped_dek: data_key.wrapped.clone(),
         context,
         salt,
-        commitment: key.commitment,
+        commitment,
         multipart,
     }
 }

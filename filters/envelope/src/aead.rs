@@ -68,11 +68,29 @@ pub trait FrameStream: Send + Sync {
     fn check_tag(&mut self, tag: &[u8; TAG_LEN]) -> Result<(), AuthFailed>;
 }
 
-/// An object key ready to seal and open frames: the one-shot cipher, and
-/// the streaming form where the backend has one.
-pub struct FrameKey {
-    pub cipher: Box<dyn FrameCipher>,
-    pub stream: Option<Box<dyn FrameStream>>,
+/// An object key ready to seal and open frames: streaming where the
+/// backend can, else one frame at a time.
+pub enum FrameKey {
+    Stream(Box<dyn FrameStream>),
+    OneShot(Box<dyn FrameCipher>),
+}
+
+impl FrameKey {
+    /// The streaming form, if this key has one.
+    pub fn stream_mut(&mut self) -> Option<&mut (dyn FrameStream + 'static)> {
+        match self {
+            FrameKey::Stream(s) => Some(s.as_mut()),
+            FrameKey::OneShot(_) => None,
+        }
+    }
+
+    /// The one-shot form, if this key has one.
+    pub fn one_shot(&self) -> Option<&dyn FrameCipher> {
+        match self {
+            FrameKey::Stream(_) => None,
+            FrameKey::OneShot(c) => Some(c.as_ref()),
+        }
+    }
 }
 
 /// Which implementation to use.
@@ -107,11 +125,11 @@ impl Backend {
         }
     }
 
-    /// The frame cipher for `key`, with its streaming form when the backend has one.
+    /// The frame key for `key`: streaming when the backend can.
     pub fn frame_key(self, key: &Zeroizing<[u8; KEY_LEN]>) -> FrameKey {
-        FrameKey {
-            cipher: self.cipher(key),
-            stream: self.stream(key),
+        match self.stream(key) {
+            Some(s) => FrameKey::Stream(s),
+            None => FrameKey::OneShot(self.cipher(key)),
         }
     }
 

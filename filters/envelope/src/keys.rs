@@ -57,6 +57,23 @@ pub struct ObjectKey {
     pub commitment: [u8; COMMITMENT_LEN],
 }
 
+/// The key commitment alone (what a new envelope records), without
+/// setting up a cipher.
+pub fn commitment_of(
+    dek: &[u8; DEK_LEN],
+    salt: &[u8; SALT_LEN],
+    context_hash: &[u8; 32],
+) -> [u8; COMMITMENT_LEN] {
+    let hk = Hkdf::<Sha256>::new(Some(salt), dek);
+    let mut commitment = [0u8; COMMITMENT_LEN];
+    let mut info = Vec::with_capacity(COMMIT_LABEL.len() + 32);
+    info.extend_from_slice(COMMIT_LABEL);
+    info.extend_from_slice(context_hash);
+    hk.expand(&info, &mut commitment)
+        .expect("32 bytes is a valid HKDF-SHA256 output length");
+    commitment
+}
+
 impl ObjectKey {
     /// Derives the object key and commitment.
     pub fn derive(
@@ -121,6 +138,8 @@ mod tests {
         let salt = [2u8; 32];
         let ctx = context_hash([("app", "x")]);
         let k = ObjectKey::derive(&dek, &salt, &ctx, Backend::default_backend());
+        assert_eq!(commitment_of(&dek, &salt, &ctx), k.commitment);
+        assert_ne!(commitment_of(&dek, &[3u8; 32], &ctx), k.commitment);
         assert!(ObjectKey::derive_checked(
             &dek,
             &salt,

@@ -138,7 +138,7 @@ impl Encryptor {
                 declared: self.total,
             });
         }
-        if self.key.stream.is_some() {
+        if self.key.stream_mut().is_some() {
             self.feed_streaming(input);
         } else {
             self.feed_one_shot(input, end);
@@ -151,12 +151,18 @@ impl Encryptor {
                 });
             }
             if self.frame == self.last_frame {
-                if self.key.stream.is_some() {
+                if self.key.stream_mut().is_some() {
                     self.begin_frame();
                     self.close_frame();
                 } else {
                     let nonce = nonce(self.part, self.frame);
-                    seal_one_shot(&*self.key.cipher, nonce, true, &self.open, &mut self.sealed);
+                    seal_one_shot(
+                        self.key.one_shot().expect("one-shot backend"),
+                        nonce,
+                        true,
+                        &self.open,
+                        &mut self.sealed,
+                    );
                     self.open.clear();
                     self.frame += 1;
                 }
@@ -170,7 +176,7 @@ impl Encryptor {
         if self.begun {
             return;
         }
-        let stream = self.key.stream.as_mut().expect("streaming backend");
+        let stream = self.key.stream_mut().expect("streaming backend");
         let is_final = self.frame == self.last_frame;
         stream.begin(true, &nonce(self.part, self.frame), &aad(is_final));
         let len = frame_plain_len(self.frame, self.total) as usize;
@@ -180,7 +186,7 @@ impl Encryptor {
 
     /// Seals the current frame's tag and queues the frame.
     fn close_frame(&mut self) {
-        let stream = self.key.stream.as_mut().expect("streaming backend");
+        let stream = self.key.stream_mut().expect("streaming backend");
         let tag = stream.seal_tag();
         self.frame_out.extend_from_slice(&tag);
         self.ready.push(self.frame_out.split().freeze());
@@ -193,7 +199,7 @@ impl Encryptor {
             self.begin_frame();
             let len = frame_plain_len(self.frame, self.total) as usize;
             let n = (len - self.frame_out.len()).min(input.len());
-            let stream = self.key.stream.as_mut().expect("streaming backend");
+            let stream = self.key.stream_mut().expect("streaming backend");
             stream.update(&input[..n], &mut self.frame_out);
             input = &input[n..];
             self.consumed += n as u64;
@@ -222,7 +228,7 @@ impl Encryptor {
                 whole.filter(|&(n, _)| self.open.is_empty() && input.len() >= n)
             {
                 seal_one_shot(
-                    &*self.key.cipher,
+                    self.key.one_shot().expect("one-shot backend"),
                     nonce,
                     is_final,
                     &input[..n],
@@ -239,7 +245,7 @@ impl Encryptor {
             self.consumed += n as u64;
             if self.open.len() == frame && self.frame < self.last_frame {
                 seal_one_shot(
-                    &*self.key.cipher,
+                    self.key.one_shot().expect("one-shot backend"),
                     nonce,
                     false,
                     &self.open,
@@ -360,7 +366,7 @@ impl Decryptor {
         if self.failed {
             return Err(StreamError::Auth { frame: self.frame });
         }
-        let used = if self.key.stream.is_some() {
+        let used = if self.key.stream_mut().is_some() {
             self.decrypt_streaming(input, out)
         } else {
             self.decrypt_one_shot(input, out)
@@ -390,7 +396,7 @@ impl Decryptor {
         let total_in = input.len();
         while !input.is_empty() && self.frame <= self.stop_frame {
             let plain = frame_plain_len(self.frame, self.total) as usize;
-            let stream = self.key.stream.as_mut().expect("streaming backend");
+            let stream = self.key.stream_mut().expect("streaming backend");
             if self.taken == 0 {
                 let is_final = self.frame == self.last_frame;
                 stream.begin(false, &nonce(self.part, self.frame), &aad(is_final));
@@ -445,7 +451,7 @@ impl Decryptor {
             };
             let mut opened = BytesMut::new();
             let is_final = self.frame == self.last_frame;
-            let result = self.key.cipher.open_into(
+            let result = self.key.one_shot().expect("one-shot backend").open_into(
                 &nonce(self.part, self.frame),
                 &aad(is_final),
                 src,
