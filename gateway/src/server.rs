@@ -33,6 +33,8 @@ pub enum StartError {
     Providers(String),
     #[error("metrics: {0}")]
     Metrics(#[from] prometheus::Error),
+    #[error("{0}")]
+    Upstream(crate::upstream::UpstreamError),
 }
 
 /// A running gateway; dropping it stops the server and waits for it.
@@ -173,7 +175,10 @@ pub fn start(config: Config, options: RunOptions) -> Result<GatewayHandle, Start
         .enable_all()
         .build()
         .map_err(|e| StartError::Pingora(e.to_string()))?;
-    let upstream = Arc::new(rt.block_on(UpstreamTarget::new(&config.upstream)));
+    let upstream = Arc::new(
+        rt.block_on(UpstreamTarget::new(&config.upstream))
+            .map_err(StartError::Upstream)?,
+    );
     drop(rt);
 
     let providers =

@@ -30,6 +30,8 @@ pub enum UpstreamError {
     Signing(String),
     #[error("probing the upstream object failed: {0}")]
     Probe(String),
+    #[error("storage.s3.endpoint: cannot resolve `{host}`: {reason} (hint: check the host name and the machine's DNS)")]
+    Resolve { host: String, reason: String },
 }
 
 /// Where and how to reach the upstream.
@@ -56,8 +58,9 @@ enum CredentialSource {
 }
 
 impl UpstreamTarget {
-    /// Builds the prototype peer; resolves the credential chain lazily.
-    pub async fn new(cfg: &Upstream) -> Self {
+    /// Builds the prototype peer (resolving the endpoint's host now: the
+    /// peer holds a socket address); resolves the credential chain lazily.
+    pub async fn new(cfg: &Upstream) -> Result<Self, UpstreamError> {
         let ca_file = cfg.ca_bundle.as_ref().map(|p| p.display().to_string());
         let ep = &cfg.endpoint;
         let sni = ep
@@ -65,8 +68,16 @@ impl UpstreamTarget {
             .trim_start_matches('[')
             .trim_end_matches(']')
             .to_string();
-        let addr = format!("{}:{}", ep.host, ep.port);
-        let mut peer = HttpPeer::new(addr.as_str(), ep.tls, sni);
+        let unresolved = |reason: String| UpstreamError::Resolve {
+            host: ep.host.clone(),
+            reason,
+        };
+        let addr = tokio::net::lookup_host((sni.as_str(), ep.port))
+            .await
+            .map_err(|e| unresolved(e.to_string()))?
+            .next()
+            .ok_or_else(|| unresolved("no addresses".into()))?;
+        let mut peer = HttpPeer::new(addr, ep.tls, sni);
         peer.options.connection_timeout = Some(cfg.connect_timeout);
         peer.options.total_connection_timeout = Some(cfg.connect_timeout);
         peer.options.read_timeout = Some(cfg.read_timeout);
@@ -102,13 +113,13 @@ impl UpstreamTarget {
                 ..ServerConf::default()
             })
         });
-        Self {
+        Ok(Self {
             cfg: cfg.clone(),
             peer,
             credentials,
             signing_key: Mutex::new(None),
             connector: Connector::new(connector_options),
-        }
+        })
     }
 
     /// A peer for one request: a clone of the prototype, so the pool matches.
@@ -320,6 +331,7 @@ mod tests {
             max_put_size: 1 << 30,
         })
         .await
+        .unwrap()
     }
 
     /// What aws-sigv4 would put in `Authorization` for `req` as signed.

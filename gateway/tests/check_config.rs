@@ -139,3 +139,43 @@ fn missing_file_is_reported() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot read the config file"));
 }
+
+#[test]
+fn run_refuses_an_endpoint_that_does_not_resolve() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("sealgate.yaml");
+    // `.invalid` never resolves (RFC 6761); the gateway stops before binding.
+    std::fs::write(
+        &file,
+        r#"
+server:
+  listen: "127.0.0.1:0"
+storage:
+  s3:
+    endpoint: "http://backend.sealgate.invalid:9000"
+    credentials:
+      access_key_id: backend
+      secret_access_key: backend-secret
+auth:
+  clients:
+    - access_key_id: client
+      secret_access_key: client-secret
+      buckets: ["*"]
+"#,
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_sealgate"))
+        .arg("run")
+        .arg("--config")
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("storage.s3.endpoint: cannot resolve `backend.sealgate.invalid`"),
+        "{err}"
+    );
+    assert!(!err.contains("panicked"), "{err}");
+    assert!(!err.contains("backend-secret"), "{err}");
+}
