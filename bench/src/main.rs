@@ -57,6 +57,9 @@ struct Args {
     /// Backend: `sink` (in-process, fast) or `s3s-fs` (real, slower PUTs; no RSS row).
     #[arg(long, default_value = "sink")]
     backend: String,
+    /// Measure only the contenders whose name contains this (e.g. `encrypting`).
+    #[arg(long)]
+    only: Option<String>,
     /// Run only the single-core envelope vs raw AEAD measurement.
     #[arg(long)]
     crypto_only: bool,
@@ -485,7 +488,7 @@ fn main() {
         contenders.push(start_sealgate(&args.sealgate, &dir, sink, "sealgate encrypting", true));
 
         let mut rows = Vec::new();
-        for c in &contenders {
+        for c in contenders.iter().filter(|c| args.only.as_ref().is_none_or(|o| c.name.contains(o.as_str()))) {
             eprintln!("measuring {} ...", c.name);
             rows.push(measure(c, &args).await);
         }
