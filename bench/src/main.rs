@@ -231,7 +231,10 @@ http {{
   access_log off;
   client_body_temp_path {dir}/body;
   proxy_temp_path {dir}/proxy;
-  upstream sink {{ server {sink}; keepalive 256; }}
+  # nginx closes keep-alive connections after 1000 requests by default (both
+  # sides); the load generator keeps one connection per worker for the run.
+  keepalive_requests 10000000;
+  upstream sink {{ server {sink}; keepalive 256; keepalive_requests 10000000; }}
   server {{
     listen 127.0.0.1:{port};
     client_max_body_size 0;
