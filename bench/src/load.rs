@@ -44,6 +44,15 @@ impl Outcome {
         self.bytes as f64 / 1e6 / self.elapsed.as_secs_f64()
     }
 
+    /// Adds another run of the same measurement (rounds of one contender).
+    pub fn merge(&mut self, other: Outcome) {
+        self.ops += other.ops;
+        self.errors += other.errors;
+        self.bytes += other.bytes;
+        self.elapsed += other.elapsed;
+        self.latencies.extend(other.latencies);
+    }
+
     pub fn ops_per_s(&self) -> f64 {
         self.ops as f64 / self.elapsed.as_secs_f64()
     }

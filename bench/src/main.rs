@@ -346,22 +346,50 @@ fn start_sealgate(
     }
 }
 
-/// One contender's measurements.
+/// Rounds each measurement is split into, contenders taking turns: the
+/// machine's speed drifts during a run (shared, possibly burstable cores),
+/// and a contender measured only at the end would carry all the drift.
+const ROUNDS: usize = 3;
+
+/// One contender's measurements, summed over rounds.
 #[derive(Default, Clone)]
 struct Row {
     name: String,
-    put_mbs: f64,
-    get_mbs: f64,
-    put_cpu_per_gb: f64,
-    get_cpu_per_gb: f64,
-    /// Each small-object op's outcome and the contender's CPU µs per op.
+    put: Outcome,
+    get: Outcome,
+    put_cpu: f64,
+    get_cpu: f64,
+    /// Each small-object op's outcome and the contender's CPU seconds.
     small: Vec<(Op, Outcome, f64)>,
     /// Connections the sink accepted during the small-object runs.
     small_upstream_connections: u64,
-    errors: u64,
 }
 
-async fn measure(c: &Contender, a: &Args) -> Row {
+impl Row {
+    fn put_mbs(&self) -> f64 {
+        self.put.mb_per_s()
+    }
+    fn get_mbs(&self) -> f64 {
+        self.get.mb_per_s()
+    }
+    fn put_cpu_per_gb(&self) -> f64 {
+        self.put_cpu / (self.put.bytes as f64 / 1e9)
+    }
+    fn get_cpu_per_gb(&self) -> f64 {
+        self.get_cpu / (self.get.bytes as f64 / 1e9)
+    }
+    fn errors(&self) -> u64 {
+        self.put.errors + self.get.errors + self.small.iter().map(|(_, o, _)| o.errors).sum::<u64>()
+    }
+}
+
+/// This round's share of `total` (rounds add up to it).
+fn share(total: usize, round: usize) -> usize {
+    total / ROUNDS + usize::from(round < total % ROUNDS)
+}
+
+/// One round of every measurement for contender `c`, added to `row`.
+async fn measure_round(c: &Contender, a: &Args, round: usize, row: &mut Row) {
     let t = Target {
         addr: c.addr,
         access_key: c.creds.0.into(),
@@ -369,11 +397,9 @@ async fn measure(c: &Contender, a: &Args) -> Row {
     };
     let large = Bytes::from(vec![0x5au8; a.large_mib << 20]);
     let tag = c.name.replace(' ', "-").replace(['(', ')'], "");
-    let mut row = Row {
-        name: c.name.to_string(),
-        ..Row::default()
-    };
-    // Large PUT: distinct keys, stored by the sink.
+    row.name = c.name.to_string();
+    let large_count = share(a.large_count, round);
+    // Large PUT: distinct keys, counted and discarded by the sink.
     let cpu0 = cpu_seconds(&c.pids);
     let put = load::run(
         &t,
@@ -382,21 +408,24 @@ async fn measure(c: &Contender, a: &Args) -> Row {
         a.large_count,
         large.clone(),
         a.large_concurrency,
-        a.large_count,
+        large_count,
     )
     .await;
-    let cpu_put = cpu_seconds(&c.pids) - cpu0;
+    row.put_cpu += cpu_seconds(&c.pids) - cpu0;
+    row.put.merge(put);
     // Large GET of one stored object (written through this contender).
-    load::run(
-        &t,
-        Op::Put,
-        &format!("/bench/{tag}/get-large-"),
-        1,
-        large.clone(),
-        1,
-        1,
-    )
-    .await;
+    if round == 0 {
+        load::run(
+            &t,
+            Op::Put,
+            &format!("/bench/{tag}/get-large-"),
+            1,
+            large,
+            1,
+            1,
+        )
+        .await;
+    }
     let cpu1 = cpu_seconds(&c.pids);
     let get = load::run(
         &t,
@@ -405,38 +434,37 @@ async fn measure(c: &Contender, a: &Args) -> Row {
         1,
         Bytes::new(),
         a.large_concurrency,
-        a.large_count,
+        large_count,
     )
     .await;
-    let cpu_get = cpu_seconds(&c.pids) - cpu1;
-    row.put_mbs = put.mb_per_s();
-    row.get_mbs = get.mb_per_s();
-    row.put_cpu_per_gb = cpu_put / (put.bytes as f64 / 1e9);
-    row.get_cpu_per_gb = cpu_get / (get.bytes as f64 / 1e9);
-    row.errors = put.errors + get.errors;
+    row.get_cpu += cpu_seconds(&c.pids) - cpu1;
+    row.get.merge(get);
     // Small objects: 1 KiB.
     let small = Bytes::from(vec![0x33u8; 1024]);
     let connections_before = sink::connections();
     let p = format!("/bench/{tag}/small-");
     let keys = 64;
-    let mut small_runs = Vec::new();
-    for (op, body) in [
+    for (i, (op, body)) in [
         (Op::Put, small),
         (Op::Get, Bytes::new()),
         (Op::Head, Bytes::new()),
-    ] {
+    ]
+    .into_iter()
+    .enumerate()
+    {
         let cpu = cpu_seconds(&c.pids);
-        let o = load::run(&t, op, &p, keys, body, a.small_concurrency, a.small_count).await;
-        let cpu_us_per_op = (cpu_seconds(&c.pids) - cpu) * 1e6 / o.ops.max(1) as f64;
-        small_runs.push((op, o, cpu_us_per_op));
+        let count = share(a.small_count, round);
+        let o = load::run(&t, op, &p, keys, body, a.small_concurrency, count).await;
+        let spent = cpu_seconds(&c.pids) - cpu;
+        match row.small.get_mut(i) {
+            Some((_, acc, acc_cpu)) => {
+                acc.merge(o);
+                *acc_cpu += spent;
+            }
+            None => row.small.push((op, o, spent)),
+        }
     }
-    let [(_, put, _), (_, get, _), (_, head, _)] = &small_runs[..] else {
-        unreachable!("three runs")
-    };
-    row.errors += put.errors + get.errors + head.errors;
-    row.small = small_runs;
-    row.small_upstream_connections = sink::connections() - connections_before;
-    row
+    row.small_upstream_connections += sink::connections() - connections_before;
 }
 
 fn ratio(a: f64, b: f64) -> String {
@@ -490,39 +518,44 @@ fn main() {
         contenders.push(start_sealgate(&args.sealgate, &dir, sink, "sealgate pass-through", false));
         contenders.push(start_sealgate(&args.sealgate, &dir, sink, "sealgate encrypting", true));
 
-        let mut rows = Vec::new();
-        for c in contenders.iter().filter(|c| args.only.as_ref().is_none_or(|o| c.name.contains(o.as_str()))) {
-            eprintln!("measuring {} ...", c.name);
-            rows.push(measure(c, &args).await);
+        let measured: Vec<&Contender> = contenders.iter().filter(|c| args.only.as_ref().is_none_or(|o| c.name.contains(o.as_str()))).collect();
+        let mut rows = vec![Row::default(); measured.len()];
+        for round in 0..ROUNDS {
+            for (c, row) in measured.iter().zip(rows.iter_mut()) {
+                eprintln!("measuring {} (round {} of {ROUNDS}) ...", c.name, round + 1);
+                measure_round(c, &args, round, row).await;
+            }
         }
         let base = |name: &str| rows.iter().find(|r| r.name.starts_with(name)).cloned();
         let nginx = base("nginx");
         let pass = base("sealgate pass-through");
-        let _ = writeln!(report, "Backend: {}. Large objects: {} x {} MiB, {} connections; small: {} x 1 KiB ops, {} connections; {} worker threads each for nginx and sealgate.\n",
+        let _ = writeln!(report, "Backend: {}. Large objects: {} x {} MiB, {} connections; small: {} x 1 KiB ops, {} connections; {} worker threads each for nginx and sealgate; every measurement split into {ROUNDS} rounds, contenders taking turns.\n",
             args.backend, args.large_count, args.large_mib, args.large_concurrency, args.small_count, args.small_concurrency, PROXY_THREADS);
         let _ = writeln!(report, "| contender | PUT MB/s | GET MB/s | PUT CPU-s/GB | GET CPU-s/GB | PUT vs nginx | GET vs nginx | PUT vs pass-through | GET vs pass-through | errors |");
         let _ = writeln!(report, "|---|---|---|---|---|---|---|---|---|---|");
         for r in &rows {
-            let (pn, gn) = nginx.as_ref().map_or((0.0, 0.0), |n| (n.put_mbs, n.get_mbs));
-            let (pp, gp) = pass.as_ref().map_or((0.0, 0.0), |n| (n.put_mbs, n.get_mbs));
+            let (pn, gn) = nginx.as_ref().map_or((0.0, 0.0), |n| (n.put_mbs(), n.get_mbs()));
+            let (pp, gp) = pass.as_ref().map_or((0.0, 0.0), |n| (n.put_mbs(), n.get_mbs()));
             let _ = writeln!(report, "| {} | {:.0} | {:.0} | {:.3} | {:.3} | {} | {} | {} | {} | {} |",
-                r.name, r.put_mbs, r.get_mbs, r.put_cpu_per_gb, r.get_cpu_per_gb,
-                ratio(r.put_mbs, pn), ratio(r.get_mbs, gn), ratio(r.put_mbs, pp), ratio(r.get_mbs, gp), r.errors);
+                r.name, r.put_mbs(), r.get_mbs(), r.put_cpu_per_gb(), r.get_cpu_per_gb(),
+                ratio(r.put_mbs(), pn), ratio(r.get_mbs(), gn), ratio(r.put_mbs(), pp), ratio(r.get_mbs(), gp), r.errors());
         }
         if let (Some(n), Some(e)) = (&nginx, rows.iter().find(|r| r.name == "sealgate encrypting")) {
             let _ = writeln!(report, "\nCPU per GB, encrypting sealgate vs tuned nginx: PUT {}, GET {}.",
-                ratio(e.put_cpu_per_gb, n.put_cpu_per_gb), ratio(e.get_cpu_per_gb, n.get_cpu_per_gb));
+                ratio(e.put_cpu_per_gb(), n.put_cpu_per_gb()), ratio(e.get_cpu_per_gb(), n.get_cpu_per_gb()));
         }
         let _ = writeln!(report, "\n| contender | op | ops/s | p50 ms | p99 ms | ops/s vs nginx | proxy CPU µs/op | CPU/op vs nginx | upstream connections (all ops) |");
         let _ = writeln!(report, "|---|---|---|---|---|---|---|---|---|");
         for r in &rows {
             for (op, o, cpu) in &r.small {
                 let n = nginx.as_ref().and_then(|n| n.small.iter().find(|(x, _, _)| x == op));
-                let (n_ops, n_cpu) = n.map_or((0.0, 0.0), |(_, o, cpu)| (o.ops_per_s(), *cpu));
+                let us_per_op = |o: &Outcome, cpu: f64| cpu * 1e6 / o.ops.max(1) as f64;
+                let (n_ops, n_cpu) = n.map_or((0.0, 0.0), |(_, o, cpu)| (o.ops_per_s(), us_per_op(o, *cpu)));
+                let cpu = us_per_op(o, *cpu);
                 let conns = if args.backend == "sink" && *op == Op::Put { r.small_upstream_connections.to_string() } else { String::new() };
                 let _ = writeln!(report, "| {} | {:?} | {:.0} | {:.2} | {:.2} | {} | {:.1} | {} | {} |", r.name, op, o.ops_per_s(),
                     o.quantile(0.5).as_secs_f64() * 1e3, o.quantile(0.99).as_secs_f64() * 1e3, ratio(o.ops_per_s(), n_ops),
-                    cpu, ratio(*cpu, n_cpu), conns);
+                    cpu, ratio(cpu, n_cpu), conns);
             }
         }
 
