@@ -48,6 +48,10 @@ struct Args {
     /// Concurrent connections for small objects.
     #[arg(long, default_value_t = 16)]
     small_concurrency: usize,
+    /// 1 KiB GETs on one connection, one after another (moderate load),
+    /// for the latency each contender adds.
+    #[arg(long, default_value_t = 3000)]
+    latency_count: usize,
     /// Object size in MiB for the peak-RSS measurement (64 concurrent uploads).
     #[arg(long, default_value_t = 256)]
     rss_mib: usize,
@@ -363,6 +367,8 @@ struct Row {
     small: Vec<(Op, Outcome, f64)>,
     /// Connections the sink accepted during the small-object runs.
     small_upstream_connections: u64,
+    /// 1 KiB GETs one at a time (moderate load).
+    latency: Outcome,
 }
 
 impl Row {
@@ -379,7 +385,10 @@ impl Row {
         self.get_cpu / (self.get.bytes as f64 / 1e9)
     }
     fn errors(&self) -> u64 {
-        self.put.errors + self.get.errors + self.small.iter().map(|(_, o, _)| o.errors).sum::<u64>()
+        self.put.errors
+            + self.get.errors
+            + self.latency.errors
+            + self.small.iter().map(|(_, o, _)| o.errors).sum::<u64>()
     }
 }
 
@@ -465,6 +474,17 @@ async fn measure_round(c: &Contender, a: &Args, round: usize, row: &mut Row) {
         }
     }
     row.small_upstream_connections += sink::connections() - connections_before;
+    let sequential = load::run(
+        &t,
+        Op::Get,
+        &p,
+        keys,
+        Bytes::new(),
+        1,
+        share(a.latency_count, round),
+    )
+    .await;
+    row.latency.merge(sequential);
 }
 
 fn ratio(a: f64, b: f64) -> String {
@@ -557,6 +577,15 @@ fn main() {
                     o.quantile(0.5).as_secs_f64() * 1e3, o.quantile(0.99).as_secs_f64() * 1e3, ratio(o.ops_per_s(), n_ops),
                     cpu, ratio(cpu, n_cpu), conns);
             }
+        }
+        // Latency each contender adds over going direct, at moderate load.
+        let direct_lat = rows.iter().find(|r| r.name == "direct").map(|r| (r.latency.quantile(0.5), r.latency.quantile(0.99)));
+        let _ = writeln!(report, "\n| contender | 1 KiB GET, one at a time: p50 ms | p99 ms | p50 added vs direct ms | p99 added vs direct ms |");
+        let _ = writeln!(report, "|---|---|---|---|---|");
+        for r in &rows {
+            let (p50, p99) = (r.latency.quantile(0.5).as_secs_f64() * 1e3, r.latency.quantile(0.99).as_secs_f64() * 1e3);
+            let added = |d: Option<std::time::Duration>, v: f64| d.map_or("-".to_string(), |d| format!("{:.3}", v - d.as_secs_f64() * 1e3));
+            let _ = writeln!(report, "| {} | {p50:.3} | {p99:.3} | {} | {} |", r.name, added(direct_lat.map(|d| d.0), p50), added(direct_lat.map(|d| d.1), p99));
         }
 
         let body = Bytes::from(vec![0x11u8; args.rss_mib << 20]);
