@@ -180,7 +180,9 @@ impl Encryptor {
         let is_final = self.frame == self.last_frame;
         stream.begin(true, &nonce(self.part, self.frame), &aad(is_final));
         let len = frame_plain_len(self.frame, self.total) as usize;
-        self.frame_out = BytesMut::with_capacity(len + TAG_LEN);
+        // Empty since the last frame left: this takes that frame's memory
+        // back when the caller has dropped it, else allocates afresh.
+        self.frame_out.reserve(len + TAG_LEN);
         self.begun = true;
     }
 
@@ -400,7 +402,8 @@ impl Decryptor {
             if self.taken == 0 {
                 let is_final = self.frame == self.last_frame;
                 stream.begin(false, &nonce(self.part, self.frame), &aad(is_final));
-                self.frame_out = BytesMut::with_capacity(plain);
+                // Reuses the previous frame's memory once the caller dropped it.
+                self.frame_out.reserve(plain);
             }
             if self.taken < plain {
                 let n = (plain - self.taken).min(input.len());
