@@ -178,7 +178,15 @@ impl UpstreamTarget {
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         match slot.as_ref() {
-            Some(k) if k.fits(creds.access_key_id(), date) => k.clone(),
+            Some(k)
+                if k.fits(
+                    creds.access_key_id(),
+                    creds.secret_access_key().as_bytes(),
+                    date,
+                ) =>
+            {
+                k.clone()
+            }
             _ => {
                 let k = Arc::new(ScopedKey::new(
                     creds.access_key_id(),
@@ -460,6 +468,9 @@ mod tests {
         let b = upstream.scoped_key(&creds, "20261127");
         assert!(!Arc::ptr_eq(&a, &b));
         let other = Credentials::new("AKIDOTHER", "s", None, None, "test");
-        assert!(!Arc::ptr_eq(&b, &upstream.scoped_key(&other, "20261127")));
+        let c = upstream.scoped_key(&other, "20261127");
+        assert!(!Arc::ptr_eq(&b, &c));
+        let rotated = Credentials::new("AKIDOTHER", "rotated", None, None, "test");
+        assert!(!Arc::ptr_eq(&c, &upstream.scoped_key(&rotated, "20261127")));
     }
 }

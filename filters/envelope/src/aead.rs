@@ -56,7 +56,10 @@ pub trait FrameCipher: Send + Sync {
 /// stream then encrypts and decrypts each piece of a body straight into the
 /// frame's output buffer, whatever the pieces' sizes, so no byte is copied
 /// to be gathered into a frame first.
-pub trait FrameStream: Send + Sync {
+///
+/// Crate-private: opened bytes are unauthenticated until `check_tag`, and
+/// only the stream state machines, which hold them back, may use it.
+pub(crate) trait FrameStream: Send + Sync {
     /// Starts a frame: sealing when `seal`, else opening.
     fn begin(&mut self, seal: bool, nonce: &[u8; NONCE_LEN], aad: &[u8]);
     /// Encrypts or decrypts `input`, appending exactly `input.len()` bytes
@@ -69,26 +72,29 @@ pub trait FrameStream: Send + Sync {
 }
 
 /// An object key ready to seal and open frames: streaming where the
-/// backend can, else one frame at a time.
-pub enum FrameKey {
+/// backend can, else one frame at a time. Opaque: only the encryptor and
+/// decryptor use it.
+pub struct FrameKey(FrameKeyKind);
+
+enum FrameKeyKind {
     Stream(Box<dyn FrameStream>),
     OneShot(Box<dyn FrameCipher>),
 }
 
 impl FrameKey {
     /// The streaming form, if this key has one.
-    pub fn stream_mut(&mut self) -> Option<&mut (dyn FrameStream + 'static)> {
-        match self {
-            FrameKey::Stream(s) => Some(s.as_mut()),
-            FrameKey::OneShot(_) => None,
+    pub(crate) fn stream_mut(&mut self) -> Option<&mut (dyn FrameStream + 'static)> {
+        match &mut self.0 {
+            FrameKeyKind::Stream(s) => Some(s.as_mut()),
+            FrameKeyKind::OneShot(_) => None,
         }
     }
 
     /// The one-shot form, if this key has one.
-    pub fn one_shot(&self) -> Option<&dyn FrameCipher> {
-        match self {
-            FrameKey::Stream(_) => None,
-            FrameKey::OneShot(c) => Some(c.as_ref()),
+    pub(crate) fn one_shot(&self) -> Option<&dyn FrameCipher> {
+        match &self.0 {
+            FrameKeyKind::Stream(_) => None,
+            FrameKeyKind::OneShot(c) => Some(c.as_ref()),
         }
     }
 }
@@ -128,13 +134,13 @@ impl Backend {
     /// The frame key for `key`: streaming when the backend can.
     pub fn frame_key(self, key: &Zeroizing<[u8; KEY_LEN]>) -> FrameKey {
         match self.stream(key) {
-            Some(s) => FrameKey::Stream(s),
-            None => FrameKey::OneShot(self.cipher(key)),
+            Some(s) => FrameKey(FrameKeyKind::Stream(s)),
+            None => FrameKey(FrameKeyKind::OneShot(self.cipher(key))),
         }
     }
 
     /// A frame stream for `key` when the backend has one (aws-lc-rs).
-    pub fn stream(self, key: &Zeroizing<[u8; KEY_LEN]>) -> Option<Box<dyn FrameStream>> {
+    pub(crate) fn stream(self, key: &Zeroizing<[u8; KEY_LEN]>) -> Option<Box<dyn FrameStream>> {
         match self {
             #[cfg(any(feature = "aws-lc", test))]
             Backend::AwsLc => Some(Box::new(awslc::GcmStream::new(key))),
@@ -186,12 +192,14 @@ mod awslc {
         pub fn new(key: &[u8; KEY_LEN]) -> Self {
             // SAFETY: a fresh context is checked for null before use; the
             // key is 32 bytes, as AES-256-GCM requires, and is copied into
-            // the context's key schedule (cleansed by EVP_CIPHER_CTX_free).
+            // the context's key schedule (cleansed by EVP_CIPHER_CTX_free,
+            // which `Drop` calls, also when the setup fails).
             unsafe {
                 let ctx = NonNull::new(sys::EVP_CIPHER_CTX_new()).expect("EVP_CIPHER_CTX_new");
+                let stream = Self { ctx };
                 ok(
                     sys::EVP_CipherInit_ex(
-                        ctx.as_ptr(),
+                        stream.ctx.as_ptr(),
                         sys::EVP_aes_256_gcm(),
                         ptr::null_mut(),
                         key.as_ptr(),
@@ -200,7 +208,7 @@ mod awslc {
                     ),
                     "key setup",
                 );
-                Self { ctx }
+                stream
             }
         }
     }

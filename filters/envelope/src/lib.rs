@@ -15,7 +15,7 @@ pub mod meta;
 pub mod multipart;
 pub mod stream;
 
-pub use aead::{Backend, FrameCipher, FrameKey, FrameStream};
+pub use aead::{Backend, FrameCipher, FrameKey};
 pub use format::{ciphertext_len, plaintext_len, plan_range, ByteRange, FramePlan, FRAME_SIZE};
 pub use keys::{commitment_of, context_hash, ObjectKey, COMMITMENT_LEN, DEK_LEN, SALT_LEN};
 pub use meta::{EnvelopeMeta, MetaError, META_PREFIX};

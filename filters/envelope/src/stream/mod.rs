@@ -54,7 +54,9 @@ fn frame_plain_len(i: u64, total: u64) -> u64 {
 ///
 /// With a streaming backend (aws-lc), every piece of plaintext is encrypted
 /// straight into its frame's output buffer as it arrives, whatever the
-/// pieces' sizes: no byte is copied. Otherwise a frame that lies whole in
+/// pieces' alignment: no byte is copied to be sealed (frames completed by
+/// one piece are joined into one output, a copy only for pieces larger
+/// than a frame, which Pingora never hands over). Otherwise a frame that lies whole in
 /// one piece is sealed from it directly and only a frame split across
 /// pieces is gathered (one copy) first. The final frame is sealed only by
 /// `push(.., end = true)`, so a caller that verifies checksums at the end

@@ -404,3 +404,49 @@ proptest! {
         }
     }
 }
+
+/// The one-shot path (RustCrypto) withholds and refuses exactly as the
+/// streaming path the other tests exercise.
+#[test]
+fn one_shot_backend_withholds_the_final_frame_and_refuses_bad_lengths() {
+    let total = 2 * FRAME_SIZE as usize + 100;
+    let plain = data(total);
+    for backend in [Backend::RustCrypto, Backend::AwsLc] {
+        let mut enc = Encryptor::new(key_on(backend), 0, total as u64);
+        let early = enc.push(&plain, false).unwrap();
+        assert_eq!(
+            early.len() as u64,
+            2 * SEALED_FRAME_SIZE,
+            "{}",
+            backend.as_str()
+        );
+        let last = enc.push(&[], true).unwrap();
+        assert_eq!(last.len(), 100 + TAG_LEN, "{}", backend.as_str());
+        let sealed = [early, last].concat();
+
+        let mut long = Encryptor::new(key_on(backend), 0, 10);
+        assert!(matches!(
+            long.push(&[0; 11], false),
+            Err(StreamError::TooLong { .. })
+        ));
+        let mut short = Encryptor::new(key_on(backend), 0, 10);
+        assert!(matches!(
+            short.push(&[0; 9], true),
+            Err(StreamError::TooShort { .. })
+        ));
+
+        let read = |bytes: &[u8]| {
+            let mut dec = Decryptor::new(key_on(backend), 0, total as u64);
+            dec.push(bytes, true).map(|b| b.to_vec())
+        };
+        assert_eq!(read(&sealed).unwrap(), plain, "{}", backend.as_str());
+        assert!(read(&sealed[..sealed.len() - 1]).is_err(), "truncated");
+        assert!(
+            read(&[&sealed[..], b"x"].concat()).is_err(),
+            "trailing data"
+        );
+        let mut flipped = sealed.clone();
+        flipped[5] ^= 1;
+        assert!(read(&flipped).is_err(), "tampered");
+    }
+}

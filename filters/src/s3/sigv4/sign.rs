@@ -31,6 +31,9 @@ pub struct ToSign<'a> {
 /// rather than once a request. The key is zeroized on drop.
 pub struct ScopedKey {
     access_key_id: String,
+    /// SHA-256 of the secret: a secret replaced under the same access key
+    /// id must not keep signing with the old key.
+    secret_hash: [u8; 32],
     date: String,
     /// `yyyymmdd/region/s3/aws4_request`
     scope: String,
@@ -42,15 +45,19 @@ impl ScopedKey {
     pub fn new(access_key_id: &str, secret: &[u8], date: &str, region: &str) -> Self {
         Self {
             access_key_id: access_key_id.to_string(),
+            secret_hash: Sha256::digest(secret).into(),
             date: date.to_string(),
             scope: format!("{date}/{region}/s3/aws4_request"),
             key: signing_key(secret, date, region, "s3"),
         }
     }
 
-    /// True if this key signs for `access_key_id` on `date` (`yyyymmdd`).
-    pub fn fits(&self, access_key_id: &str, date: &str) -> bool {
-        self.access_key_id == access_key_id && self.date == date
+    /// True if this key signs for `access_key_id` with `secret` on `date`
+    /// (`yyyymmdd`).
+    pub fn fits(&self, access_key_id: &str, secret: &[u8], date: &str) -> bool {
+        self.access_key_id == access_key_id
+            && self.date == date
+            && self.secret_hash == <[u8; 32]>::from(Sha256::digest(secret))
     }
 
     /// The `Authorization` header value for `req`, whose date must fall on
@@ -232,8 +239,9 @@ mod tests {
     #[test]
     fn a_key_fits_one_access_key_and_day() {
         let k = key();
-        assert!(k.fits(AK, "20130524"));
-        assert!(!k.fits(AK, "20130525"));
-        assert!(!k.fits("AKIDOTHER", "20130524"));
+        assert!(k.fits(AK, SK, "20130524"));
+        assert!(!k.fits(AK, SK, "20130525"));
+        assert!(!k.fits("AKIDOTHER", SK, "20130524"));
+        assert!(!k.fits(AK, b"a rotated secret", "20130524"));
     }
 }
