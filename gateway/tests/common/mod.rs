@@ -499,6 +499,18 @@ pub fn aws_ok(endpoint: &str, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// Asserts that a client command failed with S3 error `code`.
+pub fn assert_s3_error(out: &Output, code: &str) {
+    assert!(
+        !out.status.success(),
+        "expected {code}, got success: {out:?}"
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains(code),
+        "expected {code}: {out:?}"
+    );
+}
+
 /// Runs a Python script (boto3 available) with `args`; asserts success and returns stdout.
 pub fn python_ok(script: &str, args: &[&str]) -> String {
     let mut cmd = Command::new("python3");

@@ -157,16 +157,7 @@ impl Encryptor {
                     self.begin_frame();
                     self.close_frame();
                 } else {
-                    let nonce = nonce(self.part, self.frame);
-                    seal_one_shot(
-                        self.key.one_shot().expect("one-shot backend"),
-                        nonce,
-                        true,
-                        &self.open,
-                        &mut self.sealed,
-                    );
-                    self.open.clear();
-                    self.frame += 1;
+                    self.seal_gathered(true);
                 }
             }
         }
@@ -214,6 +205,19 @@ impl Encryptor {
         }
     }
 
+    /// One-shot: seals the gathered frame and starts the next.
+    fn seal_gathered(&mut self, is_final: bool) {
+        seal_one_shot(
+            self.key.one_shot().expect("one-shot backend"),
+            nonce(self.part, self.frame),
+            is_final,
+            &self.open,
+            &mut self.sealed,
+        );
+        self.open.clear();
+        self.frame += 1;
+    }
+
     fn feed_one_shot(&mut self, mut input: &[u8], end: bool) {
         let frames = (self.open.len() + input.len()) / FRAME_SIZE as usize + usize::from(end);
         self.sealed.reserve(frames * SEALED_FRAME_SIZE as usize);
@@ -248,15 +252,7 @@ impl Encryptor {
             input = &input[n..];
             self.consumed += n as u64;
             if self.open.len() == frame && self.frame < self.last_frame {
-                seal_one_shot(
-                    self.key.one_shot().expect("one-shot backend"),
-                    nonce,
-                    false,
-                    &self.open,
-                    &mut self.sealed,
-                );
-                self.open.clear();
-                self.frame += 1;
+                self.seal_gathered(false);
             }
         }
     }
