@@ -64,6 +64,20 @@ pub struct Upstream {
     /// Largest object body the backend takes in one PUT (S3: 5 GiB). An
     /// encrypted PUT whose ciphertext would exceed it is refused up front.
     pub max_put_size: u64,
+    /// The checksum the gateway sends with the ciphertext it stores, so the
+    /// backend verifies every byte (and can check multipart uploads).
+    pub stored_checksum: StoredChecksum,
+}
+
+/// What the gateway sends the backend to verify the bytes it stores.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoredChecksum {
+    /// A trailing CRC32C (aws-chunked `STREAMING-UNSIGNED-PAYLOAD-TRAILER`):
+    /// AWS S3, Garage, MinIO, current Ceph.
+    Crc32c,
+    /// None, for backends without aws-chunked trailers: bodies go with a
+    /// plain `Content-Length`, unchecked by the backend.
+    None,
 }
 
 /// A parsed endpoint URL.

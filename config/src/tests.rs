@@ -121,6 +121,7 @@ storage:
   s3:
     endpoint: "ftp://x"
     addressing_style: sideways
+    stored_checksum: md5
 encryption:
   key_provider: prod-kmss
   key_providers:
@@ -141,6 +142,7 @@ logging:
         "server.lisen: unknown key (hint: did you mean `listen`?)",
         "storage.s3.endpoint: `ftp://x` must start with http:// or https://",
         "storage.s3.addressing_style: `sideways` is not an addressing style",
+        "storage.s3.stored_checksum: `md5` is not a stored checksum",
         "encryption.key_providers.prod-kms.config.regoin: unknown key (hint: did you mean `region`?)",
         "encryption.key_providers.prod-kms.config.default_key_id: missing",
         "encryption.key_provider: unknown key provider `prod-kmss`",

@@ -212,6 +212,7 @@ const S3_KEYS: &[&str] = &[
     "connect_timeout",
     "read_timeout",
     "max_put_size",
+    "stored_checksum",
     "bucket_configs",
 ];
 
@@ -281,6 +282,18 @@ fn upstream(r: &mut Reader, o: &Obj) -> Option<Upstream> {
         Some(n) => n,
         None => DEFAULT_MAX_PUT_SIZE,
     };
+    let stored_checksum = match r.string(o, "stored_checksum").as_deref() {
+        None | Some("crc32c") => StoredChecksum::Crc32c,
+        Some("none") => StoredChecksum::None,
+        Some(other) => {
+            r.problem(
+                &o.child("stored_checksum"),
+                format!("`{other}` is not a stored checksum"),
+                Some("use `crc32c` (the default) or `none` for backends without aws-chunked trailers".into()),
+            );
+            StoredChecksum::Crc32c
+        }
+    };
     Some(Upstream {
         endpoint: endpoint?,
         region,
@@ -290,6 +303,7 @@ fn upstream(r: &mut Reader, o: &Obj) -> Option<Upstream> {
         connect_timeout,
         read_timeout,
         max_put_size,
+        stored_checksum,
     })
 }
 

@@ -14,8 +14,10 @@ use sealgate_envelope::multipart::{Layout, PartHeader, PART_HEADER_LEN};
 use sealgate_envelope::{Backend, Decryptor, Encryptor, EnvelopeMeta, ObjectKey, META_PREFIX};
 use sealgate_filters::keys::{KeyError, KeyProvider, MasterKeyProvider};
 use sealgate_filters::s3::checksum::{BodyChecks, ChecksumAlgorithm};
+use sealgate_filters::s3::chunked::encode::{self, TrailingChecksum};
 use sealgate_filters::s3::chunked::{ChunkSigner, ChunkedDecoder};
 use sealgate_filters::s3::listing::SizeRewriter;
+use sealgate_filters::s3::multipart::ChecksumRequest;
 use sealgate_filters::s3::sigv4::Verified;
 use sealgate_filters::s3::{S3Error, S3ErrorCode};
 use zeroize::Zeroizing;
@@ -122,6 +124,9 @@ pub struct PutPlan {
     pub meta_headers: Vec<(String, String)>,
     /// `None`: forward the decoded plaintext.
     cipher: Option<CipherParams>,
+    /// The checksum the ciphertext goes upstream with (trailing); `None`
+    /// sends it with a plain `Content-Length`.
+    stored_checksum: Option<ChecksumAlgorithm>,
 }
 
 /// What an encrypting upload needs per attempt.
@@ -159,6 +164,7 @@ impl PutPlan {
                 part: 0,
                 prefix: None,
             }),
+            stored_checksum: None,
         })
     }
 
@@ -173,6 +179,7 @@ impl PutPlan {
             key_id: String::new(),
             meta_headers: Vec::new(),
             cipher: None,
+            stored_checksum: None,
         }
     }
 
@@ -210,10 +217,17 @@ impl PutPlan {
                 part: part_number,
                 prefix: Some(header.encode()),
             }),
+            stored_checksum: None,
         }
     }
 
-    /// Bytes the upstream receives.
+    /// Sends the ciphertext with a trailing checksum the backend verifies.
+    pub fn with_stored_checksum(mut self, algorithm: Option<ChecksumAlgorithm>) -> Self {
+        self.stored_checksum = algorithm;
+        self
+    }
+
+    /// Bytes the backend stores.
     pub fn stored_len(&self) -> u64 {
         match &self.cipher {
             Some(c) => c.prefix.map_or(0, |p| p.len() as u64) + ciphertext_len(self.plaintext_len),
@@ -221,14 +235,40 @@ impl PutPlan {
         }
     }
 
-    /// Rewrites the upstream request for the body the gateway sends.
+    /// Rewrites the upstream request for the body the gateway sends: the
+    /// decoded plaintext as it is, or the ciphertext aws-chunked with a
+    /// trailing checksum the backend verifies (see `chunked::encode`).
     pub fn apply(&self, req: &mut RequestHeader) -> pingora::Result<()> {
-        if self.cipher.is_some() {
-            strip_plaintext_body_headers(req);
-        } else {
+        let Some(c) = &self.cipher else {
             strip_chunked_headers(req);
-        }
-        req.insert_header(http::header::CONTENT_LENGTH, self.stored_len().to_string())?;
+            req.insert_header(http::header::CONTENT_LENGTH, self.stored_len().to_string())?;
+            return Ok(());
+        };
+        strip_plaintext_body_headers(req);
+        let Some(alg) = self.stored_checksum else {
+            req.insert_header(http::header::CONTENT_LENGTH, self.stored_len().to_string())?;
+            for (name, value) in &self.meta_headers {
+                req.insert_header(name.clone(), value.as_str())?;
+            }
+            return Ok(());
+        };
+        let prefix = c.prefix.map_or(0, |p| p.len() as u64);
+        let encoded = encode::encoded_len(prefix, ciphertext_len(self.plaintext_len), alg);
+        req.insert_header(http::header::CONTENT_LENGTH, encoded.to_string())?;
+        req.insert_header(
+            "x-amz-decoded-content-length",
+            self.stored_len().to_string(),
+        )?;
+        req.insert_header("x-amz-trailer", alg.header())?;
+        let encoding = match req
+            .headers
+            .get(http::header::CONTENT_ENCODING)
+            .and_then(|v| v.to_str().ok())
+        {
+            Some(rest) => format!("aws-chunked,{rest}"),
+            None => "aws-chunked".to_string(),
+        };
+        req.insert_header(http::header::CONTENT_ENCODING, encoding)?;
         for (name, value) in &self.meta_headers {
             req.insert_header(name.clone(), value.as_str())?;
         }
@@ -252,10 +292,18 @@ impl PutPlan {
             Some(c) => {
                 let key =
                     ObjectKey::derive(&c.dek, &c.salt, &c.context_hash, Backend::default_backend());
-                (
-                    Sink::Encrypt(Encryptor::new(key.cipher, c.part, self.plaintext_len)),
-                    c.prefix.map(|p| Bytes::copy_from_slice(&p)),
-                )
+                let encryptor = Encryptor::new(key.cipher, c.part, self.plaintext_len);
+                match self.stored_checksum {
+                    Some(alg) => {
+                        let mut wrap = TrailingChecksum::new(alg);
+                        let prefix = c.prefix.map(|p| wrap.chunk(&p));
+                        (Sink::Encrypt(encryptor.with_wrap(Box::new(wrap))), prefix)
+                    }
+                    None => (
+                        Sink::Encrypt(encryptor),
+                        c.prefix.map(|p| Bytes::copy_from_slice(&p)),
+                    ),
+                }
             }
             None => (Sink::Forward(Forward::new(self.plaintext_len)), None),
         };
@@ -596,6 +644,51 @@ pub enum ReadBody {
     UploadId(UploadIdRewrite),
     /// Decrypt a multipart object's parts.
     Parts(Box<sealgate_envelope::multipart::PartsDecryptor>),
+    /// A small document rewritten whole once it ended (ListParts of an
+    /// encrypted upload, a CompleteMultipartUpload result).
+    Whole(WholeRewrite),
+}
+
+/// Largest response held to be rewritten whole: a ListParts page (1,000
+/// parts) or a Complete result, with room for S3's keep-alive whitespace.
+const MAX_WHOLE_RESPONSE: usize = 4 * 1024 * 1024;
+
+/// Buffers a response (bounded) and rewrites it at its end.
+pub struct WholeRewrite {
+    buf: BytesMut,
+    rewrite: Box<dyn FnOnce(&str) -> String + Send + Sync>,
+}
+
+impl WholeRewrite {
+    pub fn new(rewrite: impl FnOnce(&str) -> String + Send + Sync + 'static) -> Self {
+        Self {
+            buf: BytesMut::new(),
+            rewrite: Box::new(rewrite),
+        }
+    }
+
+    fn push(&mut self, input: &[u8], end: bool) -> Result<Bytes, sealgate_envelope::StreamError> {
+        if self.buf.len() + input.len() > MAX_WHOLE_RESPONSE {
+            return Err(sealgate_envelope::StreamError::TrailingData);
+        }
+        self.buf.extend_from_slice(input);
+        if !end {
+            return Ok(Bytes::new());
+        }
+        let text = String::from_utf8_lossy(&self.buf).into_owned();
+        let rewrite = std::mem::replace(&mut self.rewrite, Box::new(|t: &str| t.to_string()));
+        Ok(Bytes::from(rewrite(&text)))
+    }
+}
+
+/// ListParts of an encrypted upload: plaintext part sizes, and no
+/// checksums of stored bytes (the client's own were not kept).
+pub fn list_parts_rewrite() -> WholeRewrite {
+    WholeRewrite::new(|text| {
+        let stripped = sealgate_filters::s3::multipart::strip_checksums(text, true);
+        let mut sizes = SizeRewriter::new(listed_part_size);
+        String::from_utf8_lossy(&sizes.push(stripped.as_bytes(), true)).into_owned()
+    })
 }
 
 /// A listed object's plaintext size. Multipart objects (ETag `…-N`) hold N
@@ -617,12 +710,6 @@ impl ReadBody {
         ))
     }
 
-    pub fn list_parts() -> Self {
-        ReadBody::Rewrite(SizeRewriter::new(
-            listed_part_size as fn(u64, Option<u64>) -> u64,
-        ))
-    }
-
     pub fn push(
         &mut self,
         input: Option<Bytes>,
@@ -635,6 +722,7 @@ impl ReadBody {
             ReadBody::Rewrite(r) => Ok(Some(r.push(&data, end))),
             ReadBody::UploadId(r) => Ok(Some(r.push(&data, end)?)),
             ReadBody::Parts(dec) => Ok(Some(dec.push(&data, end)?)),
+            ReadBody::Whole(r) => Ok(Some(r.push(&data, end)?)),
         }
     }
 }
@@ -723,10 +811,15 @@ pub struct UploadToken {
     pub wrapped_dek: Vec<u8>,
     pub salt: [u8; 32],
     pub commitment: [u8; 32],
+    /// The checksum the client asked for at Create (answered at Complete).
+    pub checksum: Option<ChecksumRequest>,
 }
 
-/// Prefix of upload ids the gateway issued.
-const TOKEN_PREFIX: &str = "sgmp1.";
+/// Prefix of upload ids the gateway issues.
+const TOKEN_PREFIX: &str = "sgmp2.";
+/// Prefix of the first version's tokens (no checksum field), still read so
+/// uploads begun before an upgrade can finish.
+const TOKEN_PREFIX_V1: &str = "sgmp1.";
 /// Longest token accepted (query strings must stay reasonable).
 const MAX_TOKEN_LEN: usize = 4096;
 
@@ -734,11 +827,16 @@ impl UploadToken {
     pub fn encode(&self) -> String {
         use base64::Engine;
         let mut raw = Vec::new();
+        let checksum = match self.checksum {
+            Some(c) => format!("{}/{}", c.algorithm.name(), c.type_name()),
+            None => String::new(),
+        };
         for field in [
             self.upload_id.as_bytes(),
             self.provider.as_bytes(),
             self.key_id.as_bytes(),
             &self.wrapped_dek,
+            checksum.as_bytes(),
         ] {
             raw.extend_from_slice(&(field.len() as u32).to_be_bytes());
             raw.extend_from_slice(field);
@@ -754,7 +852,10 @@ impl UploadToken {
     /// `None` for an upload id the gateway did not issue.
     pub fn decode(text: &str) -> Option<Self> {
         use base64::Engine;
-        let body = text.strip_prefix(TOKEN_PREFIX)?;
+        let (body, v1) = match text.strip_prefix(TOKEN_PREFIX) {
+            Some(b) => (b, false),
+            None => (text.strip_prefix(TOKEN_PREFIX_V1)?, true),
+        };
         if text.len() > MAX_TOKEN_LEN {
             return None;
         }
@@ -772,6 +873,18 @@ impl UploadToken {
         let provider = String::from_utf8(take()?).ok()?;
         let key_id = String::from_utf8(take()?).ok()?;
         let wrapped_dek = take()?;
+        let checksum = if v1 {
+            None
+        } else {
+            let field = String::from_utf8(take()?).ok()?;
+            match field.split_once('/') {
+                None if field.is_empty() => None,
+                None => return None,
+                Some((alg, kind)) => {
+                    Some(ChecksumRequest::from_headers(Some(alg), Some(kind)).ok()??)
+                }
+            }
+        };
         if rest.len() != 64 {
             return None;
         }
@@ -782,6 +895,7 @@ impl UploadToken {
             wrapped_dek,
             salt: rest[..32].try_into().ok()?,
             commitment: rest[32..].try_into().ok()?,
+            checksum,
         })
     }
 }
@@ -833,68 +947,9 @@ fn listed_part_size(stored: u64, _parts: Option<u64>) -> u64 {
     sealgate_envelope::multipart::part_plaintext_len(stored).unwrap_or(stored)
 }
 
-/// Checks an encrypted upload's part list: parts must be numbered 1..=n in
-/// order, because each part's number is bound into its frames and the
-/// reader expects part `i` at position `i` (see docs/FORMAT.md).
-pub fn check_part_list(xml: &[u8]) -> Result<(), S3Error> {
-    let text = std::str::from_utf8(xml)
-        .map_err(|_| S3Error::new(S3ErrorCode::MalformedXML, "the part list is not UTF-8"))?;
-    let mut expected = 1u64;
-    let mut rest = text;
-    while let Some(i) = rest.find("<PartNumber>") {
-        let after = &rest[i + "<PartNumber>".len()..];
-        let end = after
-            .find("</PartNumber>")
-            .ok_or_else(|| S3Error::new(S3ErrorCode::MalformedXML, "an unterminated PartNumber"))?;
-        let n: u64 = after[..end]
-            .trim()
-            .parse()
-            .map_err(|_| S3Error::new(S3ErrorCode::MalformedXML, "a PartNumber is not a number"))?;
-        if n != expected {
-            return Err(S3Error::new(
-                S3ErrorCode::InvalidPartOrder,
-                format!("encrypted uploads need parts numbered 1, 2, 3, ... without gaps; part {expected} is missing or out of order"),
-            ));
-        }
-        expected += 1;
-        rest = &after[end..];
-    }
-    if expected == 1 {
-        return Err(S3Error::new(
-            S3ErrorCode::MalformedXML,
-            "the part list names no parts",
-        ));
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn part_lists_must_count_from_one_without_gaps() {
-        let list = |ns: &[u32]| {
-            let parts: String = ns
-                .iter()
-                .map(|n| format!("<Part><PartNumber>{n}</PartNumber><ETag>\"e\"</ETag></Part>"))
-                .collect();
-            format!("<CompleteMultipartUpload>{parts}</CompleteMultipartUpload>")
-        };
-        assert!(check_part_list(list(&[1, 2, 3]).as_bytes()).is_ok());
-        assert_eq!(
-            check_part_list(list(&[1, 3]).as_bytes()).unwrap_err().code,
-            S3ErrorCode::InvalidPartOrder
-        );
-        assert_eq!(
-            check_part_list(list(&[2]).as_bytes()).unwrap_err().code,
-            S3ErrorCode::InvalidPartOrder
-        );
-        assert_eq!(
-            check_part_list(list(&[]).as_bytes()).unwrap_err().code,
-            S3ErrorCode::MalformedXML
-        );
-    }
 
     #[test]
     fn listed_sizes() {

@@ -13,11 +13,14 @@ use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::*;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use sealgate_config::Config;
+use sealgate_config::StoredChecksum;
 use sealgate_envelope::format::{plaintext_len, ByteRange};
 use sealgate_envelope::{Backend, Decryptor, EnvelopeMeta, ObjectKey};
 use sealgate_filters::auth::{split_copy_source, Clients, Identity};
 use sealgate_filters::policy::{self, BucketEncryption};
 use sealgate_filters::s3::checksum::ChecksumAlgorithm;
+use sealgate_filters::s3::chunked::encode::{STORED_CHECKSUM, UNSIGNED_TRAILER};
+use sealgate_filters::s3::multipart::{self as mpu, ChecksumRequest, StoredPart};
 use sealgate_filters::s3::request::classify;
 use sealgate_filters::s3::sigv4::{PayloadHash, RequestParts, UNSIGNED_PAYLOAD};
 use sealgate_filters::s3::{uri, Operation, S3Error, S3ErrorCode};
@@ -83,8 +86,8 @@ pub struct Ctx {
     read_body: Option<ReadBody>,
     /// Rewrite listing sizes (objects or parts).
     list_rewrite: Option<fn() -> ReadBody>,
-    /// The part list of an encrypted CompleteMultipartUpload, held until checked.
-    complete_body: Option<bytes::BytesMut>,
+    /// An encrypted CompleteMultipartUpload.
+    complete: Option<CompletePlan>,
     /// A copy into a mandatory bucket: the source must carry an envelope.
     copy_needs_envelope: bool,
     /// A checksum header the client sent and the gateway verified.
@@ -95,6 +98,13 @@ pub struct Ctx {
 /// with checksums fit easily).
 const MAX_COMPLETE_BODY: usize = 4 * 1024 * 1024;
 
+/// Largest ListParts page read from the backend (1,000 parts).
+const MAX_LIST_PARTS_BODY: usize = 4 * 1024 * 1024;
+
+/// ListParts pages read at most for one Complete (10,000 parts at S3's
+/// 1,000 a page, with room for backends that page smaller).
+const MAX_LIST_PARTS_PAGES: usize = 100;
+
 /// S3's largest part number.
 const MAX_PART_NUMBER: u32 = 10_000;
 
@@ -102,9 +112,28 @@ const MAX_PART_NUMBER: u32 = 10_000;
 pub enum Pending {
     /// PutObject, with a key id chosen by config or client.
     Put(UploadBody, Option<String>),
-    CreateMultipart(Option<String>),
+    CreateMultipart(Option<String>, Option<ChecksumRequest>),
     /// UploadPart: body, the upload's token, the part number.
     Part(UploadBody, Box<UploadToken>, u32),
+}
+
+/// An encrypted CompleteMultipartUpload: the backend's parts are read
+/// first (their count fixes the upstream body's length), then the client's
+/// list is checked against them and rewritten (see `filters::s3::multipart`).
+pub struct CompletePlan {
+    token: UploadToken,
+    stored: Vec<StoredPart>,
+    upstream_len: u64,
+    /// The client's part list as it arrives.
+    body: bytes::BytesMut,
+    /// The signed hex `x-amz-content-sha256` of the client's list.
+    payload_sha256: Option<[u8; 32]>,
+    /// A full-object checksum the client sent with the Complete.
+    given: Option<String>,
+    /// `x-amz-mp-object-size`: the plaintext total the client expects.
+    object_size: Option<u64>,
+    /// The checksum the client is answered, once its list was read.
+    answer: Option<(ChecksumRequest, String)>,
 }
 
 /// An encrypted CreateMultipartUpload: metadata to store, token to hand out.
@@ -185,6 +214,14 @@ impl Gateway {
         })
     }
 
+    /// The checksum ciphertext goes upstream with (`storage.s3.stored_checksum`).
+    fn stored_checksum(&self) -> Option<ChecksumAlgorithm> {
+        match self.config.upstream.stored_checksum {
+            StoredChecksum::Crc32c => Some(STORED_CHECKSUM),
+            StoredChecksum::None => None,
+        }
+    }
+
     fn check_size(&self, stored: u64) -> Result<(), S3Error> {
         let max = self.config.upstream.max_put_size;
         if stored > max {
@@ -240,8 +277,14 @@ impl Gateway {
                 let provider = provider_of(enc)?;
                 let chosen =
                     policy::check_write_headers(enc, provider.default_key_id(), &req.headers)?;
+                let header = |n: &str| req.headers.get(n).and_then(|v| v.to_str().ok());
+                let checksum = ChecksumRequest::from_headers(
+                    header("x-amz-checksum-algorithm"),
+                    header("x-amz-checksum-type"),
+                )?;
                 ctx.pending = Some(Pending::CreateMultipart(
                     chosen.or_else(|| enc.key_id.clone()),
+                    checksum,
                 ));
             }
             (Operation::UploadPart, Some(_)) => {
@@ -291,12 +334,14 @@ impl Gateway {
                 ctx.list_rewrite = Some(ReadBody::listing as fn() -> ReadBody);
             }
             (Operation::ListParts, Some(_)) if ctx.upload_token.is_some() => {
-                ctx.list_rewrite = Some(ReadBody::list_parts as fn() -> ReadBody);
+                ctx.list_rewrite = Some(list_parts_body as fn() -> ReadBody);
             }
             (Operation::UploadPartCopy, Some(_)) => return Err(not_yet("UploadPartCopy")),
             (Operation::Unknown, Some(_)) => return Err(not_yet("this request")),
-            (Operation::CompleteMultipartUpload, Some(_)) if ctx.upload_token.is_some() => {
-                ctx.complete_body = Some(bytes::BytesMut::new());
+            (Operation::CompleteMultipartUpload, Some(_)) => {
+                if let Some(token) = ctx.upload_token.clone() {
+                    ctx.complete = Some(complete_plan(req, identity, token)?);
+                }
             }
             (Operation::SelectObjectContent, Some(_)) => return Err(not_yet("S3 Select")),
             (Operation::PostObject, Some(_)) => return Err(not_yet("browser form upload (POST)")),
@@ -354,14 +399,12 @@ impl Gateway {
                     .generate_data_key(&key_id, &enc.context)
                     .await
                     .map_err(crypto::key_error)?;
-                ctx.put = Some(PutPlan::new(
-                    body,
-                    &enc.provider,
-                    data_key,
-                    enc.context.clone(),
-                )?);
+                ctx.put = Some(
+                    PutPlan::new(body, &enc.provider, data_key, enc.context.clone())?
+                        .with_stored_checksum(self.stored_checksum()),
+                );
             }
-            Pending::CreateMultipart(key_id) => {
+            Pending::CreateMultipart(key_id, checksum) => {
                 let key_id = key_id.unwrap_or_else(|| provider.default_key_id().to_string());
                 let data_key = provider
                     .generate_data_key(&key_id, &enc.context)
@@ -380,6 +423,7 @@ impl Gateway {
                         wrapped_dek: meta.wrapped_dek,
                         salt: meta.salt,
                         commitment: meta.commitment,
+                        checksum,
                     },
                 });
             }
@@ -410,16 +454,71 @@ impl Gateway {
                         "the upload id's key does not match its commitment",
                     )
                 })?;
-                ctx.put = Some(PutPlan::for_part(
-                    body,
-                    token.key_id.clone(),
-                    dek,
-                    ctx_hash,
-                    number,
-                ));
+                ctx.put = Some(
+                    PutPlan::for_part(body, token.key_id.clone(), dek, ctx_hash, number)
+                        .with_stored_checksum(self.stored_checksum()),
+                );
             }
         }
         Ok(())
+    }
+
+    /// An encrypted Complete reads the backend's parts first: every page of
+    /// ListParts (the upload id is the backend's; any instance can do this).
+    async fn prepare_complete(&self, ctx: &mut Ctx) -> Result<(), S3Error> {
+        let Some(complete) = &mut ctx.complete else {
+            return Ok(());
+        };
+        let unavailable = |e: crate::upstream::UpstreamError| {
+            tracing::warn!(request_id = %ctx.request_id, error = %e, "listing parts failed");
+            S3Error::new(
+                S3ErrorCode::ServiceUnavailable,
+                "the storage backend could not be reached; retry",
+            )
+        };
+        let mut marker: Option<u32> = None;
+        for _ in 0..MAX_LIST_PARTS_PAGES {
+            let path = match marker {
+                None => ctx.upstream_path_and_query.clone(),
+                Some(m) => format!("{}&part-number-marker={m}", ctx.upstream_path_and_query),
+            };
+            let (resp, body) = self
+                .upstream
+                .get(&ctx.upstream_host, &path, None, MAX_LIST_PARTS_BODY)
+                .await
+                .map_err(unavailable)?;
+            match resp.status.as_u16() {
+                200 => {}
+                404 => {
+                    return Err(S3Error::new(
+                        S3ErrorCode::NoSuchUpload,
+                        "the specified multipart upload does not exist",
+                    ))
+                }
+                status => {
+                    tracing::warn!(request_id = %ctx.request_id, status, "the backend refused ListParts");
+                    return Err(S3Error::new(
+                        S3ErrorCode::ServiceUnavailable,
+                        "the storage backend did not list the upload's parts; retry",
+                    ));
+                }
+            }
+            let page = mpu::parse_list_parts(&body)?;
+            complete.stored.extend(page.parts);
+            match page.next_marker {
+                Some(m) => marker = Some(m),
+                None => {
+                    complete.stored.sort_by_key(|p| p.number);
+                    complete.stored.dedup_by_key(|p| p.number);
+                    complete.upstream_len = mpu::upstream_len(&complete.stored);
+                    return Ok(());
+                }
+            }
+        }
+        Err(S3Error::new(
+            S3ErrorCode::InternalError,
+            "the backend's part list did not end",
+        ))
     }
 
     /// For ranged reads: looks at the stored object first (envelope, size,
@@ -859,10 +958,13 @@ impl Gateway {
         } else {
             format!("{path}?{}", forwarded_query.join("&"))
         };
-        let decodes_body =
-            ctx.put.is_some() || matches!(ctx.pending, Some(Pending::Put(..) | Pending::Part(..)));
-        ctx.payload_hash = if decodes_body {
-            // The upstream body is ciphertext streamed as it is made.
+        let encrypts = matches!(ctx.pending, Some(Pending::Put(..) | Pending::Part(..)));
+        ctx.payload_hash = if encrypts && self.stored_checksum().is_some() {
+            // Ciphertext streamed as it is made, its checksum trailing.
+            UNSIGNED_TRAILER.to_string()
+        } else if encrypts || ctx.put.is_some() || ctx.complete.is_some() {
+            // Ciphertext with a plain length, decoded plaintext, or a part
+            // list the gateway rewrites.
             UNSIGNED_PAYLOAD.to_string()
         } else {
             req.headers
@@ -930,7 +1032,7 @@ impl ProxyHttp for Gateway {
             read_body: None,
             list_rewrite: None,
             copy_needs_envelope: false,
-            complete_body: None,
+            complete: None,
             client_checksum: None,
         }
     }
@@ -938,7 +1040,12 @@ impl ProxyHttp for Gateway {
     async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
         let planned = match self.plan(session.req_header(), ctx) {
             Ok(()) => match self.prepare_upload(ctx).await {
-                Ok(()) => match self.probe_read(ctx).await {
+                Ok(()) => match async {
+                    self.prepare_complete(ctx).await?;
+                    self.probe_read(ctx).await
+                }
+                .await
+                {
                     Ok(()) => self.check_copy_source(ctx).await,
                     Err(e) => Err(e),
                 },
@@ -992,10 +1099,27 @@ impl ProxyHttp for Gateway {
         }
         if let Some(create) = &ctx.create {
             crypto::strip_plaintext_body_headers(upstream_request);
+            // The backend checksums what it stores: the gateway's ciphertext.
+            upstream_request.remove_header("x-amz-checksum-type");
             upstream_request.remove_header("x-amz-checksum-algorithm");
+            if let Some(alg) = self.stored_checksum() {
+                upstream_request.insert_header("x-amz-checksum-algorithm", alg.name())?;
+            }
             for (name, value) in &create.meta_headers {
                 upstream_request.insert_header(name.clone(), value.as_str())?;
             }
+        }
+        if let Some(complete) = &ctx.complete {
+            // The body becomes the gateway's part list: nothing that
+            // describes the client's list or its plaintext goes along.
+            crypto::strip_plaintext_body_headers(upstream_request);
+            for h in ["x-amz-checksum-type", "x-amz-mp-object-size"] {
+                upstream_request.remove_header(h);
+            }
+            upstream_request.insert_header(
+                http::header::CONTENT_LENGTH,
+                complete.upstream_len.to_string(),
+            )?;
         }
         self.upstream
             .sign(upstream_request, &ctx.payload_hash)
@@ -1013,9 +1137,10 @@ impl ProxyHttp for Gateway {
         end_of_stream: bool,
         ctx: &mut Ctx,
     ) -> Result<()> {
-        if let Some(buf) = &mut ctx.complete_body {
+        if let Some(complete) = &mut ctx.complete {
             // Hold the part list until it is whole and checked.
             let input = body.take().unwrap_or_default();
+            let buf = &mut complete.body;
             if buf.len() + input.len() > MAX_COMPLETE_BODY {
                 ctx.body_error = Some(S3Error::new(
                     S3ErrorCode::InvalidRequest,
@@ -1031,14 +1156,16 @@ impl ProxyHttp for Gateway {
                 *body = Some(Bytes::new());
                 return Ok(());
             }
-            if let Err(e) = crypto::check_part_list(buf) {
-                ctx.body_error = Some(e);
-                return Err(Error::explain(
-                    ErrorType::InvalidHTTPHeader,
-                    "part list refused",
-                ));
+            match complete_body(complete) {
+                Ok(upstream) => *body = Some(Bytes::from(upstream)),
+                Err(e) => {
+                    ctx.body_error = Some(e);
+                    return Err(Error::explain(
+                        ErrorType::InvalidHTTPHeader,
+                        "part list refused",
+                    ));
+                }
             }
-            *body = Some(buf.split().freeze());
             return Ok(());
         }
         let Some(put) = &mut ctx.put_body else {
@@ -1095,8 +1222,25 @@ impl ProxyHttp for Gateway {
                 ctx.read_body = Some(rewrite());
             }
         }
+        if let Some(complete) = &ctx.complete {
+            crypto::strip_response(upstream_response);
+            if upstream_response.status.is_success() {
+                crypto::set_sse_headers(upstream_response, &complete.token.key_id)?;
+                upstream_response.remove_header(http::header::CONTENT_LENGTH.as_str());
+                let answer = complete.answer.clone();
+                ctx.read_body = Some(ReadBody::Whole(crypto::WholeRewrite::new(move |text| {
+                    mpu::complete_result(text, answer.as_ref().map(|(r, v)| (*r, v.as_str())))
+                })));
+            }
+        }
         if let Some(create) = &ctx.create {
+            // S3 answers with the checksum the client asked for, not the gateway's.
             upstream_response.remove_header("x-amz-checksum-algorithm");
+            upstream_response.remove_header("x-amz-checksum-type");
+            if let Some(c) = create.token.checksum {
+                upstream_response.insert_header("x-amz-checksum-algorithm", c.algorithm.name())?;
+                upstream_response.insert_header("x-amz-checksum-type", c.type_name())?;
+            }
             if upstream_response.status.is_success() {
                 crypto::set_sse_headers(upstream_response, &create.key_id)?;
                 upstream_response.remove_header(http::header::CONTENT_LENGTH.as_str());
@@ -1334,4 +1478,89 @@ fn changed() -> S3Error {
         S3ErrorCode::ServiceUnavailable,
         "the object changed while it was being read; retry",
     )
+}
+
+fn list_parts_body() -> ReadBody {
+    ReadBody::Whole(crypto::list_parts_rewrite())
+}
+
+/// The synchronous part of an encrypted Complete's plan: what the client
+/// sent besides its part list.
+fn complete_plan(
+    req: &RequestHeader,
+    identity: &Identity,
+    token: UploadToken,
+) -> Result<CompletePlan, S3Error> {
+    let header = |n: &str| req.headers.get(n).and_then(|v| v.to_str().ok());
+    let given = token
+        .checksum
+        .filter(|c| c.full_object)
+        .and_then(|c| header(c.algorithm.header()))
+        .map(str::to_string);
+    let object_size = match header("x-amz-mp-object-size") {
+        None => None,
+        Some(v) => Some(v.trim().parse::<u64>().map_err(|_| {
+            S3Error::new(
+                S3ErrorCode::InvalidArgument,
+                "x-amz-mp-object-size must be a number",
+            )
+        })?),
+    };
+    Ok(CompletePlan {
+        token,
+        stored: Vec::new(),
+        upstream_len: 0,
+        body: bytes::BytesMut::new(),
+        payload_sha256: match &identity.verified.payload {
+            PayloadHash::Sha256(h) => Some(*h),
+            _ => None,
+        },
+        given,
+        object_size,
+        answer: None,
+    })
+}
+
+/// Checks the client's whole part list and makes the backend's.
+fn complete_body(complete: &mut CompletePlan) -> Result<Vec<u8>, S3Error> {
+    use sha2::Digest;
+    if let Some(expected) = complete.payload_sha256 {
+        let got: [u8; 32] = sha2::Sha256::digest(&complete.body).into();
+        if !bool::from(subtle::ConstantTimeEq::ct_eq(&got[..], &expected[..])) {
+            return Err(S3Error::new(
+                S3ErrorCode::XAmzContentSHA256Mismatch,
+                "the provided x-amz-content-sha256 header does not match what was computed",
+            ));
+        }
+    }
+    let client = mpu::parse_complete(&complete.body)?;
+    let upstream = mpu::upstream_body(&client, &complete.stored, complete.upstream_len)?;
+    if let Some(expected) = complete.object_size {
+        let total: u64 = client
+            .iter()
+            .filter_map(|p| {
+                let i = complete
+                    .stored
+                    .binary_search_by_key(&p.number, |s| s.number)
+                    .ok()?;
+                sealgate_envelope::multipart::part_plaintext_len(complete.stored[i].size)
+            })
+            .sum();
+        if total != expected {
+            return Err(S3Error::new(
+                S3ErrorCode::InvalidRequest,
+                format!("x-amz-mp-object-size is {expected} but the parts hold {total} bytes"),
+            ));
+        }
+    }
+    if let Some(request) = complete.token.checksum {
+        let value = mpu::client_checksum(
+            request,
+            &client,
+            &complete.stored,
+            complete.given.as_deref(),
+        )?;
+        complete.answer = Some((request, value));
+    }
+    Ok(upstream)
 }

@@ -260,11 +260,26 @@ impl UpstreamTarget {
         start: u64,
         end: u64,
     ) -> Result<(ResponseHeader, Bytes), UpstreamError> {
+        self.get(host, path_and_query, Some((start, end)), MAX_PROBE_BODY)
+            .await
+    }
+
+    /// A GET of the gateway's own (a probe, a ListParts page), signed with
+    /// its credentials, the body read whole up to `max_body` bytes.
+    pub async fn get(
+        &self,
+        host: &str,
+        path_and_query: &str,
+        range: Option<(u64, u64)>,
+        max_body: usize,
+    ) -> Result<(ResponseHeader, Bytes), UpstreamError> {
         let io = |e: Box<pingora::Error>| UpstreamError::Probe(e.etype().as_str().to_string());
         let mut req = RequestHeader::build("GET", path_and_query.as_bytes(), None).map_err(io)?;
         req.insert_header(http::header::HOST, host).map_err(io)?;
-        req.insert_header(http::header::RANGE, format!("bytes={start}-{end}"))
-            .map_err(io)?;
+        if let Some((start, end)) = range {
+            req.insert_header(http::header::RANGE, format!("bytes={start}-{end}"))
+                .map_err(io)?;
+        }
         self.sign(&mut req, sealgate_filters::s3::sigv4::EMPTY_SHA256)
             .await?;
         let (mut session, _) = self
@@ -285,8 +300,8 @@ impl UpstreamTarget {
         let mut body = BytesMut::new();
         while let Some(chunk) = session.read_response_body().await.map_err(io)? {
             body.extend_from_slice(&chunk);
-            if body.len() > MAX_PROBE_BODY {
-                return Err(UpstreamError::Probe("probe body too large".into()));
+            if body.len() > max_body {
+                return Err(UpstreamError::Probe("response body too large".into()));
             }
         }
         self.connector
@@ -337,6 +352,7 @@ mod tests {
             connect_timeout: Duration::from_secs(1),
             read_timeout: Duration::from_secs(1),
             max_put_size: 1 << 30,
+            stored_checksum: sealgate_config::StoredChecksum::Crc32c,
         })
         .await
         .unwrap()

@@ -49,6 +49,64 @@ impl ChecksumAlgorithm {
             .find(|a| a.header().eq_ignore_ascii_case(name))
     }
 
+    /// The name S3 uses in XML and `x-amz-checksum-algorithm` (`CRC32`, ...).
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Crc32 => "CRC32",
+            Self::Crc32c => "CRC32C",
+            Self::Crc64Nvme => "CRC64NVME",
+            Self::Sha1 => "SHA1",
+            Self::Sha256 => "SHA256",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL
+            .into_iter()
+            .find(|a| a.name().eq_ignore_ascii_case(name.trim()))
+    }
+
+    /// The XML element S3 uses for a value (`ChecksumCRC32`, ...).
+    pub fn element(self) -> &'static str {
+        match self {
+            Self::Crc32 => "ChecksumCRC32",
+            Self::Crc32c => "ChecksumCRC32C",
+            Self::Crc64Nvme => "ChecksumCRC64NVME",
+            Self::Sha1 => "ChecksumSHA1",
+            Self::Sha256 => "ChecksumSHA256",
+        }
+    }
+
+    pub fn from_element(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|a| a.element() == name)
+    }
+
+    /// The CRC behind a CRC checksum (`None` for the SHA family), for
+    /// combining part checksums into a full-object one.
+    pub fn crc(self) -> Option<crc_fast::CrcAlgorithm> {
+        match self {
+            Self::Crc32 => Some(crc_fast::CrcAlgorithm::Crc32IsoHdlc),
+            Self::Crc32c => Some(crc_fast::CrcAlgorithm::Crc32Iscsi),
+            Self::Crc64Nvme => Some(crc_fast::CrcAlgorithm::Crc64Nvme),
+            Self::Sha1 | Self::Sha256 => None,
+        }
+    }
+
+    /// Digest length in bytes.
+    pub fn width(self) -> usize {
+        match self {
+            Self::Crc32 | Self::Crc32c => 4,
+            Self::Crc64Nvme => 8,
+            Self::Sha1 => 20,
+            Self::Sha256 => 32,
+        }
+    }
+
+    /// Length of the base64 value.
+    pub fn base64_len(self) -> usize {
+        self.width().div_ceil(3) * 4
+    }
+
     fn hasher(self) -> Hasher {
         match self {
             Self::Crc32 => Hasher::Crc(
@@ -89,6 +147,38 @@ impl Hasher {
             Hasher::Sha1(h) => h.finalize().to_vec(),
             Hasher::Sha256(h) => h.finalize().to_vec(),
         }
+    }
+}
+
+/// A running checksum of one algorithm (for bytes the gateway itself sends).
+pub struct Checksum {
+    algorithm: ChecksumAlgorithm,
+    hasher: Hasher,
+}
+
+impl Checksum {
+    pub fn new(algorithm: ChecksumAlgorithm) -> Self {
+        Self {
+            algorithm,
+            hasher: algorithm.hasher(),
+        }
+    }
+
+    pub fn algorithm(&self) -> ChecksumAlgorithm {
+        self.algorithm
+    }
+
+    pub fn update(&mut self, data: &[u8]) {
+        self.hasher.update(data);
+    }
+
+    /// The digest (big-endian for CRCs), as S3 sends it before base64.
+    pub fn finish(self) -> Vec<u8> {
+        self.hasher.finish()
+    }
+
+    pub fn finish_base64(self) -> String {
+        B64.encode(self.finish())
     }
 }
 

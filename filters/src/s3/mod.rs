@@ -4,6 +4,7 @@ pub mod checksum;
 pub mod chunked;
 pub mod error;
 pub mod listing;
+pub mod multipart;
 pub mod request;
 pub mod sigv4;
 pub mod uri;

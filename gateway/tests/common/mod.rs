@@ -103,26 +103,13 @@ pub fn encrypted_gateway(backend: &dyn Upstream) -> Gateway {
     )
 }
 
-/// Finds the s3s-fs binary: `$S3S_FS`, then `PATH`, then `~/.cargo/bin`.
+/// Finds the s3s-fs binary.
 fn s3s_fs_binary() -> PathBuf {
-    if let Ok(p) = std::env::var("S3S_FS") {
-        return p.into();
-    }
-    if let Ok(path) = std::env::var("PATH") {
-        for dir in std::env::split_paths(&path) {
-            let candidate = dir.join("s3s-fs");
-            if candidate.is_file() {
-                return candidate;
-            }
-        }
-    }
-    let home = std::env::var("HOME").unwrap_or_default();
-    let candidate = Path::new(&home).join(".cargo/bin/s3s-fs");
-    assert!(
-        candidate.is_file(),
-        "s3s-fs not found: install it with `cargo install s3s-fs@0.14.1 --features binary --locked` (or run .ci/run)"
-    );
-    candidate
+    find_binary(
+        "s3s-fs",
+        "S3S_FS",
+        "cargo install s3s-fs@0.14.1 --features binary --locked",
+    )
 }
 
 /// A running s3s-fs with its data directory.
@@ -201,11 +188,196 @@ impl Drop for Backend {
 /// A backend a gateway can sit in front of.
 pub trait Upstream {
     fn url(&self) -> String;
+
+    /// The gateway's identity at the backend: (access key id, secret).
+    fn credentials(&self) -> (&str, &str) {
+        (UPSTREAM_KEY, UPSTREAM_SECRET)
+    }
+
+    /// The bytes the backend stores for an object (read around the gateway).
+    fn stored(&self, bucket: &str, key: &str) -> Vec<u8> {
+        let (id, secret) = self.credentials();
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("stored");
+        let res = aws_as(
+            id,
+            secret,
+            &self.url(),
+            &[
+                "s3api",
+                "get-object",
+                "--bucket",
+                bucket,
+                "--key",
+                key,
+                out.to_str().unwrap(),
+            ],
+        );
+        assert!(
+            res.status.success(),
+            "{}",
+            String::from_utf8_lossy(&res.stderr)
+        );
+        std::fs::read(out).unwrap()
+    }
+
+    /// A short name for assertion messages.
+    fn name(&self) -> &'static str;
 }
 
 impl Upstream for Backend {
     fn url(&self) -> String {
         Backend::url(self)
+    }
+
+    fn stored(&self, bucket: &str, key: &str) -> Vec<u8> {
+        std::fs::read(self.object_path(bucket, key)).unwrap()
+    }
+
+    fn name(&self) -> &'static str {
+        "s3s-fs"
+    }
+}
+
+/// Garage's access key id format (`GK` and 24 hex digits) and secret (64 hex digits).
+pub const GARAGE_KEY: &str = "GK5ea15a7e0000000000000001";
+pub const GARAGE_SECRET: &str = "5ea15a7e5ea15a7e5ea15a7e5ea15a7e5ea15a7e5ea15a7e5ea15a7e5ea15a7e";
+
+/// Finds a binary: `$VAR`, then `PATH`, then `~/.cargo/bin`.
+fn find_binary(name: &str, var: &str, install: &str) -> PathBuf {
+    if let Ok(p) = std::env::var(var) {
+        return p.into();
+    }
+    if let Ok(path) = std::env::var("PATH") {
+        for dir in std::env::split_paths(&path) {
+            let candidate = dir.join(name);
+            if candidate.is_file() {
+                return candidate;
+            }
+        }
+    }
+    let home = std::env::var("HOME").unwrap_or_default();
+    let candidate = Path::new(&home).join(".cargo/bin").join(name);
+    assert!(
+        candidate.is_file(),
+        "{name} not found: install it with `{install}` (scripts/test does)"
+    );
+    candidate
+}
+
+/// A running single-node Garage: the strictest local S3. Like AWS S3 it
+/// verifies part checksums at CompleteMultipartUpload and lists multipart
+/// ETags; it has no ListObjectVersions.
+pub struct Garage {
+    child: Child,
+    pub port: u16,
+    dir: tempfile::TempDir,
+    bin: PathBuf,
+}
+
+impl Garage {
+    /// Starts Garage (S3 API and RPC on free ports), lays out the single
+    /// node, imports the gateway's key and creates `buckets` for it.
+    pub fn start(buckets: &[&str]) -> Garage {
+        let dir = tempfile::tempdir().unwrap();
+        let bin = find_binary(
+            "garage",
+            "GARAGE",
+            "cargo install garage@2.5.0 --locked --no-default-features --features bundled-libs,lmdb,sqlite",
+        );
+        let config = dir.path().join("garage.toml");
+        let (child, port) = spawn_listening("garage", |port| {
+            let rpc = free_port();
+            std::fs::write(
+                &config,
+                format!(
+                    r#"metadata_dir = "{root}/meta"
+data_dir = "{root}/data"
+db_engine = "sqlite"
+replication_factor = 1
+rpc_bind_addr = "127.0.0.1:{rpc}"
+rpc_public_addr = "127.0.0.1:{rpc}"
+rpc_secret = "5ea15a7e00000000000000000000000000000000000000000000000000000001"
+[s3_api]
+s3_region = "us-east-1"
+api_bind_addr = "127.0.0.1:{port}"
+root_domain = ".s3.garage.test"
+"#,
+                    root = dir.path().display()
+                ),
+            )
+            .unwrap();
+            let mut cmd = Command::new(&bin);
+            cmd.arg("-c").arg(&config).arg("server");
+            cmd
+        });
+        let garage = Garage {
+            child,
+            port,
+            dir,
+            bin,
+        };
+        let id = garage.cli(&["node", "id", "-q"]);
+        let id = id.trim().split('@').next().unwrap().to_string();
+        garage.cli(&["layout", "assign", "-z", "dc1", "-c", "1G", &id]);
+        garage.cli(&["layout", "apply", "--version", "1"]);
+        garage.cli(&[
+            "key",
+            "import",
+            "--yes",
+            "-n",
+            "gateway",
+            GARAGE_KEY,
+            GARAGE_SECRET,
+        ]);
+        for b in buckets {
+            garage.create_bucket(b);
+        }
+        garage
+    }
+
+    pub fn create_bucket(&self, bucket: &str) {
+        self.cli(&["bucket", "create", bucket]);
+        self.cli(&[
+            "bucket", "allow", "--read", "--write", "--owner", bucket, "--key", GARAGE_KEY,
+        ]);
+    }
+
+    /// Runs the garage CLI against this node; asserts success.
+    fn cli(&self, args: &[&str]) -> String {
+        let out = Command::new(&self.bin)
+            .arg("-c")
+            .arg(self.dir.path().join("garage.toml"))
+            .args(args)
+            .output()
+            .expect("run garage");
+        assert!(
+            out.status.success(),
+            "garage {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+}
+
+impl Upstream for Garage {
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    fn credentials(&self) -> (&str, &str) {
+        (GARAGE_KEY, GARAGE_SECRET)
+    }
+
+    fn name(&self) -> &'static str {
+        "garage"
+    }
+}
+
+impl Drop for Garage {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 
@@ -277,6 +449,10 @@ impl Upstream for Moto {
             format!("http://127.0.0.1:{}", self.port)
         }
     }
+
+    fn name(&self) -> &'static str {
+        "moto"
+    }
 }
 
 impl Drop for Moto {
@@ -336,7 +512,7 @@ server:
     endpoint: {endpoint}
     region: us-east-1
     credentials:
-      access_key_id: {UPSTREAM_KEY}
+      access_key_id: {upstream_key}
       secret_access_key_env: TEST_UPSTREAM_SECRET
 {s3_extra}
 auth:
@@ -350,6 +526,7 @@ auth:
 {extra}
 "#,
             endpoint = backend.url(),
+            upstream_key = backend.credentials().0,
             s3_extra = opts.s3_extra,
             extra = opts.extra,
         )
@@ -367,8 +544,9 @@ auth:
         let admin_port = free_port();
         let tls_port = tls_dir.map(|_| free_port());
         let yaml = Self::config_yaml(backend, port, admin_port, tls_port.zip(tls_dir), opts);
+        let upstream_secret = backend.credentials().1.to_string();
         let env = |k: &str| match k {
-            "TEST_UPSTREAM_SECRET" => Some(UPSTREAM_SECRET.to_string()),
+            "TEST_UPSTREAM_SECRET" => Some(upstream_secret.clone()),
             "TEST_CLIENT_SECRET" => Some(CLIENT_SECRET.to_string()),
             "TEST_TEAM_SECRET" => Some(TEAM_SECRET.to_string()),
             _ => None,

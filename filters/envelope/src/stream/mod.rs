@@ -50,6 +50,23 @@ fn frame_plain_len(i: u64, total: u64) -> u64 {
     (total - (i * FRAME_SIZE).min(total)).min(FRAME_SIZE)
 }
 
+/// What a caller writes around each sealed frame as the encryptor emits it,
+/// without copying the frame: a transfer framing (aws-chunked) and a
+/// checksum of the sealed bytes (so the storage backend can verify every
+/// byte it stores). The wrapping goes into the frame's own buffer.
+pub trait FrameWrap: Send + Sync {
+    /// Writes what goes before a sealed frame of `sealed_len` bytes.
+    fn before(&mut self, sealed_len: usize, out: &mut BytesMut);
+    /// Sees a whole sealed frame; returns what goes after it.
+    fn after(&mut self, sealed: &[u8]) -> &'static [u8];
+    /// What follows the final frame (called once, after it).
+    fn finish(&mut self) -> Bytes;
+}
+
+/// Most bytes a [`FrameWrap`] writes around one frame (reserved up front so
+/// a frame's buffer never grows while it is filled).
+pub const MAX_WRAP_LEN: usize = 32;
+
 /// Encrypts a stream of exactly `total` bytes into frames.
 ///
 /// With a streaming backend (aws-lc), every piece of plaintext is encrypted
@@ -77,6 +94,10 @@ pub struct Encryptor {
     ready: Vec<Bytes>,
     /// One-shot: frames sealed by this call, back to back.
     sealed: BytesMut,
+    /// Framing written around each sealed frame, if any.
+    wrap: Option<Box<dyn FrameWrap>>,
+    /// Streaming: where the open frame's sealed bytes start in `frame_out`.
+    lead: usize,
 }
 
 /// Appends `n` bytes to `out` and returns them for a cipher to write.
@@ -109,7 +130,16 @@ impl Encryptor {
             open: Vec::new(),
             ready: Vec::new(),
             sealed: BytesMut::new(),
+            wrap: None,
+            lead: 0,
         }
+    }
+
+    /// Writes `wrap`'s framing around every sealed frame, and its finish
+    /// after the final one.
+    pub fn with_wrap(mut self, wrap: Box<dyn FrameWrap>) -> Self {
+        self.wrap = Some(wrap);
+        self
     }
 
     /// Plaintext bytes taken so far.
@@ -160,6 +190,13 @@ impl Encryptor {
                     self.seal_gathered(true);
                 }
             }
+            // The final frame is sealed now (here or from the last piece).
+            if let Some(w) = &mut self.wrap {
+                if !self.sealed.is_empty() {
+                    self.ready.push(self.sealed.split().freeze());
+                }
+                self.ready.push(w.finish());
+            }
         }
         Ok(())
     }
@@ -175,7 +212,11 @@ impl Encryptor {
         let len = frame_plain_len(self.frame, self.total) as usize;
         // Empty since the last frame left: this takes that frame's memory
         // back when the caller has dropped it, else allocates afresh.
-        self.frame_out.reserve(len + TAG_LEN);
+        self.frame_out.reserve(len + TAG_LEN + MAX_WRAP_LEN);
+        if let Some(w) = &mut self.wrap {
+            w.before(len + TAG_LEN, &mut self.frame_out);
+        }
+        self.lead = self.frame_out.len();
         self.begun = true;
     }
 
@@ -184,6 +225,10 @@ impl Encryptor {
         let stream = self.key.stream_mut().expect("streaming backend");
         let tag = stream.seal_tag();
         self.frame_out.extend_from_slice(&tag);
+        if let Some(w) = &mut self.wrap {
+            let tail = w.after(&self.frame_out[self.lead..]);
+            self.frame_out.extend_from_slice(tail);
+        }
         self.ready.push(self.frame_out.split().freeze());
         self.frame += 1;
         self.begun = false;
@@ -193,13 +238,13 @@ impl Encryptor {
         while !input.is_empty() {
             self.begin_frame();
             let len = frame_plain_len(self.frame, self.total) as usize;
-            let n = (len - self.frame_out.len()).min(input.len());
+            let n = (len - (self.frame_out.len() - self.lead)).min(input.len());
             let stream = self.key.stream_mut().expect("streaming backend");
             stream.update(&input[..n], &mut self.frame_out);
             input = &input[n..];
             self.consumed += n as u64;
             // A full frame is sealed now unless it is the last one, which waits for `end`.
-            if self.frame_out.len() == len && self.frame < self.last_frame {
+            if self.frame_out.len() - self.lead == len && self.frame < self.last_frame {
                 self.close_frame();
             }
         }
@@ -213,6 +258,7 @@ impl Encryptor {
             is_final,
             &self.open,
             &mut self.sealed,
+            self.wrap.as_deref_mut(),
         );
         self.open.clear();
         self.frame += 1;
@@ -220,7 +266,8 @@ impl Encryptor {
 
     fn feed_one_shot(&mut self, mut input: &[u8], end: bool) {
         let frames = (self.open.len() + input.len()) / FRAME_SIZE as usize + usize::from(end);
-        self.sealed.reserve(frames * SEALED_FRAME_SIZE as usize);
+        self.sealed
+            .reserve(frames * (SEALED_FRAME_SIZE as usize + MAX_WRAP_LEN));
         let frame = FRAME_SIZE as usize;
         while !input.is_empty() {
             let nonce = nonce(self.part, self.frame);
@@ -241,6 +288,7 @@ impl Encryptor {
                     is_final,
                     &input[..n],
                     &mut self.sealed,
+                    self.wrap.as_deref_mut(),
                 );
                 input = &input[n..];
                 self.consumed += n as u64;
@@ -258,18 +306,27 @@ impl Encryptor {
     }
 }
 
-/// Seals `plain` as one frame onto `out`.
+/// Seals `plain` as one frame onto `out`, wrapped if asked.
 fn seal_one_shot(
     cipher: &dyn FrameCipher,
     nonce: [u8; NONCE_LEN],
     is_final: bool,
     plain: &[u8],
     out: &mut BytesMut,
+    mut wrap: Option<&mut (dyn FrameWrap + 'static)>,
 ) {
+    if let Some(w) = wrap.as_deref_mut() {
+        w.before(plain.len() + TAG_LEN, out);
+    }
+    let start = out.len();
     let slot = append_slot(out, plain.len() + TAG_LEN);
     let (ct, tag_out) = slot.split_at_mut(plain.len());
     let tag = cipher.seal_into(&nonce, &aad(is_final), plain, ct);
     tag_out.copy_from_slice(&tag);
+    if let Some(w) = wrap {
+        let tail = w.after(&out[start..]);
+        out.extend_from_slice(tail);
+    }
 }
 
 /// Decrypts a framed stream (or the frames of a range plan) and trims to

@@ -450,3 +450,69 @@ fn one_shot_backend_withholds_the_final_frame_and_refuses_bad_lengths() {
         assert!(read(&flipped).is_err(), "tampered");
     }
 }
+
+/// A test framing: the sealed length (4 bytes BE) before each frame, `|`
+/// after it, and the count of frames seen at the end.
+struct Marks {
+    seen: std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
+    frames: u8,
+}
+
+impl FrameWrap for Marks {
+    fn before(&mut self, sealed_len: usize, out: &mut BytesMut) {
+        out.extend_from_slice(&(sealed_len as u32).to_be_bytes());
+    }
+    fn after(&mut self, sealed: &[u8]) -> &'static [u8] {
+        self.seen.lock().unwrap().extend_from_slice(sealed);
+        self.frames += 1;
+        b"|"
+    }
+    fn finish(&mut self) -> Bytes {
+        Bytes::from(vec![b'#', self.frames])
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(32))]
+
+    /// A wrapped stream is the plain stream with each frame wrapped, on
+    /// both backends and for any piece sizes; the wrap sees every sealed
+    /// byte once, and its finish comes last.
+    #[test]
+    fn wrapped_frames_carry_the_same_sealed_bytes(
+        len in 0usize..300_000,
+        cuts in prop::collection::vec(0usize..300_000, 0..6),
+        end_on_last in any::<bool>(),
+    ) {
+        let plain = data(len);
+        let mut points: Vec<usize> = cuts.iter().map(|c| c % (len + 1)).collect();
+        points.extend([0, len]);
+        points.sort();
+        points.dedup();
+        let pieces: Vec<&[u8]> = points.windows(2).map(|w| &plain[w[0]..w[1]]).collect();
+        let sealed = encrypt_on(Backend::AwsLc, 2, &pieces);
+        for backend in [Backend::AwsLc, Backend::RustCrypto] {
+            let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+            let wrap = Marks { seen: seen.clone(), frames: 0 };
+            let mut enc = Encryptor::new(key_on(backend), 2, len as u64).with_wrap(Box::new(wrap));
+            let mut out = Vec::new();
+            for (i, p) in pieces.iter().enumerate() {
+                out.extend_from_slice(&enc.push(p, end_on_last && i + 1 == pieces.len()).unwrap());
+            }
+            if !end_on_last || pieces.is_empty() {
+                out.extend_from_slice(&enc.push(&[], true).unwrap());
+            }
+            let mut expected = Vec::new();
+            let mut frames = 0u8;
+            for frame in sealed.chunks(SEALED_FRAME_SIZE as usize) {
+                expected.extend_from_slice(&(frame.len() as u32).to_be_bytes());
+                expected.extend_from_slice(frame);
+                expected.push(b'|');
+                frames += 1;
+            }
+            expected.extend_from_slice(&[b'#', frames]);
+            prop_assert_eq!(&out, &expected, "{}", backend.as_str());
+            prop_assert_eq!(&*seen.lock().unwrap(), &sealed, "{}", backend.as_str());
+        }
+    }
+}

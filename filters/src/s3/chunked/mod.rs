@@ -11,6 +11,8 @@
 //! ended where the encoding says it does. Trailers are collected for the
 //! caller to check.
 
+pub mod encode;
+
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;

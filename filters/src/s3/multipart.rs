@@ -1,0 +1,852 @@
+//! CompleteMultipartUpload on encrypted uploads, as pure logic.
+//!
+//! The backend's upload holds ciphertext parts, each stored with the
+//! gateway's own checksum (CRC32C of the stored bytes, see
+//! [`super::chunked::encode`]); the client's part list names its ETags and
+//! the checksums of its plaintext. So at Complete the gateway
+//! - reads the backend's parts (ListParts, every page: no shared state, any
+//!   instance completes any upload),
+//! - checks the client's list against them (numbers 1..n in order, each
+//!   part uploaded with that ETag, equal part sizes but for the last),
+//! - sends the backend a list with the backend's own part checksums, padded
+//!   to a length fixed before the client's body arrives (the upstream
+//!   header, with its `Content-Length`, goes out first),
+//! - answers the client with the checksum S3 would report for its
+//!   plaintext: composite (`…-N`) or full-object, computed from the part
+//!   checksums it listed.
+
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine;
+use quick_xml::events::Event;
+use quick_xml::Reader;
+use sealgate_envelope::multipart::part_plaintext_len;
+
+use super::checksum::{Checksum, ChecksumAlgorithm};
+use super::error::{S3Error, S3ErrorCode};
+
+/// S3's largest part number and part count.
+pub const MAX_PARTS: u32 = 10_000;
+/// Deepest element nesting accepted in a part list (S3's is 3).
+const MAX_XML_DEPTH: usize = 8;
+/// Elements S3 uses for checksums in part lists and Complete responses.
+const CHECKSUM_TYPE: &str = "ChecksumType";
+/// Longest ETag taken from a client for a part whose ETag the backend does
+/// not list (s3s-fs lists none); S3's are 34 characters.
+const MAX_UNLISTED_ETAG: usize = 128;
+
+/// A part as the client lists it in CompleteMultipartUpload.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientPart {
+    pub number: u32,
+    pub etag: String,
+    /// The checksum of the part's plaintext the client names, if any.
+    pub checksum: Option<(ChecksumAlgorithm, String)>,
+}
+
+/// A part as the backend lists it (ListParts).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredPart {
+    pub number: u32,
+    pub etag: String,
+    /// Stored (ciphertext) size.
+    pub size: u64,
+    /// The backend's checksum of the stored bytes.
+    pub checksum: Option<(ChecksumAlgorithm, String)>,
+}
+
+/// One page of a ListParts response.
+#[derive(Debug, Default)]
+pub struct PartsPage {
+    pub parts: Vec<StoredPart>,
+    /// Set when more parts follow: the marker for the next page.
+    pub next_marker: Option<u32>,
+}
+
+/// How the client asked S3 to checksum its upload (at Create).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChecksumRequest {
+    pub algorithm: ChecksumAlgorithm,
+    /// `FULL_OBJECT` (a CRC of the whole object) rather than `COMPOSITE`
+    /// (a checksum of the part checksums, `…-N`).
+    pub full_object: bool,
+}
+
+impl ChecksumRequest {
+    /// From CreateMultipartUpload's `x-amz-checksum-algorithm` and
+    /// `x-amz-checksum-type` (CRC64NVME is always full-object, as in S3).
+    pub fn from_headers(
+        algorithm: Option<&str>,
+        kind: Option<&str>,
+    ) -> Result<Option<Self>, S3Error> {
+        let Some(name) = algorithm else {
+            if kind.is_some() {
+                return Err(S3Error::new(
+                    S3ErrorCode::InvalidRequest,
+                    "x-amz-checksum-type needs x-amz-checksum-algorithm",
+                ));
+            }
+            return Ok(None);
+        };
+        let algorithm = ChecksumAlgorithm::from_name(name).ok_or_else(|| {
+            S3Error::new(
+                S3ErrorCode::InvalidRequest,
+                "x-amz-checksum-algorithm names no known checksum",
+            )
+        })?;
+        let full_object = match kind.map(str::trim) {
+            None => algorithm == ChecksumAlgorithm::Crc64Nvme,
+            Some(k) if k.eq_ignore_ascii_case("FULL_OBJECT") => true,
+            Some(k) if k.eq_ignore_ascii_case("COMPOSITE") => false,
+            Some(_) => {
+                return Err(S3Error::new(
+                    S3ErrorCode::InvalidRequest,
+                    "x-amz-checksum-type must be COMPOSITE or FULL_OBJECT",
+                ))
+            }
+        };
+        let valid = if full_object {
+            algorithm.crc().is_some()
+        } else {
+            algorithm != ChecksumAlgorithm::Crc64Nvme
+        };
+        if !valid {
+            return Err(S3Error::new(
+                S3ErrorCode::InvalidRequest,
+                format!(
+                    "the {} checksum type is not supported for {}",
+                    if full_object {
+                        "FULL_OBJECT"
+                    } else {
+                        "COMPOSITE"
+                    },
+                    algorithm.name()
+                ),
+            ));
+        }
+        Ok(Some(Self {
+            algorithm,
+            full_object,
+        }))
+    }
+
+    pub fn type_name(self) -> &'static str {
+        if self.full_object {
+            "FULL_OBJECT"
+        } else {
+            "COMPOSITE"
+        }
+    }
+}
+
+fn malformed(why: impl Into<String>) -> S3Error {
+    S3Error::new(S3ErrorCode::MalformedXML, why)
+}
+
+/// What [`walk`] visits; `path` names the element last.
+enum Node<'a> {
+    /// An element starts.
+    Open(&'a [String]),
+    /// An element ends, with its text (trimmed).
+    Close(&'a [String], &'a str),
+}
+
+/// Visits every element of a document, validating it as it goes (no
+/// DOCTYPE, no unknown entities, bounded depth).
+fn walk(xml: &[u8], mut visit: impl FnMut(Node<'_>) -> Result<(), S3Error>) -> Result<(), S3Error> {
+    let text = std::str::from_utf8(xml).map_err(|_| malformed("the XML is not UTF-8"))?;
+    let mut reader = Reader::from_str(text);
+    let mut path: Vec<String> = Vec::new();
+    let mut value = String::new();
+    loop {
+        let event = reader
+            .read_event()
+            .map_err(|_| malformed("the XML is not well-formed"))?;
+        match event {
+            Event::Start(e) => {
+                if path.len() >= MAX_XML_DEPTH {
+                    return Err(malformed("the XML nests too deeply"));
+                }
+                let name = std::str::from_utf8(e.local_name().as_ref())
+                    .map_err(|_| malformed("an element name is not UTF-8"))?
+                    .to_string();
+                path.push(name);
+                value.clear();
+                visit(Node::Open(&path))?;
+            }
+            Event::Empty(e) => {
+                let name = std::str::from_utf8(e.local_name().as_ref())
+                    .map_err(|_| malformed("an element name is not UTF-8"))?
+                    .to_string();
+                path.push(name);
+                visit(Node::Open(&path))?;
+                visit(Node::Close(&path, ""))?;
+                path.pop();
+            }
+            Event::Text(t) => {
+                value.push_str(&t.decode().map_err(|_| malformed("bad text"))?);
+            }
+            Event::CData(t) => {
+                value.push_str(&t.decode().map_err(|_| malformed("bad text"))?);
+            }
+            Event::GeneralRef(r) => {
+                let c = match r.resolve_char_ref() {
+                    Ok(Some(c)) => c,
+                    Ok(None) => match r.as_ref() {
+                        b"quot" => '"',
+                        b"amp" => '&',
+                        b"apos" => '\'',
+                        b"lt" => '<',
+                        b"gt" => '>',
+                        _ => return Err(malformed("the XML uses an unknown entity")),
+                    },
+                    Err(_) => return Err(malformed("the XML has a bad character reference")),
+                };
+                value.push(c);
+            }
+            Event::End(_) => {
+                visit(Node::Close(&path, value.trim()))?;
+                value.clear();
+                path.pop();
+            }
+            Event::DocType(_) => return Err(malformed("the XML must not have a DOCTYPE")),
+            Event::Eof => break,
+            Event::Comment(_) | Event::Decl(_) | Event::PI(_) => {}
+        }
+    }
+    if !path.is_empty() {
+        return Err(malformed("the XML ends inside an element"));
+    }
+    Ok(())
+}
+
+fn part_number(text: &str) -> Result<u32, S3Error> {
+    text.parse::<u32>()
+        .ok()
+        .filter(|n| (1..=MAX_PARTS).contains(n))
+        .ok_or_else(|| {
+            S3Error::new(
+                S3ErrorCode::InvalidArgument,
+                "part numbers must be 1 to 10000",
+            )
+        })
+}
+
+/// An ETag without its quotes (clients send it quoted or not).
+fn bare_etag(etag: &str) -> &str {
+    etag.trim().trim_matches('"')
+}
+
+/// Parses a client's CompleteMultipartUpload body. Encrypted uploads need
+/// parts numbered 1..=n in order: each part's number is bound into its
+/// frames and the reader expects part `i` at position `i` (docs/FORMAT.md).
+pub fn parse_complete(xml: &[u8]) -> Result<Vec<ClientPart>, S3Error> {
+    let mut parts: Vec<ClientPart> = Vec::new();
+    let mut root_ok = false;
+    walk(xml, |node| {
+        match node {
+            Node::Open([root]) => root_ok = root == "CompleteMultipartUpload",
+            Node::Open([_, p]) if p == "Part" => {
+                if parts.len() >= MAX_PARTS as usize {
+                    return Err(malformed("the part list names more than 10000 parts"));
+                }
+                parts.push(ClientPart {
+                    number: 0,
+                    etag: String::new(),
+                    checksum: None,
+                });
+            }
+            Node::Close([_, p, field], text) if p == "Part" => {
+                let part = parts.last_mut().expect("opened above");
+                if field == "PartNumber" {
+                    part.number = part_number(text)?;
+                } else if field == "ETag" {
+                    part.etag = text.to_string();
+                } else if let Some(alg) = ChecksumAlgorithm::from_element(field) {
+                    part.checksum = Some((alg, text.to_string()));
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    })?;
+    if !root_ok {
+        return Err(malformed(
+            "the body is not a CompleteMultipartUpload part list",
+        ));
+    }
+    if parts.is_empty() {
+        return Err(malformed("the part list names no parts"));
+    }
+    for (i, part) in parts.iter().enumerate() {
+        if part.number == 0 {
+            return Err(malformed("a part has no PartNumber"));
+        }
+        if part.etag.is_empty() {
+            return Err(malformed("a part has no ETag"));
+        }
+        if part.number as usize != i + 1 {
+            return Err(S3Error::new(
+                S3ErrorCode::InvalidPartOrder,
+                format!("encrypted uploads need parts numbered 1, 2, 3, ... without gaps; part {} is missing or out of order", i + 1),
+            ));
+        }
+    }
+    Ok(parts)
+}
+
+/// Parses one page of the backend's ListParts answer.
+pub fn parse_list_parts(xml: &[u8]) -> Result<PartsPage, S3Error> {
+    let mut page = PartsPage::default();
+    let mut truncated = false;
+    let mut marker = None;
+    let bad = |what: &str| {
+        S3Error::new(
+            S3ErrorCode::InternalError,
+            format!("the backend's part list has a bad {what}"),
+        )
+    };
+    walk(xml, |node| {
+        match node {
+            Node::Open([_, p]) if p == "Part" => {
+                page.parts.push(StoredPart {
+                    number: 0,
+                    etag: String::new(),
+                    size: 0,
+                    checksum: None,
+                });
+            }
+            Node::Close([_, f], text) if f == "IsTruncated" => truncated = text == "true",
+            Node::Close([_, f], text) if f == "NextPartNumberMarker" => {
+                marker = Some(text.parse::<u32>().map_err(|_| bad("marker"))?);
+            }
+            Node::Close([_, p, field], text) if p == "Part" => {
+                let part = page.parts.last_mut().expect("opened above");
+                if field == "PartNumber" {
+                    part.number = text.parse().map_err(|_| bad("part number"))?;
+                } else if field == "ETag" {
+                    part.etag = text.to_string();
+                } else if field == "Size" {
+                    part.size = text.parse().map_err(|_| bad("size"))?;
+                } else if let Some(alg) = ChecksumAlgorithm::from_element(field) {
+                    part.checksum = Some((alg, text.to_string()));
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    })?;
+    if truncated {
+        let next = marker.ok_or_else(|| bad("marker"))?;
+        // A marker that does not move on would page forever.
+        if page.parts.last().is_none_or(|p| next < p.number) {
+            return Err(bad("marker"));
+        }
+        page.next_marker = Some(next);
+    }
+    Ok(page)
+}
+
+/// Escapes element text (quotes stay as they are: ETags keep their length).
+fn xml_escape(text: &str) -> std::borrow::Cow<'_, str> {
+    quick_xml::escape::partial_escape(text)
+}
+
+/// The part list for the backend: the client's parts, each with the
+/// backend's ETag (or the client's, where the backend lists none) and its
+/// checksum of the stored bytes.
+fn write_parts<'a>(parts: impl Iterator<Item = (&'a StoredPart, &'a str)>) -> Vec<u8> {
+    let mut out = String::from("<CompleteMultipartUpload>");
+    for (p, etag) in parts {
+        out.push_str(&format!(
+            "<Part><PartNumber>{}</PartNumber><ETag>{}</ETag>",
+            p.number,
+            xml_escape(etag)
+        ));
+        if let Some((alg, value)) = &p.checksum {
+            let e = alg.element();
+            out.push_str(&format!("<{e}>{}</{e}>", xml_escape(value)));
+        }
+        out.push_str("</Part>");
+    }
+    out.push_str("</CompleteMultipartUpload>");
+    out.into_bytes()
+}
+
+/// The longest upstream part list any client list can make of `stored`
+/// (the one naming every stored part): the upstream `Content-Length`.
+pub fn upstream_len(stored: &[StoredPart]) -> u64 {
+    let longest = "&".repeat(MAX_UNLISTED_ETAG);
+    write_parts(stored.iter().map(|p| {
+        let etag = if p.etag.is_empty() { &longest } else { &p.etag };
+        (p, etag.as_str())
+    }))
+    .len() as u64
+}
+
+/// Checks the client's parts against the stored ones and writes the
+/// backend's part list, padded with whitespace to exactly `len` bytes.
+/// Every part but the last must have the first part's size: the reader
+/// locates frames by that size (other layouts are refused here rather
+/// than stored unreadable).
+pub fn upstream_body(
+    client: &[ClientPart],
+    stored: &[StoredPart],
+    len: u64,
+) -> Result<Vec<u8>, S3Error> {
+    let mut chosen = Vec::with_capacity(client.len());
+    for part in client {
+        let found = stored
+            .binary_search_by_key(&part.number, |s| s.number)
+            .ok()
+            .map(|i| &stored[i])
+            .filter(|s| match s.etag.is_empty() {
+                // The backend checks the client's ETag itself at Complete.
+                true => part.etag.len() <= MAX_UNLISTED_ETAG,
+                false => bare_etag(&s.etag) == bare_etag(&part.etag),
+            })
+            .ok_or_else(|| {
+                S3Error::new(
+                    S3ErrorCode::InvalidPart,
+                    format!(
+                        "part {} was not uploaded with the ETag given, or not at all",
+                        part.number
+                    ),
+                )
+            })?;
+        let etag = if found.etag.is_empty() {
+            &part.etag
+        } else {
+            &found.etag
+        };
+        chosen.push((found, etag.as_str()));
+    }
+    if let Some((first, rest)) = chosen.split_first() {
+        let body = &rest[..rest.len().saturating_sub(1)];
+        if let Some((odd, _)) = body.iter().find(|(p, _)| p.size != first.0.size) {
+            return Err(S3Error::new(
+                S3ErrorCode::InvalidPart,
+                format!(
+                    "part {} differs in size from part 1: encrypted uploads need every part but the last to be the same size",
+                    odd.number
+                ),
+            ));
+        }
+    }
+    let mut body = write_parts(chosen.into_iter());
+    let close = b"</CompleteMultipartUpload>".len();
+    let pad = (len as usize).checked_sub(body.len()).ok_or_else(|| {
+        S3Error::new(
+            S3ErrorCode::InternalError,
+            "the part list outgrew its announced length",
+        )
+    })?;
+    let at = body.len() - close;
+    body.splice(at..at, std::iter::repeat_n(b' ', pad));
+    Ok(body)
+}
+
+/// The checksum S3 reports at Complete for the client's plaintext, from
+/// the part checksums it listed (each was verified over the plaintext when
+/// its part was uploaded). A full-object checksum the client sent with the
+/// Complete (`given`) must match.
+pub fn client_checksum(
+    request: ChecksumRequest,
+    client: &[ClientPart],
+    stored: &[StoredPart],
+    given: Option<&str>,
+) -> Result<String, S3Error> {
+    let alg = request.algorithm;
+    let mut raw = Vec::with_capacity(client.len());
+    for part in client {
+        let value = match &part.checksum {
+            Some((a, v)) if *a == alg => v,
+            _ => {
+                return Err(S3Error::new(
+                    S3ErrorCode::InvalidRequest,
+                    format!(
+                        "the upload was created using a {} checksum; the complete request must include it for each part; it was missing for part {}",
+                        alg.name(),
+                        part.number
+                    ),
+                ))
+            }
+        };
+        let bytes = B64
+            .decode(value.trim())
+            .ok()
+            .filter(|b| b.len() == alg.width())
+            .ok_or_else(|| {
+                S3Error::new(
+                    S3ErrorCode::InvalidRequest,
+                    format!("the {} of part {} is not valid", alg.element(), part.number),
+                )
+            })?;
+        raw.push(bytes);
+    }
+    let value = if request.full_object {
+        let crc = alg.crc().expect("full-object checksums are CRCs");
+        let mut combined: Option<u64> = None;
+        for (part, bytes) in client.iter().zip(&raw) {
+            let mut be = [0u8; 8];
+            be[8 - bytes.len()..].copy_from_slice(bytes);
+            let value = u64::from_be_bytes(be);
+            let len = stored
+                .binary_search_by_key(&part.number, |s| s.number)
+                .ok()
+                .and_then(|i| part_plaintext_len(stored[i].size))
+                .ok_or_else(|| {
+                    S3Error::new(
+                        S3ErrorCode::InvalidPart,
+                        format!("part {} has no valid stored size", part.number),
+                    )
+                })?;
+            combined = Some(match combined {
+                None => value,
+                Some(c) => crc_fast::checksum_combine(crc, c, value, len),
+            });
+        }
+        let be = combined.unwrap_or(0).to_be_bytes();
+        let text = B64.encode(&be[8 - alg.width()..]);
+        if let Some(given) = given {
+            if given.trim() != text {
+                return Err(S3Error::new(
+                    S3ErrorCode::BadDigest,
+                    format!(
+                        "the {} you specified did not match the calculated checksum",
+                        alg.header()
+                    ),
+                ));
+            }
+        }
+        text
+    } else {
+        let mut c = Checksum::new(alg);
+        for bytes in &raw {
+            c.update(bytes);
+        }
+        format!("{}-{}", c.finish_base64(), raw.len())
+    };
+    Ok(value)
+}
+
+/// Removes every checksum element (`ChecksumCRC32`, ..., `ChecksumType`,
+/// and `ChecksumAlgorithm` if asked) from a response the backend made
+/// about stored bytes; the elements are S3's, unnested and unattributed.
+pub fn strip_checksums(xml: &str, algorithm_too: bool) -> String {
+    let mut names: Vec<&str> = ChecksumAlgorithm::ALL.iter().map(|a| a.element()).collect();
+    names.push(CHECKSUM_TYPE);
+    if algorithm_too {
+        names.push("ChecksumAlgorithm");
+    }
+    let mut out = xml.to_string();
+    for name in names {
+        let (open, close) = (format!("<{name}>"), format!("</{name}>"));
+        while let Some(a) = out.find(&open) {
+            let Some(b) = out[a..].find(&close) else {
+                break;
+            };
+            out.replace_range(a..a + b + close.len(), "");
+        }
+    }
+    out
+}
+
+/// The backend's CompleteMultipartUpload result with its checksums of
+/// stored bytes replaced by the client's (if it asked for one).
+pub fn complete_result(xml: &str, answer: Option<(ChecksumRequest, &str)>) -> String {
+    let mut out = strip_checksums(xml, false);
+    if let Some((req, value)) = answer {
+        if let Some(at) = out.find("</ETag>") {
+            let e = req.algorithm.element();
+            let insert = format!(
+                "<{e}>{}</{e}><{CHECKSUM_TYPE}>{}</{CHECKSUM_TYPE}>",
+                xml_escape(value),
+                req.type_name()
+            );
+            out.insert_str(at + "</ETag>".len(), &insert);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn list(parts: &[(u32, &str, Option<&str>)]) -> String {
+        let body: String = parts
+            .iter()
+            .map(|(n, etag, sum)| {
+                let sum = sum
+                    .map(|s| format!("<ChecksumCRC32>{s}</ChecksumCRC32>"))
+                    .unwrap_or_default();
+                format!("<Part><PartNumber>{n}</PartNumber><ETag>{etag}</ETag>{sum}</Part>")
+            })
+            .collect();
+        format!("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<CompleteMultipartUpload xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\">{body}</CompleteMultipartUpload>")
+    }
+
+    fn stored(n: u32, size: u64) -> StoredPart {
+        StoredPart {
+            number: n,
+            etag: format!("\"e{n}\""),
+            size,
+            checksum: Some((ChecksumAlgorithm::Crc32c, format!("c{n}=="))),
+        }
+    }
+
+    #[test]
+    fn part_lists_must_count_from_one_without_gaps() {
+        let ok = parse_complete(list(&[(1, "&quot;e1&quot;", None), (2, "e2", None)]).as_bytes())
+            .unwrap();
+        assert_eq!(ok[0].etag, "\"e1\"", "entities are resolved");
+        assert_eq!(ok.len(), 2);
+        for (parts, code) in [
+            (
+                vec![(1, "a", None), (3, "b", None)],
+                S3ErrorCode::InvalidPartOrder,
+            ),
+            (vec![(2, "a", None)], S3ErrorCode::InvalidPartOrder),
+            (vec![], S3ErrorCode::MalformedXML),
+            (vec![(0, "a", None)], S3ErrorCode::InvalidArgument),
+            (vec![(10_001, "a", None)], S3ErrorCode::InvalidArgument),
+        ] {
+            let err = parse_complete(list(&parts).as_bytes()).unwrap_err();
+            assert_eq!(err.code, code, "{parts:?}");
+        }
+    }
+
+    #[test]
+    fn hostile_xml_is_refused() {
+        for body in [
+            "<CompleteMultipartUpload><Part><PartNumber>1</PartNumber>",
+            "<!DOCTYPE x [<!ENTITY a \"b\">]><CompleteMultipartUpload/>",
+            "<CompleteMultipartUpload><Part><PartNumber>1</PartNumber><ETag>&a;</ETag></Part></CompleteMultipartUpload>",
+            "<Other><Part><PartNumber>1</PartNumber><ETag>x</ETag></Part></Other>",
+            "<CompleteMultipartUpload><Part><PartNumber>1</PartNumber></Part></CompleteMultipartUpload>",
+            &format!("{}{}", "<a>".repeat(20), "</a>".repeat(20)),
+        ] {
+            assert_eq!(
+                parse_complete(body.as_bytes()).unwrap_err().code,
+                S3ErrorCode::MalformedXML,
+                "{body}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_upstream_list_carries_stored_checksums_and_its_announced_length() {
+        let parts = vec![stored(1, 100), stored(2, 100), stored(3, 40)];
+        let len = upstream_len(&parts);
+        let client =
+            parse_complete(list(&[(1, "\"e1\"", Some("AAAAAA==")), (2, "e2", None)]).as_bytes())
+                .unwrap();
+        let body = upstream_body(&client, &parts, len).unwrap();
+        assert_eq!(body.len() as u64, len, "padded to the announced length");
+        let text = String::from_utf8(body.clone()).unwrap();
+        assert!(text.contains("<ChecksumCRC32C>c1==</ChecksumCRC32C>"));
+        assert!(
+            !text.contains("ChecksumCRC32>"),
+            "no client checksum goes upstream"
+        );
+        assert!(!text.contains("<PartNumber>3<"), "only the listed parts");
+        let again = parse_complete(&body).unwrap();
+        assert_eq!(again.len(), 2);
+        assert_eq!(again[1].etag, "\"e2\"");
+    }
+
+    /// s3s-fs lists parts without ETags: the client's go upstream (the
+    /// backend checks them), within the announced length.
+    #[test]
+    fn unlisted_etags_are_taken_from_the_client() {
+        let mut parts = vec![stored(1, 100), stored(2, 40)];
+        for p in &mut parts {
+            p.etag.clear();
+        }
+        let len = upstream_len(&parts);
+        let client =
+            parse_complete(list(&[(1, "\"c1\"", None), (2, "\"c2\"", None)]).as_bytes()).unwrap();
+        let body = upstream_body(&client, &parts, len).unwrap();
+        assert_eq!(body.len() as u64, len);
+        let sent: Vec<(u32, String)> = parse_complete(&body)
+            .unwrap()
+            .into_iter()
+            .map(|p| (p.number, p.etag))
+            .collect();
+        assert_eq!(
+            sent,
+            vec![(1, "\"c1\"".to_string()), (2, "\"c2\"".to_string())]
+        );
+        let long = "e".repeat(MAX_UNLISTED_ETAG + 1);
+        let client = parse_complete(list(&[(1, &long, None)]).as_bytes()).unwrap();
+        assert_eq!(
+            upstream_body(&client, &parts, len).unwrap_err().code,
+            S3ErrorCode::InvalidPart
+        );
+    }
+
+    #[test]
+    fn parts_must_exist_with_their_etag_and_equal_sizes() {
+        let parts = vec![stored(1, 100), stored(2, 90), stored(3, 40)];
+        let len = upstream_len(&parts);
+        let wrong_etag = parse_complete(list(&[(1, "e9", None)]).as_bytes()).unwrap();
+        assert_eq!(
+            upstream_body(&wrong_etag, &parts, len).unwrap_err().code,
+            S3ErrorCode::InvalidPart
+        );
+        let missing = parse_complete(
+            list(&[
+                (1, "e1", None),
+                (2, "e2", None),
+                (3, "e3", None),
+                (4, "e4", None),
+            ])
+            .as_bytes(),
+        )
+        .unwrap();
+        assert_eq!(
+            upstream_body(&missing, &parts, len).unwrap_err().code,
+            S3ErrorCode::InvalidPart
+        );
+        let unequal =
+            parse_complete(list(&[(1, "e1", None), (2, "e2", None), (3, "e3", None)]).as_bytes())
+                .unwrap();
+        assert_eq!(
+            upstream_body(&unequal, &parts, len).unwrap_err().code,
+            S3ErrorCode::InvalidPart
+        );
+        let last_may_differ =
+            parse_complete(list(&[(1, "e1", None), (2, "e2", None)]).as_bytes()).unwrap();
+        assert!(upstream_body(&last_may_differ, &parts, len).is_ok());
+    }
+
+    /// Known values: composite = CRC32 of the concatenated part CRC32s; a
+    /// full-object CRC combined from parts equals the CRC of the whole.
+    #[test]
+    fn client_checksums_composite_and_full_object() {
+        use sealgate_envelope::multipart::stored_part_len;
+        let a = vec![1u8; 1000];
+        let b = vec![2u8; 300];
+        let crc = |alg: ChecksumAlgorithm, data: &[u8]| {
+            let mut c = Checksum::new(alg);
+            c.update(data);
+            c.finish_base64()
+        };
+        for alg in [
+            ChecksumAlgorithm::Crc32,
+            ChecksumAlgorithm::Crc32c,
+            ChecksumAlgorithm::Crc64Nvme,
+        ] {
+            let client = vec![
+                ClientPart {
+                    number: 1,
+                    etag: "e1".into(),
+                    checksum: Some((alg, crc(alg, &a))),
+                },
+                ClientPart {
+                    number: 2,
+                    etag: "e2".into(),
+                    checksum: Some((alg, crc(alg, &b))),
+                },
+            ];
+            let stored = vec![
+                stored(1, stored_part_len(1000)),
+                stored(2, stored_part_len(300)),
+            ];
+            let whole = crc(alg, &[a.clone(), b.clone()].concat());
+            let full = ChecksumRequest {
+                algorithm: alg,
+                full_object: true,
+            };
+            assert_eq!(
+                client_checksum(full, &client, &stored, None).unwrap(),
+                whole,
+                "{alg:?}"
+            );
+            assert_eq!(
+                client_checksum(full, &client, &stored, Some(&whole)).unwrap(),
+                whole
+            );
+            assert_eq!(
+                client_checksum(full, &client, &stored, Some("AAAAAA=="))
+                    .unwrap_err()
+                    .code,
+                S3ErrorCode::BadDigest
+            );
+            if alg != ChecksumAlgorithm::Crc64Nvme {
+                let composite = ChecksumRequest {
+                    algorithm: alg,
+                    full_object: false,
+                };
+                let mut raw = B64.decode(crc(alg, &a)).unwrap();
+                raw.extend(B64.decode(crc(alg, &b)).unwrap());
+                assert_eq!(
+                    client_checksum(composite, &client, &stored, None).unwrap(),
+                    format!("{}-2", crc(alg, &raw))
+                );
+            }
+        }
+        let missing = vec![ClientPart {
+            number: 1,
+            etag: "e1".into(),
+            checksum: None,
+        }];
+        let req = ChecksumRequest {
+            algorithm: ChecksumAlgorithm::Sha256,
+            full_object: false,
+        };
+        assert_eq!(
+            client_checksum(req, &missing, &[], None).unwrap_err().code,
+            S3ErrorCode::InvalidRequest
+        );
+    }
+
+    #[test]
+    fn checksum_requests_follow_s3s_rules() {
+        let r = |a, k| ChecksumRequest::from_headers(a, k);
+        assert_eq!(r(None, None).unwrap(), None);
+        assert!(!r(Some("CRC32"), None).unwrap().unwrap().full_object);
+        assert!(r(Some("crc64nvme"), None).unwrap().unwrap().full_object);
+        assert!(
+            r(Some("CRC32C"), Some("FULL_OBJECT"))
+                .unwrap()
+                .unwrap()
+                .full_object
+        );
+        assert!(r(Some("SHA256"), Some("FULL_OBJECT")).is_err());
+        assert!(r(Some("CRC64NVME"), Some("COMPOSITE")).is_err());
+        assert!(r(Some("MD5"), None).is_err());
+        assert!(r(None, Some("COMPOSITE")).is_err());
+    }
+
+    #[test]
+    fn list_parts_pages_and_results_are_read_and_rewritten() {
+        let xml = "<ListPartsResult><Bucket>b</Bucket><IsTruncated>true</IsTruncated><NextPartNumberMarker>2</NextPartNumberMarker><ChecksumAlgorithm>CRC32C</ChecksumAlgorithm>\
+            <Part><PartNumber>1</PartNumber><ETag>&quot;x&quot;</ETag><Size>10</Size><ChecksumCRC32C>q==</ChecksumCRC32C></Part>\
+            <Part><PartNumber>2</PartNumber><ETag>\"y\"</ETag><Size>20</Size></Part></ListPartsResult>";
+        let page = parse_list_parts(xml.as_bytes()).unwrap();
+        assert_eq!(page.next_marker, Some(2));
+        assert_eq!(page.parts[0].etag, "\"x\"");
+        assert_eq!(
+            page.parts[0].checksum,
+            Some((ChecksumAlgorithm::Crc32c, "q==".into()))
+        );
+        assert_eq!(page.parts[1].size, 20);
+        let stuck = xml.replace("<NextPartNumberMarker>2<", "<NextPartNumberMarker>1<");
+        assert!(
+            parse_list_parts(stuck.as_bytes()).is_err(),
+            "a marker must move on"
+        );
+        let stripped = strip_checksums(xml, true);
+        assert!(!stripped.contains("Checksum"), "{stripped}");
+
+        let result = "<CompleteMultipartUploadResult><Bucket>b</Bucket><ETag>\"z-2\"</ETag><ChecksumCRC32C>abc=-2</ChecksumCRC32C><ChecksumType>COMPOSITE</ChecksumType></CompleteMultipartUploadResult>";
+        let req = ChecksumRequest {
+            algorithm: ChecksumAlgorithm::Sha256,
+            full_object: false,
+        };
+        let out = complete_result(result, Some((req, "v=-2")));
+        assert_eq!(out, "<CompleteMultipartUploadResult><Bucket>b</Bucket><ETag>\"z-2\"</ETag><ChecksumSHA256>v=-2</ChecksumSHA256><ChecksumType>COMPOSITE</ChecksumType></CompleteMultipartUploadResult>");
+        assert!(!complete_result(result, None).contains("Checksum"));
+    }
+}
