@@ -14,13 +14,6 @@ use std::sync::Arc;
 
 use common::*;
 
-fn both_backends(buckets: &[&str]) -> Vec<Box<dyn Upstream>> {
-    vec![
-        Box::new(Backend::start(buckets)),
-        Box::new(Garage::start(buckets)),
-    ]
-}
-
 fn cp(gw: &str, from: &str, to: &str) {
     aws_ok(gw, &["s3", "cp", "--only-show-errors", from, to]);
 }

@@ -221,8 +221,56 @@ pub trait Upstream {
         std::fs::read(out).unwrap()
     }
 
+    /// True when the backend holds the object.
+    fn has(&self, bucket: &str, key: &str) -> bool {
+        let (id, secret) = self.credentials();
+        let out = aws_as(
+            id,
+            secret,
+            &self.url(),
+            &["s3api", "head-object", "--bucket", bucket, "--key", key],
+        );
+        out.status.success()
+    }
+
+    /// Every key the backend lists in a bucket (what a failed upload must
+    /// not leave behind).
+    fn keys(&self, bucket: &str) -> Vec<String> {
+        let (id, secret) = self.credentials();
+        let out = aws_as(
+            id,
+            secret,
+            &self.url(),
+            &[
+                "s3api",
+                "list-objects-v2",
+                "--bucket",
+                bucket,
+                "--query",
+                "Contents[].Key",
+                "--output",
+                "text",
+            ],
+        );
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8_lossy(&out.stdout)
+            .split_whitespace()
+            .filter(|k| *k != "None")
+            .map(str::to_string)
+            .collect()
+    }
+
     /// A short name for assertion messages.
     fn name(&self) -> &'static str;
+}
+
+/// s3s-fs and Garage with `buckets`: the backends the tests of backend
+/// semantics run on.
+pub fn both_backends(buckets: &[&str]) -> Vec<Box<dyn Upstream>> {
+    vec![
+        Box::new(Backend::start(buckets)),
+        Box::new(Garage::start(buckets)),
+    ]
 }
 
 impl Upstream for Backend {
@@ -232,6 +280,18 @@ impl Upstream for Backend {
 
     fn stored(&self, bucket: &str, key: &str) -> Vec<u8> {
         std::fs::read(self.object_path(bucket, key)).unwrap()
+    }
+
+    fn has(&self, bucket: &str, key: &str) -> bool {
+        self.object_path(bucket, key).exists()
+    }
+
+    /// Every file in the bucket's directory, temporary ones included.
+    fn keys(&self, bucket: &str) -> Vec<String> {
+        std::fs::read_dir(self.dir.path().join(bucket))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect()
     }
 
     fn name(&self) -> &'static str {
