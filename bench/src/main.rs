@@ -320,10 +320,15 @@ fn start_sealgate(
     } else {
         ""
     };
+    let checksum = if name.contains("no stored checksum") {
+        ", stored_checksum: none"
+    } else {
+        ""
+    };
     std::fs::write(
         &cfg,
         format!(
-            "server: {{listen: \"127.0.0.1:{port}\", threads: {PROXY_THREADS}}}\nstorage: {{s3: {{endpoint: \"http://{sink}\", credentials: {{access_key_id: {BACKEND_KEY}, secret_access_key: {BACKEND_SECRET}}}}}}}\nauth: {{clients: [{{access_key_id: bench, secret_access_key: bench, buckets: [\"*\"]}}]}}\nlogging: {{level: error}}\n{enc}"
+            "server: {{listen: \"127.0.0.1:{port}\", threads: {PROXY_THREADS}}}\nstorage: {{s3: {{endpoint: \"http://{sink}\"{checksum}, credentials: {{access_key_id: {BACKEND_KEY}, secret_access_key: {BACKEND_SECRET}}}}}}}\nauth: {{clients: [{{access_key_id: bench, secret_access_key: bench, buckets: [\"*\"]}}]}}\nlogging: {{level: error}}\n{enc}"
         ),
     )
     .expect("write config");
@@ -537,6 +542,8 @@ fn main() {
         }
         contenders.push(start_sealgate(&args.sealgate, &dir, sink, "sealgate pass-through", false));
         contenders.push(start_sealgate(&args.sealgate, &dir, sink, "sealgate encrypting", true));
+        // What the trailing CRC32C of stored bytes costs (storage.s3.stored_checksum).
+        contenders.push(start_sealgate(&args.sealgate, &dir, sink, "sealgate encrypting, no stored checksum", true));
 
         let measured: Vec<&Contender> = contenders.iter().filter(|c| args.only.as_ref().is_none_or(|o| c.name.contains(o.as_str()))).collect();
         let mut rows = vec![Row::default(); measured.len()];

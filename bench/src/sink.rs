@@ -72,13 +72,29 @@ async fn handle(req: Request<Incoming>, store: Store) -> Result<Response<Full<By
                 .filter(|(k, _)| k.as_str().starts_with("x-amz-meta-"))
                 .filter_map(|(k, v)| Some((k.as_str().to_string(), v.to_str().ok()?.to_string())))
                 .collect();
+            // aws-chunked bodies (the gateway's trailing checksums) are
+            // decoded as a backend would; the trailer is not checked.
+            let mut decoder = req
+                .headers()
+                .get(http::header::CONTENT_ENCODING)
+                .and_then(|v| v.to_str().ok())
+                .filter(|v| v.contains("aws-chunked"))
+                .map(|_| sealgate_filters::s3::chunked::ChunkedDecoder::new(None));
             let mut body = req.into_body();
             let mut buf = BytesMut::new();
             while let Some(frame) = body.frame().await {
                 let Ok(frame) = frame else { break };
                 if let Ok(data) = frame.into_data() {
-                    if !discard {
-                        buf.extend_from_slice(&data);
+                    if discard {
+                        continue;
+                    }
+                    match &mut decoder {
+                        Some(d) => {
+                            if d.push(&data, |b| buf.extend_from_slice(b)).is_err() {
+                                break;
+                            }
+                        }
+                        None => buf.extend_from_slice(&data),
                     }
                 }
             }

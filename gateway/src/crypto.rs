@@ -17,7 +17,6 @@ use sealgate_filters::s3::checksum::{BodyChecks, ChecksumAlgorithm};
 use sealgate_filters::s3::chunked::encode::{self, TrailingChecksum};
 use sealgate_filters::s3::chunked::{ChunkSigner, ChunkedDecoder};
 use sealgate_filters::s3::listing::SizeRewriter;
-use sealgate_filters::s3::multipart::ChecksumRequest;
 use sealgate_filters::s3::sigv4::Verified;
 use sealgate_filters::s3::{S3Error, S3ErrorCode};
 use zeroize::Zeroizing;
@@ -641,7 +640,7 @@ pub enum ReadBody {
     /// Listing sizes.
     Rewrite(SizeRewriter<fn(u64, Option<u64>) -> u64>),
     /// A CreateMultipartUpload response's upload id.
-    UploadId(UploadIdRewrite),
+    UploadId(sealgate_filters::s3::upload_id::UploadIdRewrite),
     /// Decrypt a multipart object's parts.
     Parts(Box<sealgate_envelope::multipart::PartsDecryptor>),
     /// A small document rewritten whole once it ended (ListParts of an
@@ -720,7 +719,10 @@ impl ReadBody {
             ReadBody::Decrypt(dec) => Ok(Some(dec.push(&data, end)?)),
             ReadBody::Replace(body) => Ok(Some(body.take().unwrap_or_default())),
             ReadBody::Rewrite(r) => Ok(Some(r.push(&data, end))),
-            ReadBody::UploadId(r) => Ok(Some(r.push(&data, end)?)),
+            ReadBody::UploadId(r) => r
+                .push(&data, end)
+                .map(Some)
+                .ok_or(sealgate_envelope::StreamError::TrailingData),
             ReadBody::Parts(dec) => Ok(Some(dec.push(&data, end)?)),
             ReadBody::Whole(r) => Ok(Some(r.push(&data, end)?)),
         }
@@ -795,151 +797,6 @@ pub fn error_response(
     resp.insert_header(http::header::CONTENT_LENGTH, body_len.to_string())?;
     resp.insert_header("x-amz-request-id", request_id.to_string())?;
     Ok(resp)
-}
-
-/// The upload id handed to clients for an encrypted multipart upload: the
-/// backend's id plus what any gateway instance needs to encrypt a part
-/// (provider, key id, wrapped data key, and the object salt and commitment
-/// that check the unwrapped key). The wrapped key opens only through the
-/// key provider, so the token carries no secret; a client that swaps tokens
-/// only makes its own object unreadable.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct UploadToken {
-    pub upload_id: String,
-    pub provider: String,
-    pub key_id: String,
-    pub wrapped_dek: Vec<u8>,
-    pub salt: [u8; 32],
-    pub commitment: [u8; 32],
-    /// The checksum the client asked for at Create (answered at Complete).
-    pub checksum: Option<ChecksumRequest>,
-}
-
-/// Prefix of upload ids the gateway issues.
-const TOKEN_PREFIX: &str = "sgmp2.";
-/// Prefix of the first version's tokens (no checksum field), still read so
-/// uploads begun before an upgrade can finish.
-const TOKEN_PREFIX_V1: &str = "sgmp1.";
-/// Longest token accepted (query strings must stay reasonable).
-const MAX_TOKEN_LEN: usize = 4096;
-
-impl UploadToken {
-    pub fn encode(&self) -> String {
-        use base64::Engine;
-        let mut raw = Vec::new();
-        let checksum = match self.checksum {
-            Some(c) => format!("{}/{}", c.algorithm.name(), c.type_name()),
-            None => String::new(),
-        };
-        for field in [
-            self.upload_id.as_bytes(),
-            self.provider.as_bytes(),
-            self.key_id.as_bytes(),
-            &self.wrapped_dek,
-            checksum.as_bytes(),
-        ] {
-            raw.extend_from_slice(&(field.len() as u32).to_be_bytes());
-            raw.extend_from_slice(field);
-        }
-        raw.extend_from_slice(&self.salt);
-        raw.extend_from_slice(&self.commitment);
-        format!(
-            "{TOKEN_PREFIX}{}",
-            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw)
-        )
-    }
-
-    /// `None` for an upload id the gateway did not issue.
-    pub fn decode(text: &str) -> Option<Self> {
-        use base64::Engine;
-        let (body, v1) = match text.strip_prefix(TOKEN_PREFIX) {
-            Some(b) => (b, false),
-            None => (text.strip_prefix(TOKEN_PREFIX_V1)?, true),
-        };
-        if text.len() > MAX_TOKEN_LEN {
-            return None;
-        }
-        let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
-            .decode(body)
-            .ok()?;
-        let mut rest = &raw[..];
-        let mut take = || -> Option<Vec<u8>> {
-            let len = u32::from_be_bytes(rest.get(..4)?.try_into().ok()?) as usize;
-            let v = rest.get(4..4 + len)?.to_vec();
-            rest = &rest[4 + len..];
-            Some(v)
-        };
-        let upload_id = String::from_utf8(take()?).ok()?;
-        let provider = String::from_utf8(take()?).ok()?;
-        let key_id = String::from_utf8(take()?).ok()?;
-        let wrapped_dek = take()?;
-        let checksum = if v1 {
-            None
-        } else {
-            let field = String::from_utf8(take()?).ok()?;
-            match field.split_once('/') {
-                None if field.is_empty() => None,
-                None => return None,
-                Some((alg, kind)) => {
-                    Some(ChecksumRequest::from_headers(Some(alg), Some(kind)).ok()??)
-                }
-            }
-        };
-        if rest.len() != 64 {
-            return None;
-        }
-        Some(Self {
-            upload_id,
-            provider,
-            key_id,
-            wrapped_dek,
-            salt: rest[..32].try_into().ok()?,
-            commitment: rest[32..].try_into().ok()?,
-            checksum,
-        })
-    }
-}
-
-/// Replaces `<UploadId>…</UploadId>` in a CreateMultipartUpload response
-/// (small, buffered up to a bound) with the gateway's token.
-pub struct UploadIdRewrite {
-    buf: Vec<u8>,
-    token: UploadToken,
-}
-
-/// Largest CreateMultipartUpload response buffered.
-const MAX_CREATE_RESPONSE: usize = 64 * 1024;
-
-impl UploadIdRewrite {
-    pub fn new(token: UploadToken) -> Self {
-        Self {
-            buf: Vec::new(),
-            token,
-        }
-    }
-
-    fn push(&mut self, input: &[u8], end: bool) -> Result<Bytes, sealgate_envelope::StreamError> {
-        if self.buf.len() + input.len() > MAX_CREATE_RESPONSE {
-            return Err(sealgate_envelope::StreamError::TrailingData);
-        }
-        self.buf.extend_from_slice(input);
-        if !end {
-            return Ok(Bytes::new());
-        }
-        let text = String::from_utf8_lossy(&self.buf).into_owned();
-        let (Some(a), Some(b)) = (text.find("<UploadId>"), text.find("</UploadId>")) else {
-            return Ok(Bytes::from(text));
-        };
-        let real = &text[a + "<UploadId>".len()..b];
-        let mut token = self.token.clone();
-        token.upload_id = real.to_string();
-        Ok(Bytes::from(format!(
-            "{}<UploadId>{}</UploadId>{}",
-            &text[..a],
-            token.encode(),
-            &text[b + "</UploadId>".len()..]
-        )))
-    }
 }
 
 /// Stored part size (in ListParts) to plaintext size.

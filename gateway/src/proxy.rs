@@ -27,11 +27,11 @@ use sealgate_filters::s3::{uri, Operation, S3Error, S3ErrorCode};
 
 use crate::crypto::{
     self, BodyEncoding, Providers, PutBody, PutPlan, ReadBody, ReadPlan, ReadTarget, UploadBody,
-    UploadToken,
 };
 use crate::metrics::{status_class, Metrics};
 use crate::upstream::{encode_key, UpstreamTarget};
 use sealgate_envelope::multipart::{Layout, PartHeader, PartsDecryptor, PART_HEADER_LEN};
+use sealgate_filters::s3::upload_id::{UploadIdRewrite, UploadToken};
 
 /// Query parameters of a presigned URL: consumed by the gateway, never forwarded.
 const PRESIGN_PARAMS: &[&str] = &[
@@ -476,11 +476,17 @@ impl Gateway {
                 "the storage backend could not be reached; retry",
             )
         };
+        // ListParts names the backend's upload id and nothing else the client sent.
+        let object = ctx.upstream_path_and_query.split('?').next().unwrap_or("");
+        let list = format!(
+            "{object}?uploadId={}",
+            uri::encode(&complete.token.upload_id)
+        );
         let mut marker: Option<u32> = None;
         for _ in 0..MAX_LIST_PARTS_PAGES {
             let path = match marker {
-                None => ctx.upstream_path_and_query.clone(),
-                Some(m) => format!("{}&part-number-marker={m}", ctx.upstream_path_and_query),
+                None => list.clone(),
+                Some(m) => format!("{list}&part-number-marker={m}"),
             };
             let (resp, body) = self
                 .upstream
@@ -1109,7 +1115,10 @@ impl ProxyHttp for Gateway {
                 upstream_request.insert_header(name.clone(), value.as_str())?;
             }
         }
-        if let Some(complete) = &ctx.complete {
+        if let Some(complete) = &mut ctx.complete {
+            // A fresh list per attempt: Pingora replays the body on retry.
+            complete.body.clear();
+            complete.answer = None;
             // The body becomes the gateway's part list: nothing that
             // describes the client's list or its plaintext goes along.
             crypto::strip_plaintext_body_headers(upstream_request);
@@ -1244,7 +1253,7 @@ impl ProxyHttp for Gateway {
             if upstream_response.status.is_success() {
                 crypto::set_sse_headers(upstream_response, &create.key_id)?;
                 upstream_response.remove_header(http::header::CONTENT_LENGTH.as_str());
-                ctx.read_body = Some(ReadBody::UploadId(crypto::UploadIdRewrite::new(
+                ctx.read_body = Some(ReadBody::UploadId(UploadIdRewrite::new(
                     create.token.clone(),
                 )));
             }

@@ -110,62 +110,7 @@ fn aws_cli_sync_of_a_tree_with_large_files() {
 /// boto3 with every checksum algorithm: managed transfers (upload_fileobj,
 /// upload_file) and the low-level calls; prints each Complete's checksum
 /// answer and the first part's, as JSON, for comparison between endpoints.
-const BOTO3_CHECKSUMS: &str = r#"
-import boto3, hashlib, io, json, os, sys, tempfile
-from botocore.config import Config
-endpoint, key_id, secret, bucket = sys.argv[1:5]
-s3 = boto3.client("s3", endpoint_url=endpoint, aws_access_key_id=key_id,
-                  aws_secret_access_key=secret, region_name="us-east-1")
-data = bytes((i * 7 + i // 65536) % 251 for i in range(20_000_000))
-part = 8 * 1024 * 1024
-answers = {}
-path = os.path.join(tempfile.mkdtemp(), "src")
-open(path, "wb").write(data)
-for alg in [None, "CRC32", "CRC32C", "SHA1", "SHA256", "CRC64NVME"]:
-    extra = {} if alg is None else {"ChecksumAlgorithm": alg}
-    s3.upload_fileobj(io.BytesIO(data), bucket, f"obj-{alg}", ExtraArgs=extra)
-    s3.upload_file(path, bucket, f"file-{alg}", ExtraArgs=extra)
-    for key in (f"obj-{alg}", f"file-{alg}"):
-        back = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
-        assert back == data, (alg, key, len(back))
-    if alg is None:
-        continue
-    kinds = ["FULL_OBJECT"] if alg == "CRC64NVME" else ["COMPOSITE"]
-    if alg in ("CRC32", "CRC32C"):
-        kinds.append("FULL_OBJECT")
-    for kind in kinds:
-        key = f"ll-{alg}-{kind}"
-        mp = s3.create_multipart_upload(Bucket=bucket, Key=key, ChecksumAlgorithm=alg, ChecksumType=kind)
-        assert mp.get("ChecksumAlgorithm") == alg, mp
-        parts = []
-        for i, off in enumerate(range(0, len(data), part)):
-            r = s3.upload_part(Bucket=bucket, Key=key, UploadId=mp["UploadId"], PartNumber=i + 1,
-                               Body=data[off:off + part], ChecksumAlgorithm=alg)
-            p = {"PartNumber": i + 1, "ETag": r["ETag"], "Checksum" + alg: r["Checksum" + alg]}
-            parts.append(p)
-        listed = sorted(s3.list_parts(Bucket=bucket, Key=key, UploadId=mp["UploadId"])["Parts"], key=lambda p: p["PartNumber"])
-        assert [p["Size"] for p in listed] == [part, part, len(data) - 2 * part], listed
-        args = {}
-        if kind == "FULL_OBJECT":
-            # The client's own full-object checksum goes along; it must match.
-            from awscrt import checksums
-            import base64
-            if alg == "CRC32":
-                v = checksums.crc32(data).to_bytes(4, "big")
-            elif alg == "CRC32C":
-                v = checksums.crc32c(data).to_bytes(4, "big")
-            else:
-                v = checksums.crc64nvme(data).to_bytes(8, "big")
-            args["Checksum" + alg] = base64.b64encode(v).decode()
-            args["ChecksumType"] = "FULL_OBJECT"
-        c = s3.complete_multipart_upload(Bucket=bucket, Key=key, UploadId=mp["UploadId"],
-                                         MultipartUpload={"Parts": parts}, **args)
-        answers[key] = {"complete": c.get("Checksum" + alg), "type": c.get("ChecksumType"),
-                        "part1": parts[0]["Checksum" + alg]}
-        back = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
-        assert back == data, key
-print(json.dumps(answers, sort_keys=True))
-"#;
+const BOTO3_CHECKSUMS: &str = include_str!("py/checksums_boto3_checksums.py");
 
 #[test]
 fn boto3_every_checksum_algorithm_answers_as_the_backend_would() {
@@ -222,46 +167,7 @@ fn pass_through_buckets_keep_client_checksums() {
 /// Encrypted multipart rules checked at Complete: parts of unequal size
 /// (but the last) are refused before anything is stored; ListParts shows
 /// plaintext sizes and no checksums of stored bytes.
-const UNEQUAL_PARTS: &str = r#"
-import boto3, sys
-from botocore.exceptions import ClientError
-s3 = boto3.client("s3", endpoint_url=sys.argv[1])
-mp = s3.create_multipart_upload(Bucket="demo", Key="odd")
-uid = mp["UploadId"]
-parts = []
-for n, size in [(1, 5 * 1024 * 1024), (2, 6 * 1024 * 1024), (3, 100)]:
-    r = s3.upload_part(Bucket="demo", Key="odd", UploadId=uid, PartNumber=n, Body=b"x" * size)
-    parts.append({"PartNumber": n, "ETag": r["ETag"]})
-listed = sorted(s3.list_parts(Bucket="demo", Key="odd", UploadId=uid)["Parts"], key=lambda p: p["PartNumber"])
-assert [p["Size"] for p in listed] == [5 * 1024 * 1024, 6 * 1024 * 1024, 100], listed
-assert not any(k.startswith("Checksum") for p in listed for k in p), listed
-try:
-    s3.complete_multipart_upload(Bucket="demo", Key="odd", UploadId=uid, MultipartUpload={"Parts": parts})
-    raise SystemExit("unequal parts completed")
-except ClientError as e:
-    assert e.response["Error"]["Code"] == "InvalidPart", e.response
-if sys.argv[2] == "lists-etags":
-    # Checked by the gateway where the backend lists part ETags (else the
-    # backend checks them itself at Complete; s3s-fs does not).
-    bad = [dict(parts[0], ETag='"0123456789abcdef0123456789abcdef"')]
-    try:
-        s3.complete_multipart_upload(Bucket="demo", Key="odd", UploadId=uid, MultipartUpload={"Parts": bad})
-        raise SystemExit("a wrong ETag completed")
-    except ClientError as e:
-        assert e.response["Error"]["Code"] == "InvalidPart", e.response
-try:
-    s3.head_object(Bucket="demo", Key="odd")
-    raise SystemExit("an object exists")
-except ClientError as e:
-    assert e.response["Error"]["Code"] == "404", e.response
-# The same upload completes once the parts are equal.
-r = s3.upload_part(Bucket="demo", Key="odd", UploadId=uid, PartNumber=2, Body=b"y" * 5 * 1024 * 1024)
-parts[1]["ETag"] = r["ETag"]
-s3.complete_multipart_upload(Bucket="demo", Key="odd", UploadId=uid, MultipartUpload={"Parts": parts})
-body = s3.get_object(Bucket="demo", Key="odd")["Body"].read()
-assert body == b"x" * 5 * 1024 * 1024 + b"y" * 5 * 1024 * 1024 + b"x" * 100
-print("ok")
-"#;
+const UNEQUAL_PARTS: &str = include_str!("py/checksums_unequal_parts.py");
 
 #[test]
 fn unequal_parts_and_wrong_etags_are_refused_at_complete() {

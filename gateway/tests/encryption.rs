@@ -159,32 +159,7 @@ fn aws_cli_round_trips_on(backend: &dyn Upstream) {
     );
 }
 
-const BOTO3_SCRIPT: &str = r#"
-import sys, hashlib, base64, boto3, botocore
-from botocore.config import Config
-endpoint = sys.argv[1]
-s3 = boto3.client("s3", endpoint_url=endpoint, config=Config(retries={"max_attempts": 1}))
-def data(n):
-    return (hashlib.sha256(str(n).encode()).digest() * (n // 32 + 1))[:n]
-for n in [0, 1, 65535, 65536, 65537, 10 * 1024 * 1024 + 7]:
-    body = data(n)
-    r = s3.put_object(Bucket="demo", Key="b%d" % n, Body=body, ChecksumAlgorithm="SHA256")
-    assert r["ServerSideEncryption"] == "aws:kms", r
-    assert r["ChecksumSHA256"] == base64.b64encode(hashlib.sha256(body).digest()).decode(), r
-    g = s3.get_object(Bucket="demo", Key="b%d" % n, ChecksumMode="ENABLED")
-    assert g["Body"].read() == body, n
-    assert g["ContentLength"] == n
-    assert not any(k.startswith("x-amz-checksum") for k in g["ResponseMetadata"]["HTTPHeaders"]), g["ResponseMetadata"]
-    assert "sealgate" not in str(g["ResponseMetadata"]["HTTPHeaders"])
-# Server-side copies of encrypted objects stay readable.
-s3.copy_object(Bucket="demo", Key="copy", CopySource={"Bucket": "demo", "Key": "b65537"})
-assert s3.get_object(Bucket="demo", Key="copy")["Body"].read() == data(65537)
-# A client may not inject envelope metadata: a forged layout field, which the
-# gateway never sets on a single PUT, would make the read fail if it got through.
-s3.put_object(Bucket="demo", Key="inject", Body=b"x", Metadata={"sealgate-layout": "multipart", "sealgate-v": "9"})
-assert s3.get_object(Bucket="demo", Key="inject")["Body"].read() == b"x"
-print("ok")
-"#;
+const BOTO3_SCRIPT: &str = include_str!("py/encryption_boto3_script.py");
 
 #[test]
 fn boto3_round_trips_with_checksums_conditionals_and_copies() {
@@ -201,21 +176,7 @@ fn boto3_round_trips_with_checksums_conditionals_and_copies() {
     }
 }
 
-const BAD_UPLOADS: &str = r#"
-import sys, hashlib, base64, boto3, botocore
-from botocore.config import Config
-s3 = boto3.client("s3", endpoint_url=sys.argv[1], config=Config(retries={"max_attempts": 1}))
-body = b"z" * 3_000_000
-def code(**kw):
-    try:
-        s3.put_object(Bucket="demo", Body=body, **kw)
-        return "stored"
-    except botocore.exceptions.ClientError as e:
-        return "%s %s" % (e.response["ResponseMetadata"]["HTTPStatusCode"], e.response["Error"]["Code"])
-print(code(Key="md5", ContentMD5=base64.b64encode(hashlib.md5(b"other").digest()).decode()))
-print(code(Key="crc", ChecksumCRC32="AAAAAA=="))
-print(code(Key="sha1", ChecksumSHA1=base64.b64encode(hashlib.sha1(b"other").digest()).decode()))
-"#;
+const BAD_UPLOADS: &str = include_str!("py/encryption_bad_uploads.py");
 
 #[test]
 fn failed_checksums_leave_no_object() {
@@ -614,27 +575,7 @@ fn rclone_sync_and_check_agree_on_sizes() {
     assert_eq!(stored, ciphertext_len(300_001));
 }
 
-const CONDITIONALS: &str = r#"
-import sys, boto3, botocore
-from botocore.config import Config
-s3 = boto3.client("s3", endpoint_url=sys.argv[1], config=Config(retries={"max_attempts": 1}))
-body = bytes(range(256)) * 1000
-s3.put_object(Bucket="demo", Key="c", Body=body)
-h = s3.head_object(Bucket="demo", Key="c")
-assert h["ContentLength"] == len(body) and h["ServerSideEncryption"] == "aws:kms", h
-assert s3.get_object(Bucket="demo", Key="c", IfMatch=h["ETag"])["Body"].read() == body
-def status(**kw):
-    try:
-        return s3.get_object(Bucket="demo", Key="c", **kw)["ResponseMetadata"]["HTTPStatusCode"]
-    except botocore.exceptions.ClientError as e:
-        return e.response["ResponseMetadata"]["HTTPStatusCode"]
-assert status(IfNoneMatch=h["ETag"]) == 304
-assert status(IfMatch='"0123"') == 412
-assert status(IfModifiedSince="2100-01-01") == 304
-r = s3.get_object(Bucket="demo", Key="c", Range="bytes=70000-70009", IfMatch=h["ETag"])
-assert r["Body"].read() == body[70000:70010] and r["ContentRange"] == "bytes 70000-70009/%d" % len(body), r
-print("ok")
-"#;
+const CONDITIONALS: &str = include_str!("py/encryption_conditionals.py");
 
 #[test]
 fn conditional_requests_keep_working_on_backends_that_implement_them() {

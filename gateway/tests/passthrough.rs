@@ -87,72 +87,7 @@ fn aws_cli_put_get_list_delete_round_trip() {
     );
 }
 
-const BOTO3_SCRIPT: &str = r#"
-import sys, boto3, botocore, urllib.request, urllib.error
-from botocore.config import Config
-endpoint = sys.argv[1]
-s3 = boto3.client("s3", endpoint_url=endpoint, config=Config(signature_version="s3v4"))
-# s3s-fs lists `+` in keys as a space, so the listed key avoids it; a `+` key is checked by GET.
-s3.put_object(Bucket="demo", Key="plus+sign.txt", Body=b"plus")
-assert s3.get_object(Bucket="demo", Key="plus+sign.txt")["Body"].read() == b"plus"
-s3.delete_object(Bucket="demo", Key="plus+sign.txt")
-key = "odd name/ü &=!$(x).txt"
-s3.put_object(Bucket="demo", Key=key, Body=b"hello world", ContentType="text/plain", Metadata={"color": "blue"})
-got = s3.get_object(Bucket="demo", Key=key)
-assert got["Body"].read() == b"hello world"
-assert got["Metadata"] == {"color": "blue"}, got["Metadata"]
-part = s3.get_object(Bucket="demo", Key=key, Range="bytes=6-")
-assert part["Body"].read() == b"world"
-s3.copy_object(Bucket="demo", Key="copy.txt", CopySource={"Bucket": "demo", "Key": key})
-assert s3.get_object(Bucket="demo", Key="copy.txt")["Body"].read() == b"hello world"
-# Multipart by hand: two parts, the first 5 MiB.
-up = s3.create_multipart_upload(Bucket="demo", Key="mp.bin")
-p1 = bytes(range(256)) * (5 * 1024 * 4)
-p2 = b"tail" * 1000
-e1 = s3.upload_part(Bucket="demo", Key="mp.bin", UploadId=up["UploadId"], PartNumber=1, Body=p1)["ETag"]
-e2 = s3.upload_part(Bucket="demo", Key="mp.bin", UploadId=up["UploadId"], PartNumber=2, Body=p2)["ETag"]
-parts = s3.list_parts(Bucket="demo", Key="mp.bin", UploadId=up["UploadId"])["Parts"]
-# s3s-fs lists parts in directory order, not by number.
-assert sorted(p["PartNumber"] for p in parts) == [1, 2], parts
-s3.complete_multipart_upload(Bucket="demo", Key="mp.bin", UploadId=up["UploadId"],
-    MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": e1}, {"PartNumber": 2, "ETag": e2}]})
-assert s3.get_object(Bucket="demo", Key="mp.bin")["Body"].read() == p1 + p2
-# Presigned GET works; a tampered one is refused with SignatureDoesNotMatch.
-url = s3.generate_presigned_url("get_object", Params={"Bucket": "demo", "Key": "copy.txt"}, ExpiresIn=300)
-assert urllib.request.urlopen(url).read() == b"hello world"
-try:
-    urllib.request.urlopen(url.replace("copy.txt", "mp.bin"))
-    raise SystemExit("tampered presigned URL was accepted")
-except urllib.error.HTTPError as e:
-    body = e.read().decode()
-    assert e.code == 403 and "<Code>SignatureDoesNotMatch</Code>" in body, (e.code, body)
-# Headers the URL's signer did not sign are refused, so a presigned PUT
-# cannot be turned into a copy of another object.
-req = urllib.request.Request(url, method="GET", headers={"x-amz-copy-source": "/demo/mp.bin"})
-try:
-    urllib.request.urlopen(req)
-    raise SystemExit("unsigned x-amz-* header was accepted")
-except urllib.error.HTTPError as e:
-    body = e.read().decode()
-    assert e.code == 403 and "<Code>AccessDenied</Code>" in body, (e.code, body)
-put_url = s3.generate_presigned_url("put_object", Params={"Bucket": "demo", "Key": "presigned-put.txt"}, ExpiresIn=300)
-req = urllib.request.Request(put_url, data=b"via presigned put", method="PUT")
-assert urllib.request.urlopen(req).status == 200
-assert s3.get_object(Bucket="demo", Key="presigned-put.txt")["Body"].read() == b"via presigned put"
-keys = sorted(o["Key"] for o in s3.list_objects_v2(Bucket="demo")["Contents"])
-assert keys == sorted([key, "copy.txt", "mp.bin", "presigned-put.txt"]), keys
-# s3s-fs has no tagging: its own error must come back unchanged.
-try:
-    s3.put_object_tagging(Bucket="demo", Key="copy.txt", Tagging={"TagSet": [{"Key": "k", "Value": "v"}]})
-    raise SystemExit("s3s-fs unexpectedly supports tagging: assert it instead")
-except botocore.exceptions.ClientError as e:
-    assert e.response["Error"]["Code"] == "NotImplemented", e.response
-    assert "PutObjectTagging" in e.response["Error"]["Message"], e.response
-s3.delete_objects(Bucket="demo", Delete={"Objects": [{"Key": "copy.txt"}, {"Key": "mp.bin"}]})
-keys = sorted(o["Key"] for o in s3.list_objects_v2(Bucket="demo").get("Contents", []))
-assert keys == sorted([key, "presigned-put.txt"]), keys
-print("ok")
-"#;
+const BOTO3_SCRIPT: &str = include_str!("py/passthrough_boto3_script.py");
 
 #[test]
 fn boto3_objects_multipart_copy_presigned_and_batch_delete() {
@@ -165,18 +100,7 @@ fn boto3_objects_multipart_copy_presigned_and_batch_delete() {
     );
 }
 
-const ERRORS_SCRIPT: &str = r#"
-import sys, boto3, botocore
-from botocore.config import Config
-endpoint, key, secret, bucket = sys.argv[1:5]
-s3 = boto3.client("s3", endpoint_url=endpoint, aws_access_key_id=key, aws_secret_access_key=secret,
-                  config=Config(signature_version="s3v4", retries={"max_attempts": 1}))
-try:
-    s3.list_objects_v2(Bucket=bucket)
-    print("allowed")
-except botocore.exceptions.ClientError as e:
-    print(e.response["ResponseMetadata"]["HTTPStatusCode"], e.response["Error"]["Code"])
-"#;
+const ERRORS_SCRIPT: &str = include_str!("py/passthrough_errors_script.py");
 
 fn list_as(gw: &Gateway, key: &str, secret: &str, bucket: &str) -> String {
     let mut cmd = std::process::Command::new("python3");
@@ -336,22 +260,7 @@ fn bucket_aliases_map_to_real_names() {
     assert!(listing.contains("a.txt"));
 }
 
-const VHOST_SCRIPT: &str = r#"
-import sys, http.client
-from botocore.auth import S3SigV4Auth
-from botocore.awsrequest import AWSRequest
-from botocore.credentials import Credentials
-port = int(sys.argv[1])
-host = "demo.s3.sealgate.test:%d" % port
-req = AWSRequest(method="PUT", url="http://%s/v/key.txt" % host, data=b"virtual", headers={"x-amz-content-sha256": "UNSIGNED-PAYLOAD"})
-S3SigV4Auth(Credentials(sys.argv[2], sys.argv[3]), "s3", "us-east-1").add_auth(req)
-conn = http.client.HTTPConnection("127.0.0.1", port)
-headers = dict(req.headers.items())
-headers["Host"] = host
-conn.request("PUT", "/v/key.txt", body=b"virtual", headers=headers)
-r = conn.getresponse()
-print(r.status, r.read().decode()[:200])
-"#;
+const VHOST_SCRIPT: &str = include_str!("py/passthrough_vhost_script.py");
 
 #[test]
 fn virtual_hosted_style_requests_address_the_bucket_in_host() {

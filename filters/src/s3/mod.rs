@@ -7,6 +7,7 @@ pub mod listing;
 pub mod multipart;
 pub mod request;
 pub mod sigv4;
+pub mod upload_id;
 pub mod uri;
 
 pub use error::{S3Error, S3ErrorCode};
