@@ -4,6 +4,8 @@
 //! it from Pingora's phases.
 
 pub mod auth;
+pub mod holdback;
 pub mod keys;
+pub mod plan;
 pub mod policy;
 pub mod s3;

@@ -3,12 +3,12 @@
 //! This crate wires the pure logic of `sealgate-filters` into Pingora's
 //! phases, owns every socket (clients, upstream S3, admin) and the CLI.
 
-pub mod admin;
-pub mod crypto;
-pub mod metrics;
-pub mod proxy;
+mod admin;
+mod keys;
+mod metrics;
+mod proxy;
 pub mod server;
-pub mod upstream;
+mod upstream;
 
 pub use server::{start, GatewayHandle, RunOptions, StartError};
 

@@ -181,8 +181,7 @@ pub fn start(config: Config, options: RunOptions) -> Result<GatewayHandle, Start
     );
     drop(rt);
 
-    let providers =
-        crate::crypto::Providers::from_config(&config).map_err(StartError::Providers)?;
+    let providers = crate::keys::Providers::from_config(&config).map_err(StartError::Providers)?;
     let gateway = Gateway::new(config.clone(), upstream, metrics.clone(), providers);
     let mut proxy =
         pingora::proxy::http_proxy_service_with_name(&server.configuration, gateway, "sealgate-s3");

@@ -316,9 +316,6 @@ pub fn encode_key(key: &str) -> String {
     uri::encode_path(key)
 }
 
-/// Shared handle.
-pub type SharedUpstream = Arc<UpstreamTarget>;
-
 #[cfg(test)]
 mod tests {
     //! The gateway's own signer against the AWS SDK's (aws-sigv4) on the

@@ -130,8 +130,43 @@ fn rfind(hay: &[u8], needle: &[u8]) -> Option<usize> {
     hay.windows(needle.len()).rposition(|w| w == needle)
 }
 
+/// A listed object's plaintext size. Multipart objects (ETag `…-N`) hold N
+/// part headers; with every part but the last a multiple of the frame size
+/// (all mainstream clients), their frames total as one stream's would.
+/// Sizes no envelope makes are shown as stored.
+pub fn listed_size(stored: u64, parts: Option<u64>) -> u64 {
+    use sealgate_envelope::format::plaintext_len;
+    use sealgate_envelope::multipart::PART_HEADER_LEN;
+    let headers = parts.unwrap_or(0) * PART_HEADER_LEN;
+    stored
+        .checked_sub(headers)
+        .and_then(plaintext_len)
+        .or_else(|| plaintext_len(stored))
+        .unwrap_or(stored)
+}
+
+/// A part's stored size (in ListParts) to its plaintext size.
+pub fn listed_part_size(stored: u64, _parts: Option<u64>) -> u64 {
+    sealgate_envelope::multipart::part_plaintext_len(stored).unwrap_or(stored)
+}
+
 #[cfg(test)]
 mod tests {
+    use sealgate_envelope::multipart::PART_HEADER_LEN;
+
+    #[test]
+    fn listed_sizes() {
+        let c = sealgate_envelope::ciphertext_len(10 * 65_536 + 5);
+        assert_eq!(listed_size(c, None), 10 * 65_536 + 5);
+        assert_eq!(
+            listed_size(c + 3 * PART_HEADER_LEN, Some(3)),
+            10 * 65_536 + 5
+        );
+        assert_eq!(listed_size(7, None), 7, "impossible sizes stay as stored");
+        let part = sealgate_envelope::multipart::stored_part_len(1000);
+        assert_eq!(listed_part_size(part, None), 1000);
+    }
+
     use super::*;
 
     const XML: &str = "<?xml version=\"1.0\"?><ListBucketResult><Contents><Key>a</Key><ETag>&quot;abc&quot;</ETag><Size>32</Size></Contents><Contents><Key>b&lt;Size&gt;</Key><ETag>\"d41d-3\"</ETag><Size>65552</Size></Contents><Contents><Key>c</Key><Size>7</Size></Contents></ListBucketResult>";

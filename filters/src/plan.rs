@@ -1,0 +1,398 @@
+//! The plan: what the gateway does with one request, decided once in
+//! `request_filter` from the operation, the bucket's encryption settings
+//! and the request's headers, before any I/O. The gateway's stages carry
+//! it out (key work, probes, body transforms); nothing here touches a
+//! socket, so every branch is tested below without a server.
+
+use http::HeaderMap;
+use sealgate_envelope::format::{ByteRange, MAX_PLAINTEXT_LEN};
+
+use crate::policy::{self, BucketEncryption};
+use crate::s3::checksum::ChecksumAlgorithm;
+use crate::s3::multipart::{ChecksumRequest, MAX_PARTS};
+use crate::s3::sigv4::{PayloadHash, Verified};
+use crate::s3::{Operation, S3Error, S3ErrorCode};
+
+/// How an upload body arrives.
+#[derive(Debug)]
+pub enum BodyEncoding {
+    Plain,
+    /// aws-chunked; signed variants carry the client's verified signature.
+    Chunked(Option<Verified>),
+}
+
+/// An upload body as the request describes it: its plaintext length and
+/// the integrity checks it asks for.
+#[derive(Debug)]
+pub struct UploadBody {
+    pub plaintext_len: u64,
+    pub encoding: BodyEncoding,
+    pub trailer_algorithm: Option<ChecksumAlgorithm>,
+    pub payload_sha256: Option<[u8; 32]>,
+}
+
+impl UploadBody {
+    /// Reads the length, encoding and checks of an upload from its headers
+    /// and the verified signature.
+    pub fn from_request(headers: &HeaderMap, verified: &Verified) -> Result<Self, S3Error> {
+        let streaming = verified.payload.is_streaming();
+        let signed_chunks = matches!(
+            verified.payload,
+            PayloadHash::StreamingSigned | PayloadHash::StreamingSignedTrailer
+        );
+        let header = |n: &str| headers.get(n).and_then(|v| v.to_str().ok());
+        let length_header = if streaming {
+            "x-amz-decoded-content-length"
+        } else {
+            "content-length"
+        };
+        let plaintext_len: u64 = header(length_header)
+            .and_then(|v| v.trim().parse().ok())
+            .ok_or_else(|| {
+                S3Error::new(
+                    S3ErrorCode::MissingContentLength,
+                    format!("an encrypted upload needs {length_header}"),
+                )
+            })?;
+        if plaintext_len > MAX_PLAINTEXT_LEN {
+            return Err(S3Error::new(
+                S3ErrorCode::EntityTooLarge,
+                "the object is larger than S3's 5 TiB limit",
+            ));
+        }
+        let trailer_algorithm = match header("x-amz-trailer") {
+            None => None,
+            Some(t) => Some(ChecksumAlgorithm::from_header(t.trim()).ok_or_else(|| {
+                S3Error::new(
+                    S3ErrorCode::InvalidRequest,
+                    "x-amz-trailer names no known checksum",
+                )
+            })?),
+        };
+        let payload_sha256 = match &verified.payload {
+            PayloadHash::Sha256(h) => Some(*h),
+            _ => None,
+        };
+        let encoding = if streaming {
+            BodyEncoding::Chunked(signed_chunks.then(|| verified.clone()))
+        } else {
+            BodyEncoding::Plain
+        };
+        Ok(Self {
+            plaintext_len,
+            encoding,
+            trailer_algorithm,
+            payload_sha256,
+        })
+    }
+}
+
+/// What a read asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReadRequest {
+    pub range: Option<ByteRange>,
+    /// `?partNumber=`: a read of one stored part.
+    pub part_number: bool,
+    pub head: bool,
+    /// Plaintext objects are refused (the bucket's policy is mandatory).
+    pub mandatory: bool,
+}
+
+/// The plan for one request.
+#[derive(Debug)]
+pub enum Plan {
+    /// Forwarded as it is (re-signed).
+    PassThrough,
+    /// A body with chunk signatures to a pass-through bucket: decoded and
+    /// verified by the gateway (the signatures chain from the client's
+    /// key), forwarded plain.
+    DecodeOnly(UploadBody),
+    /// PutObject to an encrypting bucket, with the key a client or the
+    /// configuration chose (else the provider's default).
+    Put {
+        body: UploadBody,
+        key_id: Option<String>,
+    },
+    CreateMultipart {
+        key_id: Option<String>,
+        checksum: Option<ChecksumRequest>,
+    },
+    /// UploadPart of an upload the gateway began (its token is in the route).
+    Part { body: UploadBody, number: u32 },
+    /// CompleteMultipartUpload of an upload the gateway began.
+    Complete,
+    /// ListParts of an upload the gateway began: plaintext sizes.
+    ListParts,
+    /// GetObject / HeadObject: decrypted when the object carries an envelope.
+    Read(ReadRequest),
+    /// Object listings of an encrypting bucket: plaintext sizes.
+    Listing,
+    /// CopyObject into a mandatory bucket: the source must be encrypted.
+    CopyNeedsEnvelope,
+}
+
+/// What the plan decision needs to know about the request.
+pub struct Request<'a> {
+    pub operation: Operation,
+    pub headers: &'a HeaderMap,
+    pub query: &'a [(String, String)],
+    pub verified: &'a Verified,
+    /// The bucket's encryption (None: a pass-through bucket).
+    pub encryption: Option<&'a BucketEncryption>,
+    /// The default key of the bucket's provider.
+    pub default_key_id: Option<&'a str>,
+    /// True when the request's `uploadId` is a token the gateway issued.
+    pub has_token: bool,
+}
+
+fn not_yet(what: &str) -> S3Error {
+    S3Error::new(
+        S3ErrorCode::NotImplemented,
+        format!("{what} is not supported on encrypted buckets yet"),
+    )
+}
+
+/// Decides the plan, or the S3 error the request is refused with.
+pub fn decide(r: &Request) -> Result<Plan, S3Error> {
+    let signed_chunks = matches!(
+        r.verified.payload,
+        PayloadHash::StreamingSigned | PayloadHash::StreamingSignedTrailer
+    );
+    let default_key = || {
+        r.default_key_id.ok_or_else(|| {
+            S3Error::new(
+                S3ErrorCode::InternalError,
+                "the bucket's key provider is not configured",
+            )
+        })
+    };
+    let plan = match (r.operation, r.encryption) {
+        (Operation::PutObject, Some(enc)) => {
+            let chosen = policy::check_write_headers(enc, default_key()?, r.headers)?;
+            Plan::Put {
+                body: UploadBody::from_request(r.headers, r.verified)?,
+                key_id: chosen.or_else(|| enc.key_id.clone()),
+            }
+        }
+        (Operation::CreateMultipartUpload, Some(enc)) => {
+            let chosen = policy::check_write_headers(enc, default_key()?, r.headers)?;
+            let header = |n: &str| r.headers.get(n).and_then(|v| v.to_str().ok());
+            Plan::CreateMultipart {
+                key_id: chosen.or_else(|| enc.key_id.clone()),
+                checksum: ChecksumRequest::from_headers(
+                    header("x-amz-checksum-algorithm"),
+                    header("x-amz-checksum-type"),
+                )?,
+            }
+        }
+        (Operation::UploadPart, Some(_)) => {
+            if !r.has_token {
+                return Err(S3Error::new(
+                    S3ErrorCode::InvalidArgument,
+                    "this multipart upload was not started through the encryption gateway",
+                ));
+            }
+            let number: u32 = r
+                .query
+                .iter()
+                .find(|(k, _)| k == "partNumber")
+                .and_then(|(_, v)| v.parse().ok())
+                .filter(|n| (1..=MAX_PARTS).contains(n))
+                .ok_or_else(|| {
+                    S3Error::new(
+                        S3ErrorCode::InvalidArgument,
+                        "partNumber must be 1 to 10000",
+                    )
+                })?;
+            Plan::Part {
+                body: UploadBody::from_request(r.headers, r.verified)?,
+                number,
+            }
+        }
+        (Operation::GetObject | Operation::HeadObject, enc) => Plan::Read(ReadRequest {
+            range: r
+                .headers
+                .get(http::header::RANGE)
+                .and_then(|v| v.to_str().ok())
+                .and_then(ByteRange::parse),
+            part_number: r.query.iter().any(|(k, _)| k == "partNumber"),
+            head: r.operation == Operation::HeadObject,
+            mandatory: enc.is_some_and(|e| e.mandatory),
+        }),
+        (
+            Operation::ListObjects | Operation::ListObjectsV2 | Operation::ListObjectVersions,
+            Some(_),
+        ) => Plan::Listing,
+        (Operation::ListParts, Some(_)) if r.has_token => Plan::ListParts,
+        (Operation::CompleteMultipartUpload, Some(_)) if r.has_token => Plan::Complete,
+        (Operation::UploadPartCopy, Some(_)) => return Err(not_yet("UploadPartCopy")),
+        (Operation::Unknown, Some(_)) => return Err(not_yet("this request")),
+        (Operation::SelectObjectContent, Some(_)) => return Err(not_yet("S3 Select")),
+        (Operation::PostObject, Some(_)) => return Err(not_yet("browser form upload (POST)")),
+        (Operation::CopyObject, Some(_))
+            if r.headers
+                .get("x-amz-metadata-directive")
+                .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"REPLACE")) =>
+        {
+            return Err(not_yet("CopyObject with MetadataDirective REPLACE"))
+        }
+        (Operation::CopyObject, Some(enc)) if enc.mandatory => Plan::CopyNeedsEnvelope,
+        _ => Plan::PassThrough,
+    };
+    let decodes_body = matches!(plan, Plan::Put { .. } | Plan::Part { .. });
+    if signed_chunks && !decodes_body {
+        // Chunk signatures chain from the client's key, so they cannot be
+        // forwarded under the gateway's: decode, verify, forward plain.
+        if !matches!(r.operation, Operation::PutObject | Operation::UploadPart) {
+            return Err(S3Error::new(
+                S3ErrorCode::NotImplemented,
+                "aws-chunked bodies with chunk signatures are accepted for PutObject and UploadPart only",
+            ));
+        }
+        return Ok(Plan::DecodeOnly(UploadBody::from_request(
+            r.headers, r.verified,
+        )?));
+    }
+    Ok(plan)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+    use zeroize::Zeroizing;
+
+    fn verified(payload: PayloadHash) -> Verified {
+        Verified {
+            access_key_id: "AK".into(),
+            payload,
+            signature: "s".into(),
+            amz_date: "20260101T000000Z".into(),
+            scope: "20260101/us-east-1/s3/aws4_request".into(),
+            signing_key: Zeroizing::new([0; 32]),
+        }
+    }
+
+    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.insert(
+                http::header::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                v.parse().unwrap(),
+            );
+        }
+        h
+    }
+
+    fn enc(mandatory: bool) -> BucketEncryption {
+        BucketEncryption {
+            provider: "p".into(),
+            mandatory,
+            key_id: None,
+            allowed_key_ids: vec!["other".into()],
+            context: BTreeMap::new(),
+        }
+    }
+
+    /// What the plan is called in the table below.
+    fn name(p: &Result<Plan, S3Error>) -> String {
+        match p {
+            Ok(Plan::PassThrough) => "pass".into(),
+            Ok(Plan::DecodeOnly(_)) => "decode".into(),
+            Ok(Plan::Put { key_id, .. }) => format!("put:{}", key_id.as_deref().unwrap_or("-")),
+            Ok(Plan::CreateMultipart { checksum, .. }) => {
+                format!("create:{}", checksum.map_or("-", |c| c.algorithm.name()))
+            }
+            Ok(Plan::Part { number, .. }) => format!("part:{number}"),
+            Ok(Plan::Complete) => "complete".into(),
+            Ok(Plan::ListParts) => "list-parts".into(),
+            Ok(Plan::Read(r)) => format!(
+                "read{}{}",
+                if r.mandatory { ":mandatory" } else { "" },
+                if r.range.is_some() { ":range" } else { "" }
+            ),
+            Ok(Plan::Listing) => "listing".into(),
+            Ok(Plan::CopyNeedsEnvelope) => "copy-check".into(),
+            Err(e) => format!("error:{}", e.code.as_str()),
+        }
+    }
+
+    /// Operation, encryption, headers, query, has token, payload, plan.
+    type Row<'a> = (
+        Operation,
+        Option<&'a BucketEncryption>,
+        Vec<(&'a str, &'a str)>,
+        Vec<(&'a str, &'a str)>,
+        bool,
+        &'a PayloadHash,
+        &'a str,
+    );
+
+    #[test]
+    fn plans_by_operation_bucket_and_headers() {
+        use Operation::*;
+        let len = [("content-length", "5")];
+        let optional = enc(false);
+        let mandatory = enc(true);
+        let unsigned = PayloadHash::Unsigned;
+        let signed = PayloadHash::StreamingSigned;
+        #[rustfmt::skip]
+        let table: Vec<Row> = vec![
+            // op, encryption, headers, query, has token, payload, plan
+            (PutObject, None, len.to_vec(), vec![], false, &unsigned, "pass"),
+            (PutObject, Some(&optional), len.to_vec(), vec![], false, &unsigned, "put:-"),
+            (PutObject, Some(&optional), vec![("content-length", "5"), ("x-amz-server-side-encryption-aws-kms-key-id", "other")], vec![], false, &unsigned, "put:other"),
+            (PutObject, Some(&optional), vec![("content-length", "5"), ("x-amz-server-side-encryption-aws-kms-key-id", "stranger")], vec![], false, &unsigned, "error:AccessDenied"),
+            (PutObject, Some(&optional), vec![("content-length", "5"), ("x-amz-server-side-encryption-customer-algorithm", "AES256")], vec![], false, &unsigned, "error:InvalidArgument"),
+            (PutObject, Some(&optional), vec![], vec![], false, &unsigned, "error:MissingContentLength"),
+            (PutObject, Some(&optional), vec![("content-length", "5497558138881")], vec![], false, &unsigned, "error:EntityTooLarge"),
+            (PutObject, Some(&optional), vec![("content-length", "5"), ("x-amz-trailer", "x-amz-checksum-md4")], vec![], false, &unsigned, "error:InvalidRequest"),
+            (PutObject, None, vec![("x-amz-decoded-content-length", "5")], vec![], false, &signed, "decode"),
+            (CreateMultipartUpload, Some(&optional), vec![("x-amz-checksum-algorithm", "SHA256")], vec![], false, &unsigned, "create:SHA256"),
+            (CreateMultipartUpload, Some(&optional), vec![("x-amz-checksum-algorithm", "MD5")], vec![], false, &unsigned, "error:InvalidRequest"),
+            (CreateMultipartUpload, None, vec![], vec![], false, &unsigned, "pass"),
+            (UploadPart, Some(&optional), len.to_vec(), vec![("partNumber", "3")], true, &unsigned, "part:3"),
+            (UploadPart, Some(&optional), len.to_vec(), vec![("partNumber", "3")], false, &unsigned, "error:InvalidArgument"),
+            (UploadPart, Some(&optional), len.to_vec(), vec![("partNumber", "10001")], true, &unsigned, "error:InvalidArgument"),
+            (UploadPart, None, vec![("x-amz-decoded-content-length", "5")], vec![("partNumber", "1")], false, &signed, "decode"),
+            (CompleteMultipartUpload, Some(&optional), vec![], vec![], true, &unsigned, "complete"),
+            (CompleteMultipartUpload, Some(&optional), vec![], vec![], false, &unsigned, "pass"),
+            (CompleteMultipartUpload, None, vec![], vec![], false, &signed, "error:NotImplemented"),
+            (ListParts, Some(&optional), vec![], vec![], true, &unsigned, "list-parts"),
+            (ListParts, Some(&optional), vec![], vec![], false, &unsigned, "pass"),
+            (GetObject, None, vec![], vec![], false, &unsigned, "read"),
+            (GetObject, Some(&mandatory), vec![("range", "bytes=0-9")], vec![], false, &unsigned, "read:mandatory:range"),
+            (HeadObject, Some(&optional), vec![], vec![], false, &unsigned, "read"),
+            (ListObjectsV2, Some(&optional), vec![], vec![], false, &unsigned, "listing"),
+            (ListObjectsV2, None, vec![], vec![], false, &unsigned, "pass"),
+            (ListObjectVersions, Some(&optional), vec![], vec![], false, &unsigned, "listing"),
+            (UploadPartCopy, Some(&optional), vec![], vec![], true, &unsigned, "error:NotImplemented"),
+            (UploadPartCopy, None, vec![], vec![], false, &unsigned, "pass"),
+            (SelectObjectContent, Some(&optional), vec![], vec![], false, &unsigned, "error:NotImplemented"),
+            (PostObject, Some(&optional), vec![], vec![], false, &unsigned, "error:NotImplemented"),
+            (Unknown, Some(&optional), vec![], vec![], false, &unsigned, "error:NotImplemented"),
+            (Unknown, None, vec![], vec![], false, &unsigned, "pass"),
+            (CopyObject, Some(&mandatory), vec![], vec![], false, &unsigned, "copy-check"),
+            (CopyObject, Some(&optional), vec![], vec![], false, &unsigned, "pass"),
+            (CopyObject, Some(&optional), vec![("x-amz-metadata-directive", "replace")], vec![], false, &unsigned, "error:NotImplemented"),
+        ];
+        for (op, encryption, h, q, has_token, payload, expected) in table {
+            let h = headers(&h);
+            let q: Vec<(String, String)> = q
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
+            let v = verified(payload.clone());
+            let got = decide(&Request {
+                operation: op,
+                headers: &h,
+                query: &q,
+                verified: &v,
+                encryption,
+                default_key_id: Some("default"),
+                has_token,
+            });
+            assert_eq!(name(&got), expected, "{op:?} {h:?} {q:?}");
+        }
+    }
+}

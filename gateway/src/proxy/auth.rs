@@ -1,0 +1,78 @@
+//! Auth stage: what the request is (S3 classification of method, Host,
+//! path and query), who sent it (SigV4, header or presigned), and whether
+//! that client may use the bucket it names. First in `request_filter`:
+//! nothing else looks at a request that is not authenticated.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use pingora::http::RequestHeader;
+use sealgate_filters::auth::Identity;
+use sealgate_filters::s3::request::classify;
+use sealgate_filters::s3::sigv4::RequestParts;
+use sealgate_filters::s3::{uri, S3Error, S3ErrorCode, S3Request};
+
+use super::{Ctx, Gateway};
+
+/// An authenticated, authorised request.
+pub struct Authenticated {
+    pub s3: S3Request,
+    pub identity: Identity,
+    pub query: Vec<(String, String)>,
+}
+
+impl Gateway {
+    /// Classifies, authenticates and authorises; fills the audit record.
+    pub(super) fn authenticate(
+        &self,
+        req: &RequestHeader,
+        ctx: &mut Ctx,
+    ) -> Result<Authenticated, S3Error> {
+        let raw_path = req.uri.path();
+        let raw_query = req.uri.query().unwrap_or("");
+        let query = uri::parse_query(raw_query).ok_or_else(|| {
+            S3Error::new(
+                S3ErrorCode::InvalidURI,
+                "the query string is not valid UTF-8",
+            )
+        })?;
+        let host = req
+            .headers
+            .get(http::header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .or_else(|| req.uri.authority().map(|a| a.as_str()));
+        let s3 = classify(
+            &req.method,
+            host,
+            raw_path,
+            &query,
+            &req.headers,
+            &self.config.server.domains,
+        )?;
+        ctx.audit.operation = s3.operation;
+        ctx.audit.bucket = s3.bucket.clone();
+        ctx.audit.key = s3.key.clone();
+
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs() as i64)
+            .unwrap_or(0);
+        let identity = self.clients.authenticate(
+            &RequestParts {
+                method: req.method.as_str(),
+                raw_path,
+                query: &query,
+                headers: &req.headers,
+            },
+            now,
+        )?;
+        ctx.audit.access_key_id = Some(identity.access_key_id.clone());
+        if let Some(bucket) = &s3.bucket {
+            identity.authorize(bucket)?;
+        }
+        Ok(Authenticated {
+            s3,
+            identity,
+            query,
+        })
+    }
+}

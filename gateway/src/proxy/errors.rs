@@ -1,0 +1,167 @@
+//! Errors stage: the one place an S3 error response is written, whether
+//! the gateway refuses a request before it goes upstream (`reject`),
+//! replaces a backend response (`replace_response`), or proxying failed
+//! (`fail`).
+
+use bytes::Bytes;
+use pingora::http::ResponseHeader;
+use pingora::prelude::*;
+use pingora::proxy::{FailToProxy, Session};
+use sealgate_filters::s3::{S3Error, S3ErrorCode};
+
+use super::response::ResponseBody;
+use super::{Ctx, Gateway, Op};
+
+impl Gateway {
+    /// Answers an S3 XML error and records it.
+    pub(super) async fn reject(
+        &self,
+        session: &mut Session,
+        ctx: &mut Ctx,
+        err: &S3Error,
+    ) -> Result<()> {
+        ctx.audit.error = Some(err.code);
+        self.metrics
+            .rejected_total
+            .with_label_values(&[err.code.as_str()])
+            .inc();
+        let resource = session.req_header().uri.path().to_string();
+        let is_head = session.req_header().method == http::Method::HEAD;
+        let body = err.to_xml(&resource, &ctx.request_id);
+        let mut resp = ResponseHeader::build(err.status(), Some(4))?;
+        resp.insert_header(http::header::CONTENT_TYPE, "application/xml")?;
+        resp.insert_header(http::header::CONTENT_LENGTH, body.len().to_string())?;
+        resp.insert_header("x-amz-request-id", ctx.request_id.as_str())?;
+        // The request body (if any) was not read: the connection cannot be reused.
+        session.set_keepalive(None);
+        session
+            .write_response_header(Box::new(resp), is_head)
+            .await?;
+        if !is_head {
+            session
+                .write_response_body(Some(Bytes::from(body)), true)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Replaces an upstream response with the gateway's error document.
+    pub(super) fn replace_response(
+        &self,
+        resp: &mut ResponseHeader,
+        ctx: &mut Ctx,
+        err: &S3Error,
+    ) -> Result<()> {
+        ctx.audit.error = Some(err.code);
+        self.metrics
+            .rejected_total
+            .with_label_values(&[err.code.as_str()])
+            .inc();
+        let head = matches!(&ctx.op, Op::Read(r) if r.head);
+        let body = err.to_xml("", &ctx.request_id);
+        *resp = error_response(err.status(), body.len(), &ctx.request_id)?;
+        ctx.response_body = Some(ResponseBody::Replace((!head).then(|| Bytes::from(body))));
+        Ok(())
+    }
+
+    /// The client's answer when proxying failed: the body check that failed,
+    /// an unreachable backend (503, so SDKs retry), or the gateway itself.
+    pub(super) async fn fail(
+        &self,
+        session: &mut Session,
+        e: &Error,
+        ctx: &mut Ctx,
+    ) -> FailToProxy {
+        if let Some(err) = ctx.body_error.take() {
+            if final_response_pending(session) {
+                let _ = self.reject(session, ctx, &err).await;
+            }
+            return FailToProxy {
+                error_code: err.status().as_u16(),
+                can_reuse_downstream: false,
+            };
+        }
+        let (code, s3) = match e.esource() {
+            ErrorSource::Upstream => {
+                self.metrics
+                    .upstream_errors_total
+                    .with_label_values(&[upstream_error_kind(e)])
+                    .inc();
+                (
+                    503,
+                    Some(S3Error::new(
+                        S3ErrorCode::ServiceUnavailable,
+                        "the storage backend could not be reached; retry",
+                    )),
+                )
+            }
+            ErrorSource::Downstream => match e.etype() {
+                ErrorType::WriteError | ErrorType::ReadError | ErrorType::ConnectionClosed => {
+                    (0, None)
+                }
+                _ => (
+                    400,
+                    Some(S3Error::new(
+                        S3ErrorCode::IncompleteBody,
+                        "the request body could not be read",
+                    )),
+                ),
+            },
+            _ => (
+                500,
+                Some(S3Error::new(
+                    S3ErrorCode::InternalError,
+                    "the gateway failed; retry",
+                )),
+            ),
+        };
+        if let Some(err) = s3 {
+            if final_response_pending(session) {
+                let _ = self.reject(session, ctx, &err).await;
+            }
+        }
+        FailToProxy {
+            error_code: code,
+            can_reuse_downstream: false,
+        }
+    }
+}
+
+fn upstream_error_kind(e: &Error) -> &'static str {
+    match e.etype() {
+        ErrorType::ConnectTimedout => "connect_timeout",
+        ErrorType::ConnectRefused => "connect_refused",
+        ErrorType::ConnectError | ErrorType::ConnectNoRoute => "connect_error",
+        ErrorType::TLSHandshakeFailure | ErrorType::InvalidCert => "tls",
+        ErrorType::ReadTimedout | ErrorType::WriteTimedout => "timeout",
+        _ => "other",
+    }
+}
+
+pub fn internal(e: impl std::fmt::Display) -> S3Error {
+    S3Error::new(
+        S3ErrorCode::InternalError,
+        format!("building the response failed: {e}"),
+    )
+}
+
+/// Copies the response's non-entity headers into an error response.
+pub fn error_response(
+    status: http::StatusCode,
+    body_len: usize,
+    request_id: &str,
+) -> pingora::Result<ResponseHeader> {
+    let mut resp = ResponseHeader::build(status, Some(4))?;
+    resp.insert_header(http::header::CONTENT_TYPE, "application/xml")?;
+    resp.insert_header(http::header::CONTENT_LENGTH, body_len.to_string())?;
+    resp.insert_header("x-amz-request-id", request_id.to_string())?;
+    Ok(resp)
+}
+
+/// True while no final (non-1xx) response has gone to the client: after
+/// `100 Continue` the gateway can still answer with an error.
+fn final_response_pending(session: &Session) -> bool {
+    session
+        .response_written()
+        .is_none_or(|r| r.status.is_informational())
+}

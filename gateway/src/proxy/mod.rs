@@ -1,0 +1,380 @@
+//! The Pingora adapter. Each phase calls the stages in a fixed order, and
+//! the order is the design (docs/ARCHITECTURE.md has the table):
+//!
+//! | phase | stages, in order | why this order |
+//! |---|---|---|
+//! | `request_filter` | `auth` → plan (`sealgate_filters::plan`) → `route` → `upload`/`multipart` key work → `read` probe → `copy` check | nothing is looked at before the client is authenticated; the plan needs the bucket's policy; the route's payload hash depends on the plan; key work and probes are async and must finish before the upstream header goes out |
+//! | `upstream_peer` | pooled prototype peer | one `HttpPeer` per endpoint so connections are reused |
+//! | `upstream_request_filter` | `sign` (stage header changes, then signing last) | the signature must cover the final header; runs per attempt, so each attempt gets a fresh body state |
+//! | `request_body_filter` | `multipart` part list or `upload` stream | a check that fails leaves the upstream body short: nothing is stored |
+//! | `upstream_response_filter` | `upload` / `read` / `listing` / `multipart` responses | the data key is unwrapped here (async); the body phase is synchronous |
+//! | `upstream_response_body_filter` | the response body transformation | decrypts or rewrites; never releases unauthenticated plaintext |
+//! | `fail_to_proxy` / `logging` | `errors` / `observe` | one place writes S3 errors; one access line per request |
+
+mod auth;
+mod copy;
+mod errors;
+mod listing;
+mod multipart;
+mod observe;
+mod read;
+mod response;
+mod route;
+mod sign;
+mod upload;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use http::header::HeaderValue;
+use pingora::http::{RequestHeader, ResponseHeader};
+use pingora::prelude::*;
+use pingora::proxy::{FailToProxy, ProxyHttp, Session};
+use sealgate_config::Config;
+use sealgate_filters::auth::Clients;
+use sealgate_filters::plan::{self, Plan};
+use sealgate_filters::policy::{self, BucketEncryption};
+use sealgate_filters::s3::checksum::ChecksumAlgorithm;
+use sealgate_filters::s3::chunked::encode::UNSIGNED_TRAILER;
+use sealgate_filters::s3::sigv4::UNSIGNED_PAYLOAD;
+use sealgate_filters::s3::S3Error;
+
+use crate::keys::Providers;
+use crate::metrics::Metrics;
+use crate::upstream::UpstreamTarget;
+use multipart::{complete_plan, Create};
+use observe::{AuditRecord, RequestIds};
+use read::ReadPlan;
+use response::{set_sse_headers, strip_response, ResponseBody};
+use route::Route;
+use upload::{client_checksum, Upload, UploadPlan, UploadStream};
+
+/// The gateway's proxy logic, shared by all requests.
+pub struct Gateway {
+    config: Arc<Config>,
+    clients: Clients,
+    upstream: Arc<UpstreamTarget>,
+    metrics: Arc<Metrics>,
+    providers: Providers,
+    request_ids: RequestIds,
+}
+
+/// Per-request state: who and where, what the plan is, and the body state
+/// of each direction.
+pub struct Ctx {
+    request_id: String,
+    started: Instant,
+    route: Route,
+    /// The operation's plan and its state.
+    op: Op,
+    /// The request body as the gateway sends it (rebuilt per attempt).
+    request_body: Option<UploadStream>,
+    /// What happens to the response body.
+    response_body: Option<ResponseBody>,
+    /// A check that failed while the request body streamed.
+    body_error: Option<S3Error>,
+    audit: AuditRecord,
+}
+
+/// What the gateway does with the request, and the state it needs.
+pub enum Op {
+    PassThrough,
+    /// A body the gateway decodes (and, to encrypting buckets, encrypts).
+    Upload(Upload),
+    Create(Create),
+    Complete(Box<multipart::CompletePlan>),
+    /// ListParts of an upload the gateway began.
+    ListParts,
+    Read(ReadPlan),
+    /// Object listings of an encrypting bucket.
+    Listing,
+    /// A copy into a mandatory bucket: the source must be encrypted.
+    CopyNeedsEnvelope,
+}
+
+impl Op {
+    /// The upstream `x-amz-content-sha256` when the gateway makes the body
+    /// itself; `None` when the client's body (and hash) goes as sent.
+    fn upstream_payload_hash(&self, stored: Option<ChecksumAlgorithm>) -> Option<&'static str> {
+        match self {
+            // Ciphertext streamed as it is made, its checksum trailing.
+            Op::Upload(u) if u.encrypts() && stored.is_some() => Some(UNSIGNED_TRAILER),
+            // Ciphertext with a plain length, decoded plaintext, or a part
+            // list the gateway rewrites.
+            Op::Upload(_) | Op::Complete(_) => Some(UNSIGNED_PAYLOAD),
+            _ => None,
+        }
+    }
+}
+
+impl Gateway {
+    pub fn new(
+        config: Arc<Config>,
+        upstream: Arc<UpstreamTarget>,
+        metrics: Arc<Metrics>,
+        providers: Providers,
+    ) -> Self {
+        let clients = Clients::new(&config.auth.clients, config.auth.max_clock_skew);
+        Self {
+            config,
+            clients,
+            upstream,
+            metrics,
+            providers,
+            request_ids: RequestIds::new(),
+        }
+    }
+
+    /// Everything `request_filter` does before the upstream request, in
+    /// the order the module documentation gives.
+    async fn prepare(&self, req: &RequestHeader, ctx: &mut Ctx) -> Result<(), S3Error> {
+        let auth = self.authenticate(req, ctx)?;
+        ctx.route.upload_token = route::upload_token(&auth.query);
+        let enc = auth
+            .s3
+            .bucket
+            .as_deref()
+            .and_then(|b| policy::for_bucket(&self.config, b));
+        let default_key_id = enc
+            .as_ref()
+            .and_then(|e| self.providers.get(&e.provider))
+            .map(|p| p.default_key_id().to_string());
+        let plan = plan::decide(&plan::Request {
+            operation: auth.s3.operation,
+            headers: &req.headers,
+            query: &auth.query,
+            verified: &auth.identity.verified,
+            encryption: enc.as_ref(),
+            default_key_id: default_key_id.as_deref(),
+            has_token: ctx.route.upload_token.is_some(),
+        })?;
+        ctx.op = self.op_for(plan, enc, req, &auth.identity, ctx)?;
+        self.route(req, &auth, ctx)?;
+        self.prepare_upload(ctx).await?;
+        self.prepare_create(ctx).await?;
+        self.prepare_complete(ctx).await?;
+        self.probe_read(ctx).await?;
+        self.check_copy_source(ctx).await
+    }
+
+    /// The plan with the state its stages need; fills the audit record.
+    fn op_for(
+        &self,
+        plan: Plan,
+        enc: Option<BucketEncryption>,
+        req: &RequestHeader,
+        identity: &sealgate_filters::auth::Identity,
+        ctx: &mut Ctx,
+    ) -> Result<Op, S3Error> {
+        ctx.audit.policy = enc
+            .as_ref()
+            .map(|e| if e.mandatory { "mandatory" } else { "optional" });
+        ctx.audit.provider = enc.as_ref().map(|e| e.provider.clone());
+        let echo = client_checksum(&req.headers);
+        let token = || {
+            ctx.route
+                .upload_token
+                .clone()
+                .expect("the plan checked the token")
+        };
+        let enc = || enc.clone().expect("the plan checked the bucket's policy");
+        Ok(match plan {
+            Plan::PassThrough => Op::PassThrough,
+            Plan::DecodeOnly(body) => Op::Upload(Upload::Ready(UploadPlan::decode_only(body))),
+            Plan::Put { body, key_id } => {
+                self.check_size(sealgate_envelope::ciphertext_len(body.plaintext_len))?;
+                Op::Upload(Upload::Put {
+                    body,
+                    key_id,
+                    enc: enc(),
+                    echo,
+                })
+            }
+            Plan::Part { body, number } => {
+                self.check_size(sealgate_envelope::multipart::stored_part_len(
+                    body.plaintext_len,
+                ))?;
+                Op::Upload(Upload::Part {
+                    body,
+                    number,
+                    token: Box::new(token()),
+                    enc: enc(),
+                    echo,
+                })
+            }
+            Plan::CreateMultipart { key_id, checksum } => Op::Create(Create::Pending {
+                key_id,
+                checksum,
+                enc: enc(),
+            }),
+            Plan::Complete => Op::Complete(Box::new(complete_plan(req, identity, token())?)),
+            Plan::ListParts => Op::ListParts,
+            Plan::Read(r) => Op::Read(ReadPlan::new(r)),
+            Plan::Listing => Op::Listing,
+            Plan::CopyNeedsEnvelope => Op::CopyNeedsEnvelope,
+        })
+    }
+}
+
+#[async_trait]
+impl ProxyHttp for Gateway {
+    type CTX = Ctx;
+
+    fn new_ctx(&self) -> Ctx {
+        self.metrics.in_flight_requests.inc();
+        Ctx {
+            request_id: self.request_ids.next(),
+            started: Instant::now(),
+            route: Route::default(),
+            op: Op::PassThrough,
+            request_body: None,
+            response_body: None,
+            body_error: None,
+            audit: AuditRecord::default(),
+        }
+    }
+
+    async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
+        match self.prepare(session.req_header(), ctx).await {
+            Ok(()) => Ok(false),
+            Err(err) => {
+                self.reject(session, ctx, &err).await?;
+                Ok(true)
+            }
+        }
+    }
+
+    async fn upstream_peer(&self, _session: &mut Session, _ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
+        Ok(self.upstream.peer())
+    }
+
+    async fn upstream_request_filter(
+        &self,
+        session: &mut Session,
+        upstream_request: &mut RequestHeader,
+        ctx: &mut Ctx,
+    ) -> Result<()> {
+        self.upstream_request(session, upstream_request, ctx).await
+    }
+
+    async fn request_body_filter(
+        &self,
+        _session: &mut Session,
+        body: &mut Option<Bytes>,
+        end_of_stream: bool,
+        ctx: &mut Ctx,
+    ) -> Result<()> {
+        let input = match (&ctx.op, &ctx.request_body) {
+            (Op::Complete(_), _) | (_, Some(_)) => body.take().unwrap_or_default(),
+            _ => return Ok(()),
+        };
+        let out = match (&mut ctx.op, &mut ctx.request_body) {
+            // Hold the part list until it is whole and checked.
+            (Op::Complete(complete), _) => complete.push(input, end_of_stream),
+            (_, Some(stream)) => stream.push(&input, end_of_stream),
+            _ => unreachable!("matched above"),
+        };
+        match out {
+            // Some(empty) while holding bytes back: None would end the upstream body.
+            Ok(out) => {
+                *body = Some(out);
+                Ok(())
+            }
+            Err(e) => {
+                ctx.body_error = Some(e);
+                Err(Error::explain(
+                    ErrorType::InvalidHTTPHeader,
+                    "request body check failed",
+                ))
+            }
+        }
+    }
+
+    async fn upstream_response_filter(
+        &self,
+        _session: &mut Session,
+        resp: &mut ResponseHeader,
+        ctx: &mut Ctx,
+    ) -> Result<()> {
+        match &ctx.op {
+            Op::Upload(Upload::Ready(plan)) if plan.encrypts() => {
+                strip_response(resp);
+                if resp.status.is_success() {
+                    set_sse_headers(resp, &plan.key_id)?;
+                    let echo = ctx
+                        .request_body
+                        .as_ref()
+                        .and_then(|b| b.echo_checksum.clone())
+                        .or_else(|| plan.echo.clone());
+                    if let Some((name, value)) = echo {
+                        resp.insert_header(name, value)?;
+                    }
+                }
+            }
+            Op::Read(_) => {
+                if let Err(err) = self.prepare_read(resp, ctx).await {
+                    self.replace_response(resp, ctx, &err)?;
+                } else {
+                    strip_response(resp);
+                }
+            }
+            Op::Listing | Op::ListParts if resp.status.as_u16() == 200 => {
+                // The rewritten body's length differs: stream it chunked.
+                resp.remove_header(http::header::CONTENT_LENGTH.as_str());
+                ctx.response_body = Some(match ctx.op {
+                    Op::Listing => listing::objects(),
+                    _ => listing::parts(),
+                });
+            }
+            Op::Complete(complete) => ctx.response_body = complete.respond(resp)?,
+            Op::Create(Create::Ready(create)) => ctx.response_body = create.respond(resp)?,
+            _ => {}
+        }
+        if resp.headers.get("x-amz-request-id").is_none() {
+            if let Ok(v) = HeaderValue::from_str(&ctx.request_id) {
+                resp.insert_header("x-amz-request-id", v)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn upstream_response_body_filter(
+        &self,
+        _session: &mut Session,
+        body: &mut Option<Bytes>,
+        end_of_stream: bool,
+        ctx: &mut Ctx,
+    ) -> Result<Option<std::time::Duration>> {
+        let Some(transform) = &mut ctx.response_body else {
+            return Ok(None);
+        };
+        match transform.push(body.take(), end_of_stream) {
+            Ok(out) => {
+                *body = out;
+                Ok(None)
+            }
+            Err(e) => {
+                // Never release unauthenticated plaintext: abort the response.
+                self.metrics
+                    .decrypt_failures_total
+                    .with_label_values(&["frame"])
+                    .inc();
+                tracing::warn!(request_id = %ctx.request_id, error = %e, "stored object failed authentication");
+                Err(Error::explain(
+                    ErrorType::InternalError,
+                    "stored object failed authentication",
+                ))
+            }
+        }
+    }
+
+    async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut Ctx) -> FailToProxy {
+        self.fail(session, e, ctx).await
+    }
+
+    async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut Ctx) {
+        self.observe(session, e, ctx);
+    }
+}

@@ -1,0 +1,111 @@
+//! Observe stage: the audit record every stage fills as the request goes
+//! through, and at the end the metrics and one access line per request.
+//! Never key material or secrets: only names and ids.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use pingora::prelude::*;
+use pingora::proxy::Session;
+use sealgate_filters::s3::{Operation, S3ErrorCode};
+
+use super::{Ctx, Gateway};
+use crate::metrics::status_class;
+
+/// What happened to one request, for the access line (and later the
+/// audit trail): filled by the stages, written by [`Gateway::observe`].
+#[derive(Debug)]
+pub struct AuditRecord {
+    pub operation: Operation,
+    pub bucket: Option<String>,
+    pub key: Option<String>,
+    pub access_key_id: Option<String>,
+    /// The key provider and key of an encrypted write or read.
+    pub provider: Option<String>,
+    pub key_id: Option<String>,
+    /// The bucket's policy: `mandatory`, `optional` or none (pass-through).
+    pub policy: Option<&'static str>,
+    /// The S3 error the gateway answered with, if any.
+    pub error: Option<S3ErrorCode>,
+}
+
+impl Default for AuditRecord {
+    fn default() -> Self {
+        Self {
+            operation: Operation::Unknown,
+            bucket: None,
+            key: None,
+            access_key_id: None,
+            provider: None,
+            key_id: None,
+            policy: None,
+            error: None,
+        }
+    }
+}
+
+impl Gateway {
+    /// Metrics and the access line, once the request is done.
+    pub(super) fn observe(&self, session: &Session, e: Option<&Error>, ctx: &Ctx) {
+        self.metrics.in_flight_requests.dec();
+        let status = session
+            .response_written()
+            .map(|r| r.status.as_u16())
+            .unwrap_or(0);
+        let a = &ctx.audit;
+        let op = a.operation.as_str();
+        self.metrics
+            .requests_total
+            .with_label_values(&[op, status_class(status)])
+            .inc();
+        self.metrics
+            .request_duration_seconds
+            .with_label_values(&[op])
+            .observe(ctx.started.elapsed().as_secs_f64());
+        tracing::info!(
+            target: "sealgate::access",
+            request_id = %ctx.request_id,
+            operation = op,
+            bucket = a.bucket.as_deref().unwrap_or("-"),
+            key = a.key.as_deref().unwrap_or("-"),
+            access_key_id = a.access_key_id.as_deref().unwrap_or("-"),
+            policy = a.policy.unwrap_or("-"),
+            provider = a.provider.as_deref().unwrap_or("-"),
+            key_id = a.key_id.as_deref().unwrap_or("-"),
+            status,
+            bytes_in = session.body_bytes_read(),
+            bytes_out = session.body_bytes_sent(),
+            rejected = a.error.map(|c| c.as_str()).unwrap_or("-"),
+            error = e.map(|e| e.etype().as_str()).unwrap_or("-"),
+            duration_ms = ctx.started.elapsed().as_millis() as u64,
+            "request"
+        );
+    }
+}
+
+/// Request ids: unique per process start, cheap, sortable in logs.
+pub struct RequestIds {
+    prefix: u32,
+    next: AtomicU64,
+}
+
+impl RequestIds {
+    pub fn new() -> Self {
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.subsec_nanos() ^ (d.as_secs() as u32))
+            .unwrap_or(0);
+        Self {
+            prefix: nanos ^ std::process::id().rotate_left(16),
+            next: AtomicU64::new(1),
+        }
+    }
+
+    pub fn next(&self) -> String {
+        format!(
+            "{:08X}{:012X}",
+            self.prefix,
+            self.next.fetch_add(1, Ordering::Relaxed)
+        )
+    }
+}

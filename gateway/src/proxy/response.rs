@@ -1,0 +1,104 @@
+//! What the gateway does to response bodies, and the response headers
+//! of encrypted objects. Each request has at most one transformation.
+
+use bytes::{Bytes, BytesMut};
+use pingora::http::ResponseHeader;
+use sealgate_envelope::{Decryptor, META_PREFIX};
+use sealgate_filters::s3::listing::SizeRewriter;
+
+/// The SSE value reported for every object the gateway encrypted.
+pub const SSE_ALGORITHM: &str = "aws:kms";
+
+/// How the response body is transformed.
+pub enum ResponseBody {
+    /// Decrypt a single-stream object (the body is exactly the planned frames).
+    Decrypt(Decryptor),
+    /// The gateway answered instead (an error document); upstream bytes are dropped.
+    Replace(Option<Bytes>),
+    /// Listing sizes.
+    Rewrite(SizeRewriter<fn(u64, Option<u64>) -> u64>),
+    /// A CreateMultipartUpload response's upload id.
+    UploadId(sealgate_filters::s3::upload_id::UploadIdRewrite),
+    /// Decrypt a multipart object's parts.
+    Parts(Box<sealgate_envelope::multipart::PartsDecryptor>),
+    /// A small document rewritten whole once it ended (ListParts of an
+    /// encrypted upload, a CompleteMultipartUpload result).
+    Whole(WholeRewrite),
+}
+
+/// Largest response held to be rewritten whole: a ListParts page (1,000
+/// parts) or a Complete result, with room for S3's keep-alive whitespace.
+const MAX_WHOLE_RESPONSE: usize = 4 * 1024 * 1024;
+
+/// Buffers a response (bounded) and rewrites it at its end.
+pub struct WholeRewrite {
+    buf: BytesMut,
+    rewrite: Box<dyn FnOnce(&str) -> String + Send + Sync>,
+}
+
+impl WholeRewrite {
+    pub fn new(rewrite: impl FnOnce(&str) -> String + Send + Sync + 'static) -> Self {
+        Self {
+            buf: BytesMut::new(),
+            rewrite: Box::new(rewrite),
+        }
+    }
+
+    fn push(&mut self, input: &[u8], end: bool) -> Result<Bytes, sealgate_envelope::StreamError> {
+        if self.buf.len() + input.len() > MAX_WHOLE_RESPONSE {
+            return Err(sealgate_envelope::StreamError::TrailingData);
+        }
+        self.buf.extend_from_slice(input);
+        if !end {
+            return Ok(Bytes::new());
+        }
+        let text = String::from_utf8_lossy(&self.buf).into_owned();
+        let rewrite = std::mem::replace(&mut self.rewrite, Box::new(|t: &str| t.to_string()));
+        Ok(Bytes::from(rewrite(&text)))
+    }
+}
+
+impl ResponseBody {
+    pub fn push(
+        &mut self,
+        input: Option<Bytes>,
+        end: bool,
+    ) -> Result<Option<Bytes>, sealgate_envelope::StreamError> {
+        let data = input.unwrap_or_default();
+        match self {
+            ResponseBody::Decrypt(dec) => Ok(Some(dec.push(&data, end)?)),
+            ResponseBody::Replace(body) => Ok(Some(body.take().unwrap_or_default())),
+            ResponseBody::Rewrite(r) => Ok(Some(r.push(&data, end))),
+            ResponseBody::UploadId(r) => r
+                .push(&data, end)
+                .map(Some)
+                .ok_or(sealgate_envelope::StreamError::TrailingData),
+            ResponseBody::Parts(dec) => Ok(Some(dec.push(&data, end)?)),
+            ResponseBody::Whole(r) => Ok(Some(r.push(&data, end)?)),
+        }
+    }
+}
+
+/// Removes envelope metadata and checksums of stored bytes from a response.
+pub fn strip_response(resp: &mut ResponseHeader) {
+    let names: Vec<String> = resp
+        .headers
+        .keys()
+        .map(|k| k.as_str())
+        .filter(|k| k.starts_with(META_PREFIX) || k.starts_with("x-amz-checksum-"))
+        .map(str::to_string)
+        .collect();
+    for n in names {
+        resp.remove_header(n.as_str());
+    }
+}
+
+/// Sets the SSE headers S3 clients expect on encrypted objects.
+pub fn set_sse_headers(resp: &mut ResponseHeader, key_id: &str) -> pingora::Result<()> {
+    resp.insert_header("x-amz-server-side-encryption", SSE_ALGORITHM)?;
+    resp.insert_header(
+        "x-amz-server-side-encryption-aws-kms-key-id",
+        key_id.to_string(),
+    )?;
+    Ok(())
+}

@@ -1,0 +1,126 @@
+//! Route stage: where the request goes upstream. Aliases map to real
+//! bucket names (also in `x-amz-copy-source`, whose bucket is authorised
+//! like the request's own), the gateway's upload-id tokens become the
+//! backend's ids, presigning parameters are consumed, and the upstream
+//! payload hash is chosen for the body the gateway will send.
+
+use pingora::http::RequestHeader;
+use sealgate_filters::auth::{split_copy_source, Identity};
+use sealgate_filters::s3::sigv4::UNSIGNED_PAYLOAD;
+use sealgate_filters::s3::upload_id::UploadToken;
+use sealgate_filters::s3::{uri, S3Error, S3ErrorCode};
+
+use super::auth::Authenticated;
+use super::{Ctx, Gateway};
+use crate::upstream::encode_key;
+
+/// Query parameters of a presigned URL: consumed by the gateway, never forwarded.
+const PRESIGN_PARAMS: &[&str] = &[
+    "X-Amz-Algorithm",
+    "X-Amz-Credential",
+    "X-Amz-Date",
+    "X-Amz-Expires",
+    "X-Amz-SignedHeaders",
+    "X-Amz-Signature",
+    "X-Amz-Security-Token",
+];
+
+/// The upstream side of a request, decided in `request_filter`.
+#[derive(Default)]
+pub struct Route {
+    /// Upstream `Host`, path and query.
+    pub upstream_host: String,
+    pub upstream_path_and_query: String,
+    /// The upstream `x-amz-content-sha256`.
+    pub payload_hash: String,
+    /// Rewritten `x-amz-copy-source` (alias mapped to the real bucket).
+    pub copy_source: Option<String>,
+    /// The gateway's token from the request's `uploadId`, if it is one.
+    pub upload_token: Option<UploadToken>,
+}
+
+/// The request's `uploadId` as a gateway token, if it is one.
+pub fn upload_token(query: &[(String, String)]) -> Option<UploadToken> {
+    query
+        .iter()
+        .find(|(k, _)| k == "uploadId")
+        .and_then(|(_, v)| UploadToken::decode(v))
+}
+
+impl Gateway {
+    /// Maps and authorises the copy source, and builds the upstream URI.
+    pub(super) fn route(
+        &self,
+        req: &RequestHeader,
+        auth: &Authenticated,
+        ctx: &mut Ctx,
+    ) -> Result<(), S3Error> {
+        if let Some(src) = req.headers.get("x-amz-copy-source") {
+            ctx.route.copy_source = Some(self.copy_source(src, &auth.identity)?);
+        }
+        let real_bucket = auth
+            .s3
+            .bucket
+            .as_deref()
+            .map(|b| self.config.real_bucket(b));
+        let key = auth.s3.key.as_deref().map(encode_key);
+        let (host, path) = self.upstream.address(real_bucket, key.as_deref());
+        let forwarded_query: Vec<String> = auth
+            .query
+            .iter()
+            .filter(|(k, _)| !PRESIGN_PARAMS.contains(&k.as_str()))
+            .map(|(k, v)| match (k.as_str(), &ctx.route.upload_token) {
+                // The backend knows its own upload id, not the gateway's token.
+                ("uploadId", Some(t)) => format!("uploadId={}", uri::encode(&t.upload_id)),
+                _ => format!("{}={}", uri::encode(k), uri::encode(v)),
+            })
+            .collect();
+        ctx.route.upstream_host = host;
+        ctx.route.upstream_path_and_query = if forwarded_query.is_empty() {
+            path
+        } else {
+            format!("{path}?{}", forwarded_query.join("&"))
+        };
+        ctx.route.payload_hash = match ctx.op.upstream_payload_hash(self.stored_checksum()) {
+            Some(h) => h.to_string(),
+            // The body goes as the client sent it: the client's hash holds.
+            None => req
+                .headers
+                .get("x-amz-content-sha256")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or(UNSIGNED_PAYLOAD)
+                .to_string(),
+        };
+        Ok(())
+    }
+
+    /// Copy sources name a bucket too: authorise it and map its alias.
+    fn copy_source(&self, src: &http::HeaderValue, identity: &Identity) -> Result<String, S3Error> {
+        let src = src.to_str().map_err(|_| {
+            S3Error::new(
+                S3ErrorCode::InvalidArgument,
+                "x-amz-copy-source is not ASCII",
+            )
+        })?;
+        let (src_bucket, rest) = split_copy_source(src).ok_or_else(|| {
+            S3Error::new(
+                S3ErrorCode::InvalidArgument,
+                "x-amz-copy-source must be /bucket/key",
+            )
+        })?;
+        let src_bucket = uri::decode(src_bucket).ok_or_else(|| {
+            S3Error::new(
+                S3ErrorCode::InvalidArgument,
+                "x-amz-copy-source is badly encoded",
+            )
+        })?;
+        sealgate_config::check_bucket_name(&src_bucket).map_err(|e| {
+            S3Error::new(
+                S3ErrorCode::InvalidArgument,
+                format!("x-amz-copy-source: {e}"),
+            )
+        })?;
+        identity.authorize(&src_bucket)?;
+        Ok(format!("/{}/{rest}", self.config.real_bucket(&src_bucket)))
+    }
+}

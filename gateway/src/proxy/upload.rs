@@ -1,0 +1,605 @@
+//! Upload stage: request bodies the gateway decodes itself. PutObject and
+//! UploadPart to encrypting buckets are encrypted frame by frame (after the
+//! data key is fetched in `request_filter`); signed aws-chunked bodies to
+//! pass-through buckets are decoded and verified. Every check the client
+//! asked for is verified over the plaintext before the last bytes go
+//! upstream, so a failure leaves the backend's body short and nothing is
+//! stored.
+
+use std::collections::BTreeMap;
+
+use bytes::Bytes;
+use http::HeaderMap;
+use pingora::http::RequestHeader;
+use sealgate_config::StoredChecksum;
+use sealgate_envelope::format::ciphertext_len;
+use sealgate_envelope::multipart::{PartHeader, PART_HEADER_LEN};
+use sealgate_envelope::{Backend, Encryptor, EnvelopeMeta, ObjectKey, META_PREFIX};
+use sealgate_filters::holdback::Holdback;
+use sealgate_filters::plan::{BodyEncoding, UploadBody};
+use sealgate_filters::policy::BucketEncryption;
+use sealgate_filters::s3::checksum::{BodyChecks, ChecksumAlgorithm};
+use sealgate_filters::s3::chunked::encode::STORED_CHECKSUM;
+use sealgate_filters::s3::chunked::encode::{self, TrailingChecksum};
+use sealgate_filters::s3::chunked::{ChunkSigner, ChunkedDecoder};
+use sealgate_filters::s3::upload_id::UploadToken;
+use sealgate_filters::s3::{S3Error, S3ErrorCode};
+use zeroize::Zeroizing;
+
+use super::{Ctx, Gateway, Op};
+use crate::keys::key_error;
+
+/// Request headers that describe the client's plaintext body or its own
+/// encryption wishes: never forwarded on an encrypted write.
+const PLAINTEXT_BODY_HEADERS: &[&str] = &[
+    "content-md5",
+    "x-amz-sdk-checksum-algorithm",
+    "x-amz-trailer",
+    "x-amz-decoded-content-length",
+    "transfer-encoding",
+    "x-amz-server-side-encryption",
+    "x-amz-server-side-encryption-aws-kms-key-id",
+    "x-amz-server-side-encryption-context",
+    "x-amz-server-side-encryption-bucket-key-enabled",
+];
+
+/// An upload body the gateway decodes itself, planned once per request:
+/// encrypted (PutObject or UploadPart), or only decoded and verified (signed
+/// aws-chunked bodies to pass-through buckets). Each upstream attempt
+/// builds a fresh [`UploadStream`] from it (Pingora replays the body on retry).
+pub struct UploadPlan {
+    pub plaintext_len: u64,
+    pub encoding: BodyEncoding,
+    pub trailer_algorithm: Option<ChecksumAlgorithm>,
+    pub payload_sha256: Option<[u8; 32]>,
+    pub key_id: String,
+    pub meta_headers: Vec<(String, String)>,
+    /// `None`: forward the decoded plaintext.
+    cipher: Option<CipherParams>,
+    /// The checksum the ciphertext goes upstream with (trailing); `None`
+    /// sends it with a plain `Content-Length`.
+    stored_checksum: Option<ChecksumAlgorithm>,
+    /// The checksum header the client sent, echoed once verified.
+    pub echo: Option<(&'static str, String)>,
+}
+
+/// What an encrypting upload needs per attempt.
+struct CipherParams {
+    dek: Zeroizing<[u8; 32]>,
+    salt: [u8; 32],
+    context_hash: [u8; 32],
+    /// Part number (0 for a whole object) used in frame nonces.
+    part: u32,
+    /// The part header written before a part's frames.
+    prefix: Option<[u8; PART_HEADER_LEN as usize]>,
+}
+
+impl UploadPlan {
+    pub fn new(
+        body: UploadBody,
+        provider: &str,
+        data_key: sealgate_filters::keys::DataKey,
+        context: BTreeMap<String, String>,
+    ) -> Result<Self, S3Error> {
+        let meta = new_envelope(provider, &data_key, context, false);
+        let meta_headers = meta.to_headers().map_err(meta_error)?;
+        let (salt, context_hash) = (meta.salt, meta.context_hash());
+        Ok(Self {
+            plaintext_len: body.plaintext_len,
+            encoding: body.encoding,
+            trailer_algorithm: body.trailer_algorithm,
+            payload_sha256: body.payload_sha256,
+            key_id: data_key.key_id,
+            meta_headers,
+            cipher: Some(CipherParams {
+                dek: data_key.plaintext,
+                salt,
+                context_hash,
+                part: 0,
+                prefix: None,
+            }),
+            stored_checksum: None,
+            echo: None,
+        })
+    }
+
+    /// A signed aws-chunked upload to a pass-through bucket: decoded,
+    /// verified and forwarded as plain bytes.
+    pub fn decode_only(body: UploadBody) -> Self {
+        Self {
+            plaintext_len: body.plaintext_len,
+            encoding: body.encoding,
+            trailer_algorithm: body.trailer_algorithm,
+            payload_sha256: body.payload_sha256,
+            key_id: String::new(),
+            meta_headers: Vec::new(),
+            cipher: None,
+            stored_checksum: None,
+            echo: None,
+        }
+    }
+
+    /// True when the upload is encrypted.
+    pub fn encrypts(&self) -> bool {
+        self.cipher.is_some()
+    }
+
+    /// One part of a multipart upload: a fresh salt per attempt, so a
+    /// retried or replaced part never reuses a key and nonce.
+    pub fn for_part(
+        body: UploadBody,
+        key_id: String,
+        dek: Zeroizing<[u8; 32]>,
+        context_hash: [u8; 32],
+        part_number: u32,
+    ) -> Self {
+        let salt = sealgate_filters::keys::random_bytes::<32>();
+        let header = PartHeader {
+            salt,
+            size: body.plaintext_len,
+            number: part_number,
+        };
+        Self {
+            plaintext_len: body.plaintext_len,
+            encoding: body.encoding,
+            trailer_algorithm: body.trailer_algorithm,
+            payload_sha256: body.payload_sha256,
+            key_id,
+            meta_headers: Vec::new(),
+            cipher: Some(CipherParams {
+                dek,
+                salt,
+                context_hash,
+                part: part_number,
+                prefix: Some(header.encode()),
+            }),
+            stored_checksum: None,
+            echo: None,
+        }
+    }
+
+    /// Echoes the client's checksum header in the response (it is verified
+    /// over the plaintext before the body ends).
+    pub fn with_echo(mut self, echo: Option<(&'static str, String)>) -> Self {
+        self.echo = echo;
+        self
+    }
+
+    /// Sends the ciphertext with a trailing checksum the backend verifies.
+    pub fn with_stored_checksum(mut self, algorithm: Option<ChecksumAlgorithm>) -> Self {
+        self.stored_checksum = algorithm;
+        self
+    }
+
+    /// Bytes the backend stores.
+    pub fn stored_len(&self) -> u64 {
+        match &self.cipher {
+            Some(c) => c.prefix.map_or(0, |p| p.len() as u64) + ciphertext_len(self.plaintext_len),
+            None => self.plaintext_len,
+        }
+    }
+
+    /// Rewrites the upstream request for the body the gateway sends: the
+    /// decoded plaintext as it is, or the ciphertext aws-chunked with a
+    /// trailing checksum the backend verifies (see `chunked::encode`).
+    pub fn apply(&self, req: &mut RequestHeader) -> pingora::Result<()> {
+        let Some(c) = &self.cipher else {
+            strip_chunked_headers(req);
+            req.insert_header(http::header::CONTENT_LENGTH, self.stored_len().to_string())?;
+            return Ok(());
+        };
+        strip_plaintext_body_headers(req);
+        let Some(alg) = self.stored_checksum else {
+            req.insert_header(http::header::CONTENT_LENGTH, self.stored_len().to_string())?;
+            for (name, value) in &self.meta_headers {
+                req.insert_header(name.clone(), value.as_str())?;
+            }
+            return Ok(());
+        };
+        let prefix = c.prefix.map_or(0, |p| p.len() as u64);
+        let encoded = encode::encoded_len(prefix, ciphertext_len(self.plaintext_len), alg);
+        req.insert_header(http::header::CONTENT_LENGTH, encoded.to_string())?;
+        req.insert_header(
+            "x-amz-decoded-content-length",
+            self.stored_len().to_string(),
+        )?;
+        req.insert_header("x-amz-trailer", alg.header())?;
+        let encoding = match req
+            .headers
+            .get(http::header::CONTENT_ENCODING)
+            .and_then(|v| v.to_str().ok())
+        {
+            Some(rest) => format!("aws-chunked,{rest}"),
+            None => "aws-chunked".to_string(),
+        };
+        req.insert_header(http::header::CONTENT_ENCODING, encoding)?;
+        for (name, value) in &self.meta_headers {
+            req.insert_header(name.clone(), value.as_str())?;
+        }
+        Ok(())
+    }
+
+    /// Fresh body state for one upstream attempt.
+    pub fn body(&self, client_headers: &HeaderMap) -> Result<UploadStream, S3Error> {
+        let decoder = match &self.encoding {
+            BodyEncoding::Plain => None,
+            BodyEncoding::Chunked(signed) => {
+                Some(ChunkedDecoder::new(signed.as_ref().map(|v| ChunkSigner {
+                    signing_key: v.signing_key.clone(),
+                    amz_date: v.amz_date.clone(),
+                    scope: v.scope.clone(),
+                    previous: v.signature.clone(),
+                })))
+            }
+        };
+        let (sink, prefix) = match &self.cipher {
+            Some(c) => {
+                let key =
+                    ObjectKey::derive(&c.dek, &c.salt, &c.context_hash, Backend::default_backend());
+                let encryptor = Encryptor::new(key.cipher, c.part, self.plaintext_len);
+                match self.stored_checksum {
+                    Some(alg) => {
+                        let mut wrap = TrailingChecksum::new(alg);
+                        let prefix = c.prefix.map(|p| wrap.chunk(&p));
+                        (Sink::Encrypt(encryptor.with_wrap(Box::new(wrap))), prefix)
+                    }
+                    None => (
+                        Sink::Encrypt(encryptor),
+                        c.prefix.map(|p| Bytes::copy_from_slice(&p)),
+                    ),
+                }
+            }
+            None => (Sink::Forward(Holdback::new(self.plaintext_len)), None),
+        };
+        Ok(UploadStream {
+            decoder,
+            checks: Some(BodyChecks::from_request(
+                client_headers,
+                self.trailer_algorithm,
+                self.payload_sha256,
+            )?),
+            sink,
+            prefix,
+            echo_checksum: None,
+        })
+    }
+}
+
+/// Where decoded upload bytes go.
+enum Sink {
+    Encrypt(Encryptor),
+    Forward(Holdback),
+}
+
+impl Sink {
+    fn feed(&mut self, input: &[u8], end: bool) -> Result<(), sealgate_envelope::StreamError> {
+        match self {
+            Sink::Encrypt(e) => e.feed(input, end),
+            Sink::Forward(f) => f.feed(input, end),
+        }
+    }
+
+    fn take_ready(&mut self) -> Bytes {
+        match self {
+            Sink::Encrypt(e) => e.take_ready(),
+            Sink::Forward(f) => f.take_ready(),
+        }
+    }
+}
+
+/// Removes aws-chunked framing headers and the checksums the gateway
+/// verified (a trailer's value cannot be sent ahead as a header).
+pub fn strip_chunked_headers(req: &mut RequestHeader) {
+    for h in [
+        "x-amz-trailer",
+        "x-amz-decoded-content-length",
+        "transfer-encoding",
+        "x-amz-sdk-checksum-algorithm",
+    ] {
+        req.remove_header(h);
+    }
+    for alg in ChecksumAlgorithm::ALL {
+        req.remove_header(alg.header());
+    }
+    strip_aws_chunked_encoding(req);
+}
+
+fn strip_aws_chunked_encoding(req: &mut RequestHeader) {
+    if let Some(ce) = req
+        .headers
+        .get(http::header::CONTENT_ENCODING)
+        .and_then(|v| v.to_str().ok())
+    {
+        let rest: Vec<&str> = ce
+            .split(',')
+            .map(str::trim)
+            .filter(|t| !t.eq_ignore_ascii_case("aws-chunked") && !t.is_empty())
+            .collect();
+        if rest.is_empty() {
+            req.remove_header(http::header::CONTENT_ENCODING.as_str());
+        } else {
+            let joined = rest.join(",");
+            let _ = req.insert_header(http::header::CONTENT_ENCODING, joined);
+        }
+    }
+}
+
+/// A new object's envelope: a fresh salt, the key commitment, the wrapped
+/// data key and its context.
+pub fn new_envelope(
+    provider: &str,
+    data_key: &sealgate_filters::keys::DataKey,
+    context: BTreeMap<String, String>,
+    multipart: bool,
+) -> EnvelopeMeta {
+    let salt = sealgate_filters::keys::random_bytes::<32>();
+    let context_hash =
+        sealgate_envelope::context_hash(context.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+    let commitment = sealgate_envelope::commitment_of(&data_key.plaintext, &salt, &context_hash);
+    EnvelopeMeta {
+        provider: provider.to_string(),
+        key_id: data_key.key_id.clone(),
+        wrapped_dek: data_key.wrapped.clone(),
+        context,
+        salt,
+        commitment,
+        multipart,
+    }
+}
+
+/// Envelope metadata that cannot be written (a key id or provider name
+/// S3 metadata cannot carry).
+pub fn meta_error(e: sealgate_envelope::MetaError) -> S3Error {
+    S3Error::new(
+        S3ErrorCode::InternalError,
+        format!("envelope metadata: {e}"),
+    )
+}
+
+/// Removes the headers that describe the plaintext body, any client-sent
+/// envelope fields, and aws-chunked content-encoding.
+pub fn strip_plaintext_body_headers(req: &mut RequestHeader) {
+    for h in PLAINTEXT_BODY_HEADERS {
+        req.remove_header(*h);
+    }
+    for alg in ChecksumAlgorithm::ALL {
+        req.remove_header(alg.header());
+    }
+    strip_envelope_headers(req);
+    strip_aws_chunked_encoding(req);
+}
+
+/// Clients must never set envelope fields themselves.
+pub fn strip_envelope_headers(req: &mut RequestHeader) {
+    let names: Vec<String> = req
+        .headers
+        .keys()
+        .map(|k| k.as_str())
+        .filter(|k| k.starts_with(META_PREFIX))
+        .map(str::to_string)
+        .collect();
+    for n in names {
+        req.remove_header(n.as_str());
+    }
+}
+
+/// One attempt's request body: decoded, checked and encrypted (or only
+/// decoded and checked) as it streams.
+pub struct UploadStream {
+    decoder: Option<ChunkedDecoder>,
+    checks: Option<BodyChecks>,
+    sink: Sink,
+    /// A part header still to send ahead of the frames.
+    prefix: Option<Bytes>,
+    /// The verified client checksum, echoed in the response.
+    pub echo_checksum: Option<(&'static str, String)>,
+}
+
+impl UploadStream {
+    /// Decodes, checks and encrypts one piece. At `end`, everything is
+    /// verified before the final frame is released: a failed check leaves
+    /// the upstream body short, so nothing is stored.
+    pub fn push(&mut self, input: &[u8], end: bool) -> Result<Bytes, S3Error> {
+        let stream_err = |e: sealgate_envelope::StreamError| {
+            S3Error::new(S3ErrorCode::IncompleteBody, e.to_string())
+        };
+        let checks = self.checks.as_mut().expect("checks live until the end");
+        match &mut self.decoder {
+            Some(d) => {
+                let mut failed = None;
+                let enc = &mut self.sink;
+                d.push(input, |data| {
+                    checks.update(data);
+                    if failed.is_none() {
+                        if let Err(e) = enc.feed(data, false) {
+                            failed = Some(e);
+                        }
+                    }
+                })?;
+                if let Some(e) = failed {
+                    return Err(stream_err(e));
+                }
+            }
+            None => {
+                checks.update(input);
+                self.sink.feed(input, false).map_err(stream_err)?;
+            }
+        }
+        if end {
+            if let Some(d) = &self.decoder {
+                d.finish()?;
+                for (name, value) in d.trailers() {
+                    checks.set_trailer(name, value)?;
+                }
+            }
+            let checks = self.checks.take().expect("checked once");
+            let alg = checks.algorithm();
+            checks.finish()?;
+            if let Some(alg) = alg {
+                self.echo_checksum = self
+                    .decoder
+                    .as_ref()
+                    .and_then(|d| {
+                        d.trailers()
+                            .iter()
+                            .find(|(n, _)| n == alg.header())
+                            .map(|(_, v)| v.clone())
+                    })
+                    .map(|v| (alg.header(), v));
+            }
+            self.sink.feed(&[], true).map_err(stream_err)?;
+        }
+        let ready = self.sink.take_ready();
+        Ok(match self.prefix.take() {
+            Some(p) => [p, ready].concat().into(),
+            None => ready,
+        })
+    }
+}
+
+/// An upload on its way: waiting for its data key (decided synchronously
+/// in the plan), then ready to build each attempt's body.
+pub enum Upload {
+    /// PutObject to an encrypting bucket, with a key chosen by config or client.
+    Put {
+        body: UploadBody,
+        key_id: Option<String>,
+        enc: BucketEncryption,
+        echo: Option<(&'static str, String)>,
+    },
+    /// UploadPart of an upload the gateway began.
+    Part {
+        body: UploadBody,
+        number: u32,
+        token: Box<UploadToken>,
+        enc: BucketEncryption,
+        echo: Option<(&'static str, String)>,
+    },
+    Ready(UploadPlan),
+}
+
+impl Upload {
+    /// True when the body is encrypted (not only decoded).
+    pub fn encrypts(&self) -> bool {
+        match self {
+            Upload::Put { .. } | Upload::Part { .. } => true,
+            Upload::Ready(p) => p.encrypts(),
+        }
+    }
+}
+
+/// The checksum header a client sent with its body (echoed once verified).
+pub fn client_checksum(headers: &HeaderMap) -> Option<(&'static str, String)> {
+    ChecksumAlgorithm::ALL.into_iter().find_map(|a| {
+        headers
+            .get(a.header())
+            .and_then(|v| v.to_str().ok())
+            .map(|v| (a.header(), v.to_string()))
+    })
+}
+
+impl Gateway {
+    /// The checksum ciphertext goes upstream with (`storage.s3.stored_checksum`).
+    pub(super) fn stored_checksum(&self) -> Option<ChecksumAlgorithm> {
+        match self.config.upstream.stored_checksum {
+            StoredChecksum::Crc32c => Some(STORED_CHECKSUM),
+            StoredChecksum::None => None,
+        }
+    }
+
+    /// Refuses an upload whose stored size exceeds the backend's single-PUT limit.
+    pub(super) fn check_size(&self, stored: u64) -> Result<(), S3Error> {
+        let max = self.config.upstream.max_put_size;
+        if stored > max {
+            return Err(S3Error::new(
+                S3ErrorCode::EntityTooLarge,
+                format!("the encrypted body would exceed the backend's {max}-byte limit for one upload; use a multipart upload with smaller parts"),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The async half of an encrypted upload: its data key from the provider.
+    pub(super) async fn prepare_upload(&self, ctx: &mut Ctx) -> Result<(), S3Error> {
+        if !matches!(ctx.op, Op::Upload(Upload::Put { .. } | Upload::Part { .. })) {
+            return Ok(());
+        }
+        let Op::Upload(upload) = std::mem::replace(&mut ctx.op, Op::PassThrough) else {
+            unreachable!("matched above")
+        };
+        let (plan, echo) = match upload {
+            Upload::Ready(_) => unreachable!("matched above"),
+            Upload::Put {
+                body,
+                key_id,
+                enc,
+                echo,
+            } => {
+                let provider = self.provider(&enc.provider)?;
+                let key_id = key_id.unwrap_or_else(|| provider.default_key_id().to_string());
+                let data_key = provider
+                    .generate_data_key(&key_id, &enc.context)
+                    .await
+                    .map_err(key_error)?;
+                let plan = UploadPlan::new(body, &enc.provider, data_key, enc.context.clone())?;
+                (plan, echo)
+            }
+            Upload::Part {
+                body,
+                number,
+                token,
+                enc,
+                echo,
+            } => {
+                if token.provider != enc.provider {
+                    return Err(S3Error::new(
+                        S3ErrorCode::InvalidArgument,
+                        "the upload was started under another key provider",
+                    ));
+                }
+                let provider = self.provider(&enc.provider)?;
+                let dek = provider
+                    .decrypt_data_key(&token.key_id, &token.wrapped_dek, &enc.context)
+                    .await
+                    .map_err(key_error)?;
+                let ctx_hash = sealgate_envelope::context_hash(
+                    enc.context.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+                );
+                ObjectKey::derive_checked(
+                    &dek,
+                    &token.salt,
+                    &ctx_hash,
+                    &token.commitment,
+                    Backend::default_backend(),
+                )
+                .map_err(|_| {
+                    S3Error::new(
+                        S3ErrorCode::InvalidArgument,
+                        "the upload id's key does not match its commitment",
+                    )
+                })?;
+                let plan = UploadPlan::for_part(body, token.key_id.clone(), dek, ctx_hash, number);
+                (plan, echo)
+            }
+        };
+        ctx.audit.key_id = Some(plan.key_id.clone());
+        ctx.op = Op::Upload(Upload::Ready(
+            plan.with_stored_checksum(self.stored_checksum())
+                .with_echo(echo),
+        ));
+        Ok(())
+    }
+
+    /// The configured provider `name`.
+    pub(super) fn provider(
+        &self,
+        name: &str,
+    ) -> Result<std::sync::Arc<dyn sealgate_filters::keys::KeyProvider>, S3Error> {
+        self.providers.get(name).cloned().ok_or_else(|| {
+            S3Error::new(
+                S3ErrorCode::InternalError,
+                format!("the key provider `{name}` is not configured"),
+            )
+        })
+    }
+}
