@@ -14,14 +14,17 @@
 mod auth;
 mod copy;
 mod errors;
+mod headers;
 mod listing;
 mod multipart;
 mod observe;
 mod read;
+mod read_target;
 mod response;
 mod route;
 mod sign;
 mod upload;
+mod upload_stream;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -46,10 +49,11 @@ use crate::metrics::Metrics;
 use crate::upstream::UpstreamTarget;
 use multipart::{complete_plan, Create};
 use observe::{AuditRecord, RequestIds};
-use read::ReadPlan;
+use read_target::ReadPlan;
 use response::{set_sse_headers, strip_response, ResponseBody};
 use route::Route;
-use upload::{client_checksum, Upload, UploadPlan, UploadStream};
+use upload::{client_checksum, Upload, UploadPlan};
+use upload_stream::UploadStream;
 
 /// The gateway's proxy logic, shared by all requests.
 pub struct Gateway {

@@ -13,8 +13,9 @@ use sealgate_filters::s3::sigv4::PayloadHash;
 use sealgate_filters::s3::upload_id::{UploadIdRewrite, UploadToken};
 use sealgate_filters::s3::{uri, S3Error, S3ErrorCode};
 
+use super::headers::strip_plaintext_body_headers;
 use super::response::{set_sse_headers, strip_response, ResponseBody, WholeRewrite};
-use super::upload::{meta_error, new_envelope, strip_plaintext_body_headers};
+use super::upload::{meta_error, new_envelope};
 use super::{Ctx, Gateway, Op};
 use crate::keys::key_error;
 

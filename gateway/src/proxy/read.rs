@@ -5,108 +5,21 @@
 //! mandatory bucket); the data key is unwrapped here, in the async
 //! response-header phase, because the body phase is synchronous.
 
-use pingora::http::{RequestHeader, ResponseHeader};
+use pingora::http::ResponseHeader;
 use sealgate_envelope::format::{plaintext_len, ByteRange};
 use sealgate_envelope::multipart::{Layout, PartHeader, PartsDecryptor, PART_HEADER_LEN};
 use sealgate_envelope::{Backend, Decryptor, EnvelopeMeta, ObjectKey};
-use sealgate_filters::plan::ReadRequest;
 use sealgate_filters::s3::{S3Error, S3ErrorCode};
 
 use super::errors::internal;
+use super::read_target::{
+    changed, integrity_error, invalid_range, same_object, set_range_headers, stored_extent,
+    ReadPlan, ReadTarget,
+};
 use super::response::{set_sse_headers, strip_response, ResponseBody};
+use super::route::Route;
 use super::{Ctx, Gateway, Op};
 use crate::keys::key_error;
-
-/// What the client asked to read (from the plan), and what a probe found.
-pub struct ReadPlan {
-    pub range: Option<ByteRange>,
-    /// `?partNumber=`: a read of one stored part.
-    pub part_number: bool,
-    pub head: bool,
-    /// Plaintext objects are refused (the bucket's policy is mandatory).
-    pub mandatory: bool,
-    /// What a probe of the object found (ranged reads probe first, so the
-    /// upstream range fetches exactly the frames needed).
-    pub target: Option<ReadTarget>,
-    /// The stored byte range to ask upstream for, replacing the client's.
-    pub upstream_range: Option<(u64, u64)>,
-}
-
-/// The object as a probe found it, with the plaintext span to serve.
-#[derive(Debug, Clone)]
-pub enum ReadTarget {
-    /// Not written by the gateway.
-    Plain,
-    Single {
-        meta: EnvelopeMeta,
-        total: u64,
-        span: (u64, u64),
-    },
-    Multipart {
-        meta: EnvelopeMeta,
-        layout: Layout,
-        span: (u64, u64),
-        /// Header of the part holding the span's first byte.
-        header: PartHeader,
-    },
-}
-
-impl ReadPlan {
-    pub fn new(r: ReadRequest) -> Self {
-        Self {
-            range: r.range,
-            part_number: r.part_number,
-            head: r.head,
-            mandatory: r.mandatory,
-            target: None,
-            upstream_range: None,
-        }
-    }
-
-    /// Sets the upstream range planned from the probe; drops checksum mode
-    /// (stored checksums describe ciphertext).
-    pub fn apply(&self, req: &mut RequestHeader) -> pingora::Result<()> {
-        req.remove_header("x-amz-checksum-mode");
-        match self.upstream_range {
-            Some((a, b)) => req.insert_header(http::header::RANGE, format!("bytes={a}-{b}"))?,
-            // A Range the gateway could not parse is ignored, as S3 does;
-            // the backend must not serve part of an object unplanned.
-            None if self.range.is_none() => req
-                .remove_header(http::header::RANGE.as_str())
-                .map(|_| ())
-                .unwrap_or(()),
-            None => {}
-        }
-        Ok(())
-    }
-}
-
-/// S3's 416 for a range the object cannot satisfy.
-pub fn invalid_range() -> S3Error {
-    S3Error::new(
-        S3ErrorCode::InvalidRange,
-        "the requested range is not satisfiable",
-    )
-}
-
-/// True when two envelopes describe the same stored object version.
-pub fn same_object(a: &EnvelopeMeta, b: &EnvelopeMeta) -> bool {
-    a.salt == b.salt && a.commitment == b.commitment && a.multipart == b.multipart
-}
-
-/// Total size from `Content-Range: bytes a-b/total` or `Content-Length`,
-/// and the range start (0 for a whole body).
-fn stored_extent(resp: &ResponseHeader) -> Option<(u64, u64)> {
-    let header = |n: &str| resp.headers.get(n).and_then(|v| v.to_str().ok());
-    if resp.status.as_u16() == 206 {
-        let cr = header("content-range")?.strip_prefix("bytes ")?;
-        let (span, total) = cr.split_once('/')?;
-        let (start, _) = span.split_once('-')?;
-        Some((start.trim().parse().ok()?, total.trim().parse().ok()?))
-    } else {
-        Some((0, header("content-length")?.trim().parse().ok()?))
-    }
-}
 
 impl Gateway {
     /// For ranged reads: looks at the stored object first (envelope, size,
@@ -119,13 +32,6 @@ impl Gateway {
         let Some(range) = read.range else {
             return Ok(());
         };
-        let unavailable = |e: crate::upstream::UpstreamError| {
-            tracing::warn!(request_id = %ctx.request_id, error = %e, "probe failed");
-            S3Error::new(
-                S3ErrorCode::ServiceUnavailable,
-                "the storage backend could not be reached; retry",
-            )
-        };
         let head_len = PART_HEADER_LEN - 1;
         let (resp, body) = self
             .upstream
@@ -136,7 +42,7 @@ impl Gateway {
                 head_len,
             )
             .await
-            .map_err(unavailable)?;
+            .map_err(|e| unavailable(&ctx.request_id, e))?;
         let status = resp.status.as_u16();
         if status != 200 && status != 206 {
             return Ok(()); // the real request reports the error (404, 403, ...)
@@ -160,45 +66,15 @@ impl Gateway {
                 )
             }
             Some(meta) => {
-                let first = PartHeader::decode(&body).ok_or_else(|| self.integrity("part"))?;
-                let layout = Layout::new(first.size, stored_total)
-                    .ok_or_else(|| self.integrity("length"))?;
-                let span = range
-                    .resolve(layout.plaintext_total())
-                    .ok_or_else(invalid_range)?;
-                let (part, _) = layout.locate(span.0);
-                let header = if part == 0 {
-                    first
-                } else {
-                    let at = layout.part_start(part);
-                    let (r, b) = self
-                        .upstream
-                        .probe(
-                            &ctx.route.upstream_host,
-                            &ctx.route.upstream_path_and_query,
-                            at,
-                            at + head_len,
-                        )
-                        .await
-                        .map_err(unavailable)?;
-                    let same = self
-                        .read_meta(&r, &ctx.request_id)?
-                        .is_some_and(|m| same_object(&m, &meta));
-                    if !same {
-                        return Err(changed());
-                    }
-                    PartHeader::decode(&b).ok_or_else(|| self.integrity("part"))?
-                };
-                let fetch = layout.fetch_range(span.0, span.1);
-                (
-                    ReadTarget::Multipart {
-                        meta,
-                        layout,
-                        span,
-                        header,
-                    },
-                    Some(fetch),
+                self.probe_parts(
+                    meta,
+                    &body,
+                    stored_total,
+                    range,
+                    &ctx.route,
+                    &ctx.request_id,
                 )
+                .await?
             }
         };
         let Op::Read(read) = &mut ctx.op else {
@@ -207,6 +83,60 @@ impl Gateway {
         read.target = Some(target);
         read.upstream_range = upstream_range;
         Ok(())
+    }
+
+    /// A multipart object's probe: the part layout from the first part's
+    /// header, and the header of the part where the range starts (a second
+    /// probe, checked to be the same object).
+    async fn probe_parts(
+        &self,
+        meta: EnvelopeMeta,
+        first: &[u8],
+        stored_total: u64,
+        range: ByteRange,
+        route: &Route,
+        request_id: &str,
+    ) -> Result<(ReadTarget, Option<(u64, u64)>), S3Error> {
+        let head_len = PART_HEADER_LEN - 1;
+        let first = PartHeader::decode(first).ok_or_else(|| self.integrity("part"))?;
+        let layout =
+            Layout::new(first.size, stored_total).ok_or_else(|| self.integrity("length"))?;
+        let span = range
+            .resolve(layout.plaintext_total())
+            .ok_or_else(invalid_range)?;
+        let (part, _) = layout.locate(span.0);
+        let header = if part == 0 {
+            first
+        } else {
+            let at = layout.part_start(part);
+            let (r, b) = self
+                .upstream
+                .probe(
+                    &route.upstream_host,
+                    &route.upstream_path_and_query,
+                    at,
+                    at + head_len,
+                )
+                .await
+                .map_err(|e| unavailable(request_id, e))?;
+            let same = self
+                .read_meta(&r, request_id)?
+                .is_some_and(|m| same_object(&m, &meta));
+            if !same {
+                return Err(changed());
+            }
+            PartHeader::decode(&b).ok_or_else(|| self.integrity("part"))?
+        };
+        let fetch = layout.fetch_range(span.0, span.1);
+        Ok((
+            ReadTarget::Multipart {
+                meta,
+                layout,
+                span,
+                header,
+            },
+            Some(fetch),
+        ))
     }
 
     pub(super) fn integrity(&self, reason: &str) -> S3Error {
@@ -241,7 +171,7 @@ impl Gateway {
         if status != 200 && status != 206 {
             return Ok(());
         }
-        let (head, mandatory, range) = (read.head, read.mandatory, read.range);
+        let (head, range) = (read.head, read.range);
         let (part_number, planned) = (read.part_number, read.upstream_range);
         let meta = self.read_meta(resp, &ctx.request_id)?;
         if meta.is_some() && part_number {
@@ -256,64 +186,11 @@ impl Gateway {
                 "the backend sent no object size",
             )
         })?;
-        let target = match (read.target.clone(), meta) {
-            (Some(ReadTarget::Plain), None) | (None, None) => {
-                if mandatory {
-                    return Err(S3Error::new(
-                        S3ErrorCode::AccessDenied,
-                        "this object was not written through the encryption gateway and the bucket's policy requires encryption",
-                    ));
-                }
-                return Ok(()); // plaintext: served as stored
-            }
-            (Some(t @ ReadTarget::Single { .. }), Some(m))
-            | (Some(t @ ReadTarget::Multipart { .. }), Some(m)) => {
-                let probed = match &t {
-                    ReadTarget::Single { meta, .. } | ReadTarget::Multipart { meta, .. } => meta,
-                    ReadTarget::Plain => unreachable!("matched above"),
-                };
-                if !same_object(probed, &m) {
-                    return Err(changed());
-                }
-                t
-            }
-            (None, Some(m)) if range.is_none() && !m.multipart => {
-                let total = plaintext_len(stored_total).ok_or_else(|| self.integrity("length"))?;
-                ReadTarget::Single {
-                    meta: m,
-                    total,
-                    span: (0, total.saturating_sub(1)),
-                }
-            }
-            (None, Some(m)) if range.is_none() => {
-                let (_, body) = self
-                    .upstream
-                    .probe(
-                        &ctx.route.upstream_host,
-                        &ctx.route.upstream_path_and_query,
-                        0,
-                        PART_HEADER_LEN - 1,
-                    )
-                    .await
-                    .map_err(|_| {
-                        S3Error::new(
-                            S3ErrorCode::ServiceUnavailable,
-                            "the storage backend could not be reached; retry",
-                        )
-                    })?;
-                let first = PartHeader::decode(&body).ok_or_else(|| self.integrity("part"))?;
-                let layout = Layout::new(first.size, stored_total)
-                    .ok_or_else(|| self.integrity("length"))?;
-                let total = layout.plaintext_total();
-                ReadTarget::Multipart {
-                    meta: m,
-                    layout,
-                    span: (0, total.saturating_sub(1)),
-                    header: first,
-                }
-            }
-            // The object changed between the probe and the read.
-            _ => return Err(changed()),
+        let Some(target) = self
+            .read_target(read, meta, stored_total, &ctx.route)
+            .await?
+        else {
+            return Ok(()); // plaintext: served as stored
         };
         // The body must be exactly what was planned: the whole object, or
         // the planned stored range.
@@ -345,6 +222,89 @@ impl Gateway {
         if head {
             return Ok(()); // sizes and SSE headers only: no key provider call for HEAD
         }
+        ctx.response_body = Some(self.decrypting_body(&meta, target, read.range).await?);
+        Ok(())
+    }
+
+    /// What the response holds: `None` for a plaintext object served as
+    /// stored; the probed target (checked to be the same object), or the
+    /// whole object's (multipart objects: one probe for the part size).
+    async fn read_target(
+        &self,
+        read: &ReadPlan,
+        meta: Option<EnvelopeMeta>,
+        stored_total: u64,
+        route: &super::route::Route,
+    ) -> Result<Option<ReadTarget>, S3Error> {
+        Ok(Some(match (read.target.clone(), meta) {
+            (Some(ReadTarget::Plain), None) | (None, None) => {
+                if read.mandatory {
+                    return Err(S3Error::new(
+                        S3ErrorCode::AccessDenied,
+                        "this object was not written through the encryption gateway and the bucket's policy requires encryption",
+                    ));
+                }
+                return Ok(None);
+            }
+            (Some(t @ ReadTarget::Single { .. }), Some(m))
+            | (Some(t @ ReadTarget::Multipart { .. }), Some(m)) => {
+                let probed = match &t {
+                    ReadTarget::Single { meta, .. } | ReadTarget::Multipart { meta, .. } => meta,
+                    ReadTarget::Plain => unreachable!("matched above"),
+                };
+                if !same_object(probed, &m) {
+                    return Err(changed());
+                }
+                t
+            }
+            (None, Some(m)) if read.range.is_none() && !m.multipart => {
+                let total = plaintext_len(stored_total).ok_or_else(|| self.integrity("length"))?;
+                ReadTarget::Single {
+                    meta: m,
+                    total,
+                    span: (0, total.saturating_sub(1)),
+                }
+            }
+            (None, Some(m)) if read.range.is_none() => {
+                let (_, body) = self
+                    .upstream
+                    .probe(
+                        &route.upstream_host,
+                        &route.upstream_path_and_query,
+                        0,
+                        PART_HEADER_LEN - 1,
+                    )
+                    .await
+                    .map_err(|_| {
+                        S3Error::new(
+                            S3ErrorCode::ServiceUnavailable,
+                            "the storage backend could not be reached; retry",
+                        )
+                    })?;
+                let first = PartHeader::decode(&body).ok_or_else(|| self.integrity("part"))?;
+                let layout = Layout::new(first.size, stored_total)
+                    .ok_or_else(|| self.integrity("length"))?;
+                let total = layout.plaintext_total();
+                ReadTarget::Multipart {
+                    meta: m,
+                    layout,
+                    span: (0, total.saturating_sub(1)),
+                    header: first,
+                }
+            }
+            // The object changed between the probe and the read.
+            _ => return Err(changed()),
+        }))
+    }
+
+    /// The data key unwrapped (async, cached by the provider), checked
+    /// against the commitment, and a decryptor for exactly the target's span.
+    async fn decrypting_body(
+        &self,
+        meta: &EnvelopeMeta,
+        target: ReadTarget,
+        range: Option<ByteRange>,
+    ) -> Result<ResponseBody, S3Error> {
         let provider = self.providers.get(&meta.provider).ok_or_else(|| {
             S3Error::new(
                 S3ErrorCode::InternalError,
@@ -373,7 +333,7 @@ impl Gateway {
             Backend::default_backend(),
         )
         .map_err(|_| self.integrity("commitment"))?;
-        ctx.response_body = Some(match target {
+        Ok(match target {
             ReadTarget::Single { span, total, .. } => {
                 let dec = if range.is_some() {
                     Decryptor::for_plan(
@@ -393,10 +353,10 @@ impl Gateway {
                 header,
                 ..
             } => {
+                let total = layout.plaintext_total();
                 let dec = if total == 0 {
                     // An empty multipart object: one empty part, nothing to release.
-                    ctx.response_body = Some(ResponseBody::Replace(None));
-                    return Ok(());
+                    return Ok(ResponseBody::Replace(None));
                 } else if range.is_some() {
                     PartsDecryptor::from_frame(&dek, ctx_hash, layout, span.0, span.1, &header)
                         .map_err(|_| self.integrity("part"))?
@@ -406,41 +366,15 @@ impl Gateway {
                 ResponseBody::Parts(Box::new(dec))
             }
             ReadTarget::Plain => unreachable!("returned above"),
-        });
-        Ok(())
+        })
     }
 }
 
-/// 206 headers for plaintext bytes `first..=last` of `total`.
-fn set_range_headers(
-    resp: &mut ResponseHeader,
-    first: u64,
-    last: u64,
-    total: u64,
-) -> std::result::Result<(), S3Error> {
-    resp.set_status(206).map_err(internal)?;
-    resp.insert_header(
-        http::header::CONTENT_RANGE,
-        format!("bytes {first}-{last}/{total}"),
-    )
-    .map_err(internal)?;
-    resp.insert_header(http::header::CONTENT_LENGTH, (last - first + 1).to_string())
-        .map_err(internal)?;
-    Ok(())
-}
-
-/// A stored object that fails its integrity checks: never any plaintext.
-fn integrity_error() -> S3Error {
-    S3Error::new(
-        S3ErrorCode::InternalError,
-        "the stored object failed its integrity checks and cannot be decrypted",
-    )
-}
-
-/// The stored object changed between the gateway's probe and its read.
-fn changed() -> S3Error {
+/// A probe that could not reach the backend: the client may retry.
+fn unavailable(request_id: &str, e: crate::upstream::UpstreamError) -> S3Error {
+    tracing::warn!(request_id = %request_id, error = %e, "probe failed");
     S3Error::new(
         S3ErrorCode::ServiceUnavailable,
-        "the object changed while it was being read; retry",
+        "the storage backend could not be reached; retry",
     )
 }

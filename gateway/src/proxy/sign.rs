@@ -7,8 +7,9 @@ use pingora::http::RequestHeader;
 use pingora::prelude::*;
 use pingora::proxy::Session;
 
+use super::headers::strip_envelope_headers;
 use super::multipart::Create;
-use super::upload::{strip_envelope_headers, Upload};
+use super::upload::Upload;
 use super::{Ctx, Gateway, Op};
 
 impl Gateway {

@@ -14,8 +14,11 @@ use pingora::http::RequestHeader;
 use sealgate_config::StoredChecksum;
 use sealgate_envelope::format::ciphertext_len;
 use sealgate_envelope::multipart::{PartHeader, PART_HEADER_LEN};
-use sealgate_envelope::{Backend, Encryptor, EnvelopeMeta, ObjectKey, META_PREFIX};
+use sealgate_envelope::{Backend, Encryptor, EnvelopeMeta, ObjectKey};
 use sealgate_filters::holdback::Holdback;
+
+use super::headers::{strip_chunked_headers, strip_plaintext_body_headers};
+use super::upload_stream::{Sink, UploadStream};
 use sealgate_filters::plan::{BodyEncoding, UploadBody};
 use sealgate_filters::policy::BucketEncryption;
 use sealgate_filters::s3::checksum::{BodyChecks, ChecksumAlgorithm};
@@ -28,20 +31,6 @@ use zeroize::Zeroizing;
 
 use super::{Ctx, Gateway, Op};
 use crate::keys::key_error;
-
-/// Request headers that describe the client's plaintext body or its own
-/// encryption wishes: never forwarded on an encrypted write.
-const PLAINTEXT_BODY_HEADERS: &[&str] = &[
-    "content-md5",
-    "x-amz-sdk-checksum-algorithm",
-    "x-amz-trailer",
-    "x-amz-decoded-content-length",
-    "transfer-encoding",
-    "x-amz-server-side-encryption",
-    "x-amz-server-side-encryption-aws-kms-key-id",
-    "x-amz-server-side-encryption-context",
-    "x-amz-server-side-encryption-bucket-key-enabled",
-];
 
 /// An upload body the gateway decodes itself, planned once per request:
 /// encrypted (PutObject or UploadPart), or only decoded and verified (signed
@@ -265,65 +254,6 @@ impl UploadPlan {
     }
 }
 
-/// Where decoded upload bytes go.
-enum Sink {
-    Encrypt(Encryptor),
-    Forward(Holdback),
-}
-
-impl Sink {
-    fn feed(&mut self, input: &[u8], end: bool) -> Result<(), sealgate_envelope::StreamError> {
-        match self {
-            Sink::Encrypt(e) => e.feed(input, end),
-            Sink::Forward(f) => f.feed(input, end),
-        }
-    }
-
-    fn take_ready(&mut self) -> Bytes {
-        match self {
-            Sink::Encrypt(e) => e.take_ready(),
-            Sink::Forward(f) => f.take_ready(),
-        }
-    }
-}
-
-/// Removes aws-chunked framing headers and the checksums the gateway
-/// verified (a trailer's value cannot be sent ahead as a header).
-pub fn strip_chunked_headers(req: &mut RequestHeader) {
-    for h in [
-        "x-amz-trailer",
-        "x-amz-decoded-content-length",
-        "transfer-encoding",
-        "x-amz-sdk-checksum-algorithm",
-    ] {
-        req.remove_header(h);
-    }
-    for alg in ChecksumAlgorithm::ALL {
-        req.remove_header(alg.header());
-    }
-    strip_aws_chunked_encoding(req);
-}
-
-fn strip_aws_chunked_encoding(req: &mut RequestHeader) {
-    if let Some(ce) = req
-        .headers
-        .get(http::header::CONTENT_ENCODING)
-        .and_then(|v| v.to_str().ok())
-    {
-        let rest: Vec<&str> = ce
-            .split(',')
-            .map(str::trim)
-            .filter(|t| !t.eq_ignore_ascii_case("aws-chunked") && !t.is_empty())
-            .collect();
-        if rest.is_empty() {
-            req.remove_header(http::header::CONTENT_ENCODING.as_str());
-        } else {
-            let joined = rest.join(",");
-            let _ = req.insert_header(http::header::CONTENT_ENCODING, joined);
-        }
-    }
-}
-
 /// A new object's envelope: a fresh salt, the key commitment, the wrapped
 /// data key and its context.
 pub fn new_envelope(
@@ -354,107 +284,6 @@ pub fn meta_error(e: sealgate_envelope::MetaError) -> S3Error {
         S3ErrorCode::InternalError,
         format!("envelope metadata: {e}"),
     )
-}
-
-/// Removes the headers that describe the plaintext body, any client-sent
-/// envelope fields, and aws-chunked content-encoding.
-pub fn strip_plaintext_body_headers(req: &mut RequestHeader) {
-    for h in PLAINTEXT_BODY_HEADERS {
-        req.remove_header(*h);
-    }
-    for alg in ChecksumAlgorithm::ALL {
-        req.remove_header(alg.header());
-    }
-    strip_envelope_headers(req);
-    strip_aws_chunked_encoding(req);
-}
-
-/// Clients must never set envelope fields themselves.
-pub fn strip_envelope_headers(req: &mut RequestHeader) {
-    let names: Vec<String> = req
-        .headers
-        .keys()
-        .map(|k| k.as_str())
-        .filter(|k| k.starts_with(META_PREFIX))
-        .map(str::to_string)
-        .collect();
-    for n in names {
-        req.remove_header(n.as_str());
-    }
-}
-
-/// One attempt's request body: decoded, checked and encrypted (or only
-/// decoded and checked) as it streams.
-pub struct UploadStream {
-    decoder: Option<ChunkedDecoder>,
-    checks: Option<BodyChecks>,
-    sink: Sink,
-    /// A part header still to send ahead of the frames.
-    prefix: Option<Bytes>,
-    /// The verified client checksum, echoed in the response.
-    pub echo_checksum: Option<(&'static str, String)>,
-}
-
-impl UploadStream {
-    /// Decodes, checks and encrypts one piece. At `end`, everything is
-    /// verified before the final frame is released: a failed check leaves
-    /// the upstream body short, so nothing is stored.
-    pub fn push(&mut self, input: &[u8], end: bool) -> Result<Bytes, S3Error> {
-        let stream_err = |e: sealgate_envelope::StreamError| {
-            S3Error::new(S3ErrorCode::IncompleteBody, e.to_string())
-        };
-        let checks = self.checks.as_mut().expect("checks live until the end");
-        match &mut self.decoder {
-            Some(d) => {
-                let mut failed = None;
-                let enc = &mut self.sink;
-                d.push(input, |data| {
-                    checks.update(data);
-                    if failed.is_none() {
-                        if let Err(e) = enc.feed(data, false) {
-                            failed = Some(e);
-                        }
-                    }
-                })?;
-                if let Some(e) = failed {
-                    return Err(stream_err(e));
-                }
-            }
-            None => {
-                checks.update(input);
-                self.sink.feed(input, false).map_err(stream_err)?;
-            }
-        }
-        if end {
-            if let Some(d) = &self.decoder {
-                d.finish()?;
-                for (name, value) in d.trailers() {
-                    checks.set_trailer(name, value)?;
-                }
-            }
-            let checks = self.checks.take().expect("checked once");
-            let alg = checks.algorithm();
-            checks.finish()?;
-            if let Some(alg) = alg {
-                self.echo_checksum = self
-                    .decoder
-                    .as_ref()
-                    .and_then(|d| {
-                        d.trailers()
-                            .iter()
-                            .find(|(n, _)| n == alg.header())
-                            .map(|(_, v)| v.clone())
-                    })
-                    .map(|v| (alg.header(), v));
-            }
-            self.sink.feed(&[], true).map_err(stream_err)?;
-        }
-        let ready = self.sink.take_ready();
-        Ok(match self.prefix.take() {
-            Some(p) => [p, ready].concat().into(),
-            None => ready,
-        })
-    }
 }
 
 /// An upload on its way: waiting for its data key (decided synchronously

@@ -1,0 +1,137 @@
+//! What a read is after (from the plan) and what the stored object turned
+//! out to be: the types the read stage passes between its probe, its
+//! response check and its decryptor, and the pure helpers around them.
+
+use pingora::http::{RequestHeader, ResponseHeader};
+use sealgate_envelope::format::ByteRange;
+use sealgate_envelope::multipart::{Layout, PartHeader};
+use sealgate_envelope::EnvelopeMeta;
+use sealgate_filters::plan::ReadRequest;
+use sealgate_filters::s3::{S3Error, S3ErrorCode};
+
+use super::errors::internal;
+
+/// What the client asked to read (from the plan), and what a probe found.
+pub struct ReadPlan {
+    pub range: Option<ByteRange>,
+    /// `?partNumber=`: a read of one stored part.
+    pub part_number: bool,
+    pub head: bool,
+    /// Plaintext objects are refused (the bucket's policy is mandatory).
+    pub mandatory: bool,
+    /// What a probe of the object found (ranged reads probe first, so the
+    /// upstream range fetches exactly the frames needed).
+    pub target: Option<ReadTarget>,
+    /// The stored byte range to ask upstream for, replacing the client's.
+    pub upstream_range: Option<(u64, u64)>,
+}
+
+/// The object as a probe found it, with the plaintext span to serve.
+#[derive(Debug, Clone)]
+pub enum ReadTarget {
+    /// Not written by the gateway.
+    Plain,
+    Single {
+        meta: EnvelopeMeta,
+        total: u64,
+        span: (u64, u64),
+    },
+    Multipart {
+        meta: EnvelopeMeta,
+        layout: Layout,
+        span: (u64, u64),
+        /// Header of the part holding the span's first byte.
+        header: PartHeader,
+    },
+}
+
+impl ReadPlan {
+    pub fn new(r: ReadRequest) -> Self {
+        Self {
+            range: r.range,
+            part_number: r.part_number,
+            head: r.head,
+            mandatory: r.mandatory,
+            target: None,
+            upstream_range: None,
+        }
+    }
+
+    /// Sets the upstream range planned from the probe; drops checksum mode
+    /// (stored checksums describe ciphertext).
+    pub fn apply(&self, req: &mut RequestHeader) -> pingora::Result<()> {
+        req.remove_header("x-amz-checksum-mode");
+        match self.upstream_range {
+            Some((a, b)) => req.insert_header(http::header::RANGE, format!("bytes={a}-{b}"))?,
+            // A Range the gateway could not parse is ignored, as S3 does;
+            // the backend must not serve part of an object unplanned.
+            None if self.range.is_none() => req
+                .remove_header(http::header::RANGE.as_str())
+                .map(|_| ())
+                .unwrap_or(()),
+            None => {}
+        }
+        Ok(())
+    }
+}
+
+/// S3's 416 for a range the object cannot satisfy.
+pub fn invalid_range() -> S3Error {
+    S3Error::new(
+        S3ErrorCode::InvalidRange,
+        "the requested range is not satisfiable",
+    )
+}
+
+/// True when two envelopes describe the same stored object version.
+pub fn same_object(a: &EnvelopeMeta, b: &EnvelopeMeta) -> bool {
+    a.salt == b.salt && a.commitment == b.commitment && a.multipart == b.multipart
+}
+
+/// Total size from `Content-Range: bytes a-b/total` or `Content-Length`,
+/// and the range start (0 for a whole body).
+pub fn stored_extent(resp: &ResponseHeader) -> Option<(u64, u64)> {
+    let header = |n: &str| resp.headers.get(n).and_then(|v| v.to_str().ok());
+    if resp.status.as_u16() == 206 {
+        let cr = header("content-range")?.strip_prefix("bytes ")?;
+        let (span, total) = cr.split_once('/')?;
+        let (start, _) = span.split_once('-')?;
+        Some((start.trim().parse().ok()?, total.trim().parse().ok()?))
+    } else {
+        Some((0, header("content-length")?.trim().parse().ok()?))
+    }
+}
+
+/// 206 headers for plaintext bytes `first..=last` of `total`.
+pub fn set_range_headers(
+    resp: &mut ResponseHeader,
+    first: u64,
+    last: u64,
+    total: u64,
+) -> std::result::Result<(), S3Error> {
+    resp.set_status(206).map_err(internal)?;
+    resp.insert_header(
+        http::header::CONTENT_RANGE,
+        format!("bytes {first}-{last}/{total}"),
+    )
+    .map_err(internal)?;
+    resp.insert_header(http::header::CONTENT_LENGTH, (last - first + 1).to_string())
+        .map_err(internal)?;
+    Ok(())
+}
+
+/// A stored object that fails its integrity checks: never any plaintext.
+pub fn integrity_error() -> S3Error {
+    S3Error::new(
+        S3ErrorCode::InternalError,
+        "the stored object failed its integrity checks and cannot be decrypted",
+    )
+}
+
+/// The stored object changed between the gateway's probe and its read.
+pub fn changed() -> S3Error {
+    S3Error::new(
+        S3ErrorCode::ServiceUnavailable,
+        "the object changed while it was being read; retry",
+    )
+}
