@@ -33,6 +33,10 @@ struct Args {
     /// The sealgate binary (build with `cargo build --release -p sealgate`).
     #[arg(long, default_value = "target/release/sealgate")]
     sealgate: PathBuf,
+    /// Another sealgate binary (e.g. a build of the previous commit) measured
+    /// in the same run as "(before)" rows, for before/after comparisons.
+    #[arg(long)]
+    before: Option<PathBuf>,
     /// Large-object size in MiB.
     #[arg(long, default_value_t = 64)]
     large_mib: usize,
@@ -542,6 +546,10 @@ fn main() {
         }
         contenders.push(start_sealgate(&args.sealgate, &dir, sink, "sealgate pass-through", false));
         contenders.push(start_sealgate(&args.sealgate, &dir, sink, "sealgate encrypting", true));
+        if let Some(before) = &args.before {
+            contenders.push(start_sealgate(before, &dir, sink, "sealgate pass-through (before)", false));
+            contenders.push(start_sealgate(before, &dir, sink, "sealgate encrypting (before)", true));
+        }
         // What the trailing CRC32C of stored bytes costs (storage.s3.stored_checksum).
         contenders.push(start_sealgate(&args.sealgate, &dir, sink, "sealgate encrypting, no stored checksum", true));
 

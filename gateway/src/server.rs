@@ -181,23 +181,7 @@ pub fn start(config: Config, options: RunOptions) -> Result<GatewayHandle, Start
     );
     drop(rt);
 
-    let providers = crate::keys::Providers::from_config(&config).map_err(StartError::Providers)?;
-    let gateway = Gateway::new(config.clone(), upstream, metrics.clone(), providers);
-    let mut proxy =
-        pingora::proxy::http_proxy_service_with_name(&server.configuration, gateway, "sealgate-s3");
-    if let Some(addr) = config.server.listen {
-        proxy.add_tcp(&addr.to_string());
-    }
-    if let Some(tls) = &config.server.tls {
-        proxy
-            .add_tls(
-                &tls.listen.to_string(),
-                &tls.cert_file.display().to_string(),
-                &tls.key_file.display().to_string(),
-            )
-            .map_err(|e| StartError::Pingora(format!("TLS listener: {e}")))?;
-    }
-    server.add_service(proxy);
+    add_s3_service(&mut server, &config, upstream, metrics.clone())?;
 
     if let Some(admin_addr) = config.server.admin_listen {
         let mut admin = Service::new(
@@ -234,6 +218,33 @@ pub fn start(config: Config, options: RunOptions) -> Result<GatewayHandle, Start
         metrics,
         ready,
     })
+}
+
+/// The S3 proxy service on its plain and/or TLS listeners.
+fn add_s3_service(
+    server: &mut Server,
+    config: &Arc<Config>,
+    upstream: Arc<UpstreamTarget>,
+    metrics: Arc<Metrics>,
+) -> Result<(), StartError> {
+    let providers = crate::keys::Providers::from_config(config).map_err(StartError::Providers)?;
+    let gateway = Gateway::new(config.clone(), upstream, metrics, providers);
+    let mut proxy =
+        pingora::proxy::http_proxy_service_with_name(&server.configuration, gateway, "sealgate-s3");
+    if let Some(addr) = config.server.listen {
+        proxy.add_tcp(&addr.to_string());
+    }
+    if let Some(tls) = &config.server.tls {
+        proxy
+            .add_tls(
+                &tls.listen.to_string(),
+                &tls.cert_file.display().to_string(),
+                &tls.key_file.display().to_string(),
+            )
+            .map_err(|e| StartError::Pingora(format!("TLS listener: {e}")))?;
+    }
+    server.add_service(proxy);
+    Ok(())
 }
 
 /// Runs until SIGTERM / SIGINT.

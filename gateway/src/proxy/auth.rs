@@ -21,7 +21,8 @@ pub struct Authenticated {
 }
 
 impl Gateway {
-    /// Classifies, authenticates and authorises; fills the audit record.
+    /// Classifies, authenticates and authorises; fills the audit record
+    /// (also for a request refused here).
     pub(super) fn authenticate(
         &self,
         req: &RequestHeader,
@@ -40,7 +41,7 @@ impl Gateway {
             .get(http::header::HOST)
             .and_then(|h| h.to_str().ok())
             .or_else(|| req.uri.authority().map(|a| a.as_str()));
-        let s3 = classify(
+        let mut s3 = classify(
             &req.method,
             host,
             raw_path,
@@ -50,7 +51,8 @@ impl Gateway {
         )?;
         ctx.audit.operation = s3.operation;
         ctx.audit.bucket = s3.bucket.clone();
-        ctx.audit.key = s3.key.clone();
+        // Moved, not copied: the route reads the key from the audit record.
+        ctx.audit.key = s3.key.take();
 
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)

@@ -144,14 +144,14 @@ impl Gateway {
         let default_key_id = enc
             .as_ref()
             .and_then(|e| self.providers.get(&e.provider))
-            .map(|p| p.default_key_id().to_string());
+            .map(|p| p.default_key_id());
         let plan = plan::decide(&plan::Request {
             operation: auth.s3.operation,
             headers: &req.headers,
             query: &auth.query,
             verified: &auth.identity.verified,
             encryption: enc.as_ref(),
-            default_key_id: default_key_id.as_deref(),
+            default_key_id,
             has_token: ctx.route.upload_token.is_some(),
         })?;
         ctx.op = self.op_for(plan, enc, req, &auth.identity, ctx)?;
@@ -175,7 +175,6 @@ impl Gateway {
         ctx.audit.policy = enc
             .as_ref()
             .map(|e| if e.mandatory { "mandatory" } else { "optional" });
-        ctx.audit.provider = enc.as_ref().map(|e| e.provider.clone());
         let echo = client_checksum(&req.headers);
         let token = || {
             ctx.route

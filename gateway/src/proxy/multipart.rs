@@ -89,6 +89,7 @@ impl Gateway {
         let meta = new_envelope(&enc.provider, &data_key, enc.context.clone(), true);
         let meta_headers = meta.to_headers().map_err(meta_error)?;
         ctx.audit.key_id = Some(meta.key_id.clone());
+        ctx.audit.provider = Some(enc.provider.clone());
         let plan = CreatePlan {
             meta_headers,
             key_id: meta.key_id.clone(),

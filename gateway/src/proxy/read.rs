@@ -223,6 +223,8 @@ impl Gateway {
             return Ok(()); // sizes and SSE headers only: no key provider call for HEAD
         }
         ctx.response_body = Some(self.decrypting_body(&meta, target, read.range).await?);
+        ctx.audit.provider = Some(meta.provider);
+        ctx.audit.key_id = Some(meta.key_id);
         Ok(())
     }
 

@@ -63,7 +63,7 @@ impl Gateway {
             .bucket
             .as_deref()
             .map(|b| self.config.real_bucket(b));
-        let key = auth.s3.key.as_deref().map(encode_key);
+        let key = ctx.audit.key.as_deref().map(encode_key);
         let (host, path) = self.upstream.address(real_bucket, key.as_deref());
         let forwarded_query: Vec<String> = auth
             .query

@@ -370,7 +370,8 @@ impl Gateway {
                     .generate_data_key(&key_id, &enc.context)
                     .await
                     .map_err(key_error)?;
-                let plan = UploadPlan::new(body, &enc.provider, data_key, enc.context.clone())?;
+                let plan = UploadPlan::new(body, &enc.provider, data_key, enc.context)?;
+                ctx.audit.provider = Some(enc.provider);
                 (plan, echo)
             }
             Upload::Part {
@@ -408,6 +409,7 @@ impl Gateway {
                     )
                 })?;
                 let plan = UploadPlan::for_part(body, token.key_id.clone(), dek, ctx_hash, number);
+                ctx.audit.provider = Some(enc.provider);
                 (plan, echo)
             }
         };
