@@ -13,6 +13,16 @@ use super::response::ResponseBody;
 use super::{Ctx, Gateway, Op};
 
 impl Gateway {
+    /// Every S3 error the gateway answers: in the audit record and the
+    /// refusal metric.
+    fn record_error(&self, ctx: &mut Ctx, err: &S3Error) {
+        ctx.audit.error = Some(err.code);
+        self.metrics
+            .rejected_total
+            .with_label_values(&[err.code.as_str()])
+            .inc();
+    }
+
     /// Answers an S3 XML error and records it.
     pub(super) async fn reject(
         &self,
@@ -20,18 +30,11 @@ impl Gateway {
         ctx: &mut Ctx,
         err: &S3Error,
     ) -> Result<()> {
-        ctx.audit.error = Some(err.code);
-        self.metrics
-            .rejected_total
-            .with_label_values(&[err.code.as_str()])
-            .inc();
+        self.record_error(ctx, err);
         let resource = session.req_header().uri.path().to_string();
         let is_head = session.req_header().method == http::Method::HEAD;
         let body = err.to_xml(&resource, &ctx.request_id);
-        let mut resp = ResponseHeader::build(err.status(), Some(4))?;
-        resp.insert_header(http::header::CONTENT_TYPE, "application/xml")?;
-        resp.insert_header(http::header::CONTENT_LENGTH, body.len().to_string())?;
-        resp.insert_header("x-amz-request-id", ctx.request_id.as_str())?;
+        let resp = error_response(err.status(), body.len(), &ctx.request_id)?;
         // The request body (if any) was not read: the connection cannot be reused.
         session.set_keepalive(None);
         session
@@ -52,11 +55,7 @@ impl Gateway {
         ctx: &mut Ctx,
         err: &S3Error,
     ) -> Result<()> {
-        ctx.audit.error = Some(err.code);
-        self.metrics
-            .rejected_total
-            .with_label_values(&[err.code.as_str()])
-            .inc();
+        self.record_error(ctx, err);
         let head = matches!(&ctx.op, Op::Read(r) if r.head);
         let body = err.to_xml("", &ctx.request_id);
         *resp = error_response(err.status(), body.len(), &ctx.request_id)?;
@@ -145,7 +144,7 @@ pub fn internal(e: impl std::fmt::Display) -> S3Error {
     )
 }
 
-/// Copies the response's non-entity headers into an error response.
+/// An S3 error response header: XML, its length, the request id.
 pub fn error_response(
     status: http::StatusCode,
     body_len: usize,
