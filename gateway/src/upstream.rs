@@ -313,11 +313,16 @@ impl UpstreamTarget {
 
 /// Encodes a decoded key for an upstream path.
 pub fn encode_key(key: &str) -> String {
+    // `.` and `..` segments go as they are: S3 and Garage take them
+    // literally and sign over the decoded path, so encoding the dots would
+    // break the signature; nothing that normalises paths may sit between
+    // the gateway and the backend (docs/DECISIONS.md).
     uri::encode_path(key)
 }
 
 #[cfg(test)]
 mod tests {
+
     //! The gateway's own signer against the AWS SDK's (aws-sigv4) on the
     //! shapes of request it sends: queries out of order, empty values,
     //! encoded keys, padded and repeated headers, a session token.

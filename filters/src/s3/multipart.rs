@@ -19,7 +19,7 @@ use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
 use quick_xml::events::Event;
 use quick_xml::Reader;
-use sealgate_envelope::multipart::part_plaintext_len;
+use sealgate_envelope::multipart::{part_plaintext_len, Layout};
 
 use super::checksum::{Checksum, ChecksumAlgorithm};
 use super::error::{S3Error, S3ErrorCode};
@@ -157,12 +157,17 @@ fn walk(xml: &[u8], mut visit: impl FnMut(Node<'_>) -> Result<(), S3Error>) -> R
     let mut reader = Reader::from_str(text);
     let mut path: Vec<String> = Vec::new();
     let mut value = String::new();
+    let mut seen_root = false;
     loop {
         let event = reader
             .read_event()
             .map_err(|_| malformed("the XML is not well-formed"))?;
         match event {
             Event::Start(e) => {
+                if path.is_empty() && seen_root {
+                    return Err(malformed("the XML has more than one root element"));
+                }
+                seen_root |= path.is_empty();
                 if path.len() >= MAX_XML_DEPTH {
                     return Err(malformed("the XML nests too deeply"));
                 }
@@ -174,6 +179,10 @@ fn walk(xml: &[u8], mut visit: impl FnMut(Node<'_>) -> Result<(), S3Error>) -> R
                 visit(Node::Open(&path))?;
             }
             Event::Empty(e) => {
+                if path.is_empty() && seen_root {
+                    return Err(malformed("the XML has more than one root element"));
+                }
+                seen_root |= path.is_empty();
                 let name = std::str::from_utf8(e.local_name().as_ref())
                     .map_err(|_| malformed("an element name is not UTF-8"))?
                     .to_string();
@@ -431,6 +440,22 @@ pub fn upstream_body(
                 ),
             ));
         }
+        // The reader finds the parts from the first part's size and the
+        // total: the last part must be no larger than the others, and not
+        // empty, or the object could not be read back.
+        let total: u64 = chosen.iter().map(|(p, _)| p.size).sum();
+        let last = chosen.last().map(|(p, _)| p.size).unwrap_or(0);
+        let readable = part_plaintext_len(first.0.size)
+            .and_then(|size| Layout::new(size, total))
+            .is_some_and(|l| {
+                l.parts == chosen.len() as u64 && Some(l.last_part_size) == part_plaintext_len(last)
+            });
+        if !readable {
+            return Err(S3Error::new(
+                S3ErrorCode::InvalidPart,
+                "the last part of an encrypted upload must be no larger than the others and not empty",
+            ));
+        }
     }
     let mut body = write_parts(chosen.into_iter());
     let close = b"</CompleteMultipartUpload>".len();
@@ -586,11 +611,12 @@ mod tests {
         format!("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<CompleteMultipartUpload xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\">{body}</CompleteMultipartUpload>")
     }
 
-    fn stored(n: u32, size: u64) -> StoredPart {
+    /// A stored part of `plain` plaintext bytes.
+    fn stored(n: u32, plain: u64) -> StoredPart {
         StoredPart {
             number: n,
             etag: format!("\"e{n}\""),
-            size,
+            size: sealgate_envelope::multipart::stored_part_len(plain),
             checksum: Some((ChecksumAlgorithm::Crc32c, format!("c{n}=="))),
         }
     }
@@ -624,6 +650,7 @@ mod tests {
             "<CompleteMultipartUpload><Part><PartNumber>1</PartNumber><ETag>&a;</ETag></Part></CompleteMultipartUpload>",
             "<Other><Part><PartNumber>1</PartNumber><ETag>x</ETag></Part></Other>",
             "<CompleteMultipartUpload><Part><PartNumber>1</PartNumber></Part></CompleteMultipartUpload>",
+            "<Other><Part><PartNumber>1</PartNumber><ETag>x</ETag></Part></Other><CompleteMultipartUpload/>",
             &format!("{}{}", "<a>".repeat(20), "</a>".repeat(20)),
         ] {
             assert_eq!(
@@ -715,16 +742,30 @@ mod tests {
             upstream_body(&unequal, &parts, len).unwrap_err().code,
             S3ErrorCode::InvalidPart
         );
-        let last_may_differ =
+        let last_may_be_smaller =
             parse_complete(list(&[(1, "e1", None), (2, "e2", None)]).as_bytes()).unwrap();
-        assert!(upstream_body(&last_may_differ, &parts, len).is_ok());
+        assert!(upstream_body(&last_may_be_smaller, &parts, len).is_ok());
+        // A last part larger than the first, or empty, could not be read back.
+        for last in [101, 0] {
+            let parts = vec![stored(1, 100), stored(2, last)];
+            let len = upstream_len(&parts);
+            let client =
+                parse_complete(list(&[(1, "e1", None), (2, "e2", None)]).as_bytes()).unwrap();
+            assert_eq!(
+                upstream_body(&client, &parts, len).unwrap_err().code,
+                S3ErrorCode::InvalidPart,
+                "last part of {last}"
+            );
+        }
+        let single_empty = vec![stored(1, 0)];
+        let client = parse_complete(list(&[(1, "e1", None)]).as_bytes()).unwrap();
+        assert!(upstream_body(&client, &single_empty, upstream_len(&single_empty)).is_ok());
     }
 
     /// Known values: composite = CRC32 of the concatenated part CRC32s; a
     /// full-object CRC combined from parts equals the CRC of the whole.
     #[test]
     fn client_checksums_composite_and_full_object() {
-        use sealgate_envelope::multipart::stored_part_len;
         let a = vec![1u8; 1000];
         let b = vec![2u8; 300];
         let crc = |alg: ChecksumAlgorithm, data: &[u8]| {
@@ -749,10 +790,7 @@ mod tests {
                     checksum: Some((alg, crc(alg, &b))),
                 },
             ];
-            let stored = vec![
-                stored(1, stored_part_len(1000)),
-                stored(2, stored_part_len(300)),
-            ];
+            let stored = vec![stored(1, 1000), stored(2, 300)];
             let whole = crc(alg, &[a.clone(), b.clone()].concat());
             let full = ChecksumRequest {
                 algorithm: alg,

@@ -146,8 +146,39 @@ fn host_name(host: &str) -> &str {
     host.rsplit_once(':').map(|(h, _)| h).unwrap_or(host)
 }
 
+/// Longest bucket name accepted (legacy us-east-1 names run to 255).
+const MAX_BUCKET_LEN: usize = 255;
+
+/// Checks a bucket name from a request (path, virtual host or copy source)
+/// before anything uses it: S3's rules, with the legacy us-east-1 forms
+/// (capitals, underscores, up to 255 characters) still accepted. Nothing
+/// that could change how a path or host is read (`/`, `?`, `#`, `%`, `\`,
+/// `:`, whitespace, dot segments) gets through.
+pub fn check_bucket(name: &str) -> Result<(), S3Error> {
+    let chars_ok = name
+        .bytes()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'.' | b'_'));
+    let ends_ok = name
+        .bytes()
+        .next()
+        .zip(name.bytes().last())
+        .is_some_and(|(a, z)| a.is_ascii_alphanumeric() && z.is_ascii_alphanumeric());
+    if (3..=MAX_BUCKET_LEN).contains(&name.len()) && chars_ok && ends_ok && !name.contains("..") {
+        Ok(())
+    } else {
+        Err(S3Error::new(
+            S3ErrorCode::InvalidBucketName,
+            "the specified bucket is not valid",
+        ))
+    }
+}
+
 /// Classifies a request. `domains` are the base domains of virtual-hosted
-/// addressing; `raw_path` is the percent-encoded path as received.
+/// addressing; `raw_path` is the percent-encoded path as received. A
+/// `Host` that is not `<bucket>.<domain>` for a configured domain means
+/// path-style addressing (the host itself is never forwarded). The bucket
+/// is split off the raw path before decoding, so an encoded `/` cannot
+/// move the boundary, and is checked with [`check_bucket`].
 pub fn classify(
     method: &Method,
     host: Option<&str>,
@@ -156,12 +187,14 @@ pub fn classify(
     headers: &HeaderMap,
     domains: &[String],
 ) -> Result<S3Request, S3Error> {
-    let path = uri::decode(raw_path).ok_or_else(|| {
-        S3Error::new(
-            S3ErrorCode::InvalidURI,
-            "the path is not valid UTF-8 after decoding",
-        )
-    })?;
+    let decode = |raw: &str| {
+        uri::decode(raw).ok_or_else(|| {
+            S3Error::new(
+                S3ErrorCode::InvalidURI,
+                "the path is not valid UTF-8 after decoding",
+            )
+        })
+    };
     let host = host.map(|h| host_name(h).to_ascii_lowercase());
     let vhost_bucket = host.as_deref().and_then(|h| {
         domains
@@ -173,14 +206,25 @@ pub fn classify(
             })
             .map(str::to_string)
     });
-    let after_slash = path.strip_prefix('/').unwrap_or(&path);
+    let after_slash = raw_path.strip_prefix('/').unwrap_or(raw_path);
     let (bucket, key, addressing) = match vhost_bucket {
-        Some(b) => (Some(b), non_empty(after_slash), Addressing::VirtualHosted),
+        Some(b) => (
+            Some(b),
+            non_empty(&decode(after_slash)?),
+            Addressing::VirtualHosted,
+        ),
         None => {
             let (b, k) = after_slash.split_once('/').unwrap_or((after_slash, ""));
-            (non_empty(b), non_empty(k), Addressing::Path)
+            (
+                non_empty(&decode(b)?),
+                non_empty(&decode(k)?),
+                Addressing::Path,
+            )
         }
     };
+    if let Some(b) = &bucket {
+        check_bucket(b)?;
+    }
     let has = |name: &str| query.iter().any(|(k, _)| k == name);
     let copy_source = headers.contains_key("x-amz-copy-source");
     use Operation::*;
@@ -279,69 +323,81 @@ mod tests {
         assert_eq!(r.addressing, Addressing::Path);
         assert_eq!(op(Method::GET, "/", "").operation, Operation::ListBuckets);
         assert_eq!(
-            op(Method::GET, "/b", "list-type=2").operation,
+            op(Method::GET, "/bkt", "list-type=2").operation,
             Operation::ListObjectsV2
         );
-        assert_eq!(op(Method::GET, "/b/", "").operation, Operation::ListObjects);
         assert_eq!(
-            op(Method::GET, "/b", "versions").operation,
+            op(Method::GET, "/bkt/", "").operation,
+            Operation::ListObjects
+        );
+        assert_eq!(
+            op(Method::GET, "/bkt", "versions").operation,
             Operation::ListObjectVersions
         );
         assert_eq!(
-            op(Method::GET, "/b", "location").operation,
+            op(Method::GET, "/bkt", "location").operation,
             Operation::BucketConfig
         );
         assert_eq!(
-            op(Method::POST, "/b", "delete").operation,
+            op(Method::POST, "/bkt", "delete").operation,
             Operation::DeleteObjects
         );
-        assert_eq!(op(Method::PUT, "/b", "").operation, Operation::CreateBucket);
-        assert_eq!(op(Method::HEAD, "/b", "").operation, Operation::HeadBucket);
+        assert_eq!(
+            op(Method::PUT, "/bkt", "").operation,
+            Operation::CreateBucket
+        );
+        assert_eq!(
+            op(Method::HEAD, "/bkt", "").operation,
+            Operation::HeadBucket
+        );
     }
 
     #[test]
     fn object_and_multipart_operations() {
-        assert_eq!(op(Method::PUT, "/b/k", "").operation, Operation::PutObject);
         assert_eq!(
-            op(Method::HEAD, "/b/k", "").operation,
+            op(Method::PUT, "/bkt/k", "").operation,
+            Operation::PutObject
+        );
+        assert_eq!(
+            op(Method::HEAD, "/bkt/k", "").operation,
             Operation::HeadObject
         );
         assert_eq!(
-            op(Method::POST, "/b/k", "uploads").operation,
+            op(Method::POST, "/bkt/k", "uploads").operation,
             Operation::CreateMultipartUpload
         );
         assert_eq!(
-            op(Method::PUT, "/b/k", "partNumber=1&uploadId=x").operation,
+            op(Method::PUT, "/bkt/k", "partNumber=1&uploadId=x").operation,
             Operation::UploadPart
         );
         assert_eq!(
-            op(Method::POST, "/b/k", "uploadId=x").operation,
+            op(Method::POST, "/bkt/k", "uploadId=x").operation,
             Operation::CompleteMultipartUpload
         );
         assert_eq!(
-            op(Method::DELETE, "/b/k", "uploadId=x").operation,
+            op(Method::DELETE, "/bkt/k", "uploadId=x").operation,
             Operation::AbortMultipartUpload
         );
         assert_eq!(
-            op(Method::GET, "/b/k", "uploadId=x").operation,
+            op(Method::GET, "/bkt/k", "uploadId=x").operation,
             Operation::ListParts
         );
         assert_eq!(
-            op(Method::GET, "/b/k", "tagging").operation,
+            op(Method::GET, "/bkt/k", "tagging").operation,
             Operation::ObjectConfig
         );
         assert_eq!(
-            op(Method::DELETE, "/b/k", "").operation,
+            op(Method::DELETE, "/bkt/k", "").operation,
             Operation::DeleteObject
         );
         let mut h = HeaderMap::new();
-        h.insert("x-amz-copy-source", "/b/src".parse().unwrap());
-        let r = classify(&Method::PUT, None, "/b/k", &[], &h, &[]).unwrap();
+        h.insert("x-amz-copy-source", "/bkt/src".parse().unwrap());
+        let r = classify(&Method::PUT, None, "/bkt/k", &[], &h, &[]).unwrap();
         assert_eq!(r.operation, Operation::CopyObject);
         let r = classify(
             &Method::PUT,
             None,
-            "/b/k",
+            "/bkt/k",
             &q("partNumber=2&uploadId=u"),
             &h,
             &[],
@@ -368,7 +424,7 @@ mod tests {
         let r = classify(
             &Method::GET,
             Some("s3.example.com"),
-            "/b/k",
+            "/bkt/k",
             &[],
             &HeaderMap::new(),
             &domains,
@@ -376,33 +432,92 @@ mod tests {
         .unwrap();
         assert_eq!(
             (r.bucket.as_deref(), r.addressing),
-            (Some("b"), Addressing::Path)
+            (Some("bkt"), Addressing::Path)
         );
     }
 
     #[test]
     fn foreign_subresources_never_become_plain_object_calls() {
         assert_eq!(
-            op(Method::PUT, "/b/k", "attributes").operation,
+            op(Method::PUT, "/bkt/k", "attributes").operation,
             Operation::Unknown
         );
         assert_eq!(
-            op(Method::GET, "/b/k", "torrent").operation,
+            op(Method::GET, "/bkt/k", "torrent").operation,
             Operation::Unknown
         );
         assert_eq!(
-            op(Method::GET, "/b/k", "attributes").operation,
+            op(Method::GET, "/bkt/k", "attributes").operation,
             Operation::ObjectConfig
         );
         assert_eq!(
-            op(Method::PUT, "/b/k", "tagging").operation,
+            op(Method::PUT, "/bkt/k", "tagging").operation,
             Operation::ObjectConfig
         );
     }
 
     #[test]
     fn bad_path_encoding_is_invalid_uri() {
-        let e = classify(&Method::GET, None, "/b/%FF", &[], &HeaderMap::new(), &[]).unwrap_err();
+        let e = classify(&Method::GET, None, "/bkt/%FF", &[], &HeaderMap::new(), &[]).unwrap_err();
         assert_eq!(e.code, S3ErrorCode::InvalidURI);
+    }
+}
+
+#[cfg(test)]
+mod hostile {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn classify_host(host: &str, path: &str) -> Result<S3Request, S3Error> {
+        classify(
+            &Method::PUT,
+            Some(host),
+            path,
+            &[],
+            &HeaderMap::new(),
+            &["s3.sealgate.test".to_string()],
+        )
+    }
+
+    /// The finding: a virtual host with `/` and `?` in it made a bucket-level
+    /// call of a PUT; an encoded `/` moved the bucket boundary.
+    #[test]
+    fn crafted_hosts_and_paths_are_refused() {
+        for (host, path) in [
+            ("demo/x?acl.s3.sealgate.test", "/k"),
+            ("demo?x.s3.sealgate.test", "/k"),
+            ("de mo.s3.sealgate.test", "/k"),
+            ("..s3.sealgate.test", "/k"),
+            ("gateway:8080", "/de%2Fmo/k"),
+            ("gateway:8080", "/../k"),
+            ("gateway:8080", "/%2E%2E/k"),
+            ("gateway:8080", "/de%3Fmo/k"),
+            ("gateway:8080", "/ab/k"),
+        ] {
+            let err = classify_host(host, path).unwrap_err();
+            assert_eq!(err.code, S3ErrorCode::InvalidBucketName, "{host} {path}");
+        }
+        let legacy = classify_host("gateway", "/Legacy_Bucket/k").unwrap();
+        assert_eq!(legacy.bucket.as_deref(), Some("Legacy_Bucket"));
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        /// Whatever the Host and path, a bucket the classifier names is a
+        /// valid bucket name (so it can neither leave the path segment nor
+        /// change the upstream host), and nothing panics.
+        #[test]
+        fn any_host_and_path_yield_a_valid_bucket_or_an_error(
+            host in "[a-zA-Z0-9./?#%:_ -]{0,40}(\\.s3\\.sealgate\\.test)?",
+            path in "/[a-zA-Z0-9./?#%_-]{0,40}",
+        ) {
+            if let Ok(r) = classify_host(&host, &path) {
+                if let Some(b) = r.bucket {
+                    prop_assert!(check_bucket(&b).is_ok(), "{b}");
+                    prop_assert!(!b.contains(['/', '?', '#', '%', ':', ' ']));
+                }
+            }
+        }
     }
 }

@@ -51,7 +51,10 @@ impl UploadStream {
         let stream_err = |e: sealgate_envelope::StreamError| {
             S3Error::new(S3ErrorCode::IncompleteBody, e.to_string())
         };
-        let checks = self.checks.as_mut().expect("checks live until the end");
+        let Some(checks) = self.checks.as_mut() else {
+            // The body already ended: nothing more may follow it.
+            return Ok(Bytes::new());
+        };
         match &mut self.decoder {
             Some(d) => {
                 let mut failed = None;

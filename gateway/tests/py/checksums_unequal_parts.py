@@ -18,6 +18,12 @@ try:
     raise SystemExit("unequal parts completed")
 except ClientError as e:
     assert e.response["Error"]["Code"] == "InvalidPart", e.response
+# A last part larger than the first could not be read back either.
+try:
+    s3.complete_multipart_upload(Bucket="demo", Key="odd", UploadId=uid, MultipartUpload={"Parts": parts[:2]})
+    raise SystemExit("a larger last part completed")
+except ClientError as e:
+    assert e.response["Error"]["Code"] == "InvalidPart", e.response
 if sys.argv[2] == "lists-etags":
     # Checked by the gateway where the backend lists part ETags (else the
     # backend checks them itself at Complete; s3s-fs does not).
