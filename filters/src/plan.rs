@@ -236,7 +236,23 @@ pub fn decide(r: &Request) -> Result<Plan, S3Error> {
         {
             return Err(not_yet("CopyObject with MetadataDirective REPLACE"))
         }
-        (Operation::CopyObject, Some(enc)) if enc.mandatory => Plan::CopyNeedsEnvelope,
+        (Operation::CopyObject, Some(enc)) => {
+            // The backend would decrypt an SSE-C source and store plaintext.
+            if r.headers
+                .contains_key("x-amz-copy-source-server-side-encryption-customer-algorithm")
+            {
+                return Err(S3Error::new(
+                    S3ErrorCode::InvalidArgument,
+                    "an SSE-C encrypted source cannot be copied into a bucket this gateway encrypts",
+                ));
+            }
+            policy::check_write_headers(enc, default_key()?, r.headers)?;
+            if enc.mandatory {
+                Plan::CopyNeedsEnvelope
+            } else {
+                Plan::PassThrough
+            }
+        }
         _ => Plan::PassThrough,
     };
     let decodes_body = matches!(plan, Plan::Put { .. } | Plan::Part { .. });
@@ -375,6 +391,10 @@ mod tests {
             (CopyObject, Some(&mandatory), vec![], vec![], false, &unsigned, "copy-check"),
             (CopyObject, Some(&optional), vec![], vec![], false, &unsigned, "pass"),
             (CopyObject, Some(&optional), vec![("x-amz-metadata-directive", "replace")], vec![], false, &unsigned, "error:NotImplemented"),
+            (CopyObject, Some(&mandatory), vec![("x-amz-copy-source-server-side-encryption-customer-algorithm", "AES256")], vec![], false, &unsigned, "error:InvalidArgument"),
+            (CopyObject, Some(&optional), vec![("x-amz-server-side-encryption-customer-algorithm", "AES256")], vec![], false, &unsigned, "error:InvalidArgument"),
+            (CopyObject, Some(&mandatory), vec![("x-amz-server-side-encryption-aws-kms-key-id", "stranger")], vec![], false, &unsigned, "error:AccessDenied"),
+            (CopyObject, None, vec![("x-amz-copy-source-server-side-encryption-customer-algorithm", "AES256")], vec![], false, &unsigned, "pass"),
         ];
         for (op, encryption, h, q, has_token, payload, expected) in table {
             let h = headers(&h);

@@ -101,3 +101,27 @@ fn dot_segments_in_keys_stay_in_their_bucket() {
         "nothing reached another bucket"
     );
 }
+
+const COPIES: &str = include_str!("py/addressing_copies.py");
+
+/// Copies into a mandatory bucket fail closed and are pinned to the
+/// source the gateway checked; nothing unencrypted lands there.
+#[test]
+fn copies_into_mandatory_buckets_fail_closed() {
+    let garage = Garage::start(&["secure", "plain"]);
+    let gw = Gateway::start_with(
+        &garage,
+        &Options {
+            extra: "encryption:\n  local:\n    master_key: dGVzdGtleQ==\n  policies:\n    - bucket_pattern: \"secure\"\n      key_provider: local\n      mandatory: true\n    - bucket_pattern: \"plain\"\n      key_provider: local\n      mandatory: false\n",
+            ..Options::default()
+        },
+    );
+    let (id, secret) = garage.credentials();
+    assert_eq!(
+        python_ok(COPIES, &[&gw.url(), &garage.url(), id, secret]).trim(),
+        "ok"
+    );
+    let mut left = garage.keys("secure");
+    left.sort();
+    assert_eq!(left, ["dst", "dst2", "src"], "only the encrypted copies");
+}

@@ -1,6 +1,7 @@
 //! Copy stage: a server-side copy keeps the stored bytes as they are, so a
 //! copy into a mandatory bucket must come from an encrypted source.
 
+use pingora::http::RequestHeader;
 use sealgate_filters::s3::{uri, S3Error, S3ErrorCode};
 
 use super::{Ctx, Gateway, Op};
@@ -8,9 +9,16 @@ use crate::upstream::encode_key;
 
 impl Gateway {
     /// A server-side copy into a mandatory bucket keeps the stored bytes as
-    /// they are, so the source must already be encrypted.
-    pub(super) async fn check_copy_source(&self, ctx: &mut Ctx) -> Result<(), S3Error> {
-        if !matches!(ctx.op, Op::CopyNeedsEnvelope) {
+    /// they are, so the source must already be encrypted. Fails closed: a
+    /// source that cannot be probed is refused, and the copy is pinned to
+    /// the probed object (`x-amz-copy-source-if-match` on its ETag), so a
+    /// source replaced between probe and copy makes the copy fail.
+    pub(super) async fn check_copy_source(
+        &self,
+        req: &RequestHeader,
+        ctx: &mut Ctx,
+    ) -> Result<(), S3Error> {
+        if !matches!(ctx.op, Op::CopyNeedsEnvelope { .. }) {
             return Ok(());
         }
         let source = ctx.route.copy_source.as_deref().unwrap_or("");
@@ -37,22 +45,60 @@ impl Gateway {
                 "the storage backend could not be reached; retry",
             )
         })?;
-        if resp.status.as_u16() == 416 {
+        let not_encrypted = || {
+            S3Error::new(
+                S3ErrorCode::AccessDenied,
+                "the copy source is not encrypted and this bucket's policy requires encryption",
+            )
+        };
+        match resp.status.as_u16() {
+            200 | 206 => {}
             // Unsatisfiable first byte: an empty object, which no envelope makes.
-            return Err(S3Error::new(
-                S3ErrorCode::AccessDenied,
-                "the copy source is not encrypted and this bucket's policy requires encryption",
-            ));
+            416 => return Err(not_encrypted()),
+            404 => {
+                return Err(S3Error::new(
+                    S3ErrorCode::NoSuchKey,
+                    "the copy source does not exist",
+                ))
+            }
+            status => {
+                tracing::warn!(request_id = %ctx.request_id, status, "copy source probe refused");
+                return Err(S3Error::new(
+                    S3ErrorCode::AccessDenied,
+                    "the copy source could not be checked; this bucket's policy requires an encrypted source",
+                ));
+            }
         }
-        if !resp.status.is_success() {
-            return Ok(()); // the copy itself reports the missing source
+        if self.read_meta(&resp, &ctx.request_id)?.is_none() {
+            return Err(not_encrypted());
         }
-        match self.read_meta(&resp, &ctx.request_id)? {
-            Some(_) => Ok(()),
-            None => Err(S3Error::new(
-                S3ErrorCode::AccessDenied,
-                "the copy source is not encrypted and this bucket's policy requires encryption",
-            )),
+        let etag = resp
+            .headers
+            .get(http::header::ETAG)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+            .ok_or_else(|| {
+                S3Error::new(
+                    S3ErrorCode::ServiceUnavailable,
+                    "the backend sent no ETag for the copy source; retry",
+                )
+            })?;
+        let bare = |t: &str| t.trim().trim_matches('"').to_string();
+        if let Some(given) = req
+            .headers
+            .get("x-amz-copy-source-if-match")
+            .and_then(|v| v.to_str().ok())
+        {
+            if bare(given) != bare(&etag) {
+                return Err(S3Error::new(
+                    S3ErrorCode::PreconditionFailed,
+                    "at least one of the preconditions you specified did not hold",
+                ));
+            }
         }
+        ctx.op = Op::CopyNeedsEnvelope {
+            source_etag: Some(etag),
+        };
+        Ok(())
     }
 }

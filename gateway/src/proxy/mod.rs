@@ -94,8 +94,11 @@ pub enum Op {
     Read(ReadPlan),
     /// Object listings of an encrypting bucket.
     Listing,
-    /// A copy into a mandatory bucket: the source must be encrypted.
-    CopyNeedsEnvelope,
+    /// A copy into a mandatory bucket: the source must be encrypted; the
+    /// copy is pinned to the ETag the check saw.
+    CopyNeedsEnvelope {
+        source_etag: Option<String>,
+    },
 }
 
 impl Op {
@@ -160,7 +163,7 @@ impl Gateway {
         self.prepare_create(ctx).await?;
         self.prepare_complete(ctx).await?;
         self.probe_read(ctx).await?;
-        self.check_copy_source(ctx).await
+        self.check_copy_source(req, ctx).await
     }
 
     /// The plan with the state its stages need; fills the audit record.
@@ -216,7 +219,7 @@ impl Gateway {
             Plan::ListParts => Op::ListParts,
             Plan::Read(r) => Op::Read(ReadPlan::new(r)),
             Plan::Listing => Op::Listing,
-            Plan::CopyNeedsEnvelope => Op::CopyNeedsEnvelope,
+            Plan::CopyNeedsEnvelope => Op::CopyNeedsEnvelope { source_etag: None },
         })
     }
 }

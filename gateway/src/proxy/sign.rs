@@ -46,6 +46,9 @@ impl Gateway {
             Op::Read(read) => read.apply(req)?,
             Op::Create(Create::Ready(create)) => create.apply(req, self.stored_checksum())?,
             Op::Complete(complete) => complete.apply(req)?,
+            Op::CopyNeedsEnvelope {
+                source_etag: Some(etag),
+            } => req.insert_header("x-amz-copy-source-if-match", etag.as_str())?,
             _ => {}
         }
         self.upstream
