@@ -10,6 +10,29 @@ use std::time::Duration;
 
 use common::*;
 
+/// `secure` is encrypted under a mandatory policy, `plain` under an optional one.
+const POLICIES: &str = "encryption:
+  local:
+    master_key: dGVzdGtleQ==
+  policies:
+    - bucket_pattern: \"secure\"
+      key_provider: local
+      mandatory: true
+    - bucket_pattern: \"plain\"
+      key_provider: local
+      mandatory: false
+";
+
+fn policy_gateway(backend: &dyn Upstream) -> Gateway {
+    Gateway::start_with(
+        backend,
+        &Options {
+            extra: POLICIES,
+            ..Options::default()
+        },
+    )
+}
+
 /// Sends one raw request and returns (status, body).
 fn raw(addr: &str, head: &str, body: &[u8]) -> (u16, String) {
     let mut s = TcpStream::connect(addr).unwrap();
@@ -33,13 +56,7 @@ fn raw(addr: &str, head: &str, body: &[u8]) -> (u16, String) {
 #[test]
 fn crafted_hosts_and_bucket_segments_are_refused_and_store_nothing() {
     let garage = Garage::start(&["secure"]);
-    let gw = Gateway::start_with(
-        &garage,
-        &Options {
-            extra: "encryption:\n  local:\n    master_key: dGVzdGtleQ==\n  policies:\n    - bucket_pattern: \"secure\"\n      key_provider: local\n      mandatory: true\n",
-            ..Options::default()
-        },
-    );
+    let gw = policy_gateway(&garage);
     let addr = format!("127.0.0.1:{}", gw.port);
     let body = b"plaintext that must not be stored";
     for (host, path) in [
@@ -109,13 +126,7 @@ const COPIES: &str = include_str!("py/addressing_copies.py");
 #[test]
 fn copies_into_mandatory_buckets_fail_closed() {
     let garage = Garage::start(&["secure", "plain"]);
-    let gw = Gateway::start_with(
-        &garage,
-        &Options {
-            extra: "encryption:\n  local:\n    master_key: dGVzdGtleQ==\n  policies:\n    - bucket_pattern: \"secure\"\n      key_provider: local\n      mandatory: true\n    - bucket_pattern: \"plain\"\n      key_provider: local\n      mandatory: false\n",
-            ..Options::default()
-        },
-    );
+    let gw = policy_gateway(&garage);
     let (id, secret) = garage.credentials();
     assert_eq!(
         python_ok(COPIES, &[&gw.url(), &garage.url(), id, secret]).trim(),
