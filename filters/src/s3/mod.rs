@@ -5,10 +5,12 @@ pub mod chunked;
 pub mod error;
 pub mod listing;
 pub mod multipart;
+pub mod multipart_checksum;
 pub mod request;
 pub mod sigv4;
 pub mod upload_id;
 pub mod uri;
+mod xml;
 
 pub use error::{S3Error, S3ErrorCode};
 pub use request::{Addressing, Operation, S3Request};

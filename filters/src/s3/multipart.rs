@@ -15,21 +15,18 @@
 //!   plaintext: composite (`…-N`) or full-object, computed from the part
 //!   checksums it listed.
 
-use base64::engine::general_purpose::STANDARD as B64;
-use base64::Engine;
-use quick_xml::events::Event;
-use quick_xml::Reader;
 use sealgate_envelope::multipart::{part_plaintext_len, Layout};
 
-use super::checksum::{Checksum, ChecksumAlgorithm};
+use super::checksum::ChecksumAlgorithm;
 use super::error::{S3Error, S3ErrorCode};
+use super::xml::{malformed, walk, Node};
+
+pub use super::multipart_checksum::{
+    client_checksum, complete_result, strip_checksums, ChecksumRequest,
+};
 
 /// S3's largest part number and part count.
 pub const MAX_PARTS: u32 = 10_000;
-/// Deepest element nesting accepted in a part list (S3's is 3).
-const MAX_XML_DEPTH: usize = 8;
-/// Elements S3 uses for checksums in part lists and Complete responses.
-const CHECKSUM_TYPE: &str = "ChecksumType";
 /// Longest ETag taken from a client for a part whose ETag the backend does
 /// not list (s3s-fs lists none); S3's are 34 characters.
 const MAX_UNLISTED_ETAG: usize = 128;
@@ -60,172 +57,6 @@ pub struct PartsPage {
     pub parts: Vec<StoredPart>,
     /// Set when more parts follow: the marker for the next page.
     pub next_marker: Option<u32>,
-}
-
-/// How the client asked S3 to checksum its upload (at Create).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ChecksumRequest {
-    pub algorithm: ChecksumAlgorithm,
-    /// `FULL_OBJECT` (a CRC of the whole object) rather than `COMPOSITE`
-    /// (a checksum of the part checksums, `…-N`).
-    pub full_object: bool,
-}
-
-impl ChecksumRequest {
-    /// From CreateMultipartUpload's `x-amz-checksum-algorithm` and
-    /// `x-amz-checksum-type` (CRC64NVME is always full-object, as in S3).
-    pub fn from_headers(
-        algorithm: Option<&str>,
-        kind: Option<&str>,
-    ) -> Result<Option<Self>, S3Error> {
-        let Some(name) = algorithm else {
-            if kind.is_some() {
-                return Err(S3Error::new(
-                    S3ErrorCode::InvalidRequest,
-                    "x-amz-checksum-type needs x-amz-checksum-algorithm",
-                ));
-            }
-            return Ok(None);
-        };
-        let algorithm = ChecksumAlgorithm::from_name(name).ok_or_else(|| {
-            S3Error::new(
-                S3ErrorCode::InvalidRequest,
-                "x-amz-checksum-algorithm names no known checksum",
-            )
-        })?;
-        let full_object = match kind.map(str::trim) {
-            None => algorithm == ChecksumAlgorithm::Crc64Nvme,
-            Some(k) if k.eq_ignore_ascii_case("FULL_OBJECT") => true,
-            Some(k) if k.eq_ignore_ascii_case("COMPOSITE") => false,
-            Some(_) => {
-                return Err(S3Error::new(
-                    S3ErrorCode::InvalidRequest,
-                    "x-amz-checksum-type must be COMPOSITE or FULL_OBJECT",
-                ))
-            }
-        };
-        let valid = if full_object {
-            algorithm.crc().is_some()
-        } else {
-            algorithm != ChecksumAlgorithm::Crc64Nvme
-        };
-        if !valid {
-            return Err(S3Error::new(
-                S3ErrorCode::InvalidRequest,
-                format!(
-                    "the {} checksum type is not supported for {}",
-                    if full_object {
-                        "FULL_OBJECT"
-                    } else {
-                        "COMPOSITE"
-                    },
-                    algorithm.name()
-                ),
-            ));
-        }
-        Ok(Some(Self {
-            algorithm,
-            full_object,
-        }))
-    }
-
-    pub fn type_name(self) -> &'static str {
-        if self.full_object {
-            "FULL_OBJECT"
-        } else {
-            "COMPOSITE"
-        }
-    }
-}
-
-fn malformed(why: impl Into<String>) -> S3Error {
-    S3Error::new(S3ErrorCode::MalformedXML, why)
-}
-
-/// What [`walk`] visits; `path` names the element last.
-enum Node<'a> {
-    /// An element starts.
-    Open(&'a [String]),
-    /// An element ends, with its text (trimmed).
-    Close(&'a [String], &'a str),
-}
-
-/// Visits every element of a document, validating it as it goes (no
-/// DOCTYPE, no unknown entities, bounded depth).
-fn walk(xml: &[u8], mut visit: impl FnMut(Node<'_>) -> Result<(), S3Error>) -> Result<(), S3Error> {
-    let text = std::str::from_utf8(xml).map_err(|_| malformed("the XML is not UTF-8"))?;
-    let mut reader = Reader::from_str(text);
-    let mut path: Vec<String> = Vec::new();
-    let mut value = String::new();
-    let mut seen_root = false;
-    loop {
-        let event = reader
-            .read_event()
-            .map_err(|_| malformed("the XML is not well-formed"))?;
-        match event {
-            Event::Start(e) => {
-                if path.is_empty() && seen_root {
-                    return Err(malformed("the XML has more than one root element"));
-                }
-                seen_root |= path.is_empty();
-                if path.len() >= MAX_XML_DEPTH {
-                    return Err(malformed("the XML nests too deeply"));
-                }
-                let name = std::str::from_utf8(e.local_name().as_ref())
-                    .map_err(|_| malformed("an element name is not UTF-8"))?
-                    .to_string();
-                path.push(name);
-                value.clear();
-                visit(Node::Open(&path))?;
-            }
-            Event::Empty(e) => {
-                if path.is_empty() && seen_root {
-                    return Err(malformed("the XML has more than one root element"));
-                }
-                seen_root |= path.is_empty();
-                let name = std::str::from_utf8(e.local_name().as_ref())
-                    .map_err(|_| malformed("an element name is not UTF-8"))?
-                    .to_string();
-                path.push(name);
-                visit(Node::Open(&path))?;
-                visit(Node::Close(&path, ""))?;
-                path.pop();
-            }
-            Event::Text(t) => {
-                value.push_str(&t.decode().map_err(|_| malformed("bad text"))?);
-            }
-            Event::CData(t) => {
-                value.push_str(&t.decode().map_err(|_| malformed("bad text"))?);
-            }
-            Event::GeneralRef(r) => {
-                let c = match r.resolve_char_ref() {
-                    Ok(Some(c)) => c,
-                    Ok(None) => match r.as_ref() {
-                        b"quot" => '"',
-                        b"amp" => '&',
-                        b"apos" => '\'',
-                        b"lt" => '<',
-                        b"gt" => '>',
-                        _ => return Err(malformed("the XML uses an unknown entity")),
-                    },
-                    Err(_) => return Err(malformed("the XML has a bad character reference")),
-                };
-                value.push(c);
-            }
-            Event::End(_) => {
-                visit(Node::Close(&path, value.trim()))?;
-                value.clear();
-                path.pop();
-            }
-            Event::DocType(_) => return Err(malformed("the XML must not have a DOCTYPE")),
-            Event::Eof => break,
-            Event::Comment(_) | Event::Decl(_) | Event::PI(_) => {}
-        }
-    }
-    if !path.is_empty() {
-        return Err(malformed("the XML ends inside an element"));
-    }
-    Ok(())
 }
 
 fn part_number(text: &str) -> Result<u32, S3Error> {
@@ -470,133 +301,12 @@ pub fn upstream_body(
     Ok(body)
 }
 
-/// The checksum S3 reports at Complete for the client's plaintext, from
-/// the part checksums it listed (each was verified over the plaintext when
-/// its part was uploaded). A full-object checksum the client sent with the
-/// Complete (`given`) must match.
-pub fn client_checksum(
-    request: ChecksumRequest,
-    client: &[ClientPart],
-    stored: &[StoredPart],
-    given: Option<&str>,
-) -> Result<String, S3Error> {
-    let alg = request.algorithm;
-    let mut raw = Vec::with_capacity(client.len());
-    for part in client {
-        let value = match &part.checksum {
-            Some((a, v)) if *a == alg => v,
-            _ => {
-                return Err(S3Error::new(
-                    S3ErrorCode::InvalidRequest,
-                    format!(
-                        "the upload was created using a {} checksum; the complete request must include it for each part; it was missing for part {}",
-                        alg.name(),
-                        part.number
-                    ),
-                ))
-            }
-        };
-        let bytes = B64
-            .decode(value.trim())
-            .ok()
-            .filter(|b| b.len() == alg.width())
-            .ok_or_else(|| {
-                S3Error::new(
-                    S3ErrorCode::InvalidRequest,
-                    format!("the {} of part {} is not valid", alg.element(), part.number),
-                )
-            })?;
-        raw.push(bytes);
-    }
-    let value = if request.full_object {
-        let crc = alg.crc().expect("full-object checksums are CRCs");
-        let mut combined: Option<u64> = None;
-        for (part, bytes) in client.iter().zip(&raw) {
-            let mut be = [0u8; 8];
-            be[8 - bytes.len()..].copy_from_slice(bytes);
-            let value = u64::from_be_bytes(be);
-            let len = stored
-                .binary_search_by_key(&part.number, |s| s.number)
-                .ok()
-                .and_then(|i| part_plaintext_len(stored[i].size))
-                .ok_or_else(|| {
-                    S3Error::new(
-                        S3ErrorCode::InvalidPart,
-                        format!("part {} has no valid stored size", part.number),
-                    )
-                })?;
-            combined = Some(match combined {
-                None => value,
-                Some(c) => crc_fast::checksum_combine(crc, c, value, len),
-            });
-        }
-        let be = combined.unwrap_or(0).to_be_bytes();
-        let text = B64.encode(&be[8 - alg.width()..]);
-        if let Some(given) = given {
-            if given.trim() != text {
-                return Err(S3Error::new(
-                    S3ErrorCode::BadDigest,
-                    format!(
-                        "the {} you specified did not match the calculated checksum",
-                        alg.header()
-                    ),
-                ));
-            }
-        }
-        text
-    } else {
-        let mut c = Checksum::new(alg);
-        for bytes in &raw {
-            c.update(bytes);
-        }
-        format!("{}-{}", c.finish_base64(), raw.len())
-    };
-    Ok(value)
-}
-
-/// Removes every checksum element (`ChecksumCRC32`, ..., `ChecksumType`,
-/// and `ChecksumAlgorithm` if asked) from a response the backend made
-/// about stored bytes; the elements are S3's, unnested and unattributed.
-pub fn strip_checksums(xml: &str, algorithm_too: bool) -> String {
-    let mut names: Vec<&str> = ChecksumAlgorithm::ALL.iter().map(|a| a.element()).collect();
-    names.push(CHECKSUM_TYPE);
-    if algorithm_too {
-        names.push("ChecksumAlgorithm");
-    }
-    let mut out = xml.to_string();
-    for name in names {
-        let (open, close) = (format!("<{name}>"), format!("</{name}>"));
-        while let Some(a) = out.find(&open) {
-            let Some(b) = out[a..].find(&close) else {
-                break;
-            };
-            out.replace_range(a..a + b + close.len(), "");
-        }
-    }
-    out
-}
-
-/// The backend's CompleteMultipartUpload result with its checksums of
-/// stored bytes replaced by the client's (if it asked for one).
-pub fn complete_result(xml: &str, answer: Option<(ChecksumRequest, &str)>) -> String {
-    let mut out = strip_checksums(xml, false);
-    if let Some((req, value)) = answer {
-        if let Some(at) = out.find("</ETag>") {
-            let e = req.algorithm.element();
-            let insert = format!(
-                "<{e}>{}</{e}><{CHECKSUM_TYPE}>{}</{CHECKSUM_TYPE}>",
-                xml_escape(value),
-                req.type_name()
-            );
-            out.insert_str(at + "</ETag>".len(), &insert);
-        }
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::s3::checksum::Checksum;
+    use base64::engine::general_purpose::STANDARD as B64;
+    use base64::Engine;
 
     fn list(parts: &[(u32, &str, Option<&str>)]) -> String {
         let body: String = parts
