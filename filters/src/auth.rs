@@ -73,6 +73,11 @@ impl Identity {
         self.buckets.iter().any(|g| g.matches(bucket))
     }
 
+    /// The client's bucket patterns (shared, cheap to keep for a response).
+    pub fn bucket_patterns(&self) -> Arc<[Glob]> {
+        self.buckets.clone()
+    }
+
     /// Refuses with S3's AccessDenied when the client may not use `bucket`.
     pub fn authorize(&self, bucket: &str) -> Result<(), S3Error> {
         if self.may_use(bucket) {

@@ -127,6 +127,8 @@ pub enum Plan {
     Read(ReadRequest),
     /// Object listings of an encrypting bucket: plaintext sizes.
     Listing,
+    /// ListBuckets: only the buckets the client may use are shown.
+    ListBuckets,
     /// CopyObject into a mandatory bucket: the source must be encrypted.
     CopyNeedsEnvelope,
 }
@@ -223,6 +225,7 @@ pub fn decide(r: &Request) -> Result<Plan, S3Error> {
             Operation::ListObjects | Operation::ListObjectsV2 | Operation::ListObjectVersions,
             Some(_),
         ) => Plan::Listing,
+        (Operation::ListBuckets, _) => Plan::ListBuckets,
         (Operation::ListParts, Some(_)) if r.has_token => Plan::ListParts,
         (Operation::CompleteMultipartUpload, Some(_)) if r.has_token => Plan::Complete,
         (Operation::UploadPartCopy, Some(_)) => return Err(not_yet("UploadPartCopy")),
@@ -328,6 +331,7 @@ mod tests {
                 if r.range.is_some() { ":range" } else { "" }
             ),
             Ok(Plan::Listing) => "listing".into(),
+            Ok(Plan::ListBuckets) => "list-buckets".into(),
             Ok(Plan::CopyNeedsEnvelope) => "copy-check".into(),
             Err(e) => format!("error:{}", e.code.as_str()),
         }
@@ -381,6 +385,7 @@ mod tests {
             (HeadObject, Some(&optional), vec![], vec![], false, &unsigned, "read"),
             (ListObjectsV2, Some(&optional), vec![], vec![], false, &unsigned, "listing"),
             (ListObjectsV2, None, vec![], vec![], false, &unsigned, "pass"),
+            (ListBuckets, None, vec![], vec![], false, &unsigned, "list-buckets"),
             (ListObjectVersions, Some(&optional), vec![], vec![], false, &unsigned, "listing"),
             (UploadPartCopy, Some(&optional), vec![], vec![], true, &unsigned, "error:NotImplemented"),
             (UploadPartCopy, None, vec![], vec![], false, &unsigned, "pass"),

@@ -407,3 +407,38 @@ fn upstream_tls_with_an_untrusted_certificate_is_refused() {
     );
     assert_s3_error(&out, "ServiceUnavailable");
 }
+
+/// ListBuckets shows a client only the buckets its patterns name, not every
+/// bucket of the gateway's upstream account.
+#[test]
+fn list_buckets_shows_only_the_clients_buckets() {
+    let backend = Backend::start(&["demo", "team-a", "team-b"]);
+    let gw = Gateway::start(&backend);
+    let names = |key: &str, secret: &str| {
+        let out = aws_as(
+            key,
+            secret,
+            &gw.url(),
+            &[
+                "s3api",
+                "list-buckets",
+                "--query",
+                "Buckets[].Name",
+                "--output",
+                "text",
+            ],
+        );
+        assert!(out.status.success(), "{out:?}");
+        let mut v: Vec<String> = String::from_utf8_lossy(&out.stdout)
+            .split_whitespace()
+            .map(str::to_string)
+            .collect();
+        v.sort();
+        v
+    };
+    assert_eq!(names(TEAM_KEY, TEAM_SECRET), ["team-a", "team-b"]);
+    assert_eq!(
+        names(CLIENT_KEY, CLIENT_SECRET),
+        ["demo", "team-a", "team-b"]
+    );
+}

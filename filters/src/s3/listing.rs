@@ -150,9 +150,49 @@ pub fn listed_part_size(stored: u64, _parts: Option<u64>) -> u64 {
     sealgate_envelope::multipart::part_plaintext_len(stored).unwrap_or(stored)
 }
 
+/// A ListBuckets answer with only the buckets `allowed` accepts: a client
+/// sees the buckets it may use, not every bucket of the upstream account.
+/// (The backend's document is S3's: `<Bucket>` entries with one `<Name>`.)
+pub fn filter_buckets(xml: &str, allowed: impl Fn(&str) -> bool) -> String {
+    const OPEN: &str = "<Bucket>";
+    const CLOSE: &str = "</Bucket>";
+    let mut out = String::with_capacity(xml.len());
+    let mut rest = xml;
+    while let Some(a) = rest.find(OPEN) {
+        let Some(len) = rest[a..].find(CLOSE).map(|b| b + CLOSE.len()) else {
+            break;
+        };
+        let entry = &rest[a..a + len];
+        let name = entry
+            .split_once("<Name>")
+            .and_then(|(_, n)| n.split_once("</Name>"))
+            .map(|(n, _)| n.trim());
+        out.push_str(&rest[..a]);
+        if name.is_some_and(&allowed) {
+            out.push_str(entry);
+        }
+        rest = &rest[a + len..];
+    }
+    out.push_str(rest);
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use sealgate_envelope::multipart::PART_HEADER_LEN;
+
+    #[test]
+    fn bucket_lists_keep_only_allowed_buckets() {
+        let xml = "<ListAllMyBucketsResult><Owner><ID>o</ID></Owner><Buckets><Bucket><Name>demo</Name><CreationDate>d</CreationDate></Bucket><Bucket><Name>team-a</Name><CreationDate>d</CreationDate></Bucket></Buckets></ListAllMyBucketsResult>";
+        let out = filter_buckets(xml, |b| b.starts_with("team-"));
+        assert!(out.contains("<Name>team-a</Name>"), "{out}");
+        assert!(!out.contains("demo"), "{out}");
+        assert!(
+            out.starts_with("<ListAllMyBucketsResult><Owner>")
+                && out.ends_with("</Buckets></ListAllMyBucketsResult>")
+        );
+        assert_eq!(filter_buckets(xml, |_| true), xml);
+    }
 
     #[test]
     fn listed_sizes() {

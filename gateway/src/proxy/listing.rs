@@ -2,7 +2,10 @@
 //! plaintext sizes (and no checksums of stored bytes), rewritten as the
 //! response streams (ListParts: one bounded page, rewritten whole).
 
-use sealgate_filters::s3::listing::{listed_part_size, listed_size, SizeRewriter};
+use std::sync::Arc;
+
+use sealgate_config::Glob;
+use sealgate_filters::s3::listing::{filter_buckets, listed_part_size, listed_size, SizeRewriter};
 
 use super::response::{ResponseBody, WholeRewrite};
 
@@ -11,6 +14,14 @@ pub fn objects() -> ResponseBody {
     ResponseBody::Rewrite(SizeRewriter::new(
         listed_size as fn(u64, Option<u64>) -> u64,
     ))
+}
+
+/// ListBuckets: only the buckets the client's patterns name (a small
+/// document, rewritten whole).
+pub fn buckets(patterns: Arc<[Glob]>) -> ResponseBody {
+    ResponseBody::Whole(WholeRewrite::new(move |text| {
+        filter_buckets(text, |b| patterns.iter().any(|g| g.matches(b)))
+    }))
 }
 
 /// ListParts of an upload the gateway began.

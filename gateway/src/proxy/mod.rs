@@ -94,6 +94,8 @@ pub enum Op {
     Read(ReadPlan),
     /// Object listings of an encrypting bucket.
     Listing,
+    /// ListBuckets, filtered to the client's bucket patterns.
+    ListBuckets(Arc<[sealgate_config::Glob]>),
     /// A copy into a mandatory bucket: the source must be encrypted; the
     /// copy is pinned to the ETag the check saw.
     CopyNeedsEnvelope {
@@ -219,6 +221,7 @@ impl Gateway {
             Plan::ListParts => Op::ListParts,
             Plan::Read(r) => Op::Read(ReadPlan::new(r)),
             Plan::Listing => Op::Listing,
+            Plan::ListBuckets => Op::ListBuckets(identity.bucket_patterns()),
             Plan::CopyNeedsEnvelope => Op::CopyNeedsEnvelope { source_etag: None },
         })
     }
@@ -333,6 +336,10 @@ impl ProxyHttp for Gateway {
                     Op::Listing => listing::objects(),
                     _ => listing::parts(),
                 });
+            }
+            Op::ListBuckets(patterns) if resp.status.as_u16() == 200 => {
+                resp.remove_header(http::header::CONTENT_LENGTH.as_str());
+                ctx.response_body = Some(listing::buckets(patterns.clone()));
             }
             Op::Complete(complete) => ctx.response_body = complete.respond(resp)?,
             Op::Create(Create::Ready(create)) => ctx.response_body = create.respond(resp)?,

@@ -59,7 +59,9 @@ impl TrailingChecksum {
 
 impl FrameWrap for TrailingChecksum {
     fn before(&mut self, sealed_len: usize, out: &mut BytesMut) {
-        out.extend_from_slice(format!("{sealed_len:x}\r\n").as_bytes());
+        use std::fmt::Write;
+        // Written in place: no allocation per frame.
+        let _ = write!(out, "{sealed_len:x}\r\n");
     }
 
     fn after(&mut self, sealed: &[u8]) -> &'static [u8] {
