@@ -1,0 +1,206 @@
+//! The client's `Authorization` header or presigned query parameters,
+//! parsed and checked for shape (algorithm, credential scope, signed
+//! headers, expiry) before any signature is computed.
+
+use super::*;
+
+/// Where the signature came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthStyle {
+    Header,
+    Presigned,
+}
+
+/// A parsed (not yet verified) SigV4 authorization.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Authorization {
+    pub style: AuthStyle,
+    pub access_key_id: String,
+    /// `yyyymmdd` from the credential scope.
+    pub scope_date: String,
+    pub region: String,
+    pub service: String,
+    pub signed_headers: Vec<String>,
+    /// Lowercase hex.
+    pub signature: String,
+    /// `X-Amz-Expires` of a presigned URL.
+    pub expires: Option<u64>,
+    /// `X-Amz-Date` of a presigned URL (header auth reads the header).
+    pub query_date: Option<String>,
+}
+
+impl Authorization {
+    /// `date/region/service/aws4_request`.
+    pub fn scope(&self) -> String {
+        format!(
+            "{}/{}/{}/aws4_request",
+            self.scope_date, self.region, self.service
+        )
+    }
+}
+
+pub(super) fn malformed(style: AuthStyle, msg: impl Into<String>) -> S3Error {
+    let code = match style {
+        AuthStyle::Header => S3ErrorCode::AuthorizationHeaderMalformed,
+        AuthStyle::Presigned => S3ErrorCode::AuthorizationQueryParametersError,
+    };
+    S3Error::new(code, msg)
+}
+
+/// Finds and parses the request's authorization. `Ok(None)` means anonymous.
+pub fn parse(
+    query: &[(String, String)],
+    headers: &HeaderMap,
+) -> Result<Option<Authorization>, S3Error> {
+    if let Some(value) = headers.get(http::header::AUTHORIZATION) {
+        let value = value
+            .to_str()
+            .map_err(|_| malformed(AuthStyle::Header, "the Authorization header is not ASCII"))?;
+        return parse_header(value).map(Some);
+    }
+    let q = |name: &str| {
+        query
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    };
+    if let Some(alg) = q("X-Amz-Algorithm") {
+        return parse_presigned(alg, &q).map(Some);
+    }
+    if q("AWSAccessKeyId").is_some() {
+        return Err(S3Error::new(
+            S3ErrorCode::InvalidRequest,
+            "Signature Version 2 is not supported; use Signature Version 4",
+        ));
+    }
+    Ok(None)
+}
+
+fn parse_header(value: &str) -> Result<Authorization, S3Error> {
+    let style = AuthStyle::Header;
+    if value.starts_with("AWS ") {
+        return Err(S3Error::new(
+            S3ErrorCode::InvalidRequest,
+            "Signature Version 2 is not supported; use Signature Version 4",
+        ));
+    }
+    let rest = value
+        .strip_prefix(ALGORITHM)
+        .filter(|r| r.starts_with(' '))
+        .ok_or_else(|| {
+            malformed(
+                style,
+                format!("the authorization algorithm must be {ALGORITHM}"),
+            )
+        })?;
+    let (mut credential, mut signed, mut signature) = (None, None, None);
+    for part in rest.split(',') {
+        let part = part.trim();
+        if let Some(v) = part.strip_prefix("Credential=") {
+            credential = Some(v);
+        } else if let Some(v) = part.strip_prefix("SignedHeaders=") {
+            signed = Some(v);
+        } else if let Some(v) = part.strip_prefix("Signature=") {
+            signature = Some(v);
+        } else if !part.is_empty() {
+            return Err(malformed(
+                style,
+                format!("unexpected authorization component `{part}`"),
+            ));
+        }
+    }
+    let (credential, signed, signature) = match (credential, signed, signature) {
+        (Some(c), Some(s), Some(g)) => (c, s, g),
+        _ => {
+            return Err(malformed(
+                style,
+                "the Authorization header needs Credential, SignedHeaders and Signature",
+            ))
+        }
+    };
+    build(style, credential, signed, signature, None, None)
+}
+
+fn parse_presigned<'q>(
+    alg: &str,
+    q: &dyn Fn(&str) -> Option<&'q str>,
+) -> Result<Authorization, S3Error> {
+    let style = AuthStyle::Presigned;
+    if alg != ALGORITHM {
+        return Err(malformed(
+            style,
+            format!("X-Amz-Algorithm must be {ALGORITHM}"),
+        ));
+    }
+    let need = |name: &str| {
+        q(name).ok_or_else(|| malformed(style, format!("the query parameter {name} is missing")))
+    };
+    let credential = need("X-Amz-Credential")?;
+    let signed = need("X-Amz-SignedHeaders")?;
+    let signature = need("X-Amz-Signature")?;
+    let date = need("X-Amz-Date")?;
+    let expires: u64 = need("X-Amz-Expires")?
+        .parse()
+        .map_err(|_| malformed(style, "X-Amz-Expires must be a number of seconds"))?;
+    if expires == 0 || expires > MAX_PRESIGNED_EXPIRES_SECS {
+        return Err(malformed(
+            style,
+            format!("X-Amz-Expires must be between 1 and {MAX_PRESIGNED_EXPIRES_SECS} seconds"),
+        ));
+    }
+    build(
+        style,
+        credential,
+        signed,
+        signature,
+        Some(expires),
+        Some(date.to_string()),
+    )
+}
+
+fn build(
+    style: AuthStyle,
+    credential: &str,
+    signed: &str,
+    signature: &str,
+    expires: Option<u64>,
+    query_date: Option<String>,
+) -> Result<Authorization, S3Error> {
+    let parts: Vec<&str> = credential.split('/').collect();
+    let [key, date, region, service, terminal] = parts[..] else {
+        return Err(malformed(
+            style,
+            "the credential must be ACCESS_KEY/yyyymmdd/region/s3/aws4_request",
+        ));
+    };
+    if terminal != "aws4_request" || date.len() != 8 || !date.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(malformed(
+            style,
+            "the credential must be ACCESS_KEY/yyyymmdd/region/s3/aws4_request",
+        ));
+    }
+    if service != "s3" {
+        return Err(malformed(
+            style,
+            format!("the credential's service must be s3, not `{service}`"),
+        ));
+    }
+    let signed_headers: Vec<String> = signed.split(';').map(|h| h.to_ascii_lowercase()).collect();
+    if !signed_headers.iter().any(|h| h == "host") {
+        return Err(malformed(style, "SignedHeaders must include host"));
+    }
+    if signature.len() != 64 || !signature.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(malformed(style, "the signature must be 64 hex digits"));
+    }
+    Ok(Authorization {
+        style,
+        access_key_id: key.to_string(),
+        scope_date: date.to_string(),
+        region: region.to_string(),
+        service: service.to_string(),
+        signed_headers,
+        signature: signature.to_ascii_lowercase(),
+        expires,
+        query_date,
+    })
+}
