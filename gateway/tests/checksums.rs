@@ -14,10 +14,6 @@ use std::sync::Arc;
 
 use common::*;
 
-fn cp(gw: &str, from: &str, to: &str) {
-    aws_ok(gw, &["s3", "cp", "--only-show-errors", from, to]);
-}
-
 /// aws cli with its defaults (CRC32 checksums, 8 MiB parts over 8 MiB):
 /// 0 B, 20 MB and 200 MB files up and down, byte-identical, exact sizes,
 /// ciphertext stored.

@@ -180,7 +180,6 @@ impl Gateway {
         ctx.audit.policy = enc
             .as_ref()
             .map(|e| if e.mandatory { "mandatory" } else { "optional" });
-        let echo = client_checksum(&req.headers);
         let token = || {
             ctx.route
                 .upload_token
@@ -197,7 +196,7 @@ impl Gateway {
                     body,
                     key_id,
                     enc: enc(),
-                    echo,
+                    echo: client_checksum(&req.headers),
                 })
             }
             Plan::Part { body, number } => {
@@ -209,7 +208,7 @@ impl Gateway {
                     number,
                     token: Box::new(token()),
                     enc: enc(),
-                    echo,
+                    echo: client_checksum(&req.headers),
                 })
             }
             Plan::CreateMultipart { key_id, checksum } => Op::Create(Create::Pending {

@@ -737,6 +737,11 @@ pub fn aws_ok(endpoint: &str, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// `aws s3 cp` with the main client key; asserts success.
+pub fn cp(endpoint: &str, from: &str, to: &str) {
+    aws_ok(endpoint, &["s3", "cp", "--only-show-errors", from, to]);
+}
+
 /// Asserts that a client command failed with S3 error `code`.
 pub fn assert_s3_error(out: &Output, code: &str) {
     assert!(

@@ -41,7 +41,14 @@ except ClientError as e:
 # The same upload completes once the parts are equal.
 r = s3.upload_part(Bucket="demo", Key="odd", UploadId=uid, PartNumber=2, Body=b"y" * 5 * 1024 * 1024)
 parts[1]["ETag"] = r["ETag"]
-s3.complete_multipart_upload(Bucket="demo", Key="odd", UploadId=uid, MultipartUpload={"Parts": parts})
+# x-amz-mp-object-size is the plaintext total; a wrong one is refused.
+total = 2 * 5 * 1024 * 1024 + 100
+try:
+    s3.complete_multipart_upload(Bucket="demo", Key="odd", UploadId=uid, MultipartUpload={"Parts": parts}, MpuObjectSize=total + 1)
+    raise SystemExit("a wrong object size completed")
+except ClientError as e:
+    assert e.response["Error"]["Code"] == "InvalidRequest", e.response
+s3.complete_multipart_upload(Bucket="demo", Key="odd", UploadId=uid, MultipartUpload={"Parts": parts}, MpuObjectSize=total)
 body = s3.get_object(Bucket="demo", Key="odd")["Body"].read()
 assert body == b"x" * 5 * 1024 * 1024 + b"y" * 5 * 1024 * 1024 + b"x" * 100
 print("ok")
