@@ -144,8 +144,95 @@ pub struct Auth {
 pub struct ClientCredential {
     pub access_key_id: String,
     pub secret_access_key: Secret,
-    /// Client-visible bucket patterns this key may address; ListBuckets is always allowed.
-    pub buckets: Vec<Glob>,
+    /// What this key may do in which client-visible buckets; ListBuckets
+    /// is always allowed and shows only buckets some grant names.
+    pub buckets: Vec<BucketGrant>,
+}
+
+/// Permissions on the buckets one pattern names (`auth.clients[].buckets[]`).
+/// A client's rights in a bucket are the union of every grant that matches.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BucketGrant {
+    pub pattern: Glob,
+    pub permissions: Permissions,
+}
+
+impl BucketGrant {
+    /// A bare pattern: the data permissions (`read`, `write`, `delete`).
+    pub fn data(pattern: Glob) -> Self {
+        Self {
+            pattern,
+            permissions: Permissions::DATA,
+        }
+    }
+}
+
+/// One thing a client may be allowed to do in a bucket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Permission {
+    /// Read and list objects, uploads and parts; GetBucketLocation.
+    Read,
+    /// Put, copy and upload objects; object tagging.
+    Write,
+    /// Delete objects.
+    Delete,
+    /// Create and delete buckets; every bucket configuration call (policy,
+    /// ACLs, lifecycle, replication, ...); object ACLs, retention, legal holds.
+    Admin,
+}
+
+impl Permission {
+    pub const ALL: [Permission; 4] = [Self::Read, Self::Write, Self::Delete, Self::Admin];
+
+    /// The name used in the configuration.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Read => "read",
+            Self::Write => "write",
+            Self::Delete => "delete",
+            Self::Admin => "admin",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|p| p.as_str() == name)
+    }
+
+    fn bit(self) -> u8 {
+        1 << self as u8
+    }
+}
+
+/// A set of [`Permission`]s.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Permissions(u8);
+
+impl Permissions {
+    pub const NONE: Self = Self(0);
+    /// What a bare bucket pattern grants: everything but `admin`.
+    pub const DATA: Self = Self(1 | 1 << 1 | 1 << 2);
+
+    pub fn with(self, p: Permission) -> Self {
+        Self(self.0 | p.bit())
+    }
+
+    pub fn union(self, other: Self) -> Self {
+        Self(self.0 | other.0)
+    }
+
+    pub fn contains(self, p: Permission) -> bool {
+        self.0 & p.bit() != 0
+    }
+
+    pub fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+}
+
+impl FromIterator<Permission> for Permissions {
+    fn from_iter<I: IntoIterator<Item = Permission>>(iter: I) -> Self {
+        iter.into_iter().fold(Self::NONE, Self::with)
+    }
 }
 
 /// Key providers and bucket policies (`encryption`).
@@ -254,6 +341,9 @@ pub struct Policy {
     /// Key ids a client may pick with `x-amz-server-side-encryption-aws-kms-key-id`;
     /// empty means clients cannot pick a key.
     pub allowed_key_ids: Vec<String>,
+    /// Further key ids whose objects stay readable (keys rotated away
+    /// from); nothing new is written under them.
+    pub readable_key_ids: Vec<String>,
 }
 
 /// Per-bucket settings (`storage.s3.bucket_configs.<alias>`).
@@ -261,6 +351,9 @@ pub struct Policy {
 pub struct BucketConfig {
     /// The bucket's name upstream; the alias is what clients see.
     pub real_name: Option<String>,
+    /// When true, clients may also type the real name (the alias's rules
+    /// apply to it); by default the real name of an alias is refused.
+    pub real_name_addressable: bool,
     pub region: Option<String>,
     pub kms_key_id: Option<String>,
     pub kms_encryption_context: BTreeMap<String, String>,
@@ -302,13 +395,58 @@ pub enum LogFormat {
     Json,
 }
 
+/// A bucket name a client typed, resolved: the name every rule (grants,
+/// policies, bucket settings) is looked up by, and the upstream name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResolvedBucket {
+    /// The alias when the bucket has one, else the name itself.
+    pub name: String,
+    /// The bucket's name upstream.
+    pub real: String,
+}
+
 impl Config {
-    /// The upstream bucket name for a client-visible bucket.
-    pub fn real_bucket<'a>(&'a self, bucket: &'a str) -> &'a str {
+    /// Resolves a client-typed bucket name. `None` for the real name of an
+    /// alias that is not `real_name_addressable`: rules follow the upstream
+    /// bucket, so an alias and its real name never fall under different ones.
+    pub fn resolve_bucket(&self, typed: &str) -> Option<ResolvedBucket> {
+        if let Some(b) = self.buckets.get(typed) {
+            return Some(ResolvedBucket {
+                name: typed.to_string(),
+                real: b.real_name.clone().unwrap_or_else(|| typed.to_string()),
+            });
+        }
+        match self.alias_of(typed) {
+            Some((alias, b)) if b.real_name_addressable => Some(ResolvedBucket {
+                name: alias.to_string(),
+                real: typed.to_string(),
+            }),
+            Some(_) => None,
+            None => Some(ResolvedBucket {
+                name: typed.to_string(),
+                real: typed.to_string(),
+            }),
+        }
+    }
+
+    /// The name a bucket listed upstream is shown by: its alias, or itself;
+    /// `None` when that name would reach another bucket (an alias elsewhere).
+    pub fn visible_name<'a>(&'a self, real: &'a str) -> Option<&'a str> {
+        if let Some((alias, _)) = self.alias_of(real) {
+            return Some(alias);
+        }
+        match self.buckets.get(real) {
+            Some(b) if b.real_name.as_deref().is_some_and(|n| n != real) => None,
+            _ => Some(real),
+        }
+    }
+
+    /// The alias whose real name is `real` (and differs from the alias).
+    fn alias_of(&self, real: &str) -> Option<(&str, &BucketConfig)> {
         self.buckets
-            .get(bucket)
-            .and_then(|b| b.real_name.as_deref())
-            .unwrap_or(bucket)
+            .iter()
+            .find(|(alias, b)| b.real_name.as_deref() == Some(real) && alias.as_str() != real)
+            .map(|(alias, b)| (alias.as_str(), b))
     }
 
     /// The policy for a client-visible bucket: the first whose pattern matches.

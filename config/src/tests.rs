@@ -267,7 +267,8 @@ auth:
         c.auth.clients[1].secret_access_key.expose(),
         b"file-secret-value"
     );
-    assert!(c.auth.clients[1].buckets[0].matches("logs-2024"));
+    assert!(c.auth.clients[1].buckets[0].pattern.matches("logs-2024"));
+    assert_eq!(c.auth.clients[1].buckets[0].permissions, Permissions::DATA);
     assert!(!format!("{c:?}").contains("secret-value"));
 
     let err = load(&yaml).unwrap_err().to_string();
@@ -292,6 +293,127 @@ fn client_entries_need_buckets_and_unique_ids() {
 }
 
 #[test]
+fn bucket_grants_name_their_permissions() {
+    let c = load(
+        r#"
+auth:
+  clients:
+    - access_key_id: A
+      secret_access_key: s
+      buckets:
+        - "data-*"
+        - pattern: "logs-*"
+          permissions: [read]
+        - pattern: "ops"
+          permissions: [read, write, delete, admin]
+"#,
+    )
+    .unwrap()
+    .config;
+    let g = &c.auth.clients[0].buckets;
+    assert_eq!(g[0].permissions, Permissions::DATA);
+    assert_eq!(g[1].permissions, Permissions::NONE.with(Permission::Read));
+    assert_eq!(g[2].permissions, Permission::ALL.into_iter().collect());
+    assert_eq!(
+        Permissions::DATA,
+        [Permission::Read, Permission::Write, Permission::Delete]
+            .into_iter()
+            .collect()
+    );
+
+    let p = problems(
+        r#"
+auth:
+  clients:
+    - access_key_id: A
+      secret_access_key: s
+      buckets:
+        - pattern: "logs-*"
+          permissions: [read, wrte]
+        - pattern: "x"
+          permissions: []
+        - permissions: [read]
+        - pattern: "Bad/"
+          permissions: [read]
+        - pattern: "y*"
+          permisions: [read]
+"#,
+    )
+    .join("\n");
+    assert!(
+        p.contains("auth.clients[0].buckets[0].permissions[1]: unknown permission `wrte`")
+            && p.contains("read, write, delete, admin"),
+        "{p}"
+    );
+    assert!(
+        p.contains("auth.clients[0].buckets[1].permissions: empty"),
+        "{p}"
+    );
+    assert!(
+        p.contains("auth.clients[0].buckets[2].pattern: missing"),
+        "{p}"
+    );
+    assert!(p.contains("auth.clients[0].buckets[3].pattern: `B`"), "{p}");
+    assert!(p.contains("auth.clients[0].buckets[4].permisions"), "{p}");
+}
+
+#[test]
+fn an_upstream_bucket_has_one_name_and_one_set_of_rules() {
+    let p = problems(
+        r#"
+storage:
+  s3:
+    bucket_configs:
+      one:
+        real_name: shared
+      two:
+        real_name: shared
+      three:
+        real_name: one
+      four:
+        real_name_addressable: true
+"#,
+    )
+    .join("\n");
+    assert!(
+        p.contains("bucket_configs.two.real_name: `shared` is also the real_name of `one`"),
+        "{p}"
+    );
+    assert!(
+        p.contains("bucket_configs.three.real_name: `one` is itself an alias"),
+        "{p}"
+    );
+    assert!(
+        p.contains("bucket_configs.four.real_name_addressable: set without real_name"),
+        "{p}"
+    );
+    let c = load(
+        r#"
+storage:
+  s3:
+    bucket_configs:
+      open:
+        real_name: open-upstream
+        real_name_addressable: true
+      taken:
+        real_name: elsewhere
+"#,
+    )
+    .unwrap()
+    .config;
+    // Addressable real names follow the alias's rules.
+    let b = c.resolve_bucket("open-upstream").unwrap();
+    assert_eq!(
+        (b.name.as_str(), b.real.as_str()),
+        ("open", "open-upstream")
+    );
+    // An upstream bucket named like an alias that points elsewhere is not
+    // listed: its name would reach the other bucket.
+    assert_eq!(c.visible_name("taken"), None);
+    assert_eq!(c.visible_name("elsewhere"), Some("taken"));
+}
+
+#[test]
 fn bucket_configs_map_aliases() {
     let c = load(
         r#"
@@ -309,8 +431,19 @@ storage:
     )
     .unwrap()
     .config;
-    assert_eq!(c.real_bucket("sensitive-data"), "prod-sensitive-data");
-    assert_eq!(c.real_bucket("other"), "other");
+    let real = |typed: &str| c.resolve_bucket(typed).map(|b| (b.name, b.real));
+    assert_eq!(
+        real("sensitive-data"),
+        Some(("sensitive-data".into(), "prod-sensitive-data".into()))
+    );
+    assert_eq!(real("other"), Some(("other".into(), "other".into())));
+    // The real name of an alias is not a second way in.
+    assert_eq!(real("prod-sensitive-data"), None);
+    assert_eq!(
+        c.visible_name("prod-sensitive-data"),
+        Some("sensitive-data")
+    );
+    assert_eq!(c.visible_name("other"), Some("other"));
     assert_eq!(
         c.buckets["sensitive-data"].kms_encryption_context["classification"],
         "confidential"

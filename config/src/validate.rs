@@ -437,6 +437,7 @@ fn bucket_configs(r: &mut Reader, s3: &Obj) -> BTreeMap<String, BucketConfig> {
             Some(v),
             &[
                 "real_name",
+                "real_name_addressable",
                 "region",
                 "kms_key_id",
                 "kms_encryption_context",
@@ -450,15 +451,54 @@ fn bucket_configs(r: &mut Reader, s3: &Obj) -> BTreeMap<String, BucketConfig> {
                 r.problem(&b.child("real_name"), e, None);
             }
         }
+        let real_name_addressable = r.boolean(&b, "real_name_addressable").unwrap_or(false);
+        if real_name_addressable && real_name.is_none() {
+            r.problem(
+                &b.child("real_name_addressable"),
+                "set without real_name",
+                Some("give real_name, or drop this setting".into()),
+            );
+        }
         let cfg = BucketConfig {
             real_name,
+            real_name_addressable,
             region: r.string(&b, "region"),
             kms_key_id: r.string(&b, "kms_key_id"),
             kms_encryption_context: r.string_map(&b, "kms_encryption_context"),
         };
         out.insert(alias.to_string(), cfg);
     }
+    check_aliases(r, &path, &out);
     out
+}
+
+/// One upstream bucket has one set of rules: no two aliases share a real
+/// name, and no alias's real name is another alias (a client typing it
+/// would reach a different bucket than the name says).
+fn check_aliases(r: &mut Reader, path: &str, buckets: &BTreeMap<String, BucketConfig>) {
+    let mut owner: BTreeMap<&str, &str> = BTreeMap::new();
+    for (alias, b) in buckets {
+        let Some(real) = b.real_name.as_deref().filter(|n| n != alias) else {
+            continue;
+        };
+        if let Some(first) = owner.insert(real, alias) {
+            r.problem(
+                &format!("{path}.{alias}.real_name"),
+                format!("`{real}` is also the real_name of `{first}`"),
+                Some(
+                    "one upstream bucket takes one alias, so its rules cannot differ by name"
+                        .into(),
+                ),
+            );
+        }
+        if buckets.contains_key(real) {
+            r.problem(
+                &format!("{path}.{alias}.real_name"),
+                format!("`{real}` is itself an alias in bucket_configs"),
+                Some("rename one of them: a name must mean one bucket".into()),
+            );
+        }
+    }
 }
 
 /// S3's bucket naming rules (the ones that matter for routing).
@@ -544,22 +584,7 @@ fn auth(r: &mut Reader, top: &Obj) -> Option<Auth> {
                 Some("prefer secret_access_key_env or secret_access_key_file".into()),
             );
         }
-        let mut buckets = Vec::new();
-        match r.string_list(&c, "buckets") {
-            None => r.problem(
-                &c.child("buckets"),
-                "missing",
-                Some("list the bucket patterns this key may use, or [\"*\"] for all".into()),
-            ),
-            Some(list) => {
-                for (i, p) in list.iter().enumerate() {
-                    match Glob::new(p) {
-                        Ok(g) => buckets.push(g),
-                        Err(e) => r.problem(&format!("{}[{i}]", c.child("buckets")), e, None),
-                    }
-                }
-            }
-        }
+        let buckets = bucket_grants(r, &c);
         if let (Some(access_key_id), Some(secret_access_key)) = (id, secret) {
             clients.push(ClientCredential {
                 access_key_id,
@@ -582,6 +607,89 @@ fn auth(r: &mut Reader, top: &Obj) -> Option<Auth> {
         clients,
         max_clock_skew,
     })
+}
+
+/// `auth.clients[].buckets`: each entry a bare pattern (the data
+/// permissions) or `{pattern, permissions: [read, write, delete, admin]}`.
+fn bucket_grants(r: &mut Reader, c: &Obj) -> Vec<BucketGrant> {
+    let path = c.child("buckets");
+    if !c.has("buckets") {
+        r.problem(
+            &path,
+            "missing",
+            Some("list the bucket patterns this key may use, or [\"*\"] for all".into()),
+        );
+        return Vec::new();
+    }
+    let entries = match c.get("buckets") {
+        Some(Value::String(_)) => vec![(format!("{path}[0]"), c.get("buckets").expect("present"))],
+        _ => r.list(c, "buckets"),
+    };
+    let mut grants = Vec::new();
+    for (item, v) in entries {
+        let (pattern, pattern_path, permissions) = match v {
+            Value::String(p) => (Some(p.clone()), item.clone(), Some(Permissions::DATA)),
+            other => {
+                let Some(g) = r.obj(&item, Some(other), &["pattern", "permissions"]) else {
+                    continue;
+                };
+                let pattern = r.required_string(&g, "pattern", "a bucket pattern such as logs-*");
+                (pattern, g.child("pattern"), permission_set(r, &g))
+            }
+        };
+        let pattern = pattern.and_then(|p| match Glob::new(&p) {
+            Ok(g) => Some(g),
+            Err(e) => {
+                r.problem(&pattern_path, e, None);
+                None
+            }
+        });
+        if let (Some(pattern), Some(permissions)) = (pattern, permissions) {
+            grants.push(BucketGrant {
+                pattern,
+                permissions,
+            });
+        }
+    }
+    grants
+}
+
+/// `permissions: [read, write, delete, admin]` of one bucket grant.
+fn permission_set(r: &mut Reader, g: &Obj) -> Option<Permissions> {
+    let hint = || {
+        Some(format!(
+            "list some of {}",
+            Permission::ALL.map(Permission::as_str).join(", ")
+        ))
+    };
+    let Some(names) = r.string_list(g, "permissions") else {
+        r.problem(&g.child("permissions"), "missing", hint());
+        return None;
+    };
+    let mut set = Permissions::NONE;
+    let mut ok = true;
+    for (i, name) in names.iter().enumerate() {
+        match Permission::parse(name) {
+            Some(p) => set = set.with(p),
+            None => {
+                ok = false;
+                r.problem(
+                    &format!("{}[{i}]", g.child("permissions")),
+                    format!("unknown permission `{name}`"),
+                    hint(),
+                );
+            }
+        }
+    }
+    if ok && set.is_empty() {
+        r.problem(
+            &g.child("permissions"),
+            "empty: the grant would allow nothing",
+            hint(),
+        );
+        return None;
+    }
+    ok.then_some(set)
 }
 
 /// Keys shared by the AWS KMS single block and named aws-kms configs.
@@ -742,6 +850,7 @@ fn encryption(
                 "key_provider",
                 "mandatory",
                 "allowed_key_ids",
+                "readable_key_ids",
             ],
         ) else {
             continue;
@@ -781,12 +890,14 @@ fn encryption(
         };
         let mandatory = r.boolean(&p, "mandatory").unwrap_or(true);
         let allowed_key_ids = r.string_list(&p, "allowed_key_ids").unwrap_or_default();
+        let readable_key_ids = r.string_list(&p, "readable_key_ids").unwrap_or_default();
         if let (Some(bucket_pattern), Some(key_provider)) = (pattern, provider) {
             policies.push(Policy {
                 bucket_pattern,
                 key_provider,
                 mandatory,
                 allowed_key_ids,
+                readable_key_ids,
             });
         }
     }

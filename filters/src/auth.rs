@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 
-use sealgate_config::{ClientCredential, Glob};
+use sealgate_config::{BucketGrant, ClientCredential, Permission, Permissions};
 use zeroize::Zeroizing;
 
 use crate::s3::error::{S3Error, S3ErrorCode};
@@ -19,7 +19,7 @@ pub struct Clients {
 /// One configured client and the signing key it used last.
 struct Client {
     credential: ClientCredential,
-    buckets: Arc<[Glob]>,
+    grants: Arc<[BucketGrant]>,
     /// The derived SigV4 key of the last (date, region) this client signed
     /// for: a client signs with the same one all day, so the four HMACs of
     /// the derivation run once a day instead of once a request.
@@ -64,34 +64,49 @@ impl Client {
 pub struct Identity {
     pub access_key_id: String,
     pub verified: Verified,
-    buckets: Arc<[Glob]>,
+    grants: Arc<[BucketGrant]>,
 }
 
 impl Identity {
-    /// May this client address `bucket` (client-visible name)?
-    pub fn may_use(&self, bucket: &str) -> bool {
-        self.buckets.iter().any(|g| g.matches(bucket))
+    /// What this client may do in `bucket` (the name rules follow: the
+    /// alias of an aliased bucket): the union of every matching grant.
+    pub fn permissions(&self, bucket: &str) -> Permissions {
+        permissions_in(&self.grants, bucket)
     }
 
-    /// The client's bucket patterns (shared, cheap to keep for a response).
-    pub fn bucket_patterns(&self) -> Arc<[Glob]> {
-        self.buckets.clone()
+    /// The client's grants (shared, cheap to keep for a response).
+    pub fn grants(&self) -> Arc<[BucketGrant]> {
+        self.grants.clone()
     }
 
-    /// Refuses with S3's AccessDenied when the client may not use `bucket`.
-    pub fn authorize(&self, bucket: &str) -> Result<(), S3Error> {
-        if self.may_use(bucket) {
-            Ok(())
-        } else {
-            Err(S3Error::new(
-                S3ErrorCode::AccessDenied,
-                format!(
-                    "access key {} may not use bucket {bucket}",
-                    self.access_key_id
-                ),
-            ))
+    /// Refuses with S3's AccessDenied unless the client holds `needed` in
+    /// `bucket`; `None` (a request no grant covers) is always refused.
+    pub fn authorize(&self, bucket: &str, needed: Option<Permission>) -> Result<(), S3Error> {
+        if needed.is_some_and(|p| self.permissions(bucket).contains(p)) {
+            return Ok(());
         }
+        let what = needed.map_or("make this request", |p| match p {
+            Permission::Read => "read",
+            Permission::Write => "write",
+            Permission::Delete => "delete",
+            Permission::Admin => "administer",
+        });
+        Err(S3Error::new(
+            S3ErrorCode::AccessDenied,
+            format!(
+                "access key {} may not {what} in bucket {bucket}",
+                self.access_key_id
+            ),
+        ))
     }
+}
+
+/// The union of the permissions every grant matching `bucket` gives.
+pub fn permissions_in(grants: &[BucketGrant], bucket: &str) -> Permissions {
+    grants
+        .iter()
+        .filter(|g| g.pattern.matches(bucket))
+        .fold(Permissions::NONE, |acc, g| acc.union(g.permissions))
 }
 
 impl Clients {
@@ -102,7 +117,7 @@ impl Clients {
                 .map(|c| {
                     let client = Client {
                         credential: c.clone(),
-                        buckets: c.buckets.clone().into(),
+                        grants: c.buckets.clone().into(),
                         last_key: Mutex::new(None),
                     };
                     (c.access_key_id.clone(), client)
@@ -137,7 +152,7 @@ impl Clients {
         Ok(Identity {
             access_key_id: client.credential.access_key_id.clone(),
             verified,
-            buckets: client.buckets.clone(),
+            grants: client.grants.clone(),
         })
     }
 }
@@ -154,7 +169,7 @@ pub fn split_copy_source(value: &str) -> Option<(&str, &str)> {
 mod tests {
     use super::*;
     use http::HeaderMap;
-    use sealgate_config::Secret;
+    use sealgate_config::{Glob, Secret};
 
     fn clients() -> Clients {
         Clients::new(
@@ -163,7 +178,17 @@ mod tests {
                 secret_access_key: Secret::new(
                     b"wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY".to_vec(),
                 ),
-                buckets: vec![Glob::new("example*").unwrap()],
+                buckets: vec![
+                    BucketGrant::data(Glob::new("example*").unwrap()),
+                    BucketGrant {
+                        pattern: Glob::new("examplebucket").unwrap(),
+                        permissions: Permissions::NONE.with(Permission::Admin),
+                    },
+                    BucketGrant {
+                        pattern: Glob::new("readonly").unwrap(),
+                        permissions: Permissions::NONE.with(Permission::Read),
+                    },
+                ],
             }],
             std::time::Duration::from_secs(900),
         )
@@ -189,11 +214,22 @@ mod tests {
     #[test]
     fn known_key_authenticates_and_is_authorised_by_pattern() {
         let id = presigned(Q).unwrap();
-        assert!(id.authorize("examplebucket").is_ok());
-        assert_eq!(
-            id.authorize("other").unwrap_err().code,
-            S3ErrorCode::AccessDenied
-        );
+        for p in Permission::ALL {
+            // Grants add up: data from the pattern, admin from the name.
+            assert!(id.authorize("examplebucket", Some(p)).is_ok(), "{p:?}");
+            assert_eq!(
+                id.authorize("other", Some(p)).unwrap_err().code,
+                S3ErrorCode::AccessDenied
+            );
+        }
+        assert!(id.authorize("example-two", Some(Permission::Write)).is_ok());
+        assert!(id
+            .authorize("example-two", Some(Permission::Admin))
+            .is_err());
+        assert!(id.authorize("readonly", Some(Permission::Read)).is_ok());
+        assert!(id.authorize("readonly", Some(Permission::Write)).is_err());
+        // A request no grant covers is refused even with every permission.
+        assert!(id.authorize("examplebucket", None).is_err());
     }
 
     #[test]

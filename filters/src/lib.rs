@@ -6,6 +6,7 @@
 pub mod auth;
 pub mod holdback;
 pub mod keys;
+pub mod permission;
 pub mod plan;
 pub mod policy;
 pub mod s3;

@@ -309,6 +309,7 @@ mod tests {
             mandatory,
             key_id: None,
             allowed_key_ids: vec!["other".into()],
+            readable_key_ids: Vec::new(),
             context: BTreeMap::new(),
         }
     }

@@ -22,21 +22,73 @@ pub struct BucketEncryption {
     /// KMS providers); `None` means the provider's default.
     pub key_id: Option<String>,
     pub allowed_key_ids: Vec<String>,
+    /// Keys whose objects stay readable after rotation (`readable_key_ids`).
+    pub readable_key_ids: Vec<String>,
     /// Provider context merged with the bucket's (`kms_encryption_context`).
     pub context: BTreeMap<String, String>,
 }
 
+/// Why a stored object may not be decrypted for this bucket's clients.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unbound {
+    /// Another provider, or a key the bucket's policy does not name.
+    Key,
+    /// The object's encryption context lacks the bucket's.
+    Context,
+}
+
+impl Unbound {
+    /// The metric label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Key => "key",
+            Self::Context => "context",
+        }
+    }
+}
+
+impl BucketEncryption {
+    /// May an object stored under `provider`/`key_id` with `context` be
+    /// decrypted for this bucket? Its key must be the bucket's (configured
+    /// or the provider's default), one clients may pick, or one listed as
+    /// readable after rotation; its context must include the bucket's. An
+    /// object moved here at the storage level from a bucket with other
+    /// rules is refused, whatever it says about itself.
+    pub fn check_stored(
+        &self,
+        default_key_id: &str,
+        provider: &str,
+        key_id: &str,
+        context: &BTreeMap<String, String>,
+    ) -> Result<(), Unbound> {
+        let own = self.key_id.as_deref().unwrap_or(default_key_id);
+        let key_ok = provider == self.provider
+            && (key_id == own
+                || self.allowed_key_ids.iter().any(|k| k == key_id)
+                || self.readable_key_ids.iter().any(|k| k == key_id));
+        if !key_ok {
+            return Err(Unbound::Key);
+        }
+        if self.context.iter().any(|(k, v)| context.get(k) != Some(v)) {
+            return Err(Unbound::Context);
+        }
+        Ok(())
+    }
+}
+
 /// Resolves a client-visible bucket's settings.
 pub fn for_bucket(config: &Config, bucket: &str) -> Option<BucketEncryption> {
-    let (provider, mandatory, allowed) = match config.policy_for(bucket) {
+    let (provider, mandatory, allowed, readable) = match config.policy_for(bucket) {
         Some(p) => (
             p.key_provider.clone(),
             p.mandatory,
             p.allowed_key_ids.clone(),
+            p.readable_key_ids.clone(),
         ),
         None => (
             config.encryption.default_provider.clone()?,
             false,
+            Vec::new(),
             Vec::new(),
         ),
     };
@@ -58,6 +110,7 @@ pub fn for_bucket(config: &Config, bucket: &str) -> Option<BucketEncryption> {
         mandatory,
         key_id,
         allowed_key_ids: allowed,
+        readable_key_ids: readable,
         context,
     })
 }
@@ -121,6 +174,7 @@ encryption:
     - bucket_pattern: "prod-*"
       key_provider: kms
       allowed_key_ids: ["alias/other"]
+      readable_key_ids: ["alias/retired"]
 "#,
             &|_| None,
         )
@@ -147,6 +201,48 @@ encryption:
         );
         let none = sealgate_config::load_str("", &|_| None).unwrap().config;
         assert!(for_bucket(&none, "any").is_none());
+    }
+
+    #[test]
+    fn stored_objects_must_belong_to_the_bucket() {
+        let c = config();
+        let p = for_bucket(&c, "prod-special").unwrap();
+        let ctx = |pairs: &[(&str, &str)]| -> BTreeMap<String, String> {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        let own = ctx(&[("app", "sg"), ("bucket", "prod-special")]);
+        let check = |provider, key, context: &BTreeMap<String, String>| {
+            p.check_stored("alias/prod", provider, key, context)
+        };
+        // The bucket's key, a key clients may pick, a rotated-away key.
+        for key in ["alias/special", "alias/other", "alias/retired"] {
+            assert_eq!(check("kms", key, &own), Ok(()), "{key}");
+        }
+        // More context than the bucket's is fine.
+        let mut more = own.clone();
+        more.insert("extra".into(), "x".into());
+        assert_eq!(check("kms", "alias/special", &more), Ok(()));
+        // The provider's default is not this bucket's key (it has its own).
+        assert_eq!(check("kms", "alias/prod", &own), Err(Unbound::Key));
+        assert_eq!(check("dev", "alias/special", &own), Err(Unbound::Key));
+        assert_eq!(check("kms", "alias/elsewhere", &own), Err(Unbound::Key));
+        // Moved from a bucket with another context.
+        let moved = ctx(&[("app", "sg"), ("bucket", "prod-other")]);
+        assert_eq!(check("kms", "alias/special", &moved), Err(Unbound::Context));
+        assert_eq!(
+            check("kms", "alias/special", &ctx(&[("app", "sg")])),
+            Err(Unbound::Context)
+        );
+        // A bucket without its own key reads the provider's default.
+        let q = for_bucket(&c, "prod-a").unwrap();
+        let app = ctx(&[("app", "sg")]);
+        assert_eq!(
+            q.check_stored("alias/prod", "kms", "alias/prod", &app),
+            Ok(())
+        );
     }
 
     #[test]

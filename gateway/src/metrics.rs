@@ -27,6 +27,12 @@ pub struct Metrics {
     /// Stored objects that failed a check on read, by reason
     /// (`frame`, `commitment`, `metadata`, `length`, `key`).
     pub decrypt_failures_total: IntCounterVec,
+    /// Requests refused because what the client handed back or asked to
+    /// decrypt is not bound to where it was used, by reason (`token`:
+    /// a forged or moved upload id; `key`: an object under a provider or
+    /// key its bucket does not allow; `context`: an object whose
+    /// encryption context lacks its bucket's).
+    pub binding_refusals_total: IntCounterVec,
 }
 
 impl Metrics {
@@ -70,6 +76,14 @@ impl Metrics {
             ),
             &["reason"],
         )?;
+        let binding_refusals_total = IntCounterVec::new(
+            Opts::new(
+                "sealgate_binding_refusals_total",
+                "Tokens and objects refused for not belonging where they were used, by reason",
+            ),
+            &["reason"],
+        )?;
+        registry.register(Box::new(binding_refusals_total.clone()))?;
         registry.register(Box::new(decrypt_failures_total.clone()))?;
         registry.register(Box::new(requests_total.clone()))?;
         registry.register(Box::new(request_duration_seconds.clone()))?;
@@ -84,6 +98,7 @@ impl Metrics {
             upstream_errors_total,
             in_flight_requests,
             decrypt_failures_total,
+            binding_refusals_total,
         })
     }
 

@@ -14,6 +14,9 @@ const ETAG_OPEN: &[u8] = b"<ETag>";
 const ETAG_CLOSE: &[u8] = b"</ETag>";
 /// An ETag longer than this is not one S3 makes; it is not held back for.
 const MAX_ETAG_ELEMENT: usize = 256;
+/// Digits of the largest u64: a longer `<Size>` value is not a size and is
+/// not held back for (so a hostile listing cannot grow the carry).
+const MAX_SIZE_DIGITS: usize = 20;
 
 /// Streaming `<Size>` rewriter; `map(stored, parts)` gives the size to show,
 /// where `parts` is the part count of a multipart ETag in the same entry.
@@ -69,9 +72,14 @@ impl<F: Fn(u64, Option<u64>) -> u64> SizeRewriter<F> {
             let open = pos + i;
             let digits_at = open + OPEN.len();
             let rest = &buf[digits_at..];
-            let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
+            let digits = rest
+                .iter()
+                .take(MAX_SIZE_DIGITS + 1)
+                .take_while(|b| b.is_ascii_digit())
+                .count();
             let complete = rest[digits..].starts_with(CLOSE);
-            let may_continue = !complete && rest.len() - digits < CLOSE.len();
+            let may_continue =
+                !complete && digits <= MAX_SIZE_DIGITS && rest.len() - digits < CLOSE.len();
             if may_continue && !end {
                 self.scan_etags(&buf[pos..open]);
                 out.extend_from_slice(&buf[pos..open]);
@@ -153,7 +161,7 @@ pub fn listed_part_size(stored: u64, _parts: Option<u64>) -> u64 {
 /// A ListBuckets answer with only the buckets `allowed` accepts: a client
 /// sees the buckets it may use, not every bucket of the upstream account.
 /// (The backend's document is S3's: `<Bucket>` entries with one `<Name>`.)
-pub fn filter_buckets(xml: &str, allowed: impl Fn(&str) -> bool) -> String {
+pub fn filter_buckets(xml: &str, shown_as: impl Fn(&str) -> Option<String>) -> String {
     const OPEN: &str = "<Bucket>";
     const CLOSE: &str = "</Bucket>";
     let mut out = String::with_capacity(xml.len());
@@ -168,8 +176,18 @@ pub fn filter_buckets(xml: &str, allowed: impl Fn(&str) -> bool) -> String {
             .and_then(|(_, n)| n.split_once("</Name>"))
             .map(|(n, _)| n.trim());
         out.push_str(&rest[..a]);
-        if name.is_some_and(&allowed) {
-            out.push_str(entry);
+        if let Some((name, shown)) = name.and_then(|n| Some((n, shown_as(n)?))) {
+            if shown == name {
+                out.push_str(entry);
+            } else {
+                // Bucket names need no XML escaping: the shown name is a
+                // configured alias, checked as a bucket name.
+                out.push_str(&entry.replacen(
+                    &format!("<Name>{name}</Name>"),
+                    &format!("<Name>{shown}</Name>"),
+                    1,
+                ));
+            }
         }
         rest = &rest[a + len..];
     }
@@ -184,14 +202,23 @@ mod tests {
     #[test]
     fn bucket_lists_keep_only_allowed_buckets() {
         let xml = "<ListAllMyBucketsResult><Owner><ID>o</ID></Owner><Buckets><Bucket><Name>demo</Name><CreationDate>d</CreationDate></Bucket><Bucket><Name>team-a</Name><CreationDate>d</CreationDate></Bucket></Buckets></ListAllMyBucketsResult>";
-        let out = filter_buckets(xml, |b| b.starts_with("team-"));
+        let out = filter_buckets(xml, |b| b.starts_with("team-").then(|| b.to_string()));
         assert!(out.contains("<Name>team-a</Name>"), "{out}");
         assert!(!out.contains("demo"), "{out}");
         assert!(
             out.starts_with("<ListAllMyBucketsResult><Owner>")
                 && out.ends_with("</Buckets></ListAllMyBucketsResult>")
         );
-        assert_eq!(filter_buckets(xml, |_| true), xml);
+        assert_eq!(filter_buckets(xml, |b| Some(b.to_string())), xml);
+        let aliased = filter_buckets(xml, |b| (b == "demo").then(|| "shown".to_string()));
+        assert!(
+            aliased.contains("<Bucket><Name>shown</Name><CreationDate>d</CreationDate></Bucket>"),
+            "{aliased}"
+        );
+        assert!(
+            !aliased.contains("team-a") && !aliased.contains("demo"),
+            "{aliased}"
+        );
     }
 
     #[test]
@@ -250,5 +277,76 @@ mod tests {
             Some(12)
         );
         assert_eq!(etag_parts(b"\"9b2cf535f27731c974343645a3985328\""), None);
+    }
+
+    mod hostile {
+        use super::super::*;
+        use proptest::prelude::*;
+
+        /// A `<Size>` with endless digits is no size: it is passed on, not
+        /// held (the carry would otherwise grow with the listing).
+        #[test]
+        fn endless_digits_are_not_held() {
+            let mut r = SizeRewriter::new(listed_size as fn(u64, Option<u64>) -> u64);
+            let mut out = r.push(b"<Size>", false).to_vec();
+            for _ in 0..1000 {
+                out.extend_from_slice(&r.push(b"1234567890", false));
+                assert!(r.carry.len() <= OPEN.len() + MAX_SIZE_DIGITS + CLOSE.len());
+            }
+            out.extend_from_slice(&r.push(b"</Size>", true));
+            assert_eq!(out.len(), 6 + 10_000 + 7);
+        }
+
+        /// Listing-like bytes: tags, digits, quotes and noise.
+        fn listing_like() -> impl Strategy<Value = Vec<u8>> {
+            let token = prop_oneof![
+                Just(b"<Size>".to_vec()),
+                Just(b"</Size>".to_vec()),
+                Just(b"<ETag>".to_vec()),
+                Just(b"</ETag>".to_vec()),
+                Just(b"&quot;".to_vec()),
+                Just(b"-3".to_vec()),
+                Just(b"<".to_vec()),
+                "[0-9]{1,25}".prop_map(String::into_bytes),
+                proptest::collection::vec(any::<u8>(), 0..32),
+            ];
+            proptest::collection::vec(token, 0..60).prop_map(|t| t.concat())
+        }
+
+        fn rewrite_in(pieces: &[&[u8]]) -> (Vec<u8>, usize) {
+            let mut r = SizeRewriter::new(listed_size as fn(u64, Option<u64>) -> u64);
+            let mut out = Vec::new();
+            let mut most_held = 0;
+            for (i, p) in pieces.iter().enumerate() {
+                out.extend_from_slice(&r.push(p, i + 1 == pieces.len()));
+                most_held = most_held.max(r.carry.len());
+            }
+            (out, most_held)
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(512))]
+
+            /// However the backend's listing is cut into pieces, the output
+            /// is the same, nothing is lost, and the carry stays bounded.
+            #[test]
+            fn any_listing_in_any_pieces(body in listing_like(), piece in 1usize..64) {
+                let whole = rewrite_in(&[&body]).0;
+                let pieces: Vec<&[u8]> = body.chunks(piece).collect();
+                let (split, most_held) = rewrite_in(&pieces);
+                prop_assert_eq!(&split, &whole);
+                prop_assert!(most_held <= MAX_ETAG_ELEMENT + OPEN.len() + MAX_SIZE_DIGITS + CLOSE.len());
+                // With sizes shown as stored, nothing changes at all (but
+                // leading zeros, which a number loses).
+                if find(&body, b"<Size>0").is_none() {
+                    let mut same = SizeRewriter::new(|v: u64, _| v);
+                    let mut out = Vec::new();
+                    for (i, p) in pieces.iter().enumerate() {
+                        out.extend_from_slice(&same.push(p, i + 1 == pieces.len()));
+                    }
+                    prop_assert_eq!(out, body);
+                }
+            }
+        }
     }
 }

@@ -148,6 +148,9 @@ pub fn parse_list_parts(xml: &[u8]) -> Result<PartsPage, S3Error> {
     walk(xml, |node| {
         match node {
             Node::Open([_, p]) if p == "Part" => {
+                if page.parts.len() >= MAX_PARTS as usize {
+                    return Err(bad("page (more than 10000 parts)"));
+                }
                 page.parts.push(StoredPart {
                     number: 0,
                     etag: String::new(),
@@ -596,5 +599,59 @@ mod tests {
         let out = complete_result(result, Some((req, "v=-2")));
         assert_eq!(out, "<CompleteMultipartUploadResult><Bucket>b</Bucket><ETag>\"z-2\"</ETag><ChecksumSHA256>v=-2</ChecksumSHA256><ChecksumType>COMPOSITE</ChecksumType></CompleteMultipartUploadResult>");
         assert!(!complete_result(result, None).contains("Checksum"));
+    }
+
+    mod hostile {
+        use super::super::*;
+        use proptest::prelude::*;
+
+        /// Part-list-like XML: elements, entities, comments, CDATA, noise.
+        fn xml_like() -> impl Strategy<Value = Vec<u8>> {
+            let token = prop_oneof![
+                Just("<CompleteMultipartUpload>".to_string()),
+                Just("</CompleteMultipartUpload>".to_string()),
+                Just("<ListPartsResult>".to_string()),
+                Just("</ListPartsResult>".to_string()),
+                Just("<Part>".to_string()),
+                Just("</Part>".to_string()),
+                Just("<PartNumber>".to_string()),
+                Just("</PartNumber>".to_string()),
+                Just("<ETag>".to_string()),
+                Just("</ETag>".to_string()),
+                Just("<Size>".to_string()),
+                Just("</Size>".to_string()),
+                Just("<IsTruncated>true</IsTruncated>".to_string()),
+                Just("<!-- <Part> -->".to_string()),
+                Just("<![CDATA[<Part>]]>".to_string()),
+                Just("<!DOCTYPE x [<!ENTITY e \"e\">]>".to_string()),
+                Just("&amp;&e;&#x41;".to_string()),
+                "[0-9]{1,12}".prop_map(String::from),
+                ".{0,16}",
+            ];
+            proptest::collection::vec(token, 0..80).prop_map(|t| t.concat().into_bytes())
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(512))]
+
+            /// No panic on any part list or ListParts page; what is
+            /// accepted is within S3's limits and numbered as required.
+            #[test]
+            fn any_part_list_is_parsed_or_refused(xml in prop_oneof![
+                xml_like(),
+                proptest::collection::vec(any::<u8>(), 0..512),
+            ]) {
+                if let Ok(parts) = parse_complete(&xml) {
+                    prop_assert!(!parts.is_empty() && parts.len() <= MAX_PARTS as usize);
+                    for (i, p) in parts.iter().enumerate() {
+                        prop_assert_eq!(p.number as usize, i + 1);
+                        prop_assert!(!p.etag.is_empty());
+                    }
+                }
+                if let Ok(page) = parse_list_parts(&xml) {
+                    prop_assert!(page.parts.len() <= MAX_PARTS as usize);
+                }
+            }
+        }
     }
 }

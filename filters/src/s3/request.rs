@@ -126,6 +126,38 @@ const BUCKET_SUBRESOURCES: &[&str] = &[
     "website",
 ];
 
+/// Query parameters of bucket-level data calls (listings, DeleteObjects,
+/// CreateBucket). A bucket request with any other name is a configuration
+/// call (`admin`), so a sub-resource this list has not heard of fails closed.
+const BUCKET_DATA_PARAMS: &[&str] = &[
+    "allow-unordered",
+    "continuation-token",
+    "delete",
+    "delimiter",
+    "encoding-type",
+    "fetch-owner",
+    "key-marker",
+    "list-type",
+    "marker",
+    "max-keys",
+    "max-uploads",
+    "prefix",
+    "start-after",
+    "upload-id-marker",
+    "uploads",
+    "version-id-marker",
+    "versions",
+    "x-id",
+];
+
+/// True for a query name of a bucket-level data call (or presigning).
+fn is_bucket_data_param(name: &str) -> bool {
+    BUCKET_DATA_PARAMS.contains(&name)
+        || name
+            .get(..6)
+            .is_some_and(|p| p.eq_ignore_ascii_case("x-amz-"))
+}
+
 /// Object sub-resources S3 serves on GET (GetObjectAcl, GetObjectAttributes, ...).
 const OBJECT_GET_SUBRESOURCES: &[&str] =
     &["acl", "attributes", "legal-hold", "retention", "tagging"];
@@ -234,7 +266,8 @@ pub fn classify(
             _ => Unknown,
         },
         (Some(_), None) => {
-            let sub = BUCKET_SUBRESOURCES.iter().any(|s| has(s));
+            let sub = BUCKET_SUBRESOURCES.iter().any(|s| has(s))
+                || !query.iter().all(|(k, _)| is_bucket_data_param(k));
             match *method {
                 Method::GET if has("uploads") => ListMultipartUploads,
                 Method::GET if has("versions") => ListObjectVersions,

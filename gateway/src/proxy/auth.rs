@@ -1,12 +1,17 @@
 //! Auth stage: what the request is (S3 classification of method, Host,
 //! path and query), who sent it (SigV4, header or presigned), and whether
-//! that client may use the bucket it names. First in `request_filter`:
-//! nothing else looks at a request that is not authenticated.
+//! that client holds the permission the operation needs in the bucket it
+//! names. The bucket is resolved first (alias -> real name): grants,
+//! policies and bucket settings all follow the resolved name. First in
+//! `request_filter`: nothing else looks at a request that is not
+//! authenticated.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use pingora::http::RequestHeader;
+use sealgate_config::ResolvedBucket;
 use sealgate_filters::auth::Identity;
+use sealgate_filters::permission;
 use sealgate_filters::s3::request::classify;
 use sealgate_filters::s3::sigv4::RequestParts;
 use sealgate_filters::s3::{uri, S3Error, S3ErrorCode, S3Request};
@@ -16,6 +21,8 @@ use super::{Ctx, Gateway};
 /// An authenticated, authorised request.
 pub struct Authenticated {
     pub s3: S3Request,
+    /// The request's bucket, resolved (`None` for ListBuckets).
+    pub bucket: Option<ResolvedBucket>,
     pub identity: Identity,
     pub query: Vec<(String, String)>,
 }
@@ -68,13 +75,31 @@ impl Gateway {
             now,
         )?;
         ctx.audit.access_key_id = Some(identity.access_key_id.clone());
-        if let Some(bucket) = &s3.bucket {
-            identity.authorize(bucket)?;
-        }
+        let bucket = match &s3.bucket {
+            Some(typed) => {
+                let resolved = self.resolve_bucket(typed)?;
+                let needed = permission::required(s3.operation, &req.method, &query);
+                identity.authorize(&resolved.name, needed)?;
+                Some(resolved)
+            }
+            None => None,
+        };
         Ok(Authenticated {
             s3,
+            bucket,
             identity,
             query,
+        })
+    }
+
+    /// The typed bucket name resolved; the real name of an alias is
+    /// refused unless the alias allows it (`real_name_addressable`).
+    pub(super) fn resolve_bucket(&self, typed: &str) -> Result<ResolvedBucket, S3Error> {
+        self.config.resolve_bucket(typed).ok_or_else(|| {
+            S3Error::new(
+                S3ErrorCode::AccessDenied,
+                format!("bucket {typed} is served under another name here"),
+            )
         })
     }
 }

@@ -4,7 +4,8 @@
 
 use std::sync::Arc;
 
-use sealgate_config::Glob;
+use sealgate_config::{BucketGrant, Config};
+use sealgate_filters::auth::permissions_in;
 use sealgate_filters::s3::listing::{filter_buckets, listed_part_size, listed_size, SizeRewriter};
 
 use super::response::{ResponseBody, WholeRewrite};
@@ -16,11 +17,17 @@ pub fn objects() -> ResponseBody {
     ))
 }
 
-/// ListBuckets: only the buckets the client's patterns name (a small
-/// document, rewritten whole).
-pub fn buckets(patterns: Arc<[Glob]>) -> ResponseBody {
+/// ListBuckets: only the buckets the client holds some permission in,
+/// each by the name clients use (its alias), rewritten whole (a small
+/// document).
+pub fn buckets(config: Arc<Config>, grants: Arc<[BucketGrant]>) -> ResponseBody {
     ResponseBody::Whole(WholeRewrite::new(move |text| {
-        filter_buckets(text, |b| patterns.iter().any(|g| g.matches(b)))
+        filter_buckets(text, |real| {
+            config
+                .visible_name(real)
+                .filter(|name| !permissions_in(&grants, name).is_empty())
+                .map(str::to_string)
+        })
     }))
 }
 

@@ -3,7 +3,7 @@
 //!
 //! | phase | stages, in order | why this order |
 //! |---|---|---|
-//! | `request_filter` | `auth` → plan (`sealgate_filters::plan`) → `route` → `upload`/`multipart` key work → `read` probe → `copy` check | nothing is looked at before the client is authenticated; the plan needs the bucket's policy; the route's payload hash depends on the plan; key work and probes are async and must finish before the upstream header goes out |
+//! | `request_filter` | `auth` (bucket resolved, permission checked) → plan (`sealgate_filters::plan`) → `route` → `token` → `upload`/`multipart` key work → `read` probe → `copy` check | nothing is looked at before the client is authenticated and authorised; the plan needs the bucket's policy; the route's payload hash depends on the plan; a token is trusted only once its MAC checks; key work and probes are async and must finish before the upstream header goes out |
 //! | `upstream_peer` | pooled prototype peer | one `HttpPeer` per endpoint so connections are reused |
 //! | `upstream_request_filter` | `sign` (stage header changes, then signing last) | the signature must cover the final header; runs per attempt, so each attempt gets a fresh body state |
 //! | `request_body_filter` | `multipart` part list or `upload` stream | a check that fails leaves the upstream body short: nothing is stored |
@@ -23,6 +23,7 @@ mod read_target;
 mod response;
 mod route;
 mod sign;
+mod token;
 mod upload;
 mod upload_stream;
 
@@ -49,7 +50,7 @@ use crate::metrics::Metrics;
 use crate::upstream::UpstreamTarget;
 use multipart::{complete_plan, Create};
 use observe::{AuditRecord, RequestIds};
-use read_target::ReadPlan;
+use read_target::{ReadBinding, ReadPlan};
 use response::{set_sse_headers, strip_response, ResponseBody};
 use route::Route;
 use upload::{client_checksum, Upload, UploadPlan};
@@ -95,7 +96,7 @@ pub enum Op {
     /// Object listings of an encrypting bucket.
     Listing,
     /// ListBuckets, filtered to the client's bucket patterns.
-    ListBuckets(Arc<[sealgate_config::Glob]>),
+    ListBuckets(Arc<[sealgate_config::BucketGrant]>),
     /// A copy into a mandatory bucket: the source must be encrypted; the
     /// copy is pinned to the ETag the check saw.
     CopyNeedsEnvelope {
@@ -140,12 +141,11 @@ impl Gateway {
     /// the order the module documentation gives.
     async fn prepare(&self, req: &RequestHeader, ctx: &mut Ctx) -> Result<(), S3Error> {
         let auth = self.authenticate(req, ctx)?;
-        ctx.route.upload_token = route::upload_token(&auth.query);
+        ctx.route.upload_token = route::upload_token(&auth.query)?;
         let enc = auth
-            .s3
             .bucket
-            .as_deref()
-            .and_then(|b| policy::for_bucket(&self.config, b));
+            .as_ref()
+            .and_then(|b| policy::for_bucket(&self.config, &b.name));
         let default_key_id = enc
             .as_ref()
             .and_then(|e| self.providers.get(&e.provider))
@@ -159,8 +159,18 @@ impl Gateway {
             default_key_id,
             has_token: ctx.route.upload_token.is_some(),
         })?;
+        // Complete, ListParts, Abort: the token must be genuine and for
+        // this object (UploadPart checks it as it unwraps the key).
+        let token_enc = match (&ctx.route.upload_token, &plan) {
+            (Some(_), Plan::Part { .. }) | (None, _) => None,
+            (Some(_), _) => Some(enc.clone()),
+        };
         ctx.op = self.op_for(plan, enc, req, &auth.identity, ctx)?;
         self.route(req, &auth, ctx)?;
+        if let (Some(token), Some(enc)) = (&ctx.route.upload_token, token_enc) {
+            self.open_token(token, enc.as_ref(), &ctx.route, ctx.audit.key.as_deref())
+                .await?;
+        }
         self.prepare_upload(ctx).await?;
         self.prepare_create(ctx).await?;
         self.prepare_complete(ctx).await?;
@@ -172,21 +182,26 @@ impl Gateway {
     fn op_for(
         &self,
         plan: Plan,
-        enc: Option<BucketEncryption>,
+        encryption: Option<BucketEncryption>,
         req: &RequestHeader,
         identity: &sealgate_filters::auth::Identity,
         ctx: &mut Ctx,
     ) -> Result<Op, S3Error> {
-        ctx.audit.policy = enc
-            .as_ref()
-            .map(|e| if e.mandatory { "mandatory" } else { "optional" });
+        ctx.audit.policy =
+            encryption
+                .as_ref()
+                .map(|e| if e.mandatory { "mandatory" } else { "optional" });
         let token = || {
             ctx.route
                 .upload_token
                 .clone()
                 .expect("the plan checked the token")
         };
-        let enc = || enc.clone().expect("the plan checked the bucket's policy");
+        let enc = || {
+            encryption
+                .clone()
+                .expect("the plan checked the bucket's policy")
+        };
         Ok(match plan {
             Plan::PassThrough => Op::PassThrough,
             Plan::DecodeOnly(body) => Op::Upload(Upload::Ready(UploadPlan::decode_only(body))),
@@ -218,9 +233,18 @@ impl Gateway {
             }),
             Plan::Complete => Op::Complete(Box::new(complete_plan(req, identity, token())?)),
             Plan::ListParts => Op::ListParts,
-            Plan::Read(r) => Op::Read(ReadPlan::new(r)),
+            Plan::Read(r) => {
+                let binding = encryption.clone().and_then(|enc| {
+                    let default_key_id = self.providers.get(&enc.provider)?.default_key_id();
+                    Some(ReadBinding {
+                        default_key_id: default_key_id.to_string(),
+                        enc,
+                    })
+                });
+                Op::Read(ReadPlan::new(r, binding))
+            }
             Plan::Listing => Op::Listing,
-            Plan::ListBuckets => Op::ListBuckets(identity.bucket_patterns()),
+            Plan::ListBuckets => Op::ListBuckets(identity.grants()),
             Plan::CopyNeedsEnvelope => Op::CopyNeedsEnvelope { source_etag: None },
         })
     }
@@ -336,9 +360,9 @@ impl ProxyHttp for Gateway {
                     _ => listing::parts(),
                 });
             }
-            Op::ListBuckets(patterns) if resp.status.as_u16() == 200 => {
+            Op::ListBuckets(grants) if resp.status.as_u16() == 200 => {
                 resp.remove_header(http::header::CONTENT_LENGTH.as_str());
-                ctx.response_body = Some(listing::buckets(patterns.clone()));
+                ctx.response_body = Some(listing::buckets(self.config.clone(), grants.clone()));
             }
             Op::Complete(complete) => ctx.response_body = complete.respond(resp)?,
             Op::Create(Create::Ready(create)) => ctx.response_body = create.respond(resp)?,

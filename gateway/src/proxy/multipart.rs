@@ -10,7 +10,7 @@ use sealgate_filters::auth::Identity;
 use sealgate_filters::policy::BucketEncryption;
 use sealgate_filters::s3::multipart::{self as mpu, ChecksumRequest, StoredPart};
 use sealgate_filters::s3::sigv4::PayloadHash;
-use sealgate_filters::s3::upload_id::{UploadIdRewrite, UploadToken};
+use sealgate_filters::s3::upload_id::{TokenKey, UploadIdRewrite, UploadToken};
 use sealgate_filters::s3::{uri, S3Error, S3ErrorCode};
 
 use super::headers::strip_plaintext_body_headers;
@@ -46,6 +46,11 @@ pub struct CreatePlan {
     meta_headers: Vec<(String, String)>,
     key_id: String,
     token: UploadToken,
+    /// Seals the token once the backend's upload id is known.
+    token_key: TokenKey,
+    /// Where the upload belongs: the upstream bucket and the object key.
+    bucket: String,
+    object: String,
 }
 
 /// An encrypted CompleteMultipartUpload: the backend's parts are read
@@ -87,6 +92,13 @@ impl Gateway {
             .await
             .map_err(key_error)?;
         let meta = new_envelope(&enc.provider, &data_key, enc.context.clone(), true);
+        let token_key = TokenKey::derive(data_key.plaintext.as_ref(), &meta.salt);
+        let (Some(bucket), Some(object)) = (ctx.route.bucket.clone(), ctx.audit.key.clone()) else {
+            return Err(S3Error::new(
+                S3ErrorCode::InvalidRequest,
+                "a multipart upload names a bucket and a key",
+            ));
+        };
         let meta_headers = meta.to_headers().map_err(meta_error)?;
         ctx.audit.key_id = Some(meta.key_id.clone());
         ctx.audit.provider = Some(enc.provider.clone());
@@ -101,7 +113,11 @@ impl Gateway {
                 salt: meta.salt,
                 commitment: meta.commitment,
                 checksum: *checksum,
+                mac: [0; 32],
             },
+            token_key,
+            bucket,
+            object,
         };
         ctx.op = Op::Create(Create::Ready(plan));
         Ok(())
@@ -214,6 +230,9 @@ impl CreatePlan {
         resp.remove_header(http::header::CONTENT_LENGTH.as_str());
         Ok(Some(ResponseBody::UploadId(UploadIdRewrite::new(
             self.token.clone(),
+            self.token_key.clone(),
+            self.bucket.clone(),
+            self.object.clone(),
         ))))
     }
 }

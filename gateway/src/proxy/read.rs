@@ -174,6 +174,18 @@ impl Gateway {
         let (head, range) = (read.head, read.range);
         let (part_number, planned) = (read.part_number, read.upstream_range);
         let meta = self.read_meta(resp, &ctx.request_id)?;
+        if let Some(m) = &meta {
+            read.check_binding(m).map_err(|reason| {
+                self.metrics
+                    .binding_refusals_total
+                    .with_label_values(&[reason.as_str()])
+                    .inc();
+                S3Error::new(
+                    S3ErrorCode::AccessDenied,
+                    "the object is not encrypted under a key and context this bucket's policy allows",
+                )
+            })?;
+        }
         if meta.is_some() && part_number {
             return Err(S3Error::new(
                 S3ErrorCode::NotImplemented,

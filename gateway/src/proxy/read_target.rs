@@ -7,6 +7,7 @@ use sealgate_envelope::format::ByteRange;
 use sealgate_envelope::multipart::{Layout, PartHeader};
 use sealgate_envelope::EnvelopeMeta;
 use sealgate_filters::plan::ReadRequest;
+use sealgate_filters::policy::{BucketEncryption, Unbound};
 use sealgate_filters::s3::{S3Error, S3ErrorCode};
 
 use super::errors::internal;
@@ -24,6 +25,31 @@ pub struct ReadPlan {
     pub target: Option<ReadTarget>,
     /// The stored byte range to ask upstream for, replacing the client's.
     pub upstream_range: Option<(u64, u64)>,
+    /// Which stored objects this bucket's clients may have decrypted.
+    pub binding: Option<ReadBinding>,
+}
+
+/// The bucket's encryption and its provider's default key: what a stored
+/// object's envelope must agree with before it is decrypted here.
+pub struct ReadBinding {
+    pub enc: BucketEncryption,
+    pub default_key_id: String,
+}
+
+impl ReadPlan {
+    /// May `meta`'s object be decrypted for this bucket? A bucket without
+    /// encryption has no key any envelope could be bound to.
+    pub fn check_binding(&self, meta: &EnvelopeMeta) -> Result<(), Unbound> {
+        match &self.binding {
+            None => Err(Unbound::Key),
+            Some(b) => b.enc.check_stored(
+                &b.default_key_id,
+                &meta.provider,
+                &meta.key_id,
+                &meta.context,
+            ),
+        }
+    }
 }
 
 /// The object as a probe found it, with the plaintext span to serve.
@@ -46,8 +72,9 @@ pub enum ReadTarget {
 }
 
 impl ReadPlan {
-    pub fn new(r: ReadRequest) -> Self {
+    pub fn new(r: ReadRequest, binding: Option<ReadBinding>) -> Self {
         Self {
+            binding,
             range: r.range,
             part_number: r.part_number,
             head: r.head,

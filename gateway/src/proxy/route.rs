@@ -5,6 +5,7 @@
 //! payload hash is chosen for the body the gateway will send.
 
 use pingora::http::RequestHeader;
+use sealgate_config::Permission;
 use sealgate_filters::auth::{split_copy_source, Identity};
 use sealgate_filters::s3::sigv4::UNSIGNED_PAYLOAD;
 use sealgate_filters::s3::upload_id::UploadToken;
@@ -35,16 +36,28 @@ pub struct Route {
     pub payload_hash: String,
     /// Rewritten `x-amz-copy-source` (alias mapped to the real bucket).
     pub copy_source: Option<String>,
-    /// The gateway's token from the request's `uploadId`, if it is one.
+    /// The gateway's token from the request's `uploadId`, if it is one
+    /// (its MAC is checked once its data key is unwrapped).
     pub upload_token: Option<UploadToken>,
+    /// The upstream bucket (alias resolved), if the request names one.
+    pub bucket: Option<String>,
 }
 
-/// The request's `uploadId` as a gateway token, if it is one.
-pub fn upload_token(query: &[(String, String)]) -> Option<UploadToken> {
-    query
-        .iter()
-        .find(|(k, _)| k == "uploadId")
-        .and_then(|(_, v)| UploadToken::decode(v))
+/// The request's `uploadId` as a gateway token, if it is one. An id of the
+/// gateway's form that does not decode (damaged, or an earlier version
+/// without a MAC) is refused, never forwarded as the backend's own.
+pub fn upload_token(query: &[(String, String)]) -> Result<Option<UploadToken>, S3Error> {
+    let Some((_, id)) = query.iter().find(|(k, _)| k == "uploadId") else {
+        return Ok(None);
+    };
+    match UploadToken::decode(id) {
+        Some(t) => Ok(Some(t)),
+        None if UploadToken::is_gateway_id(id) => Err(S3Error::new(
+            S3ErrorCode::NoSuchUpload,
+            "the specified upload does not exist",
+        )),
+        None => Ok(None),
+    }
 }
 
 impl Gateway {
@@ -58,11 +71,8 @@ impl Gateway {
         if let Some(src) = req.headers.get("x-amz-copy-source") {
             ctx.route.copy_source = Some(self.copy_source(src, &auth.identity)?);
         }
-        let real_bucket = auth
-            .s3
-            .bucket
-            .as_deref()
-            .map(|b| self.config.real_bucket(b));
+        let real_bucket = auth.bucket.as_ref().map(|b| b.real.as_str());
+        ctx.route.bucket = real_bucket.map(str::to_string);
         let key = ctx.audit.key.as_deref().map(encode_key);
         let (host, path) = self.upstream.address(real_bucket, key.as_deref());
         let forwarded_query: Vec<String> = auth
@@ -120,7 +130,8 @@ impl Gateway {
                 format!("x-amz-copy-source: {e}"),
             )
         })?;
-        identity.authorize(&src_bucket)?;
-        Ok(format!("/{}/{rest}", self.config.real_bucket(&src_bucket)))
+        let resolved = self.resolve_bucket(&src_bucket)?;
+        identity.authorize(&resolved.name, Some(Permission::Read))?;
+        Ok(format!("/{}/{rest}", resolved.real))
     }
 }

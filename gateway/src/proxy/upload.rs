@@ -381,33 +381,10 @@ impl Gateway {
                 enc,
                 echo,
             } => {
-                if token.provider != enc.provider {
-                    return Err(S3Error::new(
-                        S3ErrorCode::InvalidArgument,
-                        "the upload was started under another key provider",
-                    ));
-                }
-                let provider = self.provider(&enc.provider)?;
-                let dek = provider
-                    .decrypt_data_key(&token.key_id, &token.wrapped_dek, &enc.context)
-                    .await
-                    .map_err(key_error)?;
-                let ctx_hash = sealgate_envelope::context_hash(
-                    enc.context.iter().map(|(k, v)| (k.as_str(), v.as_str())),
-                );
-                ObjectKey::derive_checked(
-                    &dek,
-                    &token.salt,
-                    &ctx_hash,
-                    &token.commitment,
-                    Backend::default_backend(),
-                )
-                .map_err(|_| {
-                    S3Error::new(
-                        S3ErrorCode::InvalidArgument,
-                        "the upload id's key does not match its commitment",
-                    )
-                })?;
+                let opened = self
+                    .open_token(&token, Some(&enc), &ctx.route, ctx.audit.key.as_deref())
+                    .await?;
+                let (dek, ctx_hash) = (opened.dek, opened.ctx_hash);
                 let plan = UploadPlan::for_part(body, token.key_id.clone(), dek, ctx_hash, number);
                 ctx.audit.provider = Some(enc.provider);
                 (plan, echo)

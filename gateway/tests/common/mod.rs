@@ -18,6 +18,9 @@ pub const CLIENT_SECRET: &str = "CLIENTSECRET0123456789";
 /// A second client, limited to `team-*` buckets.
 pub const TEAM_KEY: &str = "TEAMKEY";
 pub const TEAM_SECRET: &str = "TEAMSECRET0123456789";
+/// A client that may only read and list, in every bucket.
+pub const READER_KEY: &str = "READERKEY";
+pub const READER_SECRET: &str = "READERSECRET0123456789";
 
 /// How long a server may take to start accepting connections.
 const START_DEADLINE: Duration = Duration::from_secs(30);
@@ -579,10 +582,17 @@ auth:
   clients:
     - access_key_id: {CLIENT_KEY}
       secret_access_key_env: TEST_CLIENT_SECRET
-      buckets: ["*"]
+      buckets:
+        - pattern: "*"
+          permissions: [read, write, delete, admin]
     - access_key_id: {TEAM_KEY}
       secret_access_key_env: TEST_TEAM_SECRET
       buckets: ["team-*"]
+    - access_key_id: {READER_KEY}
+      secret_access_key_env: TEST_READER_SECRET
+      buckets:
+        - pattern: "*"
+          permissions: [read]
 {extra}
 "#,
             endpoint = backend.url(),
@@ -609,6 +619,7 @@ auth:
             "TEST_UPSTREAM_SECRET" => Some(upstream_secret.clone()),
             "TEST_CLIENT_SECRET" => Some(CLIENT_SECRET.to_string()),
             "TEST_TEAM_SECRET" => Some(TEAM_SECRET.to_string()),
+            "TEST_READER_SECRET" => Some(READER_SECRET.to_string()),
             _ => None,
         };
         let loaded =
@@ -758,7 +769,8 @@ pub fn assert_s3_error(out: &Output, code: &str) {
 pub fn python_ok(script: &str, args: &[&str]) -> String {
     let mut cmd = Command::new("python3");
     client_env(&mut cmd, CLIENT_KEY, CLIENT_SECRET);
-    cmd.arg("-c").arg(script).args(args);
+    // -E: no PYTHON* variable (PYTHONOPTIMIZE) can switch asserts off.
+    cmd.arg("-E").arg("-c").arg(script).args(args);
     let out = cmd.output().expect("run python3");
     assert!(
         out.status.success(),

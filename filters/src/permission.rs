@@ -1,0 +1,291 @@
+//! What each S3 operation needs of the client's grant on its bucket.
+//!
+//! Bucket patterns in `auth.clients[].buckets` grant `read`, `write` and
+//! `delete` unless they list permissions; `admin` is never implied. Object
+//! data goes under the first three; everything that changes how a bucket
+//! behaves (policies, ACLs, lifecycle, replication, creating and deleting
+//! buckets) needs `admin`, because a data client that could add a lifecycle
+//! rule or a replication target could destroy or exfiltrate what the
+//! gateway protects. Requests the classifier does not know need a right no
+//! grant gives.
+
+use http::Method;
+use sealgate_config::Permission;
+
+use crate::s3::request::Operation;
+
+/// Bucket configuration reads that clients make as part of ordinary data
+/// access (region discovery), so `read` covers them.
+const DATA_BUCKET_READS: &[&str] = &["location"];
+
+/// Object sub-resources a data writer changes (PutObjectTagging,
+/// DeleteObjectTagging); other object sub-resource writes (ACLs, retention,
+/// legal holds) need `admin`.
+const DATA_OBJECT_WRITES: &[&str] = &["tagging"];
+
+/// The permission `operation` needs on its bucket; `None` when no grant
+/// allows it (requests the gateway does not understand).
+pub fn required(
+    operation: Operation,
+    method: &Method,
+    query: &[(String, String)],
+) -> Option<Permission> {
+    use Operation::*;
+    let has_any = |names: &[&str]| query.iter().any(|(k, _)| names.contains(&k.as_str()));
+    Some(match operation {
+        ListBuckets | HeadBucket | ListObjects | ListObjectsV2 | ListObjectVersions
+        | ListMultipartUploads | GetObject | HeadObject | ListParts | SelectObjectContent => {
+            Permission::Read
+        }
+        PutObject
+        | CopyObject
+        | CreateMultipartUpload
+        | UploadPart
+        | UploadPartCopy
+        | CompleteMultipartUpload
+        | AbortMultipartUpload
+        | PostObject
+        | RestoreObject => Permission::Write,
+        DeleteObject | DeleteObjects => Permission::Delete,
+        CreateBucket | DeleteBucket => Permission::Admin,
+        BucketConfig if method == Method::GET && has_any(DATA_BUCKET_READS) => Permission::Read,
+        BucketConfig => Permission::Admin,
+        ObjectConfig if method == Method::GET => Permission::Read,
+        ObjectConfig if has_any(DATA_OBJECT_WRITES) => Permission::Write,
+        ObjectConfig => Permission::Admin,
+        Unknown => return None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::s3::request::classify;
+    use http::HeaderMap;
+    use sealgate_config::Permissions;
+
+    /// Every operation the classifier knows, as a request, with the
+    /// permission it needs (`None`: refused whatever the grant).
+    const MATRIX: &[(&str, &str, &str, Operation, Option<Permission>)] = {
+        use Operation::*;
+        use Permission::*;
+        &[
+            ("GET", "/", "", ListBuckets, Some(Read)),
+            ("PUT", "/bk1", "", CreateBucket, Some(Admin)),
+            ("DELETE", "/bk1", "", DeleteBucket, Some(Admin)),
+            ("HEAD", "/bk1", "", HeadBucket, Some(Read)),
+            ("GET", "/bk1", "", ListObjects, Some(Read)),
+            (
+                "GET",
+                "/bk1",
+                "list-type=2&prefix=a",
+                ListObjectsV2,
+                Some(Read),
+            ),
+            ("GET", "/bk1", "versions", ListObjectVersions, Some(Read)),
+            ("GET", "/bk1", "uploads", ListMultipartUploads, Some(Read)),
+            ("POST", "/bk1", "delete", DeleteObjects, Some(Delete)),
+            ("GET", "/bk1", "location", BucketConfig, Some(Read)),
+            ("GET", "/bk1", "policy", BucketConfig, Some(Admin)),
+            ("PUT", "/bk1", "policy", BucketConfig, Some(Admin)),
+            ("DELETE", "/bk1", "policy", BucketConfig, Some(Admin)),
+            ("PUT", "/bk1", "acl", BucketConfig, Some(Admin)),
+            ("PUT", "/bk1", "lifecycle", BucketConfig, Some(Admin)),
+            ("PUT", "/bk1", "replication", BucketConfig, Some(Admin)),
+            (
+                "PUT",
+                "/bk1",
+                "publicAccessBlock",
+                BucketConfig,
+                Some(Admin),
+            ),
+            ("PUT", "/bk1", "encryption", BucketConfig, Some(Admin)),
+            ("PUT", "/bk1", "versioning", BucketConfig, Some(Admin)),
+            ("PUT", "/bk1", "tagging", BucketConfig, Some(Admin)),
+            ("GET", "/bk1", "lifecycle", BucketConfig, Some(Admin)),
+            ("GET", "/bk1", "unknownsub", BucketConfig, Some(Admin)),
+            ("PUT", "/bk1", "unknownsub", BucketConfig, Some(Admin)),
+            ("GET", "/bk1/k", "", GetObject, Some(Read)),
+            (
+                "GET",
+                "/bk1/k",
+                "versionId=v&x-id=GetObject",
+                GetObject,
+                Some(Read),
+            ),
+            ("HEAD", "/bk1/k", "", HeadObject, Some(Read)),
+            ("PUT", "/bk1/k", "", PutObject, Some(Write)),
+            ("PUT", "/bk1/k", "copy", CopyObject, Some(Write)),
+            ("DELETE", "/bk1/k", "", DeleteObject, Some(Delete)),
+            (
+                "POST",
+                "/bk1/k",
+                "uploads",
+                CreateMultipartUpload,
+                Some(Write),
+            ),
+            (
+                "PUT",
+                "/bk1/k",
+                "uploadId=u&partNumber=1",
+                UploadPart,
+                Some(Write),
+            ),
+            (
+                "PUT",
+                "/bk1/k",
+                "uploadId=u&partNumber=1&copy",
+                UploadPartCopy,
+                Some(Write),
+            ),
+            (
+                "POST",
+                "/bk1/k",
+                "uploadId=u",
+                CompleteMultipartUpload,
+                Some(Write),
+            ),
+            (
+                "DELETE",
+                "/bk1/k",
+                "uploadId=u",
+                AbortMultipartUpload,
+                Some(Write),
+            ),
+            ("GET", "/bk1/k", "uploadId=u", ListParts, Some(Read)),
+            ("GET", "/bk1/k", "tagging", ObjectConfig, Some(Read)),
+            ("GET", "/bk1/k", "acl", ObjectConfig, Some(Read)),
+            ("PUT", "/bk1/k", "tagging", ObjectConfig, Some(Write)),
+            ("DELETE", "/bk1/k", "tagging", ObjectConfig, Some(Write)),
+            ("PUT", "/bk1/k", "acl", ObjectConfig, Some(Admin)),
+            ("PUT", "/bk1/k", "retention", ObjectConfig, Some(Admin)),
+            ("PUT", "/bk1/k", "legal-hold", ObjectConfig, Some(Admin)),
+            (
+                "POST",
+                "/bk1/k",
+                "select&select-type=2",
+                SelectObjectContent,
+                Some(Read),
+            ),
+            ("POST", "/bk1/k", "restore", RestoreObject, Some(Write)),
+            ("POST", "/bk1", "", PostObject, Some(Write)),
+            ("GET", "/bk1/k", "torrent", Unknown, None),
+            ("PUT", "/bk1/k", "torrent", Unknown, None),
+            ("PATCH", "/bk1/k", "", Unknown, None),
+            ("POST", "/bk1", "unknownsub", Unknown, None),
+            ("POST", "/", "", Unknown, None),
+        ]
+    };
+
+    fn classified(method: &str, path: &str, query: &str) -> (Operation, Option<Permission>) {
+        let method = Method::from_bytes(method.as_bytes()).unwrap();
+        let query = crate::s3::uri::parse_query(query).unwrap();
+        // `copy` in the table stands for the x-amz-copy-source header.
+        let mut headers = HeaderMap::new();
+        if query.iter().any(|(k, _)| k == "copy") {
+            headers.insert("x-amz-copy-source", "/src/k".parse().unwrap());
+        }
+        let query: Vec<_> = query.into_iter().filter(|(k, _)| k != "copy").collect();
+        let op = classify(&method, Some("gw:8080"), path, &query, &headers, &[])
+            .unwrap()
+            .operation;
+        (op, required(op, &method, &query))
+    }
+
+    #[test]
+    fn every_operation_against_every_permission() {
+        let sets: Vec<(String, Permissions)> = Permission::ALL
+            .iter()
+            .map(|p| (p.as_str().to_string(), Permissions::NONE.with(*p)))
+            .chain([
+                ("data".to_string(), Permissions::DATA),
+                ("none".to_string(), Permissions::NONE),
+                ("all".to_string(), Permission::ALL.into_iter().collect()),
+            ])
+            .collect();
+        for &(method, path, query, op, needed) in MATRIX {
+            let (got_op, got) = classified(method, path, query);
+            assert_eq!(got_op, op, "{method} {path}?{query}");
+            assert_eq!(got, needed, "{method} {path}?{query}");
+            for (name, set) in &sets {
+                let allowed = got.is_some_and(|p| set.contains(p));
+                let expected = needed.is_some_and(|p| set.contains(p));
+                assert_eq!(allowed, expected, "{method} {path}?{query} with {name}");
+            }
+            // Bucket-level configuration changes never come with data rights.
+            if op == Operation::BucketConfig && method != "GET" {
+                assert!(!got.is_some_and(|p| Permissions::DATA.contains(p)));
+            }
+        }
+    }
+
+    #[test]
+    fn the_matrix_names_every_operation() {
+        use Operation::*;
+        let all = [
+            ListBuckets,
+            CreateBucket,
+            DeleteBucket,
+            HeadBucket,
+            ListObjects,
+            ListObjectsV2,
+            ListObjectVersions,
+            ListMultipartUploads,
+            DeleteObjects,
+            BucketConfig,
+            GetObject,
+            HeadObject,
+            PutObject,
+            CopyObject,
+            DeleteObject,
+            CreateMultipartUpload,
+            UploadPart,
+            UploadPartCopy,
+            CompleteMultipartUpload,
+            AbortMultipartUpload,
+            ListParts,
+            ObjectConfig,
+            SelectObjectContent,
+            RestoreObject,
+            PostObject,
+            Unknown,
+        ];
+        for op in all {
+            // A new operation must be added here and to the matrix: this
+            // match fails to compile without it.
+            match op {
+                ListBuckets
+                | CreateBucket
+                | DeleteBucket
+                | HeadBucket
+                | ListObjects
+                | ListObjectsV2
+                | ListObjectVersions
+                | ListMultipartUploads
+                | DeleteObjects
+                | BucketConfig
+                | GetObject
+                | HeadObject
+                | PutObject
+                | CopyObject
+                | DeleteObject
+                | CreateMultipartUpload
+                | UploadPart
+                | UploadPartCopy
+                | CompleteMultipartUpload
+                | AbortMultipartUpload
+                | ListParts
+                | ObjectConfig
+                | SelectObjectContent
+                | RestoreObject
+                | PostObject
+                | Unknown => {}
+            }
+            assert!(
+                MATRIX.iter().any(|row| row.3 == op),
+                "{} has no row in the permission matrix",
+                op.as_str()
+            );
+        }
+    }
+}
