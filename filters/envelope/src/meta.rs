@@ -81,7 +81,10 @@ fn decode_context(text: &str) -> Option<BTreeMap<String, String>> {
     while !rest.is_empty() {
         let k = take(&mut rest)?;
         let v = take(&mut rest)?;
-        out.insert(k, v);
+        // One value per key: an encoder never repeats one.
+        if out.insert(k, v).is_some() {
+            return None;
+        }
     }
     Some(out)
 }
@@ -159,11 +162,25 @@ impl EnvelopeMeta {
         if wrapped_dek.is_empty() || wrapped_dek.len() > MAX_WRAPPED_DEK_LEN {
             return Err(MetaError::Malformed("dek"));
         }
+        // What the encoder refuses to write, the decoder refuses to read.
+        let safe = |name: &'static str| {
+            need(name).and_then(|v| {
+                if header_safe(v) {
+                    Ok(v.to_string())
+                } else {
+                    Err(MetaError::Malformed(name))
+                }
+            })
+        };
+        let ctx = need("ctx")?;
+        if ctx.len() > MAX_CONTEXT_LEN {
+            return Err(MetaError::Malformed("ctx"));
+        }
         Ok(Some(Self {
-            provider: need("provider")?.to_string(),
-            key_id: need("key-id")?.to_string(),
+            provider: safe("provider")?,
+            key_id: safe("key-id")?,
             wrapped_dek,
-            context: decode_context(need("ctx")?).ok_or(MetaError::Malformed("ctx"))?,
+            context: decode_context(ctx).ok_or(MetaError::Malformed("ctx"))?,
             salt: fixed(need("salt")?, "salt")?,
             commitment: fixed(need("commit")?, "commit")?,
             multipart: match field("layout") {
@@ -232,5 +249,44 @@ mod tests {
             EnvelopeMeta::from_headers(|k| headers.get(k).map(String::as_str)),
             Err(MetaError::Missing("dek"))
         );
+    }
+
+    mod hostile {
+        use super::*;
+        use proptest::prelude::*;
+
+        const FIELDS: [&str; 10] = [
+            "v", "alg", "frame", "dek", "provider", "key-id", "ctx", "salt", "commit", "layout",
+        ];
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(512))]
+
+            /// Whatever a backend (or someone with write access to it) puts
+            /// in the metadata: no panic, and anything accepted round-trips
+            /// to the same headers.
+            #[test]
+            fn any_metadata_decodes_or_is_refused(
+                edits in proptest::collection::vec((0usize..10, ".{0,80}"), 0..6),
+                drop in proptest::option::of(0usize..10),
+            ) {
+                let mut headers: HashMap<String, String> =
+                    sample().to_headers().unwrap().into_iter().collect();
+                for (field, value) in &edits {
+                    headers.insert(format!("{META_PREFIX}{}", FIELDS[*field]), value.clone());
+                }
+                if let Some(d) = drop {
+                    headers.remove(&format!("{META_PREFIX}{}", FIELDS[d]));
+                }
+                if let Ok(Some(m)) =
+                    EnvelopeMeta::from_headers(|k| headers.get(k).map(String::as_str))
+                {
+                    let again: HashMap<String, String> =
+                        m.to_headers().unwrap().into_iter().collect();
+                    let back = EnvelopeMeta::from_headers(|k| again.get(k).map(String::as_str));
+                    prop_assert_eq!(back, Ok(Some(m)));
+                }
+            }
+        }
     }
 }

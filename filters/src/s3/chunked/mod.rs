@@ -118,7 +118,8 @@ impl ChunkedDecoder {
         &self.trailers
     }
 
-    /// Collects one CRLF-terminated line; returns it once complete.
+    /// Collects one CRLF-terminated line of at most `limit` bytes before
+    /// the CRLF; returns it once complete.
     fn take_line(&mut self, input: &mut &[u8], limit: usize) -> Result<Option<Vec<u8>>, S3Error> {
         while let Some((&b, rest)) = input.split_first() {
             *input = rest;
@@ -128,7 +129,9 @@ impl ChunkedDecoder {
                 line.truncate(line.len() - 2);
                 return Ok(Some(line));
             }
-            if self.line.len() > limit {
+            // A trailing `\r` may be the start of the CRLF: not counted yet.
+            let content = self.line.len() - usize::from(self.line.ends_with(b"\r"));
+            if content > limit {
                 return Err(S3Error::new(
                     S3ErrorCode::InvalidRequest,
                     format!("aws-chunked line exceeds the limit of {limit} bytes"),
@@ -164,7 +167,7 @@ impl ChunkedDecoder {
                     };
                 }
                 State::DataEnd => {
-                    let Some(line) = self.take_line(&mut input, 2)? else {
+                    let Some(line) = self.take_line(&mut input, 0)? else {
                         break;
                     };
                     if !line.is_empty() {

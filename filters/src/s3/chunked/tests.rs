@@ -144,3 +144,126 @@ fn malformed_and_truncated_bodies_fail() {
     let long = vec![b'1'; MAX_CHUNK_LINE + 10];
     assert!(decode(&mut ChunkedDecoder::new(None), &long, 100).is_err());
 }
+
+/// An unsigned body of "hello" whose size line carries `ext_len` bytes of
+/// extension and whose one trailer line carries `pad` bytes of value.
+fn padded_body(ext_len: usize, pad: usize) -> Vec<u8> {
+    let mut b = format!("5;{}\r\nhello\r\n0\r\n", "e".repeat(ext_len)).into_bytes();
+    b.extend_from_slice(format!("x-amz-meta-a:{}\r\n\r\n", "v".repeat(pad)).as_bytes());
+    b
+}
+
+#[test]
+fn the_line_limit_is_exact() {
+    // "5;" plus the extension: exactly MAX_CHUNK_LINE bytes before the CRLF.
+    let at_limit = padded_body(MAX_CHUNK_LINE - 2, 1);
+    for piece in [1, 7, at_limit.len()] {
+        assert_eq!(
+            decode(&mut ChunkedDecoder::new(None), &at_limit, piece).unwrap(),
+            b"hello"
+        );
+    }
+    let over = padded_body(MAX_CHUNK_LINE - 1, 1);
+    for piece in [1, 7, over.len()] {
+        let err = decode(&mut ChunkedDecoder::new(None), &over, piece).unwrap_err();
+        assert!(
+            err.message.contains("line exceeds the limit"),
+            "{}",
+            err.message
+        );
+    }
+}
+
+#[test]
+fn the_trailer_limit_is_exact() {
+    // The trailer line (13 + pad + CRLF) and the empty closing line (CRLF)
+    // total MAX_TRAILER_BYTES exactly.
+    let pad = MAX_TRAILER_BYTES - 17;
+    let mut d = ChunkedDecoder::new(None);
+    assert_eq!(
+        decode(&mut d, &padded_body(1, pad), 1000).unwrap(),
+        b"hello"
+    );
+    assert_eq!(d.trailers()[0].1.len(), pad);
+    let err = decode(
+        &mut ChunkedDecoder::new(None),
+        &padded_body(1, pad + 1),
+        1000,
+    )
+    .unwrap_err();
+    assert!(
+        err.message.contains("trailers exceed the limit"),
+        "{}",
+        err.message
+    );
+}
+
+#[test]
+fn the_crlf_after_data_is_exactly_crlf() {
+    for body in [
+        &b"5\r\nhello\n\r\n0\r\n\r\n"[..],
+        b"5\r\nhello \r\n0\r\n\r\n",
+    ] {
+        assert!(decode(&mut ChunkedDecoder::new(None), body, 3).is_err());
+    }
+}
+
+mod hostile {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Bytes that look like aws-chunked framing more often than noise does.
+    fn chunked_like() -> impl Strategy<Value = Vec<u8>> {
+        let token = prop_oneof![
+            Just(b"\r\n".to_vec()),
+            Just(b"0".to_vec()),
+            Just(b"5".to_vec()),
+            Just(b"ffffffff".to_vec()),
+            Just(b";chunk-signature=".to_vec()),
+            Just(b"x-amz-checksum-crc32c:".to_vec()),
+            Just(b"x-amz-trailer-signature:".to_vec()),
+            proptest::collection::vec(any::<u8>(), 0..64),
+        ];
+        proptest::collection::vec(token, 0..40).prop_map(|t| t.concat())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        /// Whatever a client sends, in whatever pieces: no panic, never
+        /// more data out than in, and the held line stays within its limit.
+        #[test]
+        fn any_body_in_any_pieces_is_bounded(
+            body in prop_oneof![chunked_like(), proptest::collection::vec(any::<u8>(), 0..2048)],
+            piece in 1usize..300,
+            signed in any::<bool>(),
+        ) {
+            let mut d = ChunkedDecoder::new(signed.then(signer));
+            let mut out = 0usize;
+            for c in body.chunks(piece) {
+                if d.push(c, |x| out += x.len()).is_err() {
+                    break;
+                }
+                prop_assert!(d.line.len() <= MAX_TRAILER_BYTES + 2);
+                prop_assert!(d.trailers.len() <= MAX_TRAILER_BYTES / 3);
+            }
+            let _ = d.finish();
+            prop_assert!(out <= body.len());
+            prop_assert_eq!(out as u64, d.decoded());
+        }
+
+        /// A signed body with one byte changed never decodes to other data:
+        /// it fails, or (a hex digit's case) yields exactly the original.
+        #[test]
+        fn a_changed_signed_body_never_yields_other_data(
+            at in 0usize..aws_example_body().len(),
+            bit in 0u8..8,
+        ) {
+            let mut body = aws_example_body();
+            body[at] ^= 1 << bit;
+            if let Ok(out) = decode(&mut ChunkedDecoder::new(Some(signer())), &body, 4096) {
+                prop_assert!(out == vec![b'a'; 66_560]);
+            }
+        }
+    }
+}
