@@ -47,11 +47,46 @@ pub(super) fn malformed(style: AuthStyle, msg: impl Into<String>) -> S3Error {
     S3Error::new(code, msg)
 }
 
+/// Headers whose second copy could make the gateway and the backend (or
+/// the signature and the gateway) read a request differently.
+fn must_be_single(name: &str) -> bool {
+    name.starts_with("x-amz-")
+        || matches!(
+            name,
+            "authorization" | "host" | "content-md5" | "content-encoding" | "range"
+        )
+}
+
+/// Refuses a repeated query parameter or security-relevant header: the
+/// gateway reads the first, a backend may read the last.
+fn check_single(query: &[(String, String)], headers: &HeaderMap) -> Result<(), S3Error> {
+    for (i, (k, _)) in query.iter().enumerate() {
+        if query[..i].iter().any(|(seen, _)| seen == k) {
+            return Err(S3Error::new(
+                S3ErrorCode::InvalidArgument,
+                format!("the query parameter {k} appears more than once"),
+            ));
+        }
+    }
+    for name in headers.keys() {
+        if must_be_single(name.as_str()) && headers.get_all(name).iter().nth(1).is_some() {
+            return Err(S3Error::new(
+                S3ErrorCode::InvalidArgument,
+                format!("the header {name} appears more than once"),
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Finds and parses the request's authorization. `Ok(None)` means anonymous.
+/// Repeated query parameters and security-relevant headers are refused
+/// first, whatever the authorization.
 pub fn parse(
     query: &[(String, String)],
     headers: &HeaderMap,
 ) -> Result<Option<Authorization>, S3Error> {
+    check_single(query, headers)?;
     if let Some(value) = headers.get(http::header::AUTHORIZATION) {
         let value = value
             .to_str()

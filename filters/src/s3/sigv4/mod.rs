@@ -216,6 +216,19 @@ pub fn verify_with(
         ));
     }
 
+    // A header the client signed must be there: a signature over an
+    // absent header says nothing the gateway could check.
+    if let Some(missing) = auth
+        .signed_headers
+        .iter()
+        .find(|h| !req.headers.contains_key(h.as_str()))
+    {
+        return Err(malformed(
+            style,
+            format!("the signed header {missing} is not in the request"),
+        ));
+    }
+
     let signing_key = signing_key(&auth.scope_date, &auth.region);
     let scope = auth.scope();
     let canonical_query = canonical_query(req.query, style == AuthStyle::Presigned);
