@@ -349,8 +349,12 @@ impl Garage {
             "cargo install garage@2.5.0 --locked --no-default-features --features bundled-libs,lmdb,sqlite",
         );
         let config = dir.path().join("garage.toml");
+        // The RPC port of the last start attempt: the S3 API may listen
+        // before RPC does, and the layout commands need RPC.
+        let rpc_port = std::cell::Cell::new(0);
         let (child, port) = spawn_listening("garage", |port| {
             let rpc = free_port();
+            rpc_port.set(rpc);
             std::fs::write(
                 &config,
                 format!(
@@ -380,6 +384,8 @@ root_domain = ".s3.garage.test"
             dir,
             bin,
         };
+        let rpc: SocketAddr = ([127, 0, 0, 1], rpc_port.get()).into();
+        wait_until("garage RPC", || accepts(rpc));
         let id = garage.cli(&["node", "id", "-q"]);
         let id = id.trim().split('@').next().unwrap().to_string();
         garage.cli(&["layout", "assign", "-z", "dc1", "-c", "1G", &id]);
@@ -693,11 +699,16 @@ pub fn http_get(addr: &str, path: &str) -> (u16, String) {
 }
 
 /// An aws cli config that keeps uploads up to 64 MiB in one PUT, so a test
-/// exercises PutObject rather than the cli's multipart path.
-pub fn aws_config_single_put() -> PathBuf {
-    let path = std::env::temp_dir().join(format!("sealgate-aws-config-{}", std::process::id()));
-    std::fs::write(&path, "[default]\ns3 =\n    multipart_threshold = 64MB\n").unwrap();
-    path
+/// exercises PutObject rather than the cli's multipart path. One file per
+/// call (removed on drop): parallel tests never share it.
+pub fn aws_config_single_put() -> tempfile::TempPath {
+    let file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(
+        file.path(),
+        "[default]\ns3 =\n    multipart_threshold = 64MB\n",
+    )
+    .unwrap();
+    file.into_temp_path()
 }
 
 /// Environment for client subprocesses: no user config, no metadata service.

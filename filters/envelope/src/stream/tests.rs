@@ -516,3 +516,41 @@ proptest! {
         }
     }
 }
+
+/// Known answers for docs/FORMAT.md, computed by the independent Python
+/// reader (`gateway/tests/py/format_reader.py kat`, written from the
+/// document with the `cryptography` package): DEK 00 01 .. 1f, salt 5a x 32,
+/// context {bucket: demo}, plaintext "sealgate known answer" as one frame of
+/// part 0 and of part 3.
+#[test]
+fn format_known_answers() {
+    let dek: [u8; 32] = std::array::from_fn(|i| i as u8);
+    let ctx = context_hash([("bucket", "demo")]);
+    assert_eq!(
+        hex::encode(ctx),
+        "3df497bde346637022392b4eebbc8251b49a4b704c520ff3258f80b237568ddc"
+    );
+    for backend in [Backend::AwsLc, Backend::RustCrypto] {
+        let k = ObjectKey::derive(&dek, &[0x5a; 32], &ctx, backend);
+        assert_eq!(
+            hex::encode(k.commitment),
+            "73e383af7a58744860a35b8ecc5c4738d5f4167e5918bd518a0f5fb1e135cee0"
+        );
+        let plain = b"sealgate known answer";
+        for (part, expected) in [
+            (
+                0,
+                "bbb3e571958f1e03ddaae845365f92fcecfbc7da6af01e5fff4ea726e438867d791a1ae058",
+            ),
+            (
+                3,
+                "7eae5686ff797b6bf56262aba52025f733b9a7c4be30b5e370bc86610d519982940824f9eb",
+            ),
+        ] {
+            let cipher = ObjectKey::derive(&dek, &[0x5a; 32], &ctx, backend).cipher;
+            let mut enc = Encryptor::new(cipher, part, plain.len() as u64);
+            let sealed = enc.push(plain, true).unwrap();
+            assert_eq!(hex::encode(&sealed), expected, "{backend:?} part {part}");
+        }
+    }
+}
