@@ -121,8 +121,10 @@ impl KeyProvider for MasterKeyProvider {
         let n = self
             .kek
             .open(&nonce, &self.aad(key_id, context), &mut buf)
+            // As KMS answers InvalidCiphertextException: the stored wrap
+            // (or its context) is not what this key wrapped.
             .map_err(|_| {
-                KeyError::Denied(
+                KeyError::Invalid(
                     "the wrapped key does not open under this master key and context".into(),
                 )
             })?;
@@ -158,7 +160,7 @@ mod tests {
         assert!(matches!(
             p.decrypt_data_key("local:dev", &dk.wrapped, &ctx("b"))
                 .await,
-            Err(KeyError::Denied(_))
+            Err(KeyError::Invalid(_))
         ));
         let other = MasterKeyProvider::new("dev", "local", b"otherkey", None);
         assert!(other
