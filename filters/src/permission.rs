@@ -71,6 +71,14 @@ mod tests {
         use Permission::*;
         &[
             ("GET", "/", "", ListBuckets, Some(Read)),
+            (
+                "GET",
+                "/",
+                "max-buckets=10&x-id=ListBuckets",
+                ListBuckets,
+                Some(Read),
+            ),
+            ("GET", "/", "lifecycle", Unknown, None),
             ("PUT", "/bk1", "", CreateBucket, Some(Admin)),
             ("DELETE", "/bk1", "", DeleteBucket, Some(Admin)),
             ("HEAD", "/bk1", "", HeadBucket, Some(Read)),

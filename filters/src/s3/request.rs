@@ -150,12 +150,28 @@ const BUCKET_DATA_PARAMS: &[&str] = &[
     "x-id",
 ];
 
+/// Query parameters of ListBuckets; any other makes a request without a
+/// bucket one the gateway does not know (and refuses).
+const LIST_BUCKETS_PARAMS: &[&str] = &[
+    "bucket-region",
+    "continuation-token",
+    "max-buckets",
+    "prefix",
+    "x-id",
+];
+
+fn is_list_buckets_param(name: &str) -> bool {
+    LIST_BUCKETS_PARAMS.contains(&name) || is_presign_param(name)
+}
+
+fn is_presign_param(name: &str) -> bool {
+    name.get(..6)
+        .is_some_and(|p| p.eq_ignore_ascii_case("x-amz-"))
+}
+
 /// True for a query name of a bucket-level data call (or presigning).
 fn is_bucket_data_param(name: &str) -> bool {
-    BUCKET_DATA_PARAMS.contains(&name)
-        || name
-            .get(..6)
-            .is_some_and(|p| p.eq_ignore_ascii_case("x-amz-"))
+    BUCKET_DATA_PARAMS.contains(&name) || is_presign_param(name)
 }
 
 /// Object sub-resources S3 serves on GET (GetObjectAcl, GetObjectAttributes, ...).
@@ -246,7 +262,17 @@ pub fn classify(
             Addressing::VirtualHosted,
         ),
         None => {
-            let (b, k) = after_slash.split_once('/').unwrap_or((after_slash, ""));
+            let (b, k) = match after_slash.split_once('/') {
+                // `//key`: a key with an empty bucket segment.
+                Some(("", _)) => {
+                    return Err(S3Error::new(
+                        S3ErrorCode::InvalidBucketName,
+                        "the specified bucket is not valid",
+                    ))
+                }
+                Some(split) => split,
+                None => (after_slash, ""),
+            };
             (
                 non_empty(&decode(b)?),
                 non_empty(&decode(k)?),
@@ -262,7 +288,9 @@ pub fn classify(
     use Operation::*;
     let operation = match (&bucket, &key) {
         (None, _) => match *method {
-            Method::GET | Method::HEAD => ListBuckets,
+            Method::GET | Method::HEAD if query.iter().all(|(k, _)| is_list_buckets_param(k)) => {
+                ListBuckets
+            }
             _ => Unknown,
         },
         (Some(_), None) => {

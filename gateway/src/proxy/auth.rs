@@ -14,7 +14,7 @@ use sealgate_filters::auth::Identity;
 use sealgate_filters::permission;
 use sealgate_filters::s3::request::classify;
 use sealgate_filters::s3::sigv4::RequestParts;
-use sealgate_filters::s3::{uri, S3Error, S3ErrorCode, S3Request};
+use sealgate_filters::s3::{uri, Operation, S3Error, S3ErrorCode, S3Request};
 
 use super::{Ctx, Gateway};
 
@@ -82,7 +82,15 @@ impl Gateway {
                 identity.authorize(&resolved.name, needed)?;
                 Some(resolved)
             }
-            None => None,
+            // Only ListBuckets names no bucket; nothing else without one
+            // is forwarded under the gateway's credentials.
+            None if s3.operation == Operation::ListBuckets => None,
+            None => {
+                return Err(S3Error::new(
+                    S3ErrorCode::MethodNotAllowed,
+                    "the specified method is not allowed without a bucket",
+                ))
+            }
         };
         Ok(Authenticated {
             s3,

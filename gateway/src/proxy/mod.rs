@@ -15,6 +15,8 @@ mod auth;
 mod copy;
 mod errors;
 mod headers;
+#[cfg(test)]
+mod hostile_tests;
 mod listing;
 mod multipart;
 mod observe;
