@@ -291,6 +291,9 @@ pub struct AwsKms {
     pub validate_keys: bool,
     /// Ask KMS to enable yearly automatic rotation of the key on start.
     pub enable_key_rotation: bool,
+    /// Credentials for KMS (`credentials`, as under `storage.s3`); the
+    /// standard AWS chain when absent.
+    pub credentials: UpstreamCredentials,
 }
 
 /// Data key spec for GenerateDataKey.

@@ -702,6 +702,7 @@ const KMS_KEYS: &[&str] = &[
     "data_key_cache_ttl",
     "validate_keys",
     "enable_key_rotation",
+    "credentials",
 ];
 
 fn encryption(
@@ -1135,6 +1136,11 @@ fn aws_kms(r: &mut Reader, o: &Obj) -> Option<ProviderKind> {
         .unwrap_or(DEFAULT_DATA_KEY_CACHE_TTL);
     let validate_keys = r.boolean(o, "validate_keys").unwrap_or(false);
     let enable_key_rotation = r.boolean(o, "enable_key_rotation").unwrap_or(false);
+    let credentials = if o.has("credentials") {
+        upstream_credentials(r, o)?
+    } else {
+        UpstreamCredentials::DefaultChain
+    };
     Some(ProviderKind::AwsKms(AwsKms {
         default_key_id: default_key_id?,
         region,
@@ -1144,6 +1150,7 @@ fn aws_kms(r: &mut Reader, o: &Obj) -> Option<ProviderKind> {
         data_key_cache_ttl,
         validate_keys,
         enable_key_rotation,
+        credentials,
     }))
 }
 

@@ -1,6 +1,6 @@
-//! The key-provider registry: every configured provider by name. The
-//! cloud providers (AWS KMS, Azure Key Vault) and the data-key caches go
-//! here too; the provider trait and the master-key provider are pure and
+//! The key-provider registry: every configured provider by name, and the
+//! start-up checks of cloud keys. The cloud providers live beside it
+//! (`kms.rs`); the provider trait and the master-key provider are pure and
 //! live in `sealgate_filters::keys`.
 
 use std::collections::HashMap;
@@ -10,14 +10,17 @@ use sealgate_config::{Config, ProviderKind};
 use sealgate_filters::keys::{KeyError, KeyProvider, MasterKeyProvider};
 use sealgate_filters::s3::{S3Error, S3ErrorCode};
 
+use crate::kms::AwsKmsProvider;
+
 /// The configured key providers by name.
 pub struct Providers {
     by_name: HashMap<String, Arc<dyn KeyProvider>>,
 }
 
 impl Providers {
-    /// Builds every provider; cloud providers are not available in this build yet.
-    pub fn from_config(config: &Config) -> Result<Self, String> {
+    /// Builds every provider. No provider is called here: cloud clients
+    /// connect on first use, on the runtime that serves requests.
+    pub async fn from_config(config: &Config) -> Result<Self, String> {
         let mut by_name: HashMap<String, Arc<dyn KeyProvider>> = HashMap::new();
         for (name, p) in &config.encryption.providers {
             let provider: Arc<dyn KeyProvider> = match &p.kind {
@@ -33,6 +36,9 @@ impl Providers {
                     c.master_key.expose(),
                     c.key_derivation_salt.as_deref(),
                 )),
+                ProviderKind::AwsKms(k) => {
+                    Arc::new(AwsKmsProvider::new(name, k, &config.upstream.region).await)
+                }
                 other => {
                     return Err(format!(
                         "key provider `{name}`: type {} is not available in this build yet",
@@ -50,6 +56,75 @@ impl Providers {
     }
 }
 
+/// Every KMS key id the configuration names for `provider`: its default,
+/// the bucket keys of buckets its policies cover, keys clients may pick
+/// and keys kept readable.
+fn kms_key_ids(config: &Config, provider: &str, default: &str) -> Vec<String> {
+    let mut ids = vec![default.to_string()];
+    for p in config
+        .encryption
+        .policies
+        .iter()
+        .filter(|p| p.key_provider == provider)
+    {
+        ids.extend(p.allowed_key_ids.iter().cloned());
+        ids.extend(p.readable_key_ids.iter().cloned());
+    }
+    for (bucket, b) in &config.buckets {
+        let uses = config
+            .policy_for(bucket)
+            .map(|p| p.key_provider.as_str())
+            .or(config.encryption.default_provider.as_deref());
+        if uses == Some(provider) {
+            ids.extend(b.kms_key_id.iter().cloned());
+        }
+    }
+    ids.sort();
+    ids.dedup();
+    ids
+}
+
+/// Start-up checks of the `aws-kms` providers that ask for them:
+/// `validate_keys` describes every configured key and refuses to start,
+/// naming the key and why, when one is missing, disabled, pending deletion
+/// or not an ENCRYPT_DECRYPT key; `enable_key_rotation` turns automatic
+/// rotation on where it is off. Runs with its own clients, on the start-up
+/// runtime, so no connection outlives it.
+pub async fn check_at_start(config: &Config) -> Result<(), String> {
+    for (name, p) in &config.encryption.providers {
+        let ProviderKind::AwsKms(k) = &p.kind else {
+            continue;
+        };
+        if !k.validate_keys && !k.enable_key_rotation {
+            continue;
+        }
+        let kms = AwsKmsProvider::new(name, k, &config.upstream.region).await;
+        for key_id in kms_key_ids(config, name, &k.default_key_id) {
+            if k.validate_keys {
+                let arn = kms.describe(&key_id).await.map_err(|e| {
+                    format!("key provider `{name}`: key {key_id} cannot be used: {e}")
+                })?;
+                tracing::info!(provider = %name, key_id = %key_id, arn = %arn, "KMS key is enabled");
+            }
+            if k.enable_key_rotation {
+                match kms.ensure_rotation(&key_id).await {
+                    Ok(true) => {
+                        tracing::info!(provider = %name, key_id = %key_id, "KMS key rotation is on")
+                    }
+                    Ok(false) => {
+                        tracing::info!(provider = %name, key_id = %key_id, "KMS key rotation turned on")
+                    }
+                    Err(e) => tracing::warn!(
+                        provider = %name, key_id = %key_id, error = %e,
+                        "KMS key rotation could not be checked or turned on"
+                    ),
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Maps a provider failure to the client's error (no key material in it).
 pub fn key_error(e: KeyError) -> S3Error {
     match e {
@@ -64,6 +139,21 @@ pub fn key_error(e: KeyError) -> S3Error {
         KeyError::Invalid(_) => S3Error::new(
             S3ErrorCode::InternalError,
             "the object's key could not be used",
+        ),
+        KeyError::Throttled(_) => S3Error::new(
+            S3ErrorCode::SlowDown,
+            "the key provider is throttling requests; retry with backoff",
+        ),
+        KeyError::NotFound(_) => S3Error::new(
+            S3ErrorCode::KmsNotFound,
+            "the encryption key does not exist",
+        ),
+        KeyError::Disabled(_) => {
+            S3Error::new(S3ErrorCode::KmsDisabled, "the encryption key is disabled")
+        }
+        KeyError::InvalidState(_) => S3Error::new(
+            S3ErrorCode::KmsInvalidState,
+            "the encryption key's state does not allow this operation",
         ),
     }
 }

@@ -5,6 +5,7 @@
 
 mod admin;
 mod keys;
+mod kms;
 mod metrics;
 mod proxy;
 pub mod server;

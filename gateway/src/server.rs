@@ -179,9 +179,14 @@ pub fn start(config: Config, options: RunOptions) -> Result<GatewayHandle, Start
         rt.block_on(UpstreamTarget::new(&config.upstream))
             .map_err(StartError::Upstream)?,
     );
+    rt.block_on(crate::keys::check_at_start(&config))
+        .map_err(StartError::Providers)?;
+    let providers = rt
+        .block_on(crate::keys::Providers::from_config(&config))
+        .map_err(StartError::Providers)?;
     drop(rt);
 
-    add_s3_service(&mut server, &config, upstream, metrics.clone())?;
+    add_s3_service(&mut server, &config, upstream, providers, metrics.clone())?;
 
     if let Some(admin_addr) = config.server.admin_listen {
         let mut admin = Service::new(
@@ -225,9 +230,9 @@ fn add_s3_service(
     server: &mut Server,
     config: &Arc<Config>,
     upstream: Arc<UpstreamTarget>,
+    providers: crate::keys::Providers,
     metrics: Arc<Metrics>,
 ) -> Result<(), StartError> {
-    let providers = crate::keys::Providers::from_config(config).map_err(StartError::Providers)?;
     let gateway = Gateway::new(config.clone(), upstream, metrics, providers);
     let mut proxy =
         pingora::proxy::http_proxy_service_with_name(&server.configuration, gateway, "sealgate-s3");

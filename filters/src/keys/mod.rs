@@ -45,6 +45,18 @@ pub enum KeyError {
     /// The wrapped key or key id is not valid for this provider.
     #[error("invalid wrapped key: {0}")]
     Invalid(String),
+    /// The provider throttled the call: retryable, with backoff.
+    #[error("key provider throttled: {0}")]
+    Throttled(String),
+    /// The key does not exist.
+    #[error("key not found: {0}")]
+    NotFound(String),
+    /// The key is disabled.
+    #[error("key disabled: {0}")]
+    Disabled(String),
+    /// The key's state forbids the operation (pending deletion, pending import, ...).
+    #[error("key in an unusable state: {0}")]
+    InvalidState(String),
 }
 
 /// A source of data keys.
@@ -69,6 +81,11 @@ pub trait KeyProvider: Send + Sync {
         wrapped: &[u8],
         context: &BTreeMap<String, String>,
     ) -> Result<Zeroizing<[u8; DEK_LEN]>, KeyError>;
+    /// The id objects record for a configured key id (KMS: the key's ARN
+    /// for an alias, key id or ARN), so configured and stored ids compare.
+    async fn canonical_key_id(&self, key_id: &str) -> Result<String, KeyError> {
+        Ok(key_id.to_string())
+    }
 }
 
 /// Cryptographically random bytes from the operating system.

@@ -21,6 +21,12 @@ pub enum S3ErrorCode {
     InvalidRange,
     InvalidRequest,
     InvalidURI,
+    /// The KMS key is disabled (S3's answer for SSE-KMS).
+    KmsDisabled,
+    /// The KMS key is in a state that does not allow the operation (pending deletion, ...).
+    KmsInvalidState,
+    /// The KMS key does not exist.
+    KmsNotFound,
     MalformedXML,
     MethodNotAllowed,
     MissingContentLength,
@@ -32,6 +38,8 @@ pub enum S3ErrorCode {
     RequestTimeTooSkewed,
     ServiceUnavailable,
     SignatureDoesNotMatch,
+    /// Throttled (by the key provider): retry with backoff.
+    SlowDown,
     XAmzContentSHA256Mismatch,
 }
 
@@ -55,6 +63,9 @@ impl S3ErrorCode {
             Self::InvalidRange => "InvalidRange",
             Self::InvalidRequest => "InvalidRequest",
             Self::InvalidURI => "InvalidURI",
+            Self::KmsDisabled => "KMS.DisabledException",
+            Self::KmsInvalidState => "KMS.KMSInvalidStateException",
+            Self::KmsNotFound => "KMS.NotFoundException",
             Self::MalformedXML => "MalformedXML",
             Self::MethodNotAllowed => "MethodNotAllowed",
             Self::MissingContentLength => "MissingContentLength",
@@ -66,6 +77,7 @@ impl S3ErrorCode {
             Self::RequestTimeTooSkewed => "RequestTimeTooSkewed",
             Self::ServiceUnavailable => "ServiceUnavailable",
             Self::SignatureDoesNotMatch => "SignatureDoesNotMatch",
+            Self::SlowDown => "SlowDown",
             Self::XAmzContentSHA256Mismatch => "XAmzContentSHA256Mismatch",
         }
     }
@@ -81,7 +93,7 @@ impl S3ErrorCode {
             Self::NoSuchUpload | Self::NoSuchKey => StatusCode::NOT_FOUND,
             Self::PreconditionFailed => StatusCode::PRECONDITION_FAILED,
             Self::NotImplemented => StatusCode::NOT_IMPLEMENTED,
-            Self::ServiceUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Self::ServiceUnavailable | Self::SlowDown => StatusCode::SERVICE_UNAVAILABLE,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::MissingContentLength => StatusCode::LENGTH_REQUIRED,
             Self::InvalidRange => StatusCode::RANGE_NOT_SATISFIABLE,

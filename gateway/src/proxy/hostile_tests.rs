@@ -56,14 +56,13 @@ fn gateway() -> &'static Gateway {
 
 fn build() -> Gateway {
     let config = Arc::new(sealgate_config::load_str(CONFIG, &|_| None).unwrap().config);
-    let upstream = tokio::runtime::Builder::new_current_thread()
+    let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .unwrap()
-        .block_on(UpstreamTarget::new(&config.upstream))
         .unwrap();
+    let upstream = rt.block_on(UpstreamTarget::new(&config.upstream)).unwrap();
     let metrics = Metrics::register(prometheus::Registry::new()).unwrap();
-    let providers = Providers::from_config(&config).unwrap();
+    let providers = rt.block_on(Providers::from_config(&config)).unwrap();
     Gateway::new(config, Arc::new(upstream), Arc::new(metrics), providers)
 }
 

@@ -53,11 +53,12 @@ impl Gateway {
             .decrypt_data_key(&token.key_id, &token.wrapped_dek, &enc.context)
             .await
             .map_err(|e| match e {
-                // Retryable: the token may well be genuine.
-                KeyError::Unavailable(_) => key_error(e),
                 // The wrapped key does not open for this bucket's key and
                 // context: no upload of this bucket has that token.
                 KeyError::Denied(_) | KeyError::Invalid(_) => no_such_upload(),
+                // The provider's state (unavailable, throttled, a disabled
+                // key): the token may well be genuine.
+                other => key_error(other),
             })?;
         let ctx_hash = sealgate_envelope::context_hash(
             enc.context.iter().map(|(k, v)| (k.as_str(), v.as_str())),

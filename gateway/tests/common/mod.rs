@@ -616,6 +616,12 @@ auth:
 
     /// Starts a gateway in front of `backend`.
     pub fn start_with(backend: &dyn Upstream, opts: &Options) -> Gateway {
+        Self::try_start_with(backend, opts)
+            .unwrap_or_else(|e| panic!("the gateway did not start: {e}"))
+    }
+
+    /// Starts a gateway, or says why it refused to start.
+    pub fn try_start_with(backend: &dyn Upstream, opts: &Options) -> Result<Gateway, String> {
         let tls_dir = opts.tls_dir;
         sealgate::install_crypto_provider();
         let port = free_port();
@@ -638,7 +644,7 @@ auth:
                 unix_signals: false,
             },
         )
-        .unwrap();
+        .map_err(|e| e.to_string())?;
         wait_until("the gateway to accept connections", || handle.is_ready());
         if let Some(p) = tls_port {
             wait_until("the TLS listener", || accepts(([127, 0, 0, 1], p).into()));
@@ -646,12 +652,12 @@ auth:
         wait_until("the admin listener", || {
             accepts(([127, 0, 0, 1], admin_port).into())
         });
-        Gateway {
+        Ok(Gateway {
             handle: Some(handle),
             port,
             admin_port,
             tls_port,
-        }
+        })
     }
 
     pub fn url(&self) -> String {

@@ -1,0 +1,148 @@
+//! The `aws-kms` provider against a real KMS API (moto's server): uploads
+//! and reads through the aws cli, the encryption context enforced by KMS
+//! itself, the key's ARN reported as S3 does, and `validate_keys` refusing
+//! to start on a disabled key.
+
+mod common;
+
+use common::*;
+
+const KMS: &str = include_str!("py/kms_moto.py");
+
+/// An aws-kms provider for `key` at moto's `kms_url`, for every bucket.
+fn kms_config(kms_url: &str, key: &str) -> String {
+    format!(
+        "encryption:
+  key_providers:
+    prod-kms:
+      type: aws-kms
+      config:
+        default_key_id: {key}
+        region: us-east-1
+        endpoint: {kms_url}
+        encryption_context: {{application: sealgate}}
+        validate_keys: true
+        credentials: {{access_key_id: testing, secret_access_key: testing}}
+  policies:
+    - bucket_pattern: \"*\"
+      key_provider: prod-kms
+      mandatory: true
+"
+    )
+}
+
+fn create_key(kms_url: &str, alias: &str) -> (String, String) {
+    let out = python_ok(KMS, &["create", kms_url, alias]);
+    let mut it = out.split_whitespace();
+    (
+        it.next().unwrap().to_string(),
+        it.next().unwrap().to_string(),
+    )
+}
+
+#[test]
+fn aws_kms_round_trips_with_its_context_enforced_by_kms() {
+    let moto = Moto::start(&[]);
+    let kms_url = format!("http://127.0.0.1:{}", moto.port);
+    let (_, arn) = create_key(&kms_url, "alias/sealgate");
+    let backend = Backend::start(&["demo"]);
+    let extra = kms_config(&kms_url, "alias/sealgate");
+    let gw = Gateway::start_with(
+        &backend,
+        &Options {
+            extra: &extra,
+            ..Options::default()
+        },
+    );
+    let work = tempfile::tempdir().unwrap();
+    for (key, size) in [("small", 100_000), ("multi", 20 * 1024 * 1024)] {
+        let data = test_bytes(size, 11);
+        let src = work.path().join(key);
+        std::fs::write(&src, &data).unwrap();
+        cp(
+            &gw.url(),
+            src.to_str().unwrap(),
+            &format!("s3://demo/{key}"),
+        );
+        let back = work.path().join(format!("{key}.back"));
+        cp(
+            &gw.url(),
+            &format!("s3://demo/{key}"),
+            back.to_str().unwrap(),
+        );
+        assert!(std::fs::read(&back).unwrap() == data, "{key} round trip");
+        let stored = std::fs::read(backend.object_path("demo", key)).unwrap();
+        assert!(
+            !stored.windows(64).any(|w| w == &data[..64]),
+            "{key} is ciphertext"
+        );
+        // S3's answer for SSE-KMS: the algorithm and the key's ARN.
+        let head = aws_ok(
+            &gw.url(),
+            &[
+                "s3api",
+                "head-object",
+                "--bucket",
+                "demo",
+                "--key",
+                key,
+                "--query",
+                "[ServerSideEncryption,SSEKMSKeyId]",
+                "--output",
+                "text",
+            ],
+        );
+        assert_eq!(
+            head.split_whitespace().collect::<Vec<_>>(),
+            ["aws:kms", arn.as_str()]
+        );
+        // KMS holds the context: the wrapped key opens under it and no other.
+        let (id, secret) = backend.credentials();
+        assert_eq!(
+            python_ok(
+                KMS,
+                &[
+                    "context",
+                    &kms_url,
+                    &backend.url(),
+                    id,
+                    secret,
+                    "demo",
+                    key,
+                    "application",
+                    "sealgate",
+                ],
+            )
+            .trim(),
+            "ok"
+        );
+    }
+}
+
+#[test]
+fn validate_keys_refuses_to_start_on_a_disabled_key() {
+    let moto = Moto::start(&[]);
+    let kms_url = format!("http://127.0.0.1:{}", moto.port);
+    let (key_id, _) = create_key(&kms_url, "alias/retired");
+    assert_eq!(python_ok(KMS, &["disable", &kms_url, &key_id]).trim(), "ok");
+    let backend = Backend::start(&["demo"]);
+    for (key, why) in [
+        ("alias/retired", "disabled"),
+        ("alias/missing", "not found"),
+    ] {
+        let extra = kms_config(&kms_url, key);
+        let err = Gateway::try_start_with(
+            &backend,
+            &Options {
+                extra: &extra,
+                ..Options::default()
+            },
+        )
+        .err()
+        .expect("a gateway with an unusable key must not start");
+        assert!(
+            err.contains("prod-kms") && err.contains(key) && err.contains(why),
+            "the error names the provider, the key and why: {err}"
+        );
+    }
+}
