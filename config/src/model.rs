@@ -274,6 +274,16 @@ impl ProviderKind {
             ProviderKind::Local(_) => "local",
         }
     }
+
+    /// How long a data key is reused for new objects and kept for reads.
+    pub fn data_key_cache_ttl(&self) -> Duration {
+        match self {
+            ProviderKind::AwsKms(k) => k.data_key_cache_ttl,
+            ProviderKind::AzureKeyVault(a) => a.data_key_cache_ttl,
+            ProviderKind::Custom(c) => c.data_key_cache_ttl,
+            ProviderKind::Local(l) => l.data_key_cache_ttl,
+        }
+    }
 }
 
 /// AWS KMS (`encryption.kms` or a named `aws-kms` provider).

@@ -10,6 +10,7 @@ use sealgate_config::{Config, ProviderKind};
 use sealgate_filters::keys::{KeyError, KeyProvider, MasterKeyProvider};
 use sealgate_filters::s3::{S3Error, S3ErrorCode};
 
+use crate::keycache::CachingProvider;
 use crate::kms::AwsKmsProvider;
 
 /// The configured key providers by name.
@@ -46,7 +47,8 @@ impl Providers {
                     ))
                 }
             };
-            by_name.insert(name.clone(), provider);
+            let cached = CachingProvider::new(provider, p.kind.data_key_cache_ttl());
+            by_name.insert(name.clone(), Arc::new(cached));
         }
         Ok(Self { by_name })
     }

@@ -4,6 +4,7 @@
 //! phases, owns every socket (clients, upstream S3, admin) and the CLI.
 
 mod admin;
+mod keycache;
 mod keys;
 mod kms;
 mod metrics;

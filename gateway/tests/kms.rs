@@ -146,3 +146,125 @@ fn validate_keys_refuses_to_start_on_a_disabled_key() {
         );
     }
 }
+
+const COUNTER: &str = include_str!("py/kms_counter.py");
+const LOAD: &str = include_str!("py/kms_load.py");
+
+/// The counting front of the KMS; stopped (an outage) when dropped.
+struct KmsCounter {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl KmsCounter {
+    fn start(kms_url: &str) -> KmsCounter {
+        let (child, port) = spawn_listening("the KMS counter", |port| {
+            let mut cmd = std::process::Command::new("python3");
+            cmd.args(["-E", "-c", COUNTER, &port.to_string(), kms_url]);
+            cmd
+        });
+        KmsCounter { child, port }
+    }
+
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Calls of `op` the KMS has seen.
+    fn count(&self, op: &str) -> u64 {
+        let (_, body) = http_get(&format!("127.0.0.1:{}", self.port), "/__counts");
+        let key = format!("\"{op}\": ");
+        body.split_once(&key)
+            .and_then(|(_, rest)| rest.split(|c: char| !c.is_ascii_digit()).next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0)
+    }
+}
+
+impl Drop for KmsCounter {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Data keys are cached: 1,000 PUTs make a handful of GenerateDataKey
+/// calls and reads after writes none at all (counted at the KMS). With the
+/// KMS gone, cached keys keep serving and a miss is a clean 503 in bounded
+/// time.
+#[test]
+fn data_keys_are_cached_and_an_outage_is_answered_cleanly() {
+    let moto = Moto::start(&[]);
+    let moto_url = format!("http://127.0.0.1:{}", moto.port);
+    create_key(&moto_url, "alias/sealgate");
+    let counter = KmsCounter::start(&moto_url);
+    let backend = Backend::start(&["demo"]);
+    let extra = kms_config(&counter.url(), "alias/sealgate");
+    let opts = Options {
+        extra: &extra,
+        ..Options::default()
+    };
+    let gw = Gateway::start_with(&backend, &opts);
+    let described = counter.count("DescribeKey");
+    assert_eq!(
+        python_ok(LOAD, &[&gw.url(), "put", "demo", "1000"]).trim(),
+        "ok"
+    );
+    let generated = counter.count("GenerateDataKey");
+    assert!(
+        (1..=3).contains(&generated),
+        "1,000 PUTs made {generated} GenerateDataKey calls"
+    );
+    assert_eq!(
+        python_ok(LOAD, &[&gw.url(), "get", "demo", "100"]).trim(),
+        "ok"
+    );
+    assert_eq!(
+        counter.count("Decrypt"),
+        0,
+        "reads after writes use the cache"
+    );
+    assert_eq!(
+        counter.count("DescribeKey"),
+        described,
+        "no describe per request"
+    );
+
+    // A second instance has nothing cached: its first read of an object
+    // unwraps once, later reads none.
+    let other = Gateway::start_with(&backend, &opts);
+    assert_eq!(
+        python_ok(LOAD, &[&other.url(), "get", "demo", "50"]).trim(),
+        "ok"
+    );
+    assert_eq!(counter.count("Decrypt"), 1, "one data key, one unwrap");
+
+    // The KMS goes away.
+    drop(counter);
+    assert_eq!(
+        python_ok(LOAD, &[&gw.url(), "get", "demo", "10"]).trim(),
+        "ok"
+    );
+    assert_eq!(
+        python_ok(LOAD, &[&gw.url(), "put", "demo", "10"]).trim(),
+        "ok"
+    );
+    // (without validate_keys: with it, a gateway refuses to start without its KMS)
+    let extra = extra.replace("validate_keys: true", "validate_keys: false");
+    let third = Gateway::start_with(
+        &backend,
+        &Options {
+            extra: &extra,
+            ..Options::default()
+        },
+    );
+    let started = std::time::Instant::now();
+    let r = common::raw::signed_get(third.port, "demo", "o1", None);
+    assert_eq!(r.status, 503, "an uncached read during the outage");
+    assert_eq!(r.error_code().as_deref(), Some("ServiceUnavailable"));
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(20),
+        "answered in bounded time, not hung: {:?}",
+        started.elapsed()
+    );
+}

@@ -69,7 +69,7 @@ fn accepts(addr: SocketAddr) -> bool {
 
 /// Starts a server on a free port (`command` builds its command line for a
 /// port) and waits until it accepts connections; retries on a lost port race.
-fn spawn_listening(what: &str, command: impl Fn(u16) -> Command) -> (Child, u16) {
+pub fn spawn_listening(what: &str, command: impl Fn(u16) -> Command) -> (Child, u16) {
     for _attempt in 0..3 {
         let port = free_port();
         let mut child = command(port)

@@ -1,0 +1,332 @@
+//! Data-key caching in front of any key provider (DESIGN §5).
+//!
+//! - Encrypt cache: (key id, context) -> a data key reused for new objects
+//!   for `data_key_cache_ttl` and at most [`MAX_OBJECTS_PER_DATA_KEY`]
+//!   objects. Reuse is safe because no object is encrypted under the data
+//!   key itself: each derives its own key from it with a fresh 256-bit salt.
+//! - Decrypt cache: (key id, wrapped key, context) -> the unwrapped key,
+//!   for the same time, seeded by the encrypt side (a read after a write
+//!   needs no provider call).
+//! - Concurrent misses for one entry make one provider call (single
+//!   flight); a cached key keeps serving while the provider is down, until
+//!   it expires. Entries hold keys in zeroizing buffers: an evicted or
+//!   expired key is wiped once its last user drops it.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use quick_cache::sync::Cache;
+use sealgate_filters::keys::{DataKey, KeyError, KeyProvider, DEK_LEN};
+use sha2::{Digest, Sha256};
+use zeroize::Zeroizing;
+
+/// Objects encrypted under one cached data key before a fresh one is asked
+/// for (the AWS Encryption SDK's default message limit per data key).
+pub const MAX_OBJECTS_PER_DATA_KEY: u64 = 1 << 32;
+/// Entries per cache (each holds one 32-byte key and its wrapped form).
+const MAX_ENTRIES: usize = 10_000;
+
+type EncryptKey = (String, BTreeMap<String, String>);
+
+/// A data key kept for new objects.
+struct Issued {
+    plaintext: Zeroizing<[u8; DEK_LEN]>,
+    wrapped: Vec<u8>,
+    key_id: String,
+    expires: Instant,
+    uses: AtomicU64,
+}
+
+/// An unwrapped data key kept for reads.
+struct Unwrapped {
+    plaintext: Zeroizing<[u8; DEK_LEN]>,
+    expires: Instant,
+}
+
+/// A key provider with data-key caches in front.
+pub struct CachingProvider {
+    inner: Arc<dyn KeyProvider>,
+    ttl: Duration,
+    encrypt: Cache<EncryptKey, Arc<Issued>>,
+    decrypt: Cache<[u8; 32], Arc<Unwrapped>>,
+}
+
+/// The decrypt cache's key: a hash of everything the unwrap depends on.
+fn unwrap_id(key_id: &str, wrapped: &[u8], context: &BTreeMap<String, String>) -> [u8; 32] {
+    let mut h = Sha256::new();
+    for field in [key_id.as_bytes(), wrapped] {
+        h.update((field.len() as u64).to_be_bytes());
+        h.update(field);
+    }
+    for (k, v) in context {
+        for field in [k.as_bytes(), v.as_bytes()] {
+            h.update((field.len() as u64).to_be_bytes());
+            h.update(field);
+        }
+    }
+    h.finalize().into()
+}
+
+impl CachingProvider {
+    /// Wraps `inner`; a zero `ttl` turns caching off.
+    pub fn new(inner: Arc<dyn KeyProvider>, ttl: Duration) -> Self {
+        Self {
+            inner,
+            ttl,
+            encrypt: Cache::new(MAX_ENTRIES),
+            decrypt: Cache::new(MAX_ENTRIES),
+        }
+    }
+
+    fn remember_unwrapped(
+        &self,
+        id: [u8; 32],
+        plaintext: &Zeroizing<[u8; DEK_LEN]>,
+        expires: Instant,
+    ) {
+        self.decrypt.insert(
+            id,
+            Arc::new(Unwrapped {
+                plaintext: plaintext.clone(),
+                expires,
+            }),
+        );
+    }
+}
+
+#[async_trait]
+impl KeyProvider for CachingProvider {
+    fn name(&self) -> &str {
+        self.inner.name()
+    }
+
+    fn default_key_id(&self) -> &str {
+        self.inner.default_key_id()
+    }
+
+    fn type_name(&self) -> &'static str {
+        self.inner.type_name()
+    }
+
+    async fn generate_data_key(
+        &self,
+        key_id: &str,
+        context: &BTreeMap<String, String>,
+    ) -> Result<DataKey, KeyError> {
+        if self.ttl.is_zero() {
+            return self.inner.generate_data_key(key_id, context).await;
+        }
+        let id: EncryptKey = (key_id.to_string(), context.clone());
+        // Twice at most: a stale or used-up entry is dropped and loaded anew.
+        for _ in 0..2 {
+            match self.encrypt.get_value_or_guard_async(&id).await {
+                Ok(entry) => {
+                    let fresh = Instant::now() < entry.expires
+                        && entry.uses.fetch_add(1, Ordering::Relaxed) < MAX_OBJECTS_PER_DATA_KEY;
+                    if fresh {
+                        return Ok(DataKey {
+                            plaintext: entry.plaintext.clone(),
+                            wrapped: entry.wrapped.clone(),
+                            key_id: entry.key_id.clone(),
+                        });
+                    }
+                    self.encrypt.remove(&id);
+                }
+                Err(guard) => {
+                    let key = self.inner.generate_data_key(key_id, context).await?;
+                    let expires = Instant::now() + self.ttl;
+                    self.remember_unwrapped(
+                        unwrap_id(&key.key_id, &key.wrapped, context),
+                        &key.plaintext,
+                        expires,
+                    );
+                    let _ = guard.insert(Arc::new(Issued {
+                        plaintext: key.plaintext.clone(),
+                        wrapped: key.wrapped.clone(),
+                        key_id: key.key_id.clone(),
+                        expires,
+                        uses: AtomicU64::new(1),
+                    }));
+                    return Ok(key);
+                }
+            }
+        }
+        self.inner.generate_data_key(key_id, context).await
+    }
+
+    async fn decrypt_data_key(
+        &self,
+        key_id: &str,
+        wrapped: &[u8],
+        context: &BTreeMap<String, String>,
+    ) -> Result<Zeroizing<[u8; DEK_LEN]>, KeyError> {
+        if self.ttl.is_zero() {
+            return self.inner.decrypt_data_key(key_id, wrapped, context).await;
+        }
+        let id = unwrap_id(key_id, wrapped, context);
+        for _ in 0..2 {
+            match self.decrypt.get_value_or_guard_async(&id).await {
+                Ok(entry) if Instant::now() < entry.expires => return Ok(entry.plaintext.clone()),
+                Ok(_) => {
+                    self.decrypt.remove(&id);
+                }
+                Err(guard) => {
+                    let plaintext = self
+                        .inner
+                        .decrypt_data_key(key_id, wrapped, context)
+                        .await?;
+                    let _ = guard.insert(Arc::new(Unwrapped {
+                        plaintext: plaintext.clone(),
+                        expires: Instant::now() + self.ttl,
+                    }));
+                    return Ok(plaintext);
+                }
+            }
+        }
+        self.inner.decrypt_data_key(key_id, wrapped, context).await
+    }
+
+    async fn canonical_key_id(&self, key_id: &str) -> Result<String, KeyError> {
+        self.inner.canonical_key_id(key_id).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicUsize;
+
+    /// A provider that counts its calls and can be switched off.
+    struct Counting {
+        generated: AtomicUsize,
+        unwrapped: AtomicUsize,
+        down: std::sync::atomic::AtomicBool,
+    }
+
+    #[async_trait]
+    impl KeyProvider for Counting {
+        fn name(&self) -> &str {
+            "counting"
+        }
+        fn default_key_id(&self) -> &str {
+            "k"
+        }
+        fn type_name(&self) -> &'static str {
+            "test"
+        }
+        async fn generate_data_key(
+            &self,
+            key_id: &str,
+            _: &BTreeMap<String, String>,
+        ) -> Result<DataKey, KeyError> {
+            if self.down.load(Ordering::SeqCst) {
+                return Err(KeyError::Unavailable("down".into()));
+            }
+            let n = self.generated.fetch_add(1, Ordering::SeqCst) as u8;
+            // Let concurrent callers pile up behind the first.
+            tokio::task::yield_now().await;
+            Ok(DataKey {
+                plaintext: Zeroizing::new([n; DEK_LEN]),
+                wrapped: vec![n; 8],
+                key_id: format!("{key_id}-arn"),
+            })
+        }
+        async fn decrypt_data_key(
+            &self,
+            _: &str,
+            wrapped: &[u8],
+            _: &BTreeMap<String, String>,
+        ) -> Result<Zeroizing<[u8; DEK_LEN]>, KeyError> {
+            if self.down.load(Ordering::SeqCst) {
+                return Err(KeyError::Unavailable("down".into()));
+            }
+            self.unwrapped.fetch_add(1, Ordering::SeqCst);
+            Ok(Zeroizing::new([wrapped[0]; DEK_LEN]))
+        }
+    }
+
+    fn counting() -> Arc<Counting> {
+        Arc::new(Counting {
+            generated: AtomicUsize::new(0),
+            unwrapped: AtomicUsize::new(0),
+            down: std::sync::atomic::AtomicBool::new(false),
+        })
+    }
+
+    fn ctx(v: &str) -> BTreeMap<String, String> {
+        [("bucket".to_string(), v.to_string())].into()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn one_call_per_key_and_context_until_it_expires() {
+        let inner = counting();
+        let cache = Arc::new(CachingProvider::new(
+            inner.clone(),
+            Duration::from_secs(300),
+        ));
+        let tasks: Vec<_> = (0..64)
+            .map(|_| {
+                let cache = cache.clone();
+                tokio::spawn(async move { cache.generate_data_key("k", &ctx("a")).await.unwrap() })
+            })
+            .collect();
+        let mut wrapped = Vec::new();
+        for t in tasks {
+            wrapped.push(t.await.unwrap().wrapped);
+        }
+        assert_eq!(inner.generated.load(Ordering::SeqCst), 1, "single flight");
+        assert!(wrapped.iter().all(|w| w == &wrapped[0]));
+        // Another context is another key.
+        cache.generate_data_key("k", &ctx("b")).await.unwrap();
+        assert_eq!(inner.generated.load(Ordering::SeqCst), 2);
+        // A key just issued unwraps without a call, under its context only.
+        let k = cache.generate_data_key("k", &ctx("a")).await.unwrap();
+        let back = cache
+            .decrypt_data_key(&k.key_id, &k.wrapped, &ctx("a"))
+            .await
+            .unwrap();
+        assert_eq!(*back, *k.plaintext);
+        assert_eq!(inner.unwrapped.load(Ordering::SeqCst), 0);
+        cache
+            .decrypt_data_key(&k.key_id, &k.wrapped, &ctx("z"))
+            .await
+            .unwrap();
+        assert_eq!(
+            inner.unwrapped.load(Ordering::SeqCst),
+            1,
+            "other context: a call"
+        );
+        // While the provider is down, cached keys serve; misses fail.
+        inner.down.store(true, Ordering::SeqCst);
+        assert!(cache.generate_data_key("k", &ctx("a")).await.is_ok());
+        assert!(cache
+            .decrypt_data_key(&k.key_id, &k.wrapped, &ctx("a"))
+            .await
+            .is_ok());
+        assert!(matches!(
+            cache.generate_data_key("k", &ctx("new")).await,
+            Err(KeyError::Unavailable(_))
+        ));
+        assert!(cache
+            .decrypt_data_key("k", &[9; 8], &ctx("a"))
+            .await
+            .is_err());
+    }
+
+    #[tokio::test]
+    async fn expired_keys_are_replaced_and_zero_ttl_caches_nothing() {
+        let inner = counting();
+        let cache = CachingProvider::new(inner.clone(), Duration::from_nanos(1));
+        let a = cache.generate_data_key("k", &ctx("a")).await.unwrap();
+        let b = cache.generate_data_key("k", &ctx("a")).await.unwrap();
+        assert_ne!(a.wrapped, b.wrapped, "an expired key is not reused");
+        let off = CachingProvider::new(inner.clone(), Duration::ZERO);
+        let before = inner.generated.load(Ordering::SeqCst);
+        off.generate_data_key("k", &ctx("a")).await.unwrap();
+        off.generate_data_key("k", &ctx("a")).await.unwrap();
+        assert_eq!(inner.generated.load(Ordering::SeqCst), before + 2);
+    }
+}
