@@ -50,6 +50,8 @@ struct Unwrapped {
 pub struct CachingProvider {
     inner: Arc<dyn KeyProvider>,
     ttl: Duration,
+    /// `logging.kms_operations`: every call and cache answer at debug.
+    log_calls: bool,
     encrypt: Cache<EncryptKey, Arc<Issued>>,
     decrypt: Cache<[u8; 32], Arc<Unwrapped>>,
 }
@@ -72,13 +74,52 @@ fn unwrap_id(key_id: &str, wrapped: &[u8], context: &BTreeMap<String, String>) -
 
 impl CachingProvider {
     /// Wraps `inner`; a zero `ttl` turns caching off.
-    pub fn new(inner: Arc<dyn KeyProvider>, ttl: Duration) -> Self {
+    pub fn new(inner: Arc<dyn KeyProvider>, ttl: Duration, log_calls: bool) -> Self {
         Self {
             inner,
             ttl,
+            log_calls,
             encrypt: Cache::new(MAX_ENTRIES),
             decrypt: Cache::new(MAX_ENTRIES),
         }
+    }
+
+    /// A cache answer, logged when asked for.
+    fn hit(&self, operation: &str, key_id: &str) {
+        if self.log_calls {
+            tracing::debug!(
+                target: "sealgate::kms",
+                provider = %self.inner.name(), operation, key_id, cache = "hit",
+                "key provider call answered from the cache"
+            );
+        }
+    }
+
+    /// Runs one provider call: its latency logged when asked for, a
+    /// failure always (provider, operation, key id; never key material).
+    async fn call<T>(
+        &self,
+        operation: &str,
+        key_id: &str,
+        fut: impl std::future::Future<Output = Result<T, KeyError>>,
+    ) -> Result<T, KeyError> {
+        let started = Instant::now();
+        let out = fut.await;
+        let ms = started.elapsed().as_secs_f64() * 1000.0;
+        match &out {
+            Err(e) => tracing::warn!(
+                target: "sealgate::kms",
+                provider = %self.inner.name(), operation, key_id, latency_ms = ms, error = %e,
+                "key provider call failed"
+            ),
+            Ok(_) if self.log_calls => tracing::debug!(
+                target: "sealgate::kms",
+                provider = %self.inner.name(), operation, key_id, latency_ms = ms, cache = "miss",
+                "key provider call"
+            ),
+            Ok(_) => {}
+        }
+        out
     }
 
     fn remember_unwrapped(
@@ -116,8 +157,15 @@ impl KeyProvider for CachingProvider {
         key_id: &str,
         context: &BTreeMap<String, String>,
     ) -> Result<DataKey, KeyError> {
+        let generate = || {
+            self.call(
+                "GenerateDataKey",
+                key_id,
+                self.inner.generate_data_key(key_id, context),
+            )
+        };
         if self.ttl.is_zero() {
-            return self.inner.generate_data_key(key_id, context).await;
+            return generate().await;
         }
         let id: EncryptKey = (key_id.to_string(), context.clone());
         // Twice at most: a stale or used-up entry is dropped and loaded anew.
@@ -127,6 +175,7 @@ impl KeyProvider for CachingProvider {
                     let fresh = Instant::now() < entry.expires
                         && entry.uses.fetch_add(1, Ordering::Relaxed) < MAX_OBJECTS_PER_DATA_KEY;
                     if fresh {
+                        self.hit("GenerateDataKey", key_id);
                         return Ok(DataKey {
                             plaintext: entry.plaintext.clone(),
                             wrapped: entry.wrapped.clone(),
@@ -136,7 +185,7 @@ impl KeyProvider for CachingProvider {
                     self.encrypt.remove(&id);
                 }
                 Err(guard) => {
-                    let key = self.inner.generate_data_key(key_id, context).await?;
+                    let key = generate().await?;
                     let expires = Instant::now() + self.ttl;
                     self.remember_unwrapped(
                         unwrap_id(&key.key_id, &key.wrapped, context),
@@ -154,7 +203,7 @@ impl KeyProvider for CachingProvider {
                 }
             }
         }
-        self.inner.generate_data_key(key_id, context).await
+        generate().await
     }
 
     async fn decrypt_data_key(
@@ -163,13 +212,23 @@ impl KeyProvider for CachingProvider {
         wrapped: &[u8],
         context: &BTreeMap<String, String>,
     ) -> Result<Zeroizing<[u8; DEK_LEN]>, KeyError> {
+        let unwrap = || {
+            self.call(
+                "Decrypt",
+                key_id,
+                self.inner.decrypt_data_key(key_id, wrapped, context),
+            )
+        };
         if self.ttl.is_zero() {
-            return self.inner.decrypt_data_key(key_id, wrapped, context).await;
+            return unwrap().await;
         }
         let id = unwrap_id(key_id, wrapped, context);
         for _ in 0..2 {
             match self.decrypt.get_value_or_guard_async(&id).await {
-                Ok(entry) if Instant::now() < entry.expires => return Ok(entry.plaintext.clone()),
+                Ok(entry) if Instant::now() < entry.expires => {
+                    self.hit("Decrypt", key_id);
+                    return Ok(entry.plaintext.clone());
+                }
                 Ok(_) => {
                     self.decrypt.remove(&id);
                 }
@@ -186,7 +245,7 @@ impl KeyProvider for CachingProvider {
                 }
             }
         }
-        self.inner.decrypt_data_key(key_id, wrapped, context).await
+        unwrap().await
     }
 
     async fn canonical_key_id(&self, key_id: &str) -> Result<String, KeyError> {
@@ -266,6 +325,7 @@ mod tests {
         let cache = Arc::new(CachingProvider::new(
             inner.clone(),
             Duration::from_secs(300),
+            true,
         ));
         let tasks: Vec<_> = (0..64)
             .map(|_| {
@@ -319,11 +379,11 @@ mod tests {
     #[tokio::test]
     async fn expired_keys_are_replaced_and_zero_ttl_caches_nothing() {
         let inner = counting();
-        let cache = CachingProvider::new(inner.clone(), Duration::from_nanos(1));
+        let cache = CachingProvider::new(inner.clone(), Duration::from_nanos(1), false);
         let a = cache.generate_data_key("k", &ctx("a")).await.unwrap();
         let b = cache.generate_data_key("k", &ctx("a")).await.unwrap();
         assert_ne!(a.wrapped, b.wrapped, "an expired key is not reused");
-        let off = CachingProvider::new(inner.clone(), Duration::ZERO);
+        let off = CachingProvider::new(inner.clone(), Duration::ZERO, false);
         let before = inner.generated.load(Ordering::SeqCst);
         off.generate_data_key("k", &ctx("a")).await.unwrap();
         off.generate_data_key("k", &ctx("a")).await.unwrap();

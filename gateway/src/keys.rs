@@ -47,7 +47,11 @@ impl Providers {
                     ))
                 }
             };
-            let cached = CachingProvider::new(provider, p.kind.data_key_cache_ttl());
+            let cached = CachingProvider::new(
+                provider,
+                p.kind.data_key_cache_ttl(),
+                config.logging.kms_operations,
+            );
             by_name.insert(name.clone(), Arc::new(cached));
         }
         Ok(Self { by_name })
