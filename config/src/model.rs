@@ -331,8 +331,10 @@ pub struct AzureKeyVault {
 /// A master key the operator holds (`encryption.custom` or a named `custom` provider).
 #[derive(Debug, Clone)]
 pub struct Custom {
-    /// Exactly 32 bytes.
+    /// Exactly 32 bytes; wraps every new data key.
     pub master_key: Secret,
+    /// Earlier master keys: they unwrap what they wrapped, never wrap.
+    pub previous_master_keys: Vec<Secret>,
     pub key_derivation_salt: Option<Vec<u8>>,
     pub data_key_cache_ttl: Duration,
 }
@@ -341,6 +343,8 @@ pub struct Custom {
 #[derive(Debug, Clone)]
 pub struct Local {
     pub master_key: Secret,
+    /// Earlier master keys: they unwrap what they wrapped, never wrap.
+    pub previous_master_keys: Vec<Secret>,
     pub data_key_cache_ttl: Duration,
 }
 

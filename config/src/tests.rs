@@ -293,6 +293,41 @@ fn client_entries_need_buckets_and_unique_ids() {
 }
 
 #[test]
+fn previous_master_keys_are_read_like_the_master_key() {
+    let c = load_env(
+        r#"
+encryption:
+  custom:
+    master_key_env: NEW_KEY
+    previous_master_keys:
+      - key_env: OLD_KEY
+      - key: "AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE="
+"#,
+        &[
+            ("NEW_KEY", "AgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgI="),
+            ("OLD_KEY", "AwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwM="),
+        ],
+    )
+    .unwrap()
+    .config;
+    let ProviderKind::Custom(k) = &c.encryption.providers["custom"].kind else {
+        panic!("a custom provider");
+    };
+    assert_eq!(k.master_key.expose(), &[2; 32]);
+    let previous: Vec<&[u8]> = k.previous_master_keys.iter().map(|s| s.expose()).collect();
+    assert_eq!(previous, [&[3u8; 32][..], &[1u8; 32][..]]);
+    let p = problems(
+        "encryption:\n  custom:\n    master_key: AgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgI=\n    previous_master_keys:\n      - key: c2hvcnQ=\n      - {}\n",
+    )
+    .join("\n");
+    assert!(
+        p.contains("encryption.custom.previous_master_keys[0].key: decodes to 5 bytes"),
+        "{p}"
+    );
+    assert!(p.contains("encryption.custom.previous_master_keys[1].key: missing"), "{p}");
+}
+
+#[test]
 fn bucket_grants_name_their_permissions() {
     let c = load(
         r#"

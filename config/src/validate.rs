@@ -1021,9 +1021,11 @@ fn provider_config(
                 mf.as_str(),
                 "key_derivation_salt",
                 "data_key_cache_ttl",
+                "previous_master_keys",
             ];
             let o = r.obj(path, v, &known)?;
-            let master_key = master_key(r, &o, Some(CUSTOM_MASTER_KEY_LEN));
+            let master_key = master_key(r, &o, "master_key", Some(CUSTOM_MASTER_KEY_LEN));
+            let previous_master_keys = previous_master_keys(r, &o, Some(CUSTOM_MASTER_KEY_LEN));
             let salt = r.string(&o, "key_derivation_salt").and_then(|s| {
                 match base64::engine::general_purpose::STANDARD.decode(s.trim()) {
                     Ok(b) => Some(b),
@@ -1038,20 +1040,29 @@ fn provider_config(
                 .unwrap_or(DEFAULT_DATA_KEY_CACHE_TTL);
             Some(ProviderKind::Custom(Custom {
                 master_key: master_key?,
+                previous_master_keys,
                 key_derivation_salt: salt,
                 data_key_cache_ttl,
             }))
         }
         "local" => {
             let [m, me, mf] = secret_keys("master_key");
-            let known = [m.as_str(), me.as_str(), mf.as_str(), "data_key_cache_ttl"];
+            let known = [
+                m.as_str(),
+                me.as_str(),
+                mf.as_str(),
+                "data_key_cache_ttl",
+                "previous_master_keys",
+            ];
             let o = r.obj(path, v, &known)?;
-            let master_key = master_key(r, &o, None);
+            let master_key = master_key(r, &o, "master_key", None);
+            let previous_master_keys = previous_master_keys(r, &o, None);
             let data_key_cache_ttl = r
                 .duration(&o, "data_key_cache_ttl")
                 .unwrap_or(DEFAULT_DATA_KEY_CACHE_TTL);
             Some(ProviderKind::Local(Local {
                 master_key: master_key?,
+                previous_master_keys,
                 data_key_cache_ttl,
             }))
         }
@@ -1059,20 +1070,20 @@ fn provider_config(
     }
 }
 
-/// A base64 master key; `exact_len` for providers that use it as an AES key directly.
-fn master_key(r: &mut Reader, o: &Obj, exact_len: Option<usize>) -> Option<Secret> {
-    let present = ["master_key", "master_key_env", "master_key_file"]
-        .iter()
-        .any(|k| o.has(k));
+/// A base64 master key under `name` (`name`, `name_env` or `name_file`);
+/// `exact_len` for providers that use it as an AES key directly.
+fn master_key(r: &mut Reader, o: &Obj, name: &str, exact_len: Option<usize>) -> Option<Secret> {
+    let [plain, env, file] = secret_key_names(name);
+    let present = [&plain, &env, &file].iter().any(|k| o.has(k));
     if !present {
         r.problem(
-            &o.child("master_key"),
+            &o.child(name),
             "missing",
             Some("give master_key_env or master_key_file holding a base64 key (e.g. `openssl rand -base64 32`)".into()),
         );
         return None;
     }
-    let encoded = r.secret(o, "master_key")?;
+    let encoded = r.secret(o, name)?;
     let text = encoded.expose_str().unwrap_or("").trim().to_string();
     let decoded = base64::engine::general_purpose::STANDARD.decode(&text);
     drop(Secret::from_string(text));
@@ -1082,7 +1093,7 @@ fn master_key(r: &mut Reader, o: &Obj, exact_len: Option<usize>) -> Option<Secre
             match exact_len {
                 Some(n) if key.len() != n => {
                     r.problem(
-                        &o.child("master_key"),
+                        &o.child(name),
                         format!(
                             "decodes to {} bytes; this provider needs exactly {n}",
                             key.len()
@@ -1092,7 +1103,7 @@ fn master_key(r: &mut Reader, o: &Obj, exact_len: Option<usize>) -> Option<Secre
                     None
                 }
                 _ if key.is_empty() => {
-                    r.problem(&o.child("master_key"), "decodes to nothing", None);
+                    r.problem(&o.child(name), "decodes to nothing", None);
                     None
                 }
                 _ => Some(key),
@@ -1100,13 +1111,36 @@ fn master_key(r: &mut Reader, o: &Obj, exact_len: Option<usize>) -> Option<Secre
         }
         Err(_) => {
             r.problem(
-                &o.child("master_key"),
+                &o.child(name),
                 "not valid base64",
                 Some("generate one with `openssl rand -base64 32`".into()),
             );
             None
         }
     }
+}
+
+fn secret_key_names(name: &str) -> [String; 3] {
+    [
+        name.to_string(),
+        format!("{name}_env"),
+        format!("{name}_file"),
+    ]
+}
+
+/// `previous_master_keys`: earlier master keys, each `{key | key_env |
+/// key_file}`, kept to unwrap what they wrapped after a rotation.
+fn previous_master_keys(r: &mut Reader, o: &Obj, exact_len: Option<usize>) -> Vec<Secret> {
+    let mut keys = Vec::new();
+    for (path, v) in r.list(o, "previous_master_keys") {
+        let Some(item) = r.obj(&path, Some(v), &["key", "key_env", "key_file"]) else {
+            continue;
+        };
+        if let Some(k) = master_key(r, &item, "key", exact_len) {
+            keys.push(k);
+        }
+    }
+    keys
 }
 
 fn aws_kms(r: &mut Reader, o: &Obj) -> Option<ProviderKind> {

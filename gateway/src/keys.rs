@@ -25,16 +25,18 @@ impl Providers {
         let mut by_name: HashMap<String, Arc<dyn KeyProvider>> = HashMap::new();
         for (name, p) in &config.encryption.providers {
             let provider: Arc<dyn KeyProvider> = match &p.kind {
-                ProviderKind::Local(l) => Arc::new(MasterKeyProvider::new(
+                ProviderKind::Local(l) => Arc::new(MasterKeyProvider::with_previous(
                     name,
                     "local",
                     l.master_key.expose(),
+                    &exposed(&l.previous_master_keys),
                     None,
                 )),
-                ProviderKind::Custom(c) => Arc::new(MasterKeyProvider::new(
+                ProviderKind::Custom(c) => Arc::new(MasterKeyProvider::with_previous(
                     name,
                     "custom",
                     c.master_key.expose(),
+                    &exposed(&c.previous_master_keys),
                     c.key_derivation_salt.as_deref(),
                 )),
                 ProviderKind::AwsKms(k) => {
@@ -60,6 +62,10 @@ impl Providers {
     pub fn get(&self, name: &str) -> Option<&Arc<dyn KeyProvider>> {
         self.by_name.get(name)
     }
+}
+
+fn exposed(keys: &[sealgate_config::Secret]) -> Vec<&[u8]> {
+    keys.iter().map(|k| k.expose()).collect()
 }
 
 /// Every KMS key id the configuration names for `provider`: its default,

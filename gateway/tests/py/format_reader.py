@@ -7,10 +7,10 @@
 # otherwise argv: gateway url, backend url, backend key id, backend secret,
 # master key (base64), bucket: uploads through the gateway, reads the stored
 # object around it, decrypts it here and compares.
-import base64, hashlib, struct, sys
+import base64, hashlib, hmac, struct, sys
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF, HKDFExpand
 
 FRAME = 65536
 TAG = 16
@@ -71,7 +71,15 @@ def seal_frames(key, part, plaintext):
     return out
 
 def unwrap_local(master_key, key_id, wrapped, ctx_hash):
-    kek = hkdf(b"sealgate/v1/kek-salt", master_key, b"sealgate/v1/kek")
+    # M = HKDF-Extract(salt = "sealgate/v1/kek-salt", IKM = master_key)
+    m = hmac.new(b"sealgate/v1/kek-salt", master_key, hashlib.sha256).digest()
+    if len(wrapped) == 89 and wrapped[0] == 2:
+        master_id = HKDFExpand(algorithm=hashes.SHA256(), length=8, info=b"sealgate/v2/master-id").derive(m)
+        check(wrapped[1:9] == master_id, "the wrap names this master key")
+        kek = hkdf(wrapped[9:41], m, b"sealgate/v2/kek")
+        return AESGCM(kek).decrypt(bytes(12), wrapped[41:], b"sealgate/v2/wrap" + key_id + ctx_hash)
+    check(len(wrapped) == 60, "a version 1 wrap")
+    kek = HKDFExpand(algorithm=hashes.SHA256(), length=32, info=b"sealgate/v1/kek").derive(m)
     return AESGCM(kek).decrypt(wrapped[:12], wrapped[12:], b"sealgate/v1/wrap" + key_id + ctx_hash)
 
 def read_object(meta, stored, master_key):
