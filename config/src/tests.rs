@@ -324,7 +324,10 @@ encryption:
         p.contains("encryption.custom.previous_master_keys[0].key: decodes to 5 bytes"),
         "{p}"
     );
-    assert!(p.contains("encryption.custom.previous_master_keys[1].key: missing"), "{p}");
+    assert!(
+        p.contains("encryption.custom.previous_master_keys[1].key: missing"),
+        "{p}"
+    );
 }
 
 #[test]

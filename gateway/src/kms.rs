@@ -80,6 +80,18 @@ impl AwsKmsProvider {
         Ok(arn)
     }
 
+    /// Whether automatic rotation of `key_id` is on (nothing changed).
+    pub async fn rotation_enabled(&self, key_id: &str) -> Result<bool, KeyError> {
+        Ok(self
+            .client
+            .get_key_rotation_status()
+            .key_id(key_id)
+            .send()
+            .await
+            .map_err(|e| map_error(e, key_id))?
+            .key_rotation_enabled())
+    }
+
     /// Turns on automatic rotation of `key_id` where it is off; returns
     /// whether it was already on.
     pub async fn ensure_rotation(&self, key_id: &str) -> Result<bool, KeyError> {

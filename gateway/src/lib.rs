@@ -14,6 +14,17 @@ mod upstream;
 
 pub use server::{start, GatewayHandle, RunOptions, StartError};
 
+/// `sealgate keys status`: each key provider, its keys, their state and
+/// rotation (KMS keys are described live). Returns the report and whether
+/// every key is usable.
+pub fn keys_status(config: &sealgate_config::Config) -> Result<(String, bool), String> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    Ok(rt.block_on(keys::status(config)))
+}
+
 /// Installs the process-wide rustls crypto provider. Pingora brings `ring`
 /// and the AWS SDK brings `aws-lc-rs`; with both linked, rustls cannot pick
 /// one by itself and panics, so call this first in `main` and in tests.

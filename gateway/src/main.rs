@@ -32,6 +32,21 @@ enum Command {
         /// The YAML configuration file.
         file: PathBuf,
     },
+    /// Key provider tools.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Show each provider, its keys, their state and rotation; exit 1 when a key is unusable.
+    Status {
+        /// The YAML configuration file.
+        #[arg(short, long, env = "SEALGATE_CONFIG")]
+        config: PathBuf,
+    },
 }
 
 fn env(name: &str) -> Option<String> {
@@ -68,6 +83,28 @@ fn main() -> ExitCode {
             }
             Err(code) => code,
         },
+        Command::Keys {
+            command: KeysCommand::Status { config },
+        } => {
+            let loaded = match load(&config) {
+                Ok(l) => l,
+                Err(code) => return code,
+            };
+            match sealgate::keys_status(&loaded.config) {
+                Ok((report, usable)) => {
+                    print!("{report}");
+                    if usable {
+                        ExitCode::SUCCESS
+                    } else {
+                        ExitCode::from(1)
+                    }
+                }
+                Err(e) => {
+                    eprintln!("sealgate keys status: {e}");
+                    ExitCode::from(1)
+                }
+            }
+        }
         Command::Run { config } => {
             let loaded = match load(&config) {
                 Ok(l) => l,

@@ -413,3 +413,92 @@ fn named_providers_and_policies_route_buckets() {
         assert_s3_error(&chosen(bucket), "AccessDenied");
     }
 }
+
+/// `sealgate keys status`: every provider's keys, their state and rotation,
+/// exit 1 when one is unusable.
+#[test]
+fn keys_status_reports_each_key() {
+    let moto = Moto::start(&[]);
+    let kms_url = format!("http://127.0.0.1:{}", moto.port);
+    let (_, arn) = create_key(&kms_url, "alias/live");
+    let (retired, _) = create_key(&kms_url, "alias/retired");
+    python_ok(KMS, &["disable", &kms_url, &retired]);
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("sealgate.yaml");
+    let write = |allowed: &str| {
+        std::fs::write(
+            &config,
+            format!(
+                "storage:
+  s3:
+    endpoint: http://127.0.0.1:9
+encryption:
+  key_providers:
+    prod-kms:
+      type: aws-kms
+      config:
+        default_key_id: alias/live
+        region: us-east-1
+        endpoint: {kms_url}
+        credentials: {{access_key_id: testing, secret_access_key: testing}}
+    dev:
+      type: local
+      config:
+        master_key: bmV3a2V5
+        previous_master_keys: [{{key: b2xka2V5}}]
+  policies:
+    - bucket_pattern: \"prod-*\"
+      key_provider: prod-kms
+      allowed_key_ids: [{allowed}]
+"
+            ),
+        )
+        .unwrap();
+        std::process::Command::new(env!("CARGO_BIN_EXE_sealgate"))
+            .args(["keys", "status", "--config"])
+            .arg(&config)
+            .output()
+            .unwrap()
+    };
+    let ok = write("alias/live");
+    let report = String::from_utf8_lossy(&ok.stdout).into_owned();
+    assert!(
+        ok.status.success(),
+        "{report}{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    assert!(
+        report.contains(&format!("alias/live: {arn}, enabled, rotation off")),
+        "{report}"
+    );
+    assert!(
+        report.contains("local:dev: master key") && report.contains("previous keys"),
+        "{report}"
+    );
+    // enable_key_rotation turns rotation on when a gateway starts.
+    let backend = Backend::start(&["demo"]);
+    let extra = kms_config(&kms_url, "alias/live").replace(
+        "validate_keys: true",
+        "validate_keys: true\n        enable_key_rotation: true",
+    );
+    drop(Gateway::start_with(
+        &backend,
+        &Options {
+            extra: &extra,
+            ..Options::default()
+        },
+    ));
+    let on = write("alias/live");
+    let report = String::from_utf8_lossy(&on.stdout).into_owned();
+    assert!(
+        report.contains(&format!("alias/live: {arn}, enabled, rotation on")),
+        "{report}"
+    );
+    let bad = write("alias/retired");
+    let report = String::from_utf8_lossy(&bad.stdout).into_owned();
+    assert_eq!(bad.status.code(), Some(1), "{report}");
+    assert!(
+        report.contains("alias/retired: UNUSABLE: key disabled"),
+        "{report}"
+    );
+}

@@ -120,6 +120,12 @@ impl MasterKeyProvider {
         }
     }
 
+    /// The one-way identifiers of the master keys, current first (hex), as
+    /// wraps name them: what `sealgate keys status` shows.
+    pub fn master_ids(&self) -> Vec<String> {
+        self.masters.iter().map(|m| hex::encode(m.id)).collect()
+    }
+
     fn aad(label: &[u8], key_id: &str, context: &BTreeMap<String, String>) -> Vec<u8> {
         let mut aad = label.to_vec();
         aad.extend_from_slice(key_id.as_bytes());
