@@ -9,4 +9,5 @@ pub mod keys;
 pub mod permission;
 pub mod plan;
 pub mod policy;
+pub mod rewrap;
 pub mod s3;

@@ -248,6 +248,20 @@ impl KeyProvider for CachingProvider {
         unwrap().await
     }
 
+    async fn wrap_data_key(
+        &self,
+        key_id: &str,
+        dek: &Zeroizing<[u8; DEK_LEN]>,
+        context: &BTreeMap<String, String>,
+    ) -> Result<DataKey, KeyError> {
+        self.call(
+            "Encrypt",
+            key_id,
+            self.inner.wrap_data_key(key_id, dek, context),
+        )
+        .await
+    }
+
     async fn canonical_key_id(&self, key_id: &str) -> Result<String, KeyError> {
         self.inner.canonical_key_id(key_id).await
     }
@@ -291,6 +305,18 @@ mod tests {
                 plaintext: Zeroizing::new([n; DEK_LEN]),
                 wrapped: vec![n; 8],
                 key_id: format!("{key_id}-arn"),
+            })
+        }
+        async fn wrap_data_key(
+            &self,
+            key_id: &str,
+            dek: &Zeroizing<[u8; DEK_LEN]>,
+            _: &BTreeMap<String, String>,
+        ) -> Result<DataKey, KeyError> {
+            Ok(DataKey {
+                plaintext: dek.clone(),
+                wrapped: vec![dek[0]; 8],
+                key_id: key_id.to_string(),
             })
         }
         async fn decrypt_data_key(

@@ -290,6 +290,36 @@ impl KeyProvider for AwsKmsProvider {
         take_key(out.plaintext.take(), key_id)
     }
 
+    async fn wrap_data_key(
+        &self,
+        key_id: &str,
+        dek: &Zeroizing<[u8; DEK_LEN]>,
+        context: &BTreeMap<String, String>,
+    ) -> Result<DataKey, KeyError> {
+        let out = self
+            .client
+            .encrypt()
+            .key_id(key_id)
+            .plaintext(Blob::new(dek.to_vec()))
+            .set_encryption_context(kms_context(context))
+            .send()
+            .await
+            .map_err(|e| map_error(e, key_id))?;
+        let arn = out.key_id().unwrap_or(key_id).to_string();
+        let wrapped = out
+            .ciphertext_blob()
+            .map(|b| b.as_ref().to_vec())
+            .ok_or_else(|| {
+                KeyError::Invalid(format!("KMS returned no wrapped key for {key_id}"))
+            })?;
+        self.remember(key_id, &arn);
+        Ok(DataKey {
+            plaintext: dek.clone(),
+            wrapped,
+            key_id: arn,
+        })
+    }
+
     async fn canonical_key_id(&self, key_id: &str) -> Result<String, KeyError> {
         if key_id.starts_with("arn:") {
             return Ok(key_id.to_string());

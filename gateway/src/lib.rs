@@ -9,6 +9,7 @@ mod keys;
 mod kms;
 mod metrics;
 mod proxy;
+pub mod rewrap;
 pub mod server;
 mod upstream;
 

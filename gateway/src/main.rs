@@ -32,6 +32,32 @@ enum Command {
         /// The YAML configuration file.
         file: PathBuf,
     },
+    /// Move every encrypted object of a bucket to another key provider or
+    /// key: each data key is re-wrapped and the object copied onto itself
+    /// (server-side; its stored bytes do not change). Rerun to resume.
+    Rewrap {
+        /// The YAML configuration file.
+        #[arg(short, long, env = "SEALGATE_CONFIG")]
+        config: PathBuf,
+        /// The bucket, as clients name it.
+        #[arg(long)]
+        bucket: String,
+        /// Only objects whose keys start with this.
+        #[arg(long)]
+        prefix: Option<String>,
+        /// The provider to move to (default: the bucket's policy's).
+        #[arg(long)]
+        to_provider: Option<String>,
+        /// The key to move to (default: the bucket's key, else the provider's default).
+        #[arg(long)]
+        to_key: Option<String>,
+        /// Report what would move and change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Stop after moving this many objects.
+        #[arg(long)]
+        limit: Option<u64>,
+    },
     /// Key provider tools.
     Keys {
         #[command(subcommand)]
@@ -83,6 +109,49 @@ fn main() -> ExitCode {
             }
             Err(code) => code,
         },
+        Command::Rewrap {
+            config,
+            bucket,
+            prefix,
+            to_provider,
+            to_key,
+            dry_run,
+            limit,
+        } => {
+            let loaded = match load(&config) {
+                Ok(l) => l,
+                Err(code) => return code,
+            };
+            let opts = sealgate::rewrap::RewrapOptions {
+                bucket,
+                prefix,
+                to_provider,
+                to_key,
+                dry_run,
+                limit,
+            };
+            match sealgate::rewrap::rewrap(&loaded.config, &opts) {
+                Ok(s) => {
+                    println!(
+                        "{} {}, {} already under the target key, {} plaintext, {} failed",
+                        s.moved,
+                        if dry_run { "to move" } else { "moved" },
+                        s.already,
+                        s.plaintext,
+                        s.failed
+                    );
+                    if s.failed == 0 {
+                        ExitCode::SUCCESS
+                    } else {
+                        ExitCode::from(1)
+                    }
+                }
+                Err(e) => {
+                    eprintln!("sealgate rewrap: {e}");
+                    ExitCode::from(1)
+                }
+            }
+        }
         Command::Keys {
             command: KeysCommand::Status { config },
         } => {

@@ -273,15 +273,47 @@ impl UpstreamTarget {
         range: Option<(u64, u64)>,
         max_body: usize,
     ) -> Result<(ResponseHeader, Bytes), UpstreamError> {
+        let range = range.map(|(start, end)| format!("bytes={start}-{end}"));
+        let headers: Vec<(&str, &str)> = range.iter().map(|r| ("range", r.as_str())).collect();
+        self.request(
+            "GET",
+            host,
+            path_and_query,
+            &headers,
+            Bytes::new(),
+            max_body,
+        )
+        .await
+    }
+
+    /// A request of the gateway's own (probes, part lists, the `rewrap`
+    /// tool's copies), signed with its credentials over a pooled
+    /// connection, the response body read whole up to `max_body` bytes.
+    pub async fn request(
+        &self,
+        method: &str,
+        host: &str,
+        path_and_query: &str,
+        headers: &[(&str, &str)],
+        body: Bytes,
+        max_body: usize,
+    ) -> Result<(ResponseHeader, Bytes), UpstreamError> {
         let io = |e: Box<pingora::Error>| UpstreamError::Probe(e.etype().as_str().to_string());
-        let mut req = RequestHeader::build("GET", path_and_query.as_bytes(), None).map_err(io)?;
+        let mut req = RequestHeader::build(method, path_and_query.as_bytes(), None).map_err(io)?;
         req.insert_header(http::header::HOST, host).map_err(io)?;
-        if let Some((start, end)) = range {
-            req.insert_header(http::header::RANGE, format!("bytes={start}-{end}"))
+        for (name, value) in headers {
+            req.append_header(name.to_string(), *value).map_err(io)?;
+        }
+        if !body.is_empty() || matches!(method, "PUT" | "POST") {
+            req.insert_header(http::header::CONTENT_LENGTH, body.len().to_string())
                 .map_err(io)?;
         }
-        self.sign(&mut req, sealgate_filters::s3::sigv4::EMPTY_SHA256)
-            .await?;
+        let payload_hash = if body.is_empty() {
+            sealgate_filters::s3::sigv4::EMPTY_SHA256.to_string()
+        } else {
+            hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&body))
+        };
+        self.sign(&mut req, &payload_hash).await?;
         let (mut session, _) = self
             .connector
             .get_http_session(&self.peer)
@@ -291,6 +323,9 @@ impl UpstreamTarget {
             .write_request_header(Box::new(req))
             .await
             .map_err(io)?;
+        if !body.is_empty() {
+            session.write_request_body(body, true).await.map_err(io)?;
+        }
         session.finish_request_body().await.map_err(io)?;
         session.read_response_header().await.map_err(io)?;
         let header = session
@@ -298,10 +333,12 @@ impl UpstreamTarget {
             .cloned()
             .ok_or_else(|| UpstreamError::Probe("no response header".into()))?;
         let mut body = BytesMut::new();
-        while let Some(chunk) = session.read_response_body().await.map_err(io)? {
-            body.extend_from_slice(&chunk);
-            if body.len() > max_body {
-                return Err(UpstreamError::Probe("response body too large".into()));
+        if method != "HEAD" {
+            while let Some(chunk) = session.read_response_body().await.map_err(io)? {
+                body.extend_from_slice(&chunk);
+                if body.len() > max_body {
+                    return Err(UpstreamError::Probe("response body too large".into()));
+                }
             }
         }
         self.connector

@@ -198,16 +198,25 @@ impl KeyProvider for MasterKeyProvider {
         key_id: &str,
         context: &BTreeMap<String, String>,
     ) -> Result<DataKey, KeyError> {
+        let plaintext = Zeroizing::new(random_bytes::<DEK_LEN>());
+        self.wrap_data_key(key_id, &plaintext, context).await
+    }
+
+    async fn wrap_data_key(
+        &self,
+        key_id: &str,
+        dek: &Zeroizing<[u8; DEK_LEN]>,
+        context: &BTreeMap<String, String>,
+    ) -> Result<DataKey, KeyError> {
         self.check_key_id(key_id)?;
         let master = &self.masters[0];
-        let plaintext = Zeroizing::new(random_bytes::<DEK_LEN>());
         let salt = random_bytes::<WRAP_SALT_LEN>();
         let mut wrapped = Vec::with_capacity(WRAPPED_V2_LEN);
         wrapped.push(WRAP_V2);
         wrapped.extend_from_slice(&master.id);
         wrapped.extend_from_slice(&salt);
         let body = wrapped.len();
-        wrapped.extend_from_slice(&plaintext[..]);
+        wrapped.extend_from_slice(&dek[..]);
         let tag = master.kek_v2(&salt).seal(
             &WRAP_V2_NONCE,
             &Self::aad(WRAP_V2_LABEL, key_id, context),
@@ -215,7 +224,7 @@ impl KeyProvider for MasterKeyProvider {
         );
         wrapped.extend_from_slice(&tag);
         Ok(DataKey {
-            plaintext,
+            plaintext: dek.clone(),
             wrapped,
             key_id: key_id.to_string(),
         })

@@ -81,6 +81,15 @@ pub trait KeyProvider: Send + Sync {
         wrapped: &[u8],
         context: &BTreeMap<String, String>,
     ) -> Result<Zeroizing<[u8; DEK_LEN]>, KeyError>;
+    /// Wraps an existing data key under `key_id` with `context`: how
+    /// `sealgate rewrap` moves an object to another key without touching
+    /// its data (the data key, salt and commitment stay the same).
+    async fn wrap_data_key(
+        &self,
+        key_id: &str,
+        dek: &Zeroizing<[u8; DEK_LEN]>,
+        context: &BTreeMap<String, String>,
+    ) -> Result<DataKey, KeyError>;
     /// The id objects record for a configured key id (KMS: the key's ARN
     /// for an alias, key id or ARN), so configured and stored ids compare.
     async fn canonical_key_id(&self, key_id: &str) -> Result<String, KeyError> {

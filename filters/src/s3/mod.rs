@@ -10,7 +10,7 @@ pub mod request;
 pub mod sigv4;
 pub mod upload_id;
 pub mod uri;
-mod xml;
+pub(crate) mod xml;
 
 pub use error::{S3Error, S3ErrorCode};
 pub use request::{Addressing, Operation, S3Request};

@@ -1,0 +1,269 @@
+//! `sealgate rewrap`: moving objects to another key without touching their
+//! data. The object's data key is unwrapped with the key it was written
+//! under and wrapped anew; a server-side copy onto itself replaces the
+//! envelope's provider, key id and wrapped key and keeps every stored byte,
+//! the salt and the commitment. Here: the pure parts (listing pages, which
+//! objects move, the copy's headers and part ranges); the gateway crate
+//! drives the requests.
+
+use sealgate_envelope::multipart::{stored_part_len, Layout};
+
+use crate::s3::xml::{walk, Node};
+use crate::s3::S3Error;
+
+/// One listed object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listed {
+    pub key: String,
+    pub size: u64,
+}
+
+/// One ListObjectsV2 page.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct ListPage {
+    pub objects: Vec<Listed>,
+    /// The continuation token of the next page, if there is one.
+    pub next: Option<String>,
+}
+
+/// Parses a ListObjectsV2 page from the backend.
+pub fn parse_list_page(xml: &[u8]) -> Result<ListPage, S3Error> {
+    let mut page = ListPage::default();
+    let mut truncated = false;
+    walk(xml, |node| {
+        match node {
+            Node::Open([_, c]) if c == "Contents" => page.objects.push(Listed {
+                key: String::new(),
+                size: 0,
+            }),
+            Node::Close([_, c, f], text) if c == "Contents" => {
+                let o = page.objects.last_mut().expect("opened above");
+                if f == "Key" {
+                    o.key = text.to_string();
+                } else if f == "Size" {
+                    o.size = text.parse().unwrap_or(0);
+                }
+            }
+            Node::Close([_, f], text) if f == "IsTruncated" => truncated = text == "true",
+            Node::Close([_, f], text) if f == "NextContinuationToken" => {
+                page.next = Some(text.to_string())
+            }
+            _ => {}
+        }
+        Ok(())
+    })?;
+    if !truncated {
+        page.next = None;
+    }
+    Ok(page)
+}
+
+/// The text of the first `element` anywhere in a (strictly parsed) document:
+/// an upload id, a part's ETag.
+pub fn element_text(xml: &[u8], element: &str) -> Option<String> {
+    let mut found = None;
+    walk(xml, |node| {
+        if let Node::Close(path, text) = node {
+            if found.is_none() && path.last().is_some_and(|n| n == element) {
+                found = Some(text.to_string());
+            }
+        }
+        Ok(())
+    })
+    .ok()?;
+    found
+}
+
+/// True when a 200 answer to a copy is in fact an error (S3 may report a
+/// failed copy in the body of a 200).
+pub fn is_error_document(xml: &[u8]) -> bool {
+    let mut root = None;
+    let _ = walk(xml, |node| {
+        if let Node::Open([r]) = node {
+            root = Some(r.clone());
+        }
+        Ok(())
+    });
+    root.as_deref() == Some("Error")
+}
+
+/// The CompleteMultipartUpload body for the copied parts' ETags.
+pub fn complete_body(etags: &[String]) -> String {
+    let mut out = String::from("<CompleteMultipartUpload>");
+    for (i, etag) in etags.iter().enumerate() {
+        out.push_str(&format!(
+            "<Part><PartNumber>{}</PartNumber><ETag>{}</ETag></Part>",
+            i + 1,
+            quick_xml::escape::partial_escape(etag)
+        ));
+    }
+    out.push_str("</CompleteMultipartUpload>");
+    out
+}
+
+/// Headers that describe an object and must survive a copy that replaces
+/// its metadata (S3 drops them otherwise).
+pub const KEPT_HEADERS: &[&str] = &[
+    "cache-control",
+    "content-disposition",
+    "content-encoding",
+    "content-language",
+    "content-type",
+    "expires",
+    "x-amz-storage-class",
+    "x-amz-website-redirect-location",
+];
+
+/// The request headers of the copy: the object's own descriptive headers
+/// and user metadata, with the envelope's fields from `envelope` (already
+/// `x-amz-meta-sealgate-*` headers) in place of the stored ones.
+pub fn copy_headers<'a>(
+    stored: impl Iterator<Item = (&'a str, &'a str)>,
+    envelope: &[(String, String)],
+) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = stored
+        .filter(|(n, _)| {
+            KEPT_HEADERS.contains(n)
+                || (n.starts_with("x-amz-meta-") && !n.starts_with("x-amz-meta-sealgate-"))
+        })
+        .map(|(n, v)| (n.to_string(), v.to_string()))
+        .collect();
+    out.extend(envelope.iter().cloned());
+    out.push(("x-amz-metadata-directive".into(), "REPLACE".into()));
+    out
+}
+
+/// The stored byte ranges (inclusive) of each part of a multipart object,
+/// from its first part's plaintext size and its stored size: copying part
+/// by part with these ranges keeps every byte and the part count.
+pub fn part_ranges(first_part_plaintext: u64, stored_total: u64) -> Option<Vec<(u64, u64)>> {
+    let layout = Layout::new(first_part_plaintext, stored_total)?;
+    let full = stored_part_len(layout.part_size);
+    Some(
+        (0..layout.parts)
+            .map(|i| {
+                let start = i * full;
+                let end = if i + 1 == layout.parts {
+                    stored_total
+                } else {
+                    start + full
+                };
+                (start, end - 1)
+            })
+            .collect(),
+    )
+}
+
+/// What happened to the objects of one run.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Summary {
+    /// Moved to the target key (or, in a dry run, to be moved).
+    pub moved: u64,
+    /// Already under the target key (done by an earlier run).
+    pub already: u64,
+    /// Not written through the gateway: nothing to re-wrap.
+    pub plaintext: u64,
+    pub failed: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sealgate_envelope::ciphertext_len;
+
+    #[test]
+    fn list_pages_and_their_continuation() {
+        let xml = b"<ListBucketResult><IsTruncated>true</IsTruncated><Contents><Key>a&amp;b</Key><Size>12</Size></Contents><Contents><Key>c</Key><Size>7</Size></Contents><NextContinuationToken>tok</NextContinuationToken></ListBucketResult>";
+        let page = parse_list_page(xml).unwrap();
+        assert_eq!(
+            page.objects,
+            [
+                Listed {
+                    key: "a&b".into(),
+                    size: 12
+                },
+                Listed {
+                    key: "c".into(),
+                    size: 7
+                }
+            ]
+        );
+        assert_eq!(page.next.as_deref(), Some("tok"));
+        let last = b"<ListBucketResult><IsTruncated>false</IsTruncated><NextContinuationToken>x</NextContinuationToken></ListBucketResult>";
+        assert_eq!(parse_list_page(last).unwrap().next, None);
+        assert!(parse_list_page(b"<!DOCTYPE x><a/>").is_err());
+    }
+
+    #[test]
+    fn copies_keep_descriptive_headers_and_user_metadata() {
+        let stored = [
+            ("content-type", "text/plain"),
+            ("x-amz-meta-owner", "ops"),
+            ("x-amz-meta-sealgate-dek", "old"),
+            ("x-amz-meta-sealgate-key-id", "old-key"),
+            ("etag", "\"x\""),
+            ("content-length", "5"),
+        ];
+        let envelope = vec![
+            ("x-amz-meta-sealgate-dek".to_string(), "new".to_string()),
+            (
+                "x-amz-meta-sealgate-key-id".to_string(),
+                "new-key".to_string(),
+            ),
+        ];
+        let out = copy_headers(stored.iter().copied(), &envelope);
+        let get = |n: &str| -> Vec<&str> {
+            out.iter()
+                .filter(|(k, _)| k == n)
+                .map(|(_, v)| v.as_str())
+                .collect()
+        };
+        assert_eq!(get("content-type"), ["text/plain"]);
+        assert_eq!(get("x-amz-meta-owner"), ["ops"]);
+        assert_eq!(
+            get("x-amz-meta-sealgate-dek"),
+            ["new"],
+            "the old wrap is gone"
+        );
+        assert_eq!(get("x-amz-meta-sealgate-key-id"), ["new-key"]);
+        assert!(get("etag").is_empty() && get("content-length").is_empty());
+        assert_eq!(get("x-amz-metadata-directive"), ["REPLACE"]);
+    }
+
+    #[test]
+    fn answers_of_the_backend() {
+        let created = b"<InitiateMultipartUploadResult><Bucket>b</Bucket><Key>k</Key><UploadId>u&amp;1</UploadId></InitiateMultipartUploadResult>";
+        assert_eq!(element_text(created, "UploadId").as_deref(), Some("u&1"));
+        let part = b"<CopyPartResult><ETag>\"abc\"</ETag></CopyPartResult>";
+        assert_eq!(element_text(part, "ETag").as_deref(), Some("\"abc\""));
+        assert!(is_error_document(
+            b"<Error><Code>InternalError</Code></Error>"
+        ));
+        assert!(!is_error_document(
+            b"<CopyObjectResult><ETag>x</ETag></CopyObjectResult>"
+        ));
+        assert_eq!(
+            complete_body(&["\"a\"".into(), "b<".into()]),
+            "<CompleteMultipartUpload><Part><PartNumber>1</PartNumber><ETag>\"a\"</ETag></Part><Part><PartNumber>2</PartNumber><ETag>b&lt;</ETag></Part></CompleteMultipartUpload>"
+        );
+    }
+
+    #[test]
+    fn part_ranges_cover_the_object_part_by_part() {
+        let part = 5 * 1024 * 1024;
+        let stored_part = 48 + ciphertext_len(part);
+        let last = 48 + ciphertext_len(1000);
+        let total = 2 * stored_part + last;
+        let ranges = part_ranges(part, total).unwrap();
+        assert_eq!(
+            ranges,
+            [
+                (0, stored_part - 1),
+                (stored_part, 2 * stored_part - 1),
+                (2 * stored_part, total - 1)
+            ]
+        );
+        assert_eq!(part_ranges(part, 3 * stored_part).unwrap().len(), 3);
+        assert!(part_ranges(part, 10).is_none());
+    }
+}
