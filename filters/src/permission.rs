@@ -9,10 +9,10 @@
 //! gateway protects. Requests the classifier does not know need a right no
 //! grant gives.
 
-use http::Method;
+use http::{HeaderMap, Method};
 use sealgate_config::Permission;
 
-use crate::s3::request::Operation;
+use crate::s3::request::{Operation, BUCKET_SUBRESOURCES};
 
 /// Bucket configuration reads that clients make as part of ordinary data
 /// access (region discovery), so `read` covers them.
@@ -23,14 +23,76 @@ const DATA_BUCKET_READS: &[&str] = &["location"];
 /// legal holds) need `admin`.
 const DATA_OBJECT_WRITES: &[&str] = &["tagging"];
 
+/// Sub-resources that read nothing but a bucket's configuration: `read`
+/// covers them only alone (GetBucketLocation); with any other in the same
+/// request the backend might act on the other.
+const READ_SUBRESOURCES: &[&str] = &["location"];
+
+/// Object sub-resources whose change is an administrator's (ACLs can make
+/// objects public; retention and legal holds can make them undeletable).
+const ADMIN_OBJECT_SUBRESOURCES: &[&str] = &["acl", "legal-hold", "retention"];
+
+/// Canned ACLs that widen nobody's access (what S3 applies anyway; some
+/// clients send them on every upload).
+const DATA_CANNED_ACLS: &[&str] = &["private", "bucket-owner-full-control"];
+
+/// Headers (or presigned query parameters) that make a data write change
+/// access or retention, or a delete skip governance retention: `admin`
+/// whatever the operation.
+fn is_admin_header(name: &str, value: &str) -> bool {
+    let n = name.to_ascii_lowercase();
+    (n == "x-amz-acl" && !DATA_CANNED_ACLS.contains(&value.trim()))
+        || n.starts_with("x-amz-grant-")
+        || n.starts_with("x-amz-object-lock-")
+        || n == "x-amz-bypass-governance-retention"
+}
+
+/// True when a request names a sub-resource or header that changes who may
+/// reach objects or how long they live: such a request needs `admin`
+/// whatever else it names, since a backend may act on any one of several
+/// sub-resources in one request.
+fn needs_admin(method: &Method, query: &[(String, String)], headers: &HeaderMap) -> bool {
+    let reading = matches!(*method, Method::GET | Method::HEAD);
+    let bucket_config = query.iter().any(|(k, _)| {
+        let k = k.as_str();
+        // Object ACL and tagging reads are `read` (their bucket-level forms
+        // are BucketConfig, `admin` below); object tagging writes `write`.
+        let data_level = READ_SUBRESOURCES.contains(&k)
+            || (reading && matches!(k, "acl" | "tagging"))
+            || (!reading && k == "tagging");
+        BUCKET_SUBRESOURCES.contains(&k) && !data_level
+    });
+    let object_admin = !reading
+        && query
+            .iter()
+            .any(|(k, _)| ADMIN_OBJECT_SUBRESOURCES.contains(&k.as_str()));
+    let admin_parameter = headers
+        .iter()
+        .any(|(h, v)| is_admin_header(h.as_str(), v.to_str().unwrap_or("")))
+        || query.iter().any(|(k, v)| is_admin_header(k, v));
+    let several = query
+        .iter()
+        .filter(|(k, _)| BUCKET_SUBRESOURCES.contains(&k.as_str()))
+        .count()
+        > 1;
+    bucket_config || object_admin || admin_parameter || several
+}
+
 /// The permission `operation` needs on its bucket; `None` when no grant
 /// allows it (requests the gateway does not understand).
 pub fn required(
     operation: Operation,
     method: &Method,
     query: &[(String, String)],
+    headers: &HeaderMap,
 ) -> Option<Permission> {
     use Operation::*;
+    if operation == Unknown {
+        return None;
+    }
+    if operation != ListBuckets && needs_admin(method, query, headers) {
+        return Some(Permission::Admin);
+    }
     let has_any = |names: &[&str]| query.iter().any(|(k, _)| names.contains(&k.as_str()));
     Some(match operation {
         ListBuckets | HeadBucket | ListObjects | ListObjectsV2 | ListObjectVersions
@@ -48,9 +110,9 @@ pub fn required(
         | RestoreObject => Permission::Write,
         DeleteObject | DeleteObjects => Permission::Delete,
         CreateBucket | DeleteBucket => Permission::Admin,
-        BucketConfig if method == Method::GET && has_any(DATA_BUCKET_READS) => Permission::Read,
+        BucketConfig if *method == Method::GET && has_any(DATA_BUCKET_READS) => Permission::Read,
         BucketConfig => Permission::Admin,
-        ObjectConfig if method == Method::GET => Permission::Read,
+        ObjectConfig if *method == Method::GET => Permission::Read,
         ObjectConfig if has_any(DATA_OBJECT_WRITES) => Permission::Write,
         ObjectConfig => Permission::Admin,
         Unknown => return None,
@@ -177,6 +239,39 @@ mod tests {
             ),
             ("POST", "/bk1/k", "restore", RestoreObject, Some(Write)),
             ("POST", "/bk1", "", PostObject, Some(Write)),
+            // Several sub-resources, or admin-level parameters: `admin`.
+            (
+                "GET",
+                "/bk1",
+                "uploads&policy",
+                ListMultipartUploads,
+                Some(Admin),
+            ),
+            (
+                "GET",
+                "/bk1",
+                "versions&lifecycle",
+                ListObjectVersions,
+                Some(Admin),
+            ),
+            ("GET", "/bk1", "location&acl", BucketConfig, Some(Admin)),
+            ("PUT", "/bk1/k", "acl&tagging", ObjectConfig, Some(Admin)),
+            (
+                "PUT",
+                "/bk1/k",
+                "uploadId=u&partNumber=1&acl",
+                UploadPart,
+                Some(Admin),
+            ),
+            ("GET", "/bk1/k", "policy", GetObject, Some(Admin)),
+            (
+                "PUT",
+                "/bk1/k",
+                "x-amz-acl=public-read",
+                PutObject,
+                Some(Admin),
+            ),
+            ("GET", "/bk1/k", "tagging&acl", ObjectConfig, Some(Admin)),
             ("GET", "/bk1/k", "torrent", Unknown, None),
             ("PUT", "/bk1/k", "torrent", Unknown, None),
             ("PATCH", "/bk1/k", "", Unknown, None),
@@ -197,7 +292,7 @@ mod tests {
         let op = classify(&method, Some("gw:8080"), path, &query, &headers, &[])
             .unwrap()
             .operation;
-        (op, required(op, &method, &query))
+        (op, required(op, &method, &query, &headers))
     }
 
     #[test]
@@ -225,6 +320,57 @@ mod tests {
                 assert!(!got.is_some_and(|p| Permissions::DATA.contains(p)));
             }
         }
+    }
+
+    #[test]
+    fn headers_that_change_access_or_retention_need_admin() {
+        let method = Method::PUT;
+        for (name, value, expected) in [
+            ("x-amz-acl", "public-read", Permission::Admin),
+            ("x-amz-acl", "authenticated-read", Permission::Admin),
+            ("x-amz-acl", "private", Permission::Write),
+            ("x-amz-acl", "bucket-owner-full-control", Permission::Write),
+            (
+                "x-amz-grant-read",
+                "uri=\"http://acs.amazonaws.com/groups/global/AllUsers\"",
+                Permission::Admin,
+            ),
+            ("x-amz-object-lock-mode", "COMPLIANCE", Permission::Admin),
+            ("x-amz-object-lock-legal-hold", "ON", Permission::Admin),
+            ("x-amz-storage-class", "STANDARD_IA", Permission::Write),
+        ] {
+            let mut h = HeaderMap::new();
+            h.insert(
+                http::header::HeaderName::from_bytes(name.as_bytes()).unwrap(),
+                value.parse().unwrap(),
+            );
+            for op in [
+                Operation::PutObject,
+                Operation::CopyObject,
+                Operation::CreateMultipartUpload,
+            ] {
+                assert_eq!(
+                    required(op, &method, &[], &h),
+                    Some(expected),
+                    "{name}: {value}"
+                );
+            }
+        }
+        let mut h = HeaderMap::new();
+        h.insert("x-amz-bypass-governance-retention", "true".parse().unwrap());
+        assert_eq!(
+            required(Operation::DeleteObject, &Method::DELETE, &[], &h),
+            Some(Permission::Admin)
+        );
+        assert_eq!(
+            required(
+                Operation::DeleteObjects,
+                &Method::POST,
+                &[("delete".into(), String::new())],
+                &h
+            ),
+            Some(Permission::Admin)
+        );
     }
 
     #[test]

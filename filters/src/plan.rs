@@ -228,6 +228,15 @@ pub fn decide(r: &Request) -> Result<Plan, S3Error> {
         (Operation::ListBuckets, _) => Plan::ListBuckets,
         (Operation::ListParts, Some(_)) if r.has_token => Plan::ListParts,
         (Operation::CompleteMultipartUpload, Some(_)) if r.has_token => Plan::Complete,
+        // A backend upload id on an encrypting bucket (ListMultipartUploads
+        // shows them): completing it would skip the part-list checks, and
+        // its part list shows stored sizes. Abort stays allowed (cleanup).
+        (Operation::ListParts | Operation::CompleteMultipartUpload, Some(_)) => {
+            return Err(S3Error::new(
+                S3ErrorCode::NoSuchUpload,
+                "this multipart upload was not started through the encryption gateway",
+            ))
+        }
         (Operation::UploadPartCopy, Some(_)) => return Err(not_yet("UploadPartCopy")),
         (Operation::Unknown, Some(_)) => return Err(not_yet("this request")),
         (Operation::SelectObjectContent, Some(_)) => return Err(not_yet("S3 Select")),
@@ -377,10 +386,10 @@ mod tests {
             (UploadPart, Some(&optional), len.to_vec(), vec![("partNumber", "10001")], true, &unsigned, "error:InvalidArgument"),
             (UploadPart, None, vec![("x-amz-decoded-content-length", "5")], vec![("partNumber", "1")], false, &signed, "decode"),
             (CompleteMultipartUpload, Some(&optional), vec![], vec![], true, &unsigned, "complete"),
-            (CompleteMultipartUpload, Some(&optional), vec![], vec![], false, &unsigned, "pass"),
+            (CompleteMultipartUpload, Some(&optional), vec![], vec![], false, &unsigned, "error:NoSuchUpload"),
             (CompleteMultipartUpload, None, vec![], vec![], false, &signed, "error:NotImplemented"),
             (ListParts, Some(&optional), vec![], vec![], true, &unsigned, "list-parts"),
-            (ListParts, Some(&optional), vec![], vec![], false, &unsigned, "pass"),
+            (ListParts, Some(&optional), vec![], vec![], false, &unsigned, "error:NoSuchUpload"),
             (GetObject, None, vec![], vec![], false, &unsigned, "read"),
             (GetObject, Some(&mandatory), vec![("range", "bytes=0-9")], vec![], false, &unsigned, "read:mandatory:range"),
             (HeadObject, Some(&optional), vec![], vec![], false, &unsigned, "read"),

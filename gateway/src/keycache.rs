@@ -233,10 +233,7 @@ impl KeyProvider for CachingProvider {
                     self.decrypt.remove(&id);
                 }
                 Err(guard) => {
-                    let plaintext = self
-                        .inner
-                        .decrypt_data_key(key_id, wrapped, context)
-                        .await?;
+                    let plaintext = unwrap().await?;
                     let _ = guard.insert(Arc::new(Unwrapped {
                         plaintext: plaintext.clone(),
                         expires: Instant::now() + self.ttl,

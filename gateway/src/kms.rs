@@ -7,7 +7,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::RwLock;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use aws_config::BehaviorVersion;
@@ -24,6 +24,12 @@ use zeroize::{Zeroize, Zeroizing};
 const KMS_CALL_TIMEOUT: Duration = Duration::from_secs(10);
 /// Longest one attempt may take to connect.
 const KMS_CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+/// How long a configured id's resolved ARN is trusted (an alias can be
+/// pointed at another key).
+const ARN_TTL: Duration = Duration::from_secs(300);
+/// How long a failed resolution is remembered, so a key that cannot be
+/// described does not cost a KMS call on every read.
+const ARN_FAILURE_TTL: Duration = Duration::from_secs(60);
 
 /// One configured `aws-kms` provider.
 pub struct AwsKmsProvider {
@@ -31,8 +37,9 @@ pub struct AwsKmsProvider {
     default_key_id: String,
     client: aws_sdk_kms::Client,
     /// Configured key ids (alias, key id or ARN) and the ARN KMS reported
-    /// for them, learned from DescribeKey and GenerateDataKey.
-    arns: RwLock<HashMap<String, String>>,
+    /// for them (or `None`: it could not be described), learned from
+    /// DescribeKey and GenerateDataKey, each until its instant.
+    arns: RwLock<HashMap<String, (Option<String>, Instant)>>,
 }
 
 impl AwsKmsProvider {
@@ -76,7 +83,7 @@ impl AwsKmsProvider {
             )));
         }
         let arn = meta.arn().unwrap_or(meta.key_id()).to_string();
-        self.remember(key_id, &arn);
+        self.remember(key_id, Some(&arn));
         Ok(arn)
     }
 
@@ -114,21 +121,45 @@ impl AwsKmsProvider {
         Ok(false)
     }
 
-    fn remember(&self, key_id: &str, arn: &str) {
-        if key_id == arn {
+    fn remember(&self, key_id: &str, arn: Option<&str>) {
+        if Some(key_id) == arn {
             return;
         }
-        let mut arns = self.arns.write().unwrap_or_else(|e| e.into_inner());
-        arns.entry(key_id.to_string())
-            .or_insert_with(|| arn.to_string());
+        let ttl = if arn.is_some() {
+            ARN_TTL
+        } else {
+            ARN_FAILURE_TTL
+        };
+        self.arns.write().unwrap_or_else(|e| e.into_inner()).insert(
+            key_id.to_string(),
+            (arn.map(str::to_string), Instant::now() + ttl),
+        );
     }
 
-    fn known_arn(&self, key_id: &str) -> Option<String> {
+    /// The remembered resolution of `key_id`, if still fresh.
+    fn known_arn(&self, key_id: &str) -> Option<Option<String>> {
         self.arns
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .get(key_id)
-            .cloned()
+            .filter(|(_, until)| Instant::now() < *until)
+            .map(|(arn, _)| arn.clone())
+    }
+
+    /// The ARN of `key_id` whatever the key's state (for comparing ids:
+    /// a disabled key's objects are still the bucket's).
+    async fn resolve_arn(&self, key_id: &str) -> Result<String, KeyError> {
+        let out = self
+            .client
+            .describe_key()
+            .key_id(key_id)
+            .send()
+            .await
+            .map_err(|e| map_error(e, key_id))?;
+        let meta = out
+            .key_metadata()
+            .ok_or_else(|| KeyError::Invalid(format!("KMS described {key_id} without metadata")))?;
+        Ok(meta.arn().unwrap_or(meta.key_id()).to_string())
     }
 }
 
@@ -264,7 +295,7 @@ impl KeyProvider for AwsKmsProvider {
             })?;
         let mut out = out;
         let plaintext = take_key(out.plaintext.take(), key_id)?;
-        self.remember(key_id, &arn);
+        self.remember(key_id, Some(&arn));
         Ok(DataKey {
             plaintext,
             wrapped,
@@ -312,7 +343,7 @@ impl KeyProvider for AwsKmsProvider {
             .ok_or_else(|| {
                 KeyError::Invalid(format!("KMS returned no wrapped key for {key_id}"))
             })?;
-        self.remember(key_id, &arn);
+        self.remember(key_id, Some(&arn));
         Ok(DataKey {
             plaintext: dek.clone(),
             wrapped,
@@ -325,8 +356,20 @@ impl KeyProvider for AwsKmsProvider {
             return Ok(key_id.to_string());
         }
         match self.known_arn(key_id) {
-            Some(arn) => Ok(arn),
-            None => self.describe(key_id).await,
+            Some(Some(arn)) => Ok(arn),
+            Some(None) => Err(KeyError::Unavailable(format!(
+                "{key_id} could not be described recently"
+            ))),
+            None => match self.resolve_arn(key_id).await {
+                Ok(arn) => {
+                    self.remember(key_id, Some(&arn));
+                    Ok(arn)
+                }
+                Err(e) => {
+                    self.remember(key_id, None);
+                    Err(e)
+                }
+            },
         }
     }
 }

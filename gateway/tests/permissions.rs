@@ -85,6 +85,58 @@ fn data_clients_cannot_change_buckets() {
         full.extend(&args);
         assert_s3_error(&as_team(&gw, &full), "AccessDenied");
     }
+    // Writes that would widen access or lock objects need admin too.
+    for args in [
+        vec![
+            "put-object",
+            "--bucket",
+            "team-a",
+            "--key",
+            "pub",
+            "--acl",
+            "public-read",
+        ],
+        vec![
+            "put-object",
+            "--bucket",
+            "team-a",
+            "--key",
+            "pub",
+            "--grant-read",
+            "uri=http://acs.amazonaws.com/groups/global/AllUsers",
+        ],
+        vec![
+            "put-object",
+            "--bucket",
+            "team-a",
+            "--key",
+            "pub",
+            "--object-lock-legal-hold-status",
+            "ON",
+        ],
+    ] {
+        let mut full = vec!["s3api"];
+        full.extend(&args);
+        assert_s3_error(&as_team(&gw, &full), "AccessDenied");
+    }
+    assert!(!backend.object_path("team-a", "pub").exists());
+    let private = as_team(
+        &gw,
+        &[
+            "s3api",
+            "put-object",
+            "--bucket",
+            "team-a",
+            "--key",
+            "private",
+            "--acl",
+            "private",
+        ],
+    );
+    assert!(
+        private.status.success(),
+        "the default ACL is data: {private:?}"
+    );
     assert!(!backend.dir.path().join("team-new").exists());
     assert!(backend.object_path("team-a", "k").exists());
 

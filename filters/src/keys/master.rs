@@ -54,6 +54,8 @@ impl Master {
             .expect("8 bytes is a valid HKDF output length");
         let mut prk_bytes = Zeroizing::new([0u8; 32]);
         prk_bytes.copy_from_slice(&prk);
+        let mut prk = prk;
+        zeroize::Zeroize::zeroize(prk.as_mut_slice());
         Self {
             prk: prk_bytes,
             id,

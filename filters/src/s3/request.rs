@@ -101,7 +101,7 @@ pub struct S3Request {
 }
 
 /// Bucket sub-resources that make a bucket request a configuration call.
-const BUCKET_SUBRESOURCES: &[&str] = &[
+pub(crate) const BUCKET_SUBRESOURCES: &[&str] = &[
     "accelerate",
     "acl",
     "analytics",

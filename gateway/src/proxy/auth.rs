@@ -78,7 +78,7 @@ impl Gateway {
         let bucket = match &s3.bucket {
             Some(typed) => {
                 let resolved = self.resolve_bucket(typed)?;
-                let needed = permission::required(s3.operation, &req.method, &query);
+                let needed = permission::required(s3.operation, &req.method, &query, &req.headers);
                 identity.authorize(&resolved.name, needed)?;
                 Some(resolved)
             }

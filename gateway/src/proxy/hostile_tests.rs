@@ -210,7 +210,7 @@ proptest! {
             prop_assert_eq!(auth.s3.operation, sealgate_filters::s3::Operation::ListBuckets);
         } else {
             let name = rules_name(&gw.config, &bucket);
-            let needed = permission::required(auth.s3.operation, &req.method, &auth.query)
+            let needed = permission::required(auth.s3.operation, &req.method, &auth.query, &req.headers)
                 .expect("refused operations never route");
             prop_assert!(
                 permissions_in(&grants, name).contains(needed),

@@ -257,19 +257,22 @@ impl Gateway {
             return Ok(first);
         }
         let provider = self.provider(&b.enc.provider)?;
+        // Each configured id on its own: one that cannot be resolved (a
+        // deleted alias, no DescribeKey right) matches nothing, and fails
+        // no read of objects under the others.
         let canon = |id: String| {
             let provider = provider.clone();
-            async move { provider.canonical_key_id(&id).await }
+            async move { provider.canonical_key_id(&id).await.unwrap_or(id) }
         };
         let mut enc = b.enc.clone();
         let own = enc
             .key_id
             .take()
             .unwrap_or_else(|| b.default_key_id.clone());
-        enc.key_id = Some(canon(own).await.map_err(key_error)?);
+        enc.key_id = Some(canon(own).await);
         for list in [&mut enc.allowed_key_ids, &mut enc.readable_key_ids] {
             for id in list.iter_mut() {
-                *id = canon(std::mem::take(id)).await.map_err(key_error)?;
+                *id = canon(std::mem::take(id)).await;
             }
         }
         Ok(enc.check_stored(

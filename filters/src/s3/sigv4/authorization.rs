@@ -60,11 +60,22 @@ fn must_be_single(name: &str) -> bool {
 /// Refuses a repeated query parameter or security-relevant header: the
 /// gateway reads the first, a backend may read the last.
 fn check_single(query: &[(String, String)], headers: &HeaderMap) -> Result<(), S3Error> {
-    for (i, (k, _)) in query.iter().enumerate() {
-        if query[..i].iter().any(|(seen, _)| seen == k) {
+    let mut seen = std::collections::HashSet::with_capacity(query.len());
+    for (k, _) in query {
+        if !seen.insert(k.as_str()) {
             return Err(S3Error::new(
                 S3ErrorCode::InvalidArgument,
                 format!("the query parameter {k} appears more than once"),
+            ));
+        }
+        // Some backends take user metadata from the query string too: the
+        // envelope's fields are the gateway's alone, as in headers.
+        if k.get(..20)
+            .is_some_and(|p| p.eq_ignore_ascii_case("x-amz-meta-sealgate-"))
+        {
+            return Err(S3Error::new(
+                S3ErrorCode::InvalidArgument,
+                format!("the query parameter {k} is reserved for the gateway"),
             ));
         }
     }

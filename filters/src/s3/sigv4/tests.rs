@@ -495,6 +495,12 @@ fn sigv4_negative_table() {
             (got, _) => panic!("{name}: expected {expected:?}, got {got:?}"),
         }
     }
+    // The envelope's metadata cannot come in through the query string.
+    let q = uri::parse_query("X-Amz-Meta-Sealgate-Dek=forged").unwrap();
+    assert_eq!(
+        parse(&q, &HeaderMap::new()).unwrap_err().code,
+        S3ErrorCode::InvalidArgument
+    );
     // Signature Version 2 in the query string is refused, not taken for
     // an anonymous request.
     let q = uri::parse_query("AWSAccessKeyId=AKIA&Expires=1&Signature=abc").unwrap();
