@@ -359,4 +359,6 @@ pub use date::{format_amz_date, parse_amz_date};
 pub use sign::{ScopedKey, ToSign};
 
 #[cfg(test)]
+mod negative_tests;
+#[cfg(test)]
 mod tests;
