@@ -254,6 +254,18 @@ fn take_key(blob: Option<Blob>, key_id: &str) -> Result<Zeroizing<[u8; DEK_LEN]>
     out
 }
 
+/// The ARN KMS reports and the wrapped key it returned.
+fn wrapped_under(
+    arn: Option<&str>,
+    blob: Option<&Blob>,
+    key_id: &str,
+) -> Result<(String, Vec<u8>), KeyError> {
+    let wrapped = blob
+        .map(|b| b.as_ref().to_vec())
+        .ok_or_else(|| KeyError::Invalid(format!("KMS returned no wrapped key for {key_id}")))?;
+    Ok((arn.unwrap_or(key_id).to_string(), wrapped))
+}
+
 fn kms_context(context: &BTreeMap<String, String>) -> Option<HashMap<String, String>> {
     (!context.is_empty()).then(|| context.clone().into_iter().collect())
 }
@@ -286,13 +298,7 @@ impl KeyProvider for AwsKmsProvider {
             .send()
             .await
             .map_err(|e| map_error(e, key_id))?;
-        let arn = out.key_id().unwrap_or(key_id).to_string();
-        let wrapped = out
-            .ciphertext_blob()
-            .map(|b| b.as_ref().to_vec())
-            .ok_or_else(|| {
-                KeyError::Invalid(format!("KMS returned no wrapped key for {key_id}"))
-            })?;
+        let (arn, wrapped) = wrapped_under(out.key_id(), out.ciphertext_blob(), key_id)?;
         let mut out = out;
         let plaintext = take_key(out.plaintext.take(), key_id)?;
         self.remember(key_id, Some(&arn));
@@ -336,13 +342,7 @@ impl KeyProvider for AwsKmsProvider {
             .send()
             .await
             .map_err(|e| map_error(e, key_id))?;
-        let arn = out.key_id().unwrap_or(key_id).to_string();
-        let wrapped = out
-            .ciphertext_blob()
-            .map(|b| b.as_ref().to_vec())
-            .ok_or_else(|| {
-                KeyError::Invalid(format!("KMS returned no wrapped key for {key_id}"))
-            })?;
+        let (arn, wrapped) = wrapped_under(out.key_id(), out.ciphertext_blob(), key_id)?;
         self.remember(key_id, Some(&arn));
         Ok(DataKey {
             plaintext: dek.clone(),
