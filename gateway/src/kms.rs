@@ -37,9 +37,9 @@ pub struct AwsKmsProvider {
     default_key_id: String,
     client: aws_sdk_kms::Client,
     /// Configured key ids (alias, key id or ARN) and the ARN KMS reported
-    /// for them (or `None`: it could not be described), learned from
+    /// for them (or why it could not be described), learned from
     /// DescribeKey and GenerateDataKey, each until its instant.
-    arns: RwLock<HashMap<String, (Option<String>, Instant)>>,
+    arns: RwLock<HashMap<String, (Result<String, KeyError>, Instant)>>,
 }
 
 impl AwsKmsProvider {
@@ -83,7 +83,7 @@ impl AwsKmsProvider {
             )));
         }
         let arn = meta.arn().unwrap_or(meta.key_id()).to_string();
-        self.remember(key_id, Some(&arn));
+        self.remember(key_id, Ok(&arn));
         Ok(arn)
     }
 
@@ -121,23 +121,26 @@ impl AwsKmsProvider {
         Ok(false)
     }
 
-    fn remember(&self, key_id: &str, arn: Option<&str>) {
-        if Some(key_id) == arn {
+    fn remember(&self, key_id: &str, arn: Result<&str, &KeyError>) {
+        if arn == Ok(key_id) {
             return;
         }
-        let ttl = if arn.is_some() {
+        let ttl = if arn.is_ok() {
             ARN_TTL
         } else {
             ARN_FAILURE_TTL
         };
         self.arns.write().unwrap_or_else(|e| e.into_inner()).insert(
             key_id.to_string(),
-            (arn.map(str::to_string), Instant::now() + ttl),
+            (
+                arn.map(str::to_string).map_err(Clone::clone),
+                Instant::now() + ttl,
+            ),
         );
     }
 
     /// The remembered resolution of `key_id`, if still fresh.
-    fn known_arn(&self, key_id: &str) -> Option<Option<String>> {
+    fn known_arn(&self, key_id: &str) -> Option<Result<String, KeyError>> {
         self.arns
             .read()
             .unwrap_or_else(|e| e.into_inner())
@@ -301,7 +304,7 @@ impl KeyProvider for AwsKmsProvider {
         let (arn, wrapped) = wrapped_under(out.key_id(), out.ciphertext_blob(), key_id)?;
         let mut out = out;
         let plaintext = take_key(out.plaintext.take(), key_id)?;
-        self.remember(key_id, Some(&arn));
+        self.remember(key_id, Ok(&arn));
         Ok(DataKey {
             plaintext,
             wrapped,
@@ -343,7 +346,7 @@ impl KeyProvider for AwsKmsProvider {
             .await
             .map_err(|e| map_error(e, key_id))?;
         let (arn, wrapped) = wrapped_under(out.key_id(), out.ciphertext_blob(), key_id)?;
-        self.remember(key_id, Some(&arn));
+        self.remember(key_id, Ok(&arn));
         Ok(DataKey {
             plaintext: dek.clone(),
             wrapped,
@@ -355,21 +358,11 @@ impl KeyProvider for AwsKmsProvider {
         if key_id.starts_with("arn:") {
             return Ok(key_id.to_string());
         }
-        match self.known_arn(key_id) {
-            Some(Some(arn)) => Ok(arn),
-            Some(None) => Err(KeyError::Unavailable(format!(
-                "{key_id} could not be described recently"
-            ))),
-            None => match self.resolve_arn(key_id).await {
-                Ok(arn) => {
-                    self.remember(key_id, Some(&arn));
-                    Ok(arn)
-                }
-                Err(e) => {
-                    self.remember(key_id, None);
-                    Err(e)
-                }
-            },
+        if let Some(known) = self.known_arn(key_id) {
+            return known;
         }
+        let resolved = self.resolve_arn(key_id).await;
+        self.remember(key_id, resolved.as_deref().map_err(|e| e));
+        resolved
     }
 }

@@ -9,7 +9,6 @@ use pingora::http::ResponseHeader;
 use sealgate_envelope::format::{plaintext_len, ByteRange};
 use sealgate_envelope::multipart::{Layout, PartHeader, PartsDecryptor, PART_HEADER_LEN};
 use sealgate_envelope::{Backend, Decryptor, EnvelopeMeta, ObjectKey};
-use sealgate_filters::policy::Unbound;
 use sealgate_filters::s3::{S3Error, S3ErrorCode};
 
 use super::errors::internal;
@@ -239,48 +238,6 @@ impl Gateway {
         ctx.audit.provider = Some(meta.provider);
         ctx.audit.key_id = Some(meta.key_id);
         Ok(())
-    }
-
-    /// Does the object belong to this bucket? Key ids compare as written
-    /// first; where they differ, the bucket's configured ids are compared
-    /// in the form objects record (a KMS alias as its key's ARN).
-    async fn check_bound(
-        &self,
-        read: &ReadPlan,
-        meta: &EnvelopeMeta,
-    ) -> Result<Result<(), Unbound>, S3Error> {
-        let first = read.check_binding(meta);
-        let Some(b) = &read.binding else {
-            return Ok(first);
-        };
-        if first != Err(Unbound::Key) || meta.provider != b.enc.provider {
-            return Ok(first);
-        }
-        let provider = self.provider(&b.enc.provider)?;
-        // Each configured id on its own: one that cannot be resolved (a
-        // deleted alias, no DescribeKey right) matches nothing, and fails
-        // no read of objects under the others.
-        let canon = |id: String| {
-            let provider = provider.clone();
-            async move { provider.canonical_key_id(&id).await.unwrap_or(id) }
-        };
-        let mut enc = b.enc.clone();
-        let own = enc
-            .key_id
-            .take()
-            .unwrap_or_else(|| b.default_key_id.clone());
-        enc.key_id = Some(canon(own).await);
-        for list in [&mut enc.allowed_key_ids, &mut enc.readable_key_ids] {
-            for id in list.iter_mut() {
-                *id = canon(std::mem::take(id)).await;
-            }
-        }
-        Ok(enc.check_stored(
-            &b.default_key_id,
-            &meta.provider,
-            &meta.key_id,
-            &meta.context,
-        ))
     }
 
     /// What the response holds: `None` for a plaintext object served as

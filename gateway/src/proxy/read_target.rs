@@ -6,11 +6,13 @@ use pingora::http::{RequestHeader, ResponseHeader};
 use sealgate_envelope::format::ByteRange;
 use sealgate_envelope::multipart::{Layout, PartHeader};
 use sealgate_envelope::EnvelopeMeta;
+use sealgate_filters::keys::KeyError;
 use sealgate_filters::plan::ReadRequest;
 use sealgate_filters::policy::{BucketEncryption, Unbound};
 use sealgate_filters::s3::{S3Error, S3ErrorCode};
 
 use super::errors::internal;
+use crate::keys::key_error;
 
 /// What the client asked to read (from the plan), and what a probe found.
 pub struct ReadPlan {
@@ -161,4 +163,59 @@ pub fn changed() -> S3Error {
         S3ErrorCode::ServiceUnavailable,
         "the object changed while it was being read; retry",
     )
+}
+
+impl super::Gateway {
+    /// Does the object belong to this bucket? Key ids compare as written
+    /// first; where they differ, the bucket's configured ids are compared
+    /// in the form objects record (a KMS alias as its key's ARN).
+    pub(super) async fn check_bound(
+        &self,
+        read: &ReadPlan,
+        meta: &EnvelopeMeta,
+    ) -> Result<Result<(), Unbound>, S3Error> {
+        let first = read.check_binding(meta);
+        let Some(b) = &read.binding else {
+            return Ok(first);
+        };
+        if first != Err(Unbound::Key) || meta.provider != b.enc.provider {
+            return Ok(first);
+        }
+        let provider = self.provider(&b.enc.provider)?;
+        // Each configured id on its own: one that cannot be resolved (a
+        // deleted alias, no DescribeKey right) matches nothing, and fails
+        // no read of objects under the others.
+        // A provider that could not be asked (down, throttled) makes a
+        // failed match a 503 the client may retry, not an AccessDenied.
+        let mut unavailable = None;
+        let mut canon = async |id: String| match provider.canonical_key_id(&id).await {
+            Ok(arn) => arn,
+            Err(e @ (KeyError::Unavailable(_) | KeyError::Throttled(_))) => {
+                unavailable = Some(e);
+                id
+            }
+            Err(_) => id,
+        };
+        let mut enc = b.enc.clone();
+        let own = enc
+            .key_id
+            .take()
+            .unwrap_or_else(|| b.default_key_id.clone());
+        enc.key_id = Some(canon(own).await);
+        for list in [&mut enc.allowed_key_ids, &mut enc.readable_key_ids] {
+            for id in list.iter_mut() {
+                *id = canon(std::mem::take(id)).await;
+            }
+        }
+        let checked = enc.check_stored(
+            &b.default_key_id,
+            &meta.provider,
+            &meta.key_id,
+            &meta.context,
+        );
+        if let (Err(Unbound::Key), Some(e)) = (&checked, unavailable) {
+            return Err(key_error(e));
+        }
+        Ok(checked)
+    }
 }
