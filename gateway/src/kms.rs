@@ -31,6 +31,10 @@ const ARN_TTL: Duration = Duration::from_secs(300);
 /// described does not cost a KMS call on every read.
 const ARN_FAILURE_TTL: Duration = Duration::from_secs(60);
 
+/// A configured key id's ARN (or why it could not be described), and until
+/// when that answer is trusted.
+type Resolution = (Result<String, KeyError>, Instant);
+
 /// One configured `aws-kms` provider.
 pub struct AwsKmsProvider {
     name: String,
@@ -39,7 +43,7 @@ pub struct AwsKmsProvider {
     /// Configured key ids (alias, key id or ARN) and the ARN KMS reported
     /// for them (or why it could not be described), learned from
     /// DescribeKey and GenerateDataKey, each until its instant.
-    arns: RwLock<HashMap<String, (Result<String, KeyError>, Instant)>>,
+    arns: RwLock<HashMap<String, Resolution>>,
 }
 
 impl AwsKmsProvider {
@@ -362,7 +366,7 @@ impl KeyProvider for AwsKmsProvider {
             return known;
         }
         let resolved = self.resolve_arn(key_id).await;
-        self.remember(key_id, resolved.as_deref().map_err(|e| e));
+        self.remember(key_id, resolved.as_deref());
         resolved
     }
 }
