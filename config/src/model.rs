@@ -361,6 +361,9 @@ pub struct Policy {
     /// Further key ids whose objects stay readable (keys rotated away
     /// from); nothing new is written under them.
     pub readable_key_ids: Vec<String>,
+    /// Other providers whose objects stay readable (any of their keys)
+    /// while `sealgate rewrap` moves a bucket to this policy's provider.
+    pub readable_providers: Vec<String>,
 }
 
 /// Per-bucket settings (`storage.s3.bucket_configs.<alias>`).

@@ -852,6 +852,7 @@ fn encryption(
                 "mandatory",
                 "allowed_key_ids",
                 "readable_key_ids",
+                "readable_providers",
             ],
         ) else {
             continue;
@@ -892,6 +893,13 @@ fn encryption(
         let mandatory = r.boolean(&p, "mandatory").unwrap_or(true);
         let allowed_key_ids = r.string_list(&p, "allowed_key_ids").unwrap_or_default();
         let readable_key_ids = r.string_list(&p, "readable_key_ids").unwrap_or_default();
+        let readable_providers = r.string_list(&p, "readable_providers").unwrap_or_default();
+        for (i, name) in readable_providers.iter().enumerate() {
+            if resolve_provider(name, &providers).is_none() {
+                let path = format!("{}[{i}]", p.child("readable_providers"));
+                unknown_provider(r, &path, name, &providers, kms_disabled);
+            }
+        }
         if let (Some(bucket_pattern), Some(key_provider)) = (pattern, provider) {
             policies.push(Policy {
                 bucket_pattern,
@@ -899,6 +907,7 @@ fn encryption(
                 mandatory,
                 allowed_key_ids,
                 readable_key_ids,
+                readable_providers,
             });
         }
     }

@@ -319,6 +319,7 @@ mod tests {
             key_id: None,
             allowed_key_ids: vec!["other".into()],
             readable_key_ids: Vec::new(),
+            readable_providers: Vec::new(),
             context: BTreeMap::new(),
         }
     }

@@ -24,6 +24,8 @@ pub struct BucketEncryption {
     pub allowed_key_ids: Vec<String>,
     /// Keys whose objects stay readable after rotation (`readable_key_ids`).
     pub readable_key_ids: Vec<String>,
+    /// Providers whose objects stay readable during a move (`readable_providers`).
+    pub readable_providers: Vec<String>,
     /// Provider context merged with the bucket's (`kms_encryption_context`).
     pub context: BTreeMap<String, String>,
 }
@@ -62,10 +64,13 @@ impl BucketEncryption {
         context: &BTreeMap<String, String>,
     ) -> Result<(), Unbound> {
         let own = self.key_id.as_deref().unwrap_or(default_key_id);
-        let key_ok = provider == self.provider
-            && (key_id == own
+        let key_ok = if provider == self.provider {
+            key_id == own
                 || self.allowed_key_ids.iter().any(|k| k == key_id)
-                || self.readable_key_ids.iter().any(|k| k == key_id));
+                || self.readable_key_ids.iter().any(|k| k == key_id)
+        } else {
+            self.readable_providers.iter().any(|p| p == provider)
+        };
         if !key_ok {
             return Err(Unbound::Key);
         }
@@ -78,20 +83,23 @@ impl BucketEncryption {
 
 /// Resolves a client-visible bucket's settings.
 pub fn for_bucket(config: &Config, bucket: &str) -> Option<BucketEncryption> {
-    let (provider, mandatory, allowed, readable) = match config.policy_for(bucket) {
-        Some(p) => (
-            p.key_provider.clone(),
-            p.mandatory,
-            p.allowed_key_ids.clone(),
-            p.readable_key_ids.clone(),
-        ),
-        None => (
-            config.encryption.default_provider.clone()?,
-            false,
-            Vec::new(),
-            Vec::new(),
-        ),
-    };
+    let (provider, mandatory, allowed, readable, readable_providers) =
+        match config.policy_for(bucket) {
+            Some(p) => (
+                p.key_provider.clone(),
+                p.mandatory,
+                p.allowed_key_ids.clone(),
+                p.readable_key_ids.clone(),
+                p.readable_providers.clone(),
+            ),
+            None => (
+                config.encryption.default_provider.clone()?,
+                false,
+                Vec::new(),
+                Vec::new(),
+                Vec::new(),
+            ),
+        };
     let kind = &config.encryption.providers.get(&provider)?.kind;
     let bucket_cfg = config.buckets.get(bucket);
     let mut context = match kind {
@@ -111,6 +119,7 @@ pub fn for_bucket(config: &Config, bucket: &str) -> Option<BucketEncryption> {
         key_id,
         allowed_key_ids: allowed,
         readable_key_ids: readable,
+        readable_providers,
         context,
     })
 }
@@ -164,6 +173,9 @@ storage:
 encryption:
   key_provider: dev
   key_providers:
+    old:
+      type: local
+      config: {master_key: b2xk}
     kms:
       type: aws-kms
       config: {default_key_id: alias/prod, encryption_context: {app: sg}}
@@ -175,6 +187,7 @@ encryption:
       key_provider: kms
       allowed_key_ids: ["alias/other"]
       readable_key_ids: ["alias/retired"]
+      readable_providers: ["old"]
 "#,
             &|_| None,
         )
@@ -228,6 +241,8 @@ encryption:
         // The provider's default is not this bucket's key (it has its own).
         assert_eq!(check("kms", "alias/prod", &own), Err(Unbound::Key));
         assert_eq!(check("dev", "alias/special", &own), Err(Unbound::Key));
+        // A provider kept readable during a move: any of its keys.
+        assert_eq!(check("old", "local:old", &own), Ok(()));
         assert_eq!(check("kms", "alias/elsewhere", &own), Err(Unbound::Key));
         // Moved from a bucket with another context.
         let moved = ctx(&[("app", "sg"), ("bucket", "prod-other")]);

@@ -26,7 +26,14 @@ pub struct ListPage {
     pub next: Option<String>,
 }
 
-/// Parses a ListObjectsV2 page from the backend.
+/// Decodes a key S3 listed with `encoding-type=url` (`+` is a space).
+fn form_decode(text: &str) -> Result<String, S3Error> {
+    crate::s3::uri::decode(&text.replace('+', " "))
+        .ok_or_else(|| crate::s3::xml::malformed("a listed key is not valid URL encoding"))
+}
+
+/// Parses a ListObjectsV2 page from the backend (requested with
+/// `encoding-type=url`).
 pub fn parse_list_page(xml: &[u8]) -> Result<ListPage, S3Error> {
     let mut page = ListPage::default();
     let mut truncated = false;
@@ -39,7 +46,9 @@ pub fn parse_list_page(xml: &[u8]) -> Result<ListPage, S3Error> {
             Node::Close([_, c, f], text) if c == "Contents" => {
                 let o = page.objects.last_mut().expect("opened above");
                 if f == "Key" {
-                    o.key = text.to_string();
+                    // Listed with `encoding-type=url`: a key's spaces and
+                    // control characters arrive encoded (no trimming loses them).
+                    o.key = form_decode(text)?;
                 } else if f == "Size" {
                     o.size = text.parse().unwrap_or(0);
                 }
@@ -74,17 +83,52 @@ pub fn element_text(xml: &[u8], element: &str) -> Option<String> {
     found
 }
 
-/// True when a 200 answer to a copy is in fact an error (S3 may report a
-/// failed copy in the body of a 200).
-pub fn is_error_document(xml: &[u8]) -> bool {
-    let mut root = None;
-    let _ = walk(xml, |node| {
+/// True when a 200 answer is the document `root` (S3 may report a failed
+/// copy in the body of a 200; anything else is not a success either).
+pub fn is_result(xml: &[u8], root: &str) -> bool {
+    let mut found = None;
+    let parsed = walk(xml, |node| {
         if let Node::Open([r]) = node {
-            root = Some(r.clone());
+            found = Some(r.clone());
         }
         Ok(())
     });
-    root.as_deref() == Some("Error")
+    parsed.is_ok() && found.as_deref() == Some(root)
+}
+
+/// An object's tags (a GetObjectTagging answer) as an `x-amz-tagging`
+/// header value; `None` when it has none.
+pub fn tagging_header(xml: &[u8]) -> Option<String> {
+    let mut tags: Vec<(String, String)> = Vec::new();
+    walk(xml, |node| {
+        match node {
+            Node::Open([_, _, t]) if t == "Tag" => tags.push((String::new(), String::new())),
+            Node::Close([_, _, t, f], text) if t == "Tag" => {
+                if let Some(tag) = tags.last_mut() {
+                    match f.as_str() {
+                        "Key" => tag.0 = text.to_string(),
+                        "Value" => tag.1 = text.to_string(),
+                        _ => {}
+                    }
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    })
+    .ok()?;
+    (!tags.is_empty()).then(|| {
+        tags.iter()
+            .map(|(k, v)| {
+                format!(
+                    "{}={}",
+                    crate::s3::uri::encode(k),
+                    crate::s3::uri::encode(v)
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("&")
+    })
 }
 
 /// The CompleteMultipartUpload body for the copied parts' ETags.
@@ -236,16 +280,26 @@ mod tests {
         assert_eq!(element_text(created, "UploadId").as_deref(), Some("u&1"));
         let part = b"<CopyPartResult><ETag>\"abc\"</ETag></CopyPartResult>";
         assert_eq!(element_text(part, "ETag").as_deref(), Some("\"abc\""));
-        assert!(is_error_document(
-            b"<Error><Code>InternalError</Code></Error>"
+        assert!(!is_result(
+            b"<Error><Code>InternalError</Code></Error>",
+            "CopyObjectResult"
         ));
-        assert!(!is_error_document(
-            b"<CopyObjectResult><ETag>x</ETag></CopyObjectResult>"
+        assert!(!is_result(b"", "CopyObjectResult"));
+        assert!(is_result(
+            b"<CopyObjectResult><ETag>x</ETag></CopyObjectResult>",
+            "CopyObjectResult"
         ));
         assert_eq!(
             complete_body(&["\"a\"".into(), "b<".into()]),
             "<CompleteMultipartUpload><Part><PartNumber>1</PartNumber><ETag>\"a\"</ETag></Part><Part><PartNumber>2</PartNumber><ETag>b&lt;</ETag></Part></CompleteMultipartUpload>"
         );
+    }
+
+    #[test]
+    fn tags_become_a_tagging_header() {
+        let xml = b"<Tagging><TagSet><Tag><Key>team</Key><Value>a b</Value></Tag><Tag><Key>x&amp;y</Key><Value></Value></Tag></TagSet></Tagging>";
+        assert_eq!(tagging_header(xml).as_deref(), Some("team=a%20b&x%26y="));
+        assert_eq!(tagging_header(b"<Tagging><TagSet/></Tagging>"), None);
     }
 
     #[test]

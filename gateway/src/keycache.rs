@@ -259,6 +259,10 @@ impl KeyProvider for CachingProvider {
         .await
     }
 
+    fn is_current_wrap(&self, wrapped: &[u8]) -> bool {
+        self.inner.is_current_wrap(wrapped)
+    }
+
     async fn canonical_key_id(&self, key_id: &str) -> Result<String, KeyError> {
         self.inner.canonical_key_id(key_id).await
     }

@@ -359,14 +359,21 @@ impl KeyProvider for AwsKmsProvider {
     }
 
     async fn canonical_key_id(&self, key_id: &str) -> Result<String, KeyError> {
-        if key_id.starts_with("arn:") {
+        // A key ARN is what objects record; an alias ARN is resolved.
+        if key_id.starts_with("arn:") && key_id.contains(":key/") {
             return Ok(key_id.to_string());
         }
         if let Some(known) = self.known_arn(key_id) {
             return known;
         }
         let resolved = self.resolve_arn(key_id).await;
-        self.remember(key_id, resolved.as_deref());
+        // A provider that was down or throttling may answer next time.
+        if !matches!(
+            resolved,
+            Err(KeyError::Unavailable(_) | KeyError::Throttled(_))
+        ) {
+            self.remember(key_id, resolved.as_deref());
+        }
         resolved
     }
 }

@@ -16,8 +16,7 @@ use sealgate_envelope::{Backend, EnvelopeMeta, ObjectKey};
 use sealgate_filters::keys::KeyProvider;
 use sealgate_filters::policy;
 use sealgate_filters::rewrap::{
-    complete_body, copy_headers, element_text, is_error_document, parse_list_page, part_ranges,
-    Summary,
+    complete_body, copy_headers, element_text, is_result, parse_list_page, part_ranges, Summary,
 };
 use sealgate_filters::s3::uri;
 
@@ -60,10 +59,25 @@ struct Target<'a> {
     providers: Providers,
     host: String,
     real: String,
+    /// The bucket's path prefix upstream (`/bucket` path style, empty
+    /// virtual-hosted).
+    bucket_path: String,
     provider_name: &'a str,
     key_id: String,
     /// The target key as objects record it (KMS: its ARN).
     canonical: String,
+}
+
+/// The bucket's own key as objects record it, for the policy check.
+async fn canonical_default(
+    provider: &std::sync::Arc<dyn KeyProvider>,
+    enc: &policy::BucketEncryption,
+) -> String {
+    let own = enc
+        .key_id
+        .clone()
+        .unwrap_or_else(|| provider.default_key_id().to_string());
+    provider.canonical_key_id(&own).await.unwrap_or(own)
 }
 
 async fn run(config: &Config, opts: &RewrapOptions) -> Result<Summary, String> {
@@ -101,11 +115,31 @@ async fn run(config: &Config, opts: &RewrapOptions) -> Result<Summary, String> {
     let upstream = UpstreamTarget::new(&config.upstream)
         .await
         .map_err(|e| e.to_string())?;
-    let (host, _) = upstream.address(Some(&resolved.real), None);
+    let (host, root) = upstream.address(Some(&resolved.real), None);
+    let bucket_path = root.trim_end_matches('/').to_string();
+    // Moving objects the bucket's policy would then refuse to read makes
+    // them unreadable: the policy must accept the target first.
+    if let Some(e) = &enc {
+        let probe_ctx = e.context.clone();
+        if e.check_stored(
+            &canonical_default(&provider, e).await,
+            provider_name,
+            &canonical,
+            &probe_ctx,
+        )
+        .is_err()
+        {
+            return Err(format!(
+                "bucket {}'s policy does not read objects under {provider_name} key {key_id}: point its policy at that provider and key first (listing the current one under readable_providers or readable_key_ids while the move runs)",
+                opts.bucket
+            ));
+        }
+    }
     let target = Target {
         upstream,
         providers,
         host,
+        bucket_path,
         real: resolved.real.clone(),
         provider_name,
         key_id,
@@ -127,7 +161,7 @@ async fn run(config: &Config, opts: &RewrapOptions) -> Result<Summary, String> {
     let mut token: Option<String> = None;
     let mut seen = 0u64;
     loop {
-        let mut query = vec!["list-type=2".to_string()];
+        let mut query = vec!["list-type=2".to_string(), "encoding-type=url".to_string()];
         if let Some(p) = &opts.prefix {
             query.push(format!("prefix={}", uri::encode(p)));
         }
@@ -137,7 +171,7 @@ async fn run(config: &Config, opts: &RewrapOptions) -> Result<Summary, String> {
         let (resp, body) = target
             .request(
                 "GET",
-                &format!("/{}?{}", target.real, query.join("&")),
+                &format!("{}/?{}", target.bucket_path, query.join("&")),
                 &[],
                 Bytes::new(),
             )
@@ -210,21 +244,37 @@ impl Target<'_> {
 
     /// Moves one object, or says why not.
     async fn one(&self, key: &str, dry_run: bool) -> Result<Outcome, String> {
-        let path = format!("/{}/{}", self.real, encode_key(key));
+        let path = format!("{}/{}", self.bucket_path, encode_key(key));
         let (head, _) = self.request("HEAD", &path, &[], Bytes::new()).await?;
         if head.status.as_u16() != 200 {
             return Err(format!("HEAD answered {}", head.status));
         }
-        let stored: Vec<(&str, &str)> = head
-            .headers
-            .iter()
-            .filter_map(|(n, v)| Some((n.as_str(), v.to_str().ok()?)))
-            .collect();
+        let mut stored: Vec<(&str, &str)> = Vec::with_capacity(head.headers.len());
+        for (n, v) in head.headers.iter() {
+            match v.to_str() {
+                Ok(v) => stored.push((n.as_str(), v)),
+                // A copy that replaces metadata would drop it silently.
+                Err(_) if n.as_str().starts_with("x-amz-meta-") => {
+                    return Err(format!("its metadata {n} is not ASCII; move it by hand"))
+                }
+                Err(_) => {}
+            }
+        }
+        if stored.iter().any(|(n, _)| *n == "x-amz-missing-meta") {
+            return Err("the backend reports metadata it could not return".into());
+        }
         let get = |name: &str| stored.iter().find(|(n, _)| *n == name).map(|(_, v)| *v);
         let Some(meta) = EnvelopeMeta::from_headers(get).map_err(|e| e.to_string())? else {
             return Ok(Outcome::Plaintext);
         };
-        if meta.provider == self.provider_name && meta.key_id == self.canonical {
+        let target = self
+            .providers
+            .get(self.provider_name)
+            .ok_or("the target provider is not configured")?;
+        if meta.provider == self.provider_name
+            && meta.key_id == self.canonical
+            && target.is_current_wrap(&meta.wrapped_dek)
+        {
             return Ok(Outcome::Already);
         }
         if dry_run {
@@ -249,7 +299,7 @@ impl Target<'_> {
             h.push(("x-amz-copy-source", &source));
             h.push(("x-amz-copy-source-if-match", &etag));
             let (resp, body) = self.request("PUT", &path, &h, Bytes::new()).await?;
-            if resp.status.as_u16() != 200 || is_error_document(&body) {
+            if resp.status.as_u16() != 200 || !is_result(&body, "CopyObjectResult") {
                 return Err(format!(
                     "the copy answered {}: {}",
                     resp.status,
@@ -304,18 +354,32 @@ impl Target<'_> {
         stored_len: u64,
         headers: &[(String, String)],
     ) -> Result<(), String> {
-        let (_, first) = self
+        let (probe, first) = self
             .upstream
             .probe(&self.host, path, 0, PART_HEADER_LEN - 1)
             .await
             .map_err(|e| e.to_string())?;
-        let header = PartHeader::decode(&first).ok_or("its first part header is unreadable")?;
+        let header = PartHeader::decode(&first)
+            .filter(|h| probe.status.as_u16() == 206 && h.number == 1)
+            .ok_or("its first part header is unreadable")?;
+        // CreateMultipartUpload does not copy the source's tags: carry them.
+        let (tag_resp, tag_body) = self
+            .request("GET", &format!("{path}?tagging"), &[], Bytes::new())
+            .await?;
+        let tagging = if tag_resp.status.as_u16() == 200 {
+            sealgate_filters::rewrap::tagging_header(&tag_body)
+        } else {
+            None
+        };
         let ranges = part_ranges(header.size, stored_len).ok_or("its parts do not add up")?;
-        let create: Vec<(&str, &str)> = headers
+        let mut create: Vec<(&str, &str)> = headers
             .iter()
             .filter(|(n, _)| n != "x-amz-metadata-directive")
             .map(|(n, v)| (n.as_str(), v.as_str()))
             .collect();
+        if let Some(t) = &tagging {
+            create.push(("x-amz-tagging", t));
+        }
         let (resp, body) = self
             .request("POST", &format!("{path}?uploads"), &create, Bytes::new())
             .await?;
@@ -353,7 +417,7 @@ impl Target<'_> {
                     Bytes::from(complete_body(&etags)),
                 )
                 .await?;
-            if resp.status.as_u16() != 200 || is_error_document(&body) {
+            if resp.status.as_u16() != 200 || !is_result(&body, "CompleteMultipartUploadResult") {
                 return Err(format!(
                     "completing the part copy answered {}: {}",
                     resp.status,

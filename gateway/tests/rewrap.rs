@@ -9,9 +9,10 @@ use std::process::Command;
 
 use common::*;
 
-/// Providers `old` and `new` (two local keys); the bucket's policy names
-/// `provider`.
-fn policy(provider: &str) -> String {
+/// Providers `old` and `new` (two local keys; `new` with the master key
+/// `new_key`, and `previous` as its previous one); the bucket's policy
+/// names `provider` and keeps `readable` readable.
+fn policy_with(provider: &str, readable: &str, new_key: &str, previous: &str) -> String {
     format!(
         "encryption:
   key_providers:
@@ -20,19 +21,37 @@ fn policy(provider: &str) -> String {
       config: {{master_key: b2xka2V5}}
     new:
       type: local
-      config: {{master_key: bmV3a2V5}}
+      config:
+        master_key: {new_key}
+        previous_master_keys: [{previous}]
   policies:
     - bucket_pattern: \"vault\"
       key_provider: {provider}
+      readable_providers: [{readable}]
 "
     )
 }
 
+fn policy(provider: &str) -> String {
+    policy_with(provider, "", "bmV3a2V5", "")
+}
+
 fn rewrap(garage: &Garage, config: &str, args: &[&str]) -> String {
+    let out = rewrap_output(garage, config, args);
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+fn rewrap_output(garage: &Garage, config: &str, args: &[&str]) -> std::process::Output {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("sealgate.yaml");
     std::fs::write(&file, config).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_sealgate"))
+    Command::new(env!("CARGO_BIN_EXE_sealgate"))
         .args(["rewrap", "--config"])
         .arg(&file)
         .args(["--bucket", "vault"])
@@ -42,14 +61,20 @@ fn rewrap(garage: &Garage, config: &str, args: &[&str]) -> String {
         .env("TEST_TEAM_SECRET", TEAM_SECRET)
         .env("TEST_READER_SECRET", READER_SECRET)
         .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
+        .unwrap()
+}
+
+fn config_for(garage: &Garage, extra: &str) -> String {
+    Gateway::config_yaml(
+        garage,
+        free_port(),
+        free_port(),
+        None,
+        &Options {
+            extra,
+            ..Options::default()
+        },
+    )
 }
 
 #[test]
@@ -120,16 +145,11 @@ fn rewrap_moves_objects_to_another_key_and_resumes() {
     // Under the new policy the old key is not this bucket's: refused.
     assert_s3_error(&read("small").0, "AccessDenied");
 
-    let config = Gateway::config_yaml(
-        &garage,
-        free_port(),
-        free_port(),
-        None,
-        &Options {
-            extra: &new_policy,
-            ..Options::default()
-        },
-    );
+    let config = config_for(&garage, &new_policy);
+    // A target the bucket's policy would not read is refused up front.
+    let refused = rewrap_output(&garage, &config, &["--to-provider", "old"]);
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("readable_providers"));
     assert_eq!(
         rewrap(&garage, &config, &["--dry-run"]),
         "2 to move, 0 already under the target key, 1 plaintext, 0 failed"
@@ -167,4 +187,44 @@ fn rewrap_moves_objects_to_another_key_and_resumes() {
         listing.contains(&format!(" {} small", small.len())),
         "{listing}"
     );
+    drop(new);
+
+    // The `new` provider's master key is rotated (the key id stays): the
+    // objects wrapped by the previous one are moved again, and then the
+    // previous key can go.
+    let rotated = policy_with("new", "", "bmV3ZXJrZXk=", "{key: bmV3a2V5}");
+    assert_eq!(
+        rewrap(&garage, &config_for(&garage, &rotated), &[]),
+        "2 moved, 0 already under the target key, 1 plaintext, 0 failed"
+    );
+    let only_newest = policy_with("new", "", "bmV3ZXJrZXk=", "");
+    let newest = Gateway::start_with(
+        &garage,
+        &Options {
+            extra: &only_newest,
+            ..Options::default()
+        },
+    );
+    for (key, data) in [("small", &small), ("big", &big)] {
+        let out = work.path().join(format!("{key}.newest"));
+        let res = aws_as(
+            CLIENT_KEY,
+            CLIENT_SECRET,
+            &newest.url(),
+            &[
+                "s3api",
+                "get-object",
+                "--bucket",
+                "vault",
+                "--key",
+                key,
+                out.to_str().unwrap(),
+            ],
+        );
+        assert!(res.status.success(), "{key}: {res:?}");
+        assert!(
+            &std::fs::read(&out).unwrap() == data,
+            "{key} after the master key went"
+        );
+    }
 }

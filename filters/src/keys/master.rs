@@ -232,6 +232,12 @@ impl KeyProvider for MasterKeyProvider {
         })
     }
 
+    fn is_current_wrap(&self, wrapped: &[u8]) -> bool {
+        wrapped.len() == WRAPPED_V2_LEN
+            && wrapped[0] == WRAP_V2
+            && wrapped[1..1 + MASTER_ID_LEN] == self.masters[0].id
+    }
+
     async fn decrypt_data_key(
         &self,
         key_id: &str,

@@ -90,6 +90,14 @@ pub trait KeyProvider: Send + Sync {
         dek: &Zeroizing<[u8; DEK_LEN]>,
         context: &BTreeMap<String, String>,
     ) -> Result<DataKey, KeyError>;
+    /// True when `wrapped` is wrapped the way this provider wraps now
+    /// (master-key providers: under the current master key), so `rewrap`
+    /// knows an object under the right key id still needs moving after a
+    /// rotation that kept the id.
+    fn is_current_wrap(&self, wrapped: &[u8]) -> bool {
+        let _ = wrapped;
+        true
+    }
     /// The id objects record for a configured key id (KMS: the key's ARN
     /// for an alias, key id or ARN), so configured and stored ids compare.
     async fn canonical_key_id(&self, key_id: &str) -> Result<String, KeyError> {
