@@ -52,6 +52,8 @@ pub struct CachingProvider {
     ttl: Duration,
     /// `logging.kms_operations`: every call and cache answer at debug.
     log_calls: bool,
+    /// `sealgate_key_provider_calls_total`, where there is a registry.
+    calls: Option<prometheus::IntCounterVec>,
     encrypt: Cache<EncryptKey, Arc<Issued>>,
     decrypt: Cache<[u8; 32], Arc<Unwrapped>>,
 }
@@ -79,13 +81,28 @@ impl CachingProvider {
             inner,
             ttl,
             log_calls,
+            calls: None,
             encrypt: Cache::new(MAX_ENTRIES),
             decrypt: Cache::new(MAX_ENTRIES),
         }
     }
 
+    /// Counts provider operations into `counter`.
+    pub fn with_metrics(mut self, counter: prometheus::IntCounterVec) -> Self {
+        self.calls = Some(counter);
+        self
+    }
+
+    fn count(&self, operation: &str, result: &str) {
+        if let Some(c) = &self.calls {
+            c.with_label_values(&[self.inner.name(), operation, result])
+                .inc();
+        }
+    }
+
     /// A cache answer, logged when asked for.
     fn hit(&self, operation: &str, key_id: &str) {
+        self.count(operation, "cache_hit");
         if self.log_calls {
             tracing::debug!(
                 target: "sealgate::kms",
@@ -106,6 +123,7 @@ impl CachingProvider {
         let started = Instant::now();
         let out = fut.await;
         let ms = started.elapsed().as_secs_f64() * 1000.0;
+        self.count(operation, if out.is_ok() { "ok" } else { "error" });
         match &out {
             Err(e) => tracing::warn!(
                 target: "sealgate::kms",

@@ -21,7 +21,10 @@ pub struct Providers {
 impl Providers {
     /// Builds every provider. No provider is called here: cloud clients
     /// connect on first use, on the runtime that serves requests.
-    pub async fn from_config(config: &Config) -> Result<Self, String> {
+    pub async fn from_config(
+        config: &Config,
+        calls: Option<prometheus::IntCounterVec>,
+    ) -> Result<Self, String> {
         let mut by_name: HashMap<String, Arc<dyn KeyProvider>> = HashMap::new();
         for (name, p) in &config.encryption.providers {
             let provider: Arc<dyn KeyProvider> = match &p.kind {
@@ -49,11 +52,14 @@ impl Providers {
                     ))
                 }
             };
-            let cached = CachingProvider::new(
+            let mut cached = CachingProvider::new(
                 provider,
                 p.kind.data_key_cache_ttl(),
                 config.logging.kms_operations,
             );
+            if let Some(c) = &calls {
+                cached = cached.with_metrics(c.clone());
+            }
             by_name.insert(name.clone(), Arc::new(cached));
         }
         Ok(Self { by_name })

@@ -33,6 +33,10 @@ pub struct Metrics {
     /// key its bucket does not allow; `context`: an object whose
     /// encryption context lacks its bucket's).
     pub binding_refusals_total: IntCounterVec,
+    /// Key provider operations by provider, operation and result
+    /// (`cache_hit`, `ok`, `error`): how well the data-key cache works and
+    /// how often the KMS is really called.
+    pub key_provider_calls_total: IntCounterVec,
 }
 
 impl Metrics {
@@ -84,6 +88,14 @@ impl Metrics {
             &["reason"],
         )?;
         registry.register(Box::new(binding_refusals_total.clone()))?;
+        let key_provider_calls_total = IntCounterVec::new(
+            Opts::new(
+                "sealgate_key_provider_calls_total",
+                "Key provider operations, by provider, operation and result (cache_hit, ok, error)",
+            ),
+            &["provider", "operation", "result"],
+        )?;
+        registry.register(Box::new(key_provider_calls_total.clone()))?;
         registry.register(Box::new(decrypt_failures_total.clone()))?;
         registry.register(Box::new(requests_total.clone()))?;
         registry.register(Box::new(request_duration_seconds.clone()))?;
@@ -99,6 +111,7 @@ impl Metrics {
             in_flight_requests,
             decrypt_failures_total,
             binding_refusals_total,
+            key_provider_calls_total,
         })
     }
 

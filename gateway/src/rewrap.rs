@@ -95,7 +95,7 @@ async fn run(config: &Config, opts: &RewrapOptions) -> Result<Summary, String> {
                 opts.bucket
             )
         })?;
-    let providers = Providers::from_config(config).await?;
+    let providers = Providers::from_config(config, None).await?;
     let provider = providers
         .get(provider_name)
         .ok_or_else(|| format!("no key provider named {provider_name}"))?

@@ -182,7 +182,10 @@ pub fn start(config: Config, options: RunOptions) -> Result<GatewayHandle, Start
     rt.block_on(crate::keys::check_at_start(&config))
         .map_err(StartError::Providers)?;
     let providers = rt
-        .block_on(crate::keys::Providers::from_config(&config))
+        .block_on(crate::keys::Providers::from_config(
+            &config,
+            Some(metrics.key_provider_calls_total.clone()),
+        ))
         .map_err(StartError::Providers)?;
     drop(rt);
 

@@ -229,6 +229,25 @@ fn data_keys_are_cached_and_an_outage_is_answered_cleanly() {
         described,
         "no describe per request"
     );
+    // The gateway's own count agrees with the KMS's, and shows the cache.
+    let (_, metrics) = gw.admin_get("/metrics");
+    let calls = |operation: &str, result: &str| -> u64 {
+        let line = format!(
+            "sealgate_key_provider_calls_total{{operation=\"{operation}\",provider=\"prod-kms\",result=\"{result}\"}} "
+        );
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(&line))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0)
+    };
+    assert_eq!(calls("GenerateDataKey", "ok"), generated, "{metrics}");
+    assert_eq!(
+        calls("GenerateDataKey", "cache_hit") + generated,
+        1000,
+        "every other PUT was a cache hit"
+    );
+    assert_eq!(calls("Decrypt", "cache_hit"), 100);
 
     // A second instance has nothing cached: its first read of an object
     // unwraps once, later reads none.

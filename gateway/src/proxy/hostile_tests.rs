@@ -62,7 +62,7 @@ fn build() -> Gateway {
         .unwrap();
     let upstream = rt.block_on(UpstreamTarget::new(&config.upstream)).unwrap();
     let metrics = Metrics::register(prometheus::Registry::new()).unwrap();
-    let providers = rt.block_on(Providers::from_config(&config)).unwrap();
+    let providers = rt.block_on(Providers::from_config(&config, None)).unwrap();
     Gateway::new(config, Arc::new(upstream), Arc::new(metrics), providers)
 }
 
