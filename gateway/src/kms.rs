@@ -14,7 +14,7 @@ use aws_config::BehaviorVersion;
 use aws_credential_types::Credentials;
 use aws_sdk_kms::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_kms::primitives::Blob;
-use aws_sdk_kms::types::{DataKeySpec, KeyState, KeyUsageType};
+use aws_sdk_kms::types::{DataKeySpec, KeyMetadata, KeyState, KeyUsageType};
 use sealgate_config::{AwsKms, UpstreamCredentials};
 use sealgate_filters::keys::{DataKey, KeyError, KeyProvider, DEK_LEN};
 use zeroize::{Zeroize, Zeroizing};
@@ -60,16 +60,7 @@ impl AwsKmsProvider {
 
     /// Describes `key_id`: its ARN, or why it cannot encrypt and decrypt.
     pub async fn describe(&self, key_id: &str) -> Result<String, KeyError> {
-        let out = self
-            .client
-            .describe_key()
-            .key_id(key_id)
-            .send()
-            .await
-            .map_err(|e| map_error(e, key_id))?;
-        let meta = out
-            .key_metadata()
-            .ok_or_else(|| KeyError::Invalid(format!("KMS described {key_id} without metadata")))?;
+        let meta = self.key_metadata(key_id).await?;
         match meta.key_state() {
             Some(KeyState::Enabled) => {}
             Some(KeyState::Disabled) => return Err(KeyError::Disabled(key_id.to_string())),
@@ -156,17 +147,20 @@ impl AwsKmsProvider {
     /// The ARN of `key_id` whatever the key's state (for comparing ids:
     /// a disabled key's objects are still the bucket's).
     async fn resolve_arn(&self, key_id: &str) -> Result<String, KeyError> {
-        let out = self
-            .client
+        let meta = self.key_metadata(key_id).await?;
+        Ok(meta.arn().unwrap_or(meta.key_id()).to_string())
+    }
+
+    /// DescribeKey's answer for `key_id`.
+    async fn key_metadata(&self, key_id: &str) -> Result<KeyMetadata, KeyError> {
+        self.client
             .describe_key()
             .key_id(key_id)
             .send()
             .await
-            .map_err(|e| map_error(e, key_id))?;
-        let meta = out
-            .key_metadata()
-            .ok_or_else(|| KeyError::Invalid(format!("KMS described {key_id} without metadata")))?;
-        Ok(meta.arn().unwrap_or(meta.key_id()).to_string())
+            .map_err(|e| map_error(e, key_id))?
+            .key_metadata
+            .ok_or_else(|| KeyError::Invalid(format!("KMS described {key_id} without metadata")))
     }
 }
 
