@@ -40,11 +40,18 @@ const DATA_CANNED_ACLS: &[&str] = &["private", "bucket-owner-full-control"];
 /// access or retention, or a delete skip governance retention: `admin`
 /// whatever the operation.
 fn is_admin_header(name: &str, value: &str) -> bool {
-    let n = name.to_ascii_lowercase();
-    (n == "x-amz-acl" && !DATA_CANNED_ACLS.contains(&value.trim()))
-        || n.starts_with("x-amz-grant-")
-        || n.starts_with("x-amz-object-lock-")
-        || n == "x-amz-bypass-governance-retention"
+    // Runs over every header of every request: compared in place, no
+    // lowercase copy (header names are lowercase already; query names may
+    // not be).
+    let is = |n: &str| name.eq_ignore_ascii_case(n);
+    let starts = |p: &str| {
+        name.get(..p.len())
+            .is_some_and(|h| h.eq_ignore_ascii_case(p))
+    };
+    (is("x-amz-acl") && !DATA_CANNED_ACLS.contains(&value.trim()))
+        || starts("x-amz-grant-")
+        || starts("x-amz-object-lock-")
+        || is("x-amz-bypass-governance-retention")
 }
 
 /// True when a request names a sub-resource or header that changes who may
@@ -272,6 +279,14 @@ mod tests {
                 Some(Admin),
             ),
             ("GET", "/bk1/k", "tagging&acl", ObjectConfig, Some(Admin)),
+            (
+                "PUT",
+                "/bk1/k",
+                "X-Amz-Grant-Read=uri",
+                PutObject,
+                Some(Admin),
+            ),
+            ("PUT", "/bk1/k", "X-Amz-Acl=private", PutObject, Some(Write)),
             ("GET", "/bk1/k", "torrent", Unknown, None),
             ("PUT", "/bk1/k", "torrent", Unknown, None),
             ("PATCH", "/bk1/k", "", Unknown, None),

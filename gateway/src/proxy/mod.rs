@@ -199,9 +199,12 @@ impl Gateway {
                 .clone()
                 .expect("the plan checked the token")
         };
-        let enc = || {
+        // Every plan uses the bucket's encryption at most once: moved, not
+        // cloned, on the way to its stage.
+        let mut encryption = encryption;
+        let mut enc = || {
             encryption
-                .clone()
+                .take()
                 .expect("the plan checked the bucket's policy")
         };
         Ok(match plan {
@@ -236,7 +239,7 @@ impl Gateway {
             Plan::Complete => Op::Complete(Box::new(complete_plan(req, identity, token())?)),
             Plan::ListParts => Op::ListParts,
             Plan::Read(r) => {
-                let binding = encryption.clone().and_then(|enc| {
+                let binding = encryption.take().and_then(|enc| {
                     let default_key_id = self.providers.get(&enc.provider)?.default_key_id();
                     Some(ReadBinding {
                         default_key_id: default_key_id.to_string(),
