@@ -326,6 +326,18 @@ pub struct AzureKeyVault {
     /// Data key size in bits.
     pub key_size: u16,
     pub data_key_cache_ttl: Duration,
+    /// Where tokens are fetched (`https://login.microsoftonline.com` when
+    /// absent, or `AZURE_AUTHORITY_HOST`): sovereign and private clouds.
+    pub authority_host: Option<String>,
+    /// CA certificates (PEM) trusted besides the system's, for a vault or
+    /// authority behind a private CA.
+    pub ca_file: Option<PathBuf>,
+    /// Refuse a bearer challenge whose resource is not the vault's own
+    /// domain, so a token is never fetched for another audience.
+    pub verify_challenge_resource: bool,
+    /// Read the key at start-up and refuse to start when it is missing,
+    /// disabled, expired or cannot wrap and unwrap.
+    pub validate_keys: bool,
 }
 
 /// A master key the operator holds (`encryption.custom` or a named `custom` provider).

@@ -1018,6 +1018,10 @@ fn provider_config(
                 sf.as_str(),
                 "key_size",
                 "data_key_cache_ttl",
+                "authority_host",
+                "ca_file",
+                "verify_challenge_resource",
+                "validate_keys",
             ];
             let o = r.obj(path, v, &known)?;
             azure(r, &o)
@@ -1236,6 +1240,25 @@ fn azure(r: &mut Reader, o: &Obj) -> Option<ProviderKind> {
     let data_key_cache_ttl = r
         .duration(o, "data_key_cache_ttl")
         .unwrap_or(DEFAULT_DATA_KEY_CACHE_TTL);
+    let authority_host = r.string(o, "authority_host");
+    if let Some(h) = &authority_host {
+        if !h.starts_with("https://") {
+            r.problem(
+                &o.child("authority_host"),
+                "must be an https:// URL",
+                Some(
+                    "e.g. `https://login.microsoftonline.com`; tokens are only fetched over TLS"
+                        .into(),
+                ),
+            );
+        }
+    }
+    let ca_file = o
+        .has("ca_file")
+        .then(|| existing_file(r, o, "ca_file", "a PEM file of CA certificates"))
+        .flatten();
+    let verify_challenge_resource = r.boolean(o, "verify_challenge_resource").unwrap_or(true);
+    let validate_keys = r.boolean(o, "validate_keys").unwrap_or(false);
     Some(ProviderKind::AzureKeyVault(AzureKeyVault {
         vault_url: vault_url?,
         key_name,
@@ -1245,6 +1268,10 @@ fn azure(r: &mut Reader, o: &Obj) -> Option<ProviderKind> {
         client_secret,
         key_size,
         data_key_cache_ttl,
+        authority_host,
+        ca_file,
+        verify_challenge_resource,
+        validate_keys,
     }))
 }
 

@@ -284,6 +284,10 @@ impl KeyProvider for CachingProvider {
     async fn canonical_key_id(&self, key_id: &str) -> Result<String, KeyError> {
         self.inner.canonical_key_id(key_id).await
     }
+
+    fn binding_key_id(&self, stored_key_id: &str) -> String {
+        self.inner.binding_key_id(stored_key_id)
+    }
 }
 
 #[cfg(test)]

@@ -10,6 +10,7 @@ use sealgate_config::{Config, ProviderKind};
 use sealgate_filters::keys::{KeyError, KeyProvider, MasterKeyProvider};
 use sealgate_filters::s3::{S3Error, S3ErrorCode};
 
+use crate::azure::AzureKeyVaultProvider;
 use crate::keycache::CachingProvider;
 use crate::kms::AwsKmsProvider;
 
@@ -45,12 +46,7 @@ impl Providers {
                 ProviderKind::AwsKms(k) => {
                     Arc::new(AwsKmsProvider::new(name, k, &config.upstream.region).await)
                 }
-                other => {
-                    return Err(format!(
-                        "key provider `{name}`: type {} is not available in this build yet",
-                        other.type_name()
-                    ))
-                }
+                ProviderKind::AzureKeyVault(a) => Arc::new(AzureKeyVaultProvider::new(name, a)?),
             };
             let mut cached = CachingProvider::new(
                 provider,
@@ -152,12 +148,27 @@ pub async fn status(config: &Config) -> (String, bool) {
                 );
                 out.push_str(&master_status(name, "local", ttl, &m));
             }
-            other => {
-                usable = false;
+            ProviderKind::AzureKeyVault(a) => {
                 out.push_str(&format!(
-                    "{name} ({}): not available in this build yet\n",
-                    other.type_name()
+                    "{name} (azure-keyvault, data keys cached {ttl}s)\n"
                 ));
+                let line = match AzureKeyVaultProvider::new(name, a) {
+                    Err(e) => Err(e),
+                    Ok(vault) => vault
+                        .describe(vault.default_key_id())
+                        .await
+                        .map_err(|e| e.to_string()),
+                };
+                match line {
+                    Ok(kid) => out.push_str(&format!(
+                        "  {}: {kid}, enabled, wraps with RSA-OAEP-256\n",
+                        key_label(a)
+                    )),
+                    Err(e) => {
+                        usable = false;
+                        out.push_str(&format!("  {}: UNUSABLE: {e}\n", key_label(a)));
+                    }
+                }
             }
         }
     }
@@ -165,6 +176,13 @@ pub async fn status(config: &Config) -> (String, bool) {
         out.push_str("no key providers: every bucket is passed through\n");
     }
     (out, usable)
+}
+
+fn key_label(a: &sealgate_config::AzureKeyVault) -> String {
+    match &a.key_version {
+        Some(v) => format!("{}/{v}", a.key_name),
+        None => a.key_name.clone(),
+    }
 }
 
 fn master_status(name: &str, ty: &str, ttl: u64, m: &MasterKeyProvider) -> String {
@@ -189,6 +207,19 @@ fn master_status(name: &str, ty: &str, ttl: u64, m: &MasterKeyProvider) -> Strin
 /// runtime, so no connection outlives it.
 pub async fn check_at_start(config: &Config) -> Result<(), String> {
     for (name, p) in &config.encryption.providers {
+        if let ProviderKind::AzureKeyVault(a) = &p.kind {
+            if a.validate_keys {
+                let vault = AzureKeyVaultProvider::new(name, a)?;
+                let kid = vault.describe(vault.default_key_id()).await.map_err(|e| {
+                    format!(
+                        "key provider `{name}`: key {} cannot be used: {e}",
+                        key_label(a)
+                    )
+                })?;
+                tracing::info!(provider = %name, key_id = %kid, "Key Vault key can wrap and unwrap");
+            }
+            continue;
+        }
         let ProviderKind::AwsKms(k) = &p.kind else {
             continue;
         };

@@ -4,6 +4,8 @@
 //! phases, owns every socket (clients, upstream S3, admin) and the CLI.
 
 mod admin;
+mod azure;
+mod azure_ids;
 mod keycache;
 mod keys;
 mod kms;

@@ -77,7 +77,8 @@ async fn canonical_default(
         .key_id
         .clone()
         .unwrap_or_else(|| provider.default_key_id().to_string());
-    provider.canonical_key_id(&own).await.unwrap_or(own)
+    let canonical = provider.canonical_key_id(&own).await.unwrap_or(own);
+    provider.binding_key_id(&canonical)
 }
 
 async fn run(config: &Config, opts: &RewrapOptions) -> Result<Summary, String> {
@@ -124,7 +125,7 @@ async fn run(config: &Config, opts: &RewrapOptions) -> Result<Summary, String> {
         if e.check_stored(
             &canonical_default(&provider, e).await,
             provider_name,
-            &canonical,
+            &provider.binding_key_id(&canonical),
             &probe_ctx,
         )
         .is_err()
@@ -271,8 +272,13 @@ impl Target<'_> {
             .providers
             .get(self.provider_name)
             .ok_or("the target provider is not configured")?;
+        // Under the target key: the very id, or (a target that names no
+        // version of a versioned key) any version of it.
+        let under_target = meta.key_id == self.canonical
+            || (target.binding_key_id(&self.canonical) == self.canonical
+                && target.binding_key_id(&meta.key_id) == self.canonical);
         if meta.provider == self.provider_name
-            && meta.key_id == self.canonical
+            && under_target
             && target.is_current_wrap(&meta.wrapped_dek)
         {
             return Ok(Outcome::Already);

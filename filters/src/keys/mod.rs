@@ -103,6 +103,13 @@ pub trait KeyProvider: Send + Sync {
     async fn canonical_key_id(&self, key_id: &str) -> Result<String, KeyError> {
         Ok(key_id.to_string())
     }
+    /// The part of a stored key id that binds an object to a configured
+    /// key, compared with [`Self::canonical_key_id`] of the configured ids:
+    /// the whole id, except where a provider's keys have versions that all
+    /// belong to the one configured key (Key Vault).
+    fn binding_key_id(&self, stored_key_id: &str) -> String {
+        stored_key_id.to_string()
+    }
 }
 
 /// Cryptographically random bytes from the operating system.

@@ -189,7 +189,7 @@ impl super::Gateway {
         // failed match a 503 the client may retry, not an AccessDenied.
         let mut unavailable = None;
         let mut canon = async |id: String| match provider.canonical_key_id(&id).await {
-            Ok(arn) => arn,
+            Ok(arn) => provider.binding_key_id(&arn),
             Err(e @ (KeyError::Unavailable(_) | KeyError::Throttled(_))) => {
                 unavailable = Some(e);
                 id
@@ -210,7 +210,7 @@ impl super::Gateway {
         let checked = enc.check_stored(
             &b.default_key_id,
             &meta.provider,
-            &meta.key_id,
+            &provider.binding_key_id(&meta.key_id),
             &meta.context,
         );
         if let (Err(Unbound::Key), Some(e)) = (&checked, unavailable) {
