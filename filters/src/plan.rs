@@ -321,6 +321,7 @@ mod tests {
             readable_key_ids: Vec::new(),
             readable_providers: Vec::new(),
             context: BTreeMap::new(),
+            write_context: BTreeMap::new(),
         }
     }
 

@@ -26,9 +26,18 @@ pub struct BucketEncryption {
     pub readable_key_ids: Vec<String>,
     /// Providers whose objects stay readable during a move (`readable_providers`).
     pub readable_providers: Vec<String>,
-    /// Provider context merged with the bucket's (`kms_encryption_context`).
+    /// Provider context merged with the bucket's (`kms_encryption_context`):
+    /// what a stored object's context must include to be read here.
     pub context: BTreeMap<String, String>,
+    /// The context new objects are written under: [`Self::context`] and
+    /// the real bucket name ([`BUCKET_CONTEXT_KEY`]), so the KMS's audit
+    /// trail and key policies see which bucket a data key serves.
+    pub write_context: BTreeMap<String, String>,
 }
+
+/// The encryption-context entry naming the real bucket an object was
+/// written to (`kms:EncryptionContext:sealgate:bucket` in a key policy).
+pub const BUCKET_CONTEXT_KEY: &str = "sealgate:bucket";
 
 /// Why a stored object may not be decrypted for this bucket's clients.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -113,6 +122,11 @@ pub fn for_bucket(config: &Config, bucket: &str) -> Option<BucketEncryption> {
         ProviderKind::AwsKms(_) => bucket_cfg.and_then(|b| b.kms_key_id.clone()),
         _ => None,
     };
+    let real = config
+        .resolve_bucket(bucket)
+        .map_or_else(|| bucket.to_string(), |r| r.real);
+    let mut write_context = context.clone();
+    write_context.insert(BUCKET_CONTEXT_KEY.to_string(), real);
     Some(BucketEncryption {
         provider,
         mandatory,
@@ -121,6 +135,7 @@ pub fn for_bucket(config: &Config, bucket: &str) -> Option<BucketEncryption> {
         readable_key_ids: readable,
         readable_providers,
         context,
+        write_context,
     })
 }
 
@@ -170,6 +185,8 @@ storage:
       prod-special:
         kms_key_id: alias/special
         kms_encryption_context: {bucket: prod-special}
+      prod-alias:
+        real_name: prod-real-7
 encryption:
   key_provider: dev
   key_providers:
@@ -207,6 +224,20 @@ encryption:
             p.context.get("bucket").map(String::as_str),
             Some("prod-special")
         );
+        // New objects also name the real bucket, for the KMS's audit
+        // trail and key policies; reads do not require it.
+        let mut written = p.context.clone();
+        written.insert(BUCKET_CONTEXT_KEY.into(), "prod-special".into());
+        assert_eq!(p.write_context, written);
+        let alias = for_bucket(&c, "prod-alias").unwrap();
+        assert_eq!(
+            alias
+                .write_context
+                .get(BUCKET_CONTEXT_KEY)
+                .map(String::as_str),
+            Some("prod-real-7")
+        );
+        assert!(!alias.context.contains_key(BUCKET_CONTEXT_KEY));
         let d = for_bucket(&c, "scratch").unwrap();
         assert_eq!(
             (d.provider.as_str(), d.mandatory, d.key_id),

@@ -96,26 +96,30 @@ fn aws_kms_round_trips_with_its_context_enforced_by_kms() {
             head.split_whitespace().collect::<Vec<_>>(),
             ["aws:kms", arn.as_str()]
         );
-        // KMS holds the context: the wrapped key opens under it and no other.
+        // KMS holds the context (the provider's, and the real bucket the
+        // object was written to): the wrapped key opens under it and
+        // under no context that differs in either.
         let (id, secret) = backend.credentials();
-        assert_eq!(
-            python_ok(
-                KMS,
-                &[
-                    "context",
-                    &kms_url,
-                    &backend.url(),
-                    id,
-                    secret,
-                    "demo",
-                    key,
-                    "application",
-                    "sealgate",
-                ],
-            )
-            .trim(),
-            "ok"
-        );
+        for (ck, cv) in [("application", "sealgate"), ("sealgate:bucket", "demo")] {
+            assert_eq!(
+                python_ok(
+                    KMS,
+                    &[
+                        "context",
+                        &kms_url,
+                        &backend.url(),
+                        id,
+                        secret,
+                        "demo",
+                        key,
+                        ck,
+                        cv,
+                    ],
+                )
+                .trim(),
+                "ok"
+            );
+        }
     }
 }
 

@@ -88,10 +88,10 @@ impl Gateway {
             .clone()
             .unwrap_or_else(|| provider.default_key_id().to_string());
         let data_key = provider
-            .generate_data_key(&key_id, &enc.context)
+            .generate_data_key(&key_id, &enc.write_context)
             .await
             .map_err(key_error)?;
-        let meta = new_envelope(&enc.provider, &data_key, enc.context.clone(), true);
+        let meta = new_envelope(&enc.provider, &data_key, enc.write_context.clone(), true);
         let token_key = TokenKey::derive(data_key.plaintext.as_ref(), &meta.salt);
         let (Some(bucket), Some(object)) = (ctx.route.bucket.clone(), ctx.audit.key.clone()) else {
             return Err(S3Error::new(

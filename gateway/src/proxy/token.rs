@@ -50,7 +50,7 @@ impl Gateway {
             .ok_or_else(no_such_upload)?;
         let provider = self.provider(&enc.provider)?;
         let dek = provider
-            .decrypt_data_key(&token.key_id, &token.wrapped_dek, &enc.context)
+            .decrypt_data_key(&token.key_id, &token.wrapped_dek, &enc.write_context)
             .await
             .map_err(|e| match e {
                 // The wrapped key does not open for this bucket's key and
@@ -61,7 +61,9 @@ impl Gateway {
                 other => key_error(other),
             })?;
         let ctx_hash = sealgate_envelope::context_hash(
-            enc.context.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+            enc.write_context
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str())),
         );
         ObjectKey::derive_checked(
             &dek,

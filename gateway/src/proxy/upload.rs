@@ -367,10 +367,10 @@ impl Gateway {
                 let provider = self.provider(&enc.provider)?;
                 let key_id = key_id.unwrap_or_else(|| provider.default_key_id().to_string());
                 let data_key = provider
-                    .generate_data_key(&key_id, &enc.context)
+                    .generate_data_key(&key_id, &enc.write_context)
                     .await
                     .map_err(key_error)?;
-                let plan = UploadPlan::new(body, &enc.provider, data_key, enc.context)?;
+                let plan = UploadPlan::new(body, &enc.provider, data_key, enc.write_context)?;
                 ctx.audit.provider = Some(enc.provider);
                 (plan, echo)
             }
