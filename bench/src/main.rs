@@ -6,6 +6,7 @@
 //! backend is an in-process sink (fast, so it does not hide the gateway).
 
 mod crypto;
+mod kms;
 mod load;
 mod sink;
 
@@ -114,6 +115,11 @@ fn crypto_report(report: &mut String) {
 }
 
 /// Credentials the s3s-fs backend checks (the sink checks none).
+/// The `local` provider the encrypting contenders use.
+const LOCAL_ENC: &str = "encryption: {local: {master_key: YmVuY2gta2V5}}\n";
+/// The contender on `aws-kms` (moto's KMS server behind a counting front).
+const KMS_CONTENDER: &str = "sealgate encrypting, aws-kms";
+
 const BACKEND_KEY: &str = "benchbackend";
 const BACKEND_SECRET: &str = "benchbackendsecret";
 
@@ -315,15 +321,10 @@ fn start_sealgate(
     dir: &Path,
     sink: SocketAddr,
     name: &'static str,
-    encrypt: bool,
+    enc: &str,
 ) -> Contender {
     let port = free_port();
-    let cfg = dir.join(format!("{}.yaml", name.replace(' ', "-")));
-    let enc = if encrypt {
-        "encryption: {local: {master_key: YmVuY2gta2V5}}\n"
-    } else {
-        ""
-    };
+    let cfg = dir.join(format!("{}.yaml", name.replace([' ', ','], "-")));
     let checksum = if name.contains("no stored checksum") {
         ", stored_checksum: none"
     } else {
@@ -544,14 +545,26 @@ fn main() {
             Some(b) => contenders.push(b),
             None => eprintln!("bare-proxy not found next to the sealgate binary: its row is skipped (cargo build --release -p sealgate-bench)"),
         }
-        contenders.push(start_sealgate(&args.sealgate, &dir, sink, "sealgate pass-through", false));
-        contenders.push(start_sealgate(&args.sealgate, &dir, sink, "sealgate encrypting", true));
+        contenders.push(start_sealgate(&args.sealgate, &dir, sink, "sealgate pass-through", ""));
+        contenders.push(start_sealgate(&args.sealgate, &dir, sink, "sealgate encrypting", LOCAL_ENC));
         if let Some(before) = &args.before {
-            contenders.push(start_sealgate(before, &dir, sink, "sealgate pass-through (before)", false));
-            contenders.push(start_sealgate(before, &dir, sink, "sealgate encrypting (before)", true));
+            contenders.push(start_sealgate(before, &dir, sink, "sealgate pass-through (before)", ""));
+            contenders.push(start_sealgate(before, &dir, sink, "sealgate encrypting (before)", LOCAL_ENC));
         }
         // What the trailing CRC32C of stored bytes costs (storage.s3.stored_checksum).
-        contenders.push(start_sealgate(&args.sealgate, &dir, sink, "sealgate encrypting, no stored checksum", true));
+        contenders.push(start_sealgate(&args.sealgate, &dir, sink, "sealgate encrypting, no stored checksum", LOCAL_ENC));
+        // The same gateway on a real KMS API (moto), KMS calls counted at the KMS.
+        let local_kms = kms::start(free_port()).await;
+        match &local_kms {
+            Some(k) => {
+                let enc = format!(
+                    "encryption: {{kms: {{default_key_id: {}, region: us-east-1, endpoint: \"{}\", data_key_cache_ttl: 5m, credentials: {{access_key_id: testing, secret_access_key: testing}}}}}}\n",
+                    k.key_id, k.url
+                );
+                contenders.push(start_sealgate(&args.sealgate, &dir, sink, KMS_CONTENDER, &enc));
+            }
+            None => eprintln!("moto_server not found: the aws-kms rows are skipped (pip install 'moto[server]')"),
+        }
 
         let measured: Vec<&Contender> = contenders.iter().filter(|c| args.only.as_ref().is_none_or(|o| c.name.contains(o.as_str()))).collect();
         let mut rows = vec![Row::default(); measured.len()];
@@ -601,6 +614,14 @@ fn main() {
             let (p50, p99) = (r.latency.quantile(0.5).as_secs_f64() * 1e3, r.latency.quantile(0.99).as_secs_f64() * 1e3);
             let added = |d: Option<std::time::Duration>, v: f64| d.map_or("-".to_string(), |d| format!("{:.3}", v - d.as_secs_f64() * 1e3));
             let _ = writeln!(report, "| {} | {p50:.3} | {p99:.3} | {} | {} |", r.name, added(direct_lat.map(|d| d.0), p50), added(direct_lat.map(|d| d.1), p99));
+        }
+
+        if let (Some(k), Some(c)) = (&local_kms, contenders.iter().find(|c| c.name == KMS_CONTENDER)) {
+            let t = Target { addr: c.addr, access_key: c.creds.0.into(), secret_key: c.creds.1.into() };
+            let small_put = |name: &str| rows.iter().find(|r| r.name == name)
+                .and_then(|r| r.small.iter().find(|(op, _, _)| *op == Op::Put)).map(|(_, o, _)| o.ops_per_s());
+            kms::report(&mut report, k, &t, small_put(KMS_CONTENDER), small_put("sealgate pass-through"), small_put("sealgate encrypting"),
+                args.small_count + args.large_count).await;
         }
 
         let body = Bytes::from(vec![0x11u8; args.rss_mib << 20]);
