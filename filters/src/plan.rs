@@ -131,6 +131,52 @@ pub enum Plan {
     ListBuckets,
     /// CopyObject into a mandatory bucket: the source must be encrypted.
     CopyNeedsEnvelope,
+    /// UploadPartCopy into an upload the gateway began: the gateway reads
+    /// the source's plaintext `range` (inclusive; the whole object when
+    /// absent) and uploads it encrypted as part `number`.
+    PartCopy {
+        number: u32,
+        range: Option<(u64, u64)>,
+    },
+}
+
+/// `x-amz-copy-source-range`: `bytes=first-last`, both given, first <= last
+/// (S3's only form for copies).
+pub fn copy_source_range(value: &str) -> Result<(u64, u64), S3Error> {
+    let bad = || {
+        S3Error::new(
+            S3ErrorCode::InvalidArgument,
+            "x-amz-copy-source-range must be bytes=first-last",
+        )
+    };
+    let (first, last) = value
+        .strip_prefix("bytes=")
+        .and_then(|r| r.split_once('-'))
+        .ok_or_else(bad)?;
+    let number = |s: &str| {
+        (!s.is_empty() && s.len() <= 20 && s.bytes().all(|b| b.is_ascii_digit()))
+            .then(|| s.parse::<u64>().ok())
+            .flatten()
+    };
+    match (number(first), number(last)) {
+        (Some(a), Some(b)) if a <= b => Ok((a, b)),
+        _ => Err(bad()),
+    }
+}
+
+/// `partNumber`, 1 to 10,000.
+fn part_number(query: &[(String, String)]) -> Result<u32, S3Error> {
+    query
+        .iter()
+        .find(|(k, _)| k == "partNumber")
+        .and_then(|(_, v)| v.parse().ok())
+        .filter(|n| (1..=MAX_PARTS).contains(n))
+        .ok_or_else(|| {
+            S3Error::new(
+                S3ErrorCode::InvalidArgument,
+                "partNumber must be 1 to 10000",
+            )
+        })
 }
 
 /// What the plan decision needs to know about the request.
@@ -194,18 +240,7 @@ pub fn decide(r: &Request) -> Result<Plan, S3Error> {
                     "this multipart upload was not started through the encryption gateway",
                 ));
             }
-            let number: u32 = r
-                .query
-                .iter()
-                .find(|(k, _)| k == "partNumber")
-                .and_then(|(_, v)| v.parse().ok())
-                .filter(|n| (1..=MAX_PARTS).contains(n))
-                .ok_or_else(|| {
-                    S3Error::new(
-                        S3ErrorCode::InvalidArgument,
-                        "partNumber must be 1 to 10000",
-                    )
-                })?;
+            let number = part_number(r.query)?;
             Plan::Part {
                 body: UploadBody::from_request(r.headers, r.verified)?,
                 number,
@@ -237,7 +272,31 @@ pub fn decide(r: &Request) -> Result<Plan, S3Error> {
                 "this multipart upload was not started through the encryption gateway",
             ))
         }
-        (Operation::UploadPartCopy, Some(_)) => return Err(not_yet("UploadPartCopy")),
+        (Operation::UploadPartCopy, Some(_)) => {
+            if !r.has_token {
+                return Err(S3Error::new(
+                    S3ErrorCode::InvalidArgument,
+                    "this multipart upload was not started through the encryption gateway",
+                ));
+            }
+            // The backend would decrypt an SSE-C source; the gateway cannot.
+            if r.headers
+                .contains_key("x-amz-copy-source-server-side-encryption-customer-algorithm")
+            {
+                return Err(S3Error::new(
+                    S3ErrorCode::InvalidArgument,
+                    "an SSE-C encrypted source cannot be copied into a bucket this gateway encrypts",
+                ));
+            }
+            let range = match r.headers.get("x-amz-copy-source-range") {
+                None => None,
+                Some(v) => Some(copy_source_range(v.to_str().unwrap_or(""))?),
+            };
+            Plan::PartCopy {
+                number: part_number(r.query)?,
+                range,
+            }
+        }
         (Operation::Unknown, Some(_)) => return Err(not_yet("this request")),
         (Operation::SelectObjectContent, Some(_)) => return Err(not_yet("S3 Select")),
         (Operation::PostObject, Some(_)) => return Err(not_yet("browser form upload (POST)")),
@@ -289,6 +348,34 @@ mod tests {
     use super::*;
     use std::collections::BTreeMap;
     use zeroize::Zeroizing;
+
+    #[test]
+    fn copy_source_ranges() {
+        assert_eq!(copy_source_range("bytes=0-0").unwrap(), (0, 0));
+        assert_eq!(
+            copy_source_range("bytes=5-8388612").unwrap(),
+            (5, 8_388_612)
+        );
+        for bad in [
+            "",
+            "bytes=",
+            "bytes=5",
+            "bytes=5-",
+            "bytes=-5",
+            "bytes=9-5",
+            "bytes= 1-2",
+            "bytes=1-2,4-5",
+            "bytes=+1-2",
+            "items=1-2",
+            "bytes=1-99999999999999999999999",
+        ] {
+            assert_eq!(
+                copy_source_range(bad).unwrap_err().code,
+                S3ErrorCode::InvalidArgument,
+                "{bad:?}"
+            );
+        }
+    }
 
     fn verified(payload: PayloadHash) -> Verified {
         Verified {
@@ -345,6 +432,7 @@ mod tests {
             Ok(Plan::Listing) => "listing".into(),
             Ok(Plan::ListBuckets) => "list-buckets".into(),
             Ok(Plan::CopyNeedsEnvelope) => "copy-check".into(),
+            Ok(Plan::PartCopy { .. }) => "part-copy".into(),
             Err(e) => format!("error:{}", e.code.as_str()),
         }
     }
@@ -399,7 +487,12 @@ mod tests {
             (ListObjectsV2, None, vec![], vec![], false, &unsigned, "pass"),
             (ListBuckets, None, vec![], vec![], false, &unsigned, "list-buckets"),
             (ListObjectVersions, Some(&optional), vec![], vec![], false, &unsigned, "listing"),
-            (UploadPartCopy, Some(&optional), vec![], vec![], true, &unsigned, "error:NotImplemented"),
+            (UploadPartCopy, Some(&optional), vec![], vec![("partNumber", "2")], true, &unsigned, "part-copy"),
+            (UploadPartCopy, Some(&optional), vec![("x-amz-copy-source-range", "bytes=5-9")], vec![("partNumber", "2")], true, &unsigned, "part-copy"),
+            (UploadPartCopy, Some(&optional), vec![("x-amz-copy-source-range", "bytes=9-5")], vec![("partNumber", "2")], true, &unsigned, "error:InvalidArgument"),
+            (UploadPartCopy, Some(&optional), vec![], vec![("partNumber", "0")], true, &unsigned, "error:InvalidArgument"),
+            (UploadPartCopy, Some(&optional), vec![], vec![("partNumber", "2")], false, &unsigned, "error:InvalidArgument"),
+            (UploadPartCopy, Some(&optional), vec![("x-amz-copy-source-server-side-encryption-customer-algorithm", "AES256")], vec![("partNumber", "2")], true, &unsigned, "error:InvalidArgument"),
             (UploadPartCopy, None, vec![], vec![], false, &unsigned, "pass"),
             (SelectObjectContent, Some(&optional), vec![], vec![], false, &unsigned, "error:NotImplemented"),
             (PostObject, Some(&optional), vec![], vec![], false, &unsigned, "error:NotImplemented"),

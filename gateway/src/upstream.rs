@@ -11,6 +11,7 @@ use bytes::{Bytes, BytesMut};
 use pingora::connectors::http::Connector;
 use pingora::connectors::ConnectorOptions;
 use pingora::http::{RequestHeader, ResponseHeader};
+use pingora::protocols::http::client::HttpSession;
 use pingora::server::configuration::ServerConf;
 use pingora::upstreams::peer::HttpPeer;
 use sealgate_config::{AddressingStyle, Upstream, UpstreamCredentials};
@@ -284,6 +285,25 @@ impl UpstreamTarget {
             max_body,
         )
         .await
+    }
+
+    /// A connection for an exchange the gateway streams itself (a part
+    /// copy): the caller writes the signed header and the body, and reads
+    /// the answer. Give it back with [`Self::release`] only once the
+    /// exchange completed; a session dropped midway is closed.
+    pub async fn session(&self) -> Result<HttpSession, UpstreamError> {
+        self.connector
+            .get_http_session(&self.peer)
+            .await
+            .map(|(s, _)| s)
+            .map_err(|e| UpstreamError::Probe(e.etype().as_str().to_string()))
+    }
+
+    /// Returns a completed session to the pool.
+    pub async fn release(&self, session: HttpSession) {
+        self.connector
+            .release_http_session(session, &self.peer, self.peer.options.idle_timeout)
+            .await;
     }
 
     /// A request of the gateway's own (probes, part lists, the `rewrap`

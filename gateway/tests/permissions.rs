@@ -495,4 +495,47 @@ fn objects_moved_between_buckets_are_not_decrypted() {
         let line = format!("sealgate_binding_refusals_total{{reason=\"{reason}\"}} 1");
         assert!(metrics.contains(&line), "{line} in {metrics}");
     }
+
+    // A part copy reads its source as a GET would: the moved objects are
+    // refused as sources too, the bucket's own object is copied.
+    let s3api = |args: &[&str]| {
+        let mut all = vec!["s3api"];
+        all.extend_from_slice(args);
+        aws_as(CLIENT_KEY, CLIENT_SECRET, &gw.url(), &all)
+    };
+    let created = s3api(&[
+        "create-multipart-upload",
+        "--bucket",
+        "delta",
+        "--key",
+        "dst",
+        "--query",
+        "UploadId",
+        "--output",
+        "text",
+    ]);
+    assert!(created.status.success(), "{created:?}");
+    let upload = String::from_utf8(created.stdout)
+        .unwrap()
+        .trim()
+        .to_string();
+    let copy_from = |source: &str| {
+        s3api(&[
+            "upload-part-copy",
+            "--bucket",
+            "delta",
+            "--key",
+            "dst",
+            "--upload-id",
+            &upload,
+            "--part-number",
+            "1",
+            "--copy-source",
+            source,
+        ])
+    };
+    for source in ["beta/obj", "gamma/obj"] {
+        assert_s3_error(&copy_from(source), "AccessDenied");
+    }
+    assert!(copy_from("delta/obj").status.success());
 }

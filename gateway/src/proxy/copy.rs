@@ -8,20 +8,10 @@ use super::{Ctx, Gateway, Op};
 use crate::upstream::encode_key;
 
 impl Gateway {
-    /// A server-side copy into a mandatory bucket keeps the stored bytes as
-    /// they are, so the source must already be encrypted. Fails closed: a
-    /// source that cannot be probed is refused, and the copy is pinned to
-    /// the probed object (`x-amz-copy-source-if-match` on its ETag), so a
-    /// source replaced between probe and copy makes the copy fail.
-    pub(super) async fn check_copy_source(
-        &self,
-        req: &RequestHeader,
-        ctx: &mut Ctx,
-    ) -> Result<(), S3Error> {
-        if !matches!(ctx.op, Op::CopyNeedsEnvelope { .. }) {
-            return Ok(());
-        }
-        let source = ctx.route.copy_source.as_deref().unwrap_or("");
+    /// The upstream host and path (with `versionId`) of a rewritten
+    /// `x-amz-copy-source` (`/real-bucket/key[?versionId=...]`).
+    pub(super) fn source_address(&self, source: Option<&str>) -> Result<(String, String), S3Error> {
+        let source = source.unwrap_or("");
         let (path, query) = source.split_once('?').unwrap_or((source, ""));
         let (bucket, key) = path
             .trim_start_matches('/')
@@ -39,6 +29,23 @@ impl Gateway {
         {
             path = format!("{path}?versionId={}", uri::encode(&v.1));
         }
+        Ok((host, path))
+    }
+
+    /// A server-side copy into a mandatory bucket keeps the stored bytes as
+    /// they are, so the source must already be encrypted. Fails closed: a
+    /// source that cannot be probed is refused, and the copy is pinned to
+    /// the probed object (`x-amz-copy-source-if-match` on its ETag), so a
+    /// source replaced between probe and copy makes the copy fail.
+    pub(super) async fn check_copy_source(
+        &self,
+        req: &RequestHeader,
+        ctx: &mut Ctx,
+    ) -> Result<(), S3Error> {
+        if !matches!(ctx.op, Op::CopyNeedsEnvelope { .. }) {
+            return Ok(());
+        }
+        let (host, path) = self.source_address(ctx.route.copy_source.as_deref())?;
         let (resp, _) = self.upstream.probe(&host, &path, 0, 0).await.map_err(|_| {
             S3Error::new(
                 S3ErrorCode::ServiceUnavailable,

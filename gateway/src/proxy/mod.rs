@@ -20,6 +20,8 @@ mod hostile_tests;
 mod listing;
 mod multipart;
 mod observe;
+mod part_copy;
+mod part_copy_source;
 mod read;
 mod read_target;
 mod response;
@@ -104,6 +106,8 @@ pub enum Op {
     CopyNeedsEnvelope {
         source_etag: Option<String>,
     },
+    /// UploadPartCopy into an encrypted upload: served by the gateway.
+    PartCopy(Box<part_copy::PartCopy>),
 }
 
 impl Op {
@@ -164,7 +168,7 @@ impl Gateway {
         // Complete, ListParts, Abort: the token must be genuine and for
         // this object (UploadPart checks it as it unwraps the key).
         let token_enc = match (&ctx.route.upload_token, &plan) {
-            (Some(_), Plan::Part { .. }) | (None, _) => None,
+            (Some(_), Plan::Part { .. } | Plan::PartCopy { .. }) | (None, _) => None,
             (Some(_), _) => Some(enc.clone()),
         };
         ctx.op = self.op_for(plan, enc, req, &auth.identity, ctx)?;
@@ -251,6 +255,12 @@ impl Gateway {
             Plan::Listing => Op::Listing,
             Plan::ListBuckets => Op::ListBuckets(identity.grants()),
             Plan::CopyNeedsEnvelope => Op::CopyNeedsEnvelope { source_etag: None },
+            Plan::PartCopy { number, range } => Op::PartCopy(Box::new(part_copy::PartCopy {
+                number,
+                range,
+                token: Box::new(token()),
+                enc: enc(),
+            })),
         })
     }
 }
@@ -275,6 +285,11 @@ impl ProxyHttp for Gateway {
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
         match self.prepare(session.req_header(), ctx).await {
+            // The gateway makes the part itself and answers.
+            Ok(()) if matches!(ctx.op, Op::PartCopy(_)) => {
+                self.serve_part_copy(session, ctx).await?;
+                Ok(true)
+            }
             Ok(()) => Ok(false),
             Err(err) => {
                 self.reject(session, ctx, &err).await?;

@@ -47,14 +47,36 @@ impl Gateway {
         if status != 200 && status != 206 {
             return Ok(()); // the real request reports the error (404, 403, ...)
         }
-        let meta = self.read_meta(&resp, &ctx.request_id)?;
-        let (_, stored_total) = stored_extent(&resp).ok_or_else(|| {
+        let (target, upstream_range) = self
+            .target_from_probe(&resp, &body, range, &ctx.route, &ctx.request_id)
+            .await?;
+        let Op::Read(read) = &mut ctx.op else {
+            unreachable!("checked above")
+        };
+        read.target = Some(target);
+        read.upstream_range = upstream_range;
+        Ok(())
+    }
+
+    /// What a probe of the stored object at `route` (its first bytes:
+    /// `resp`, `body`) says about plaintext `range`: the target and the
+    /// stored range to fetch for it (`None`: a plaintext object).
+    pub(super) async fn target_from_probe(
+        &self,
+        resp: &ResponseHeader,
+        body: &[u8],
+        range: ByteRange,
+        route: &Route,
+        request_id: &str,
+    ) -> Result<(ReadTarget, Option<(u64, u64)>), S3Error> {
+        let meta = self.read_meta(resp, request_id)?;
+        let (_, stored_total) = stored_extent(resp).ok_or_else(|| {
             S3Error::new(
                 S3ErrorCode::InternalError,
                 "the backend sent no object size",
             )
         })?;
-        let (target, upstream_range) = match meta {
+        Ok(match meta {
             None => (ReadTarget::Plain, None),
             Some(meta) if !meta.multipart => {
                 let total = plaintext_len(stored_total).ok_or_else(|| self.integrity("length"))?;
@@ -66,23 +88,10 @@ impl Gateway {
                 )
             }
             Some(meta) => {
-                self.probe_parts(
-                    meta,
-                    &body,
-                    stored_total,
-                    range,
-                    &ctx.route,
-                    &ctx.request_id,
-                )
-                .await?
+                self.probe_parts(meta, body, stored_total, range, route, request_id)
+                    .await?
             }
-        };
-        let Op::Read(read) = &mut ctx.op else {
-            unreachable!("checked above")
-        };
-        read.target = Some(target);
-        read.upstream_range = upstream_range;
-        Ok(())
+        })
     }
 
     /// A multipart object's probe: the part layout from the first part's
@@ -313,7 +322,7 @@ impl Gateway {
 
     /// The data key unwrapped (async, cached by the provider), checked
     /// against the commitment, and a decryptor for exactly the target's span.
-    async fn decrypting_body(
+    pub(super) async fn decrypting_body(
         &self,
         meta: &EnvelopeMeta,
         target: ReadTarget,

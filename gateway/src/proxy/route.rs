@@ -36,6 +36,8 @@ pub struct Route {
     pub payload_hash: String,
     /// Rewritten `x-amz-copy-source` (alias mapped to the real bucket).
     pub copy_source: Option<String>,
+    /// The copy source's bucket as clients name it (its policy applies).
+    pub copy_source_bucket: Option<String>,
     /// The gateway's token from the request's `uploadId`, if it is one
     /// (its MAC is checked once its data key is unwrapped).
     pub upload_token: Option<UploadToken>,
@@ -69,7 +71,9 @@ impl Gateway {
         ctx: &mut Ctx,
     ) -> Result<(), S3Error> {
         if let Some(src) = req.headers.get("x-amz-copy-source") {
-            ctx.route.copy_source = Some(self.copy_source(src, &auth.identity)?);
+            let (bucket, source) = self.copy_source(src, &auth.identity)?;
+            ctx.route.copy_source_bucket = Some(bucket);
+            ctx.route.copy_source = Some(source);
         }
         let real_bucket = auth.bucket.as_ref().map(|b| b.real.as_str());
         ctx.route.bucket = real_bucket.map(str::to_string);
@@ -105,7 +109,12 @@ impl Gateway {
     }
 
     /// Copy sources name a bucket too: authorise it and map its alias.
-    fn copy_source(&self, src: &http::HeaderValue, identity: &Identity) -> Result<String, S3Error> {
+    /// Returns the bucket as clients name it and the rewritten source.
+    fn copy_source(
+        &self,
+        src: &http::HeaderValue,
+        identity: &Identity,
+    ) -> Result<(String, String), S3Error> {
         let src = src.to_str().map_err(|_| {
             S3Error::new(
                 S3ErrorCode::InvalidArgument,
@@ -132,6 +141,7 @@ impl Gateway {
         })?;
         let resolved = self.resolve_bucket(&src_bucket)?;
         identity.authorize(&resolved.name, Some(Permission::Read))?;
-        Ok(format!("/{}/{rest}", resolved.real))
+        let source = format!("/{}/{rest}", resolved.real);
+        Ok((resolved.name, source))
     }
 }
