@@ -13,6 +13,8 @@
 
 mod auth;
 mod copy;
+mod copy_source;
+mod copy_stream;
 mod errors;
 mod headers;
 #[cfg(test)]
@@ -21,7 +23,6 @@ mod listing;
 mod multipart;
 mod observe;
 mod part_copy;
-mod part_copy_source;
 mod read;
 mod read_target;
 mod response;

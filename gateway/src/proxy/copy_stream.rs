@@ -1,0 +1,225 @@
+//! The write side of copies the gateway makes itself: the source's
+//! plaintext, piece by piece, through the destination's encryption into
+//! an upstream PUT (an object or a part), and S3's copy result to the
+//! client. Memory stays flat for any size; a source that fails, changes
+//! or ends early cuts the upstream body short, so nothing is stored.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use http::HeaderMap;
+use pingora::http::{RequestHeader, ResponseHeader};
+use pingora::prelude::*;
+use pingora::protocols::http::client::HttpSession;
+use pingora::proxy::Session;
+use sealgate_filters::s3::chunked::encode::UNSIGNED_TRAILER;
+use sealgate_filters::s3::sigv4::{format_amz_date, UNSIGNED_PAYLOAD};
+use sealgate_filters::s3::{S3Error, S3ErrorCode};
+
+use super::copy_source::{source_failed, CopySource, SourceBody};
+use super::errors::internal;
+use super::read_target::changed;
+use super::response::set_sse_headers;
+use super::upload::UploadPlan;
+use super::{Ctx, Gateway};
+
+/// Largest upstream answer read after the body went up (an error
+/// document, or the empty body of a PUT).
+const MAX_ANSWER: usize = 64 * 1024;
+
+/// What the backend answered for the copy's PUT.
+pub(super) struct Stored {
+    pub etag: String,
+    pub version_id: Option<String>,
+}
+
+impl Gateway {
+    /// Streams `src` (through `body`) into `plan`'s encryption and the
+    /// upstream `put` (method, path, host and extra headers set; the plan
+    /// adds its own and the request is signed here).
+    pub(super) async fn stream_copy(
+        &self,
+        plan: &UploadPlan,
+        mut put: RequestHeader,
+        src: &CopySource,
+        mut body: SourceBody,
+    ) -> Result<Stored, S3Error> {
+        plan.apply(&mut put).map_err(internal)?;
+        let hash = if self.stored_checksum().is_some() {
+            UNSIGNED_TRAILER
+        } else {
+            UNSIGNED_PAYLOAD
+        };
+        self.upstream
+            .sign(&mut put, hash)
+            .await
+            .map_err(|e| dest_failed(&e))?;
+        let mut cipher = plan.body(&HeaderMap::new())?;
+        let mut dst = self.upstream.session().await.map_err(|e| dest_failed(&e))?;
+        dst.write_request_header(Box::new(put))
+            .await
+            .map_err(|e| dest_failed(&e))?;
+        let len = src.len();
+        if len > 0 {
+            let mut from = self.open_source(src).await?;
+            let mut sent = 0u64;
+            loop {
+                let chunk = from
+                    .read_response_body()
+                    .await
+                    .map_err(|e| source_failed(&e))?;
+                let end = chunk.is_none();
+                let plain = match &mut body {
+                    SourceBody::Plain => chunk.unwrap_or_default(),
+                    SourceBody::Decrypt(dec) => dec
+                        .push(chunk, end)
+                        .map_err(|_| self.integrity("frame"))?
+                        .unwrap_or_default(),
+                };
+                sent += plain.len() as u64;
+                if sent > len {
+                    return Err(changed());
+                }
+                let out = cipher.push(&plain, false)?;
+                if !out.is_empty() {
+                    dst.write_request_body(out, false)
+                        .await
+                        .map_err(|e| dest_failed(&e))?;
+                }
+                if end {
+                    break;
+                }
+            }
+            if sent != len {
+                return Err(changed());
+            }
+            self.upstream.release(from).await;
+        }
+        let last = cipher.push(&[], true)?;
+        dst.write_request_body(last, true)
+            .await
+            .map_err(|e| dest_failed(&e))?;
+        dst.finish_request_body()
+            .await
+            .map_err(|e| dest_failed(&e))?;
+        self.stored(dst).await
+    }
+
+    /// The backend's answer to the PUT: its ETag, or its refusal.
+    async fn stored(&self, mut dst: HttpSession) -> Result<Stored, S3Error> {
+        dst.read_response_header()
+            .await
+            .map_err(|e| dest_failed(&e))?;
+        let resp = dst
+            .response_header()
+            .cloned()
+            .ok_or_else(unreachable_dest)?;
+        let mut answer = Vec::new();
+        while let Some(chunk) = dst
+            .read_response_body()
+            .await
+            .map_err(|e| dest_failed(&e))?
+        {
+            answer.extend_from_slice(&chunk);
+            if answer.len() > MAX_ANSWER {
+                return Err(unreachable_dest());
+            }
+        }
+        let status = resp.status.as_u16();
+        if status != 200 {
+            let text = String::from_utf8_lossy(&answer);
+            let code = between(&text, "<Code>", "</Code>").unwrap_or("");
+            return Err(backend_refusal(status, code));
+        }
+        let header = |n: &str| {
+            resp.headers
+                .get(n)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string)
+        };
+        let etag = header("etag").ok_or_else(unreachable_dest)?;
+        let version_id = header("x-amz-version-id");
+        self.upstream.release(dst).await;
+        Ok(Stored { etag, version_id })
+    }
+
+    /// S3's answer to a copy: `<{root}>` (`CopyObjectResult` or
+    /// `CopyPartResult`) with the ETag and time, and the SSE headers.
+    pub(super) async fn answer_copy(
+        &self,
+        session: &mut Session,
+        ctx: &Ctx,
+        root: &str,
+        stored: &Stored,
+    ) -> Result<()> {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64);
+        let d = format_amz_date(now);
+        let modified = format!(
+            "{}-{}-{}T{}:{}:{}.000Z",
+            &d[0..4],
+            &d[4..6],
+            &d[6..8],
+            &d[9..11],
+            &d[11..13],
+            &d[13..15]
+        );
+        let body = format!(
+            "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<{root} xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\"><LastModified>{modified}</LastModified><ETag>{}</ETag></{root}>",
+            stored.etag.replace('"', "&quot;")
+        );
+        let mut resp = ResponseHeader::build(200, Some(5))?;
+        resp.insert_header(http::header::CONTENT_TYPE, "application/xml")?;
+        resp.insert_header(http::header::CONTENT_LENGTH, body.len().to_string())?;
+        resp.insert_header("x-amz-request-id", ctx.request_id.as_str())?;
+        if let Some(v) = &stored.version_id {
+            resp.insert_header("x-amz-version-id", v.as_str())?;
+        }
+        set_sse_headers(&mut resp, ctx.audit.key_id.as_deref().unwrap_or(""))?;
+        session.write_response_header(Box::new(resp), false).await?;
+        session
+            .write_response_body(Some(Bytes::from(body)), true)
+            .await?;
+        Ok(())
+    }
+}
+
+/// A failed exchange with the destination, logged.
+fn dest_failed(e: &dyn std::fmt::Display) -> S3Error {
+    tracing::warn!(error = %e, "copy: storing the copy failed");
+    unreachable_dest()
+}
+
+fn unreachable_dest() -> S3Error {
+    S3Error::new(
+        S3ErrorCode::ServiceUnavailable,
+        "the copy could not be stored by the storage backend; retry",
+    )
+}
+
+/// The backend's refusal of the PUT, in the codes a client acts on.
+fn backend_refusal(status: u16, code: &str) -> S3Error {
+    let known = [
+        S3ErrorCode::NoSuchUpload,
+        S3ErrorCode::EntityTooLarge,
+        S3ErrorCode::AccessDenied,
+        S3ErrorCode::InvalidArgument,
+        S3ErrorCode::InvalidRequest,
+        S3ErrorCode::SlowDown,
+    ];
+    match known.into_iter().find(|k| k.as_str() == code) {
+        Some(k) => S3Error::new(k, format!("the storage backend refused the copy ({code})")),
+        None if status >= 500 => unreachable_dest(),
+        None => S3Error::new(
+            S3ErrorCode::InternalError,
+            format!("the storage backend refused the copy ({status} {code})"),
+        ),
+    }
+}
+
+fn between<'a>(text: &'a str, open: &str, close: &str) -> Option<&'a str> {
+    let start = text.find(open)? + open.len();
+    let end = text[start..].find(close)? + start;
+    Some(&text[start..end])
+}
