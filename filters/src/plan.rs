@@ -129,8 +129,14 @@ pub enum Plan {
     Listing,
     /// ListBuckets: only the buckets the client may use are shown.
     ListBuckets,
-    /// CopyObject into a mandatory bucket: the source must be encrypted.
-    CopyNeedsEnvelope,
+    /// CopyObject into an encrypting bucket: kept as stored when the
+    /// source's envelope is this bucket's, else made by the gateway under
+    /// `key_id` (the provider's default when `None`). `replace`:
+    /// `MetadataDirective: REPLACE`.
+    Copy {
+        key_id: Option<String>,
+        replace: bool,
+    },
     /// UploadPartCopy into an upload the gateway began: the gateway reads
     /// the source's plaintext `range` (inclusive; the whole object when
     /// absent) and uploads it encrypted as part `number`.
@@ -300,13 +306,6 @@ pub fn decide(r: &Request) -> Result<Plan, S3Error> {
         (Operation::Unknown, Some(_)) => return Err(not_yet("this request")),
         (Operation::SelectObjectContent, Some(_)) => return Err(not_yet("S3 Select")),
         (Operation::PostObject, Some(_)) => return Err(not_yet("browser form upload (POST)")),
-        (Operation::CopyObject, Some(_))
-            if r.headers
-                .get("x-amz-metadata-directive")
-                .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"REPLACE")) =>
-        {
-            return Err(not_yet("CopyObject with MetadataDirective REPLACE"))
-        }
         (Operation::CopyObject, Some(enc)) => {
             // The backend would decrypt an SSE-C source and store plaintext.
             if r.headers
@@ -317,11 +316,25 @@ pub fn decide(r: &Request) -> Result<Plan, S3Error> {
                     "an SSE-C encrypted source cannot be copied into a bucket this gateway encrypts",
                 ));
             }
-            policy::check_write_headers(enc, default_key()?, r.headers)?;
-            if enc.mandatory {
-                Plan::CopyNeedsEnvelope
-            } else {
-                Plan::PassThrough
+            let chosen = policy::check_write_headers(enc, default_key()?, r.headers)?;
+            let replace = match r
+                .headers
+                .get("x-amz-metadata-directive")
+                .map(|v| v.as_bytes())
+            {
+                None => false,
+                Some(v) if v.eq_ignore_ascii_case(b"COPY") => false,
+                Some(v) if v.eq_ignore_ascii_case(b"REPLACE") => true,
+                Some(_) => {
+                    return Err(S3Error::new(
+                        S3ErrorCode::InvalidArgument,
+                        "x-amz-metadata-directive must be COPY or REPLACE",
+                    ))
+                }
+            };
+            Plan::Copy {
+                key_id: chosen.or_else(|| enc.key_id.clone()),
+                replace,
             }
         }
         _ => Plan::PassThrough,
@@ -431,7 +444,9 @@ mod tests {
             ),
             Ok(Plan::Listing) => "listing".into(),
             Ok(Plan::ListBuckets) => "list-buckets".into(),
-            Ok(Plan::CopyNeedsEnvelope) => "copy-check".into(),
+            Ok(Plan::Copy { replace, .. }) => {
+                format!("copy:{}", if *replace { "replace" } else { "copy" })
+            }
             Ok(Plan::PartCopy { .. }) => "part-copy".into(),
             Err(e) => format!("error:{}", e.code.as_str()),
         }
@@ -498,9 +513,11 @@ mod tests {
             (PostObject, Some(&optional), vec![], vec![], false, &unsigned, "error:NotImplemented"),
             (Unknown, Some(&optional), vec![], vec![], false, &unsigned, "error:NotImplemented"),
             (Unknown, None, vec![], vec![], false, &unsigned, "pass"),
-            (CopyObject, Some(&mandatory), vec![], vec![], false, &unsigned, "copy-check"),
-            (CopyObject, Some(&optional), vec![], vec![], false, &unsigned, "pass"),
-            (CopyObject, Some(&optional), vec![("x-amz-metadata-directive", "replace")], vec![], false, &unsigned, "error:NotImplemented"),
+            (CopyObject, Some(&mandatory), vec![], vec![], false, &unsigned, "copy:copy"),
+            (CopyObject, Some(&optional), vec![], vec![], false, &unsigned, "copy:copy"),
+            (CopyObject, None, vec![], vec![], false, &unsigned, "pass"),
+            (CopyObject, Some(&optional), vec![("x-amz-metadata-directive", "replace")], vec![], false, &unsigned, "copy:replace"),
+            (CopyObject, Some(&optional), vec![("x-amz-metadata-directive", "MOVE")], vec![], false, &unsigned, "error:InvalidArgument"),
             (CopyObject, Some(&mandatory), vec![("x-amz-copy-source-server-side-encryption-customer-algorithm", "AES256")], vec![], false, &unsigned, "error:InvalidArgument"),
             (CopyObject, Some(&optional), vec![("x-amz-server-side-encryption-customer-algorithm", "AES256")], vec![], false, &unsigned, "error:InvalidArgument"),
             (CopyObject, Some(&mandatory), vec![("x-amz-server-side-encryption-aws-kms-key-id", "stranger")], vec![], false, &unsigned, "error:AccessDenied"),

@@ -75,3 +75,22 @@ fn ranged_part_copies_read_back_exactly() {
         );
     }
 }
+
+const OBJECTS: &str = include_str!("py/copies_objects.py");
+
+/// CopyObject with boto3: kept as stored when the envelope is the
+/// bucket's (COPY and REPLACE, onto itself), made by the gateway for a
+/// multipart source; metadata per directive, exact listed sizes.
+#[test]
+fn copy_object_keeps_or_remakes_the_envelope() {
+    for backend in both_backends(&["demo"]) {
+        let gw = encrypted_gateway(&*backend);
+        let (id, secret) = backend.credentials();
+        assert_eq!(
+            python_ok(OBJECTS, &[&gw.url(), &backend.url(), id, secret]).trim(),
+            "ok",
+            "{}",
+            backend.name()
+        );
+    }
+}

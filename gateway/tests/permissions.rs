@@ -536,6 +536,38 @@ fn objects_moved_between_buckets_are_not_decrypted() {
     };
     for source in ["beta/obj", "gamma/obj"] {
         assert_s3_error(&copy_from(source), "AccessDenied");
+        let whole = s3api(&[
+            "copy-object",
+            "--bucket",
+            "delta",
+            "--key",
+            "whole",
+            "--copy-source",
+            source,
+        ]);
+        assert_s3_error(&whole, "AccessDenied");
     }
     assert!(copy_from("delta/obj").status.success());
+
+    // gamma's own object, copied into delta: made again under delta's
+    // provider (the backend could only have kept gamma's envelope).
+    cp(&gw.url(), src.to_str().unwrap(), "s3://gamma/own");
+    let copied = s3api(&[
+        "copy-object",
+        "--bucket",
+        "delta",
+        "--key",
+        "from-gamma",
+        "--copy-source",
+        "gamma/own",
+        "--query",
+        "SSEKMSKeyId",
+        "--output",
+        "text",
+    ]);
+    assert!(copied.status.success(), "{copied:?}");
+    assert_eq!(String::from_utf8_lossy(&copied.stdout).trim(), "local:one");
+    let back = work.path().join("from-gamma");
+    cp(&gw.url(), "s3://delta/from-gamma", back.to_str().unwrap());
+    assert_eq!(std::fs::read(&back).unwrap(), b"alpha's secret");
 }

@@ -1,11 +1,78 @@
-//! Copy stage: a server-side copy keeps the stored bytes as they are, so a
-//! copy into a mandatory bucket must come from an encrypted source.
+//! CopyObject into an encrypting bucket. When the source's envelope is
+//! already this bucket's (same provider, key and a context that includes
+//! the bucket's) and the source is stored as one stream, the backend
+//! copies the stored bytes (no data through the gateway), the copy pinned
+//! to the probed source; with `MetadataDirective: REPLACE` the gateway
+//! puts the source's envelope back beside the client's new metadata.
+//! Otherwise (a plaintext source, another key or context, a multipart
+//! source whose part layout a single-object copy would lose) the gateway
+//! makes the copy: the source decrypted and encrypted again as a new
+//! object under this bucket's key, streamed (`copy_stream`).
 
+use http::HeaderMap;
 use pingora::http::RequestHeader;
+use pingora::prelude::*;
+use pingora::proxy::Session;
+use sealgate_envelope::{EnvelopeMeta, META_PREFIX};
+use sealgate_filters::plan::{BodyEncoding, UploadBody};
+use sealgate_filters::policy::BucketEncryption;
 use sealgate_filters::s3::{uri, S3Error, S3ErrorCode};
 
+use super::copy_source::CopySource;
+use super::copy_stream::Stored;
+use super::errors::internal;
+use super::upload::{meta_error, UploadPlan};
 use super::{Ctx, Gateway, Op};
+use crate::keys::key_error;
 use crate::upstream::encode_key;
+
+/// Headers that describe the content: copied from the source, or taken
+/// from the request under `REPLACE` (with `x-amz-meta-*`).
+const CONTENT_HEADERS: [&str; 7] = [
+    "content-type",
+    "content-encoding",
+    "content-disposition",
+    "content-language",
+    "cache-control",
+    "expires",
+    "x-amz-website-redirect-location",
+];
+/// Request headers that apply to the new object whatever the directive
+/// (their permissions were checked with the request).
+const NEW_OBJECT_HEADERS: [&str; 9] = [
+    "x-amz-storage-class",
+    "x-amz-acl",
+    "x-amz-grant-read",
+    "x-amz-grant-read-acp",
+    "x-amz-grant-write-acp",
+    "x-amz-grant-full-control",
+    "x-amz-object-lock-mode",
+    "x-amz-object-lock-retain-until-date",
+    "x-amz-object-lock-legal-hold",
+];
+/// Largest tag set read from a source (S3 allows 10 tags).
+const MAX_TAGGING_ANSWER: usize = 64 * 1024;
+
+/// A planned CopyObject into an encrypting bucket.
+pub struct CopyObject {
+    /// The key for a copy the gateway makes (`None`: the provider's default).
+    pub key_id: Option<String>,
+    pub replace: bool,
+    pub enc: BucketEncryption,
+    /// Set once the source was probed: the backend copies the stored
+    /// bytes. `None` then means the gateway makes the copy from `source`.
+    pub server_side: Option<ServerSide>,
+    pub(super) source: Option<CopySource>,
+}
+
+/// A copy the backend makes as stored.
+pub struct ServerSide {
+    /// The probed source's ETag: the copy is pinned to it.
+    pub etag: Option<String>,
+    /// The source's envelope, sent again under `REPLACE`.
+    pub envelope: Vec<(String, String)>,
+    pub key_id: String,
+}
 
 impl Gateway {
     /// The upstream host and path (with `versionId`) of a rewritten
@@ -32,80 +99,198 @@ impl Gateway {
         Ok((host, path))
     }
 
-    /// A server-side copy into a mandatory bucket keeps the stored bytes as
-    /// they are, so the source must already be encrypted. Fails closed: a
-    /// source that cannot be probed is refused, and the copy is pinned to
-    /// the probed object (`x-amz-copy-source-if-match` on its ETag), so a
-    /// source replaced between probe and copy makes the copy fail.
-    pub(super) async fn check_copy_source(
+    /// Probes the source and decides who makes the copy.
+    pub(super) async fn prepare_copy(
         &self,
         req: &RequestHeader,
         ctx: &mut Ctx,
     ) -> Result<(), S3Error> {
-        if !matches!(ctx.op, Op::CopyNeedsEnvelope { .. }) {
+        let Op::Copy(copy) = &mut ctx.op else {
             return Ok(());
-        }
-        let (host, path) = self.source_address(ctx.route.copy_source.as_deref())?;
-        let (resp, _) = self.upstream.probe(&host, &path, 0, 0).await.map_err(|_| {
-            S3Error::new(
-                S3ErrorCode::ServiceUnavailable,
-                "the storage backend could not be reached; retry",
-            )
-        })?;
-        let not_encrypted = || {
-            S3Error::new(
-                S3ErrorCode::AccessDenied,
-                "the copy source is not encrypted and this bucket's policy requires encryption",
-            )
         };
-        match resp.status.as_u16() {
-            200 | 206 => {}
-            // Unsatisfiable first byte: an empty object, which no envelope makes.
-            416 => return Err(not_encrypted()),
-            404 => {
-                return Err(S3Error::new(
-                    S3ErrorCode::NoSuchKey,
-                    "the copy source does not exist",
-                ))
-            }
-            status => {
-                tracing::warn!(request_id = %ctx.request_id, status, "copy source probe refused");
-                return Err(S3Error::new(
-                    S3ErrorCode::AccessDenied,
-                    "the copy source could not be checked; this bucket's policy requires an encrypted source",
-                ));
-            }
-        }
-        if self.read_meta(&resp, &ctx.request_id)?.is_none() {
-            return Err(not_encrypted());
-        }
-        let etag = resp
-            .headers
-            .get(http::header::ETAG)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string)
-            .ok_or_else(|| {
-                S3Error::new(
-                    S3ErrorCode::ServiceUnavailable,
-                    "the backend sent no ETag for the copy source; retry",
-                )
-            })?;
-        let bare = |t: &str| t.trim().trim_matches('"').to_string();
-        if let Some(given) = req
-            .headers
-            .get("x-amz-copy-source-if-match")
-            .and_then(|v| v.to_str().ok())
-        {
-            if bare(given) != bare(&etag) {
-                return Err(S3Error::new(
-                    S3ErrorCode::PreconditionFailed,
-                    "at least one of the preconditions you specified did not hold",
-                ));
+        let src = self
+            .probe_copy_source(&req.headers, None, &ctx.route, &ctx.request_id)
+            .await?;
+        ctx.audit.provider = Some(copy.enc.provider.clone());
+        if let Some(meta) = src.meta().filter(|m| !m.multipart) {
+            if self
+                .envelope_fits(&copy.enc, copy.key_id.as_deref(), meta)
+                .await
+            {
+                let envelope = if copy.replace {
+                    meta.to_headers().map_err(meta_error)?
+                } else {
+                    Vec::new()
+                };
+                ctx.audit.key_id = Some(meta.key_id.clone());
+                copy.server_side = Some(ServerSide {
+                    etag: src.etag.clone(),
+                    envelope,
+                    key_id: meta.key_id.clone(),
+                });
+                return Ok(());
             }
         }
-        ctx.op = Op::CopyNeedsEnvelope {
-            source_etag: Some(etag),
-        };
+        copy.source = Some(src);
         Ok(())
     }
+
+    /// Is `meta` an envelope this bucket would write: its provider, the
+    /// key a copy here is made under, and a context with the bucket's?
+    async fn envelope_fits(
+        &self,
+        enc: &BucketEncryption,
+        key_id: Option<&str>,
+        meta: &EnvelopeMeta,
+    ) -> bool {
+        let Some(provider) = self.providers.get(&enc.provider) else {
+            return false;
+        };
+        if meta.provider != enc.provider
+            || enc
+                .context
+                .iter()
+                .any(|(k, v)| meta.context.get(k) != Some(v))
+        {
+            return false;
+        }
+        let want = key_id.unwrap_or(provider.default_key_id());
+        if meta.key_id == want {
+            return true;
+        }
+        match provider.canonical_key_id(want).await {
+            Ok(c) => provider.binding_key_id(&meta.key_id) == provider.binding_key_id(&c),
+            Err(_) => false,
+        }
+    }
+
+    /// Makes the copy (the source re-encrypted) and answers the client.
+    pub(super) async fn serve_copy(&self, session: &mut Session, ctx: &mut Ctx) -> Result<()> {
+        let Op::Copy(copy) = std::mem::replace(&mut ctx.op, Op::PassThrough) else {
+            return Ok(());
+        };
+        let headers = session.req_header().headers.clone();
+        match self.copy_object(*copy, &headers, ctx).await {
+            Ok(stored) => {
+                self.answer_copy(session, ctx, "CopyObjectResult", &stored)
+                    .await
+            }
+            Err(e) => self.reject(session, ctx, &e).await,
+        }
+    }
+
+    async fn copy_object(
+        &self,
+        mut copy: CopyObject,
+        headers: &HeaderMap,
+        ctx: &mut Ctx,
+    ) -> Result<Stored, S3Error> {
+        let src = copy.source.take().ok_or_else(|| {
+            S3Error::new(S3ErrorCode::InternalError, "the copy source was not probed")
+        })?;
+        let len = src.len();
+        self.check_size(sealgate_envelope::ciphertext_len(len))?;
+        let provider = self.provider(&copy.enc.provider)?;
+        let key_id = copy
+            .key_id
+            .clone()
+            .unwrap_or_else(|| provider.default_key_id().to_string());
+        let data_key = provider
+            .generate_data_key(&key_id, &copy.enc.write_context)
+            .await
+            .map_err(key_error)?;
+        ctx.audit.key_id = Some(data_key.key_id.clone());
+        let body = self.source_body(&src).await?;
+        let plan = UploadPlan::new(
+            UploadBody {
+                plaintext_len: len,
+                encoding: BodyEncoding::Plain,
+                trailer_algorithm: None,
+                payload_sha256: None,
+            },
+            &copy.enc.provider,
+            data_key,
+            copy.enc.write_context.clone(),
+        )?
+        .with_stored_checksum(self.stored_checksum());
+        let mut put =
+            RequestHeader::build("PUT", ctx.route.upstream_path_and_query.as_bytes(), None)
+                .map_err(internal)?;
+        put.insert_header(http::header::HOST, ctx.route.upstream_host.as_str())
+            .map_err(internal)?;
+        let described = if copy.replace {
+            headers
+        } else {
+            &src.probe.headers
+        };
+        for (name, value) in described {
+            let n = name.as_str();
+            let user_meta = n.starts_with("x-amz-meta-") && !n.starts_with(META_PREFIX);
+            if user_meta || CONTENT_HEADERS.contains(&n) {
+                put.append_header(n.to_string(), value.clone())
+                    .map_err(internal)?;
+            }
+        }
+        for n in NEW_OBJECT_HEADERS {
+            if let Some(v) = headers.get(n) {
+                put.insert_header(n, v.clone()).map_err(internal)?;
+            }
+        }
+        let tagging = match headers.get("x-amz-tagging-directive").map(|v| v.as_bytes()) {
+            Some(d) if d.eq_ignore_ascii_case(b"REPLACE") => headers
+                .get("x-amz-tagging")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string),
+            _ => self.source_tagging(&src).await?,
+        };
+        if let Some(t) = tagging.filter(|t| !t.is_empty()) {
+            put.insert_header("x-amz-tagging", t).map_err(internal)?;
+        }
+        self.stream_copy(&plan, put, &src, body).await
+    }
+
+    /// The source's tags as an `x-amz-tagging` value (S3 copies them by
+    /// default), read with GetObjectTagging.
+    async fn source_tagging(&self, src: &CopySource) -> Result<Option<String>, S3Error> {
+        let (host, path) = src.tagging_address();
+        let (resp, body) = self
+            .upstream
+            .request(
+                "GET",
+                &host,
+                &path,
+                &[],
+                bytes::Bytes::new(),
+                MAX_TAGGING_ANSWER,
+            )
+            .await
+            .map_err(|e| super::copy_source::source_failed(&e))?;
+        if resp.status.as_u16() != 200 {
+            // A backend without tagging has no tags to copy.
+            return Ok(None);
+        }
+        let text = String::from_utf8_lossy(&body);
+        let mut pairs = Vec::new();
+        for tag in text.split("<Tag>").skip(1) {
+            let field = |name: &str| {
+                let open = format!("<{name}>");
+                let start = tag.find(&open)? + open.len();
+                let end = tag[start..].find(&format!("</{name}>"))? + start;
+                Some(xml_unescape(&tag[start..end]))
+            };
+            if let (Some(k), Some(v)) = (field("Key"), field("Value")) {
+                pairs.push(format!("{}={}", uri::encode(&k), uri::encode(&v)));
+            }
+        }
+        Ok(Some(pairs.join("&")))
+    }
+}
+
+/// The five XML entities S3 escapes in tag keys and values.
+fn xml_unescape(s: &str) -> String {
+    s.replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&quot;", "\"")
+        .replace("&apos;", "'")
+        .replace("&amp;", "&")
 }

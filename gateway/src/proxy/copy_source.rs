@@ -55,6 +55,9 @@ pub(super) struct CopySource {
     pub etag: Option<String>,
     /// Plain, or the envelope and the span's place in it.
     pub target: ReadTarget,
+    /// The source's envelope (also of an empty encrypted object, which
+    /// has no span to target).
+    envelope: Option<EnvelopeMeta>,
     /// The plaintext bytes copied (inclusive); `None` for nothing.
     pub span: Option<(u64, u64)>,
     /// The stored bytes to fetch for them.
@@ -67,12 +70,16 @@ impl CopySource {
         self.span.map_or(0, |(a, b)| b - a + 1)
     }
 
+    /// Where the source's tags are read (GetObjectTagging).
+    pub fn tagging_address(&self) -> (String, String) {
+        let p = &self.route.upstream_path_and_query;
+        let sep = if p.contains('?') { '&' } else { '?' };
+        (self.route.upstream_host.clone(), format!("{p}{sep}tagging"))
+    }
+
     /// The source's envelope, if it is encrypted.
     pub fn meta(&self) -> Option<&EnvelopeMeta> {
-        match &self.target {
-            ReadTarget::Plain => None,
-            ReadTarget::Single { meta, .. } | ReadTarget::Multipart { meta, .. } => Some(meta),
-        }
+        self.envelope.as_ref()
     }
 
     /// The source GET's headers: the client's conditions, the stored
@@ -162,12 +169,17 @@ impl Gateway {
             }
             Err(e) => return Err(e),
         };
+        let envelope = match status {
+            416 => None,
+            _ => self.read_meta(&probe, request_id)?,
+        };
         let mut src = CopySource {
             route: source,
             conditions,
             probe,
             etag,
             target,
+            envelope,
             span: None,
             fetch,
         };
@@ -184,8 +196,8 @@ impl Gateway {
     ) -> Result<(), S3Error> {
         let source_bucket = route.copy_source_bucket.as_deref().unwrap_or("");
         let source_enc = policy::for_bucket(&self.config, source_bucket);
-        match &src.target {
-            ReadTarget::Plain => {
+        match (&src.envelope, &src.target) {
+            (None, _) => {
                 if source_enc.as_ref().is_some_and(|e| e.mandatory) {
                     return Err(S3Error::new(
                         S3ErrorCode::AccessDenied,
@@ -204,9 +216,16 @@ impl Gateway {
                 };
                 src.fetch = src.span;
             }
-            ReadTarget::Single { meta, span, .. } | ReadTarget::Multipart { meta, span, .. } => {
+            (Some(meta), target) => {
+                let span = match target {
+                    ReadTarget::Single { span, .. } | ReadTarget::Multipart { span, .. } => {
+                        Some(*span)
+                    }
+                    // An empty encrypted object copied whole.
+                    ReadTarget::Plain => None,
+                };
                 // A clamped end: the range reached past the object.
-                if range.is_some_and(|(_, b)| b != span.1) {
+                if range.is_some_and(|(_, b)| span.map(|s| s.1) != Some(b)) {
                     return Err(invalid_range());
                 }
                 let binding = source_enc.and_then(|enc| {
@@ -235,7 +254,7 @@ impl Gateway {
                         "the copy source is not encrypted under a key and context its bucket's policy allows",
                     ));
                 }
-                src.span = Some(*span);
+                src.span = span;
             }
         }
         Ok(())

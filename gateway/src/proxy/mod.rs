@@ -45,9 +45,6 @@ use sealgate_config::Config;
 use sealgate_filters::auth::Clients;
 use sealgate_filters::plan::{self, Plan};
 use sealgate_filters::policy::{self, BucketEncryption};
-use sealgate_filters::s3::checksum::ChecksumAlgorithm;
-use sealgate_filters::s3::chunked::encode::UNSIGNED_TRAILER;
-use sealgate_filters::s3::sigv4::UNSIGNED_PAYLOAD;
 use sealgate_filters::s3::S3Error;
 
 use crate::keys::Providers;
@@ -102,28 +99,11 @@ pub enum Op {
     Listing,
     /// ListBuckets, filtered to the client's bucket patterns.
     ListBuckets(Arc<[sealgate_config::BucketGrant]>),
-    /// A copy into a mandatory bucket: the source must be encrypted; the
-    /// copy is pinned to the ETag the check saw.
-    CopyNeedsEnvelope {
-        source_etag: Option<String>,
-    },
+    /// CopyObject into an encrypting bucket: by the backend as stored, or
+    /// made by the gateway (decided by a probe of the source).
+    Copy(Box<copy::CopyObject>),
     /// UploadPartCopy into an encrypted upload: served by the gateway.
     PartCopy(Box<part_copy::PartCopy>),
-}
-
-impl Op {
-    /// The upstream `x-amz-content-sha256` when the gateway makes the body
-    /// itself; `None` when the client's body (and hash) goes as sent.
-    fn upstream_payload_hash(&self, stored: Option<ChecksumAlgorithm>) -> Option<&'static str> {
-        match self {
-            // Ciphertext streamed as it is made, its checksum trailing.
-            Op::Upload(u) if u.encrypts() && stored.is_some() => Some(UNSIGNED_TRAILER),
-            // Ciphertext with a plain length, decoded plaintext, or a part
-            // list the gateway rewrites.
-            Op::Upload(_) | Op::Complete(_) => Some(UNSIGNED_PAYLOAD),
-            _ => None,
-        }
-    }
 }
 
 impl Gateway {
@@ -182,7 +162,7 @@ impl Gateway {
         self.prepare_create(ctx).await?;
         self.prepare_complete(ctx).await?;
         self.probe_read(ctx).await?;
-        self.check_copy_source(req, ctx).await
+        self.prepare_copy(req, ctx).await
     }
 
     /// The plan with the state its stages need; fills the audit record.
@@ -255,7 +235,13 @@ impl Gateway {
             }
             Plan::Listing => Op::Listing,
             Plan::ListBuckets => Op::ListBuckets(identity.grants()),
-            Plan::CopyNeedsEnvelope => Op::CopyNeedsEnvelope { source_etag: None },
+            Plan::Copy { key_id, replace } => Op::Copy(Box::new(copy::CopyObject {
+                key_id,
+                replace,
+                enc: enc(),
+                server_side: None,
+                source: None,
+            })),
             Plan::PartCopy { number, range } => Op::PartCopy(Box::new(part_copy::PartCopy {
                 number,
                 range,
@@ -289,6 +275,10 @@ impl ProxyHttp for Gateway {
             // The gateway makes the part itself and answers.
             Ok(()) if matches!(ctx.op, Op::PartCopy(_)) => {
                 self.serve_part_copy(session, ctx).await?;
+                Ok(true)
+            }
+            Ok(()) if matches!(&ctx.op, Op::Copy(c) if c.server_side.is_none()) => {
+                self.serve_copy(session, ctx).await?;
                 Ok(true)
             }
             Ok(()) => Ok(false),
@@ -364,6 +354,11 @@ impl ProxyHttp for Gateway {
                     if let Some((name, value)) = echo {
                         resp.insert_header(name, value)?;
                     }
+                }
+            }
+            Op::Copy(copy) => {
+                if let (true, Some(s)) = (resp.status.is_success(), &copy.server_side) {
+                    set_sse_headers(resp, &s.key_id)?;
                 }
             }
             Op::Read(_) => {

@@ -7,6 +7,8 @@
 use pingora::http::RequestHeader;
 use sealgate_config::Permission;
 use sealgate_filters::auth::{split_copy_source, Identity};
+use sealgate_filters::s3::checksum::ChecksumAlgorithm;
+use sealgate_filters::s3::chunked::encode::UNSIGNED_TRAILER;
 use sealgate_filters::s3::sigv4::UNSIGNED_PAYLOAD;
 use sealgate_filters::s3::upload_id::UploadToken;
 use sealgate_filters::s3::{uri, S3Error, S3ErrorCode};
@@ -143,5 +145,20 @@ impl Gateway {
         identity.authorize(&resolved.name, Some(Permission::Read))?;
         let source = format!("/{}/{rest}", resolved.real);
         Ok((resolved.name, source))
+    }
+}
+
+impl super::Op {
+    /// The upstream `x-amz-content-sha256` when the gateway makes the body
+    /// itself; `None` when the client's body (and hash) goes as sent.
+    fn upstream_payload_hash(&self, stored: Option<ChecksumAlgorithm>) -> Option<&'static str> {
+        match self {
+            // Ciphertext streamed as it is made, its checksum trailing.
+            super::Op::Upload(u) if u.encrypts() && stored.is_some() => Some(UNSIGNED_TRAILER),
+            // Ciphertext with a plain length, decoded plaintext, or a part
+            // list the gateway rewrites.
+            super::Op::Upload(_) | super::Op::Complete(_) => Some(UNSIGNED_PAYLOAD),
+            _ => None,
+        }
     }
 }

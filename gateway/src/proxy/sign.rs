@@ -46,9 +46,18 @@ impl Gateway {
             Op::Read(read) => read.apply(req)?,
             Op::Create(Create::Ready(create)) => create.apply(req, self.stored_checksum())?,
             Op::Complete(complete) => complete.apply(req)?,
-            Op::CopyNeedsEnvelope {
-                source_etag: Some(etag),
-            } => req.insert_header("x-amz-copy-source-if-match", etag.as_str())?,
+            Op::Copy(copy) => {
+                if let Some(s) = &copy.server_side {
+                    // Pinned to the source the gateway checked.
+                    if let Some(etag) = &s.etag {
+                        req.insert_header("x-amz-copy-source-if-match", etag.as_str())?;
+                    }
+                    // REPLACE: the client's metadata, the source's envelope.
+                    for (name, value) in &s.envelope {
+                        req.insert_header(name.clone(), value.as_str())?;
+                    }
+                }
+            }
             _ => {}
         }
         self.upstream
