@@ -91,8 +91,8 @@ impl UploadBody {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ReadRequest {
     pub range: Option<ByteRange>,
-    /// `?partNumber=`: a read of one stored part.
-    pub part_number: bool,
+    /// `?partNumber=N`: a read of one part.
+    pub part_number: Option<u32>,
     pub head: bool,
     /// Plaintext objects are refused (the bucket's policy is mandatory).
     pub mandatory: bool,
@@ -258,7 +258,17 @@ pub fn decide(r: &Request) -> Result<Plan, S3Error> {
                 .get(http::header::RANGE)
                 .and_then(|v| v.to_str().ok())
                 .and_then(ByteRange::parse),
-            part_number: r.query.iter().any(|(k, _)| k == "partNumber"),
+            part_number: match r.query.iter().any(|(k, _)| k == "partNumber") {
+                false => None,
+                // S3 refuses both at once.
+                true if r.headers.contains_key(http::header::RANGE) => {
+                    return Err(S3Error::new(
+                        S3ErrorCode::InvalidRequest,
+                        "Cannot specify both Range header and partNumber query parameter",
+                    ))
+                }
+                true => Some(part_number(r.query)?),
+            },
             head: r.operation == Operation::HeadObject,
             mandatory: enc.is_some_and(|e| e.mandatory),
         }),
@@ -438,9 +448,12 @@ mod tests {
             Ok(Plan::Complete) => "complete".into(),
             Ok(Plan::ListParts) => "list-parts".into(),
             Ok(Plan::Read(r)) => format!(
-                "read{}{}",
+                "read{}{}{}",
                 if r.mandatory { ":mandatory" } else { "" },
-                if r.range.is_some() { ":range" } else { "" }
+                if r.range.is_some() { ":range" } else { "" },
+                r.part_number
+                    .map(|n| format!(":part{n}"))
+                    .unwrap_or_default()
             ),
             Ok(Plan::Listing) => "listing".into(),
             Ok(Plan::ListBuckets) => "list-buckets".into(),
@@ -495,6 +508,11 @@ mod tests {
             (CompleteMultipartUpload, None, vec![], vec![], false, &signed, "error:NotImplemented"),
             (ListParts, Some(&optional), vec![], vec![], true, &unsigned, "list-parts"),
             (ListParts, Some(&optional), vec![], vec![], false, &unsigned, "error:NoSuchUpload"),
+            (GetObject, Some(&optional), vec![], vec![("partNumber", "2")], false, &unsigned, "read:part2"),
+            (HeadObject, Some(&optional), vec![], vec![("partNumber", "10000")], false, &unsigned, "read:part10000"),
+            (GetObject, Some(&optional), vec![("range", "bytes=0-1")], vec![("partNumber", "2")], false, &unsigned, "error:InvalidRequest"),
+            (GetObject, Some(&optional), vec![], vec![("partNumber", "0")], false, &unsigned, "error:InvalidArgument"),
+            (GetObject, Some(&optional), vec![], vec![("partNumber", "x")], false, &unsigned, "error:InvalidArgument"),
             (GetObject, None, vec![], vec![], false, &unsigned, "read"),
             (GetObject, Some(&mandatory), vec![("range", "bytes=0-9")], vec![], false, &unsigned, "read:mandatory:range"),
             (HeadObject, Some(&optional), vec![], vec![], false, &unsigned, "read"),

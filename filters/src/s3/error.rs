@@ -18,6 +18,8 @@ pub enum S3ErrorCode {
     InvalidDigest,
     InvalidPart,
     InvalidPartOrder,
+    /// `partNumber` beyond the object's parts.
+    InvalidPartNumber,
     InvalidRange,
     InvalidRequest,
     InvalidURI,
@@ -60,6 +62,7 @@ impl S3ErrorCode {
             Self::InvalidDigest => "InvalidDigest",
             Self::InvalidPart => "InvalidPart",
             Self::InvalidPartOrder => "InvalidPartOrder",
+            Self::InvalidPartNumber => "InvalidPartNumber",
             Self::InvalidRange => "InvalidRange",
             Self::InvalidRequest => "InvalidRequest",
             Self::InvalidURI => "InvalidURI",
@@ -96,7 +99,7 @@ impl S3ErrorCode {
             Self::ServiceUnavailable | Self::SlowDown => StatusCode::SERVICE_UNAVAILABLE,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::MissingContentLength => StatusCode::LENGTH_REQUIRED,
-            Self::InvalidRange => StatusCode::RANGE_NOT_SATISFIABLE,
+            Self::InvalidRange | Self::InvalidPartNumber => StatusCode::RANGE_NOT_SATISFIABLE,
             _ => StatusCode::BAD_REQUEST,
         }
     }

@@ -238,7 +238,7 @@ impl Gateway {
                 let read = ReadPlan::new(
                     ReadRequest {
                         range: None,
-                        part_number: false,
+                        part_number: None,
                         head: false,
                         mandatory: false,
                     },

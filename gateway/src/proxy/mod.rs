@@ -24,6 +24,7 @@ mod multipart;
 mod observe;
 mod part_copy;
 mod read;
+mod read_part;
 mod read_target;
 mod response;
 mod route;

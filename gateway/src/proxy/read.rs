@@ -29,6 +29,9 @@ impl Gateway {
         let Op::Read(read) = &ctx.op else {
             return Ok(());
         };
+        if let Some(n) = read.part_number {
+            return self.probe_part_read(n, ctx).await;
+        }
         let Some(range) = read.range else {
             return Ok(());
         };
@@ -181,7 +184,7 @@ impl Gateway {
             return Ok(());
         }
         let (head, range) = (read.head, read.range);
-        let (part_number, planned) = (read.part_number, read.upstream_range);
+        let (parts_count, planned) = (read.parts_count, read.upstream_range);
         let meta = self.read_meta(resp, &ctx.request_id)?;
         if let Some(m) = &meta {
             self.check_bound(read, m).await?.map_err(|reason| {
@@ -194,12 +197,6 @@ impl Gateway {
                     "the object is not encrypted under a key and context this bucket's policy allows",
                 )
             })?;
-        }
-        if meta.is_some() && part_number {
-            return Err(S3Error::new(
-                S3ErrorCode::NotImplemented,
-                "reading one part (partNumber) of an encrypted object is not supported; read ranges instead",
-            ));
         }
         let (upstream_start, stored_total) = stored_extent(resp).ok_or_else(|| {
             S3Error::new(
@@ -230,6 +227,10 @@ impl Gateway {
         };
         strip_response(resp);
         set_sse_headers(resp, &meta.key_id).map_err(internal)?;
+        if let Some(parts) = parts_count {
+            resp.insert_header("x-amz-mp-parts-count", parts.to_string())
+                .map_err(internal)?;
+        }
         let span = match &target {
             ReadTarget::Single { span, .. } | ReadTarget::Multipart { span, .. } => *span,
             ReadTarget::Plain => unreachable!("returned above"),

@@ -17,8 +17,11 @@ use crate::keys::key_error;
 /// What the client asked to read (from the plan), and what a probe found.
 pub struct ReadPlan {
     pub range: Option<ByteRange>,
-    /// `?partNumber=`: a read of one stored part.
-    pub part_number: bool,
+    /// `?partNumber=N`: a read of one part.
+    pub part_number: Option<u32>,
+    /// The parts of a multipart object read by part number
+    /// (`x-amz-mp-parts-count`).
+    pub parts_count: Option<u64>,
     pub head: bool,
     /// Plaintext objects are refused (the bucket's policy is mandatory).
     pub mandatory: bool,
@@ -79,6 +82,7 @@ impl ReadPlan {
             binding,
             range: r.range,
             part_number: r.part_number,
+            parts_count: None,
             head: r.head,
             mandatory: r.mandatory,
             target: None,
