@@ -52,10 +52,18 @@ impl<F: Fn(u64, Option<u64>) -> u64> SizeRewriter<F> {
         while let Some(i) = find(&segment[at..], ETAG_OPEN) {
             let start = at + i + ETAG_OPEN.len();
             match find(&segment[start..], ETAG_CLOSE) {
-                Some(j) => {
+                // Only an element S3 could have made counts (bounded, no
+                // markup inside): the same elements are seen however the
+                // listing arrives in pieces (`safe_cut` holds back no
+                // longer one).
+                Some(j)
+                    if ETAG_OPEN.len() + j + ETAG_CLOSE.len() <= MAX_ETAG_ELEMENT
+                        && !segment[start..start + j].contains(&b'<') =>
+                {
                     self.parts = etag_parts(&segment[start..start + j]);
                     at = start + j;
                 }
+                Some(_) => at = start,
                 None => break,
             }
         }
@@ -77,7 +85,8 @@ impl<F: Fn(u64, Option<u64>) -> u64> SizeRewriter<F> {
                 .take(MAX_SIZE_DIGITS + 1)
                 .take_while(|b| b.is_ascii_digit())
                 .count();
-            let complete = rest[digits..].starts_with(CLOSE);
+            // More digits than a size has: not a size, in any piece.
+            let complete = digits <= MAX_SIZE_DIGITS && rest[digits..].starts_with(CLOSE);
             let may_continue =
                 !complete && digits <= MAX_SIZE_DIGITS && rest.len() - digits < CLOSE.len();
             if may_continue && !end {
