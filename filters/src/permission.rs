@@ -103,9 +103,8 @@ pub fn required(
     let has_any = |names: &[&str]| query.iter().any(|(k, _)| names.contains(&k.as_str()));
     Some(match operation {
         ListBuckets | HeadBucket | ListObjects | ListObjectsV2 | ListObjectVersions
-        | ListMultipartUploads | GetObject | HeadObject | ListParts | SelectObjectContent => {
-            Permission::Read
-        }
+        | ListMultipartUploads | GetObject | HeadObject | GetObjectAttributes | ListParts
+        | SelectObjectContent => Permission::Read,
         PutObject
         | CopyObject
         | CreateMultipartUpload
@@ -232,6 +231,13 @@ mod tests {
             ("GET", "/bk1/k", "uploadId=u", ListParts, Some(Read)),
             ("GET", "/bk1/k", "tagging", ObjectConfig, Some(Read)),
             ("GET", "/bk1/k", "acl", ObjectConfig, Some(Read)),
+            (
+                "GET",
+                "/bk1/k",
+                "attributes",
+                GetObjectAttributes,
+                Some(Read),
+            ),
             ("PUT", "/bk1/k", "tagging", ObjectConfig, Some(Write)),
             ("DELETE", "/bk1/k", "tagging", ObjectConfig, Some(Write)),
             ("PUT", "/bk1/k", "acl", ObjectConfig, Some(Admin)),
@@ -413,6 +419,7 @@ mod tests {
             CompleteMultipartUpload,
             AbortMultipartUpload,
             ListParts,
+            GetObjectAttributes,
             ObjectConfig,
             SelectObjectContent,
             RestoreObject,
@@ -444,6 +451,7 @@ mod tests {
                 | CompleteMultipartUpload
                 | AbortMultipartUpload
                 | ListParts
+                | GetObjectAttributes
                 | ObjectConfig
                 | SelectObjectContent
                 | RestoreObject

@@ -127,6 +127,9 @@ pub enum Plan {
     Read(ReadRequest),
     /// Object listings of an encrypting bucket: plaintext sizes.
     Listing,
+    /// GetObjectAttributes in an encrypting bucket: the plaintext size,
+    /// nothing that describes stored bytes.
+    Attributes { mandatory: bool },
     /// ListBuckets: only the buckets the client may use are shown.
     ListBuckets,
     /// CopyObject into an encrypting bucket: kept as stored when the
@@ -277,6 +280,9 @@ pub fn decide(r: &Request) -> Result<Plan, S3Error> {
             Some(_),
         ) => Plan::Listing,
         (Operation::ListBuckets, _) => Plan::ListBuckets,
+        (Operation::GetObjectAttributes, Some(enc)) => Plan::Attributes {
+            mandatory: enc.mandatory,
+        },
         (Operation::ListParts, Some(_)) if r.has_token => Plan::ListParts,
         (Operation::CompleteMultipartUpload, Some(_)) if r.has_token => Plan::Complete,
         // A backend upload id on an encrypting bucket (ListMultipartUploads
@@ -456,6 +462,7 @@ mod tests {
                     .unwrap_or_default()
             ),
             Ok(Plan::Listing) => "listing".into(),
+            Ok(Plan::Attributes { .. }) => "attributes".into(),
             Ok(Plan::ListBuckets) => "list-buckets".into(),
             Ok(Plan::Copy { replace, .. }) => {
                 format!("copy:{}", if *replace { "replace" } else { "copy" })
@@ -513,6 +520,8 @@ mod tests {
             (GetObject, Some(&optional), vec![("range", "bytes=0-1")], vec![("partNumber", "2")], false, &unsigned, "error:InvalidRequest"),
             (GetObject, Some(&optional), vec![], vec![("partNumber", "0")], false, &unsigned, "error:InvalidArgument"),
             (GetObject, Some(&optional), vec![], vec![("partNumber", "x")], false, &unsigned, "error:InvalidArgument"),
+            (GetObjectAttributes, Some(&optional), vec![], vec![], false, &unsigned, "attributes"),
+            (GetObjectAttributes, None, vec![], vec![], false, &unsigned, "pass"),
             (GetObject, None, vec![], vec![], false, &unsigned, "read"),
             (GetObject, Some(&mandatory), vec![("range", "bytes=0-9")], vec![], false, &unsigned, "read:mandatory:range"),
             (HeadObject, Some(&optional), vec![], vec![], false, &unsigned, "read"),

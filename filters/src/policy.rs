@@ -90,6 +90,9 @@ impl BucketEncryption {
     }
 }
 
+/// The only server-side encryption an encrypting bucket answers.
+pub const SSE_KMS: &str = "aws:kms";
+
 /// Resolves a client-visible bucket's settings.
 pub fn for_bucket(config: &Config, bucket: &str) -> Option<BucketEncryption> {
     let (provider, mandatory, allowed, readable, readable_providers) =
@@ -151,6 +154,19 @@ pub fn check_write_headers(
             S3ErrorCode::InvalidArgument,
             "SSE-C is not accepted here: this gateway encrypts with its own keys",
         ));
+    }
+    // The gateway encrypts under its key provider's keys and answers
+    // `aws:kms`; a request for anything else (SSE-S3's `AES256`, DSSE) is
+    // refused rather than answered with what it did not ask for.
+    if let Some(v) = headers.get("x-amz-server-side-encryption") {
+        if v.as_bytes() != SSE_KMS.as_bytes() {
+            return Err(S3Error::new(
+                S3ErrorCode::InvalidArgument,
+                format!(
+                    "this bucket is encrypted by the gateway under {SSE_KMS} keys: send x-amz-server-side-encryption: {SSE_KMS}, or omit it"
+                ),
+            ));
+        }
     }
     let Some(v) = headers.get("x-amz-server-side-encryption-aws-kms-key-id") else {
         return Ok(None);
@@ -327,5 +343,24 @@ encryption:
             check_write_headers(&p, "alias/prod", &h).unwrap_err().code,
             S3ErrorCode::InvalidArgument
         );
+    }
+
+    #[test]
+    fn only_aws_kms_is_answered_on_encrypting_buckets() {
+        let c = config();
+        let p = for_bucket(&c, "prod-a").unwrap();
+        let with = |v: &str| {
+            let mut h = HeaderMap::new();
+            h.insert("x-amz-server-side-encryption", v.parse().unwrap());
+            check_write_headers(&p, "alias/prod", &h).map_err(|e| e.code)
+        };
+        assert_eq!(with("aws:kms"), Ok(None));
+        for refused in ["AES256", "aws:kms:dsse", "AWS:KMS", "", "aws:kms "] {
+            assert_eq!(
+                with(refused),
+                Err(S3ErrorCode::InvalidArgument),
+                "{refused:?}"
+            );
+        }
     }
 }

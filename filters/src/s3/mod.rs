@@ -1,5 +1,6 @@
 //! The S3 protocol: request classification, SigV4, errors, URI encoding.
 
+pub mod attributes;
 pub mod checksum;
 pub mod chunked;
 pub mod error;

@@ -44,7 +44,9 @@ pub enum Operation {
     CompleteMultipartUpload,
     AbortMultipartUpload,
     ListParts,
-    /// Object sub-resources (`?tagging`, `?acl`, `?attributes`, `?retention`, ...).
+    /// `GET ?attributes`: sizes, checksums and parts of an object.
+    GetObjectAttributes,
+    /// Object sub-resources (`?tagging`, `?acl`, `?retention`, ...).
     ObjectConfig,
     /// `POST ?select`: runs on stored bytes.
     SelectObjectContent,
@@ -80,6 +82,7 @@ impl Operation {
             Self::CompleteMultipartUpload => "CompleteMultipartUpload",
             Self::AbortMultipartUpload => "AbortMultipartUpload",
             Self::ListParts => "ListParts",
+            Self::GetObjectAttributes => "GetObjectAttributes",
             Self::ObjectConfig => "ObjectConfig",
             Self::SelectObjectContent => "SelectObjectContent",
             Self::RestoreObject => "RestoreObject",
@@ -321,6 +324,9 @@ pub fn classify(
             let foreign = FOREIGN_OBJECT_SUBRESOURCES.iter().any(|s| has(s));
             match *method {
                 Method::GET if upload_id => ListParts,
+                Method::GET if has("attributes") && !has("acl") && !has("tagging") => {
+                    GetObjectAttributes
+                }
                 Method::GET if get_sub => ObjectConfig,
                 Method::GET if foreign => Unknown,
                 Method::GET => GetObject,
@@ -509,7 +515,7 @@ mod tests {
         );
         assert_eq!(
             op(Method::GET, "/bkt/k", "attributes").operation,
-            Operation::ObjectConfig
+            Operation::GetObjectAttributes
         );
         assert_eq!(
             op(Method::PUT, "/bkt/k", "tagging").operation,

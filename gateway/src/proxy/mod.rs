@@ -3,7 +3,7 @@
 //!
 //! | phase | stages, in order | why this order |
 //! |---|---|---|
-//! | `request_filter` | `auth` (bucket resolved, permission checked) → plan (`sealgate_filters::plan`) → `route` → `token` → `upload`/`multipart` key work → `read` probe → `copy` check | nothing is looked at before the client is authenticated and authorised; the plan needs the bucket's policy; the route's payload hash depends on the plan; a token is trusted only once its MAC checks; key work and probes are async and must finish before the upstream header goes out |
+//! | `request_filter` | `auth` (bucket resolved, permission checked) → plan (`sealgate_filters::plan`) → `route` → `token` → `upload`/`multipart` key work → `read` probe → `copy` probe; a copy the gateway makes is then served here | nothing is looked at before the client is authenticated and authorised; the plan needs the bucket's policy; the route's payload hash depends on the plan; a token is trusted only once its MAC checks; key work and probes are async and must finish before the upstream header goes out |
 //! | `upstream_peer` | pooled prototype peer | one `HttpPeer` per endpoint so connections are reused |
 //! | `upstream_request_filter` | `sign` (stage header changes, then signing last) | the signature must cover the final header; runs per attempt, so each attempt gets a fresh body state |
 //! | `request_body_filter` | `multipart` part list or `upload` stream | a check that fails leaves the upstream body short: nothing is stored |
@@ -11,6 +11,7 @@
 //! | `upstream_response_body_filter` | the response body transformation | decrypts or rewrites; never releases unauthenticated plaintext |
 //! | `fail_to_proxy` / `logging` | `errors` / `observe` | one place writes S3 errors; one access line per request |
 
+mod attributes;
 mod auth;
 mod copy;
 mod copy_source;
@@ -53,7 +54,7 @@ use crate::metrics::Metrics;
 use crate::upstream::UpstreamTarget;
 use multipart::{complete_plan, Create};
 use observe::{AuditRecord, RequestIds};
-use read_target::{ReadBinding, ReadPlan};
+use read_target::ReadPlan;
 use response::{set_sse_headers, strip_response, ResponseBody};
 use route::Route;
 use upload::{client_checksum, Upload, UploadPlan};
@@ -98,6 +99,8 @@ pub enum Op {
     Read(ReadPlan),
     /// Object listings of an encrypting bucket.
     Listing,
+    /// GetObjectAttributes in an encrypting bucket.
+    Attributes(Box<attributes::AttributesPlan>),
     /// ListBuckets, filtered to the client's bucket patterns.
     ListBuckets(Arc<[sealgate_config::BucketGrant]>),
     /// CopyObject into an encrypting bucket: by the backend as stored, or
@@ -163,6 +166,7 @@ impl Gateway {
         self.prepare_create(ctx).await?;
         self.prepare_complete(ctx).await?;
         self.probe_read(ctx).await?;
+        self.prepare_attributes(ctx).await?;
         self.prepare_copy(req, ctx).await
     }
 
@@ -224,15 +228,13 @@ impl Gateway {
             }),
             Plan::Complete => Op::Complete(Box::new(complete_plan(req, identity, token())?)),
             Plan::ListParts => Op::ListParts,
-            Plan::Read(r) => {
-                let binding = encryption.take().and_then(|enc| {
-                    let default_key_id = self.providers.get(&enc.provider)?.default_key_id();
-                    Some(ReadBinding {
-                        default_key_id: default_key_id.to_string(),
-                        enc,
-                    })
-                });
-                Op::Read(ReadPlan::new(r, binding))
+            Plan::Read(r) => Op::Read(ReadPlan::new(r, self.read_binding(encryption.take()))),
+            Plan::Attributes { mandatory } => {
+                Op::Attributes(Box::new(attributes::AttributesPlan {
+                    mandatory,
+                    plaintext_size: None,
+                    binding: self.read_binding(encryption.take()),
+                }))
             }
             Plan::Listing => Op::Listing,
             Plan::ListBuckets => Op::ListBuckets(identity.grants()),
@@ -355,6 +357,13 @@ impl ProxyHttp for Gateway {
                     if let Some((name, value)) = echo {
                         resp.insert_header(name, value)?;
                     }
+                }
+            }
+            Op::Attributes(a) if resp.status.as_u16() == 200 => {
+                if let Some(size) = a.plaintext_size {
+                    strip_response(resp);
+                    resp.remove_header(http::header::CONTENT_LENGTH.as_str());
+                    ctx.response_body = Some(Self::attributes_body(size));
                 }
             }
             Op::Copy(copy) => {

@@ -36,6 +36,7 @@ pub struct ReadPlan {
 
 /// The bucket's encryption and its provider's default key: what a stored
 /// object's envelope must agree with before it is decrypted here.
+#[derive(Clone)]
 pub struct ReadBinding {
     pub enc: BucketEncryption,
     pub default_key_id: String,
@@ -170,6 +171,16 @@ pub fn changed() -> S3Error {
 }
 
 impl super::Gateway {
+    /// The binding reads in a bucket with `enc` are checked against.
+    pub(super) fn read_binding(&self, enc: Option<BucketEncryption>) -> Option<ReadBinding> {
+        let enc = enc?;
+        let default_key_id = self.providers.get(&enc.provider)?.default_key_id();
+        Some(ReadBinding {
+            default_key_id: default_key_id.to_string(),
+            enc,
+        })
+    }
+
     /// Does the object belong to this bucket? Key ids compare as written
     /// first; where they differ, the bucket's configured ids are compared
     /// in the form objects record (a KMS alias as its key's ARN).

@@ -74,4 +74,16 @@ from boto3.s3.transfer import TransferConfig
 s3.copy({"Bucket": "demo", "Key": "multi"}, "demo", "managed",
         Config=TransferConfig(multipart_threshold=5 * MiB, multipart_chunksize=5 * MiB))
 check("managed", big)
+# SSE request headers: aws:kms is what the bucket does; anything else
+# (SSE-S3's AES256) is refused, not answered with what it did not ask for.
+s3.put_object(Bucket="demo", Key="sse-kms", Body=b"x", ServerSideEncryption="aws:kms")
+for call in (lambda: s3.put_object(Bucket="demo", Key="sse-s3", Body=b"x", ServerSideEncryption="AES256"),
+             lambda: s3.copy_object(Bucket="demo", Key="sse-s3", CopySource={"Bucket": "demo", "Key": "sse-kms"},
+                                    ServerSideEncryption="AES256"),
+             lambda: s3.create_multipart_upload(Bucket="demo", Key="sse-s3", ServerSideEncryption="AES256")):
+    try:
+        call()
+        raise SystemExit("accepted AES256")
+    except botocore.exceptions.ClientError as e:
+        assert e.response["Error"]["Code"] == "InvalidArgument", e.response
 print("ok")

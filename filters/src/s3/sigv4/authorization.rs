@@ -188,7 +188,14 @@ fn parse_presigned<'q>(
     let expires: u64 = need("X-Amz-Expires")?
         .parse()
         .map_err(|_| malformed(style, "X-Amz-Expires must be a number of seconds"))?;
-    if expires == 0 || expires > MAX_PRESIGNED_EXPIRES_SECS {
+    if expires == 0 {
+        // As S3 answers it: expired, not malformed.
+        return Err(S3Error::new(
+            S3ErrorCode::AccessDenied,
+            "the request has expired",
+        ));
+    }
+    if expires > MAX_PRESIGNED_EXPIRES_SECS {
         return Err(malformed(
             style,
             format!("X-Amz-Expires must be between 1 and {MAX_PRESIGNED_EXPIRES_SECS} seconds"),

@@ -1,0 +1,112 @@
+//! GetObjectAttributes in an encrypting bucket. The backend describes the
+//! stored ciphertext, so the gateway probes the object first (its
+//! envelope and layout give the plaintext size, after the same binding
+//! check as a GET) and rewrites the answer: plaintext `ObjectSize`, no
+//! `Checksum` or `ObjectParts` (`sealgate_filters::s3::attributes`). A
+//! plaintext object is described as stored, unless the bucket is mandatory.
+
+use sealgate_envelope::format::plaintext_len;
+use sealgate_envelope::multipart::{Layout, PartHeader, PART_HEADER_LEN};
+use sealgate_filters::plan::ReadRequest;
+use sealgate_filters::s3::{attributes, S3Error, S3ErrorCode};
+
+use super::read_target::{stored_extent, ReadBinding, ReadPlan};
+use super::response::{ResponseBody, WholeRewrite};
+use super::{Ctx, Gateway, Op};
+
+/// GetObjectAttributes on an encrypting bucket.
+pub struct AttributesPlan {
+    pub mandatory: bool,
+    /// The object's plaintext size once probed (`None`: a plaintext object).
+    pub plaintext_size: Option<u64>,
+    pub binding: Option<ReadBinding>,
+}
+
+impl Gateway {
+    /// Probes the object for its plaintext size.
+    pub(super) async fn prepare_attributes(&self, ctx: &mut Ctx) -> Result<(), S3Error> {
+        let Op::Attributes(plan) = &ctx.op else {
+            return Ok(());
+        };
+        let path = object_path(&ctx.route.upstream_path_and_query);
+        let (resp, body) = self
+            .upstream
+            .probe(&ctx.route.upstream_host, &path, 0, PART_HEADER_LEN - 1)
+            .await
+            .map_err(|_| {
+                S3Error::new(
+                    S3ErrorCode::ServiceUnavailable,
+                    "the storage backend could not be reached; retry",
+                )
+            })?;
+        if !matches!(resp.status.as_u16(), 200 | 206) {
+            return Ok(()); // the real request reports the error
+        }
+        let Some(meta) = self.read_meta(&resp, &ctx.request_id)? else {
+            if plan.mandatory {
+                return Err(S3Error::new(
+                    S3ErrorCode::AccessDenied,
+                    "this object was not written through the encryption gateway and the bucket's policy requires encryption",
+                ));
+            }
+            return Ok(());
+        };
+        let read = ReadPlan::new(
+            ReadRequest {
+                range: None,
+                part_number: None,
+                head: true,
+                mandatory: plan.mandatory,
+            },
+            plan.binding.clone(),
+        );
+        if let Err(why) = self.check_bound(&read, &meta).await? {
+            self.metrics
+                .binding_refusals_total
+                .with_label_values(&[why.as_str()])
+                .inc();
+            return Err(S3Error::new(
+                S3ErrorCode::AccessDenied,
+                "the object is not encrypted under a key and context this bucket's policy allows",
+            ));
+        }
+        let (_, stored) = stored_extent(&resp).ok_or_else(|| self.integrity("length"))?;
+        let size = if meta.multipart {
+            let first = PartHeader::decode(&body).ok_or_else(|| self.integrity("part"))?;
+            Layout::new(first.size, stored)
+                .ok_or_else(|| self.integrity("length"))?
+                .plaintext_total()
+        } else {
+            plaintext_len(stored).ok_or_else(|| self.integrity("length"))?
+        };
+        if let Op::Attributes(plan) = &mut ctx.op {
+            plan.plaintext_size = Some(size);
+        }
+        Ok(())
+    }
+
+    /// The response body rewrite for a probed encrypted object.
+    pub(super) fn attributes_body(size: u64) -> ResponseBody {
+        ResponseBody::Whole(WholeRewrite::new(move |xml: &str| {
+            attributes::rewrite(xml, size).unwrap_or_else(|| {
+                // Never the stored sizes: an answer of an unexpected shape is dropped.
+                S3Error::new(
+                    S3ErrorCode::InternalError,
+                    "the object's attributes could not be described",
+                )
+                .to_xml("", "")
+            })
+        }))
+    }
+}
+
+/// The object's path, with `versionId` only (the probe is a plain GET).
+fn object_path(path_and_query: &str) -> String {
+    let Some((path, query)) = path_and_query.split_once('?') else {
+        return path_and_query.to_string();
+    };
+    match query.split('&').find(|p| p.starts_with("versionId=")) {
+        Some(v) => format!("{path}?{v}"),
+        None => path.to_string(),
+    }
+}
