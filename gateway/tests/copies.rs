@@ -94,3 +94,43 @@ fn copy_object_keeps_or_remakes_the_envelope() {
         );
     }
 }
+
+const PLAIN: &str = include_str!("py/copies_plain.py");
+/// `demo` encrypts (optional), `secure` encrypts (mandatory), `open` is
+/// passed through.
+const MIXED: &str = "encryption:
+  key_providers:
+    one:
+      type: local
+      config: {master_key: dGVzdGtleQ==}
+  policies:
+    - bucket_pattern: \"secure\"
+      key_provider: one
+      mandatory: true
+    - bucket_pattern: \"demo\"
+      key_provider: one
+      mandatory: false
+";
+
+/// Copies out of encrypting buckets into a pass-through one are decrypted
+/// (or refused out of a mandatory bucket); plaintext copied in is
+/// encrypted.
+#[test]
+fn copies_across_encrypting_and_pass_through_buckets() {
+    for backend in both_backends(&["demo", "secure", "open"]) {
+        let gw = Gateway::start_with(
+            &*backend,
+            &Options {
+                extra: MIXED,
+                ..Options::default()
+            },
+        );
+        let (id, secret) = backend.credentials();
+        assert_eq!(
+            python_ok(PLAIN, &[&gw.url(), &backend.url(), id, secret]).trim(),
+            "ok",
+            "{}",
+            backend.name()
+        );
+    }
+}

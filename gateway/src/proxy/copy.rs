@@ -164,17 +164,28 @@ impl Gateway {
         }
     }
 
-    /// Makes the copy (the source re-encrypted) and answers the client.
+    /// Makes a copy the backend cannot make (see [`Op::served_by_gateway`])
+    /// and answers the client, errors included.
     pub(super) async fn serve_copy(&self, session: &mut Session, ctx: &mut Ctx) -> Result<()> {
-        let Op::Copy(copy) = std::mem::replace(&mut ctx.op, Op::PassThrough) else {
-            return Ok(());
-        };
         let headers = session.req_header().headers.clone();
-        match self.copy_object(*copy, &headers, ctx).await {
-            Ok(stored) => {
-                self.answer_copy(session, ctx, "CopyObjectResult", &stored)
-                    .await
+        let (made, root) = match std::mem::replace(&mut ctx.op, Op::PassThrough) {
+            Op::Copy(copy) => (
+                self.copy_object(*copy, &headers, ctx).await,
+                "CopyObjectResult",
+            ),
+            Op::PartCopy(copy) => (self.copy_part(*copy, &headers, ctx).await, "CopyPartResult"),
+            Op::PlainCopy(copy) => {
+                let root = if copy.part {
+                    "CopyPartResult"
+                } else {
+                    "CopyObjectResult"
+                };
+                (self.plain_copy(*copy, &headers, ctx).await, root)
             }
+            _ => return Ok(()),
+        };
+        match made {
+            Ok(stored) => self.answer_copy(session, ctx, root, &stored).await,
             Err(e) => self.reject(session, ctx, &e).await,
         }
     }
@@ -218,11 +229,23 @@ impl Gateway {
                 .map_err(internal)?;
         put.insert_header(http::header::HOST, ctx.route.upstream_host.as_str())
             .map_err(internal)?;
-        let described = if copy.replace {
-            headers
-        } else {
-            &src.probe.headers
-        };
+        self.copy_object_headers(&mut put, copy.replace, headers, &src)
+            .await?;
+        self.stream_copy(&plan, put, &src, body).await
+    }
+
+    /// The new object's headers for a copy the gateway makes: metadata
+    /// and content headers by the directive, the request's storage class,
+    /// ACL and object-lock headers, and tags (the source's, unless
+    /// `x-amz-tagging-directive: REPLACE`).
+    pub(super) async fn copy_object_headers(
+        &self,
+        put: &mut RequestHeader,
+        replace: bool,
+        headers: &HeaderMap,
+        src: &CopySource,
+    ) -> Result<(), S3Error> {
+        let described = if replace { headers } else { &src.probe.headers };
         for (name, value) in described {
             let n = name.as_str();
             let user_meta = n.starts_with("x-amz-meta-") && !n.starts_with(META_PREFIX);
@@ -241,12 +264,12 @@ impl Gateway {
                 .get("x-amz-tagging")
                 .and_then(|v| v.to_str().ok())
                 .map(str::to_string),
-            _ => self.source_tagging(&src).await?,
+            _ => self.source_tagging(src).await?,
         };
         if let Some(t) = tagging.filter(|t| !t.is_empty()) {
             put.insert_header("x-amz-tagging", t).map_err(internal)?;
         }
-        self.stream_copy(&plan, put, &src, body).await
+        Ok(())
     }
 
     /// The source's tags as an `x-amz-tagging` value (S3 copies them by
@@ -283,6 +306,18 @@ impl Gateway {
             }
         }
         Ok(Some(pairs.join("&")))
+    }
+}
+
+impl Op {
+    /// A copy the backend cannot make as stored: the gateway reads the
+    /// source and writes the copy itself, and answers the client.
+    pub(super) fn served_by_gateway(&self) -> bool {
+        match self {
+            Op::Copy(c) => c.server_side.is_none(),
+            Op::PartCopy(_) | Op::PlainCopy(_) => true,
+            _ => false,
+        }
     }
 }
 

@@ -45,7 +45,7 @@ impl Gateway {
         mut body: SourceBody,
     ) -> Result<Stored, S3Error> {
         plan.apply(&mut put).map_err(internal)?;
-        let hash = if self.stored_checksum().is_some() {
+        let hash = if plan.encrypts() && self.stored_checksum().is_some() {
             UNSIGNED_TRAILER
         } else {
             UNSIGNED_PAYLOAD
@@ -176,7 +176,10 @@ impl Gateway {
         if let Some(v) = &stored.version_id {
             resp.insert_header("x-amz-version-id", v.as_str())?;
         }
-        set_sse_headers(&mut resp, ctx.audit.key_id.as_deref().unwrap_or(""))?;
+        // A plaintext copy (out of an encrypting bucket) has no SSE to claim.
+        if let Some(key_id) = &ctx.audit.key_id {
+            set_sse_headers(&mut resp, key_id)?;
+        }
         session.write_response_header(Box::new(resp), false).await?;
         session
             .write_response_body(Some(Bytes::from(body)), true)

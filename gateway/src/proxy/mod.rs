@@ -24,6 +24,7 @@ mod listing;
 mod multipart;
 mod observe;
 mod part_copy;
+mod plain_copy;
 mod read;
 mod read_part;
 mod read_target;
@@ -108,6 +109,9 @@ pub enum Op {
     Copy(Box<copy::CopyObject>),
     /// UploadPartCopy into an encrypted upload: served by the gateway.
     PartCopy(Box<part_copy::PartCopy>),
+    /// A copy out of an encrypting bucket into a pass-through one: served
+    /// by the gateway, decrypted.
+    PlainCopy(Box<plain_copy::PlainCopy>),
 }
 
 impl Gateway {
@@ -158,6 +162,7 @@ impl Gateway {
         };
         ctx.op = self.op_for(plan, enc, req, &auth.identity, ctx)?;
         self.route(req, &auth, ctx)?;
+        self.plan_plain_copy(req, ctx)?;
         if let (Some(token), Some(enc)) = (&ctx.route.upload_token, token_enc) {
             self.open_token(token, enc.as_ref(), &ctx.route, ctx.audit.key.as_deref())
                 .await?;
@@ -276,11 +281,8 @@ impl ProxyHttp for Gateway {
     async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
         match self.prepare(session.req_header(), ctx).await {
             // The gateway makes the part itself and answers.
-            Ok(()) if matches!(ctx.op, Op::PartCopy(_)) => {
-                self.serve_part_copy(session, ctx).await?;
-                Ok(true)
-            }
-            Ok(()) if matches!(&ctx.op, Op::Copy(c) if c.server_side.is_none()) => {
+            // A copy the gateway makes itself: it answers too.
+            Ok(()) if ctx.op.served_by_gateway() => {
                 self.serve_copy(session, ctx).await?;
                 Ok(true)
             }

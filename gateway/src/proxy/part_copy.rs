@@ -7,8 +7,6 @@
 
 use http::HeaderMap;
 use pingora::http::RequestHeader;
-use pingora::prelude::*;
-use pingora::proxy::Session;
 use sealgate_filters::plan::{BodyEncoding, UploadBody};
 use sealgate_filters::policy::BucketEncryption;
 use sealgate_filters::s3::upload_id::UploadToken;
@@ -17,7 +15,7 @@ use sealgate_filters::s3::S3Error;
 use super::copy_stream::Stored;
 use super::errors::internal;
 use super::upload::UploadPlan;
-use super::{Ctx, Gateway, Op};
+use super::{Ctx, Gateway};
 
 /// A planned UploadPartCopy.
 pub struct PartCopy {
@@ -30,22 +28,7 @@ pub struct PartCopy {
 }
 
 impl Gateway {
-    /// Makes the part and answers the client; errors are answered too.
-    pub(super) async fn serve_part_copy(&self, session: &mut Session, ctx: &mut Ctx) -> Result<()> {
-        let Op::PartCopy(copy) = std::mem::replace(&mut ctx.op, Op::PassThrough) else {
-            return Ok(());
-        };
-        let headers = session.req_header().headers.clone();
-        match self.copy_part(*copy, &headers, ctx).await {
-            Ok(stored) => {
-                self.answer_copy(session, ctx, "CopyPartResult", &stored)
-                    .await
-            }
-            Err(e) => self.reject(session, ctx, &e).await,
-        }
-    }
-
-    async fn copy_part(
+    pub(super) async fn copy_part(
         &self,
         copy: PartCopy,
         headers: &HeaderMap,

@@ -1,0 +1,117 @@
+//! Copies out of an encrypting bucket into one the gateway does not
+//! encrypt (CopyObject or UploadPartCopy): the backend would copy
+//! ciphertext that nothing could read there. Out of a `mandatory` bucket
+//! such a copy is refused (its objects never rest in plaintext); otherwise
+//! the gateway makes it, streaming: the source read as a GET would read it
+//! (decrypted after its bucket's checks) and stored in plaintext.
+
+use http::HeaderMap;
+use pingora::http::RequestHeader;
+use sealgate_filters::plan::{copy_source_range, BodyEncoding, UploadBody};
+use sealgate_filters::policy;
+use sealgate_filters::s3::request::Operation;
+use sealgate_filters::s3::{S3Error, S3ErrorCode};
+
+use super::copy_stream::Stored;
+use super::errors::internal;
+use super::upload::UploadPlan;
+use super::{Ctx, Gateway, Op};
+
+/// A copy out of an encrypting bucket into a pass-through one.
+pub struct PlainCopy {
+    /// UploadPartCopy (else CopyObject).
+    pub part: bool,
+    /// The source's plaintext bytes, inclusive (part copies).
+    pub range: Option<(u64, u64)>,
+    /// `MetadataDirective: REPLACE` (CopyObject).
+    pub replace: bool,
+}
+
+impl Gateway {
+    /// Turns a pass-through copy whose source bucket encrypts into a copy
+    /// the gateway makes, or refuses it (a mandatory source bucket).
+    pub(super) fn plan_plain_copy(
+        &self,
+        req: &RequestHeader,
+        ctx: &mut Ctx,
+    ) -> Result<(), S3Error> {
+        let part = match ctx.audit.operation {
+            Operation::CopyObject => false,
+            Operation::UploadPartCopy => true,
+            _ => return Ok(()),
+        };
+        if !matches!(ctx.op, Op::PassThrough) {
+            return Ok(());
+        }
+        let Some(source_enc) = ctx
+            .route
+            .copy_source_bucket
+            .as_deref()
+            .and_then(|b| policy::for_bucket(&self.config, b))
+        else {
+            return Ok(()); // plaintext to plaintext: the backend copies
+        };
+        if source_enc.mandatory {
+            return Err(S3Error::new(
+                S3ErrorCode::AccessDenied,
+                "the copy source's bucket requires encryption: its objects are copied only into buckets the gateway encrypts",
+            ));
+        }
+        let header = |n: &str| req.headers.get(n).and_then(|v| v.to_str().ok());
+        let range = match (part, header("x-amz-copy-source-range")) {
+            (true, Some(r)) => Some(copy_source_range(r)?),
+            _ => None,
+        };
+        let replace = match header("x-amz-metadata-directive") {
+            None => false,
+            Some(d) if d.eq_ignore_ascii_case("COPY") => false,
+            Some(d) if d.eq_ignore_ascii_case("REPLACE") => true,
+            Some(_) => {
+                return Err(S3Error::new(
+                    S3ErrorCode::InvalidArgument,
+                    "x-amz-metadata-directive must be COPY or REPLACE",
+                ))
+            }
+        };
+        ctx.op = Op::PlainCopy(Box::new(PlainCopy {
+            part,
+            range,
+            replace,
+        }));
+        Ok(())
+    }
+
+    /// Reads the source (decrypted) and stores it in plaintext.
+    pub(super) async fn plain_copy(
+        &self,
+        copy: PlainCopy,
+        headers: &HeaderMap,
+        ctx: &mut Ctx,
+    ) -> Result<Stored, S3Error> {
+        let src = self
+            .probe_copy_source(headers, copy.range, &ctx.route, &ctx.request_id)
+            .await?;
+        let len = src.len();
+        self.check_size(len)?;
+        if let Some(meta) = src.meta() {
+            ctx.audit.provider = Some(meta.provider.clone());
+        }
+        let body = self.source_body(&src).await?;
+        let plan = UploadPlan::decode_only(UploadBody {
+            plaintext_len: len,
+            encoding: BodyEncoding::Plain,
+            trailer_algorithm: None,
+            payload_sha256: None,
+        });
+        let mut put =
+            RequestHeader::build("PUT", ctx.route.upstream_path_and_query.as_bytes(), None)
+                .map_err(internal)?;
+        put.insert_header(http::header::HOST, ctx.route.upstream_host.as_str())
+            .map_err(internal)?;
+        if !copy.part {
+            self.copy_object_headers(&mut put, copy.replace, headers, &src)
+                .await?;
+        }
+        self.stream_copy(&plan, put, &src, body).await
+    }
+}
