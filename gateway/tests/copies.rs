@@ -7,20 +7,87 @@ mod common;
 
 use common::*;
 
-/// aws cli copies objects over 8 MiB with UploadPartCopy: within a bucket,
-/// across buckets, and from a plaintext object; each copy reads back
-/// byte-identical and is stored encrypted.
+/// aws cli copies objects over 8 MiB with UploadPartCopy and smaller ones
+/// with CopyObject: 0 B, 1 B, 20 MB and 200 MB objects within a bucket,
+/// across buckets, moved, with `--metadata-directive REPLACE`, and from a
+/// plaintext object; each copy reads back byte-identical and is stored
+/// encrypted.
 #[test]
-fn aws_cli_copies_large_objects_between_encrypted_locations() {
+fn aws_cli_copies_and_moves_between_encrypted_locations() {
     let work = tempfile::tempdir().unwrap();
     for backend in both_backends(&["demo", "other"]) {
         let gw = encrypted_gateway(&*backend);
         let name = backend.name();
-        let data = test_bytes(20_000_000, 5);
-        let src = work.path().join("big");
+        for len in [0usize, 1, 20_000_000, 200_000_000] {
+            let data = test_bytes(len, 5 + len as u64);
+            let src = work.path().join("src");
+            std::fs::write(&src, &data).unwrap();
+            let key = format!("f{len}");
+            cp(
+                &gw.url(),
+                src.to_str().unwrap(),
+                &format!("s3://demo/{key}"),
+            );
+            let copies = [
+                (
+                    format!("s3://demo/{key}"),
+                    format!("s3://demo/copy/{key}"),
+                    "cp",
+                ),
+                (
+                    format!("s3://demo/{key}"),
+                    format!("s3://other/{key}"),
+                    "cp",
+                ),
+                (
+                    format!("s3://other/{key}"),
+                    format!("s3://demo/moved/{key}"),
+                    "mv",
+                ),
+                (
+                    format!("s3://demo/{key}"),
+                    format!("s3://demo/replaced/{key}"),
+                    "replace",
+                ),
+            ];
+            for (from, to, how) in copies {
+                let mut args = vec![
+                    "s3",
+                    if how == "mv" { "mv" } else { "cp" },
+                    "--only-show-errors",
+                ];
+                if how == "replace" {
+                    args.extend([
+                        "--metadata-directive",
+                        "REPLACE",
+                        "--content-type",
+                        "text/x-replaced",
+                    ]);
+                }
+                args.extend([from.as_str(), to.as_str()]);
+                aws_ok(&gw.url(), &args);
+                let back = work.path().join("back");
+                cp(&gw.url(), &to, back.to_str().unwrap());
+                assert!(
+                    std::fs::read(&back).unwrap() == data,
+                    "{name}: {how} {from} -> {to}"
+                );
+                let (bucket, key) = to.trim_start_matches("s3://").split_once('/').unwrap();
+                if len >= 64 {
+                    let stored = backend.stored(bucket, key);
+                    assert!(
+                        !stored.windows(64).any(|w| w == &data[..64]),
+                        "{name}: {to} is stored encrypted"
+                    );
+                }
+            }
+            // mv removed its source.
+            assert!(!backend.has("other", &key), "{name}: mv left its source");
+        }
+        // A plaintext object written around the gateway (not mandatory).
+        let data = test_bytes(20_000_000, 9);
+        let src = work.path().join("raw");
         std::fs::write(&src, &data).unwrap();
-        cp(&gw.url(), src.to_str().unwrap(), "s3://demo/big");
-        // Written around the gateway: a plaintext object (not mandatory).
         let (id, secret) = backend.credentials();
         let direct = aws_as(
             id,
@@ -35,26 +102,79 @@ fn aws_cli_copies_large_objects_between_encrypted_locations() {
             ],
         );
         assert!(direct.status.success(), "{name}: {direct:?}");
-        for (from, to) in [
-            ("s3://demo/big", "s3://demo/big2"),
-            ("s3://demo/big", "s3://other/big3"),
-            ("s3://demo/raw", "s3://demo/from-raw"),
-        ] {
-            cp(&gw.url(), from, to);
-            let back = work.path().join("back");
-            cp(&gw.url(), to, back.to_str().unwrap());
-            assert!(
-                std::fs::read(&back).unwrap() == data,
-                "{name}: {from} -> {to}"
-            );
-            let (bucket, key) = to.trim_start_matches("s3://").split_once('/').unwrap();
-            let stored = backend.stored(bucket, key);
-            assert!(
-                !stored.windows(64).any(|w| w == &data[5000..5064]),
-                "{name}: {to} is stored encrypted"
-            );
-        }
+        cp(&gw.url(), "s3://demo/raw", "s3://demo/from-raw");
+        let back = work.path().join("back");
+        cp(&gw.url(), "s3://demo/from-raw", back.to_str().unwrap());
+        assert!(
+            std::fs::read(&back).unwrap() == data,
+            "{name}: from a plaintext object"
+        );
+        assert!(!backend
+            .stored("demo", "from-raw")
+            .windows(64)
+            .any(|w| w == &data[..64]));
     }
+}
+
+/// rclone's server-side copy between two buckets and s3cmd's `cp`: both
+/// read back byte-identical.
+#[test]
+fn rclone_and_s3cmd_copy_server_side() {
+    let backend = Backend::start(&["demo", "other"]);
+    let gw = encrypted_gateway(&backend);
+    let work = tempfile::tempdir().unwrap();
+    let tree = work.path().join("tree");
+    std::fs::create_dir_all(&tree).unwrap();
+    for (file, len) in [("a", 1usize), ("b", 300_001), ("c", 12 * 1024 * 1024 + 5)] {
+        std::fs::write(tree.join(file), test_bytes(len, len as u64)).unwrap();
+    }
+    let rclone = |args: &[&str]| {
+        let out = std::process::Command::new("rclone")
+            .env_remove("AWS_CA_BUNDLE")
+            .env("RCLONE_CONFIG", "/dev/null")
+            .env("RCLONE_CONFIG_SG_TYPE", "s3")
+            .env("RCLONE_CONFIG_SG_PROVIDER", "Other")
+            .env("RCLONE_CONFIG_SG_ENDPOINT", gw.url())
+            .env("RCLONE_CONFIG_SG_REGION", "us-east-1")
+            .env("RCLONE_CONFIG_SG_ACCESS_KEY_ID", CLIENT_KEY)
+            .env("RCLONE_CONFIG_SG_SECRET_ACCESS_KEY", CLIENT_SECRET)
+            .env("RCLONE_CONFIG_SG_SERVER_SIDE_ENCRYPTION", "aws:kms")
+            .args(["--retries", "1", "--low-level-retries", "1"])
+            .args(args)
+            .output()
+            .expect("run rclone (apt-get install rclone)");
+        let log = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(out.status.success(), "rclone {args:?}: {log}");
+        log
+    };
+    rclone(&["copy", tree.to_str().unwrap(), "sg:demo/tree"]);
+    // Both ends on the same remote: rclone copies server-side.
+    rclone(&["copy", "sg:demo/tree", "sg:other/tree"]);
+    let log = rclone(&["check", tree.to_str().unwrap(), "sg:other/tree"]);
+    assert!(log.contains("0 differences found"), "{log}");
+    let host = format!("127.0.0.1:{}", gw.port);
+    let s3cmd = |args: &[&str]| {
+        let out = std::process::Command::new("s3cmd")
+            .args(["--config=/dev/null", "--no-ssl", "--region=us-east-1"])
+            .arg(format!("--access_key={CLIENT_KEY}"))
+            .arg(format!("--secret_key={CLIENT_SECRET}"))
+            .arg(format!("--host={host}"))
+            .arg(format!("--host-bucket={host}"))
+            .args(args)
+            .output()
+            .expect("run s3cmd (apt-get install s3cmd)");
+        assert!(
+            out.status.success(),
+            "s3cmd {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    s3cmd(&["cp", "s3://demo/tree/c", "s3://other/s3cmd-c"]);
+    let back = work.path().join("back");
+    s3cmd(&["get", "s3://other/s3cmd-c", back.to_str().unwrap()]);
+    assert!(
+        std::fs::read(&back).unwrap() == test_bytes(12 * 1024 * 1024 + 5, 12 * 1024 * 1024 + 5)
+    );
 }
 
 const PART_RANGES: &str = include_str!("py/copies_part_ranges.py");
