@@ -124,6 +124,13 @@ pub fn parse_complete(xml: &[u8]) -> Result<Vec<ClientPart>, S3Error> {
         if part.etag.is_empty() {
             return Err(malformed("a part has no ETag"));
         }
+        // A part listed twice names no part that exists twice.
+        if i > 0 && part.number == parts[i - 1].number {
+            return Err(S3Error::new(
+                S3ErrorCode::InvalidPart,
+                format!("part {} is listed twice", part.number),
+            ));
+        }
         if part.number as usize != i + 1 {
             return Err(S3Error::new(
                 S3ErrorCode::InvalidPartOrder,
@@ -346,6 +353,18 @@ mod tests {
                 S3ErrorCode::InvalidPartOrder,
             ),
             (vec![(2, "a", None)], S3ErrorCode::InvalidPartOrder),
+            (
+                vec![(1, "a", None), (1, "a", None)],
+                S3ErrorCode::InvalidPart,
+            ),
+            (
+                vec![(1, "a", None), (2, "b", None), (2, "b", None)],
+                S3ErrorCode::InvalidPart,
+            ),
+            (
+                vec![(2, "b", None), (1, "a", None)],
+                S3ErrorCode::InvalidPartOrder,
+            ),
             (vec![], S3ErrorCode::MalformedXML),
             (vec![(0, "a", None)], S3ErrorCode::InvalidArgument),
             (vec![(10_001, "a", None)], S3ErrorCode::InvalidArgument),
