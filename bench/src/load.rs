@@ -68,6 +68,17 @@ impl Outcome {
 }
 
 fn signed_request(t: &Target, method: &str, path: &str, body: Bytes) -> http::Request<Full<Bytes>> {
+    signed_request_with(t, method, path, &[], body)
+}
+
+/// A signed request with `extra` headers (signed too).
+pub fn signed_request_with(
+    t: &Target,
+    method: &str,
+    path: &str,
+    extra: &[(&str, &str)],
+    body: Bytes,
+) -> http::Request<Full<Bytes>> {
     let host = t.addr.to_string();
     let url = format!("http://{host}{path}");
     let len = body.len().to_string();
@@ -75,9 +86,10 @@ fn signed_request(t: &Target, method: &str, path: &str, body: Bytes) -> http::Re
         ("host", host.as_str()),
         ("x-amz-content-sha256", "UNSIGNED-PAYLOAD"),
     ];
-    if method == "PUT" {
+    if method == "PUT" || method == "POST" {
         headers.push(("content-length", len.as_str()));
     }
+    headers.extend_from_slice(extra);
     let identity: Identity =
         Credentials::new(&t.access_key, &t.secret_key, None, None, "bench").into();
     let params = v4::SigningParams::builder()

@@ -5,6 +5,7 @@
 //! for large bodies; sealgate passing through; sealgate encrypting. The
 //! backend is an in-process sink (fast, so it does not hide the gateway).
 
+mod copies;
 mod crypto;
 mod kms;
 mod load;
@@ -72,6 +73,9 @@ struct Args {
     /// Run only the single-core envelope vs raw AEAD measurement.
     #[arg(long)]
     crypto_only: bool,
+    /// Run only the copy rows, with an object of this many MiB (sink backend).
+    #[arg(long)]
+    copies_mib: Option<u64>,
 }
 
 /// Runs of each single-core crypto measurement; the best counts (the
@@ -566,6 +570,12 @@ fn main() {
             None => eprintln!("moto_server not found: the aws-kms rows are skipped (pip install 'moto[server]')"),
         }
 
+        if let Some(mib) = args.copies_mib {
+            let c = contenders.iter().find(|c| c.name == "sealgate encrypting").expect("the encrypting contender");
+            let t = Target { addr: c.addr, access_key: c.creds.0.into(), secret_key: c.creds.1.into() };
+            copies::report(&mut report, &t, &c.pids, mib).await;
+            return;
+        }
         let measured: Vec<&Contender> = contenders.iter().filter(|c| args.only.as_ref().is_none_or(|o| c.name.contains(o.as_str()))).collect();
         let mut rows = vec![Row::default(); measured.len()];
         for round in 0..ROUNDS {
@@ -640,7 +650,9 @@ fn main() {
         }
     });
 
-    crypto_report(&mut report);
+    if args.copies_mib.is_none() {
+        crypto_report(&mut report);
+    }
     print!("{report}");
     if let Some(out) = &args.out {
         std::fs::write(out, &report).expect("write report");
