@@ -501,3 +501,20 @@ fn conditional_requests_keep_working_on_backends_that_implement_them() {
         );
     }
 }
+
+const CONTENT_ENCODING: &str = include_str!("py/encryption_content_encoding.py");
+
+/// The client's Content-Encoding comes back byte-exact on encrypted
+/// objects, whatever body framing carried it.
+#[test]
+fn content_encoding_is_kept_byte_exact() {
+    for backend in both_backends(&["demo"]) {
+        let gw = encrypted_gateway(&*backend);
+        assert_eq!(
+            python_ok(CONTENT_ENCODING, &[&gw.url()]).trim(),
+            "ok",
+            "{}",
+            backend.name()
+        );
+    }
+}

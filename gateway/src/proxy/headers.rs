@@ -5,6 +5,7 @@
 use pingora::http::RequestHeader;
 use sealgate_envelope::META_PREFIX;
 use sealgate_filters::s3::checksum::ChecksumAlgorithm;
+use sealgate_filters::s3::chunked::without_aws_chunked;
 
 /// Request headers that describe the client's plaintext body or its own
 /// encryption wishes: never forwarded on an encrypted write.
@@ -38,21 +39,20 @@ pub fn strip_chunked_headers(req: &mut RequestHeader) {
 }
 
 fn strip_aws_chunked_encoding(req: &mut RequestHeader) {
-    if let Some(ce) = req
+    let Some(ce) = req
         .headers
         .get(http::header::CONTENT_ENCODING)
         .and_then(|v| v.to_str().ok())
-    {
-        let rest: Vec<&str> = ce
-            .split(',')
-            .map(str::trim)
-            .filter(|t| !t.eq_ignore_ascii_case("aws-chunked") && !t.is_empty())
-            .collect();
-        if rest.is_empty() {
+    else {
+        return;
+    };
+    match without_aws_chunked(ce).map(|v| v.into_owned()) {
+        Some(rest) if rest == ce => {}
+        Some(rest) => {
+            let _ = req.insert_header(http::header::CONTENT_ENCODING, rest);
+        }
+        None => {
             req.remove_header(http::header::CONTENT_ENCODING.as_str());
-        } else {
-            let joined = rest.join(",");
-            let _ = req.insert_header(http::header::CONTENT_ENCODING, joined);
         }
     }
 }

@@ -79,8 +79,29 @@ impl ResponseBody {
     }
 }
 
-/// Removes envelope metadata and checksums of stored bytes from a response.
+/// Removes envelope metadata and checksums of stored bytes from a response,
+/// and the `aws-chunked` coding some backends keep in the stored
+/// `Content-Encoding` of a body the gateway sent framed (S3 drops it).
 pub fn strip_response(resp: &mut ResponseHeader) {
+    let coding = resp
+        .headers
+        .get(http::header::CONTENT_ENCODING)
+        .and_then(|v| v.to_str().ok())
+        .map(|ce| {
+            (
+                ce.to_string(),
+                sealgate_filters::s3::chunked::without_aws_chunked(ce).map(|v| v.into_owned()),
+            )
+        });
+    match coding {
+        Some((ce, Some(rest))) if rest != ce => {
+            let _ = resp.insert_header(http::header::CONTENT_ENCODING, rest);
+        }
+        Some((_, None)) => {
+            resp.remove_header(http::header::CONTENT_ENCODING.as_str());
+        }
+        _ => {}
+    }
     let names: Vec<String> = resp
         .headers
         .keys()

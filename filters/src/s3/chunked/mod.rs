@@ -20,6 +20,20 @@ use zeroize::Zeroizing;
 use super::error::{S3Error, S3ErrorCode};
 use super::sigv4::{hmac, EMPTY_SHA256};
 
+/// `Content-Encoding` without the `aws-chunked` transfer coding: the rest
+/// exactly as the client wrote it (`None` when nothing is left). A value
+/// without `aws-chunked` comes back untouched.
+pub fn without_aws_chunked(value: &str) -> Option<std::borrow::Cow<'_, str>> {
+    let is_chunked = |t: &str| t.trim().eq_ignore_ascii_case("aws-chunked");
+    if !value.split(',').any(is_chunked) {
+        return Some(std::borrow::Cow::Borrowed(value));
+    }
+    let rest: Vec<&str> = value.split(',').filter(|t| !is_chunked(t)).collect();
+    let joined = rest.join(",");
+    let joined = joined.trim_start();
+    (!joined.trim().is_empty()).then(|| std::borrow::Cow::Owned(joined.to_string()))
+}
+
 /// Longest chunk header line (`hex-size;chunk-signature=<64 hex>`) accepted.
 pub const MAX_CHUNK_LINE: usize = 4096;
 /// Largest single chunk accepted (SDKs send 8 KiB to 1 MiB chunks).

@@ -267,3 +267,18 @@ mod hostile {
         }
     }
 }
+
+#[test]
+fn aws_chunked_leaves_the_rest_byte_exact() {
+    use super::without_aws_chunked as w;
+    assert_eq!(w("gzip, br").as_deref(), Some("gzip, br"));
+    assert_eq!(w("aws-chunked,gzip, br").as_deref(), Some("gzip, br"));
+    assert_eq!(
+        w("aws-chunked, x-custom;q=1").as_deref(),
+        Some("x-custom;q=1")
+    );
+    assert_eq!(w("gzip, AWS-Chunked").as_deref(), Some("gzip"));
+    assert_eq!(w("aws-chunked").as_deref(), None);
+    assert_eq!(w(" aws-chunked , ").as_deref(), None);
+    assert_eq!(w("identity").as_deref(), Some("identity"));
+}
