@@ -549,9 +549,21 @@ fn objects_moved_between_buckets_are_not_decrypted() {
     }
     assert!(copy_from("delta/obj").status.success());
 
-    // gamma's own object, copied into delta: made again under delta's
-    // provider (the backend could only have kept gamma's envelope).
-    cp(&gw.url(), src.to_str().unwrap(), "s3://gamma/own");
+    // gamma's own object, copied into delta: its data key is wrapped again
+    // under delta's provider and the backend copies the stored bytes (the
+    // same salt), with the source's metadata under COPY.
+    aws_ok(
+        &gw.url(),
+        &[
+            "s3",
+            "cp",
+            "--only-show-errors",
+            "--metadata",
+            "owner=gamma",
+            src.to_str().unwrap(),
+            "s3://gamma/own",
+        ],
+    );
     let copied = s3api(&[
         "copy-object",
         "--bucket",
@@ -570,4 +582,39 @@ fn objects_moved_between_buckets_are_not_decrypted() {
     let back = work.path().join("from-gamma");
     cp(&gw.url(), "s3://delta/from-gamma", back.to_str().unwrap());
     assert_eq!(std::fs::read(&back).unwrap(), b"alpha's secret");
+    let stored = |bucket: &str, key: &str| {
+        let out = aws_as(
+            id,
+            secret,
+            &garage.url(),
+            &[
+                "s3api",
+                "head-object",
+                "--bucket",
+                bucket,
+                "--key",
+                key,
+                "--query",
+                "[Metadata.\"sealgate-salt\",Metadata.\"sealgate-provider\",Metadata.owner]",
+                "--output",
+                "text",
+            ],
+        );
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8_lossy(&out.stdout)
+            .split_whitespace()
+            .map(str::to_string)
+            .collect::<Vec<_>>()
+    };
+    let (own, copied) = (stored("gamma", "own"), stored("delta", "from-gamma"));
+    assert_eq!(
+        own[0], copied[0],
+        "the same salt: the backend copied the stored bytes"
+    );
+    assert_eq!(
+        (own[1].as_str(), copied[1].as_str()),
+        ("two", "one"),
+        "wrapped again"
+    );
+    assert_eq!(copied[2], "gamma", "the source's metadata");
 }

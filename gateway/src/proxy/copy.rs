@@ -13,7 +13,7 @@ use http::HeaderMap;
 use pingora::http::RequestHeader;
 use pingora::prelude::*;
 use pingora::proxy::Session;
-use sealgate_envelope::{EnvelopeMeta, META_PREFIX};
+use sealgate_envelope::{Backend, EnvelopeMeta, ObjectKey, META_PREFIX};
 use sealgate_filters::plan::{BodyEncoding, UploadBody};
 use sealgate_filters::policy::BucketEncryption;
 use sealgate_filters::s3::{uri, S3Error, S3ErrorCode};
@@ -69,9 +69,13 @@ pub struct CopyObject {
 pub struct ServerSide {
     /// The probed source's ETag: the copy is pinned to it.
     pub etag: Option<String>,
-    /// The source's envelope, sent again under `REPLACE`.
+    /// The envelope sent under `REPLACE`: the source's, or the source's
+    /// wrapped again for this bucket.
     pub envelope: Vec<(String, String)>,
     pub key_id: String,
+    /// A re-wrapped copy under `COPY`: sent as `REPLACE` (only then can
+    /// the envelope change) with the source's metadata and content headers.
+    pub source_headers: Option<Vec<(String, String)>>,
 }
 
 impl Gateway {
@@ -127,12 +131,80 @@ impl Gateway {
                     etag: src.etag.clone(),
                     envelope,
                     key_id: meta.key_id.clone(),
+                    source_headers: None,
+                });
+                return Ok(());
+            }
+            // Only the wrapping differs: a new wrap of the same data key,
+            // and the backend copies the stored bytes.
+            if let Some(rewrapped) = self
+                .rewrapped(&copy.enc, copy.key_id.as_deref(), meta)
+                .await?
+            {
+                ctx.audit.key_id = Some(rewrapped.key_id.clone());
+                // Under COPY the source's own metadata goes along: the
+                // envelope can only change under REPLACE.
+                let source_headers = (!copy.replace).then(|| described_headers(&src.probe.headers));
+                copy.server_side = Some(ServerSide {
+                    etag: src.etag.clone(),
+                    envelope: rewrapped.to_headers().map_err(meta_error)?,
+                    key_id: rewrapped.key_id,
+                    source_headers,
                 });
                 return Ok(());
             }
         }
         copy.source = Some(src);
         Ok(())
+    }
+
+    /// The source's envelope with its data key wrapped again under this
+    /// bucket's provider and key, when its context already holds the
+    /// bucket's (the context enters the object key, so it cannot change
+    /// without re-encrypting); `None` when it does not. The data key is
+    /// checked against the commitment before it is wrapped again.
+    async fn rewrapped(
+        &self,
+        enc: &BucketEncryption,
+        key_id: Option<&str>,
+        meta: &EnvelopeMeta,
+    ) -> Result<Option<EnvelopeMeta>, S3Error> {
+        if enc
+            .context
+            .iter()
+            .any(|(k, v)| meta.context.get(k) != Some(v))
+        {
+            return Ok(None);
+        }
+        let (Some(from), Some(to)) = (
+            self.providers.get(&meta.provider),
+            self.providers.get(&enc.provider),
+        ) else {
+            return Ok(None);
+        };
+        let dek = from
+            .decrypt_data_key(&meta.key_id, &meta.wrapped_dek, &meta.context)
+            .await
+            .map_err(key_error)?;
+        ObjectKey::derive_checked(
+            &dek,
+            &meta.salt,
+            &meta.context_hash(),
+            &meta.commitment,
+            Backend::default_backend(),
+        )
+        .map_err(|_| self.integrity("commitment"))?;
+        let key_id = key_id.unwrap_or(to.default_key_id());
+        let wrapped = to
+            .wrap_data_key(key_id, &dek, &meta.context)
+            .await
+            .map_err(key_error)?;
+        Ok(Some(EnvelopeMeta {
+            provider: enc.provider.clone(),
+            key_id: wrapped.key_id,
+            wrapped_dek: wrapped.wrapped,
+            ..meta.clone()
+        }))
     }
 
     /// Is `meta` an envelope this bucket would write: its provider, the
@@ -246,13 +318,8 @@ impl Gateway {
         src: &CopySource,
     ) -> Result<(), S3Error> {
         let described = if replace { headers } else { &src.probe.headers };
-        for (name, value) in described {
-            let n = name.as_str();
-            let user_meta = n.starts_with("x-amz-meta-") && !n.starts_with(META_PREFIX);
-            if user_meta || CONTENT_HEADERS.contains(&n) {
-                put.append_header(n.to_string(), value.clone())
-                    .map_err(internal)?;
-            }
+        for (name, value) in described_headers(described) {
+            put.append_header(name, value).map_err(internal)?;
         }
         for n in NEW_OBJECT_HEADERS {
             if let Some(v) = headers.get(n) {
@@ -307,6 +374,28 @@ impl Gateway {
         }
         Ok(Some(pairs.join("&")))
     }
+}
+
+/// The user metadata and content headers among `headers` (never the
+/// envelope's fields).
+fn described_headers(headers: &HeaderMap) -> Vec<(String, String)> {
+    headers
+        .iter()
+        .filter(|(name, _)| {
+            let n = name.as_str();
+            (n.starts_with("x-amz-meta-") && !n.starts_with(META_PREFIX))
+                || CONTENT_HEADERS.contains(&n)
+        })
+        .filter_map(|(n, v)| Some((n.as_str().to_string(), v.to_str().ok()?.to_string())))
+        .collect()
+}
+
+/// Names of the user metadata and content headers a request carries.
+pub(super) fn client_described(req: &RequestHeader) -> Vec<String> {
+    described_headers(&req.headers)
+        .into_iter()
+        .map(|(n, _)| n)
+        .collect()
 }
 
 impl Op {

@@ -52,7 +52,18 @@ impl Gateway {
                     if let Some(etag) = &s.etag {
                         req.insert_header("x-amz-copy-source-if-match", etag.as_str())?;
                     }
-                    // REPLACE: the client's metadata, the source's envelope.
+                    // A re-wrapped copy under COPY: REPLACE with the source's
+                    // own metadata and content headers.
+                    if let Some(source) = &s.source_headers {
+                        for name in super::copy::client_described(req) {
+                            req.remove_header(&name);
+                        }
+                        for (name, value) in source {
+                            req.append_header(name.clone(), value.as_str())?;
+                        }
+                        req.insert_header("x-amz-metadata-directive", "REPLACE")?;
+                    }
+                    // REPLACE: the client's metadata, the envelope.
                     for (name, value) in &s.envelope {
                         req.insert_header(name.clone(), value.as_str())?;
                     }
