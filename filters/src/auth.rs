@@ -157,6 +157,74 @@ impl Clients {
     }
 }
 
+impl Clients {
+    /// Authenticates a browser POST upload by its form fields (names
+    /// lower-cased): SigV4's POST signature, an HMAC of the base64 policy
+    /// under the client's signing key for the credential's date and region.
+    /// The policy's own conditions are checked by `post_policy`.
+    pub fn authenticate_post(&self, fields: &[(String, String)]) -> Result<Identity, S3Error> {
+        let field = |n: &str| fields.iter().find(|(k, _)| k == n).map(|(_, v)| v.as_str());
+        let missing = |n: &str| {
+            S3Error::new(
+                S3ErrorCode::InvalidArgument,
+                format!("a POST upload needs the form field {n}"),
+            )
+        };
+        if field("x-amz-algorithm") != Some("AWS4-HMAC-SHA256") {
+            return Err(S3Error::new(
+                S3ErrorCode::InvalidArgument,
+                "a POST upload is signed with x-amz-algorithm AWS4-HMAC-SHA256",
+            ));
+        }
+        let credential = field("x-amz-credential").ok_or_else(|| missing("x-amz-credential"))?;
+        let signature = field("x-amz-signature").ok_or_else(|| missing("x-amz-signature"))?;
+        let policy = field("policy").ok_or_else(|| missing("policy"))?;
+        let amz_date = field("x-amz-date").ok_or_else(|| missing("x-amz-date"))?;
+        let parts: Vec<&str> = credential.split('/').collect();
+        let [key_id, date, region, "s3", "aws4_request"] = parts[..] else {
+            return Err(S3Error::new(
+                S3ErrorCode::InvalidArgument,
+                "x-amz-credential must be <key>/<yyyymmdd>/<region>/s3/aws4_request",
+            ));
+        };
+        if !amz_date.starts_with(date) {
+            return Err(S3Error::new(
+                S3ErrorCode::InvalidArgument,
+                "x-amz-date does not fall on the credential's date",
+            ));
+        }
+        let client = self.by_id.get(key_id).ok_or_else(|| {
+            S3Error::new(
+                S3ErrorCode::InvalidAccessKeyId,
+                "the access key id you provided does not exist in our records",
+            )
+        })?;
+        let key = client.signing_key(date, region);
+        let expected = hex::encode(sigv4::hmac(key.as_ref(), policy.as_bytes()));
+        if !bool::from(subtle::ConstantTimeEq::ct_eq(
+            expected.as_bytes(),
+            signature.as_bytes(),
+        )) {
+            return Err(S3Error::new(
+                S3ErrorCode::SignatureDoesNotMatch,
+                "the POST policy's signature does not match",
+            ));
+        }
+        Ok(Identity {
+            access_key_id: client.credential.access_key_id.clone(),
+            verified: Verified {
+                access_key_id: key_id.to_string(),
+                payload: sigv4::PayloadHash::Unsigned,
+                signature: signature.to_string(),
+                amz_date: amz_date.to_string(),
+                scope: format!("{date}/{region}/s3/aws4_request"),
+                signing_key: key,
+            },
+            grants: client.grants.clone(),
+        })
+    }
+}
+
 /// Splits an `x-amz-copy-source` value (`/bucket/key`, `bucket/key`, with an
 /// optional `?versionId=`) into bucket and the rest, still encoded.
 pub fn split_copy_source(value: &str) -> Option<(&str, &str)> {

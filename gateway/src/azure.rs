@@ -157,7 +157,8 @@ impl AzureKeyVaultProvider {
             KeyError::Invalid(format!("the vault returned no key id for {key_id}"))
         })?;
         let answered = self.key_ref(&kid)?;
-        if answered.name != asked.name || answered.version.is_none() {
+        // Key Vault names are case-insensitive.
+        if !answered.name.eq_ignore_ascii_case(&asked.name) || answered.version.is_none() {
             return Err(KeyError::Invalid(format!(
                 "the vault answered for {kid}, not {key_id}"
             )));

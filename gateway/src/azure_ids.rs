@@ -103,7 +103,12 @@ impl KeyRef {
     /// The key's URL without a version: what binds objects to a
     /// configured key whatever version wrapped them.
     pub fn family(&self, vault: &Vault) -> String {
-        format!("https://{}/keys/{}", vault.authority(), self.name)
+        // Key Vault names are case-insensitive: one key, one family.
+        format!(
+            "https://{}/keys/{}",
+            vault.authority(),
+            self.name.to_ascii_lowercase()
+        )
     }
 
     /// The versioned key URL objects record (the family alone when no

@@ -47,6 +47,11 @@ pub struct UpstreamTarget {
     connector: Connector,
 }
 
+/// Longest one read or write of the gateway's own upstream exchanges
+/// (probes, part lists, copies it makes) may wait: a backend that stalls
+/// mid-exchange fails the request instead of holding it forever.
+const OWN_EXCHANGE_IO_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// Largest body a probe reads (part headers are 48 bytes).
 const MAX_PROBE_BODY: usize = 4096;
 
@@ -292,11 +297,14 @@ impl UpstreamTarget {
     /// the answer. Give it back with [`Self::release`] only once the
     /// exchange completed; a session dropped midway is closed.
     pub async fn session(&self) -> Result<HttpSession, UpstreamError> {
-        self.connector
+        let (mut session, _) = self
+            .connector
             .get_http_session(&self.peer)
             .await
-            .map(|(s, _)| s)
-            .map_err(|e| UpstreamError::Probe(e.etype().as_str().to_string()))
+            .map_err(|e| UpstreamError::Probe(e.etype().as_str().to_string()))?;
+        session.set_read_timeout(Some(OWN_EXCHANGE_IO_TIMEOUT));
+        session.set_write_timeout(Some(OWN_EXCHANGE_IO_TIMEOUT));
+        Ok(session)
     }
 
     /// Returns a completed session to the pool.
@@ -334,11 +342,7 @@ impl UpstreamTarget {
             hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&body))
         };
         self.sign(&mut req, &payload_hash).await?;
-        let (mut session, _) = self
-            .connector
-            .get_http_session(&self.peer)
-            .await
-            .map_err(io)?;
+        let mut session = self.session().await?;
         session
             .write_request_header(Box::new(req))
             .await

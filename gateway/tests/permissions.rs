@@ -549,9 +549,9 @@ fn objects_moved_between_buckets_are_not_decrypted() {
     }
     assert!(copy_from("delta/obj").status.success());
 
-    // gamma's own object, copied into delta: its data key is wrapped again
-    // under delta's provider and the backend copies the stored bytes (the
-    // same salt), with the source's metadata under COPY.
+    // gamma's own object, copied into delta: made again for delta (its
+    // provider, and its bucket in the KMS context), with the source's
+    // metadata under COPY.
     aws_ok(
         &gw.url(),
         &[
@@ -607,14 +607,53 @@ fn objects_moved_between_buckets_are_not_decrypted() {
             .collect::<Vec<_>>()
     };
     let (own, copied) = (stored("gamma", "own"), stored("delta", "from-gamma"));
+    assert_ne!(own[0], copied[0], "made again for delta's context");
+    assert_eq!((own[1].as_str(), copied[1].as_str()), ("two", "one"));
+    assert_eq!(copied[2], "gamma", "the source's metadata");
+
+    // gamma moves to provider one, its provider-two objects kept readable:
+    // a copy within gamma only wraps the data key again, and the backend
+    // copies the stored bytes (the same salt).
+    let moved_policy = BINDING_POLICY.replace(
+        "      key_provider: two\n",
+        "      key_provider: one\n      readable_providers: [two]\n",
+    );
+    let gw2 = Gateway::start_with(
+        &garage,
+        &Options {
+            s3_extra: BINDING_S3,
+            extra: &moved_policy,
+            ..Options::default()
+        },
+    );
+    let rewrapped = aws_as(
+        CLIENT_KEY,
+        CLIENT_SECRET,
+        &gw2.url(),
+        &[
+            "s3api",
+            "copy-object",
+            "--bucket",
+            "gamma",
+            "--key",
+            "own-rewrapped",
+            "--copy-source",
+            "gamma/own",
+        ],
+    );
+    assert!(rewrapped.status.success(), "{rewrapped:?}");
+    let again = stored("gamma", "own-rewrapped");
     assert_eq!(
-        own[0], copied[0],
+        own[0], again[0],
         "the same salt: the backend copied the stored bytes"
     );
-    assert_eq!(
-        (own[1].as_str(), copied[1].as_str()),
-        ("two", "one"),
-        "wrapped again"
+    assert_eq!(again[1], "one", "wrapped again under the bucket's provider");
+    assert_eq!(again[2], "gamma", "the source's metadata under COPY");
+    let back = work.path().join("own-rewrapped");
+    cp(
+        &gw2.url(),
+        "s3://gamma/own-rewrapped",
+        back.to_str().unwrap(),
     );
-    assert_eq!(copied[2], "gamma", "the source's metadata");
+    assert_eq!(std::fs::read(&back).unwrap(), b"alpha's secret");
 }

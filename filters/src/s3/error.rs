@@ -30,6 +30,10 @@ pub enum S3ErrorCode {
     /// The KMS key does not exist.
     KmsNotFound,
     MalformedXML,
+    /// A browser POST upload whose form or policy is not valid.
+    MalformedPOSTRequest,
+    /// Smaller than the POST policy's content-length-range allows.
+    EntityTooSmall,
     MethodNotAllowed,
     MissingContentLength,
     MissingSecurityHeader,
@@ -70,6 +74,8 @@ impl S3ErrorCode {
             Self::KmsInvalidState => "KMS.KMSInvalidStateException",
             Self::KmsNotFound => "KMS.NotFoundException",
             Self::MalformedXML => "MalformedXML",
+            Self::MalformedPOSTRequest => "MalformedPOSTRequest",
+            Self::EntityTooSmall => "EntityTooSmall",
             Self::MethodNotAllowed => "MethodNotAllowed",
             Self::MissingContentLength => "MissingContentLength",
             Self::MissingSecurityHeader => "MissingSecurityHeader",

@@ -7,6 +7,8 @@ pub mod error;
 pub mod listing;
 pub mod multipart;
 pub mod multipart_checksum;
+pub mod post_form;
+pub mod post_policy;
 pub mod request;
 pub mod sigv4;
 pub mod upload_id;

@@ -19,15 +19,54 @@ pub struct AttributesPlan {
     pub mandatory: bool,
     /// The object's plaintext size once probed (`None`: a plaintext object).
     pub plaintext_size: Option<u64>,
+    /// The probe found the object: an answer about an object the probe
+    /// did not see (a race) is not passed on.
+    pub probed: bool,
     pub binding: Option<ReadBinding>,
 }
 
+impl AttributesPlan {
+    pub fn new(mandatory: bool, binding: Option<ReadBinding>) -> Self {
+        Self {
+            mandatory,
+            plaintext_size: None,
+            probed: false,
+            binding,
+        }
+    }
+}
+
 impl Gateway {
-    /// Probes the object for its plaintext size.
-    pub(super) async fn prepare_attributes(&self, ctx: &mut Ctx) -> Result<(), S3Error> {
-        let Op::Attributes(plan) = &ctx.op else {
+    /// A 200 answer: rewritten for a probed encrypted object, passed on
+    /// for a probed plaintext one, refused for an object the probe did not
+    /// find (it changed in between).
+    pub(super) fn respond_attributes(
+        &self,
+        resp: &mut pingora::http::ResponseHeader,
+        ctx: &mut Ctx,
+    ) -> pingora::Result<()> {
+        let Op::Attributes(a) = &ctx.op else {
             return Ok(());
         };
+        match (a.plaintext_size, a.probed) {
+            (Some(size), _) => {
+                super::response::strip_response(resp);
+                resp.remove_header(http::header::CONTENT_LENGTH.as_str());
+                ctx.response_body = Some(Self::attributes_body(size));
+            }
+            (None, true) => {}
+            (None, false) => {
+                self.replace_response(resp, ctx, &super::read_target::changed())?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Probes the object for its plaintext size.
+    pub(super) async fn prepare_attributes(&self, ctx: &mut Ctx) -> Result<(), S3Error> {
+        if !matches!(ctx.op, Op::Attributes(_)) {
+            return Ok(());
+        }
         let path = object_path(&ctx.route.upstream_path_and_query);
         let (resp, body) = self
             .upstream
@@ -42,6 +81,12 @@ impl Gateway {
         if !matches!(resp.status.as_u16(), 200 | 206) {
             return Ok(()); // the real request reports the error
         }
+        if let Op::Attributes(plan) = &mut ctx.op {
+            plan.probed = true;
+        }
+        let Op::Attributes(plan) = &ctx.op else {
+            unreachable!("matched above")
+        };
         let Some(meta) = self.read_meta(&resp, &ctx.request_id)? else {
             if plan.mandatory {
                 return Err(S3Error::new(

@@ -15,7 +15,7 @@ use pingora::prelude::*;
 use pingora::proxy::Session;
 use sealgate_envelope::{Backend, EnvelopeMeta, ObjectKey, META_PREFIX};
 use sealgate_filters::plan::{BodyEncoding, UploadBody};
-use sealgate_filters::policy::BucketEncryption;
+use sealgate_filters::policy::{BucketEncryption, BUCKET_CONTEXT_KEY};
 use sealgate_filters::s3::{uri, S3Error, S3ErrorCode};
 
 use super::copy_source::CopySource;
@@ -116,7 +116,8 @@ impl Gateway {
             .probe_copy_source(&req.headers, None, &ctx.route, &ctx.request_id)
             .await?;
         ctx.audit.provider = Some(copy.enc.provider.clone());
-        if let Some(meta) = src.meta().filter(|m| !m.multipart) {
+        // Kept as stored only when the copy can be pinned to what was checked.
+        if let Some(meta) = src.meta().filter(|m| !m.multipart && src.etag.is_some()) {
             if self
                 .envelope_fits(&copy.enc, copy.key_id.as_deref(), meta)
                 .await
@@ -169,10 +170,11 @@ impl Gateway {
         key_id: Option<&str>,
         meta: &EnvelopeMeta,
     ) -> Result<Option<EnvelopeMeta>, S3Error> {
-        if enc
-            .context
-            .iter()
-            .any(|(k, v)| meta.context.get(k) != Some(v))
+        if !names_this_bucket(enc, meta)
+            || enc
+                .context
+                .iter()
+                .any(|(k, v)| meta.context.get(k) != Some(v))
         {
             return Ok(None);
         }
@@ -218,7 +220,8 @@ impl Gateway {
         let Some(provider) = self.providers.get(&enc.provider) else {
             return false;
         };
-        if meta.provider != enc.provider
+        if !names_this_bucket(enc, meta)
+            || meta.provider != enc.provider
             || enc
                 .context
                 .iter()
@@ -376,6 +379,15 @@ impl Gateway {
     }
 }
 
+/// Does `meta`'s context name this bucket (or no bucket, as objects written
+/// before the entry existed)? A copy kept with another bucket's entry
+/// would show KMS (and its key policies) the wrong bucket.
+fn names_this_bucket(enc: &BucketEncryption, meta: &EnvelopeMeta) -> bool {
+    meta.context
+        .get(BUCKET_CONTEXT_KEY)
+        .is_none_or(|b| enc.write_context.get(BUCKET_CONTEXT_KEY) == Some(b))
+}
+
 /// The user metadata and content headers among `headers` (never the
 /// envelope's fields).
 fn described_headers(headers: &HeaderMap) -> Vec<(String, String)> {
@@ -386,7 +398,16 @@ fn described_headers(headers: &HeaderMap) -> Vec<(String, String)> {
             (n.starts_with("x-amz-meta-") && !n.starts_with(META_PREFIX))
                 || CONTENT_HEADERS.contains(&n)
         })
-        .filter_map(|(n, v)| Some((n.as_str().to_string(), v.to_str().ok()?.to_string())))
+        .filter_map(|(n, v)| {
+            let v = v.to_str().ok()?;
+            // A coding the backend kept from the gateway's own framing.
+            let v = if n == http::header::CONTENT_ENCODING {
+                sealgate_filters::s3::chunked::without_aws_chunked(v)?.into_owned()
+            } else {
+                v.to_string()
+            };
+            Some((n.as_str().to_string(), v))
+        })
         .collect()
 }
 

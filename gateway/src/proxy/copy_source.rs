@@ -85,19 +85,18 @@ impl CopySource {
     /// The source GET's headers: the client's conditions, the stored
     /// range, and the probed ETag (unless the client pinned one itself).
     fn get_headers(&self) -> Vec<(&str, String)> {
+        // The client's If-Match held at the probe; the probed ETag
+        // replaces it (it also pins a client's `*`).
         let mut h: Vec<(&str, String)> = self
             .conditions
             .iter()
+            .filter(|(n, _)| self.etag.is_none() || *n != "if-match")
             .map(|(n, v)| (*n, v.clone()))
             .collect();
         if let Some((a, b)) = self.fetch {
             h.push(("range", format!("bytes={a}-{b}")));
         }
-        if let Some(t) = self
-            .etag
-            .as_ref()
-            .filter(|_| !h.iter().any(|(n, _)| *n == "if-match"))
-        {
+        if let Some(t) = &self.etag {
             h.push(("if-match", t.clone()));
         }
         h

@@ -6,7 +6,7 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use http::HeaderMap;
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::*;
@@ -26,6 +26,13 @@ use super::{Ctx, Gateway};
 /// Largest upstream answer read after the body went up (an error
 /// document, or the empty body of a PUT).
 const MAX_ANSWER: usize = 64 * 1024;
+
+/// A streamed upload whose body has not ended: the upstream session and
+/// the body state. Dropped unfinished, the backend stores nothing.
+pub(super) struct PendingUpload {
+    dst: HttpSession,
+    cipher: super::upload_stream::UploadStream,
+}
 
 /// What the backend answered for the copy's PUT.
 pub(super) struct Stored {
@@ -95,6 +102,89 @@ impl Gateway {
             }
             self.upstream.release(from).await;
         }
+        let last = cipher.push(&[], true)?;
+        dst.write_request_body(last, true)
+            .await
+            .map_err(|e| dest_failed(&e))?;
+        dst.finish_request_body()
+            .await
+            .map_err(|e| dest_failed(&e))?;
+        self.stored(dst).await
+    }
+
+    /// Streams a client's body through `plan` into the upstream `put`:
+    /// `body` holds what was read already; the rest comes from `session`.
+    /// The last `keep` bytes of the body are held back in `body` (a form's
+    /// closing delimiter, for the caller to check); exactly the plan's
+    /// plaintext length must come before them. Finish with
+    /// [`Self::finish_upload`], or drop the result to store nothing.
+    pub(super) async fn stream_upload(
+        &self,
+        plan: &UploadPlan,
+        mut put: RequestHeader,
+        body: &mut BytesMut,
+        keep: usize,
+        session: &mut pingora::proxy::Session,
+    ) -> Result<PendingUpload, S3Error> {
+        plan.apply(&mut put).map_err(internal)?;
+        let hash = if plan.encrypts() && self.stored_checksum().is_some() {
+            UNSIGNED_TRAILER
+        } else {
+            UNSIGNED_PAYLOAD
+        };
+        self.upstream
+            .sign(&mut put, hash)
+            .await
+            .map_err(|e| dest_failed(&e))?;
+        let mut cipher = plan.body(&HeaderMap::new())?;
+        let mut dst = self.upstream.session().await.map_err(|e| dest_failed(&e))?;
+        dst.write_request_header(Box::new(put))
+            .await
+            .map_err(|e| dest_failed(&e))?;
+        let mut sent = 0u64;
+        loop {
+            if body.len() > keep {
+                let piece = body.split_to(body.len() - keep);
+                sent += piece.len() as u64;
+                if sent > plan.plaintext_len {
+                    return Err(S3Error::new(
+                        S3ErrorCode::MalformedPOSTRequest,
+                        "the file must be the form's last field",
+                    ));
+                }
+                let out = cipher.push(&piece, false)?;
+                if !out.is_empty() {
+                    dst.write_request_body(out, false)
+                        .await
+                        .map_err(|e| dest_failed(&e))?;
+                }
+            }
+            match session.read_request_body().await {
+                Ok(Some(b)) => body.extend_from_slice(&b),
+                Ok(None) => break,
+                Err(_) => {
+                    return Err(S3Error::new(
+                        S3ErrorCode::IncompleteBody,
+                        "the request body ended early",
+                    ))
+                }
+            }
+        }
+        if sent != plan.plaintext_len {
+            return Err(S3Error::new(
+                S3ErrorCode::IncompleteBody,
+                "the request body is shorter than its Content-Length",
+            ));
+        }
+        Ok(PendingUpload { dst, cipher })
+    }
+
+    /// Ends a streamed upload: the last frame, then the backend's answer.
+    pub(super) async fn finish_upload(&self, p: PendingUpload) -> Result<Stored, S3Error> {
+        let PendingUpload {
+            mut dst,
+            mut cipher,
+        } = p;
         let last = cipher.push(&[], true)?;
         dst.write_request_body(last, true)
             .await

@@ -25,6 +25,7 @@ mod multipart;
 mod observe;
 mod part_copy;
 mod plain_copy;
+mod post;
 mod read;
 mod read_part;
 mod read_target;
@@ -234,13 +235,9 @@ impl Gateway {
             Plan::Complete => Op::Complete(Box::new(complete_plan(req, identity, token())?)),
             Plan::ListParts => Op::ListParts,
             Plan::Read(r) => Op::Read(ReadPlan::new(r, self.read_binding(encryption.take()))),
-            Plan::Attributes { mandatory } => {
-                Op::Attributes(Box::new(attributes::AttributesPlan {
-                    mandatory,
-                    plaintext_size: None,
-                    binding: self.read_binding(encryption.take()),
-                }))
-            }
+            Plan::Attributes { mandatory } => Op::Attributes(Box::new(
+                attributes::AttributesPlan::new(mandatory, self.read_binding(encryption.take())),
+            )),
             Plan::Listing => Op::Listing,
             Plan::ListBuckets => Op::ListBuckets(identity.grants()),
             Plan::Copy { key_id, replace } => Op::Copy(Box::new(copy::CopyObject {
@@ -279,6 +276,11 @@ impl ProxyHttp for Gateway {
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
+        // A browser form upload: the client is known only from its fields.
+        if post::is_post_upload(session.req_header()) {
+            self.serve_post(session, ctx).await?;
+            return Ok(true);
+        }
         match self.prepare(session.req_header(), ctx).await {
             // The gateway makes the part itself and answers.
             // A copy the gateway makes itself: it answers too.
@@ -361,12 +363,8 @@ impl ProxyHttp for Gateway {
                     }
                 }
             }
-            Op::Attributes(a) if resp.status.as_u16() == 200 => {
-                if let Some(size) = a.plaintext_size {
-                    strip_response(resp);
-                    resp.remove_header(http::header::CONTENT_LENGTH.as_str());
-                    ctx.response_body = Some(Self::attributes_body(size));
-                }
+            Op::Attributes(_) if resp.status.as_u16() == 200 => {
+                self.respond_attributes(resp, ctx)?
             }
             Op::Copy(copy) => {
                 if let (true, Some(s)) = (resp.status.is_success(), &copy.server_side) {

@@ -47,6 +47,9 @@ impl Gateway {
             Op::Create(Create::Ready(create)) => create.apply(req, self.stored_checksum())?,
             Op::Complete(complete) => complete.apply(req)?,
             Op::Copy(copy) => {
+                // The backend must not apply the client's SSE or checksum
+                // wishes to the stored ciphertext.
+                super::headers::strip_plaintext_body_headers(req);
                 if let Some(s) = &copy.server_side {
                     // Pinned to the source the gateway checked.
                     if let Some(etag) = &s.etag {

@@ -49,30 +49,39 @@ impl Gateway {
             .zip(object)
             .ok_or_else(no_such_upload)?;
         let provider = self.provider(&enc.provider)?;
-        let dek = provider
-            .decrypt_data_key(&token.key_id, &token.wrapped_dek, &enc.write_context)
-            .await
-            .map_err(|e| match e {
+        // Uploads begun before objects named their bucket in the context
+        // were sealed under the bucket's context alone: tried second.
+        let mut opened = None;
+        for context in [&enc.write_context, &enc.context] {
+            let dek = match provider
+                .decrypt_data_key(&token.key_id, &token.wrapped_dek, context)
+                .await
+            {
+                Ok(dek) => dek,
                 // The wrapped key does not open for this bucket's key and
                 // context: no upload of this bucket has that token.
-                KeyError::Denied(_) | KeyError::Invalid(_) => no_such_upload(),
+                Err(KeyError::Denied(_) | KeyError::Invalid(_)) => continue,
                 // The provider's state (unavailable, throttled, a disabled
                 // key): the token may well be genuine.
-                other => key_error(other),
-            })?;
-        let ctx_hash = sealgate_envelope::context_hash(
-            enc.write_context
-                .iter()
-                .map(|(k, v)| (k.as_str(), v.as_str())),
-        );
-        ObjectKey::derive_checked(
-            &dek,
-            &token.salt,
-            &ctx_hash,
-            &token.commitment,
-            Backend::default_backend(),
-        )
-        .map_err(|_| no_such_upload())?;
+                Err(other) => return Err(key_error(other)),
+            };
+            let ctx_hash = sealgate_envelope::context_hash(
+                context.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+            );
+            if ObjectKey::derive_checked(
+                &dek,
+                &token.salt,
+                &ctx_hash,
+                &token.commitment,
+                Backend::default_backend(),
+            )
+            .is_ok()
+            {
+                opened = Some((dek, ctx_hash));
+                break;
+            }
+        }
+        let (dek, ctx_hash) = opened.ok_or_else(no_such_upload)?;
         if !token.verify(&TokenKey::derive(dek.as_ref(), &token.salt), bucket, object) {
             self.metrics
                 .binding_refusals_total
