@@ -277,51 +277,19 @@ async fn handle(
     };
     let resp = match *req.method() {
         http::Method::PUT => {
-            let meta: Vec<(String, String)> = req
-                .headers()
-                .iter()
-                .filter(|(k, _)| k.as_str().starts_with("x-amz-meta-"))
-                .filter_map(|(k, v)| Some((k.as_str().to_string(), v.to_str().ok()?.to_string())))
-                .collect();
-            // aws-chunked bodies (the gateway's trailing checksums) are
-            // decoded as a backend would; the trailer is not checked.
-            let mut decoder = req
-                .headers()
-                .get(http::header::CONTENT_ENCODING)
-                .and_then(|v| v.to_str().ok())
-                .filter(|v| v.contains("aws-chunked"))
-                .map(|_| sealgate_filters::s3::chunked::ChunkedDecoder::new(None));
-            let len = ["x-amz-decoded-content-length", "content-length"]
-                .iter()
-                .find_map(|n| req.headers().get(*n)?.to_str().ok()?.parse::<usize>().ok())
-                .filter(|_| !discard)
-                .unwrap_or(0);
-            let mut body = req.into_body();
-            let mut buf = BytesMut::with_capacity(len);
-            while let Some(frame) = body.frame().await {
-                let Ok(frame) = frame else { break };
-                if let Ok(data) = frame.into_data() {
-                    if discard {
-                        continue;
-                    }
-                    match &mut decoder {
-                        Some(d) => {
-                            if d.push(&data, |b| buf.extend_from_slice(b)).is_err() {
-                                break;
-                            }
-                        }
-                        None => buf.extend_from_slice(&data),
-                    }
-                }
-            }
-            if !discard {
-                store.lock().expect("sink store").insert(
-                    path,
-                    Object {
-                        body: buf.freeze(),
-                        meta,
-                    },
-                );
+            let meta = meta_of(&req);
+            if discard {
+                // Counted, not kept: the large-object runs measure the proxy.
+                let mut body = req.into_body();
+                while let Some(Ok(_)) = body.frame().await {}
+            } else {
+                // aws-chunked bodies (the gateway's trailing checksums) are
+                // decoded as a backend would; the trailer is not checked.
+                let body = read_body(req).await;
+                store
+                    .lock()
+                    .expect("sink store")
+                    .insert(path, Object { body, meta });
             }
             Response::builder()
                 .status(StatusCode::OK)

@@ -47,25 +47,11 @@ impl Gateway {
     pub(super) async fn stream_copy(
         &self,
         plan: &UploadPlan,
-        mut put: RequestHeader,
+        put: RequestHeader,
         src: &CopySource,
         mut body: SourceBody,
     ) -> Result<Stored, S3Error> {
-        plan.apply(&mut put).map_err(internal)?;
-        let hash = if plan.encrypts() && self.stored_checksum().is_some() {
-            UNSIGNED_TRAILER
-        } else {
-            UNSIGNED_PAYLOAD
-        };
-        self.upstream
-            .sign(&mut put, hash)
-            .await
-            .map_err(|e| dest_failed(&e))?;
-        let mut cipher = plan.body(&HeaderMap::new())?;
-        let mut dst = self.upstream.session().await.map_err(|e| dest_failed(&e))?;
-        dst.write_request_header(Box::new(put))
-            .await
-            .map_err(|e| dest_failed(&e))?;
+        let (mut dst, mut cipher) = self.open_put(plan, put).await?;
         let len = src.len();
         if len > 0 {
             let mut from = self.open_source(src).await?;
@@ -121,26 +107,12 @@ impl Gateway {
     pub(super) async fn stream_upload(
         &self,
         plan: &UploadPlan,
-        mut put: RequestHeader,
+        put: RequestHeader,
         body: &mut BytesMut,
         keep: usize,
         session: &mut pingora::proxy::Session,
     ) -> Result<PendingUpload, S3Error> {
-        plan.apply(&mut put).map_err(internal)?;
-        let hash = if plan.encrypts() && self.stored_checksum().is_some() {
-            UNSIGNED_TRAILER
-        } else {
-            UNSIGNED_PAYLOAD
-        };
-        self.upstream
-            .sign(&mut put, hash)
-            .await
-            .map_err(|e| dest_failed(&e))?;
-        let mut cipher = plan.body(&HeaderMap::new())?;
-        let mut dst = self.upstream.session().await.map_err(|e| dest_failed(&e))?;
-        dst.write_request_header(Box::new(put))
-            .await
-            .map_err(|e| dest_failed(&e))?;
+        let (mut dst, mut cipher) = self.open_put(plan, put).await?;
         let mut sent = 0u64;
         loop {
             if body.len() > keep {
@@ -193,6 +165,31 @@ impl Gateway {
             .await
             .map_err(|e| dest_failed(&e))?;
         self.stored(dst).await
+    }
+
+    /// The upstream PUT of a body the gateway makes: the plan's headers,
+    /// signed, the header sent; the body state to feed it.
+    async fn open_put(
+        &self,
+        plan: &UploadPlan,
+        mut put: RequestHeader,
+    ) -> Result<(HttpSession, super::upload_stream::UploadStream), S3Error> {
+        plan.apply(&mut put).map_err(internal)?;
+        let hash = if plan.encrypts() && self.stored_checksum().is_some() {
+            UNSIGNED_TRAILER
+        } else {
+            UNSIGNED_PAYLOAD
+        };
+        self.upstream
+            .sign(&mut put, hash)
+            .await
+            .map_err(|e| dest_failed(&e))?;
+        let cipher = plan.body(&HeaderMap::new())?;
+        let mut dst = self.upstream.session().await.map_err(|e| dest_failed(&e))?;
+        dst.write_request_header(Box::new(put))
+            .await
+            .map_err(|e| dest_failed(&e))?;
+        Ok((dst, cipher))
     }
 
     /// The backend's answer to the PUT: its ETag, or its refusal.
