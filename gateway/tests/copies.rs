@@ -129,22 +129,8 @@ fn rclone_and_s3cmd_copy_server_side() {
         std::fs::write(tree.join(file), test_bytes(len, len as u64)).unwrap();
     }
     let rclone = |args: &[&str]| {
-        let out = std::process::Command::new("rclone")
-            .env_remove("AWS_CA_BUNDLE")
-            .env("RCLONE_CONFIG", "/dev/null")
-            .env("RCLONE_CONFIG_SG_TYPE", "s3")
-            .env("RCLONE_CONFIG_SG_PROVIDER", "Other")
-            .env("RCLONE_CONFIG_SG_ENDPOINT", gw.url())
-            .env("RCLONE_CONFIG_SG_REGION", "us-east-1")
-            .env("RCLONE_CONFIG_SG_ACCESS_KEY_ID", CLIENT_KEY)
-            .env("RCLONE_CONFIG_SG_SECRET_ACCESS_KEY", CLIENT_SECRET)
-            .env("RCLONE_CONFIG_SG_SERVER_SIDE_ENCRYPTION", "aws:kms")
-            .args(["--retries", "1", "--low-level-retries", "1"])
-            .args(args)
-            .output()
-            .expect("run rclone (apt-get install rclone)");
-        let log = String::from_utf8_lossy(&out.stderr).into_owned();
-        assert!(out.status.success(), "rclone {args:?}: {log}");
+        let (ok, log) = rclone(&gw.url(), args);
+        assert!(ok, "rclone {args:?}: {log}");
         log
     };
     rclone(&["copy", tree.to_str().unwrap(), "sg:demo/tree"]);
@@ -152,26 +138,12 @@ fn rclone_and_s3cmd_copy_server_side() {
     rclone(&["copy", "sg:demo/tree", "sg:other/tree"]);
     let log = rclone(&["check", tree.to_str().unwrap(), "sg:other/tree"]);
     assert!(log.contains("0 differences found"), "{log}");
-    let host = format!("127.0.0.1:{}", gw.port);
-    let s3cmd = |args: &[&str]| {
-        let out = std::process::Command::new("s3cmd")
-            .args(["--config=/dev/null", "--no-ssl", "--region=us-east-1"])
-            .arg(format!("--access_key={CLIENT_KEY}"))
-            .arg(format!("--secret_key={CLIENT_SECRET}"))
-            .arg(format!("--host={host}"))
-            .arg(format!("--host-bucket={host}"))
-            .args(args)
-            .output()
-            .expect("run s3cmd (apt-get install s3cmd)");
-        assert!(
-            out.status.success(),
-            "s3cmd {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    };
-    s3cmd(&["cp", "s3://demo/tree/c", "s3://other/s3cmd-c"]);
+    s3cmd(gw.port, &["cp", "s3://demo/tree/c", "s3://other/s3cmd-c"]);
     let back = work.path().join("back");
-    s3cmd(&["get", "s3://other/s3cmd-c", back.to_str().unwrap()]);
+    s3cmd(
+        gw.port,
+        &["get", "s3://other/s3cmd-c", back.to_str().unwrap()],
+    );
     assert!(
         std::fs::read(&back).unwrap() == test_bytes(12 * 1024 * 1024 + 5, 12 * 1024 * 1024 + 5)
     );

@@ -440,28 +440,8 @@ fn rclone_sync_and_check_agree_on_sizes() {
         std::fs::create_dir_all(p.parent().unwrap()).unwrap();
         std::fs::write(p, test_bytes(len, len as u64 + 11)).unwrap();
     }
-    let rclone = |args: &[&str]| {
-        let out = std::process::Command::new("rclone")
-            .env_remove("AWS_CA_BUNDLE")
-            .env("RCLONE_CONFIG", "/dev/null")
-            .env("RCLONE_CONFIG_SG_TYPE", "s3")
-            .env("RCLONE_CONFIG_SG_PROVIDER", "Other")
-            .env("RCLONE_CONFIG_SG_ENDPOINT", gw.url())
-            .env("RCLONE_CONFIG_SG_REGION", "us-east-1")
-            .env("RCLONE_CONFIG_SG_ACCESS_KEY_ID", CLIENT_KEY)
-            .env("RCLONE_CONFIG_SG_SECRET_ACCESS_KEY", CLIENT_SECRET)
-            // As for any SSE-KMS bucket: ETags are not MD5s of the content.
-            .env("RCLONE_CONFIG_SG_SERVER_SIDE_ENCRYPTION", "aws:kms")
-            .args(["--retries", "1", "--low-level-retries", "1"])
-            .args(args)
-            .output()
-            .expect("run rclone (apt-get install rclone)");
-        (
-            out.status.success(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
-    };
     let dir = local.path().to_str().unwrap();
+    let rclone = |args: &[&str]| rclone(&gw.url(), args);
     let (ok, log) = rclone(&["sync", dir, "sg:demo/tree"]);
     assert!(ok, "{log}");
     let (ok, log) = rclone(&["check", dir, "sg:demo/tree"]);

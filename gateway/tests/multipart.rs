@@ -146,24 +146,7 @@ fn s3cmd_put_get_info_through_the_encrypting_gateway() {
     let backend = Backend::start(&["demo"]);
     let gw = encrypted_gateway(&backend);
     let work = tempfile::tempdir().unwrap();
-    let host = format!("127.0.0.1:{}", gw.port);
-    let s3cmd = |args: &[&str]| {
-        let out = std::process::Command::new("s3cmd")
-            .args(["--config=/dev/null", "--no-ssl", "--region=us-east-1"])
-            .arg(format!("--access_key={CLIENT_KEY}"))
-            .arg(format!("--secret_key={CLIENT_SECRET}"))
-            .arg(format!("--host={host}"))
-            .arg(format!("--host-bucket={host}"))
-            .args(args)
-            .output()
-            .expect("run s3cmd (apt-get install s3cmd)");
-        assert!(
-            out.status.success(),
-            "s3cmd {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    };
+    let s3cmd = |args: &[&str]| s3cmd(gw.port, args);
     // 20 MB: s3cmd uploads in 15 MiB parts.
     for (name, len) in [("small", 70_001usize), ("large", 20_000_007)] {
         let data = test_bytes(len, 5 + len as u64);

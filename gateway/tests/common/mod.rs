@@ -839,3 +839,48 @@ pub fn self_signed_cert(dir: &Path) {
         .expect("run openssl");
     assert!(status.success(), "openssl could not make a certificate");
 }
+
+/// rclone against the gateway at `endpoint` as the test client (remote
+/// `sg:`, SSE-KMS as for any such bucket: ETags are not content MD5s):
+/// (success, stderr).
+pub fn rclone(endpoint: &str, args: &[&str]) -> (bool, String) {
+    let out = Command::new("rclone")
+        .env_remove("AWS_CA_BUNDLE")
+        .env("RCLONE_CONFIG", "/dev/null")
+        .env("RCLONE_CONFIG_SG_TYPE", "s3")
+        .env("RCLONE_CONFIG_SG_PROVIDER", "Other")
+        .env("RCLONE_CONFIG_SG_ENDPOINT", endpoint)
+        .env("RCLONE_CONFIG_SG_REGION", "us-east-1")
+        .env("RCLONE_CONFIG_SG_ACCESS_KEY_ID", CLIENT_KEY)
+        .env("RCLONE_CONFIG_SG_SECRET_ACCESS_KEY", CLIENT_SECRET)
+        .env("RCLONE_CONFIG_SG_SERVER_SIDE_ENCRYPTION", "aws:kms")
+        .args(["--retries", "1", "--low-level-retries", "1"])
+        .args(args)
+        .output()
+        .expect("run rclone (apt-get install rclone)");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// s3cmd against the gateway on `port` as the test client; asserts
+/// success and returns its output.
+pub fn s3cmd(port: u16, args: &[&str]) -> String {
+    let host = format!("127.0.0.1:{port}");
+    let out = Command::new("s3cmd")
+        .args(["--config=/dev/null", "--no-ssl", "--region=us-east-1"])
+        .arg(format!("--access_key={CLIENT_KEY}"))
+        .arg(format!("--secret_key={CLIENT_SECRET}"))
+        .arg(format!("--host={host}"))
+        .arg(format!("--host-bucket={host}"))
+        .args(args)
+        .output()
+        .expect("run s3cmd (apt-get install s3cmd)");
+    assert!(
+        out.status.success(),
+        "s3cmd {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
