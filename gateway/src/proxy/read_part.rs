@@ -48,11 +48,31 @@ impl Gateway {
             )
         };
         if !meta.multipart {
-            // One part: part 1 is the whole object, read as such.
+            // One part: part 1 is the whole object, answered as S3 does, as
+            // a range (206, Content-Range), without a parts count.
             if n != 1 {
                 return Err(no_such_part());
             }
+            let range = ByteRange::From {
+                start: 0,
+                end: None,
+            };
+            let probed = self
+                .target_from_probe(&resp, &body, range, &source, &ctx.request_id)
+                .await;
             ctx.route.upstream_path_and_query = whole;
+            match probed {
+                Ok((target, upstream_range)) => {
+                    if let Op::Read(read) = &mut ctx.op {
+                        read.range = Some(range);
+                        read.target = Some(target);
+                        read.upstream_range = upstream_range;
+                    }
+                }
+                // An empty object has no byte to range over: read whole.
+                Err(e) if e.code == S3ErrorCode::InvalidRange => {}
+                Err(e) => return Err(e),
+            }
             return Ok(());
         }
         let (_, stored_total) = stored_extent(&resp).ok_or_else(|| self.integrity("length"))?;
