@@ -376,6 +376,10 @@ pub struct Policy {
     /// Other providers whose objects stay readable (any of their keys)
     /// while `sealgate rewrap` moves a bucket to this policy's provider.
     pub readable_providers: Vec<String>,
+    /// Real names of other buckets whose objects stay readable here (an
+    /// object names the bucket it was written to; objects replicated or
+    /// moved from these buckets at the storage level are accepted).
+    pub readable_buckets: Vec<String>,
 }
 
 /// Per-bucket settings (`storage.s3.bucket_configs.<alias>`).

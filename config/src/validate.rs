@@ -853,6 +853,7 @@ fn encryption(
                 "allowed_key_ids",
                 "readable_key_ids",
                 "readable_providers",
+                "readable_buckets",
             ],
         ) else {
             continue;
@@ -900,6 +901,7 @@ fn encryption(
                 unknown_provider(r, &path, name, &providers, kms_disabled);
             }
         }
+        let readable_buckets = r.string_list(&p, "readable_buckets").unwrap_or_default();
         if let (Some(bucket_pattern), Some(key_provider)) = (pattern, provider) {
             policies.push(Policy {
                 bucket_pattern,
@@ -908,6 +910,7 @@ fn encryption(
                 allowed_key_ids,
                 readable_key_ids,
                 readable_providers,
+                readable_buckets,
             });
         }
     }

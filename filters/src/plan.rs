@@ -436,6 +436,7 @@ mod tests {
             allowed_key_ids: vec!["other".into()],
             readable_key_ids: Vec::new(),
             readable_providers: Vec::new(),
+            readable_buckets: Vec::new(),
             context: BTreeMap::new(),
             write_context: BTreeMap::new(),
         }

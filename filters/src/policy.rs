@@ -26,6 +26,8 @@ pub struct BucketEncryption {
     pub readable_key_ids: Vec<String>,
     /// Providers whose objects stay readable during a move (`readable_providers`).
     pub readable_providers: Vec<String>,
+    /// Other real buckets whose objects stay readable here (`readable_buckets`).
+    pub readable_buckets: Vec<String>,
     /// Provider context merged with the bucket's (`kms_encryption_context`):
     /// what a stored object's context must include to be read here.
     pub context: BTreeMap<String, String>,
@@ -86,6 +88,14 @@ impl BucketEncryption {
         if self.context.iter().any(|(k, v)| context.get(k) != Some(v)) {
             return Err(Unbound::Context);
         }
+        // An object names the bucket it was written to (objects from before
+        // that entry name none): another bucket's is refused unless listed.
+        if let Some(written_to) = context.get(BUCKET_CONTEXT_KEY) {
+            let own = self.write_context.get(BUCKET_CONTEXT_KEY);
+            if own != Some(written_to) && !self.readable_buckets.iter().any(|b| b == written_to) {
+                return Err(Unbound::Context);
+            }
+        }
         Ok(())
     }
 }
@@ -128,6 +138,10 @@ pub fn for_bucket(config: &Config, bucket: &str) -> Option<BucketEncryption> {
     let real = config
         .resolve_bucket(bucket)
         .map_or_else(|| bucket.to_string(), |r| r.real);
+    let readable_buckets = config
+        .policy_for(bucket)
+        .map(|p| p.readable_buckets.clone())
+        .unwrap_or_default();
     let mut write_context = context.clone();
     write_context.insert(BUCKET_CONTEXT_KEY.to_string(), real);
     Some(BucketEncryption {
@@ -137,6 +151,7 @@ pub fn for_bucket(config: &Config, bucket: &str) -> Option<BucketEncryption> {
         allowed_key_ids: allowed,
         readable_key_ids: readable,
         readable_providers,
+        readable_buckets,
         context,
         write_context,
     })
@@ -221,6 +236,7 @@ encryption:
       allowed_key_ids: ["alias/other"]
       readable_key_ids: ["alias/retired"]
       readable_providers: ["old"]
+      readable_buckets: ["prod-replica-source"]
 "#,
             &|_| None,
         )
@@ -305,6 +321,20 @@ encryption:
             q.check_stored("alias/prod", "kms", "alias/prod", &app),
             Ok(())
         );
+        // An object names the bucket it was written to: its own is read,
+        // another bucket's only when the policy lists it.
+        let written = |b: &str| ctx(&[("app", "sg"), (BUCKET_CONTEXT_KEY, b)]);
+        for (bucket, want) in [
+            ("prod-a", Ok(())),
+            ("prod-b", Err(Unbound::Context)),
+            ("prod-replica-source", Ok(())),
+        ] {
+            assert_eq!(
+                q.check_stored("alias/prod", "kms", "alias/prod", &written(bucket)),
+                want,
+                "{bucket}"
+            );
+        }
     }
 
     #[test]

@@ -486,13 +486,14 @@ fn objects_moved_between_buckets_are_not_decrypted() {
         assert_s3_error(&get(bucket), "AccessDenied");
         assert!(!work.path().join(bucket).exists(), "{bucket}");
     }
-    // Same provider and key, and the bucket asks for no context: readable
-    // (a bucket binds its objects by configuring a context).
-    assert!(get("delta").status.success());
+    // Same provider and key, and the bucket asks for no context: still
+    // refused, since the object names the bucket it was written to.
+    assert_s3_error(&get("delta"), "AccessDenied");
+    assert!(!work.path().join("delta").exists());
 
     let (_, metrics) = gw.admin_get("/metrics");
-    for reason in ["key", "context"] {
-        let line = format!("sealgate_binding_refusals_total{{reason=\"{reason}\"}} 1");
+    for (reason, n) in [("key", 1), ("context", 2)] {
+        let line = format!("sealgate_binding_refusals_total{{reason=\"{reason}\"}} {n}");
         assert!(metrics.contains(&line), "{line} in {metrics}");
     }
 
@@ -547,7 +548,9 @@ fn objects_moved_between_buckets_are_not_decrypted() {
         ]);
         assert_s3_error(&whole, "AccessDenied");
     }
-    assert!(copy_from("delta/obj").status.success());
+    cp(&gw.url(), src.to_str().unwrap(), "s3://delta/own");
+    assert!(copy_from("delta/own").status.success());
+    assert_s3_error(&copy_from("delta/obj"), "AccessDenied");
 
     // gamma's own object, copied into delta: made again for delta (its
     // provider, and its bucket in the KMS context), with the source's
