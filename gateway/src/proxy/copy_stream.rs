@@ -88,14 +88,7 @@ impl Gateway {
             }
             self.upstream.release(from).await;
         }
-        let last = cipher.push(&[], true)?;
-        dst.write_request_body(last, true)
-            .await
-            .map_err(|e| dest_failed(&e))?;
-        dst.finish_request_body()
-            .await
-            .map_err(|e| dest_failed(&e))?;
-        self.stored(dst).await
+        self.finish_upload(PendingUpload { dst, cipher }).await
     }
 
     /// Streams a client's body through `plan` into the upstream `put`:
