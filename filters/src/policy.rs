@@ -105,7 +105,7 @@ pub const SSE_KMS: &str = "aws:kms";
 
 /// Resolves a client-visible bucket's settings.
 pub fn for_bucket(config: &Config, bucket: &str) -> Option<BucketEncryption> {
-    let (provider, mandatory, allowed, readable, readable_providers) =
+    let (provider, mandatory, allowed, readable, readable_providers, readable_buckets) =
         match config.policy_for(bucket) {
             Some(p) => (
                 p.key_provider.clone(),
@@ -113,10 +113,12 @@ pub fn for_bucket(config: &Config, bucket: &str) -> Option<BucketEncryption> {
                 p.allowed_key_ids.clone(),
                 p.readable_key_ids.clone(),
                 p.readable_providers.clone(),
+                p.readable_buckets.clone(),
             ),
             None => (
                 config.encryption.default_provider.clone()?,
                 false,
+                Vec::new(),
                 Vec::new(),
                 Vec::new(),
                 Vec::new(),
@@ -138,10 +140,6 @@ pub fn for_bucket(config: &Config, bucket: &str) -> Option<BucketEncryption> {
     let real = config
         .resolve_bucket(bucket)
         .map_or_else(|| bucket.to_string(), |r| r.real);
-    let readable_buckets = config
-        .policy_for(bucket)
-        .map(|p| p.readable_buckets.clone())
-        .unwrap_or_default();
     let mut write_context = context.clone();
     write_context.insert(BUCKET_CONTEXT_KEY.to_string(), real);
     Some(BucketEncryption {

@@ -38,20 +38,25 @@ pub fn strip_chunked_headers(req: &mut RequestHeader) {
     strip_aws_chunked_encoding(req);
 }
 
+/// What `Content-Encoding` becomes without the `aws-chunked` token: `None`
+/// leaves it as it is (no header, or no token: no copy made), `Some(None)`
+/// removes it, `Some(Some(v))` sets the rest, as the client wrote it.
+pub fn coding_without_aws_chunked(headers: &http::HeaderMap) -> Option<Option<String>> {
+    let ce = headers.get(http::header::CONTENT_ENCODING)?.to_str().ok()?;
+    match without_aws_chunked(ce) {
+        Some(std::borrow::Cow::Borrowed(_)) => None,
+        Some(std::borrow::Cow::Owned(rest)) => Some(Some(rest)),
+        None => Some(None),
+    }
+}
+
 fn strip_aws_chunked_encoding(req: &mut RequestHeader) {
-    let Some(ce) = req
-        .headers
-        .get(http::header::CONTENT_ENCODING)
-        .and_then(|v| v.to_str().ok())
-    else {
-        return;
-    };
-    match without_aws_chunked(ce).map(|v| v.into_owned()) {
-        Some(rest) if rest == ce => {}
-        Some(rest) => {
+    match coding_without_aws_chunked(&req.headers) {
+        None => {}
+        Some(Some(rest)) => {
             let _ = req.insert_header(http::header::CONTENT_ENCODING, rest);
         }
-        None => {
+        Some(None) => {
             req.remove_header(http::header::CONTENT_ENCODING.as_str());
         }
     }

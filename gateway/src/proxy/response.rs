@@ -83,24 +83,14 @@ impl ResponseBody {
 /// and the `aws-chunked` coding some backends keep in the stored
 /// `Content-Encoding` of a body the gateway sent framed (S3 drops it).
 pub fn strip_response(resp: &mut ResponseHeader) {
-    let coding = resp
-        .headers
-        .get(http::header::CONTENT_ENCODING)
-        .and_then(|v| v.to_str().ok())
-        .map(|ce| {
-            (
-                ce.to_string(),
-                sealgate_filters::s3::chunked::without_aws_chunked(ce).map(|v| v.into_owned()),
-            )
-        });
-    match coding {
-        Some((ce, Some(rest))) if rest != ce => {
+    match super::headers::coding_without_aws_chunked(&resp.headers) {
+        None => {}
+        Some(Some(rest)) => {
             let _ = resp.insert_header(http::header::CONTENT_ENCODING, rest);
         }
-        Some((_, None)) => {
+        Some(None) => {
             resp.remove_header(http::header::CONTENT_ENCODING.as_str());
         }
-        _ => {}
     }
     let names: Vec<String> = resp
         .headers
