@@ -251,7 +251,19 @@ impl Gateway {
 
     async fn answer_post(&self, session: &mut Session, ctx: &mut Ctx, p: Posted) -> Result<()> {
         let location = format!("/{}/{}", p.bucket, encode_key(&p.key));
-        let (status, body) = match (p.redirect.as_deref(), p.status.as_deref()) {
+        // A redirect that is not a valid header value (CR, LF) is not
+        // followed: the upload is answered as if none was asked for.
+        let redirect = p.redirect.as_deref().and_then(|url| {
+            HeaderValue::from_str(&format!(
+                "{url}{}bucket={}&key={}&etag={}",
+                if url.contains('?') { '&' } else { '?' },
+                uri::encode(&p.bucket),
+                uri::encode(&p.key),
+                uri::encode(&p.stored.etag)
+            ))
+            .ok()
+        });
+        let (status, body) = match (&redirect, p.status.as_deref()) {
             (Some(_), _) => (303, String::new()),
             (None, Some("200")) => (200, String::new()),
             (None, Some("201")) => (
@@ -270,21 +282,9 @@ impl Gateway {
         resp.insert_header("x-amz-request-id", ctx.request_id.as_str())?;
         resp.insert_header(http::header::ETAG, p.stored.etag.as_str())?;
         resp.insert_header(http::header::CONTENT_LENGTH, body.len().to_string())?;
-        if let Some(url) = &p.redirect {
-            let target = format!(
-                "{url}{}bucket={}&key={}&etag={}",
-                if url.contains('?') { '&' } else { '?' },
-                uri::encode(&p.bucket),
-                uri::encode(&p.key),
-                uri::encode(&p.stored.etag)
-            );
-            // A value that is not a valid header (CR, LF) is not sent.
-            match HeaderValue::from_str(&target) {
-                Ok(v) => resp.insert_header(http::header::LOCATION, v)?,
-                Err(_) => resp.set_status(204)?,
-            }
-        } else {
-            resp.insert_header(http::header::LOCATION, location.as_str())?;
+        match redirect {
+            Some(v) => resp.insert_header(http::header::LOCATION, v)?,
+            None => resp.insert_header(http::header::LOCATION, location.as_str())?,
         }
         if !body.is_empty() {
             resp.insert_header(http::header::CONTENT_TYPE, "application/xml")?;

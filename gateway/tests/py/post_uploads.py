@@ -64,4 +64,12 @@ r = requests.post(post2["url"], data=post2["fields"], files={"file": ("r.txt", b
 assert r.status_code == 303, (r.status_code, r.text)
 assert r.headers["location"].startswith("https://example.invalid/done?bucket=demo&key=redirected.txt&etag="), r.headers
 assert s3.get_object(Bucket="demo", Key="redirected.txt")["Body"].read() == b"hello"
+# A redirect that would smuggle a header (CR LF inside) is not sent: the
+# upload is answered 204 without it.
+bad = "https://example.invalid/done\r\nSet-Cookie: stolen=1"
+post3 = s3.generate_presigned_post("demo", "smuggled.txt", Fields={"success_action_redirect": bad},
+    Conditions=[{"success_action_redirect": bad}], ExpiresIn=600)
+r = requests.post(post3["url"], data=post3["fields"], files={"file": ("s.txt", b"x")}, allow_redirects=False)
+assert r.status_code == 204 and "set-cookie" not in r.headers and "location" in r.headers, (r.status_code, r.headers)
+assert not r.headers["location"].startswith("https://example.invalid"), r.headers
 print("ok")
