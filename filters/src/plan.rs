@@ -173,6 +173,23 @@ pub fn copy_source_range(value: &str) -> Result<(u64, u64), S3Error> {
     }
 }
 
+/// `x-amz-metadata-directive`: true for `REPLACE`, false for `COPY` (the
+/// default); anything else is refused.
+pub fn replaces_metadata(headers: &HeaderMap) -> Result<bool, S3Error> {
+    match headers
+        .get("x-amz-metadata-directive")
+        .map(|v| v.as_bytes())
+    {
+        None => Ok(false),
+        Some(v) if v.eq_ignore_ascii_case(b"COPY") => Ok(false),
+        Some(v) if v.eq_ignore_ascii_case(b"REPLACE") => Ok(true),
+        Some(_) => Err(S3Error::new(
+            S3ErrorCode::InvalidArgument,
+            "x-amz-metadata-directive must be COPY or REPLACE",
+        )),
+    }
+}
+
 /// `partNumber`, 1 to 10,000.
 fn part_number(query: &[(String, String)]) -> Result<u32, S3Error> {
     query
@@ -333,21 +350,7 @@ pub fn decide(r: &Request) -> Result<Plan, S3Error> {
                 ));
             }
             let chosen = policy::check_write_headers(enc, default_key()?, r.headers)?;
-            let replace = match r
-                .headers
-                .get("x-amz-metadata-directive")
-                .map(|v| v.as_bytes())
-            {
-                None => false,
-                Some(v) if v.eq_ignore_ascii_case(b"COPY") => false,
-                Some(v) if v.eq_ignore_ascii_case(b"REPLACE") => true,
-                Some(_) => {
-                    return Err(S3Error::new(
-                        S3ErrorCode::InvalidArgument,
-                        "x-amz-metadata-directive must be COPY or REPLACE",
-                    ))
-                }
-            };
+            let replace = replaces_metadata(r.headers)?;
             Plan::Copy {
                 key_id: chosen.or_else(|| enc.key_id.clone()),
                 replace,

@@ -7,7 +7,7 @@
 
 use http::HeaderMap;
 use pingora::http::RequestHeader;
-use sealgate_filters::plan::{copy_source_range, BodyEncoding, UploadBody};
+use sealgate_filters::plan::{copy_source_range, replaces_metadata, BodyEncoding, UploadBody};
 use sealgate_filters::policy;
 use sealgate_filters::s3::request::Operation;
 use sealgate_filters::s3::{S3Error, S3ErrorCode};
@@ -62,17 +62,7 @@ impl Gateway {
             (true, Some(r)) => Some(copy_source_range(r)?),
             _ => None,
         };
-        let replace = match header("x-amz-metadata-directive") {
-            None => false,
-            Some(d) if d.eq_ignore_ascii_case("COPY") => false,
-            Some(d) if d.eq_ignore_ascii_case("REPLACE") => true,
-            Some(_) => {
-                return Err(S3Error::new(
-                    S3ErrorCode::InvalidArgument,
-                    "x-amz-metadata-directive must be COPY or REPLACE",
-                ))
-            }
-        };
+        let replace = replaces_metadata(&req.headers)?;
         ctx.op = Op::PlainCopy(Box::new(PlainCopy {
             part,
             range,
