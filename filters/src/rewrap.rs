@@ -177,25 +177,16 @@ pub fn copy_headers<'a>(
     out
 }
 
-/// The stored byte ranges (inclusive) of each part of a multipart object,
-/// from its first part's plaintext size and its stored size: copying part
-/// by part with these ranges keeps every byte and the part count.
-pub fn part_ranges(first_part_plaintext: u64, stored_total: u64) -> Option<Vec<(u64, u64)>> {
-    let layout = Layout::new(first_part_plaintext, stored_total)?;
-    let full = stored_part_len(layout.part_size);
-    Some(
-        (0..layout.parts)
-            .map(|i| {
-                let start = i * full;
-                let end = if i + 1 == layout.parts {
-                    stored_total
-                } else {
-                    start + full
-                };
-                (start, end - 1)
-            })
-            .collect(),
-    )
+/// The stored byte ranges (inclusive) of each part of a multipart object:
+/// copying part by part with these ranges keeps every byte and the part
+/// count.
+pub fn part_ranges(layout: &Layout) -> Vec<(u64, u64)> {
+    (0..layout.parts())
+        .map(|i| {
+            let start = layout.part_start(i);
+            (start, start + stored_part_len(layout.part_len(i)) - 1)
+        })
+        .collect()
 }
 
 /// What happened to the objects of one run.
@@ -308,7 +299,8 @@ mod tests {
         let stored_part = 48 + ciphertext_len(part);
         let last = 48 + ciphertext_len(1000);
         let total = 2 * stored_part + last;
-        let ranges = part_ranges(part, total).unwrap();
+        let layout = Layout::new(part, total).unwrap();
+        let ranges = part_ranges(&layout);
         assert_eq!(
             ranges,
             [
@@ -317,7 +309,21 @@ mod tests {
                 (2 * stored_part, total - 1)
             ]
         );
-        assert_eq!(part_ranges(part, 3 * stored_part).unwrap().len(), 3);
-        assert!(part_ranges(part, 10).is_none());
+        let layout = Layout::new(part, 3 * stored_part).unwrap();
+        assert_eq!(part_ranges(&layout).len(), 3);
+        // Unequal parts, as their headers say.
+        let layout = Layout::from_sizes(vec![1000, part, 7]).unwrap();
+        let first = 48 + ciphertext_len(1000);
+        assert_eq!(
+            part_ranges(&layout),
+            [
+                (0, first - 1),
+                (first, first + stored_part - 1),
+                (
+                    first + stored_part,
+                    first + stored_part + 48 + ciphertext_len(7) - 1
+                )
+            ]
+        );
     }
 }

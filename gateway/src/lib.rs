@@ -10,6 +10,7 @@ mod keycache;
 mod keys;
 mod kms;
 mod metrics;
+mod part_layout;
 mod proxy;
 pub mod rewrap;
 pub mod server;

@@ -377,7 +377,12 @@ impl Target<'_> {
         } else {
             None
         };
-        let ranges = part_ranges(header.size, stored_len).ok_or("its parts do not add up")?;
+        let layout = self
+            .upstream
+            .part_layout(&self.host, path, &header, stored_len, Some(etag))
+            .await
+            .map_err(|e| format!("its part layout could not be read: {e:?}"))?;
+        let ranges = part_ranges(&layout);
         let mut create: Vec<(&str, &str)> = headers
             .iter()
             .filter(|(n, _)| n != "x-amz-metadata-directive")

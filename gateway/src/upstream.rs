@@ -45,6 +45,8 @@ pub struct UpstreamTarget {
     signing_key: Mutex<Option<Arc<ScopedKey>>>,
     /// For the gateway's own small requests (envelope probes).
     connector: Connector,
+    /// Multipart layouts this instance has found.
+    pub(crate) layouts: crate::part_layout::LayoutCache,
 }
 
 /// Longest one read or write of the gateway's own upstream exchanges
@@ -125,6 +127,7 @@ impl UpstreamTarget {
             credentials,
             signing_key: Mutex::new(None),
             connector: Connector::new(connector_options),
+            layouts: Default::default(),
         })
     }
 

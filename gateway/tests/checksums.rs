@@ -160,18 +160,18 @@ fn pass_through_buckets_keep_client_checksums() {
     assert!(garage.stored("plain", "f") == data, "stored as sent");
 }
 
-/// Encrypted multipart rules checked at Complete: parts of unequal size
-/// (but the last) are refused before anything is stored; ListParts shows
-/// plaintext sizes and no checksums of stored bytes.
-const UNEQUAL_PARTS: &str = include_str!("py/checksums_unequal_parts.py");
+/// Encrypted multipart rules checked at Complete: wrong part ETags and a
+/// wrong object size are refused before anything is stored; ListParts
+/// shows plaintext sizes and no checksums of stored bytes.
+const COMPLETE_CHECKS: &str = include_str!("py/checksums_complete_checks.py");
 
 #[test]
-fn unequal_parts_and_wrong_etags_are_refused_at_complete() {
+fn wrong_etags_and_sizes_are_refused_at_complete() {
     for backend in both_backends(&["demo"]) {
         let gw = encrypted_gateway(&*backend);
         assert_eq!(
             python_ok(
-                UNEQUAL_PARTS,
+                COMPLETE_CHECKS,
                 &[
                     &gw.url(),
                     if backend.name() == "garage" {

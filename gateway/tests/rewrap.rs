@@ -36,6 +36,25 @@ fn policy(provider: &str) -> String {
     policy_with(provider, "", "bmV3a2V5", "")
 }
 
+/// Writes (argv "put") an object of unequal parts and prints its SHA-256,
+/// or checks that it reads back with that digest.
+const ODD_PARTS: &str = r#"
+import boto3, hashlib, random, sys
+s3 = boto3.client("s3", endpoint_url=sys.argv[1])
+if sys.argv[2] == "put":
+    bodies = [random.Random(n).randbytes(size) for n, size in enumerate([5 << 20, (6 << 20) + 7, 999])]
+    uid = s3.create_multipart_upload(Bucket="vault", Key="odd")["UploadId"]
+    parts = [{"PartNumber": n, "ETag": s3.upload_part(Bucket="vault", Key="odd", UploadId=uid, PartNumber=n, Body=b)["ETag"]}
+             for n, b in enumerate(bodies, 1)]
+    s3.complete_multipart_upload(Bucket="vault", Key="odd", UploadId=uid, MultipartUpload={"Parts": parts})
+    print(hashlib.sha256(b"".join(bodies)).hexdigest())
+else:
+    got = s3.get_object(Bucket="vault", Key="odd")["Body"].read()
+    assert hashlib.sha256(got).hexdigest() == sys.argv[2].strip()
+    assert s3.get_object(Bucket="vault", Key="odd", PartNumber=2)["PartsCount"] == 3
+    print("ok")
+"#;
+
 fn rewrap(garage: &Garage, config: &str, args: &[&str]) -> String {
     let out = rewrap_output(garage, config, args);
     assert!(
@@ -100,6 +119,8 @@ fn rewrap_moves_objects_to_another_key_and_resumes() {
             &format!("s3://vault/{key}"),
         );
     }
+    // Unequal parts (found by reading each part header).
+    let odd = python_ok(ODD_PARTS, &[&old.url(), "put"]);
     let (id, secret) = garage.credentials();
     let plain = work.path().join("plain");
     std::fs::write(&plain, b"written around the gateway").unwrap();
@@ -110,7 +131,7 @@ fn rewrap_moves_objects_to_another_key_and_resumes() {
         &["s3", "cp", plain.to_str().unwrap(), "s3://vault/plain"],
     );
     assert!(direct.status.success(), "{direct:?}");
-    let before: Vec<Vec<u8>> = ["small", "big"]
+    let before: Vec<Vec<u8>> = ["small", "big", "odd"]
         .iter()
         .map(|k| garage.stored("vault", k))
         .collect();
@@ -152,19 +173,24 @@ fn rewrap_moves_objects_to_another_key_and_resumes() {
     assert!(String::from_utf8_lossy(&refused.stderr).contains("readable_providers"));
     assert_eq!(
         rewrap(&garage, &config, &["--dry-run"]),
-        "2 to move, 0 already under the target key, 1 plaintext, 0 failed"
+        "3 to move, 0 already under the target key, 1 plaintext, 0 failed"
     );
     // Interrupted after one object, then run again.
     assert!(rewrap(&garage, &config, &["--limit", "1"]).starts_with("1 moved"));
     assert_eq!(
         rewrap(&garage, &config, &[]),
-        "1 moved, 1 already under the target key, 1 plaintext, 0 failed"
+        "2 moved, 1 already under the target key, 1 plaintext, 0 failed"
     );
     assert_eq!(
         rewrap(&garage, &config, &[]),
-        "0 moved, 2 already under the target key, 1 plaintext, 0 failed"
+        "0 moved, 3 already under the target key, 1 plaintext, 0 failed"
     );
 
+    assert_eq!(python_ok(ODD_PARTS, &[&new.url(), &odd]).trim(), "ok");
+    assert!(
+        garage.stored("vault", "odd") == before[2],
+        "odd: stored bytes unchanged"
+    );
     for ((key, data), stored) in [("small", &small), ("big", &big)].iter().zip(&before) {
         let (res, out) = read(key);
         assert!(res.status.success(), "{key}: {res:?}");
@@ -195,7 +221,7 @@ fn rewrap_moves_objects_to_another_key_and_resumes() {
     let rotated = policy_with("new", "", "bmV3ZXJrZXk=", "{key: bmV3a2V5}");
     assert_eq!(
         rewrap(&garage, &config_for(&garage, &rotated), &[]),
-        "2 moved, 0 already under the target key, 1 plaintext, 0 failed"
+        "3 moved, 0 already under the target key, 1 plaintext, 0 failed"
     );
     let only_newest = policy_with("new", "", "bmV3ZXJrZXk=", "");
     let newest = Gateway::start_with(
@@ -227,4 +253,5 @@ fn rewrap_moves_objects_to_another_key_and_resumes() {
             "{key} after the master key went"
         );
     }
+    assert_eq!(python_ok(ODD_PARTS, &[&newest.url(), &odd]).trim(), "ok");
 }

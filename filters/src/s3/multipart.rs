@@ -15,7 +15,7 @@
 //!   plaintext: composite (`…-N`) or full-object, computed from the part
 //!   checksums it listed.
 
-use sealgate_envelope::multipart::{part_plaintext_len, Layout};
+use sealgate_envelope::multipart::{mistakable_for_regular, part_plaintext_len};
 
 use super::checksum::ChecksumAlgorithm;
 use super::error::{S3Error, S3ErrorCode};
@@ -233,11 +233,34 @@ pub fn upstream_len(stored: &[StoredPart]) -> u64 {
     .len() as u64
 }
 
+/// Any part sizes read back (a reader that does not find the regular
+/// layout walks the part headers), except the rare layout a reader would
+/// take for a regular one: refused, so that no completed object is read
+/// as another layout.
+fn check_layout<'a>(parts: impl Iterator<Item = &'a StoredPart>) -> Result<(), S3Error> {
+    let mut sizes = Vec::new();
+    for p in parts {
+        sizes.push(part_plaintext_len(p.size).ok_or_else(|| {
+            S3Error::new(
+                S3ErrorCode::InvalidPart,
+                format!(
+                    "part {} was not stored by this gateway's encryption",
+                    p.number
+                ),
+            )
+        })?);
+    }
+    if mistakable_for_regular(&sizes) {
+        return Err(S3Error::new(
+            S3ErrorCode::InvalidPart,
+            "these part sizes could be read back as another layout: upload the parts again with every part but the last the size of part 1",
+        ));
+    }
+    Ok(())
+}
+
 /// Checks the client's parts against the stored ones and writes the
 /// backend's part list, padded with whitespace to exactly `len` bytes.
-/// Every part but the last must have the first part's size: the reader
-/// locates frames by that size (other layouts are refused here rather
-/// than stored unreadable).
 pub fn upstream_body(
     client: &[ClientPart],
     stored: &[StoredPart],
@@ -270,34 +293,7 @@ pub fn upstream_body(
         };
         chosen.push((found, etag.as_str()));
     }
-    if let Some((first, rest)) = chosen.split_first() {
-        let body = &rest[..rest.len().saturating_sub(1)];
-        if let Some((odd, _)) = body.iter().find(|(p, _)| p.size != first.0.size) {
-            return Err(S3Error::new(
-                S3ErrorCode::InvalidPart,
-                format!(
-                    "part {} differs in size from part 1: encrypted uploads need every part but the last to be the same size",
-                    odd.number
-                ),
-            ));
-        }
-        // The reader finds the parts from the first part's size and the
-        // total: the last part must be no larger than the others, and not
-        // empty, or the object could not be read back.
-        let total: u64 = chosen.iter().map(|(p, _)| p.size).sum();
-        let last = chosen.last().map(|(p, _)| p.size).unwrap_or(0);
-        let readable = part_plaintext_len(first.0.size)
-            .and_then(|size| Layout::new(size, total))
-            .is_some_and(|l| {
-                l.parts == chosen.len() as u64 && Some(l.last_part_size) == part_plaintext_len(last)
-            });
-        if !readable {
-            return Err(S3Error::new(
-                S3ErrorCode::InvalidPart,
-                "the last part of an encrypted upload must be no larger than the others and not empty",
-            ));
-        }
-    }
+    check_layout(chosen.iter().map(|(p, _)| *p))?;
     let mut body = write_parts(chosen.into_iter());
     let close = b"</CompleteMultipartUpload>".len();
     let pad = (len as usize).checked_sub(body.len()).ok_or_else(|| {
@@ -445,7 +441,7 @@ mod tests {
     }
 
     #[test]
-    fn parts_must_exist_with_their_etag_and_equal_sizes() {
+    fn parts_must_exist_with_their_etag_in_any_readable_layout() {
         let parts = vec![stored(1, 100), stored(2, 90), stored(3, 40)];
         let len = upstream_len(&parts);
         let wrong_etag = parse_complete(list(&[(1, "e9", None)]).as_bytes()).unwrap();
@@ -467,31 +463,55 @@ mod tests {
             upstream_body(&missing, &parts, len).unwrap_err().code,
             S3ErrorCode::InvalidPart
         );
-        let unequal =
-            parse_complete(list(&[(1, "e1", None), (2, "e2", None), (3, "e3", None)]).as_bytes())
-                .unwrap();
-        assert_eq!(
-            upstream_body(&unequal, &parts, len).unwrap_err().code,
-            S3ErrorCode::InvalidPart
-        );
-        let last_may_be_smaller =
-            parse_complete(list(&[(1, "e1", None), (2, "e2", None)]).as_bytes()).unwrap();
-        assert!(upstream_body(&last_may_be_smaller, &parts, len).is_ok());
-        // A last part larger than the first, or empty, could not be read back.
-        for last in [101, 0] {
-            let parts = vec![stored(1, 100), stored(2, last)];
-            let len = upstream_len(&parts);
-            let client =
-                parse_complete(list(&[(1, "e1", None), (2, "e2", None)]).as_bytes()).unwrap();
-            assert_eq!(
-                upstream_body(&client, &parts, len).unwrap_err().code,
-                S3ErrorCode::InvalidPart,
-                "last part of {last}"
+        // Any sizes: unequal, a larger or empty last part.
+        for sizes in [vec![100, 90, 40], vec![100, 101], vec![100, 0], vec![0]] {
+            let parts: Vec<StoredPart> = (1..)
+                .zip(&sizes)
+                .map(|(n, &size)| stored(n, size))
+                .collect();
+            let numbers: Vec<(u32, String)> = (1..=sizes.len() as u32)
+                .map(|n| (n, format!("e{n}")))
+                .collect();
+            let listed: Vec<(u32, &str, Option<&str>)> = numbers
+                .iter()
+                .map(|(n, e)| (*n, e.as_str(), None))
+                .collect();
+            let client = parse_complete(list(&listed).as_bytes()).unwrap();
+            assert!(
+                upstream_body(&client, &parts, upstream_len(&parts)).is_ok(),
+                "{sizes:?}"
             );
         }
-        let single_empty = vec![stored(1, 0)];
+        // Except those a reader would take for a regular layout.
+        let f = 65_536;
+        let parts = vec![
+            stored(1, 8 * f),
+            stored(2, 4 * f),
+            stored(3, 12 * f),
+            stored(4, 8 * f),
+        ];
+        let client = parse_complete(
+            list(&[
+                (1, "e1", None),
+                (2, "e2", None),
+                (3, "e3", None),
+                (4, "e4", None),
+            ])
+            .as_bytes(),
+        )
+        .unwrap();
+        let refused = upstream_body(&client, &parts, upstream_len(&parts)).unwrap_err();
+        assert_eq!(refused.code, S3ErrorCode::InvalidPart);
+        // A stored size no encrypted part can have.
+        let mut odd = vec![stored(1, 100)];
+        odd[0].size = 10;
         let client = parse_complete(list(&[(1, "e1", None)]).as_bytes()).unwrap();
-        assert!(upstream_body(&client, &single_empty, upstream_len(&single_empty)).is_ok());
+        assert_eq!(
+            upstream_body(&client, &odd, upstream_len(&odd))
+                .unwrap_err()
+                .code,
+            S3ErrorCode::InvalidPart
+        );
     }
 
     /// Known values: composite = CRC32 of the concatenated part CRC32s; a

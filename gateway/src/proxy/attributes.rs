@@ -6,7 +6,7 @@
 //! plaintext object is described as stored, unless the bucket is mandatory.
 
 use sealgate_envelope::format::plaintext_len;
-use sealgate_envelope::multipart::{Layout, PartHeader, PART_HEADER_LEN};
+use sealgate_envelope::multipart::{PartHeader, PART_HEADER_LEN};
 use sealgate_filters::plan::ReadRequest;
 use sealgate_filters::s3::{attributes, S3Error, S3ErrorCode};
 
@@ -118,8 +118,13 @@ impl Gateway {
         let (_, stored) = stored_extent(&resp).ok_or_else(|| self.integrity("length"))?;
         let size = if meta.multipart {
             let first = PartHeader::decode(&body).ok_or_else(|| self.integrity("part"))?;
-            Layout::new(first.size, stored)
-                .ok_or_else(|| self.integrity("length"))?
+            let source = super::route::Route {
+                upstream_host: ctx.route.upstream_host.clone(),
+                upstream_path_and_query: path,
+                ..Default::default()
+            };
+            self.layout_of(&source, &resp, &first, stored, &ctx.request_id)
+                .await?
                 .plaintext_total()
         } else {
             plaintext_len(stored).ok_or_else(|| self.integrity("length"))?

@@ -7,7 +7,7 @@
 
 use pingora::http::ResponseHeader;
 use sealgate_envelope::format::{plaintext_len, ByteRange};
-use sealgate_envelope::multipart::{Layout, PartHeader, PartsDecryptor, PART_HEADER_LEN};
+use sealgate_envelope::multipart::{PartHeader, PartsDecryptor, PART_HEADER_LEN};
 use sealgate_envelope::{Backend, Decryptor, EnvelopeMeta, ObjectKey};
 use sealgate_filters::s3::{S3Error, S3ErrorCode};
 
@@ -91,7 +91,7 @@ impl Gateway {
                 )
             }
             Some(meta) => {
-                self.probe_parts(meta, body, stored_total, range, route, request_id)
+                self.probe_parts(meta, resp, body, stored_total, range, route, request_id)
                     .await?
             }
         })
@@ -100,9 +100,11 @@ impl Gateway {
     /// A multipart object's probe: the part layout from the first part's
     /// header, and the header of the part where the range starts (a second
     /// probe, checked to be the same object).
+    #[allow(clippy::too_many_arguments)]
     async fn probe_parts(
         &self,
         meta: EnvelopeMeta,
+        resp: &ResponseHeader,
         first: &[u8],
         stored_total: u64,
         range: ByteRange,
@@ -111,8 +113,9 @@ impl Gateway {
     ) -> Result<(ReadTarget, Option<(u64, u64)>), S3Error> {
         let head_len = PART_HEADER_LEN - 1;
         let first = PartHeader::decode(first).ok_or_else(|| self.integrity("part"))?;
-        let layout =
-            Layout::new(first.size, stored_total).ok_or_else(|| self.integrity("length"))?;
+        let layout = self
+            .layout_of(route, resp, &first, stored_total, request_id)
+            .await?;
         let span = range
             .resolve(layout.plaintext_total())
             .ok_or_else(invalid_range)?;
@@ -205,7 +208,7 @@ impl Gateway {
             )
         })?;
         let Some(target) = self
-            .read_target(read, meta, stored_total, &ctx.route)
+            .read_target(read, meta, stored_total, &ctx.route, &ctx.request_id)
             .await?
         else {
             return Ok(()); // plaintext: served as stored
@@ -252,13 +255,14 @@ impl Gateway {
 
     /// What the response holds: `None` for a plaintext object served as
     /// stored; the probed target (checked to be the same object), or the
-    /// whole object's (multipart objects: one probe for the part size).
+    /// whole object's (multipart objects: probes for the part layout).
     async fn read_target(
         &self,
         read: &ReadPlan,
         meta: Option<EnvelopeMeta>,
         stored_total: u64,
         route: &super::route::Route,
+        request_id: &str,
     ) -> Result<Option<ReadTarget>, S3Error> {
         Ok(Some(match (read.target.clone(), meta) {
             (Some(ReadTarget::Plain), None) | (None, None) => {
@@ -290,7 +294,7 @@ impl Gateway {
                 }
             }
             (None, Some(m)) if read.range.is_none() => {
-                let (_, body) = self
+                let (probe, body) = self
                     .upstream
                     .probe(
                         &route.upstream_host,
@@ -305,9 +309,16 @@ impl Gateway {
                             "the storage backend could not be reached; retry",
                         )
                     })?;
+                let same = self
+                    .read_meta(&probe, request_id)?
+                    .is_some_and(|p| same_object(&p, &m));
+                if !same {
+                    return Err(changed());
+                }
                 let first = PartHeader::decode(&body).ok_or_else(|| self.integrity("part"))?;
-                let layout = Layout::new(first.size, stored_total)
-                    .ok_or_else(|| self.integrity("length"))?;
+                let layout = self
+                    .layout_of(route, &probe, &first, stored_total, request_id)
+                    .await?;
                 let total = layout.plaintext_total();
                 ReadTarget::Multipart {
                     meta: m,

@@ -1,13 +1,13 @@
 //! `?partNumber=N` reads of encrypted objects. The backend's parts are
 //! stored parts (headers and frames), so the gateway reads part N's
 //! plaintext as a byte range of the whole object instead: the part
-//! layout comes from the first part header, the upstream request loses
+//! layout comes from the part headers, the upstream request loses
 //! `partNumber`, and the answer is S3's: 206 with the part's plaintext
 //! `Content-Range`, and `x-amz-mp-parts-count`. A single-stream object is
 //! one part; a plaintext object is left to the backend.
 
 use sealgate_envelope::format::ByteRange;
-use sealgate_envelope::multipart::{Layout, PartHeader, PART_HEADER_LEN};
+use sealgate_envelope::multipart::{PartHeader, PART_HEADER_LEN};
 use sealgate_filters::s3::{S3Error, S3ErrorCode};
 
 use super::read_target::stored_extent;
@@ -77,13 +77,14 @@ impl Gateway {
         }
         let (_, stored_total) = stored_extent(&resp).ok_or_else(|| self.integrity("length"))?;
         let first = PartHeader::decode(&body).ok_or_else(|| self.integrity("part"))?;
-        let layout =
-            Layout::new(first.size, stored_total).ok_or_else(|| self.integrity("length"))?;
+        let layout = self
+            .layout_of(&source, &resp, &first, stored_total, &ctx.request_id)
+            .await?;
         let index = u64::from(n) - 1;
-        if index >= layout.parts || layout.part_len(index) == 0 {
+        if index >= layout.parts() || layout.part_len(index) == 0 {
             return Err(no_such_part());
         }
-        let start = index * layout.part_size;
+        let start = layout.plain_start(index);
         let range = ByteRange::From {
             start,
             end: Some(start + layout.part_len(index) - 1),
@@ -96,7 +97,7 @@ impl Gateway {
             read.range = Some(range);
             read.target = Some(target);
             read.upstream_range = upstream_range;
-            read.parts_count = Some(layout.parts);
+            read.parts_count = Some(layout.parts());
         }
         Ok(())
     }

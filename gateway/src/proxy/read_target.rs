@@ -13,6 +13,7 @@ use sealgate_filters::s3::{S3Error, S3ErrorCode};
 
 use super::errors::internal;
 use crate::keys::key_error;
+use crate::part_layout::LayoutError;
 
 /// What the client asked to read (from the plan), and what a probe found.
 pub struct ReadPlan {
@@ -171,6 +172,39 @@ pub fn changed() -> S3Error {
 }
 
 impl super::Gateway {
+    /// The part layout of the multipart object at `route`, from a probe's
+    /// answer `resp` (its ETag) and the first part's header.
+    pub(super) async fn layout_of(
+        &self,
+        route: &super::route::Route,
+        resp: &ResponseHeader,
+        first: &PartHeader,
+        stored_total: u64,
+        request_id: &str,
+    ) -> Result<Layout, S3Error> {
+        let etag = resp.headers.get("etag").and_then(|v| v.to_str().ok());
+        self.upstream
+            .part_layout(
+                &route.upstream_host,
+                &route.upstream_path_and_query,
+                first,
+                stored_total,
+                etag,
+            )
+            .await
+            .map_err(|e| match e {
+                LayoutError::Unavailable(e) => {
+                    tracing::warn!(request_id = %request_id, error = %e, "reading part headers failed");
+                    S3Error::new(
+                        S3ErrorCode::ServiceUnavailable,
+                        "the storage backend could not be reached; retry",
+                    )
+                }
+                LayoutError::Changed => changed(),
+                LayoutError::Integrity => self.integrity("part"),
+            })
+    }
+
     /// The binding reads in a bucket with `enc` are checked against.
     pub(super) fn read_binding(&self, enc: Option<BucketEncryption>) -> Option<ReadBinding> {
         let enc = enc?;

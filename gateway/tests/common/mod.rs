@@ -465,9 +465,18 @@ pub struct Moto {
 impl Moto {
     /// Starts moto and creates `buckets` in it.
     pub fn start(buckets: &[&str]) -> Moto {
+        Self::start_with_min_part(buckets, None)
+    }
+
+    /// As [`Moto::start`], with S3's 5 MiB least size of a part but the
+    /// last lowered to `min_part` bytes (uploads of many parts in a test).
+    pub fn start_with_min_part(buckets: &[&str], min_part: Option<u64>) -> Moto {
         let (child, port) = spawn_listening("moto_server (pip install 'moto[server]')", |port| {
             let mut cmd = Command::new("moto_server");
             cmd.args(["-H", "127.0.0.1", "-p", &port.to_string()]);
+            if let Some(n) = min_part {
+                cmd.env("S3_UPLOAD_PART_MIN_SIZE", n.to_string());
+            }
             cmd
         });
         let moto = Moto {

@@ -122,7 +122,8 @@ def main():
                            aws_secret_access_key=secret, region_name="us-east-1")
     single = bytes((i * 7 + 3) % 251 for i in range(200_000))
     gw.put_object(Bucket=bucket, Key="single", Body=single)
-    parts = [bytes([i]) * (5 * 1024 * 1024) for i in (1, 2)] + [b"tail" * 1000]
+    # Unequal parts: the layout is read from the part headers.
+    parts = [bytes([1]) * (5 * 1024 * 1024), bytes([2]) * (6 * 1024 * 1024 + 3), b"tail" * 1000]
     up = gw.create_multipart_upload(Bucket=bucket, Key="multi")["UploadId"]
     done = [{"PartNumber": n + 1,
              "ETag": gw.upload_part(Bucket=bucket, Key="multi", UploadId=up,
