@@ -127,6 +127,8 @@ pub enum Plan {
     Read(ReadRequest),
     /// Object listings of an encrypting bucket: plaintext sizes.
     Listing,
+    /// ListMultipartUploads of an encrypting bucket: the gateway's tokens.
+    ListUploads,
     /// GetObjectAttributes in an encrypting bucket: the plaintext size,
     /// nothing that describes stored bytes.
     Attributes { mandatory: bool },
@@ -296,6 +298,7 @@ pub fn decide(r: &Request) -> Result<Plan, S3Error> {
             Operation::ListObjects | Operation::ListObjectsV2 | Operation::ListObjectVersions,
             Some(_),
         ) => Plan::Listing,
+        (Operation::ListMultipartUploads, Some(_)) => Plan::ListUploads,
         (Operation::ListBuckets, _) => Plan::ListBuckets,
         (Operation::GetObjectAttributes, Some(enc)) => Plan::Attributes {
             mandatory: enc.mandatory,
@@ -466,6 +469,7 @@ mod tests {
                     .unwrap_or_default()
             ),
             Ok(Plan::Listing) => "listing".into(),
+            Ok(Plan::ListUploads) => "list-uploads".into(),
             Ok(Plan::Attributes { .. }) => "attributes".into(),
             Ok(Plan::ListBuckets) => "list-buckets".into(),
             Ok(Plan::Copy { replace, .. }) => {

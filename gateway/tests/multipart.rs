@@ -213,3 +213,18 @@ fn every_part_layout_reads_back_exactly() {
     let gw = encrypted_gateway(&moto);
     assert_eq!(python_ok(ANY_LAYOUT, &[&gw.url(), "many"]).trim(), "ok");
 }
+
+const LIST_UPLOADS: &str = include_str!("py/multipart_list_uploads.py");
+
+/// ListMultipartUploads answers tokens that resume and abort the listed
+/// uploads; the records behind them are hidden and removed when done.
+#[test]
+fn listed_uploads_can_be_resumed_with_their_listed_ids() {
+    let garage = Garage::start(&["demo"]);
+    let gw = encrypted_gateway(&garage);
+    let (id, secret) = garage.credentials();
+    assert_eq!(
+        python_ok(LIST_UPLOADS, &[&gw.url(), &garage.url(), id, secret]).trim(),
+        "ok"
+    );
+}

@@ -12,6 +12,7 @@ pub mod post_policy;
 pub mod request;
 pub mod sigv4;
 pub mod upload_id;
+pub mod upload_records;
 pub mod uri;
 pub(crate) mod xml;
 

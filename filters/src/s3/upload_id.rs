@@ -187,6 +187,8 @@ impl UploadToken {
 /// the upload's place once the backend's id is known.
 pub struct UploadIdRewrite {
     buf: Vec<u8>,
+    /// The backend's id and the token that replaced it, once written.
+    issued: Option<(String, String)>,
     token: UploadToken,
     key: TokenKey,
     bucket: String,
@@ -201,6 +203,7 @@ impl UploadIdRewrite {
     pub fn new(token: UploadToken, key: TokenKey, bucket: String, object: String) -> Self {
         Self {
             buf: Vec::new(),
+            issued: None,
             token,
             key,
             bucket,
@@ -225,12 +228,23 @@ impl UploadIdRewrite {
         let mut token = self.token.clone();
         token.upload_id = quick_xml::escape::unescape(raw).ok()?.into_owned();
         token.seal(&self.key, &self.bucket, &self.object);
-        Some(Bytes::from(format!(
+        let encoded = token.encode();
+        let body = format!(
             "{}<UploadId>{}</UploadId>{}",
             &text[..a],
-            token.encode(),
+            encoded,
             &text[b + "</UploadId>".len()..]
-        )))
+        );
+        self.issued = Some((token.upload_id, encoded));
+        Some(Bytes::from(body))
+    }
+
+    /// The backend's upload id and the token the client was given for it,
+    /// once the response was rewritten.
+    pub fn issued(&self) -> Option<(&str, &str)> {
+        self.issued
+            .as_ref()
+            .map(|(id, t)| (id.as_str(), t.as_str()))
     }
 }
 

@@ -9,7 +9,7 @@
 //! | `request_body_filter` | `multipart` part list or `upload` stream | a check that fails leaves the upstream body short: nothing is stored |
 //! | `upstream_response_filter` | `upload` / `read` / `listing` / `multipart` responses | the data key is unwrapped here (async); the body phase is synchronous |
 //! | `upstream_response_body_filter` | the response body transformation | decrypts or rewrites; never releases unauthenticated plaintext |
-//! | `fail_to_proxy` / `logging` | `errors` / `observe` | one place writes S3 errors; one access line per request |
+//! | `fail_to_proxy` / `logging` | `errors` / `observe`, then `uploads` records | one place writes S3 errors; one access line per request; upload records are kept before the connection serves its next request |
 
 mod attributes;
 mod auth;
@@ -35,6 +35,7 @@ mod sign;
 mod token;
 mod upload;
 mod upload_stream;
+mod uploads;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -113,6 +114,8 @@ pub enum Op {
     /// A copy out of an encrypting bucket into a pass-through one: served
     /// by the gateway, decrypted.
     PlainCopy(Box<plain_copy::PlainCopy>),
+    /// ListMultipartUploads of an encrypting bucket: tokens by backend id.
+    ListUploads(std::collections::HashMap<String, String>),
 }
 
 impl Gateway {
@@ -173,6 +176,7 @@ impl Gateway {
         self.prepare_complete(ctx).await?;
         self.probe_read(ctx).await?;
         self.prepare_attributes(ctx).await?;
+        self.prepare_uploads(ctx).await?;
         self.prepare_copy(req, ctx).await
     }
 
@@ -239,6 +243,7 @@ impl Gateway {
                 attributes::AttributesPlan::new(mandatory, self.read_binding(encryption.take())),
             )),
             Plan::Listing => Op::Listing,
+            Plan::ListUploads => Op::ListUploads(Default::default()),
             Plan::ListBuckets => Op::ListBuckets(identity.grants()),
             Plan::Copy { key_id, replace } => Op::Copy(Box::new(copy::CopyObject {
                 key_id,
@@ -282,8 +287,7 @@ impl ProxyHttp for Gateway {
             return Ok(true);
         }
         match self.prepare(session.req_header(), ctx).await {
-            // The gateway makes the part itself and answers.
-            // A copy the gateway makes itself: it answers too.
+            // A copy (or part copy) the gateway makes itself: it answers.
             Ok(()) if ctx.op.served_by_gateway() => {
                 self.serve_copy(session, ctx).await?;
                 Ok(true)
@@ -390,6 +394,9 @@ impl ProxyHttp for Gateway {
                 resp.remove_header(http::header::CONTENT_LENGTH.as_str());
                 ctx.response_body = Some(listing::buckets(self.config.clone(), grants.clone()));
             }
+            Op::ListUploads(t) if resp.status.as_u16() == 200 => {
+                ctx.response_body = Some(Self::list_uploads_body(resp, t))
+            }
             Op::Complete(complete) => ctx.response_body = complete.respond(resp)?,
             Op::Create(Create::Ready(create)) => ctx.response_body = create.respond(resp)?,
             _ => {}
@@ -438,5 +445,6 @@ impl ProxyHttp for Gateway {
 
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut Ctx) {
         self.observe(session, e, ctx);
+        self.keep_upload_records(session, ctx).await;
     }
 }

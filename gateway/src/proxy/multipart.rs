@@ -57,7 +57,7 @@ pub struct CreatePlan {
 /// first (their count fixes the upstream body's length), then the client's
 /// list is checked against them and rewritten (see `filters::s3::multipart`).
 pub struct CompletePlan {
-    token: UploadToken,
+    pub(super) token: UploadToken,
     stored: Vec<StoredPart>,
     upstream_len: u64,
     /// The client's part list as it arrives.

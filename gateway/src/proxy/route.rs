@@ -88,6 +88,11 @@ impl Gateway {
             .map(|(k, v)| match (k.as_str(), &ctx.route.upload_token) {
                 // The backend knows its own upload id, not the gateway's token.
                 ("uploadId", Some(t)) => format!("uploadId={}", uri::encode(&t.upload_id)),
+                // A listing resumed after a token: the backend's id it names.
+                ("upload-id-marker", _) if UploadToken::decode(v).is_some() => format!(
+                    "upload-id-marker={}",
+                    uri::encode(&UploadToken::decode(v).expect("decoded above").upload_id)
+                ),
                 _ => format!("{}={}", uri::encode(k), uri::encode(v)),
             })
             .collect();

@@ -1,0 +1,232 @@
+//! ListMultipartUploads on encrypting buckets, and the upload records that
+//! make it answer the gateway's tokens (`filters::s3::upload_records`):
+//! written once a Create was answered, removed once the upload completed
+//! or was aborted, read for every listing. Recording and removing run
+//! after the response is written and before the connection serves its
+//! next request; a failure is logged and leaves that upload listed with
+//! the backend's id (which Abort accepts), never a wrong token.
+
+use std::collections::HashMap;
+
+use pingora::proxy::Session;
+use sealgate_filters::s3::upload_records::{
+    is_record_key, parse_upload_page, record_keys, record_prefix, recorded_tokens,
+    rewrite_upload_list, RECORD_PREFIX,
+};
+use sealgate_filters::s3::{uri, Operation, S3Error, S3ErrorCode};
+
+use super::response::{ResponseBody, WholeRewrite};
+use super::{Create, Ctx, Gateway, Op};
+use crate::upstream::encode_key;
+
+/// Most pages of records read for one listing (1,000 uploads a page):
+/// beyond, uploads are listed with the backend's ids.
+const MAX_RECORD_PAGES: usize = 10;
+
+/// Largest ListMultipartUploads page read from the backend.
+const MAX_UPLOAD_PAGE: usize = 4 * 1024 * 1024;
+
+impl Gateway {
+    /// Keys under the records' prefix are the gateway's in encrypting
+    /// buckets; a ListMultipartUploads there reads the bucket's records
+    /// before the real listing goes upstream.
+    pub(super) async fn prepare_uploads(&self, ctx: &mut Ctx) -> Result<(), S3Error> {
+        let encrypting = ctx.audit.policy.is_some();
+        if encrypting && ctx.audit.key.as_deref().is_some_and(is_record_key) {
+            return Err(S3Error::new(
+                S3ErrorCode::AccessDenied,
+                format!("keys under {RECORD_PREFIX} are reserved for the gateway's upload records"),
+            ));
+        }
+        if !matches!(ctx.op, Op::ListUploads(_)) {
+            return Ok(());
+        }
+        let Some(bucket) = ctx.route.bucket.clone() else {
+            return Ok(());
+        };
+        let keys = self
+            .list_upload_keys(&bucket, RECORD_PREFIX, MAX_RECORD_PAGES)
+            .await
+            .map_err(|e| {
+                tracing::warn!(request_id = %ctx.request_id, error = %e, "reading upload records failed");
+                S3Error::new(
+                    S3ErrorCode::ServiceUnavailable,
+                    "the storage backend could not be reached; retry",
+                )
+            })?;
+        let found = recorded_tokens(keys.iter().map(|(k, _)| k.as_str()));
+        ctx.op = Op::ListUploads(found);
+        Ok(())
+    }
+
+    /// The listing's body rewrite: tokens for ids, records hidden (the
+    /// length changes: streamed chunked).
+    pub(super) fn list_uploads_body(
+        resp: &mut pingora::http::ResponseHeader,
+        tokens: &HashMap<String, String>,
+    ) -> ResponseBody {
+        resp.remove_header(http::header::CONTENT_LENGTH.as_str());
+        let tokens = tokens.clone();
+        ResponseBody::Whole(WholeRewrite::new(move |xml: &str| {
+            rewrite_upload_list(xml, &tokens).unwrap_or_else(|| {
+                S3Error::new(
+                    S3ErrorCode::InternalError,
+                    "the backend's upload list could not be read",
+                )
+                .to_xml("", "")
+            })
+        }))
+    }
+
+    /// After the response: records a new upload's token, or removes the
+    /// records of an upload that completed or was aborted.
+    pub(super) async fn keep_upload_records(&self, session: &Session, ctx: &Ctx) {
+        let status = session.response_written().map_or(0, |r| r.status.as_u16());
+        let Some(bucket) = ctx.route.bucket.as_deref() else {
+            return;
+        };
+        let result = match (&ctx.op, &ctx.response_body) {
+            (Op::Create(Create::Ready(_)), Some(ResponseBody::UploadId(rewrite)))
+                if status == 200 =>
+            {
+                let Some((upload_id, token)) = rewrite.issued() else {
+                    return;
+                };
+                self.record_upload(bucket, upload_id, token).await
+            }
+            (Op::Complete(plan), _) if status == 200 => {
+                self.forget_if_gone(bucket, ctx, &plan.token.upload_id)
+                    .await
+            }
+            (Op::PassThrough, _)
+                if status == 204 && ctx.audit.operation == Operation::AbortMultipartUpload =>
+            {
+                match &ctx.route.upload_token {
+                    Some(t) => self.forget_upload(bucket, &t.upload_id).await,
+                    None => return,
+                }
+            }
+            _ => return,
+        };
+        if let Err(e) = result {
+            tracing::warn!(request_id = %ctx.request_id, error = %e, "keeping the upload record failed");
+        }
+    }
+
+    async fn record_upload(
+        &self,
+        bucket: &str,
+        upload_id: &str,
+        token: &str,
+    ) -> Result<(), String> {
+        for key in record_keys(upload_id, token) {
+            let path = self.object_path(bucket, &key);
+            let (resp, _) = self
+                .upstream
+                .request(
+                    "POST",
+                    &path.0,
+                    &format!("{}?uploads", path.1),
+                    &[],
+                    Default::default(),
+                    64 * 1024,
+                )
+                .await
+                .map_err(|e| e.to_string())?;
+            if !resp.status.is_success() {
+                return Err(format!("recording the upload answered {}", resp.status));
+            }
+        }
+        Ok(())
+    }
+
+    /// Removes the records once the backend no longer has the upload (a
+    /// Complete may answer 200 with an error document).
+    async fn forget_if_gone(&self, bucket: &str, ctx: &Ctx, upload_id: &str) -> Result<(), String> {
+        let Some(key) = ctx.audit.key.as_deref() else {
+            return Ok(());
+        };
+        let (host, path) = self.object_path(bucket, key);
+        let (resp, _) = self
+            .upstream
+            .get(
+                &host,
+                &format!("{path}?max-parts=1&uploadId={}", uri::encode(upload_id)),
+                None,
+                MAX_UPLOAD_PAGE,
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+        if resp.status.as_u16() != 404 {
+            return Ok(());
+        }
+        self.forget_upload(bucket, upload_id).await
+    }
+
+    async fn forget_upload(&self, bucket: &str, upload_id: &str) -> Result<(), String> {
+        for (key, id) in self
+            .list_upload_keys(bucket, &record_prefix(upload_id), 1)
+            .await?
+        {
+            if !is_record_key(&key) {
+                continue;
+            }
+            let (host, path) = self.object_path(bucket, &key);
+            self.upstream
+                .request(
+                    "DELETE",
+                    &host,
+                    &format!("{path}?uploadId={}", uri::encode(&id)),
+                    &[],
+                    Default::default(),
+                    64 * 1024,
+                )
+                .await
+                .map_err(|e| e.to_string())?;
+        }
+        Ok(())
+    }
+
+    /// Keys and ids of the bucket's unfinished uploads under `prefix`, at
+    /// most `max_pages` pages.
+    async fn list_upload_keys(
+        &self,
+        bucket: &str,
+        prefix: &str,
+        max_pages: usize,
+    ) -> Result<Vec<(String, String)>, String> {
+        let (host, path) = self.upstream.address(Some(bucket), None);
+        let mut out = Vec::new();
+        let mut marker: Option<(String, String)> = None;
+        for _ in 0..max_pages {
+            let mut query = format!("{path}?uploads&prefix={}", uri::encode(prefix));
+            if let Some((key, id)) = &marker {
+                query.push_str(&format!(
+                    "&key-marker={}&upload-id-marker={}",
+                    uri::encode(key),
+                    uri::encode(id)
+                ));
+            }
+            let (resp, body) = self
+                .upstream
+                .get(&host, &query, None, MAX_UPLOAD_PAGE)
+                .await
+                .map_err(|e| e.to_string())?;
+            if resp.status.as_u16() != 200 {
+                return Err(format!("listing upload records answered {}", resp.status));
+            }
+            let page = parse_upload_page(&body).map_err(|e| e.message)?;
+            out.extend(page.uploads);
+            match page.next {
+                Some(next) => marker = Some(next),
+                None => break,
+            }
+        }
+        Ok(out)
+    }
+
+    /// Host and path of `key` in `bucket` at the backend.
+    fn object_path(&self, bucket: &str, key: &str) -> (String, String) {
+        self.upstream.address(Some(bucket), Some(&encode_key(key)))
+    }
+}

@@ -1,0 +1,55 @@
+# ListMultipartUploads on an encrypting bucket answers the gateway's
+# upload-id tokens (boto3): a listed upload is resumed and completed with
+# the listed id, another aborted with it; pages follow the tokens; the
+# gateway's records of its uploads are never listed, and none is left at
+# the backend once the uploads are done.
+# argv: gateway url, backend url, backend access key, backend secret.
+import sys, boto3
+from botocore.config import Config
+s3 = boto3.client("s3", endpoint_url=sys.argv[1], config=Config(retries={"max_attempts": 1}))
+backend = boto3.client("s3", endpoint_url=sys.argv[2], aws_access_key_id=sys.argv[3],
+                       aws_secret_access_key=sys.argv[4], region_name="us-east-1")
+MiB = 1024 * 1024
+first = bytes(range(256)) * (5 * MiB // 256)
+a = s3.create_multipart_upload(Bucket="demo", Key="a")["UploadId"]
+e1 = s3.upload_part(Bucket="demo", Key="a", UploadId=a, PartNumber=1, Body=first)["ETag"]
+b = s3.create_multipart_upload(Bucket="demo", Key="b/c")["UploadId"]
+assert a.startswith("sgmp") and b.startswith("sgmp"), (a, b)
+
+
+def listed(**kw):
+    pages = s3.get_paginator("list_multipart_uploads").paginate(Bucket="demo", **kw)
+    return [(u["Key"], u["UploadId"]) for p in pages for u in p.get("Uploads", [])] + \
+        [("prefix:" + c["Prefix"], "") for p in pages for c in p.get("CommonPrefixes", [])]
+
+
+assert sorted(listed()) == sorted([("a", a), ("b/c", b)]), listed()
+# One upload a page: each page's markers are tokens too.
+assert sorted(listed(PaginationConfig={"PageSize": 1})) == sorted([("a", a), ("b/c", b)])
+assert listed(Delimiter="/") == [("a", a), ("prefix:b/", "")], listed(Delimiter="/")
+# The backend holds the gateway's records beside the uploads.
+raw = backend.list_multipart_uploads(Bucket="demo").get("Uploads", [])
+assert any(u["Key"].startswith(".sealgate/uploads/") for u in raw), raw
+
+# Resumed with the listed id (a client that lost its own): parts listed,
+# one more uploaded, completed, read back.
+(_, resumed), = [u for u in listed() if u[0] == "a"]
+parts = s3.list_parts(Bucket="demo", Key="a", UploadId=resumed)["Parts"]
+assert [(p["PartNumber"], p["Size"]) for p in parts] == [(1, 5 * MiB)], parts
+e2 = s3.upload_part(Bucket="demo", Key="a", UploadId=resumed, PartNumber=2, Body=b"tail")["ETag"]
+s3.complete_multipart_upload(Bucket="demo", Key="a", UploadId=resumed, MultipartUpload={
+    "Parts": [{"PartNumber": 1, "ETag": e1}, {"PartNumber": 2, "ETag": e2}]})
+assert s3.get_object(Bucket="demo", Key="a")["Body"].read() == first + b"tail"
+assert listed() == [("b/c", b)], listed()
+(_, listed_b), = listed()
+s3.abort_multipart_upload(Bucket="demo", Key="b/c", UploadId=listed_b)
+assert listed() == [], listed()
+raw = backend.list_multipart_uploads(Bucket="demo").get("Uploads", [])
+assert raw == [], raw
+# The records' keys are the gateway's.
+try:
+    s3.create_multipart_upload(Bucket="demo", Key=".sealgate/uploads/0/0-1/x")
+    raise SystemExit("a record key was taken")
+except s3.exceptions.ClientError as e:
+    assert e.response["Error"]["Code"] == "AccessDenied", e.response
+print("ok")
