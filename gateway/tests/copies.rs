@@ -226,3 +226,14 @@ fn copies_across_encrypting_and_pass_through_buckets() {
         );
     }
 }
+
+const VERSIONS: &str = include_str!("py/copies_versions.py");
+
+/// Copies the gateway makes report the stored copy's LastModified and the
+/// source version, as S3 does (moto: the local backends keep no versions).
+#[test]
+fn gateway_made_copies_report_time_and_source_version() {
+    let moto = Moto::start(&["demo", "src"]);
+    let gw = encrypted_gateway(&moto);
+    assert_eq!(python_ok(VERSIONS, &[&gw.url()]).trim(), "ok");
+}

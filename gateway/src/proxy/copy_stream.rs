@@ -13,7 +13,7 @@ use pingora::prelude::*;
 use pingora::protocols::http::client::HttpSession;
 use pingora::proxy::Session;
 use sealgate_filters::s3::chunked::encode::UNSIGNED_TRAILER;
-use sealgate_filters::s3::sigv4::{format_amz_date, UNSIGNED_PAYLOAD};
+use sealgate_filters::s3::sigv4::{format_iso8601, parse_http_date, UNSIGNED_PAYLOAD};
 use sealgate_filters::s3::{S3Error, S3ErrorCode};
 
 use super::copy_source::{source_failed, CopySource, SourceBody};
@@ -38,6 +38,8 @@ pub(super) struct PendingUpload {
 pub(super) struct Stored {
     pub etag: String,
     pub version_id: Option<String>,
+    /// The source's version, as S3 reports it for a versioned source.
+    pub source_version_id: Option<String>,
 }
 
 impl Gateway {
@@ -88,7 +90,14 @@ impl Gateway {
             }
             self.upstream.release(from).await;
         }
-        self.finish_upload(PendingUpload { dst, cipher }).await
+        let mut stored = self.finish_upload(PendingUpload { dst, cipher }).await?;
+        stored.source_version_id = src
+            .probe
+            .headers
+            .get("x-amz-version-id")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        Ok(stored)
     }
 
     /// Streams a client's body through `plan` into the upstream `put`:
@@ -220,7 +229,11 @@ impl Gateway {
         let etag = header("etag").ok_or_else(unreachable_dest)?;
         let version_id = header("x-amz-version-id");
         self.upstream.release(dst).await;
-        Ok(Stored { etag, version_id })
+        Ok(Stored {
+            etag,
+            version_id,
+            source_version_id: None,
+        })
     }
 
     /// S3's answer to a copy: `<{root}>` (`CopyObjectResult` or
@@ -232,19 +245,7 @@ impl Gateway {
         root: &str,
         stored: &Stored,
     ) -> Result<()> {
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs() as i64);
-        let d = format_amz_date(now);
-        let modified = format!(
-            "{}-{}-{}T{}:{}:{}.000Z",
-            &d[0..4],
-            &d[4..6],
-            &d[6..8],
-            &d[9..11],
-            &d[11..13],
-            &d[13..15]
-        );
+        let modified = self.copy_modified(ctx, root, &stored.etag).await;
         let body = format!(
             "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<{root} xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\"><LastModified>{modified}</LastModified><ETag>{}</ETag></{root}>",
             stored.etag.replace('"', "&quot;")
@@ -256,6 +257,9 @@ impl Gateway {
         if let Some(v) = &stored.version_id {
             resp.insert_header("x-amz-version-id", v.as_str())?;
         }
+        if let Some(v) = &stored.source_version_id {
+            resp.insert_header("x-amz-copy-source-version-id", v.as_str())?;
+        }
         // A plaintext copy (out of an encrypting bucket) has no SSE to claim.
         if let Some(key_id) = &ctx.audit.key_id {
             set_sse_headers(&mut resp, key_id)?;
@@ -265,6 +269,42 @@ impl Gateway {
             .write_response_body(Some(Bytes::from(body)), true)
             .await?;
         Ok(())
+    }
+}
+
+impl Gateway {
+    /// The copy's `LastModified`: the stored object's own (a HEAD pinned to
+    /// the copy's ETag), so it matches what HEAD and listings say; a part
+    /// copy, or a HEAD that fails, gets the gateway's clock.
+    async fn copy_modified(&self, ctx: &Ctx, root: &str, etag: &str) -> String {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64);
+        if root != "CopyObjectResult" {
+            return format_iso8601(now);
+        }
+        let path = ctx
+            .route
+            .upstream_path_and_query
+            .split('?')
+            .next()
+            .unwrap_or("/");
+        let headed = self
+            .upstream
+            .request(
+                "HEAD",
+                &ctx.route.upstream_host,
+                path,
+                &[("if-match", etag)],
+                Bytes::new(),
+                0,
+            )
+            .await;
+        let stored = headed.ok().and_then(|(resp, _)| {
+            let v = resp.headers.get(http::header::LAST_MODIFIED)?;
+            (resp.status.as_u16() == 200).then(|| parse_http_date(v.to_str().ok()?))?
+        });
+        format_iso8601(stored.unwrap_or(now))
     }
 }
 

@@ -45,6 +45,47 @@ pub fn format_amz_date(t: i64) -> String {
     )
 }
 
+/// Formats Unix seconds as S3's XML timestamps, `yyyy-mm-ddThh:mm:ss.000Z`.
+pub fn format_iso8601(t: i64) -> String {
+    let days = t.div_euclid(86_400);
+    let secs = t.rem_euclid(86_400);
+    let (y, m, d) = civil_from_days(days);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.000Z",
+        secs / 3600,
+        (secs / 60) % 60,
+        secs % 60
+    )
+}
+
+const MONTHS: [&str; 12] = [
+    "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+];
+
+/// Parses an HTTP date (`Sun, 06 Nov 1994 08:49:37 GMT`, as
+/// `Last-Modified` carries it) to Unix seconds.
+pub fn parse_http_date(s: &str) -> Option<i64> {
+    let (_, rest) = s.split_once(", ")?;
+    let mut f = rest.split(' ');
+    let (d, mon, y, time, zone) = (f.next()?, f.next()?, f.next()?, f.next()?, f.next()?);
+    if zone != "GMT" || f.next().is_some() || d.len() != 2 || y.len() != 4 {
+        return None;
+    }
+    let m = MONTHS.iter().position(|&x| x == mon)? as i64 + 1;
+    let num = |t: &str| -> Option<i64> {
+        t.bytes()
+            .all(|c| c.is_ascii_digit())
+            .then(|| t.parse().ok())?
+    };
+    let mut hms = time.split(':');
+    let (h, mi, se) = (num(hms.next()?)?, num(hms.next()?)?, num(hms.next()?)?);
+    let (d, y) = (num(d)?, num(y)?);
+    if hms.next().is_some() || !(1..=31).contains(&d) || h > 23 || mi > 59 || se > 60 {
+        return None;
+    }
+    Some(days_from_civil(y, m, d) * 86_400 + h * 3600 + mi * 60 + se)
+}
+
 fn civil_from_days(z: i64) -> (i64, i64, i64) {
     let z = z + 719_468;
     let era = z.div_euclid(146_097);
@@ -56,4 +97,29 @@ fn civil_from_days(z: i64) -> (i64, i64, i64) {
     let d = doy - (153 * mp + 2) / 5 + 1;
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
     (if m <= 2 { y + 1 } else { y }, m, d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn http_dates_become_s3_timestamps() {
+        let t = parse_http_date("Sun, 06 Nov 1994 08:49:37 GMT").unwrap();
+        assert_eq!(format_iso8601(t), "1994-11-06T08:49:37.000Z");
+        assert_eq!(parse_amz_date("19941106T084937Z"), Some(t));
+        let leap = parse_http_date("Thu, 29 Feb 2024 23:59:59 GMT").unwrap();
+        assert_eq!(format_iso8601(leap), "2024-02-29T23:59:59.000Z");
+        for bad in [
+            "Sun, 06 Nov 1994 08:49:37 UTC",
+            "Sun, 6 Nov 1994 08:49:37 GMT",
+            "Sun, 06 Foo 1994 08:49:37 GMT",
+            "Sun, 06 Nov 1994 24:49:37 GMT",
+            "Sun, 06 Nov 1994 08:49 GMT",
+            "Sunday, 06-Nov-94 08:49:37 GMT",
+            "",
+        ] {
+            assert_eq!(parse_http_date(bad), None, "{bad}");
+        }
+    }
 }

@@ -355,7 +355,7 @@ mod date;
 mod sign;
 use authorization::malformed;
 pub use authorization::{parse, AuthStyle, Authorization};
-pub use date::{format_amz_date, parse_amz_date};
+pub use date::{format_amz_date, format_iso8601, parse_amz_date, parse_http_date};
 pub use sign::{ScopedKey, ToSign};
 
 #[cfg(test)]
