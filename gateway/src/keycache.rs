@@ -46,14 +46,34 @@ struct Unwrapped {
     expires: Instant,
 }
 
+/// The key provider and data-key cache metrics (docs/METRICS.md).
+#[derive(Clone)]
+pub struct KeyMetrics {
+    pub calls: prometheus::IntCounterVec,
+    pub duration: prometheus::HistogramVec,
+    pub entries: prometheus::IntGaugeVec,
+    pub evictions: prometheus::IntCounterVec,
+}
+
+impl KeyMetrics {
+    pub fn from(m: &crate::metrics::Metrics) -> Self {
+        Self {
+            calls: m.key_provider_calls_total.clone(),
+            duration: m.key_provider_call_duration_seconds.clone(),
+            entries: m.data_key_cache_entries.clone(),
+            evictions: m.data_key_cache_evictions_total.clone(),
+        }
+    }
+}
+
 /// A key provider with data-key caches in front.
 pub struct CachingProvider {
     inner: Arc<dyn KeyProvider>,
     ttl: Duration,
     /// `logging.kms_operations`: every call and cache answer at debug.
     log_calls: bool,
-    /// `sealgate_key_provider_calls_total`, where there is a registry.
-    calls: Option<prometheus::IntCounterVec>,
+    /// Calls, latency and cache metrics, where there is a registry.
+    metrics: Option<KeyMetrics>,
     encrypt: Cache<EncryptKey, Arc<Issued>>,
     decrypt: Cache<[u8; 32], Arc<Unwrapped>>,
 }
@@ -81,22 +101,45 @@ impl CachingProvider {
             inner,
             ttl,
             log_calls,
-            calls: None,
+            metrics: None,
             encrypt: Cache::new(MAX_ENTRIES),
             decrypt: Cache::new(MAX_ENTRIES),
         }
     }
 
-    /// Counts provider operations into `counter`.
-    pub fn with_metrics(mut self, counter: prometheus::IntCounterVec) -> Self {
-        self.calls = Some(counter);
+    /// Counts provider operations and cache state into `metrics`.
+    pub fn with_metrics(mut self, metrics: KeyMetrics) -> Self {
+        self.metrics = Some(metrics);
         self
     }
 
     fn count(&self, operation: &str, result: &str) {
-        if let Some(c) = &self.calls {
-            c.with_label_values(&[self.inner.name(), operation, result])
+        if let Some(m) = &self.metrics {
+            m.calls
+                .with_label_values(&[self.inner.name(), operation, result])
                 .inc();
+        }
+    }
+
+    /// A cached key dropped (`expired`, or `used` up), and the entries left.
+    fn evicted(&self, cache: &str, reason: &str) {
+        if let Some(m) = &self.metrics {
+            m.evictions
+                .with_label_values(&[self.inner.name(), cache, reason])
+                .inc();
+        }
+        self.count_entries();
+    }
+
+    fn count_entries(&self) {
+        if let Some(m) = &self.metrics {
+            let name = self.inner.name();
+            m.entries
+                .with_label_values(&[name, "encrypt"])
+                .set(self.encrypt.len() as i64);
+            m.entries
+                .with_label_values(&[name, "decrypt"])
+                .set(self.decrypt.len() as i64);
         }
     }
 
@@ -122,8 +165,14 @@ impl CachingProvider {
     ) -> Result<T, KeyError> {
         let started = Instant::now();
         let out = fut.await;
-        let ms = started.elapsed().as_secs_f64() * 1000.0;
+        let seconds = started.elapsed().as_secs_f64();
+        let ms = seconds * 1000.0;
         self.count(operation, if out.is_ok() { "ok" } else { "error" });
+        if let Some(m) = &self.metrics {
+            m.duration
+                .with_label_values(&[self.inner.name(), operation])
+                .observe(seconds);
+        }
         match &out {
             Err(e) => tracing::warn!(
                 target: "sealgate::kms",
@@ -201,6 +250,12 @@ impl KeyProvider for CachingProvider {
                         });
                     }
                     self.encrypt.remove(&id);
+                    let reason = if Instant::now() < entry.expires {
+                        "used"
+                    } else {
+                        "expired"
+                    };
+                    self.evicted("encrypt", reason);
                 }
                 Err(guard) => {
                     let key = generate().await?;
@@ -217,6 +272,7 @@ impl KeyProvider for CachingProvider {
                         expires,
                         uses: AtomicU64::new(1),
                     }));
+                    self.count_entries();
                     return Ok(key);
                 }
             }
@@ -249,6 +305,7 @@ impl KeyProvider for CachingProvider {
                 }
                 Ok(_) => {
                     self.decrypt.remove(&id);
+                    self.evicted("decrypt", "expired");
                 }
                 Err(guard) => {
                     let plaintext = unwrap().await?;
@@ -256,6 +313,7 @@ impl KeyProvider for CachingProvider {
                         plaintext: plaintext.clone(),
                         expires: Instant::now() + self.ttl,
                     }));
+                    self.count_entries();
                     return Ok(plaintext);
                 }
             }

@@ -24,7 +24,7 @@ impl Providers {
     /// connect on first use, on the runtime that serves requests.
     pub async fn from_config(
         config: &Config,
-        calls: Option<prometheus::IntCounterVec>,
+        metrics: Option<crate::keycache::KeyMetrics>,
     ) -> Result<Self, String> {
         let mut by_name: HashMap<String, Arc<dyn KeyProvider>> = HashMap::new();
         for (name, p) in &config.encryption.providers {
@@ -53,8 +53,8 @@ impl Providers {
                 p.kind.data_key_cache_ttl(),
                 config.logging.kms_operations,
             );
-            if let Some(c) = &calls {
-                cached = cached.with_metrics(c.clone());
+            if let Some(m) = &metrics {
+                cached = cached.with_metrics(m.clone());
             }
             by_name.insert(name.clone(), Arc::new(cached));
         }

@@ -4,14 +4,16 @@
 //! Naming: `sealgate_` prefix, unit suffixes, `_total` only on counters,
 //! closed label sets (operation names, S3 error codes, status classes).
 
-use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry};
+use prometheus::{
+    HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+};
 
 /// Latency buckets from 1 ms to ~60 s.
 const LATENCY_BUCKETS: &[f64] = &[
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
 ];
 
-/// Every metric the gateway exports.
+/// Every metric the gateway exports (docs/METRICS.md is the reference).
 pub struct Metrics {
     pub registry: Registry,
     /// Requests by operation and HTTP status class (`2xx`, `4xx`, ...).
@@ -20,99 +22,197 @@ pub struct Metrics {
     pub request_duration_seconds: HistogramVec,
     /// Requests refused by the gateway itself, by S3 error code.
     pub rejected_total: IntCounterVec,
+    /// Requests whose signature, credentials or time did not check, by
+    /// S3 error code.
+    pub authentication_failures_total: IntCounterVec,
+    /// Authenticated requests refused for lack of permission, by reason
+    /// (`permission`, `bucket`, `reserved`).
+    pub authorization_refusals_total: IntCounterVec,
+    /// Requests a bucket's encryption policy refused, by S3 error code.
+    pub policy_refusals_total: IntCounterVec,
+    /// Body bytes by side (`client`, `upstream`) and direction (`in`:
+    /// towards the gateway, `out`: from it). Client bytes are plaintext,
+    /// upstream bytes stored bytes.
+    pub body_bytes_total: IntCounterVec,
+    /// Plaintext bytes by operation (`encrypt`, `decrypt`).
+    pub crypto_bytes_total: IntCounterVec,
     /// Upstream failures (connect, reset, timeout) by kind.
     pub upstream_errors_total: IntCounterVec,
+    /// Upstream connections used, by whether they were reused.
+    pub upstream_connections_total: IntCounterVec,
+    /// Time from the upstream request to its response header.
+    pub upstream_response_seconds: HistogramVec,
     /// Requests being served now.
     pub in_flight_requests: IntGauge,
     /// Stored objects that failed a check on read, by reason
-    /// (`frame`, `commitment`, `metadata`, `length`, `key`).
+    /// (`frame`, `commitment`, `metadata`, `length`, `key`, `part`).
     pub decrypt_failures_total: IntCounterVec,
     /// Requests refused because what the client handed back or asked to
     /// decrypt is not bound to where it was used, by reason (`token`:
     /// a forged or moved upload id; `key`: an object under a provider or
     /// key its bucket does not allow; `context`: an object whose
-    /// encryption context lacks its bucket's).
+    /// encryption context lacks its bucket's; `bucket`: an object of
+    /// another bucket).
     pub binding_refusals_total: IntCounterVec,
     /// Key provider operations by provider, operation and result
     /// (`cache_hit`, `ok`, `error`): how well the data-key cache works and
     /// how often the KMS is really called.
     pub key_provider_calls_total: IntCounterVec,
+    /// Latency of the key provider calls that were made (not cache hits).
+    pub key_provider_call_duration_seconds: HistogramVec,
+    /// Data keys cached now, by provider and cache (`encrypt`, `decrypt`).
+    pub data_key_cache_entries: IntGaugeVec,
+    /// Data keys dropped from a cache, by provider, cache and reason
+    /// (`expired`; `used`: an encrypt key that reached its object limit).
+    pub data_key_cache_evictions_total: IntCounterVec,
+    /// Always 1, labelled with the version.
+    pub build_info: IntGaugeVec,
+}
+
+fn counter(name: &str, help: &str, labels: &[&str]) -> prometheus::Result<IntCounterVec> {
+    IntCounterVec::new(Opts::new(name, help), labels)
+}
+
+fn histogram(name: &str, help: &str, labels: &[&str]) -> prometheus::Result<HistogramVec> {
+    HistogramVec::new(
+        HistogramOpts::new(name, help).buckets(LATENCY_BUCKETS.to_vec()),
+        labels,
+    )
 }
 
 impl Metrics {
     /// Creates the metrics and registers them into `registry`.
     pub fn register(registry: Registry) -> prometheus::Result<Self> {
-        let requests_total = IntCounterVec::new(
-            Opts::new(
+        let m = Self {
+            requests_total: counter(
                 "sealgate_requests_total",
                 "S3 requests served, by operation and status class",
-            ),
-            &["operation", "status_class"],
-        )?;
-        let request_duration_seconds = HistogramVec::new(
-            HistogramOpts::new(
+                &["operation", "status_class"],
+            )?,
+            request_duration_seconds: histogram(
                 "sealgate_request_duration_seconds",
                 "Time from request to last response byte",
-            )
-            .buckets(LATENCY_BUCKETS.to_vec()),
-            &["operation"],
-        )?;
-        let rejected_total = IntCounterVec::new(
-            Opts::new(
+                &["operation"],
+            )?,
+            rejected_total: counter(
                 "sealgate_rejected_requests_total",
                 "Requests the gateway refused, by S3 error code",
-            ),
-            &["code"],
-        )?;
-        let upstream_errors_total = IntCounterVec::new(
-            Opts::new(
+                &["code"],
+            )?,
+            authentication_failures_total: counter(
+                "sealgate_authentication_failures_total",
+                "Requests that failed authentication, by S3 error code",
+                &["code"],
+            )?,
+            authorization_refusals_total: counter(
+                "sealgate_authorization_refusals_total",
+                "Authenticated requests refused, by reason",
+                &["reason"],
+            )?,
+            policy_refusals_total: counter(
+                "sealgate_policy_refusals_total",
+                "Requests a bucket's encryption policy refused, by S3 error code",
+                &["code"],
+            )?,
+            body_bytes_total: counter(
+                "sealgate_body_bytes_total",
+                "Body bytes, by side (client: plaintext, upstream: stored) and direction",
+                &["side", "direction"],
+            )?,
+            crypto_bytes_total: counter(
+                "sealgate_crypto_bytes_total",
+                "Plaintext bytes encrypted or decrypted",
+                &["operation"],
+            )?,
+            upstream_errors_total: counter(
                 "sealgate_upstream_errors_total",
                 "Failed exchanges with the upstream S3, by kind",
-            ),
-            &["kind"],
-        )?;
-        let in_flight_requests =
-            IntGauge::new("sealgate_in_flight_requests", "Requests being served")?;
-        let decrypt_failures_total = IntCounterVec::new(
-            Opts::new(
+                &["kind"],
+            )?,
+            upstream_connections_total: counter(
+                "sealgate_upstream_connections_total",
+                "Upstream connections used, by reuse",
+                &["reused"],
+            )?,
+            upstream_response_seconds: histogram(
+                "sealgate_upstream_response_seconds",
+                "Time from the upstream request to its response header, by operation",
+                &["operation"],
+            )?,
+            in_flight_requests: IntGauge::new(
+                "sealgate_in_flight_requests",
+                "Requests being served",
+            )?,
+            decrypt_failures_total: counter(
                 "sealgate_decrypt_failures_total",
                 "Stored objects that failed an integrity check on read, by reason",
-            ),
-            &["reason"],
-        )?;
-        let binding_refusals_total = IntCounterVec::new(
-            Opts::new(
+                &["reason"],
+            )?,
+            binding_refusals_total: counter(
                 "sealgate_binding_refusals_total",
                 "Tokens and objects refused for not belonging where they were used, by reason",
-            ),
-            &["reason"],
-        )?;
-        registry.register(Box::new(binding_refusals_total.clone()))?;
-        let key_provider_calls_total = IntCounterVec::new(
-            Opts::new(
+                &["reason"],
+            )?,
+            key_provider_calls_total: counter(
                 "sealgate_key_provider_calls_total",
                 "Key provider operations, by provider, operation and result (cache_hit, ok, error)",
-            ),
-            &["provider", "operation", "result"],
-        )?;
-        registry.register(Box::new(key_provider_calls_total.clone()))?;
-        registry.register(Box::new(decrypt_failures_total.clone()))?;
-        registry.register(Box::new(requests_total.clone()))?;
-        registry.register(Box::new(request_duration_seconds.clone()))?;
-        registry.register(Box::new(rejected_total.clone()))?;
-        registry.register(Box::new(upstream_errors_total.clone()))?;
-        registry.register(Box::new(in_flight_requests.clone()))?;
-        Ok(Self {
+                &["provider", "operation", "result"],
+            )?,
+            key_provider_call_duration_seconds: histogram(
+                "sealgate_key_provider_call_duration_seconds",
+                "Latency of key provider calls made (not answered from the cache)",
+                &["provider", "operation"],
+            )?,
+            data_key_cache_entries: IntGaugeVec::new(
+                Opts::new(
+                    "sealgate_data_key_cache_entries",
+                    "Data keys cached, by provider and cache",
+                ),
+                &["provider", "cache"],
+            )?,
+            data_key_cache_evictions_total: counter(
+                "sealgate_data_key_cache_evictions_total",
+                "Data keys dropped from a cache, by provider, cache and reason",
+                &["provider", "cache", "reason"],
+            )?,
+            build_info: IntGaugeVec::new(
+                Opts::new("sealgate_build_info", "Always 1, labelled with the version"),
+                &["version"],
+            )?,
             registry,
-            requests_total,
-            request_duration_seconds,
-            rejected_total,
-            upstream_errors_total,
-            in_flight_requests,
-            decrypt_failures_total,
-            binding_refusals_total,
-            key_provider_calls_total,
-        })
+        };
+        let r = &m.registry;
+        for c in [
+            &m.requests_total,
+            &m.rejected_total,
+            &m.authentication_failures_total,
+            &m.authorization_refusals_total,
+            &m.policy_refusals_total,
+            &m.body_bytes_total,
+            &m.crypto_bytes_total,
+            &m.upstream_errors_total,
+            &m.upstream_connections_total,
+            &m.decrypt_failures_total,
+            &m.binding_refusals_total,
+            &m.key_provider_calls_total,
+            &m.data_key_cache_evictions_total,
+        ] {
+            r.register(Box::new(c.clone()))?;
+        }
+        for h in [
+            &m.request_duration_seconds,
+            &m.upstream_response_seconds,
+            &m.key_provider_call_duration_seconds,
+        ] {
+            r.register(Box::new(h.clone()))?;
+        }
+        r.register(Box::new(m.data_key_cache_entries.clone()))?;
+        r.register(Box::new(m.build_info.clone()))?;
+        r.register(Box::new(m.in_flight_requests.clone()))?;
+        m.build_info
+            .with_label_values(&[env!("CARGO_PKG_VERSION")])
+            .set(1);
+        Ok(m)
     }
 
     /// The text exposition format.

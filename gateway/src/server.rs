@@ -184,7 +184,7 @@ pub fn start(config: Config, options: RunOptions) -> Result<GatewayHandle, Start
     let providers = rt
         .block_on(crate::keys::Providers::from_config(
             &config,
-            Some(metrics.key_provider_calls_total.clone()),
+            Some(crate::keycache::KeyMetrics::from(&metrics)),
         ))
         .map_err(StartError::Providers)?;
     drop(rt);

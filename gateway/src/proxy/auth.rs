@@ -65,21 +65,33 @@ impl Gateway {
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_secs() as i64)
             .unwrap_or(0);
-        let identity = self.clients.authenticate(
-            &RequestParts {
-                method: req.method.as_str(),
-                raw_path,
-                query: &query,
-                headers: &req.headers,
-            },
-            now,
-        )?;
+        let identity = self
+            .clients
+            .authenticate(
+                &RequestParts {
+                    method: req.method.as_str(),
+                    raw_path,
+                    query: &query,
+                    headers: &req.headers,
+                },
+                now,
+            )
+            .inspect_err(|e| {
+                self.metrics
+                    .authentication_failures_total
+                    .with_label_values(&[e.code.as_str()])
+                    .inc();
+            })?;
         ctx.audit.access_key_id = Some(identity.access_key_id.clone());
         let bucket = match &s3.bucket {
             Some(typed) => {
-                let resolved = self.resolve_bucket(typed)?;
+                let resolved = self
+                    .resolve_bucket(typed)
+                    .map_err(|e| self.refused("bucket", e))?;
                 let needed = permission::required(s3.operation, &req.method, &query, &req.headers);
-                identity.authorize(&resolved.name, needed)?;
+                identity
+                    .authorize(&resolved.name, needed)
+                    .map_err(|e| self.refused("permission", e))?;
                 Some(resolved)
             }
             // Only ListBuckets names no bucket; nothing else without one
@@ -98,6 +110,15 @@ impl Gateway {
             identity,
             query,
         })
+    }
+
+    /// Counts an authenticated request refused for `reason`.
+    pub(super) fn refused(&self, reason: &str, e: S3Error) -> S3Error {
+        self.metrics
+            .authorization_refusals_total
+            .with_label_values(&[reason])
+            .inc();
+        e
     }
 
     /// The typed bucket name resolved; the real name of an alias is

@@ -3,7 +3,7 @@
 //!
 //! | phase | stages, in order | why this order |
 //! |---|---|---|
-//! | `request_filter` | `auth` (bucket resolved, permission checked) → plan (`sealgate_filters::plan`) → `route` → `token` → `upload`/`multipart` key work → `read` probe → `copy` probe; a copy the gateway makes is then served here | nothing is looked at before the client is authenticated and authorised; the plan needs the bucket's policy; the route's payload hash depends on the plan; a token is trusted only once its MAC checks; key work and probes are async and must finish before the upstream header goes out |
+//! | `request_filter` | `auth` (bucket resolved, permission checked) → plan (`sealgate_filters::plan`, then `op`) → `route` → `token` → `upload`/`multipart` key work → `read` probe → `copy` probe; a copy the gateway makes is then served here | nothing is looked at before the client is authenticated and authorised; the plan needs the bucket's policy; the route's payload hash depends on the plan; a token is trusted only once its MAC checks; key work and probes are async and must finish before the upstream header goes out |
 //! | `upstream_peer` | pooled prototype peer | one `HttpPeer` per endpoint so connections are reused |
 //! | `upstream_request_filter` | `sign` (stage header changes, then signing last) | the signature must cover the final header; runs per attempt, so each attempt gets a fresh body state |
 //! | `request_body_filter` | `multipart` part list or `upload` stream | a check that fails leaves the upstream body short: nothing is stored |
@@ -23,6 +23,7 @@ mod hostile_tests;
 mod listing;
 mod multipart;
 mod observe;
+mod op;
 mod part_copy;
 mod plain_copy;
 mod post;
@@ -49,18 +50,18 @@ use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use sealgate_config::Config;
 use sealgate_filters::auth::Clients;
 use sealgate_filters::plan::{self, Plan};
-use sealgate_filters::policy::{self, BucketEncryption};
+use sealgate_filters::policy;
 use sealgate_filters::s3::S3Error;
 
 use crate::keys::Providers;
 use crate::metrics::Metrics;
 use crate::upstream::UpstreamTarget;
-use multipart::{complete_plan, Create};
+use multipart::Create;
 use observe::{AuditRecord, RequestIds};
 use read_target::ReadPlan;
 use response::{set_sse_headers, strip_response, ResponseBody};
 use route::Route;
-use upload::{client_checksum, Upload, UploadPlan};
+use upload::Upload;
 use upload_stream::UploadStream;
 
 /// The gateway's proxy logic, shared by all requests.
@@ -88,6 +89,13 @@ pub struct Ctx {
     /// A check that failed while the request body streamed.
     body_error: Option<S3Error>,
     audit: AuditRecord,
+    /// Body bytes sent to and read from the upstream, and plaintext bytes
+    /// released by decryption (for the metrics at the end).
+    upstream_out: u64,
+    upstream_in: u64,
+    decrypted: u64,
+    /// When the upstream request header went out.
+    upstream_sent: Option<Instant>,
 }
 
 /// What the gateway does with the request, and the state it needs.
@@ -157,6 +165,12 @@ impl Gateway {
             encryption: enc.as_ref(),
             default_key_id,
             has_token: ctx.route.upload_token.is_some(),
+        })
+        .inspect_err(|e| {
+            self.metrics
+                .policy_refusals_total
+                .with_label_values(&[e.code.as_str()])
+                .inc();
         })?;
         // Complete, ListParts, Abort: the token must be genuine and for
         // this object (UploadPart checks it as it unwraps the key).
@@ -179,87 +193,6 @@ impl Gateway {
         self.prepare_uploads(ctx).await?;
         self.prepare_copy(req, ctx).await
     }
-
-    /// The plan with the state its stages need; fills the audit record.
-    fn op_for(
-        &self,
-        plan: Plan,
-        encryption: Option<BucketEncryption>,
-        req: &RequestHeader,
-        identity: &sealgate_filters::auth::Identity,
-        ctx: &mut Ctx,
-    ) -> Result<Op, S3Error> {
-        ctx.audit.policy =
-            encryption
-                .as_ref()
-                .map(|e| if e.mandatory { "mandatory" } else { "optional" });
-        let token = || {
-            ctx.route
-                .upload_token
-                .clone()
-                .expect("the plan checked the token")
-        };
-        // Every plan uses the bucket's encryption at most once: moved, not
-        // cloned, on the way to its stage.
-        let mut encryption = encryption;
-        let mut enc = || {
-            encryption
-                .take()
-                .expect("the plan checked the bucket's policy")
-        };
-        Ok(match plan {
-            Plan::PassThrough => Op::PassThrough,
-            Plan::DecodeOnly(body) => Op::Upload(Upload::Ready(UploadPlan::decode_only(body))),
-            Plan::Put { body, key_id } => {
-                self.check_size(sealgate_envelope::ciphertext_len(body.plaintext_len))?;
-                Op::Upload(Upload::Put {
-                    body,
-                    key_id,
-                    enc: enc(),
-                    echo: client_checksum(&req.headers),
-                })
-            }
-            Plan::Part { body, number } => {
-                self.check_size(sealgate_envelope::multipart::stored_part_len(
-                    body.plaintext_len,
-                ))?;
-                Op::Upload(Upload::Part {
-                    body,
-                    number,
-                    token: Box::new(token()),
-                    enc: enc(),
-                    echo: client_checksum(&req.headers),
-                })
-            }
-            Plan::CreateMultipart { key_id, checksum } => Op::Create(Create::Pending {
-                key_id,
-                checksum,
-                enc: enc(),
-            }),
-            Plan::Complete => Op::Complete(Box::new(complete_plan(req, identity, token())?)),
-            Plan::ListParts => Op::ListParts,
-            Plan::Read(r) => Op::Read(ReadPlan::new(r, self.read_binding(encryption.take()))),
-            Plan::Attributes { mandatory } => Op::Attributes(Box::new(
-                attributes::AttributesPlan::new(mandatory, self.read_binding(encryption.take())),
-            )),
-            Plan::Listing => Op::Listing,
-            Plan::ListUploads => Op::ListUploads(Default::default()),
-            Plan::ListBuckets => Op::ListBuckets(identity.grants()),
-            Plan::Copy { key_id, replace } => Op::Copy(Box::new(copy::CopyObject {
-                key_id,
-                replace,
-                enc: enc(),
-                server_side: None,
-                source: None,
-            })),
-            Plan::PartCopy { number, range } => Op::PartCopy(Box::new(part_copy::PartCopy {
-                number,
-                range,
-                token: Box::new(token()),
-                enc: enc(),
-            })),
-        })
-    }
 }
 
 #[async_trait]
@@ -277,6 +210,10 @@ impl ProxyHttp for Gateway {
             response_body: None,
             body_error: None,
             audit: AuditRecord::default(),
+            upstream_out: 0,
+            upstream_in: 0,
+            decrypted: 0,
+            upstream_sent: None,
         }
     }
 
@@ -310,7 +247,27 @@ impl ProxyHttp for Gateway {
         upstream_request: &mut RequestHeader,
         ctx: &mut Ctx,
     ) -> Result<()> {
-        self.upstream_request(session, upstream_request, ctx).await
+        self.upstream_request(session, upstream_request, ctx)
+            .await?;
+        ctx.upstream_sent = Some(Instant::now());
+        Ok(())
+    }
+
+    async fn connected_to_upstream(
+        &self,
+        _session: &mut Session,
+        reused: bool,
+        _peer: &HttpPeer,
+        #[cfg(unix)] _fd: std::os::unix::io::RawFd,
+        #[cfg(windows)] _sock: std::os::windows::io::RawSocket,
+        _digest: Option<&pingora::protocols::Digest>,
+        _ctx: &mut Ctx,
+    ) -> Result<()> {
+        self.metrics
+            .upstream_connections_total
+            .with_label_values(&[if reused { "true" } else { "false" }])
+            .inc();
+        Ok(())
     }
 
     async fn request_body_filter(
@@ -322,7 +279,10 @@ impl ProxyHttp for Gateway {
     ) -> Result<()> {
         let input = match (&ctx.op, &ctx.request_body) {
             (Op::Complete(_), _) | (_, Some(_)) => body.take().unwrap_or_default(),
-            _ => return Ok(()),
+            _ => {
+                ctx.upstream_out += body.as_ref().map_or(0, |b| b.len() as u64);
+                return Ok(());
+            }
         };
         let out = match (&mut ctx.op, &mut ctx.request_body) {
             // Hold the part list until it is whole and checked.
@@ -333,6 +293,7 @@ impl ProxyHttp for Gateway {
         match out {
             // Some(empty) while holding bytes back: None would end the upstream body.
             Ok(out) => {
+                ctx.upstream_out += out.len() as u64;
                 *body = Some(out);
                 Ok(())
             }
@@ -352,6 +313,12 @@ impl ProxyHttp for Gateway {
         resp: &mut ResponseHeader,
         ctx: &mut Ctx,
     ) -> Result<()> {
+        if let Some(sent) = ctx.upstream_sent.take() {
+            self.metrics
+                .upstream_response_seconds
+                .with_label_values(&[ctx.audit.operation.as_str()])
+                .observe(sent.elapsed().as_secs_f64());
+        }
         match &ctx.op {
             Op::Upload(Upload::Ready(plan)) if plan.encrypts() => {
                 strip_response(resp);
@@ -416,11 +383,16 @@ impl ProxyHttp for Gateway {
         end_of_stream: bool,
         ctx: &mut Ctx,
     ) -> Result<Option<std::time::Duration>> {
+        ctx.upstream_in += body.as_ref().map_or(0, |b| b.len() as u64);
         let Some(transform) = &mut ctx.response_body else {
             return Ok(None);
         };
+        let decrypts = matches!(transform, ResponseBody::Decrypt(_) | ResponseBody::Parts(_));
         match transform.push(body.take(), end_of_stream) {
             Ok(out) => {
+                if decrypts {
+                    ctx.decrypted += out.as_ref().map_or(0, |b| b.len() as u64);
+                }
                 *body = out;
                 Ok(None)
             }

@@ -201,6 +201,12 @@ impl Gateway {
             return Err(malformed("the file must be the form's last field"));
         }
         let stored = self.finish_upload(pending).await?;
+        if plan.encrypts() {
+            self.metrics
+                .crypto_bytes_total
+                .with_label_values(&["encrypt"])
+                .inc_by(file_len);
+        }
         Ok(Posted {
             stored,
             bucket: typed,

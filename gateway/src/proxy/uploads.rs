@@ -33,9 +33,14 @@ impl Gateway {
     pub(super) async fn prepare_uploads(&self, ctx: &mut Ctx) -> Result<(), S3Error> {
         let encrypting = ctx.audit.policy.is_some();
         if encrypting && ctx.audit.key.as_deref().is_some_and(is_record_key) {
-            return Err(S3Error::new(
-                S3ErrorCode::AccessDenied,
-                format!("keys under {RECORD_PREFIX} are reserved for the gateway's upload records"),
+            return Err(self.refused(
+                "reserved",
+                S3Error::new(
+                    S3ErrorCode::AccessDenied,
+                    format!(
+                        "keys under {RECORD_PREFIX} are reserved for the gateway's upload records"
+                    ),
+                ),
             ));
         }
         if !matches!(ctx.op, Op::ListUploads(_)) {

@@ -893,3 +893,12 @@ pub fn s3cmd(port: u16, args: &[&str]) -> String {
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
+
+/// The value of one sample in a /metrics text, e.g.
+/// `sealgate_requests_total{operation="PutObject",status_class="2xx"}`
+/// (labels in the order the exporter writes them: sorted by name).
+pub fn metric(text: &str, sample: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(sample)?.strip_prefix(' '))
+        .and_then(|v| v.trim().parse().ok())
+}
