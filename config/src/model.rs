@@ -37,8 +37,13 @@ pub struct Server {
     /// Base domains for virtual-hosted-style requests: a request for
     /// `bucket.<domain>` addresses `bucket`. Anything else is path-style.
     pub domains: Vec<String>,
-    /// How long to wait for in-flight requests on shutdown.
+    /// How long in-flight requests may run on after shutdown begins
+    /// (listeners closed).
     pub grace_period: Duration,
+    /// How long the gateway keeps serving, answering `/readyz` not-ready,
+    /// after SIGTERM and before it stops accepting: the time a load
+    /// balancer needs to take it out of rotation.
+    pub drain_delay: Duration,
 }
 
 /// The HTTPS listener.

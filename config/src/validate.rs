@@ -96,6 +96,7 @@ fn server(r: &mut Reader, top: &Obj) -> Option<Server> {
             "domains",
             "tls",
             "grace_period",
+            "drain_delay",
         ],
     )?;
     let listen = if o.has("listen") {
@@ -169,7 +170,9 @@ fn server(r: &mut Reader, top: &Obj) -> Option<Server> {
     let grace_period = r
         .duration(&o, "grace_period")
         .unwrap_or(DEFAULT_GRACE_PERIOD);
+    let drain_delay = r.duration(&o, "drain_delay").unwrap_or_default();
     Some(Server {
+        drain_delay,
         listen,
         tls,
         admin_listen,

@@ -1,7 +1,7 @@
 //! The admin listener: `/metrics` (Prometheus), `/healthz` (the process is
-//! up) and `/readyz` (the gateway has started serving).
+//! up) and `/readyz` (serving, the upstream reachable, not draining:
+//! `readiness.rs`).
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -14,7 +14,7 @@ use crate::metrics::Metrics;
 /// Serves the admin endpoints.
 pub struct AdminApp {
     pub metrics: Arc<Metrics>,
-    pub ready: Arc<AtomicBool>,
+    pub readiness: Arc<crate::readiness::Readiness>,
 }
 
 fn text(status: StatusCode, content_type: &str, body: impl Into<Vec<u8>>) -> Response<Vec<u8>> {
@@ -38,10 +38,14 @@ impl ServeHttp for AdminApp {
                 self.metrics.render(),
             ),
             "/healthz" => text(StatusCode::OK, "text/plain", "ok\n"),
-            "/readyz" if self.ready.load(Ordering::Acquire) => {
-                text(StatusCode::OK, "text/plain", "ready\n")
-            }
-            "/readyz" => text(StatusCode::SERVICE_UNAVAILABLE, "text/plain", "starting\n"),
+            "/readyz" => match self.readiness.report() {
+                Ok(()) => text(StatusCode::OK, "text/plain", "ready\n"),
+                Err(why) => text(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "text/plain",
+                    format!("{why}\n"),
+                ),
+            },
             _ => text(StatusCode::NOT_FOUND, "text/plain", "not found\n"),
         }
     }

@@ -2,7 +2,6 @@
 //! and/or TLS listeners), the admin service, and a handle that stops it.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,10 +16,17 @@ use tokio::sync::watch;
 use crate::admin::AdminApp;
 use crate::metrics::Metrics;
 use crate::proxy::Gateway;
+use crate::readiness::{
+    Readiness, UpstreamHealth, UPSTREAM_CHECK_INTERVAL, UPSTREAM_CHECK_TIMEOUT,
+};
 use crate::upstream::UpstreamTarget;
 
-/// How often the readiness probe retries connecting to our own listener.
+/// How often the readiness probe retries connecting to our own listener
+/// (and, shutting down, looks for requests still in flight).
 const READY_PROBE_INTERVAL: Duration = Duration::from_millis(20);
+
+/// What the runtimes get to stop once the grace period is over.
+const RUNTIME_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// Errors starting the gateway.
 #[derive(Debug, thiserror::Error)]
@@ -42,13 +48,13 @@ pub struct GatewayHandle {
     shutdown: watch::Sender<bool>,
     thread: Option<std::thread::JoinHandle<()>>,
     pub metrics: Arc<Metrics>,
-    ready: Arc<AtomicBool>,
+    readiness: Arc<Readiness>,
 }
 
 impl GatewayHandle {
     /// True once the S3 listener accepts connections.
     pub fn is_ready(&self) -> bool {
-        self.ready.load(Ordering::Acquire)
+        self.readiness.is_listening()
     }
 
     /// Stops the server (graceful, bounded by the configured grace period).
@@ -70,15 +76,33 @@ impl Drop for GatewayHandle {
     }
 }
 
-/// Shutdown on our watch channel or on SIGTERM / SIGINT.
+/// Shutdown on our watch channel or on SIGTERM / SIGINT: readiness turns
+/// to draining, the listeners serve on for the drain delay, then Pingora's
+/// graceful shutdown closes them and gives in-flight requests the grace
+/// period.
 struct Shutdown {
     rx: watch::Receiver<bool>,
     unix_signals: bool,
+    readiness: Arc<Readiness>,
+    drain_delay: Duration,
 }
 
 #[async_trait]
 impl ShutdownSignalWatch for Shutdown {
     async fn recv(&self) -> ShutdownSignal {
+        let signal = self.signal().await;
+        self.readiness.set_draining();
+        tracing::info!(
+            drain_delay_s = self.drain_delay.as_secs_f64(),
+            "shutting down: not ready, draining"
+        );
+        tokio::time::sleep(self.drain_delay).await;
+        signal
+    }
+}
+
+impl Shutdown {
+    async fn signal(&self) -> ShutdownSignal {
         let mut rx = self.rx.clone();
         let channel = async move {
             while !*rx.borrow_and_update() {
@@ -107,10 +131,16 @@ impl ShutdownSignalWatch for Shutdown {
     }
 }
 
-/// Sets the ready flag once our own S3 listener accepts a connection.
+/// Marks the gateway listening once its own S3 listener accepts a
+/// connection, then checks the upstream while it serves; on shutdown, in
+/// the binary, ends the process as soon as no request is in flight (the
+/// grace period is the most it waits).
 struct ReadyProbe {
     addr: SocketAddr,
-    ready: Arc<AtomicBool>,
+    readiness: Arc<Readiness>,
+    upstream: Arc<UpstreamTarget>,
+    metrics: Arc<Metrics>,
+    exit_when_idle: bool,
 }
 
 #[async_trait]
@@ -124,16 +154,53 @@ impl BackgroundService for ReadyProbe {
                 std::net::Ipv6Addr::LOCALHOST.into()
             });
         }
-        loop {
+        while !self.readiness.is_listening() {
             if tokio::net::TcpStream::connect(target).await.is_ok() {
-                self.ready.store(true, Ordering::Release);
-                return;
+                self.readiness.set_listening();
+                break;
             }
             tokio::select! {
-                _ = shutdown.changed() => return,
+                _ = shutdown.changed() => return self.stopping().await,
                 _ = tokio::time::sleep(READY_PROBE_INTERVAL) => {}
             }
         }
+        let mut health = UpstreamHealth::default();
+        loop {
+            tokio::select! {
+                _ = shutdown.changed() => return self.stopping().await,
+                _ = tokio::time::sleep(UPSTREAM_CHECK_INTERVAL) => {}
+            }
+            let up = health.observe(self.upstream_answers().await);
+            self.readiness.set_upstream_up(up);
+        }
+    }
+}
+
+impl ReadyProbe {
+    /// Any HTTP answer (even a refusal) means the upstream is reachable.
+    async fn upstream_answers(&self) -> bool {
+        let (host, path) = self.upstream.address(None, None);
+        let call = self
+            .upstream
+            .request("HEAD", &host, &path, &[], bytes::Bytes::new(), 0);
+        matches!(
+            tokio::time::timeout(UPSTREAM_CHECK_TIMEOUT, call).await,
+            Ok(Ok(_))
+        )
+    }
+
+    /// The listeners are closing: not ready; the binary exits once the
+    /// last in-flight request is done.
+    async fn stopping(&self) {
+        self.readiness.set_draining();
+        if !self.exit_when_idle {
+            return;
+        }
+        while self.metrics.in_flight_requests.get() > 0 {
+            tokio::time::sleep(READY_PROBE_INTERVAL).await;
+        }
+        tracing::info!("no request in flight: exiting");
+        std::process::exit(0);
     }
 }
 
@@ -153,13 +220,14 @@ pub fn start(config: Config, options: RunOptions) -> Result<GatewayHandle, Start
         .ok_or(StartError::NoListener)?;
     let config = Arc::new(config);
     let metrics = Arc::new(Metrics::register(prometheus::Registry::new())?);
-    let ready = Arc::new(AtomicBool::new(false));
+    let readiness = Arc::new(Readiness::default());
 
     let conf = ServerConf {
         threads: config.server.threads,
-        // Stop accepting at once on shutdown; in-flight requests get the grace period.
-        grace_period_seconds: Some(0),
-        graceful_shutdown_timeout_seconds: Some(config.server.grace_period.as_secs()),
+        // The listeners close when shutdown begins (after the drain delay);
+        // in-flight requests then have the grace period.
+        grace_period_seconds: Some(config.server.grace_period.as_secs()),
+        graceful_shutdown_timeout_seconds: Some(RUNTIME_SHUTDOWN_TIMEOUT.as_secs()),
         ca_file: config
             .upstream
             .ca_bundle
@@ -189,14 +257,20 @@ pub fn start(config: Config, options: RunOptions) -> Result<GatewayHandle, Start
         .map_err(StartError::Providers)?;
     drop(rt);
 
-    add_s3_service(&mut server, &config, upstream, providers, metrics.clone())?;
+    add_s3_service(
+        &mut server,
+        &config,
+        upstream.clone(),
+        providers,
+        metrics.clone(),
+    )?;
 
     if let Some(admin_addr) = config.server.admin_listen {
         let mut admin = Service::new(
             "sealgate-admin".to_string(),
             AdminApp {
                 metrics: metrics.clone(),
-                ready: ready.clone(),
+                readiness: readiness.clone(),
             },
         );
         admin.add_tcp(&admin_addr.to_string());
@@ -206,17 +280,27 @@ pub fn start(config: Config, options: RunOptions) -> Result<GatewayHandle, Start
         "sealgate-ready-probe",
         ReadyProbe {
             addr: probe_addr,
-            ready: ready.clone(),
+            readiness: readiness.clone(),
+            upstream,
+            metrics: metrics.clone(),
+            exit_when_idle: options.unix_signals,
         },
     ));
 
     let (tx, rx) = watch::channel(false);
     let unix_signals = options.unix_signals;
+    let shutdown_readiness = readiness.clone();
+    let drain_delay = config.server.drain_delay;
     let thread = std::thread::Builder::new()
         .name("sealgate-server".into())
         .spawn(move || {
             server.run(RunArgs {
-                shutdown_signal: Box::new(Shutdown { rx, unix_signals }),
+                shutdown_signal: Box::new(Shutdown {
+                    rx,
+                    unix_signals,
+                    readiness: shutdown_readiness,
+                    drain_delay,
+                }),
             })
         })
         .map_err(|e| StartError::Pingora(e.to_string()))?;
@@ -224,7 +308,7 @@ pub fn start(config: Config, options: RunOptions) -> Result<GatewayHandle, Start
         shutdown: tx,
         thread: Some(thread),
         metrics,
-        ready,
+        readiness,
     })
 }
 

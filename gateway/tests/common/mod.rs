@@ -585,7 +585,7 @@ server:
   listen: 127.0.0.1:{port}
   admin_listen: 127.0.0.1:{admin_port}
   threads: 2
-  grace_period: 1s
+  grace_period: 0s
   domains: ["s3.sealgate.test"]
 {tls}storage:
   s3:
@@ -794,6 +794,21 @@ pub fn assert_s3_error(out: &Output, code: &str) {
 }
 
 /// Runs a Python script (boto3 available) with `args`; asserts success and returns stdout.
+/// A python script running with piped stdin and stdout (the client's
+/// credentials in its environment), for tests that talk to it.
+pub fn python_child(script: &str, args: &[&str]) -> std::process::Child {
+    let mut cmd = Command::new("python3");
+    client_env(&mut cmd, CLIENT_KEY, CLIENT_SECRET);
+    cmd.arg("-E")
+        .arg("-c")
+        .arg(script)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("run python3")
+}
+
 pub fn python_ok(script: &str, args: &[&str]) -> String {
     let mut cmd = Command::new("python3");
     client_env(&mut cmd, CLIENT_KEY, CLIENT_SECRET);

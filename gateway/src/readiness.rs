@@ -1,0 +1,108 @@
+//! Readiness, as a load balancer should see it: ready once the S3
+//! listener accepts connections and while the upstream answers; not ready
+//! while draining for shutdown. Key providers are checked once, at start
+//! (a gateway whose keys do not validate does not start): a slow or
+//! failing KMS call fails that request, never the instance's readiness,
+//! since every instance shares the KMS and taking them all out of
+//! rotation helps no one.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+/// How often the upstream is checked once the gateway serves.
+pub const UPSTREAM_CHECK_INTERVAL: Duration = Duration::from_secs(5);
+
+/// Longest an upstream check may take before it counts as failed.
+pub const UPSTREAM_CHECK_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Consecutive failed upstream checks before the instance turns not
+/// ready (one slow answer does not make it flap); one success turns it
+/// ready again.
+pub const UPSTREAM_FAILURES_NOT_READY: u32 = 3;
+
+/// What `/readyz` reports.
+#[derive(Debug, Default)]
+pub struct Readiness {
+    listening: AtomicBool,
+    upstream_down: AtomicBool,
+    draining: AtomicBool,
+}
+
+impl Readiness {
+    /// `Ok` when ready, else why not (the `/readyz` body).
+    pub fn report(&self) -> Result<(), &'static str> {
+        if self.draining.load(Ordering::Acquire) {
+            Err("draining")
+        } else if !self.listening.load(Ordering::Acquire) {
+            Err("starting")
+        } else if self.upstream_down.load(Ordering::Acquire) {
+            Err("upstream unreachable")
+        } else {
+            Ok(())
+        }
+    }
+
+    pub fn is_listening(&self) -> bool {
+        self.listening.load(Ordering::Acquire)
+    }
+
+    pub fn set_listening(&self) {
+        self.listening.store(true, Ordering::Release);
+    }
+
+    pub fn set_draining(&self) {
+        self.draining.store(true, Ordering::Release);
+    }
+
+    pub fn set_upstream_up(&self, up: bool) {
+        self.upstream_down.store(!up, Ordering::Release);
+    }
+}
+
+/// Consecutive upstream check results, reduced to up or down.
+#[derive(Debug, Default)]
+pub struct UpstreamHealth {
+    failures: u32,
+}
+
+impl UpstreamHealth {
+    /// Takes one check's result; returns whether the upstream counts as up.
+    pub fn observe(&mut self, ok: bool) -> bool {
+        self.failures = if ok {
+            0
+        } else {
+            self.failures.saturating_add(1)
+        };
+        self.failures < UPSTREAM_FAILURES_NOT_READY
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_failed_check_does_not_flap() {
+        let mut h = UpstreamHealth::default();
+        assert!(h.observe(false), "one failure");
+        assert!(h.observe(false), "two failures");
+        assert!(h.observe(true), "a success resets");
+        assert!(h.observe(false) && h.observe(false));
+        assert!(!h.observe(false), "three in a row: down");
+        assert!(!h.observe(false));
+        assert!(h.observe(true), "up again at once");
+    }
+
+    #[test]
+    fn readiness_reports_why_not() {
+        let r = Readiness::default();
+        assert_eq!(r.report(), Err("starting"));
+        r.set_listening();
+        assert_eq!(r.report(), Ok(()));
+        r.set_upstream_up(false);
+        assert_eq!(r.report(), Err("upstream unreachable"));
+        r.set_upstream_up(true);
+        r.set_draining();
+        assert_eq!(r.report(), Err("draining"));
+    }
+}

@@ -1,0 +1,121 @@
+//! The gateway as an operator runs it: the binary, signals, readiness.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpStream;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+
+const SLOW_PUT: &str = include_str!("py/operations_slow_put.py");
+
+/// Polls `check` until it holds, failing after `limit`.
+fn until(what: &str, limit: Duration, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !check() {
+        assert!(Instant::now() < deadline, "timed out waiting: {what}");
+        std::thread::yield_now();
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn readyz(admin: &str) -> Option<(u16, String)> {
+    TcpStream::connect(admin).ok()?;
+    Some(http_get(admin, "/readyz"))
+}
+
+/// SIGTERM: /readyz answers "draining" while the listener still serves for
+/// the drain delay; then the listeners close, an upload in flight
+/// finishes and is stored, and the process exits as soon as it is done,
+/// well within the grace period.
+#[test]
+fn sigterm_drains_then_lets_in_flight_uploads_finish() {
+    let backend = Backend::start(&["demo"]);
+    let (port, admin_port) = (free_port(), free_port());
+    let yaml = Gateway::config_yaml(
+        &backend,
+        port,
+        admin_port,
+        None,
+        &Options {
+            extra: LOCAL_PROVIDER,
+            ..Options::default()
+        },
+    )
+    .replace(
+        "  grace_period: 0s",
+        "  grace_period: 60s\n  drain_delay: 2s",
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("sealgate.yaml");
+    std::fs::write(&config, yaml).unwrap();
+    let mut gw = Command::new(env!("CARGO_BIN_EXE_sealgate"))
+        .args(["run", "--config", config.to_str().unwrap()])
+        .env("TEST_UPSTREAM_SECRET", backend.credentials().1)
+        .env("TEST_CLIENT_SECRET", CLIENT_SECRET)
+        .env("TEST_TEAM_SECRET", TEAM_SECRET)
+        .env("TEST_READER_SECRET", READER_SECRET)
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let admin = format!("127.0.0.1:{admin_port}");
+    until("ready", Duration::from_secs(30), || {
+        readyz(&admin).is_some_and(|(s, _)| s == 200)
+    });
+    let url = format!("http://127.0.0.1:{port}");
+    let mut put = python_child(SLOW_PUT, &[&url, "demo", "slow", "3000000"]);
+    let mut out = BufReader::new(put.stdout.take().unwrap());
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    assert_eq!(line.trim(), "started");
+
+    let signalled = Instant::now();
+    assert!(Command::new("kill")
+        .args(["-TERM", &gw.id().to_string()])
+        .status()
+        .unwrap()
+        .success());
+    until("draining", Duration::from_secs(10), || {
+        readyz(&admin).is_some_and(|(s, b)| s == 503 && b.trim() == "draining")
+    });
+    // Still serving while the load balancer takes it out of rotation.
+    let listed = aws_as(CLIENT_KEY, CLIENT_SECRET, &url, &["s3", "ls", "s3://demo/"]);
+    assert!(listed.status.success(), "{listed:?}");
+    until("listeners closed", Duration::from_secs(10), || {
+        TcpStream::connect(("127.0.0.1", port)).is_err()
+    });
+    assert!(
+        signalled.elapsed() >= Duration::from_secs(2),
+        "drained for the delay"
+    );
+    // The upload in flight goes on and is stored.
+    let mut input = put.stdin.take().unwrap();
+    writeln!(input, "go").unwrap();
+    line.clear();
+    out.read_line(&mut line).unwrap();
+    assert!(line.starts_with("200"), "{line}");
+    assert!(put.wait().unwrap().success());
+    // Then the process ends without waiting out the grace period.
+    let ended = Instant::now();
+    let status = loop {
+        if let Some(s) = gw.try_wait().unwrap() {
+            break s;
+        }
+        assert!(ended.elapsed() < Duration::from_secs(20), "still running");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(status.success(), "{status:?}");
+    // Stored encrypted, and whole.
+    let stored = backend.stored("demo", "slow");
+    assert_eq!(
+        stored.len(),
+        3_000_000 + 16 * 3_000_000usize.div_ceil(65_536)
+    );
+    let reader = encrypted_gateway(&backend);
+    let back = dir.path().join("back");
+    cp(&reader.url(), "s3://demo/slow", back.to_str().unwrap());
+    let expected: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
+    assert!(std::fs::read(back).unwrap() == expected);
+}
