@@ -44,6 +44,10 @@ pub struct Server {
     /// after SIGTERM and before it stops accepting: the time a load
     /// balancer needs to take it out of rotation.
     pub drain_delay: Duration,
+    /// The S3 listeners expect a PROXY protocol v2 header on every
+    /// connection (behind an NLB or haproxy) and refuse connections
+    /// without one.
+    pub proxy_protocol: bool,
 }
 
 /// The HTTPS listener.

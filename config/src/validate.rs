@@ -97,6 +97,7 @@ fn server(r: &mut Reader, top: &Obj) -> Option<Server> {
             "tls",
             "grace_period",
             "drain_delay",
+            "proxy_protocol",
         ],
     )?;
     let listen = if o.has("listen") {
@@ -171,8 +172,10 @@ fn server(r: &mut Reader, top: &Obj) -> Option<Server> {
         .duration(&o, "grace_period")
         .unwrap_or(DEFAULT_GRACE_PERIOD);
     let drain_delay = r.duration(&o, "drain_delay").unwrap_or_default();
+    let proxy_protocol = r.boolean(&o, "proxy_protocol").unwrap_or(false);
     Some(Server {
         drain_delay,
+        proxy_protocol,
         listen,
         tls,
         admin_listen,

@@ -9,5 +9,6 @@ pub mod keys;
 pub mod permission;
 pub mod plan;
 pub mod policy;
+pub mod proxy_protocol;
 pub mod rewrap;
 pub mod s3;

@@ -12,6 +12,7 @@ mod kms;
 mod metrics;
 mod part_layout;
 mod proxy;
+mod proxy_protocol;
 mod readiness;
 pub mod rewrap;
 pub mod server;

@@ -198,8 +198,10 @@ fn init_logging(loaded: &Loaded) {
     let level = loaded.config.logging.level.as_str();
     let filter = tracing_subscriber::EnvFilter::try_from_env("SEALGATE_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("{level},pingora=warn")));
+    // Colour only on a terminal: files, journald and log shippers get plain text.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr);
     match loaded.config.logging.format {
         LogFormat::Json => builder.json().init(),

@@ -65,6 +65,10 @@ pub struct Metrics {
     /// Data keys dropped from a cache, by provider, cache and reason
     /// (`expired`; `used`: an encrypt key that reached its object limit).
     pub data_key_cache_evictions_total: IntCounterVec,
+    /// Connections refused for lacking a valid PROXY protocol v2 header,
+    /// by reason (`no_header`, `unsupported`, `too_long`, `malformed`,
+    /// `timeout`).
+    pub proxy_protocol_refusals_total: IntCounterVec,
     /// Always 1, labelled with the version.
     pub build_info: IntGaugeVec,
 }
@@ -175,6 +179,11 @@ impl Metrics {
                 "Data keys dropped from a cache, by provider, cache and reason",
                 &["provider", "cache", "reason"],
             )?,
+            proxy_protocol_refusals_total: counter(
+                "sealgate_proxy_protocol_refusals_total",
+                "Connections refused for lacking a valid PROXY protocol v2 header, by reason",
+                &["reason"],
+            )?,
             build_info: IntGaugeVec::new(
                 Opts::new("sealgate_build_info", "Always 1, labelled with the version"),
                 &["version"],
@@ -196,6 +205,7 @@ impl Metrics {
             &m.binding_refusals_total,
             &m.key_provider_calls_total,
             &m.data_key_cache_evictions_total,
+            &m.proxy_protocol_refusals_total,
         ] {
             r.register(Box::new(c.clone()))?;
         }

@@ -312,7 +312,8 @@ pub fn start(config: Config, options: RunOptions) -> Result<GatewayHandle, Start
     })
 }
 
-/// The S3 proxy service on its plain and/or TLS listeners.
+/// The S3 proxy service on its plain and/or TLS listeners, behind a
+/// PROXY protocol reader where configured.
 fn add_s3_service(
     server: &mut Server,
     config: &Arc<Config>,
@@ -320,14 +321,43 @@ fn add_s3_service(
     providers: crate::keys::Providers,
     metrics: Arc<Metrics>,
 ) -> Result<(), StartError> {
+    let refusals = metrics.proxy_protocol_refusals_total.clone();
     let gateway = Gateway::new(config.clone(), upstream, metrics, providers);
-    let mut proxy =
-        pingora::proxy::http_proxy_service_with_name(&server.configuration, gateway, "sealgate-s3");
+    if config.server.proxy_protocol {
+        let proxy = pingora::proxy::http_proxy(&server.configuration, gateway);
+        let mut service = Service::new(
+            "sealgate-s3".to_string(),
+            crate::proxy_protocol::ProxyProtocolApp {
+                inner: Arc::new(proxy),
+                refusals: refusals.clone(),
+            },
+        );
+        service
+            .endpoints()
+            .set_pre_tls_callback(Arc::new(crate::proxy_protocol::BeforeTls { refusals }));
+        add_listeners(&mut service, config)?;
+        server.add_service(service);
+    } else {
+        let mut proxy = pingora::proxy::http_proxy_service_with_name(
+            &server.configuration,
+            gateway,
+            "sealgate-s3",
+        );
+        add_listeners(&mut proxy, config)?;
+        server.add_service(proxy);
+    }
+    Ok(())
+}
+
+fn add_listeners<A: pingora::apps::ServerApp + Send + Sync + 'static>(
+    service: &mut Service<A>,
+    config: &Config,
+) -> Result<(), StartError> {
     if let Some(addr) = config.server.listen {
-        proxy.add_tcp(&addr.to_string());
+        service.add_tcp(&addr.to_string());
     }
     if let Some(tls) = &config.server.tls {
-        proxy
+        service
             .add_tls(
                 &tls.listen.to_string(),
                 &tls.cert_file.display().to_string(),
@@ -335,7 +365,6 @@ fn add_s3_service(
             )
             .map_err(|e| StartError::Pingora(format!("TLS listener: {e}")))?;
     }
-    server.add_service(proxy);
     Ok(())
 }
 

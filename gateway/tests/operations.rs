@@ -10,6 +10,47 @@ use std::time::{Duration, Instant};
 use common::*;
 
 const SLOW_PUT: &str = include_str!("py/operations_slow_put.py");
+const PROXY_PROTOCOL: &str = include_str!("py/operations_proxy_protocol.py");
+
+/// The binary with `yaml` (the test secrets in its environment), its log
+/// written to `log`.
+fn run_binary(
+    yaml: &str,
+    dir: &std::path::Path,
+    backend: &dyn Upstream,
+    log: Stdio,
+) -> std::process::Child {
+    let config = dir.join("sealgate.yaml");
+    std::fs::write(&config, yaml).unwrap();
+    Command::new(env!("CARGO_BIN_EXE_sealgate"))
+        .args(["run", "--config", config.to_str().unwrap()])
+        .env("TEST_UPSTREAM_SECRET", backend.credentials().1)
+        .env("TEST_CLIENT_SECRET", CLIENT_SECRET)
+        .env("TEST_TEAM_SECRET", TEAM_SECRET)
+        .env("TEST_READER_SECRET", READER_SECRET)
+        .stderr(log)
+        .spawn()
+        .unwrap()
+}
+
+/// Kills the binary when a test fails before it stopped it.
+struct Running(std::process::Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn terminate(child: &mut std::process::Child) -> std::process::ExitStatus {
+    assert!(Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap()
+        .success());
+    child.wait().unwrap()
+}
 
 /// Polls `check` until it holds, failing after `limit`.
 fn until(what: &str, limit: Duration, mut check: impl FnMut() -> bool) {
@@ -49,17 +90,8 @@ fn sigterm_drains_then_lets_in_flight_uploads_finish() {
         "  grace_period: 60s\n  drain_delay: 2s",
     );
     let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("sealgate.yaml");
-    std::fs::write(&config, yaml).unwrap();
-    let mut gw = Command::new(env!("CARGO_BIN_EXE_sealgate"))
-        .args(["run", "--config", config.to_str().unwrap()])
-        .env("TEST_UPSTREAM_SECRET", backend.credentials().1)
-        .env("TEST_CLIENT_SECRET", CLIENT_SECRET)
-        .env("TEST_TEAM_SECRET", TEAM_SECRET)
-        .env("TEST_READER_SECRET", READER_SECRET)
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut running = Running(run_binary(&yaml, dir.path(), &backend, Stdio::null()));
+    let gw = &mut running.0;
     let admin = format!("127.0.0.1:{admin_port}");
     until("ready", Duration::from_secs(30), || {
         readyz(&admin).is_some_and(|(s, _)| s == 200)
@@ -118,4 +150,65 @@ fn sigterm_drains_then_lets_in_flight_uploads_finish() {
     cp(&reader.url(), "s3://demo/slow", back.to_str().unwrap());
     let expected: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
     assert!(std::fs::read(back).unwrap() == expected);
+}
+
+/// Behind a balancer that sends PROXY protocol v2, the access line names
+/// the client the header names; a connection without a header is refused
+/// (closed unanswered) and counted; the balancer's own LOCAL connections
+/// are served.
+#[test]
+fn proxy_protocol_v2_names_the_client_and_is_required() {
+    let backend = Backend::start(&["demo"]);
+    let (port, admin_port) = (free_port(), free_port());
+    let yaml = Gateway::config_yaml(
+        &backend,
+        port,
+        admin_port,
+        None,
+        &Options {
+            extra: LOCAL_PROVIDER,
+            ..Options::default()
+        },
+    )
+    .replace(
+        "  grace_period: 0s",
+        "  grace_period: 0s\n  proxy_protocol: true",
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let log_path = dir.path().join("gateway.log");
+    let log = std::fs::File::create(&log_path).unwrap();
+    let mut running = Running(run_binary(&yaml, dir.path(), &backend, log.into()));
+    let gw = &mut running.0;
+    let admin = format!("127.0.0.1:{admin_port}");
+    until("ready", Duration::from_secs(30), || {
+        readyz(&admin).is_some_and(|(s, _)| s == 200)
+    });
+    let url = format!("http://127.0.0.1:{port}");
+    let lines = python_ok(PROXY_PROTOCOL, &[&url]);
+    let lines: Vec<&str> = lines.lines().collect();
+    assert_eq!(lines[0], "closed", "no header: refused");
+    assert!(lines[1].contains(" 404 "), "{lines:?}");
+    assert!(lines[2].contains(" 404 "), "{lines:?}");
+    let (_, metrics) = http_get(&admin, "/metrics");
+    assert_eq!(
+        metric(
+            &metrics,
+            "sealgate_proxy_protocol_refusals_total{reason=\"no_header\"}"
+        ),
+        Some(1.0),
+        "{metrics}"
+    );
+    terminate(gw);
+    let log = std::fs::read_to_string(&log_path).unwrap();
+    let access: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("sealgate::access"))
+        .collect();
+    assert_eq!(access.len(), 2, "{log}");
+    assert!(
+        access[0].contains("client=203.0.113.7:4242"),
+        "{}",
+        access[0]
+    );
+    assert!(access[1].contains("client=127.0.0.1:"), "{}", access[1]);
 }

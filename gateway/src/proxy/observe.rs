@@ -80,9 +80,14 @@ impl Gateway {
                     .inc_by(plan.plaintext_len);
             }
         }
+        // The peer, or behind a PROXY protocol balancer the client it named.
+        let client = session
+            .client_addr()
+            .map_or_else(|| "-".to_string(), |a| a.to_string());
         tracing::info!(
             target: "sealgate::access",
             request_id = %ctx.request_id,
+            client = %client,
             operation = op,
             bucket = a.bucket.as_deref().unwrap_or("-"),
             key = a.key.as_deref().unwrap_or("-"),

@@ -1,0 +1,135 @@
+//! PROXY protocol v2 on the S3 listeners (`server.proxy_protocol`): behind
+//! an NLB the gateway's peer is the balancer; the header it sends first
+//! names the real client, which then is the connection's peer address for
+//! everything after (access lines, logs). There, a connection without a
+//! valid header is refused: anyone reaching the port directly could
+//! otherwise claim any address. The header is read before TLS on the TLS
+//! listener (a pre-TLS callback) and before HTTP on the plain one (this
+//! app around the proxy).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use pingora::apps::ServerApp;
+use pingora::listeners::PreTlsProcess;
+use pingora::protocols::l4::stream::Stream as L4Stream;
+use pingora::protocols::{GetSocketDigest, SocketDigest, Stream};
+use pingora::server::ShutdownWatch;
+use sealgate_filters::proxy_protocol::{
+    parse_v2, v2_payload_len, ProxyError, ProxyHeader, V2_FIXED_LEN,
+};
+use tokio::io::AsyncReadExt;
+
+/// Longest a new connection may take to send its header (a slow or silent
+/// connection holds nothing for long).
+const PROXY_HEADER_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Reads the header at the start of `stream` and makes its client the
+/// stream's peer; counts and refuses anything else.
+async fn accept(
+    stream: &mut L4Stream,
+    refusals: &prometheus::IntCounterVec,
+) -> pingora::Result<()> {
+    let header = tokio::time::timeout(PROXY_HEADER_TIMEOUT, read_header(stream)).await;
+    let reason = match header {
+        // Nothing sent: a TCP health check, not worth a warning.
+        Ok(Err(Empty)) => return Err(pingora::Error::new(pingora::ErrorType::ConnectionClosed)),
+        Ok(Ok(Ok(ProxyHeader::Proxied { source, .. }))) => {
+            use std::os::unix::io::AsRawFd;
+            let digest = SocketDigest::from_raw_fd(stream.as_raw_fd());
+            let _ = digest.peer_addr.set(Some(source.into()));
+            stream.set_socket_digest(digest);
+            return Ok(());
+        }
+        Ok(Ok(Ok(ProxyHeader::Local))) => return Ok(()),
+        Ok(Ok(Err(e))) => match e {
+            ProxyError::NoHeader => "no_header",
+            ProxyError::Unsupported => "unsupported",
+            ProxyError::TooLong => "too_long",
+            ProxyError::Malformed => "malformed",
+        },
+        Err(_) => "timeout",
+    };
+    refusals.with_label_values(&[reason]).inc();
+    let peer = stream
+        .get_socket_digest()
+        .and_then(|d| d.peer_addr().map(|a| a.to_string()));
+    tracing::warn!(peer = ?peer, reason, "connection refused: no valid PROXY protocol v2 header");
+    Err(pingora::Error::new(pingora::ErrorType::InvalidHTTPHeader))
+}
+
+/// A connection closed before sending anything (a TCP health check).
+struct Empty;
+
+async fn read_header(stream: &mut L4Stream) -> Result<Result<ProxyHeader, ProxyError>, Empty> {
+    let mut fixed = [0u8; V2_FIXED_LEN];
+    let mut got = 0;
+    while got < V2_FIXED_LEN {
+        match stream.read(&mut fixed[got..]).await {
+            Ok(0) | Err(_) if got == 0 => return Err(Empty),
+            Ok(0) | Err(_) => return Ok(Err(ProxyError::NoHeader)),
+            Ok(n) => got += n,
+        }
+    }
+    Ok(parse_rest(stream, &fixed).await)
+}
+
+async fn parse_rest(
+    stream: &mut L4Stream,
+    fixed: &[u8; V2_FIXED_LEN],
+) -> Result<ProxyHeader, ProxyError> {
+    let mut payload = vec![0u8; v2_payload_len(fixed)?];
+    stream
+        .read_exact(&mut payload)
+        .await
+        .map_err(|_| ProxyError::Malformed)?;
+    parse_v2(fixed, &payload)
+}
+
+/// The pre-TLS callback of the TLS listener.
+pub struct BeforeTls {
+    pub refusals: prometheus::IntCounterVec,
+}
+
+#[async_trait]
+impl PreTlsProcess for BeforeTls {
+    async fn process(&self, stream: &mut L4Stream) -> pingora::Result<()> {
+        accept(stream, &self.refusals).await
+    }
+}
+
+/// The plain listener's app: the header first, then the proxy serves the
+/// connection (every request on it) as usual.
+pub struct ProxyProtocolApp<A> {
+    pub inner: Arc<A>,
+    pub refusals: prometheus::IntCounterVec,
+}
+
+#[async_trait]
+impl<A: ServerApp + Send + Sync + 'static> ServerApp for ProxyProtocolApp<A> {
+    async fn process_new(
+        self: &Arc<Self>,
+        session: Stream,
+        shutdown: &ShutdownWatch,
+    ) -> Option<Stream> {
+        // TLS streams had their header read before the handshake.
+        let mut next = if session.as_any().is::<L4Stream>() {
+            let mut l4 = session.into_any().downcast::<L4Stream>().ok()?;
+            accept(&mut l4, &self.refusals).await.ok()?;
+            Some(l4 as Stream)
+        } else {
+            Some(session)
+        };
+        // The connection's later requests stay here: a reused stream handed
+        // back to the service would be read for a header again.
+        while let Some(s) = next {
+            next = self.inner.process_new(s, shutdown).await;
+        }
+        None
+    }
+
+    async fn cleanup(&self) {
+        self.inner.cleanup().await
+    }
+}
