@@ -11,6 +11,7 @@ use common::*;
 
 const SLOW_PUT: &str = include_str!("py/operations_slow_put.py");
 const PROXY_PROTOCOL: &str = include_str!("py/operations_proxy_protocol.py");
+const READER: &str = include_str!("py/format_reader.py");
 
 /// The binary with `yaml` (the test secrets in its environment), its log
 /// written to `log`.
@@ -211,4 +212,99 @@ fn proxy_protocol_v2_names_the_client_and_is_required() {
         access[0]
     );
     assert!(access[1].contains("client=127.0.0.1:"), "{}", access[1]);
+}
+
+/// The whole log of an encrypted round trip at debug level (every
+/// target, Pingora's included, key provider calls logged) holds no data
+/// key (hex or base64), no master key and no secret.
+#[test]
+fn debug_logs_of_an_encrypted_round_trip_hold_no_key_or_secret() {
+    use base64::Engine;
+    let backend = Backend::start(&["demo"]);
+    let (port, admin_port) = (free_port(), free_port());
+    let master = "c2VjcmV0IG1hc3RlciBrZXkgb2YgMzIgYnl0ZXMhISE=";
+    let yaml = Gateway::config_yaml(
+        &backend,
+        port,
+        admin_port,
+        None,
+        &Options {
+            extra: &format!(
+                "encryption:\n  local:\n    master_key: {master}\nlogging:\n  level: debug\n  kms_operations: true\n"
+            ),
+            ..Options::default()
+        },
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let log_path = dir.path().join("gateway.log");
+    let log = std::fs::File::create(&log_path).unwrap();
+    let config = dir.path().join("sealgate.yaml");
+    std::fs::write(&config, &yaml).unwrap();
+    let child = Command::new(env!("CARGO_BIN_EXE_sealgate"))
+        .args(["run", "--config", config.to_str().unwrap()])
+        .env("SEALGATE_LOG", "debug")
+        .env("TEST_UPSTREAM_SECRET", backend.credentials().1)
+        .env("TEST_CLIENT_SECRET", CLIENT_SECRET)
+        .env("TEST_TEAM_SECRET", TEAM_SECRET)
+        .env("TEST_READER_SECRET", READER_SECRET)
+        .stderr(Stdio::from(log))
+        .spawn()
+        .unwrap();
+    let mut running = Running(child);
+    let admin = format!("127.0.0.1:{admin_port}");
+    until("ready", Duration::from_secs(30), || {
+        readyz(&admin).is_some_and(|(s, _)| s == 200)
+    });
+    let url = format!("http://127.0.0.1:{port}");
+    for (name, len) in [("small", 300_000), ("big", 20_000_000)] {
+        let src = dir.path().join(name);
+        std::fs::write(&src, test_bytes(len, 3)).unwrap();
+        cp(&url, src.to_str().unwrap(), &format!("s3://demo/{name}"));
+        let back = dir.path().join(format!("{name}.back"));
+        cp(&url, &format!("s3://demo/{name}"), back.to_str().unwrap());
+        assert!(std::fs::read(&back).unwrap() == std::fs::read(&src).unwrap());
+    }
+    terminate(&mut running.0);
+    let log = std::fs::read_to_string(&log_path).unwrap();
+    assert!(
+        log.contains("sealgate::kms"),
+        "key provider calls are logged"
+    );
+    assert!(log.lines().count() > 50, "a debug log");
+    let (id, secret) = backend.credentials();
+    let deks = python_ok(
+        READER,
+        &[
+            "deks",
+            &backend.url(),
+            id,
+            secret,
+            master,
+            "demo",
+            "small",
+            "big",
+        ],
+    );
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let b64url = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let mut forbidden: Vec<String> = vec![
+        CLIENT_SECRET.into(),
+        TEAM_SECRET.into(),
+        READER_SECRET.into(),
+        secret.into(),
+        master.into(),
+        hex::encode(b64.decode(master).unwrap()),
+    ];
+    for dek in deks.lines() {
+        let bytes = hex::decode(dek.trim()).unwrap();
+        assert_eq!(bytes.len(), 32);
+        forbidden.push(hex::encode(&bytes));
+        forbidden.push(hex::encode_upper(&bytes));
+        forbidden.push(b64.encode(&bytes));
+        forbidden.push(b64url.encode(&bytes));
+    }
+    assert_eq!(forbidden.len(), 6 + 8);
+    for f in &forbidden {
+        assert!(!log.contains(f.as_str()), "the log holds a key or secret");
+    }
 }

@@ -146,7 +146,23 @@ def main():
             raise SystemExit(f"{key}: a flipped bit decrypted")
     print("ok")
 
+def deks():
+    # argv: deks backend_url key_id secret master_b64 bucket key...: each
+    # object's data key in hex, one a line (for log scans).
+    import boto3
+    backend_url, key_id, secret, master_b64, bucket = sys.argv[2:7]
+    backend = boto3.client("s3", endpoint_url=backend_url, aws_access_key_id=key_id,
+                           aws_secret_access_key=secret, region_name="us-east-1")
+    for key in sys.argv[7:]:
+        meta = backend.head_object(Bucket=bucket, Key=key)["Metadata"]
+        ctx_hash = context_hash(context_pairs(meta["sealgate-ctx"]))
+        dek = unwrap_local(base64.b64decode(master_b64), meta["sealgate-key-id"].encode(),
+                           base64.b64decode(meta["sealgate-dek"]), ctx_hash)
+        print(dek.hex())
+
 if sys.argv[1:] == ["kat"]:
     kat()
+elif sys.argv[1:2] == ["deks"]:
+    deks()
 else:
     main()
