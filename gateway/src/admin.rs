@@ -32,11 +32,15 @@ impl ServeHttp for AdminApp {
     async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
         let path = session.req_header().uri.path().to_string();
         match path.as_str() {
-            "/metrics" => text(
-                StatusCode::OK,
-                "text/plain; version=0.0.4",
-                self.metrics.render(),
-            ),
+            "/metrics" => {
+                let ready = self.readiness.report().is_ok();
+                self.metrics.ready.set(i64::from(ready));
+                text(
+                    StatusCode::OK,
+                    "text/plain; version=0.0.4",
+                    self.metrics.render(),
+                )
+            }
             "/healthz" => text(StatusCode::OK, "text/plain", "ok\n"),
             "/readyz" => match self.readiness.report() {
                 Ok(()) => text(StatusCode::OK, "text/plain", "ready\n"),

@@ -69,6 +69,8 @@ pub struct Metrics {
     /// by reason (`no_header`, `unsupported`, `too_long`, `malformed`,
     /// `timeout`).
     pub proxy_protocol_refusals_total: IntCounterVec,
+    /// 1 when `/readyz` would answer 200, else 0 (set as it is scraped).
+    pub ready: IntGauge,
     /// Always 1, labelled with the version.
     pub build_info: IntGaugeVec,
 }
@@ -184,6 +186,10 @@ impl Metrics {
                 "Connections refused for lacking a valid PROXY protocol v2 header, by reason",
                 &["reason"],
             )?,
+            ready: IntGauge::new(
+                "sealgate_ready",
+                "1 when the instance is ready to serve (as /readyz), else 0",
+            )?,
             build_info: IntGaugeVec::new(
                 Opts::new("sealgate_build_info", "Always 1, labelled with the version"),
                 &["version"],
@@ -219,6 +225,7 @@ impl Metrics {
         r.register(Box::new(m.data_key_cache_entries.clone()))?;
         r.register(Box::new(m.build_info.clone()))?;
         r.register(Box::new(m.in_flight_requests.clone()))?;
+        r.register(Box::new(m.ready.clone()))?;
         m.build_info
             .with_label_values(&[env!("CARGO_PKG_VERSION")])
             .set(1);
@@ -268,6 +275,57 @@ mod tests {
         assert!(text.contains("sealgate_rejected_requests_total{code=\"AccessDenied\"} 1"));
         // A second gateway in the same process gets its own registry.
         assert!(Metrics::register(Registry::new()).is_ok());
+    }
+
+    /// docs/METRICS.md lists exactly the families the gateway registers.
+    #[test]
+    fn every_family_is_documented() {
+        let m = Metrics::register(Registry::new()).unwrap();
+        // One child each, so that every labelled family is gathered.
+        m.requests_total.with_label_values(&["x", "y"]).inc();
+        for c in [
+            &m.key_provider_calls_total,
+            &m.data_key_cache_evictions_total,
+        ] {
+            c.with_label_values(&["x", "y", "z"]).inc();
+        }
+        for c in [
+            &m.rejected_total,
+            &m.authentication_failures_total,
+            &m.authorization_refusals_total,
+            &m.policy_refusals_total,
+            &m.crypto_bytes_total,
+            &m.upstream_errors_total,
+            &m.upstream_connections_total,
+            &m.decrypt_failures_total,
+            &m.binding_refusals_total,
+            &m.proxy_protocol_refusals_total,
+        ] {
+            c.with_label_values(&["x"]).inc();
+        }
+        m.body_bytes_total.with_label_values(&["x", "y"]).inc();
+        for h in [&m.request_duration_seconds, &m.upstream_response_seconds] {
+            h.with_label_values(&["x"]).observe(1.0);
+        }
+        m.key_provider_call_duration_seconds
+            .with_label_values(&["x", "y"])
+            .observe(1.0);
+        m.data_key_cache_entries
+            .with_label_values(&["x", "y"])
+            .set(1);
+        let registered: std::collections::BTreeSet<String> = m
+            .registry
+            .gather()
+            .iter()
+            .map(|f| f.name().to_string())
+            .collect();
+        let documented: std::collections::BTreeSet<String> = include_str!("../../docs/METRICS.md")
+            .lines()
+            .filter_map(|l| l.strip_prefix("| `sealgate_"))
+            .filter_map(|l| l.split('`').next())
+            .map(|n| format!("sealgate_{n}"))
+            .collect();
+        assert_eq!(registered, documented);
     }
 
     #[test]

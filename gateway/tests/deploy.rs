@@ -1,0 +1,255 @@
+//! deploy/ is checked by the tools that will read it: promtool, a real
+//! Prometheus scraping a gateway under load, the Kubernetes schemas, and
+//! `sealgate check-config` for the configuration the manifests carry.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+
+const EXPRS: &str = include_str!("py/deploy_exprs.py");
+
+fn deploy_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy")
+}
+
+fn run_ok(cmd: &mut Command) -> String {
+    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The metric names docs/METRICS.md documents.
+fn documented() -> BTreeSet<String> {
+    std::fs::read_to_string(deploy_dir().join("../docs/METRICS.md"))
+        .unwrap()
+        .lines()
+        .filter_map(|l| l.strip_prefix("| `sealgate_"))
+        .filter_map(|l| l.split('`').next())
+        .map(|n| format!("sealgate_{n}"))
+        .collect()
+}
+
+/// Every `sealgate_*` name in `expr`, histogram series mapped to their family.
+fn names_in(expr: &str) -> Vec<String> {
+    expr.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .filter(|w| w.starts_with("sealgate_"))
+        .map(|w| {
+            ["_bucket", "_sum", "_count"]
+                .iter()
+                .find_map(|s| w.strip_suffix(s))
+                .unwrap_or(w)
+                .to_string()
+        })
+        .collect()
+}
+
+#[test]
+fn manifests_rules_and_config_validate() {
+    let deploy = deploy_dir();
+    run_ok(
+        Command::new("promtool")
+            .args(["check", "rules", "alerts.yml"])
+            .current_dir(deploy.join("prometheus")),
+    );
+    run_ok(
+        Command::new("promtool")
+            .args(["check", "config", "prometheus.yml"])
+            .current_dir(deploy.join("prometheus")),
+    );
+    let manifests: Vec<PathBuf> = std::fs::read_dir(deploy.join("kubernetes"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert!(manifests.len() >= 8, "{manifests:?}");
+    run_ok(
+        Command::new("kubernetes-validate")
+            .arg("--strict")
+            .args(&manifests),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("sealgate.yaml");
+    let exprs = python_ok(EXPRS, &[deploy.to_str().unwrap(), config.to_str().unwrap()]);
+    run_ok(
+        Command::new(env!("CARGO_BIN_EXE_sealgate"))
+            .args(["check-config", config.to_str().unwrap()])
+            .env("SEALGATE_CLIENT_APP_SECRET", "a-secret-of-some-length-1")
+            .env("SEALGATE_CLIENT_BACKUP_SECRET", "a-secret-of-some-length-2"),
+    );
+    let known = documented();
+    for expr in exprs.lines() {
+        for name in names_in(expr) {
+            assert!(
+                known.contains(&name),
+                "{name} in `{expr}` is no sealgate metric"
+            );
+        }
+    }
+    // The systemd unit as systemd reads it.
+    let unit = deploy.join("systemd/sealgate.service");
+    let out = Command::new("systemd-analyze")
+        .args(["verify", unit.to_str().unwrap()])
+        .output()
+        .expect("systemd-analyze (apt-get install systemd)");
+    let text = String::from_utf8_lossy(&out.stderr);
+    // The binary is not installed here; anything else is a finding.
+    let findings: Vec<&str> = text
+        .lines()
+        .filter(|l| !l.contains("/usr/local/bin/sealgate") && !l.trim().is_empty())
+        .collect();
+    assert!(findings.is_empty(), "{text}");
+}
+
+/// A Prometheus server, stopped on drop.
+struct Prometheus(Child);
+
+impl Drop for Prometheus {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Minimal URL encoding for a query string value.
+fn encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+#[test]
+fn prometheus_scrapes_a_gateway_and_every_expression_evaluates() {
+    let backend = Backend::start(&["demo"]);
+    let gw = encrypted_gateway(&backend);
+    let work = tempfile::tempdir().unwrap();
+    let src = work.path().join("f");
+    std::fs::write(&src, test_bytes(2_000_000, 5)).unwrap();
+    cp(&gw.url(), src.to_str().unwrap(), "s3://demo/f");
+    cp(
+        &gw.url(),
+        "s3://demo/f",
+        work.path().join("back").to_str().unwrap(),
+    );
+    let bad = aws_as(
+        CLIENT_KEY,
+        "wrong-secret",
+        &gw.url(),
+        &["s3", "ls", "s3://demo/"],
+    );
+    assert!(!bad.status.success());
+
+    // The gateway's exposition passes promtool's lint.
+    let (_, text) = gw.admin_get("/metrics");
+    let mut lint = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    lint.stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let out = lint.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // A real Prometheus with the shipped rules scrapes it every second.
+    let deploy = deploy_dir();
+    let prom_dir = tempfile::tempdir().unwrap();
+    std::fs::copy(
+        deploy.join("prometheus/alerts.yml"),
+        prom_dir.path().join("alerts.yml"),
+    )
+    .unwrap();
+    let config = format!(
+        "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nrule_files: [alerts.yml]\nscrape_configs:\n  - job_name: sealgate\n    static_configs:\n      - targets: [\"127.0.0.1:{}\"]\n",
+        gw.admin_port
+    );
+    std::fs::write(prom_dir.path().join("prometheus.yml"), config).unwrap();
+    let port = free_port();
+    let _prom = Prometheus(
+        Command::new("prometheus")
+            .arg(format!(
+                "--config.file={}",
+                prom_dir.path().join("prometheus.yml").display()
+            ))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                prom_dir.path().join("data").display()
+            ))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("prometheus (apt-get install prometheus)"),
+    );
+    let api = format!("127.0.0.1:{port}");
+    let query = |q: &str| -> Option<String> {
+        std::net::TcpStream::connect(&api).ok()?;
+        let (status, body) = http_get(&api, &format!("/api/v1/query?query={}", encode(q)));
+        (status == 200).then_some(body)
+    };
+    // Three scrapes at least, so that rates over them have data.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !query("count_over_time(sealgate_build_info[1m]) >= 3")
+        .is_some_and(|b| b.contains("\"value\""))
+    {
+        assert!(
+            Instant::now() < deadline,
+            "prometheus never scraped the gateway"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let exprs = python_ok(
+        EXPRS,
+        &[
+            deploy.to_str().unwrap(),
+            dir.path().join("c.yaml").to_str().unwrap(),
+        ],
+    );
+    let mut with_data = 0;
+    for expr in exprs.lines() {
+        let body = query(expr).unwrap_or_else(|| panic!("`{expr}` was refused"));
+        assert!(body.contains("\"status\":\"success\""), "`{expr}`: {body}");
+        with_data += usize::from(body.contains("\"value\""));
+    }
+    assert!(with_data >= 10, "{with_data} expressions returned data");
+    for expr in [
+        "sum by (operation) (rate(sealgate_requests_total[5m]))",
+        "sum by (operation) (rate(sealgate_crypto_bytes_total[5m]))",
+        "sum(rate(sealgate_authentication_failures_total[5m]))",
+        "sum(sealgate_ready)",
+    ] {
+        assert!(
+            query(expr).unwrap().contains("\"value\""),
+            "`{expr}` has no data"
+        );
+    }
+    // Every shipped rule is loaded and evaluates without error.
+    let (_, rules) = http_get(&api, "/api/v1/rules");
+    assert_eq!(rules.matches("\"type\":\"alerting\"").count(), 8, "{rules}");
+    assert_eq!(rules.matches("\"health\":\"ok\"").count(), 8, "{rules}");
+}
