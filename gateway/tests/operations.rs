@@ -13,61 +13,6 @@ const SLOW_PUT: &str = include_str!("py/operations_slow_put.py");
 const PROXY_PROTOCOL: &str = include_str!("py/operations_proxy_protocol.py");
 const READER: &str = include_str!("py/format_reader.py");
 
-/// The binary with `yaml` (the test secrets in its environment), its log
-/// written to `log`.
-fn run_binary(
-    yaml: &str,
-    dir: &std::path::Path,
-    backend: &dyn Upstream,
-    log: Stdio,
-) -> std::process::Child {
-    let config = dir.join("sealgate.yaml");
-    std::fs::write(&config, yaml).unwrap();
-    Command::new(env!("CARGO_BIN_EXE_sealgate"))
-        .args(["run", "--config", config.to_str().unwrap()])
-        .env("TEST_UPSTREAM_SECRET", backend.credentials().1)
-        .env("TEST_CLIENT_SECRET", CLIENT_SECRET)
-        .env("TEST_TEAM_SECRET", TEAM_SECRET)
-        .env("TEST_READER_SECRET", READER_SECRET)
-        .stderr(log)
-        .spawn()
-        .unwrap()
-}
-
-/// Kills the binary when a test fails before it stopped it.
-struct Running(std::process::Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn terminate(child: &mut std::process::Child) -> std::process::ExitStatus {
-    assert!(Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap()
-        .success());
-    child.wait().unwrap()
-}
-
-/// Polls `check` until it holds, failing after `limit`.
-fn until(what: &str, limit: Duration, mut check: impl FnMut() -> bool) {
-    let deadline = Instant::now() + limit;
-    while !check() {
-        assert!(Instant::now() < deadline, "timed out waiting: {what}");
-        std::thread::yield_now();
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-fn readyz(admin: &str) -> Option<(u16, String)> {
-    TcpStream::connect(admin).ok()?;
-    Some(http_get(admin, "/readyz"))
-}
-
 /// SIGTERM: /readyz answers "draining" while the listener still serves for
 /// the drain delay; then the listeners close, an upload in flight
 /// finishes and is stored, and the process exits as soon as it is done,

@@ -1,0 +1,197 @@
+//! A fleet on one machine: three gateway processes behind haproxy (TCP,
+//! round robin, PROXY protocol v2 from its own source address), in front of
+//! Garage. Multipart uploads whose parts land on different instances read
+//! back byte-identical; an instance killed mid-upload costs the clients a
+//! retry, not the upload; the access lines name the client, not the
+//! balancer.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::*;
+
+const BOTO3_UPLOAD: &str = include_str!("py/fleet_boto3_upload.py");
+
+/// The source address haproxy connects to the gateways from: any access
+/// line showing it would name the balancer, not the client.
+const BALANCER_SOURCE: &str = "127.0.0.3";
+
+struct Instance {
+    process: Running,
+    log: PathBuf,
+}
+
+impl Instance {
+    fn start(backend: &dyn Upstream, dir: &Path, n: usize) -> (Instance, u16) {
+        let (port, admin_port) = (free_port(), free_port());
+        let yaml = Gateway::config_yaml(
+            backend,
+            port,
+            admin_port,
+            None,
+            &Options {
+                extra: LOCAL_PROVIDER,
+                ..Options::default()
+            },
+        )
+        .replace(
+            "  grace_period: 0s",
+            "  grace_period: 0s\n  proxy_protocol: true",
+        );
+        let own = dir.join(format!("instance-{n}"));
+        std::fs::create_dir(&own).unwrap();
+        let log = own.join("gateway.log");
+        let file = std::fs::File::create(&log).unwrap();
+        let process = Running(run_binary(&yaml, &own, backend, file.into()));
+        let admin = format!("127.0.0.1:{admin_port}");
+        until("an instance ready", Duration::from_secs(30), || {
+            readyz(&admin).is_some_and(|(s, _)| s == 200)
+        });
+        (Instance { process, log }, port)
+    }
+
+    fn access_lines(&self, operation: &str, key: &str) -> usize {
+        let op = format!("operation=\"{operation}\"");
+        let key = format!("key=\"{key}\"");
+        std::fs::read_to_string(&self.log)
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.contains("sealgate::access") && l.contains(&op) && l.contains(&key))
+            .count()
+    }
+}
+
+fn sha256(path: &Path) -> String {
+    let out = Command::new("sha256sum").arg(path).output().unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_string()
+}
+
+#[test]
+fn a_fleet_behind_haproxy_serves_multipart_uploads_across_instances_and_survives_a_kill() {
+    let garage = Garage::start(&["demo"]);
+    let dir = tempfile::tempdir().unwrap();
+    let mut instances = Vec::new();
+    let mut ports = Vec::new();
+    for n in 0..3 {
+        let (i, p) = Instance::start(&garage, dir.path(), n);
+        instances.push(i);
+        ports.push(p);
+    }
+    let lb_port = free_port();
+    let servers: String = ports
+        .iter()
+        .enumerate()
+        .map(|(n, p)| format!("  server g{n} 127.0.0.1:{p} send-proxy-v2\n"))
+        .collect();
+    let haproxy_cfg = dir.path().join("haproxy.cfg");
+    std::fs::write(
+        &haproxy_cfg,
+        format!(
+            "global\n  maxconn 512\ndefaults\n  mode tcp\n  timeout connect 2s\n  timeout client 300s\n  timeout server 300s\n  retries 3\n  option redispatch 1\nfrontend s3\n  bind 127.0.0.1:{lb_port}\n  default_backend gateways\nbackend gateways\n  balance roundrobin\n  source {BALANCER_SOURCE}\n{servers}"
+        ),
+    )
+    .unwrap();
+    let _haproxy = Running(
+        Command::new("haproxy")
+            .args(["-db", "-f", haproxy_cfg.to_str().unwrap()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("haproxy (apt-get install haproxy)"),
+    );
+    until("haproxy listening", Duration::from_secs(10), || {
+        std::net::TcpStream::connect(("127.0.0.1", lb_port)).is_ok()
+    });
+    let lb = format!("http://127.0.0.1:{lb_port}");
+
+    // aws cli: 200 MiB in 8 MiB parts, 10 at a time; instance 1 is killed
+    // once it has stored a part, with the upload still going.
+    let big = dir.path().join("big");
+    std::fs::write(&big, test_bytes(200 * 1024 * 1024, 41)).unwrap();
+    let mut cli = Command::new("aws");
+    cli.env("AWS_ACCESS_KEY_ID", CLIENT_KEY)
+        .env("AWS_SECRET_ACCESS_KEY", CLIENT_SECRET)
+        .env("AWS_DEFAULT_REGION", "us-east-1")
+        .env("AWS_CONFIG_FILE", "/dev/null")
+        .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("AWS_MAX_ATTEMPTS", "5")
+        .args([
+            "--endpoint-url",
+            &lb,
+            "s3",
+            "cp",
+            big.to_str().unwrap(),
+            "s3://demo/big",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    let mut upload = cli.spawn().unwrap();
+    until(
+        "a part stored by instance 1",
+        Duration::from_secs(120),
+        || instances[1].access_lines("UploadPart", "big") > 0,
+    );
+    assert!(
+        upload.try_wait().unwrap().is_none(),
+        "the upload was still going"
+    );
+    instances[1].process.0.kill().unwrap();
+    let out = upload.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let back = dir.path().join("big.back");
+    cp(&lb, "s3://demo/big", back.to_str().unwrap());
+    assert_eq!(sha256(&back), sha256(&big), "read back byte-identical");
+    let etag = aws_ok(
+        &lb,
+        &["s3api", "head-object", "--bucket", "demo", "--key", "big"],
+    );
+    assert!(etag.contains("-25\\\""), "25 parts: {etag}");
+    let spread = instances
+        .iter()
+        .filter(|i| i.access_lines("UploadPart", "big") > 0)
+        .count();
+    assert!(spread >= 2, "parts landed on {spread} instance(s)");
+
+    // boto3's managed transfer with the two that are left.
+    let boto_back = dir.path().join("boto.back");
+    let etag = python_ok(
+        BOTO3_UPLOAD,
+        &[
+            &lb,
+            "demo",
+            "boto",
+            big.to_str().unwrap(),
+            boto_back.to_str().unwrap(),
+        ],
+    );
+    assert!(etag.trim().ends_with("-25\""), "{etag}");
+    assert_eq!(sha256(&boto_back), sha256(&big));
+    assert!(instances[0].access_lines("UploadPart", "boto") > 0);
+    assert!(instances[2].access_lines("UploadPart", "boto") > 0);
+
+    // Every access line names the client (127.0.0.1), none the balancer.
+    for i in &instances {
+        let log = std::fs::read_to_string(&i.log).unwrap();
+        let access: Vec<&str> = log
+            .lines()
+            .filter(|l| l.contains("sealgate::access"))
+            .collect();
+        assert!(!access.is_empty());
+        for line in access {
+            assert!(line.contains("client=127.0.0.1:"), "{line}");
+            assert!(!line.contains(BALANCER_SOURCE), "{line}");
+        }
+    }
+}
