@@ -9,6 +9,7 @@ mod azure_ids;
 mod keycache;
 mod keys;
 mod kms;
+mod live;
 mod metrics;
 mod part_layout;
 mod proxy;

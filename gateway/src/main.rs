@@ -183,7 +183,7 @@ fn main() -> ExitCode {
             for w in &loaded.warnings {
                 tracing::warn!("{w}");
             }
-            match sealgate::server::run_forever(loaded.config) {
+            match sealgate::server::run_forever(loaded.config, &config) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("sealgate: {e}");

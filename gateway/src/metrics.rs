@@ -69,6 +69,8 @@ pub struct Metrics {
     /// by reason (`no_header`, `unsupported`, `too_long`, `malformed`,
     /// `timeout`).
     pub proxy_protocol_refusals_total: IntCounterVec,
+    /// Configuration reloads (SIGHUP) by result (`ok`, `error`).
+    pub config_reloads_total: IntCounterVec,
     /// 1 when `/readyz` would answer 200, else 0 (set as it is scraped).
     pub ready: IntGauge,
     /// Always 1, labelled with the version.
@@ -186,6 +188,11 @@ impl Metrics {
                 "Connections refused for lacking a valid PROXY protocol v2 header, by reason",
                 &["reason"],
             )?,
+            config_reloads_total: counter(
+                "sealgate_config_reloads_total",
+                "Configuration reloads (SIGHUP), by result",
+                &["result"],
+            )?,
             ready: IntGauge::new(
                 "sealgate_ready",
                 "1 when the instance is ready to serve (as /readyz), else 0",
@@ -212,6 +219,7 @@ impl Metrics {
             &m.key_provider_calls_total,
             &m.data_key_cache_evictions_total,
             &m.proxy_protocol_refusals_total,
+            &m.config_reloads_total,
         ] {
             r.register(Box::new(c.clone()))?;
         }
@@ -300,6 +308,7 @@ mod tests {
             &m.decrypt_failures_total,
             &m.binding_refusals_total,
             &m.proxy_protocol_refusals_total,
+            &m.config_reloads_total,
         ] {
             c.with_label_values(&["x"]).inc();
         }

@@ -14,6 +14,7 @@ use sealgate_config::Config;
 use tokio::sync::watch;
 
 use crate::admin::AdminApp;
+use crate::live::{Live, LiveState};
 use crate::metrics::Metrics;
 use crate::proxy::Gateway;
 use crate::readiness::{
@@ -205,10 +206,38 @@ impl ReadyProbe {
 }
 
 /// Options that differ between the binary and in-process tests.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Default)]
 pub struct RunOptions {
     /// Also stop on SIGTERM / SIGINT (the binary); tests use the handle only.
     pub unix_signals: bool,
+    /// The file to load again on SIGHUP (the binary).
+    pub config_path: Option<std::path::PathBuf>,
+}
+
+/// Reloads the configuration file on every SIGHUP (`live.rs`).
+struct Reloader {
+    path: std::path::PathBuf,
+    live: Arc<LiveState>,
+    metrics: Arc<Metrics>,
+}
+
+#[async_trait]
+impl BackgroundService for Reloader {
+    async fn start(&self, mut shutdown: pingora::server::ShutdownWatch) {
+        use tokio::signal::unix::{signal, SignalKind};
+        let Ok(mut hangups) = signal(SignalKind::hangup()) else {
+            tracing::error!("cannot listen for SIGHUP: configuration reload is off");
+            return;
+        };
+        loop {
+            tokio::select! {
+                _ = shutdown.changed() => return,
+                Some(()) = hangups.recv() => {
+                    let _ = crate::live::reload(&self.path, &self.live, &self.metrics).await;
+                }
+            }
+        }
+    }
 }
 
 /// Starts the gateway on its own thread and returns at once.
@@ -257,13 +286,27 @@ pub fn start(config: Config, options: RunOptions) -> Result<GatewayHandle, Start
         .map_err(StartError::Providers)?;
     drop(rt);
 
+    let live = Arc::new(LiveState::from_pointee(Live::new(
+        config.clone(),
+        providers,
+    )));
     add_s3_service(
         &mut server,
         &config,
         upstream.clone(),
-        providers,
+        live.clone(),
         metrics.clone(),
     )?;
+    if let Some(path) = options.config_path.clone() {
+        server.add_service(background_service(
+            "sealgate-reload",
+            Reloader {
+                path,
+                live,
+                metrics: metrics.clone(),
+            },
+        ));
+    }
 
     if let Some(admin_addr) = config.server.admin_listen {
         let mut admin = Service::new(
@@ -318,11 +361,11 @@ fn add_s3_service(
     server: &mut Server,
     config: &Arc<Config>,
     upstream: Arc<UpstreamTarget>,
-    providers: crate::keys::Providers,
+    live: Arc<LiveState>,
     metrics: Arc<Metrics>,
 ) -> Result<(), StartError> {
     let refusals = metrics.proxy_protocol_refusals_total.clone();
-    let gateway = Gateway::new(config.clone(), upstream, metrics, providers);
+    let gateway = Gateway::new(live, upstream, metrics);
     if config.server.proxy_protocol {
         let proxy = pingora::proxy::http_proxy(&server.configuration, gateway);
         let mut service = Service::new(
@@ -368,9 +411,15 @@ fn add_listeners<A: pingora::apps::ServerApp + Send + Sync + 'static>(
     Ok(())
 }
 
-/// Runs until SIGTERM / SIGINT.
-pub fn run_forever(config: Config) -> Result<(), StartError> {
-    let handle = start(config, RunOptions { unix_signals: true })?;
+/// Runs until SIGTERM / SIGINT; reloads `path` on SIGHUP.
+pub fn run_forever(config: Config, path: &std::path::Path) -> Result<(), StartError> {
+    let handle = start(
+        config,
+        RunOptions {
+            unix_signals: true,
+            config_path: Some(path.to_path_buf()),
+        },
+    )?;
     let mut handle = handle;
     if let Some(t) = handle.thread.take() {
         let _ = t.join();

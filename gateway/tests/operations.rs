@@ -253,3 +253,140 @@ fn debug_logs_of_an_encrypted_round_trip_hold_no_key_or_secret() {
         assert!(!log.contains(f.as_str()), "the log holds a key or secret");
     }
 }
+
+/// SIGHUP: a new file's clients and policies take effect without a
+/// restart and without dropping a request in flight; a broken file is
+/// refused (logged with its YAML path, counted) and the running
+/// configuration stays.
+#[test]
+fn sighup_reloads_clients_and_policies_and_refuses_a_broken_file() {
+    let backend = Backend::start(&["demo"]);
+    let (port, admin_port) = (free_port(), free_port());
+    let base = Gateway::config_yaml(
+        &backend,
+        port,
+        admin_port,
+        None,
+        &Options {
+            extra: "encryption:\n  key_provider: dev\n  key_providers:\n    dev:\n      type: local\n      config:\n        master_key: dGVzdGtleQ==\n",
+            ..Options::default()
+        },
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let log_path = dir.path().join("gateway.log");
+    let log = std::fs::File::create(&log_path).unwrap();
+    let mut running = Running(run_binary(&base, dir.path(), &backend, log.into()));
+    let gw = &mut running.0;
+    let admin = format!("127.0.0.1:{admin_port}");
+    until("ready", Duration::from_secs(30), || {
+        readyz(&admin).is_some_and(|(s, _)| s == 200)
+    });
+    let url = format!("http://127.0.0.1:{port}");
+    // An object written around the gateway: plaintext, readable while the
+    // bucket's policy is optional.
+    std::fs::write(
+        backend.dir.path().join("demo/plain"),
+        b"written around the gateway",
+    )
+    .unwrap();
+    let get_plain = || {
+        aws_as(
+            CLIENT_KEY,
+            CLIENT_SECRET,
+            &url,
+            &[
+                "s3api",
+                "get-object",
+                "--bucket",
+                "demo",
+                "--key",
+                "plain",
+                "/dev/null",
+            ],
+        )
+    };
+    assert!(get_plain().status.success());
+    let newcomer = || {
+        aws_as(
+            "NEWKEY",
+            "NEWSECRET0123456789",
+            &url,
+            &["s3", "ls", "s3://demo/"],
+        )
+    };
+    assert_s3_error(&newcomer(), "InvalidAccessKeyId");
+    let reloads = |result: &str| {
+        let (_, m) = http_get(&admin, "/metrics");
+        metric(
+            &m,
+            &format!("sealgate_config_reloads_total{{result=\"{result}\"}}"),
+        )
+        .unwrap_or(0.0)
+    };
+    let hangup = |child: &std::process::Child| {
+        assert!(Command::new("kill")
+            .args(["-HUP", &child.id().to_string()])
+            .status()
+            .unwrap()
+            .success());
+    };
+
+    // A request in flight across the reload.
+    let mut put = python_child(SLOW_PUT, &[&url, "demo", "across", "1000000"]);
+    let mut out = BufReader::new(put.stdout.take().unwrap());
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    assert_eq!(line.trim(), "started");
+
+    let config = dir.path().join("sealgate.yaml");
+    let reloaded = base
+        .replace(
+            "  clients:\n",
+            "  clients:\n    - access_key_id: NEWKEY\n      secret_access_key: NEWSECRET0123456789\n      buckets: [\"demo\"]\n",
+        )
+        .replace(
+            "        master_key: dGVzdGtleQ==\n",
+            "        master_key: dGVzdGtleQ==\n  policies:\n    - bucket_pattern: demo\n      key_provider: dev\n      mandatory: true\n",
+        );
+    assert_ne!(reloaded, base);
+    std::fs::write(&config, &reloaded).unwrap();
+    hangup(gw);
+    until("the reload", Duration::from_secs(20), || {
+        reloads("ok") == 1.0
+    });
+    assert!(newcomer().status.success(), "the new client works");
+    assert_s3_error(&get_plain(), "AccessDenied");
+
+    let mut input = put.stdin.take().unwrap();
+    writeln!(input, "go").unwrap();
+    line.clear();
+    out.read_line(&mut line).unwrap();
+    assert!(
+        line.starts_with("200"),
+        "the request in flight finished: {line}"
+    );
+
+    // A broken file: refused, the running configuration stays.
+    std::fs::write(
+        &config,
+        reloaded.replace("  threads: 2\n", "  threads: 2\n  thread: 3\n"),
+    )
+    .unwrap();
+    hangup(gw);
+    until("the refusal", Duration::from_secs(20), || {
+        reloads("error") == 1.0
+    });
+    assert!(
+        newcomer().status.success(),
+        "the running configuration stays"
+    );
+    assert_eq!(reloads("ok"), 1.0);
+    terminate(gw);
+    let log = std::fs::read_to_string(&log_path).unwrap();
+    let refused = log
+        .lines()
+        .find(|l| l.contains("configuration reload refused"))
+        .unwrap_or_else(|| panic!("{log}"));
+    assert!(refused.contains("server.thread"), "{refused}");
+    assert!(!log.contains("NEWSECRET0123456789"), "no secret in the log");
+}

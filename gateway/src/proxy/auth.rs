@@ -54,7 +54,7 @@ impl Gateway {
             raw_path,
             &query,
             &req.headers,
-            &self.config.server.domains,
+            &self.live().config.server.domains,
         )?;
         ctx.audit.operation = s3.operation;
         ctx.audit.bucket = s3.bucket.clone();
@@ -66,6 +66,7 @@ impl Gateway {
             .map(|d| d.as_secs() as i64)
             .unwrap_or(0);
         let identity = self
+            .live()
             .clients
             .authenticate(
                 &RequestParts {
@@ -124,7 +125,7 @@ impl Gateway {
     /// The typed bucket name resolved; the real name of an alias is
     /// refused unless the alias allows it (`real_name_addressable`).
     pub(super) fn resolve_bucket(&self, typed: &str) -> Result<ResolvedBucket, S3Error> {
-        self.config.resolve_bucket(typed).ok_or_else(|| {
+        self.live().config.resolve_bucket(typed).ok_or_else(|| {
             S3Error::new(
                 S3ErrorCode::AccessDenied,
                 format!("bucket {typed} is served under another name here"),

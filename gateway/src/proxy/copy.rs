@@ -178,9 +178,10 @@ impl Gateway {
         {
             return Ok(None);
         }
+        let live = self.live();
         let (Some(from), Some(to)) = (
-            self.providers.get(&meta.provider),
-            self.providers.get(&enc.provider),
+            live.providers.get(&meta.provider),
+            live.providers.get(&enc.provider),
         ) else {
             return Ok(None);
         };
@@ -217,7 +218,8 @@ impl Gateway {
         key_id: Option<&str>,
         meta: &EnvelopeMeta,
     ) -> bool {
-        let Some(provider) = self.providers.get(&enc.provider) else {
+        let live = self.live();
+        let Some(provider) = live.providers.get(&enc.provider) else {
             return false;
         };
         if !names_this_bucket(enc, meta)

@@ -194,7 +194,7 @@ impl Gateway {
         route: &Route,
     ) -> Result<(), S3Error> {
         let source_bucket = route.copy_source_bucket.as_deref().unwrap_or("");
-        let source_enc = policy::for_bucket(&self.config, source_bucket);
+        let source_enc = policy::for_bucket(&self.live().config, source_bucket);
         match (&src.envelope, &src.target) {
             (None, _) => {
                 if source_enc.as_ref().is_some_and(|e| e.mandatory) {
@@ -227,8 +227,9 @@ impl Gateway {
                 if range.is_some_and(|(_, b)| span.map(|s| s.1) != Some(b)) {
                     return Err(invalid_range());
                 }
+                let live = self.live();
                 let binding = source_enc.and_then(|enc| {
-                    let default_key_id = self.providers.get(&enc.provider)?.default_key_id();
+                    let default_key_id = live.providers.get(&enc.provider)?.default_key_id();
                     Some(ReadBinding {
                         default_key_id: default_key_id.to_string(),
                         enc,

@@ -63,7 +63,8 @@ fn build() -> Gateway {
     let upstream = rt.block_on(UpstreamTarget::new(&config.upstream)).unwrap();
     let metrics = Metrics::register(prometheus::Registry::new()).unwrap();
     let providers = rt.block_on(Providers::from_config(&config, None)).unwrap();
-    Gateway::new(config, Arc::new(upstream), Arc::new(metrics), providers)
+    let live = crate::live::LiveState::from_pointee(crate::live::Live::new(config, providers));
+    Gateway::new(Arc::new(live), Arc::new(upstream), Arc::new(metrics))
 }
 
 /// The client-visible name the rules use for an upstream bucket.
@@ -209,7 +210,8 @@ proptest! {
             // ListBuckets: no bucket upstream (and its answer is filtered).
             prop_assert_eq!(auth.s3.operation, sealgate_filters::s3::Operation::ListBuckets);
         } else {
-            let name = rules_name(&gw.config, &bucket);
+            let live = gw.live();
+            let name = rules_name(&live.config, &bucket);
             let needed = permission::required(auth.s3.operation, &req.method, &auth.query, &req.headers)
                 .expect("refused operations never route");
             prop_assert!(
@@ -225,7 +227,7 @@ proptest! {
         if let Some(src) = &ctx.route.copy_source {
             let src_bucket = uri::decode(src.trim_start_matches('/').split('/').next().unwrap()).unwrap();
             prop_assert!(
-                permissions_in(&grants, rules_name(&gw.config, &src_bucket)).contains(Permission::Read),
+                permissions_in(&grants, rules_name(&gw.live().config, &src_bucket)).contains(Permission::Read),
                 "copy source {} readable", src
             );
         }
@@ -236,7 +238,7 @@ proptest! {
             req.uri.path(),
             &auth.query,
             &req.headers,
-            &gw.config.server.domains,
+            &gw.live().config.server.domains,
         );
         prop_assert!(again.is_ok());
     }

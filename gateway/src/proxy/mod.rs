@@ -47,13 +47,10 @@ use http::header::HeaderValue;
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::*;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
-use sealgate_config::Config;
-use sealgate_filters::auth::Clients;
 use sealgate_filters::plan::{self, Plan};
 use sealgate_filters::policy;
 use sealgate_filters::s3::S3Error;
 
-use crate::keys::Providers;
 use crate::metrics::Metrics;
 use crate::upstream::UpstreamTarget;
 use multipart::Create;
@@ -66,11 +63,10 @@ use upload_stream::UploadStream;
 
 /// The gateway's proxy logic, shared by all requests.
 pub struct Gateway {
-    config: Arc<Config>,
-    clients: Clients,
+    /// Configuration, clients and key providers: swapped whole on reload.
+    live: Arc<crate::live::LiveState>,
     upstream: Arc<UpstreamTarget>,
     metrics: Arc<Metrics>,
-    providers: Providers,
     request_ids: RequestIds,
 }
 
@@ -128,20 +124,21 @@ pub enum Op {
 
 impl Gateway {
     pub fn new(
-        config: Arc<Config>,
+        live: Arc<crate::live::LiveState>,
         upstream: Arc<UpstreamTarget>,
         metrics: Arc<Metrics>,
-        providers: Providers,
     ) -> Self {
-        let clients = Clients::new(&config.auth.clients, config.auth.max_clock_skew);
         Self {
-            config,
-            clients,
+            live,
             upstream,
             metrics,
-            providers,
             request_ids: RequestIds::new(),
         }
+    }
+
+    /// The configuration, clients and providers in force now.
+    fn live(&self) -> Arc<crate::live::Live> {
+        self.live.load_full()
     }
 
     /// Everything `request_filter` does before the upstream request, in
@@ -149,13 +146,14 @@ impl Gateway {
     async fn prepare(&self, req: &RequestHeader, ctx: &mut Ctx) -> Result<(), S3Error> {
         let auth = self.authenticate(req, ctx)?;
         ctx.route.upload_token = route::upload_token(&auth.query)?;
+        let live = self.live();
         let enc = auth
             .bucket
             .as_ref()
-            .and_then(|b| policy::for_bucket(&self.config, &b.name));
+            .and_then(|b| policy::for_bucket(&live.config, &b.name));
         let default_key_id = enc
             .as_ref()
-            .and_then(|e| self.providers.get(&e.provider))
+            .and_then(|e| live.providers.get(&e.provider))
             .map(|p| p.default_key_id());
         let plan = plan::decide(&plan::Request {
             operation: auth.s3.operation,
@@ -359,7 +357,8 @@ impl ProxyHttp for Gateway {
             }
             Op::ListBuckets(grants) if resp.status.as_u16() == 200 => {
                 resp.remove_header(http::header::CONTENT_LENGTH.as_str());
-                ctx.response_body = Some(listing::buckets(self.config.clone(), grants.clone()));
+                ctx.response_body =
+                    Some(listing::buckets(self.live().config.clone(), grants.clone()));
             }
             Op::ListUploads(t) if resp.status.as_u16() == 200 => {
                 ctx.response_body = Some(Self::list_uploads_body(resp, t))

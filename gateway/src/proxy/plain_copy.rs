@@ -47,7 +47,7 @@ impl Gateway {
             .route
             .copy_source_bucket
             .as_deref()
-            .and_then(|b| policy::for_bucket(&self.config, b))
+            .and_then(|b| policy::for_bucket(&self.live().config, b))
         else {
             return Ok(()); // plaintext to plaintext: the backend copies
         };

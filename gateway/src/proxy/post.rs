@@ -92,7 +92,7 @@ impl Gateway {
             req.uri.path(),
             &[],
             &req.headers,
-            &self.config.server.domains,
+            &self.live().config.server.domains,
         )?;
         ctx.audit.operation = s3.operation;
         ctx.audit.bucket = s3.bucket.clone();
@@ -134,7 +134,7 @@ impl Gateway {
         let fields = start.fields;
         let field = |n: &str| fields.iter().find(|(k, _)| k == n).map(|(_, v)| v.as_str());
 
-        let identity = self.clients.authenticate_post(&fields)?;
+        let identity = self.live().clients.authenticate_post(&fields)?;
         ctx.audit.access_key_id = Some(identity.access_key_id.clone());
         let resolved = self.resolve_bucket(&typed)?;
         let now = SystemTime::now()
@@ -233,7 +233,7 @@ impl Gateway {
             trailer_algorithm: None,
             payload_sha256: None,
         };
-        let Some(enc) = policy::for_bucket(&self.config, bucket) else {
+        let Some(enc) = policy::for_bucket(&self.live().config, bucket) else {
             self.check_size(len)?;
             return Ok(UploadPlan::decode_only(body));
         };

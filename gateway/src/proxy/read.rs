@@ -340,7 +340,8 @@ impl Gateway {
         target: ReadTarget,
         range: Option<ByteRange>,
     ) -> Result<ResponseBody, S3Error> {
-        let provider = self.providers.get(&meta.provider).ok_or_else(|| {
+        let live = self.live();
+        let provider = live.providers.get(&meta.provider).ok_or_else(|| {
             S3Error::new(
                 S3ErrorCode::InternalError,
                 format!(

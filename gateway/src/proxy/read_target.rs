@@ -208,7 +208,8 @@ impl super::Gateway {
     /// The binding reads in a bucket with `enc` are checked against.
     pub(super) fn read_binding(&self, enc: Option<BucketEncryption>) -> Option<ReadBinding> {
         let enc = enc?;
-        let default_key_id = self.providers.get(&enc.provider)?.default_key_id();
+        let live = self.live();
+        let default_key_id = live.providers.get(&enc.provider)?.default_key_id();
         Some(ReadBinding {
             default_key_id: default_key_id.to_string(),
             enc,

@@ -330,7 +330,7 @@ pub fn client_checksum(headers: &HeaderMap) -> Option<(&'static str, String)> {
 impl Gateway {
     /// The checksum ciphertext goes upstream with (`storage.s3.stored_checksum`).
     pub(super) fn stored_checksum(&self) -> Option<ChecksumAlgorithm> {
-        match self.config.upstream.stored_checksum {
+        match self.live().config.upstream.stored_checksum {
             StoredChecksum::Crc32c => Some(STORED_CHECKSUM),
             StoredChecksum::None => None,
         }
@@ -338,7 +338,7 @@ impl Gateway {
 
     /// Refuses an upload whose stored size exceeds the backend's single-PUT limit.
     pub(super) fn check_size(&self, stored: u64) -> Result<(), S3Error> {
-        let max = self.config.upstream.max_put_size;
+        let max = self.live().config.upstream.max_put_size;
         if stored > max {
             return Err(S3Error::new(
                 S3ErrorCode::EntityTooLarge,
@@ -403,7 +403,7 @@ impl Gateway {
         &self,
         name: &str,
     ) -> Result<std::sync::Arc<dyn sealgate_filters::keys::KeyProvider>, S3Error> {
-        self.providers.get(name).cloned().ok_or_else(|| {
+        self.live().providers.get(name).cloned().ok_or_else(|| {
             S3Error::new(
                 S3ErrorCode::InternalError,
                 format!("the key provider `{name}` is not configured"),

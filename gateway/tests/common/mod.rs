@@ -647,13 +647,8 @@ auth:
         };
         let loaded =
             sealgate_config::load_str(&yaml, &env).unwrap_or_else(|p| panic!("{p}\n{yaml}"));
-        let handle = sealgate::start(
-            loaded.config,
-            sealgate::RunOptions {
-                unix_signals: false,
-            },
-        )
-        .map_err(|e| e.to_string())?;
+        let handle = sealgate::start(loaded.config, sealgate::RunOptions::default())
+            .map_err(|e| e.to_string())?;
         wait_until("the gateway to accept connections", || handle.is_ready());
         if let Some(p) = tls_port {
             wait_until("the TLS listener", || accepts(([127, 0, 0, 1], p).into()));
