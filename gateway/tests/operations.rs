@@ -365,6 +365,7 @@ fn sighup_reloads_clients_and_policies_and_refuses_a_broken_file() {
         line.starts_with("200"),
         "the request in flight finished: {line}"
     );
+    assert!(put.wait().unwrap().success());
 
     // A broken file: refused, the running configuration stays.
     std::fs::write(
