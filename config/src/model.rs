@@ -70,6 +70,9 @@ pub struct Upstream {
     pub credentials: UpstreamCredentials,
     pub connect_timeout: Duration,
     pub read_timeout: Duration,
+    /// How often the endpoint's host name is resolved again (AWS S3's
+    /// regional endpoints rotate their addresses); zero: never.
+    pub dns_refresh: Duration,
     /// Largest object body the backend takes in one PUT (S3: 5 GiB). An
     /// encrypted PUT whose ciphertext would exceed it is refused up front.
     pub max_put_size: u64,

@@ -32,6 +32,8 @@ pub const MAX_CLOCK_SKEW_LIMIT: Duration = Duration::from_secs(60 * 60);
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Upstream read timeout (between bytes, not for the whole body).
 pub const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(60);
+/// How often the upstream host name is resolved again.
+pub const DEFAULT_DNS_REFRESH: Duration = Duration::from_secs(60);
 /// S3's single-PUT limit.
 pub const DEFAULT_MAX_PUT_SIZE: u64 = 5 * 1024 * 1024 * 1024;
 
@@ -217,6 +219,7 @@ const S3_KEYS: &[&str] = &[
     "credentials",
     "connect_timeout",
     "read_timeout",
+    "dns_refresh",
     "max_put_size",
     "stored_checksum",
     "bucket_configs",
@@ -276,6 +279,7 @@ fn upstream(r: &mut Reader, o: &Obj) -> Option<Upstream> {
     let read_timeout = r
         .duration(o, "read_timeout")
         .unwrap_or(DEFAULT_READ_TIMEOUT);
+    let dns_refresh = r.duration(o, "dns_refresh").unwrap_or(DEFAULT_DNS_REFRESH);
     let max_put_size = match r.unsigned(o, "max_put_size") {
         Some(0) => {
             r.problem(
@@ -308,6 +312,7 @@ fn upstream(r: &mut Reader, o: &Obj) -> Option<Upstream> {
         credentials: credentials?,
         connect_timeout,
         read_timeout,
+        dns_refresh,
         max_put_size,
         stored_checksum,
     })

@@ -17,6 +17,7 @@ mod proxy_protocol;
 mod readiness;
 pub mod rewrap;
 pub mod server;
+mod services;
 mod upstream;
 
 pub use server::{start, GatewayHandle, RunOptions, StartError};

@@ -59,8 +59,7 @@ struct Target<'a> {
     providers: Providers,
     host: String,
     real: String,
-    /// The bucket's path prefix upstream (`/bucket` path style, empty
-    /// virtual-hosted).
+    /// The bucket's path prefix upstream (`/bucket` path style, or empty).
     bucket_path: String,
     provider_name: &'a str,
     key_id: String,
@@ -372,16 +371,14 @@ impl Target<'_> {
         let (tag_resp, tag_body) = self
             .request("GET", &format!("{path}?tagging"), &[], Bytes::new())
             .await?;
-        let tagging = if tag_resp.status.as_u16() == 200 {
-            sealgate_filters::rewrap::tagging_header(&tag_body)
-        } else {
-            None
-        };
-        let layout = self
-            .upstream
-            .part_layout(&self.host, path, &header, stored_len, Some(etag))
+        let tagging = (tag_resp.status.as_u16() == 200)
+            .then(|| sealgate_filters::rewrap::tagging_header(&tag_body))
+            .flatten();
+        let up = &self.upstream;
+        let layout = up.part_layout(&self.host, path, &header, stored_len, Some(etag));
+        let layout = layout
             .await
-            .map_err(|e| format!("its part layout could not be read: {e:?}"))?;
+            .map_err(|e| format!("unreadable parts: {e:?}"))?;
         let ranges = part_ranges(&layout);
         let mut create: Vec<(&str, &str)> = headers
             .iter()

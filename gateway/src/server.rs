@@ -1,14 +1,12 @@
 //! Building and running the Pingora server: the S3 proxy service (plain
 //! and/or TLS listeners), the admin service, and a handle that stops it.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_trait::async_trait;
 use pingora::server::configuration::ServerConf;
-use pingora::server::{RunArgs, Server, ShutdownSignal, ShutdownSignalWatch};
-use pingora::services::background::{background_service, BackgroundService};
+use pingora::server::{RunArgs, Server};
+use pingora::services::background::background_service;
 use pingora::services::listening::Service;
 use sealgate_config::Config;
 use tokio::sync::watch;
@@ -17,14 +15,9 @@ use crate::admin::AdminApp;
 use crate::live::{Live, LiveState};
 use crate::metrics::Metrics;
 use crate::proxy::Gateway;
-use crate::readiness::{
-    Readiness, UpstreamHealth, UPSTREAM_CHECK_INTERVAL, UPSTREAM_CHECK_TIMEOUT,
-};
+use crate::readiness::Readiness;
+use crate::services::{DnsRefresh, ReadyProbe, Reloader, Shutdown};
 use crate::upstream::UpstreamTarget;
-
-/// How often the readiness probe retries connecting to our own listener
-/// (and, shutting down, looks for requests still in flight).
-const READY_PROBE_INTERVAL: Duration = Duration::from_millis(20);
 
 /// What the runtimes get to stop once the grace period is over.
 const RUNTIME_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(1);
@@ -77,134 +70,6 @@ impl Drop for GatewayHandle {
     }
 }
 
-/// Shutdown on our watch channel or on SIGTERM / SIGINT: readiness turns
-/// to draining, the listeners serve on for the drain delay, then Pingora's
-/// graceful shutdown closes them and gives in-flight requests the grace
-/// period.
-struct Shutdown {
-    rx: watch::Receiver<bool>,
-    unix_signals: bool,
-    readiness: Arc<Readiness>,
-    drain_delay: Duration,
-}
-
-#[async_trait]
-impl ShutdownSignalWatch for Shutdown {
-    async fn recv(&self) -> ShutdownSignal {
-        let signal = self.signal().await;
-        self.readiness.set_draining();
-        tracing::info!(
-            drain_delay_s = self.drain_delay.as_secs_f64(),
-            "shutting down: not ready, draining"
-        );
-        tokio::time::sleep(self.drain_delay).await;
-        signal
-    }
-}
-
-impl Shutdown {
-    async fn signal(&self) -> ShutdownSignal {
-        let mut rx = self.rx.clone();
-        let channel = async move {
-            while !*rx.borrow_and_update() {
-                if rx.changed().await.is_err() {
-                    break;
-                }
-            }
-        };
-        if !self.unix_signals {
-            channel.await;
-            return ShutdownSignal::GracefulTerminate;
-        }
-        use tokio::signal::unix::{signal, SignalKind};
-        let (Ok(mut term), Ok(mut int)) = (
-            signal(SignalKind::terminate()),
-            signal(SignalKind::interrupt()),
-        ) else {
-            channel.await;
-            return ShutdownSignal::GracefulTerminate;
-        };
-        tokio::select! {
-            _ = channel => ShutdownSignal::GracefulTerminate,
-            _ = term.recv() => ShutdownSignal::GracefulTerminate,
-            _ = int.recv() => ShutdownSignal::GracefulTerminate,
-        }
-    }
-}
-
-/// Marks the gateway listening once its own S3 listener accepts a
-/// connection, then checks the upstream while it serves; on shutdown, in
-/// the binary, ends the process as soon as no request is in flight (the
-/// grace period is the most it waits).
-struct ReadyProbe {
-    addr: SocketAddr,
-    readiness: Arc<Readiness>,
-    upstream: Arc<UpstreamTarget>,
-    metrics: Arc<Metrics>,
-    exit_when_idle: bool,
-}
-
-#[async_trait]
-impl BackgroundService for ReadyProbe {
-    async fn start(&self, mut shutdown: pingora::server::ShutdownWatch) {
-        let mut target = self.addr;
-        if target.ip().is_unspecified() {
-            target.set_ip(if target.is_ipv4() {
-                std::net::Ipv4Addr::LOCALHOST.into()
-            } else {
-                std::net::Ipv6Addr::LOCALHOST.into()
-            });
-        }
-        while !self.readiness.is_listening() {
-            if tokio::net::TcpStream::connect(target).await.is_ok() {
-                self.readiness.set_listening();
-                break;
-            }
-            tokio::select! {
-                _ = shutdown.changed() => return self.stopping().await,
-                _ = tokio::time::sleep(READY_PROBE_INTERVAL) => {}
-            }
-        }
-        let mut health = UpstreamHealth::default();
-        loop {
-            tokio::select! {
-                _ = shutdown.changed() => return self.stopping().await,
-                _ = tokio::time::sleep(UPSTREAM_CHECK_INTERVAL) => {}
-            }
-            let up = health.observe(self.upstream_answers().await);
-            self.readiness.set_upstream_up(up);
-        }
-    }
-}
-
-impl ReadyProbe {
-    /// Any HTTP answer (even a refusal) means the upstream is reachable.
-    async fn upstream_answers(&self) -> bool {
-        let (host, path) = self.upstream.address(None, None);
-        let call = self
-            .upstream
-            .request("HEAD", &host, &path, &[], bytes::Bytes::new(), 0);
-        matches!(
-            tokio::time::timeout(UPSTREAM_CHECK_TIMEOUT, call).await,
-            Ok(Ok(_))
-        )
-    }
-
-    /// The listeners are closing: not ready; the binary exits once the
-    /// last in-flight request is done.
-    async fn stopping(&self) {
-        self.readiness.set_draining();
-        if !self.exit_when_idle {
-            return;
-        }
-        while self.metrics.in_flight_requests.get() > 0 {
-            tokio::time::sleep(READY_PROBE_INTERVAL).await;
-        }
-        tracing::info!("no request in flight: exiting");
-        std::process::exit(0);
-    }
-}
-
 /// Options that differ between the binary and in-process tests.
 #[derive(Debug, Clone, Default)]
 pub struct RunOptions {
@@ -212,32 +77,6 @@ pub struct RunOptions {
     pub unix_signals: bool,
     /// The file to load again on SIGHUP (the binary).
     pub config_path: Option<std::path::PathBuf>,
-}
-
-/// Reloads the configuration file on every SIGHUP (`live.rs`).
-struct Reloader {
-    path: std::path::PathBuf,
-    live: Arc<LiveState>,
-    metrics: Arc<Metrics>,
-}
-
-#[async_trait]
-impl BackgroundService for Reloader {
-    async fn start(&self, mut shutdown: pingora::server::ShutdownWatch) {
-        use tokio::signal::unix::{signal, SignalKind};
-        let Ok(mut hangups) = signal(SignalKind::hangup()) else {
-            tracing::error!("cannot listen for SIGHUP: configuration reload is off");
-            return;
-        };
-        loop {
-            tokio::select! {
-                _ = shutdown.changed() => return,
-                Some(()) = hangups.recv() => {
-                    let _ = crate::live::reload(&self.path, &self.live, &self.metrics).await;
-                }
-            }
-        }
-    }
 }
 
 /// Starts the gateway on its own thread and returns at once.
@@ -297,6 +136,16 @@ pub fn start(config: Config, options: RunOptions) -> Result<GatewayHandle, Start
         live.clone(),
         metrics.clone(),
     )?;
+    let every = config.upstream.dns_refresh;
+    if !every.is_zero() {
+        server.add_service(background_service(
+            "sealgate-dns-refresh",
+            DnsRefresh {
+                upstream: upstream.clone(),
+                every,
+            },
+        ));
+    }
     if let Some(path) = options.config_path.clone() {
         server.add_service(background_service(
             "sealgate-reload",

@@ -38,7 +38,10 @@ pub enum UpstreamError {
 /// Where and how to reach the upstream.
 pub struct UpstreamTarget {
     cfg: Upstream,
+    /// The prototype peer; its address is the current one of `address`.
     peer: HttpPeer,
+    /// The endpoint's address, resolved again every `dns_refresh`.
+    address: arc_swap::ArcSwap<std::net::SocketAddr>,
     credentials: CredentialSource,
     /// The signing key of the current day and credentials (derived once a
     /// day, not once a request).
@@ -80,11 +83,9 @@ impl UpstreamTarget {
             host: ep.host.clone(),
             reason,
         };
-        let addr = tokio::net::lookup_host((sni.as_str(), ep.port))
+        let addr = resolve(&sni, ep.port)
             .await
-            .map_err(|e| unresolved(e.to_string()))?
-            .next()
-            .ok_or_else(|| unresolved("no addresses".into()))?;
+            .map_err(|e| unresolved(e.to_string()))?;
         let mut peer = HttpPeer::new(addr, ep.tls, sni);
         peer.options.connection_timeout = Some(cfg.connect_timeout);
         peer.options.total_connection_timeout = Some(cfg.connect_timeout);
@@ -123,6 +124,7 @@ impl UpstreamTarget {
         });
         Ok(Self {
             cfg: cfg.clone(),
+            address: arc_swap::ArcSwap::from_pointee(addr),
             peer,
             credentials,
             signing_key: Mutex::new(None),
@@ -133,7 +135,32 @@ impl UpstreamTarget {
 
     /// A peer for one request: a clone of the prototype, so the pool matches.
     pub fn peer(&self) -> Box<HttpPeer> {
-        Box::new(self.peer.clone())
+        let mut peer = self.peer.clone();
+        peer._address = (**self.address.load()).into();
+        Box::new(peer)
+    }
+
+    /// Resolves the endpoint's host again; new connections go to the first
+    /// address it now has (pooled ones to the old one finish and expire).
+    /// A failed lookup keeps the address in use.
+    pub async fn refresh_address(&self) {
+        let found = resolve(&self.peer.sni, self.cfg.endpoint.port).await;
+        self.use_address(found);
+    }
+
+    /// Takes a fresh lookup's result (see [`Self::refresh_address`]).
+    fn use_address(&self, found: std::io::Result<std::net::SocketAddr>) {
+        let host = self.peer.sni.as_str();
+        match found {
+            Ok(addr) if addr != **self.address.load() => {
+                tracing::info!(host, address = %addr, "upstream address changed");
+                self.address.store(std::sync::Arc::new(addr));
+            }
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!(host, error = %e, "resolving the upstream again failed; keeping its address")
+            }
+        }
     }
 
     /// `Host` and the path prefix for a bucket, per the addressing style.
@@ -302,7 +329,7 @@ impl UpstreamTarget {
     pub async fn session(&self) -> Result<HttpSession, UpstreamError> {
         let (mut session, _) = self
             .connector
-            .get_http_session(&self.peer)
+            .get_http_session(&*self.peer())
             .await
             .map_err(|e| UpstreamError::Probe(e.etype().as_str().to_string()))?;
         session.set_read_timeout(Some(OWN_EXCHANGE_IO_TIMEOUT));
@@ -313,7 +340,7 @@ impl UpstreamTarget {
     /// Returns a completed session to the pool.
     pub async fn release(&self, session: HttpSession) {
         self.connector
-            .release_http_session(session, &self.peer, self.peer.options.idle_timeout)
+            .release_http_session(session, &*self.peer(), self.peer.options.idle_timeout)
             .await;
     }
 
@@ -369,10 +396,18 @@ impl UpstreamTarget {
             }
         }
         self.connector
-            .release_http_session(session, &self.peer, self.peer.options.idle_timeout)
+            .release_http_session(session, &*self.peer(), self.peer.options.idle_timeout)
             .await;
         Ok((header, body.freeze()))
     }
+}
+
+/// The first address `host` resolves to (the system resolver).
+async fn resolve(host: &str, port: u16) -> std::io::Result<std::net::SocketAddr> {
+    tokio::net::lookup_host((host, port))
+        .await?
+        .next()
+        .ok_or_else(|| std::io::Error::other("no addresses"))
 }
 
 /// Encodes a decoded key for an upstream path.
@@ -391,6 +426,17 @@ mod tests {
     //! shapes of request it sends: queries out of order, empty values,
     //! encoded keys, padded and repeated headers, a session token.
     use super::*;
+
+    #[tokio::test]
+    async fn a_new_address_is_used_and_a_failed_lookup_keeps_the_old() {
+        let target = target(None).await;
+        let addr = |t: &UpstreamTarget| t.peer()._address.to_string();
+        assert_eq!(addr(&target), "127.0.0.1:9000");
+        target.use_address(Ok("127.0.0.2:9000".parse().unwrap()));
+        assert_eq!(addr(&target), "127.0.0.2:9000");
+        target.use_address(Err(std::io::Error::other("no answer")));
+        assert_eq!(addr(&target), "127.0.0.2:9000", "kept");
+    }
     use aws_sigv4::http_request::{
         sign, PayloadChecksumKind, PercentEncodingMode, SignableBody, SignableRequest,
         SigningSettings, UriPathNormalizationMode,
@@ -417,6 +463,7 @@ mod tests {
             },
             connect_timeout: Duration::from_secs(1),
             read_timeout: Duration::from_secs(1),
+            dns_refresh: Duration::ZERO,
             max_put_size: 1 << 30,
             stored_checksum: sealgate_config::StoredChecksum::Crc32c,
         })
