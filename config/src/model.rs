@@ -48,6 +48,10 @@ pub struct Server {
     /// connection (behind an NLB or haproxy) and refuse connections
     /// without one.
     pub proxy_protocol: bool,
+    /// The Unix socket an old process hands its listeners over on during a
+    /// zero-downtime upgrade (`sealgate run --upgrade`, then SIGQUIT to the
+    /// old process).
+    pub upgrade_sock: PathBuf,
 }
 
 /// The HTTPS listener.

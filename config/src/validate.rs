@@ -32,6 +32,9 @@ pub const MAX_CLOCK_SKEW_LIMIT: Duration = Duration::from_secs(60 * 60);
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Upstream read timeout (between bytes, not for the whole body).
 pub const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(60);
+/// Where an old process hands its listening sockets to the new one during
+/// a zero-downtime upgrade.
+pub const DEFAULT_UPGRADE_SOCK: &str = "/tmp/sealgate-upgrade.sock";
 /// How often the upstream host name is resolved again.
 pub const DEFAULT_DNS_REFRESH: Duration = Duration::from_secs(60);
 /// S3's single-PUT limit.
@@ -100,6 +103,7 @@ fn server(r: &mut Reader, top: &Obj) -> Option<Server> {
             "grace_period",
             "drain_delay",
             "proxy_protocol",
+            "upgrade_sock",
         ],
     )?;
     let listen = if o.has("listen") {
@@ -175,7 +179,12 @@ fn server(r: &mut Reader, top: &Obj) -> Option<Server> {
         .unwrap_or(DEFAULT_GRACE_PERIOD);
     let drain_delay = r.duration(&o, "drain_delay").unwrap_or_default();
     let proxy_protocol = r.boolean(&o, "proxy_protocol").unwrap_or(false);
+    let upgrade_sock = r
+        .string(&o, "upgrade_sock")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_UPGRADE_SOCK));
     Some(Server {
+        upgrade_sock,
         drain_delay,
         proxy_protocol,
         listen,

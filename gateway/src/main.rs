@@ -21,11 +21,17 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run the gateway until SIGTERM or Ctrl-C.
+    /// Run the gateway until SIGTERM or Ctrl-C; SIGHUP reloads the
+    /// configuration; SIGQUIT hands the listeners to a process started with
+    /// --upgrade.
     Run {
         /// The YAML configuration file.
         #[arg(short, long, env = "SEALGATE_CONFIG")]
         config: PathBuf,
+        /// Take the listening sockets over from the running process (which
+        /// is then sent SIGQUIT) through `server.upgrade_sock`.
+        #[arg(long)]
+        upgrade: bool,
     },
     /// Validate a configuration file and exit: 0 when valid, 1 with every problem otherwise.
     CheckConfig {
@@ -174,7 +180,7 @@ fn main() -> ExitCode {
                 }
             }
         }
-        Command::Run { config } => {
+        Command::Run { config, upgrade } => {
             let loaded = match load(&config) {
                 Ok(l) => l,
                 Err(code) => return code,
@@ -183,7 +189,7 @@ fn main() -> ExitCode {
             for w in &loaded.warnings {
                 tracing::warn!("{w}");
             }
-            match sealgate::server::run_forever(loaded.config, &config) {
+            match sealgate::server::run_forever(loaded.config, &config, upgrade) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("sealgate: {e}");

@@ -77,6 +77,9 @@ pub struct RunOptions {
     pub unix_signals: bool,
     /// The file to load again on SIGHUP (the binary).
     pub config_path: Option<std::path::PathBuf>,
+    /// Take the listening sockets over from a running process
+    /// (`server.upgrade_sock`) instead of binding them.
+    pub upgrade: bool,
 }
 
 /// Starts the gateway on its own thread and returns at once.
@@ -96,6 +99,7 @@ pub fn start(config: Config, options: RunOptions) -> Result<GatewayHandle, Start
         // in-flight requests then have the grace period.
         grace_period_seconds: Some(config.server.grace_period.as_secs()),
         graceful_shutdown_timeout_seconds: Some(RUNTIME_SHUTDOWN_TIMEOUT.as_secs()),
+        upgrade_sock: config.server.upgrade_sock.display().to_string(),
         ca_file: config
             .upstream
             .ca_bundle
@@ -103,7 +107,11 @@ pub fn start(config: Config, options: RunOptions) -> Result<GatewayHandle, Start
             .map(|p| p.display().to_string()),
         ..ServerConf::default()
     };
-    let mut server = Server::new_with_opt_and_conf(None, conf);
+    let opt = pingora::server::configuration::Opt {
+        upgrade: options.upgrade,
+        ..Default::default()
+    };
+    let mut server = Server::new_with_opt_and_conf(Some(opt), conf);
     server.bootstrap();
 
     // Resolving the credential chain is async; do it on a short-lived runtime.
@@ -260,13 +268,20 @@ fn add_listeners<A: pingora::apps::ServerApp + Send + Sync + 'static>(
     Ok(())
 }
 
-/// Runs until SIGTERM / SIGINT; reloads `path` on SIGHUP.
-pub fn run_forever(config: Config, path: &std::path::Path) -> Result<(), StartError> {
+/// Runs until SIGTERM / SIGINT (or SIGQUIT, after handing the listeners
+/// over); reloads `path` on SIGHUP; `upgrade`: takes the listeners over
+/// from the running process first.
+pub fn run_forever(
+    config: Config,
+    path: &std::path::Path,
+    upgrade: bool,
+) -> Result<(), StartError> {
     let handle = start(
         config,
         RunOptions {
             unix_signals: true,
             config_path: Some(path.to_path_buf()),
+            upgrade,
         },
     )?;
     let mut handle = handle;

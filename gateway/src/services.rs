@@ -37,6 +37,11 @@ pub struct Shutdown {
 impl ShutdownSignalWatch for Shutdown {
     async fn recv(&self) -> ShutdownSignal {
         let signal = self.signal().await;
+        if matches!(signal, ShutdownSignal::GracefulUpgrade) {
+            // The new process takes the listeners: nothing to drain.
+            tracing::info!("upgrading: handing the listeners to the new process");
+            return signal;
+        }
         self.readiness.set_draining();
         tracing::info!(
             drain_delay_s = self.drain_delay.as_secs_f64(),
@@ -62,9 +67,10 @@ impl Shutdown {
             return ShutdownSignal::GracefulTerminate;
         }
         use tokio::signal::unix::{signal, SignalKind};
-        let (Ok(mut term), Ok(mut int)) = (
+        let (Ok(mut term), Ok(mut int), Ok(mut quit)) = (
             signal(SignalKind::terminate()),
             signal(SignalKind::interrupt()),
+            signal(SignalKind::quit()),
         ) else {
             channel.await;
             return ShutdownSignal::GracefulTerminate;
@@ -73,6 +79,9 @@ impl Shutdown {
             _ = channel => ShutdownSignal::GracefulTerminate,
             _ = term.recv() => ShutdownSignal::GracefulTerminate,
             _ = int.recv() => ShutdownSignal::GracefulTerminate,
+            // Zero-downtime upgrade: a process started with --upgrade waits
+            // on server.upgrade_sock for the listeners.
+            _ = quit.recv() => ShutdownSignal::GracefulUpgrade,
         }
     }
 }

@@ -391,3 +391,102 @@ fn sighup_reloads_clients_and_policies_and_refuses_a_broken_file() {
     assert!(refused.contains("server.thread"), "{refused}");
     assert!(!log.contains("NEWSECRET0123456789"), "no secret in the log");
 }
+
+/// Zero-downtime upgrade on loopback: a new process started with
+/// `--upgrade` takes the listening sockets over when the old one gets
+/// SIGQUIT; requests go on being answered throughout, an upload in flight
+/// on the old process finishes, and the old process exits once it is done.
+#[test]
+fn sigquit_hands_the_listeners_to_a_new_process_without_dropping_an_upload() {
+    let backend = Backend::start(&["demo"]);
+    let (port, admin_port) = (free_port(), free_port());
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("upgrade.sock");
+    let yaml = Gateway::config_yaml(
+        &backend,
+        port,
+        admin_port,
+        None,
+        &Options {
+            extra: LOCAL_PROVIDER,
+            ..Options::default()
+        },
+    )
+    .replace(
+        "  grace_period: 0s",
+        &format!("  grace_period: 30s\n  upgrade_sock: {}", sock.display()),
+    );
+    let (old_dir, new_dir) = (dir.path().join("old"), dir.path().join("new"));
+    std::fs::create_dir(&old_dir).unwrap();
+    std::fs::create_dir(&new_dir).unwrap();
+    let old_log = old_dir.join("gateway.log");
+    let mut old = Running(run_binary(
+        &yaml,
+        &old_dir,
+        &backend,
+        std::fs::File::create(&old_log).unwrap().into(),
+    ));
+    let admin = format!("127.0.0.1:{admin_port}");
+    until("ready", Duration::from_secs(30), || {
+        readyz(&admin).is_some_and(|(s, _)| s == 200)
+    });
+    let url = format!("http://127.0.0.1:{port}");
+    let mut put = python_child(SLOW_PUT, &[&url, "demo", "upgraded", "2000000"]);
+    let mut out = BufReader::new(put.stdout.take().unwrap());
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    assert_eq!(line.trim(), "started");
+
+    // The new process waits on the upgrade socket for the listeners.
+    let new_log = new_dir.join("gateway.log");
+    let config = new_dir.join("sealgate.yaml");
+    std::fs::write(&config, &yaml).unwrap();
+    let mut new = Running(
+        Command::new(env!("CARGO_BIN_EXE_sealgate"))
+            .args(["run", "--upgrade", "--config", config.to_str().unwrap()])
+            .env("TEST_UPSTREAM_SECRET", backend.credentials().1)
+            .env("TEST_CLIENT_SECRET", CLIENT_SECRET)
+            .env("TEST_TEAM_SECRET", TEAM_SECRET)
+            .env("TEST_READER_SECRET", READER_SECRET)
+            .stderr(std::fs::File::create(&new_log).unwrap())
+            .spawn()
+            .unwrap(),
+    );
+    until("the upgrade socket", Duration::from_secs(30), || {
+        sock.exists()
+    });
+    assert!(Command::new("kill")
+        .args(["-QUIT", &old.0.id().to_string()])
+        .status()
+        .unwrap()
+        .success());
+    let served_by_new = || {
+        std::fs::read_to_string(&new_log)
+            .unwrap_or_default()
+            .contains("sealgate::access")
+    };
+    // Answered all along, until the new process answers too.
+    let mut answered = 0;
+    while !served_by_new() {
+        let ls = aws_as(CLIENT_KEY, CLIENT_SECRET, &url, &["s3", "ls", "s3://demo/"]);
+        assert!(ls.status.success(), "refused during the upgrade: {ls:?}");
+        answered += 1;
+        assert!(answered < 200, "the new process never answered");
+    }
+    // The upload on the old process finishes.
+    let mut input = put.stdin.take().unwrap();
+    writeln!(input, "go").unwrap();
+    line.clear();
+    out.read_line(&mut line).unwrap();
+    assert!(line.starts_with("200"), "{line}");
+    assert!(put.wait().unwrap().success());
+    let status = old.0.wait().unwrap();
+    assert!(status.success(), "{status:?}");
+    // The new process serves alone, and the uploaded object reads back.
+    let back = dir.path().join("back");
+    cp(&url, "s3://demo/upgraded", back.to_str().unwrap());
+    let expected: Vec<u8> = (0..2_000_000u32).map(|i| (i % 251) as u8).collect();
+    assert!(std::fs::read(back).unwrap() == expected);
+    assert!(new.0.try_wait().unwrap().is_none(), "the new process runs");
+    terminate(&mut new.0);
+}
