@@ -18,6 +18,7 @@ mod readiness;
 pub mod rewrap;
 pub mod server;
 mod services;
+mod tls;
 mod upstream;
 
 pub use server::{start, GatewayHandle, RunOptions, StartError};

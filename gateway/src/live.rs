@@ -1,6 +1,7 @@
 //! What a SIGHUP can change without a restart: the configuration's
-//! clients, bucket policies and aliases, and key providers, swapped in
-//! whole once the new file loaded and every provider in it validated. A
+//! clients, bucket policies and aliases, key providers and the HTTPS
+//! certificate, swapped in whole once the new file loaded and every
+//! provider in it validated. A
 //! file that fails leaves the running set in force (logged and counted).
 //! Listeners, the upstream and the admin port are fixed at start: a change
 //! there is logged as needing a restart and otherwise ignored.
@@ -61,7 +62,12 @@ fn needs_restart(old: &Config, new: &Config) -> Vec<&'static str> {
 /// Loads `path`, validates its key providers, and swaps it in; on any
 /// failure the running set stays. Never logs a secret: problems name YAML
 /// paths, providers and keys.
-pub async fn reload(path: &Path, state: &LiveState, metrics: &Metrics) -> Result<(), String> {
+pub async fn reload(
+    path: &Path,
+    state: &LiveState,
+    metrics: &Metrics,
+    cert: Option<&crate::tls::ReloadableCert>,
+) -> Result<(), String> {
     let result = async {
         let env = |name: &str| std::env::var(name).ok();
         // One line: each problem with its YAML path and fix.
@@ -84,6 +90,10 @@ pub async fn reload(path: &Path, state: &LiveState, metrics: &Metrics) -> Result
                 parts = ?restart,
                 "configuration reloaded; these parts change only on restart"
             );
+        }
+        // The certificate last: a file that fails leaves everything as it was.
+        if let (Some(cert), Some(tls)) = (cert, &config.server.tls) {
+            cert.reload(&tls.cert_file, &tls.key_file)?;
         }
         state.store(Arc::new(Live::new(config, providers)));
         Ok::<(), String>(())

@@ -137,12 +137,20 @@ pub fn start(config: Config, options: RunOptions) -> Result<GatewayHandle, Start
         config.clone(),
         providers,
     )));
+    let cert = match &config.server.tls {
+        Some(t) => Some(Arc::new(
+            crate::tls::ReloadableCert::load(&t.cert_file, &t.key_file)
+                .map_err(StartError::Pingora)?,
+        )),
+        None => None,
+    };
     add_s3_service(
         &mut server,
         &config,
         upstream.clone(),
         live.clone(),
         metrics.clone(),
+        cert.clone(),
     )?;
     let every = config.upstream.dns_refresh;
     if !every.is_zero() {
@@ -161,6 +169,7 @@ pub fn start(config: Config, options: RunOptions) -> Result<GatewayHandle, Start
                 path,
                 live,
                 metrics: metrics.clone(),
+                cert,
             },
         ));
     }
@@ -220,6 +229,7 @@ fn add_s3_service(
     upstream: Arc<UpstreamTarget>,
     live: Arc<LiveState>,
     metrics: Arc<Metrics>,
+    cert: Option<Arc<crate::tls::ReloadableCert>>,
 ) -> Result<(), StartError> {
     let refusals = metrics.proxy_protocol_refusals_total.clone();
     let gateway = Gateway::new(live, upstream, metrics);
@@ -235,7 +245,7 @@ fn add_s3_service(
         service
             .endpoints()
             .set_pre_tls_callback(Arc::new(crate::proxy_protocol::BeforeTls { refusals }));
-        add_listeners(&mut service, config)?;
+        add_listeners(&mut service, config, cert)?;
         server.add_service(service);
     } else {
         let mut proxy = pingora::proxy::http_proxy_service_with_name(
@@ -243,7 +253,7 @@ fn add_s3_service(
             gateway,
             "sealgate-s3",
         );
-        add_listeners(&mut proxy, config)?;
+        add_listeners(&mut proxy, config, cert)?;
         server.add_service(proxy);
     }
     Ok(())
@@ -252,18 +262,16 @@ fn add_s3_service(
 fn add_listeners<A: pingora::apps::ServerApp + Send + Sync + 'static>(
     service: &mut Service<A>,
     config: &Config,
+    cert: Option<Arc<crate::tls::ReloadableCert>>,
 ) -> Result<(), StartError> {
     if let Some(addr) = config.server.listen {
         service.add_tcp(&addr.to_string());
     }
-    if let Some(tls) = &config.server.tls {
-        service
-            .add_tls(
-                &tls.listen.to_string(),
-                &tls.cert_file.display().to_string(),
-                &tls.key_file.display().to_string(),
-            )
+    if let (Some(tls), Some(cert)) = (&config.server.tls, cert) {
+        let mut settings = pingora::listeners::tls::TlsSettings::intermediate("", "")
             .map_err(|e| StartError::Pingora(format!("TLS listener: {e}")))?;
+        settings.set_cert_resolver(cert);
+        service.add_tls_with_settings(&tls.listen.to_string(), None, settings);
     }
     Ok(())
 }

@@ -182,6 +182,8 @@ pub struct Reloader {
     pub path: std::path::PathBuf,
     pub live: Arc<LiveState>,
     pub metrics: Arc<Metrics>,
+    /// The HTTPS listener's certificate, read again with the file.
+    pub cert: Option<Arc<crate::tls::ReloadableCert>>,
 }
 
 #[async_trait]
@@ -196,7 +198,8 @@ impl BackgroundService for Reloader {
             tokio::select! {
                 _ = shutdown.changed() => return,
                 Some(()) = hangups.recv() => {
-                    let _ = crate::live::reload(&self.path, &self.live, &self.metrics).await;
+                    let cert = self.cert.as_deref();
+                    let _ = crate::live::reload(&self.path, &self.live, &self.metrics, cert).await;
                 }
             }
         }

@@ -4,6 +4,7 @@ mod common;
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -489,4 +490,60 @@ fn sigquit_hands_the_listeners_to_a_new_process_without_dropping_an_upload() {
     assert!(std::fs::read(back).unwrap() == expected);
     assert!(new.0.try_wait().unwrap().is_none(), "the new process runs");
     terminate(&mut new.0);
+}
+
+/// SIGHUP also reads the HTTPS listener's certificate again: a renewed
+/// certificate is served to new connections without a restart.
+#[test]
+fn sighup_serves_a_renewed_certificate() {
+    let backend = Backend::start(&["demo"]);
+    let (port, admin_port, tls_port) = (free_port(), free_port(), free_port());
+    let certs = tempfile::tempdir().unwrap();
+    self_signed_cert(certs.path());
+    let yaml = Gateway::config_yaml(
+        &backend,
+        port,
+        admin_port,
+        Some((tls_port, certs.path())),
+        &Options {
+            extra: LOCAL_PROVIDER,
+            ..Options::default()
+        },
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let mut running = Running(run_binary(&yaml, dir.path(), &backend, Stdio::null()));
+    let admin = format!("127.0.0.1:{admin_port}");
+    until("ready", Duration::from_secs(30), || {
+        readyz(&admin).is_some_and(|(s, _)| s == 200)
+    });
+    let served = || {
+        let script =
+            "import ssl, sys; print(ssl.get_server_certificate(('127.0.0.1', int(sys.argv[1]))))";
+        let pem = python_ok(script, &[&tls_port.to_string()]);
+        pem.split_whitespace().collect::<String>()
+    };
+    let file = |d: &Path| {
+        std::fs::read_to_string(d.join("cert.pem"))
+            .unwrap()
+            .split_whitespace()
+            .collect::<String>()
+    };
+    assert_eq!(served(), file(certs.path()));
+    let renewed = tempfile::tempdir().unwrap();
+    self_signed_cert(renewed.path());
+    assert_ne!(file(renewed.path()), file(certs.path()));
+    for f in ["cert.pem", "key.pem"] {
+        std::fs::copy(renewed.path().join(f), certs.path().join(f)).unwrap();
+    }
+    assert!(Command::new("kill")
+        .args(["-HUP", &running.0.id().to_string()])
+        .status()
+        .unwrap()
+        .success());
+    until("the reload", Duration::from_secs(20), || {
+        let (_, m) = http_get(&admin, "/metrics");
+        metric(&m, "sealgate_config_reloads_total{result=\"ok\"}") == Some(1.0)
+    });
+    assert_eq!(served(), file(renewed.path()));
+    terminate(&mut running.0);
 }
