@@ -26,6 +26,9 @@ const MAX_RECORD_PAGES: usize = 10;
 /// Largest ListMultipartUploads page read from the backend.
 const MAX_UPLOAD_PAGE: usize = 4 * 1024 * 1024;
 
+/// Largest answer read to a record's Create or Abort.
+const MAX_RECORD_ANSWER: usize = 64 * 1024;
+
 impl Gateway {
     /// Keys under the records' prefix are the gateway's in encrypting
     /// buckets; a ListMultipartUploads there reads the bucket's records
@@ -134,7 +137,7 @@ impl Gateway {
                     &format!("{}?uploads", path.1),
                     &[],
                     Default::default(),
-                    64 * 1024,
+                    MAX_RECORD_ANSWER,
                 )
                 .await
                 .map_err(|e| e.to_string())?;
@@ -184,7 +187,7 @@ impl Gateway {
                     &format!("{path}?uploadId={}", uri::encode(&id)),
                     &[],
                     Default::default(),
-                    64 * 1024,
+                    MAX_RECORD_ANSWER,
                 )
                 .await
                 .map_err(|e| e.to_string())?;
