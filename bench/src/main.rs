@@ -256,6 +256,9 @@ http {{
   server {{
     listen 127.0.0.1:{port};
     client_max_body_size 0;
+    # Read request bodies 1 MiB at a time (the default is 16 KiB): with
+    # proxy_request_buffering off, this is nginx's upload read size.
+    client_body_buffer_size 1m;
     location / {{
       proxy_pass http://sink;
       proxy_http_version 1.1;

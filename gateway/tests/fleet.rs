@@ -26,18 +26,8 @@ struct Instance {
 
 impl Instance {
     fn start(backend: &dyn Upstream, dir: &Path, n: usize) -> (Instance, u16) {
-        let (port, admin_port) = (free_port(), free_port());
-        let yaml = Gateway::config_yaml(
-            backend,
-            port,
-            admin_port,
-            None,
-            &Options {
-                extra: LOCAL_PROVIDER,
-                ..Options::default()
-            },
-        )
-        .replace(
+        let (yaml, port, admin_port) = binary_yaml(backend, LOCAL_PROVIDER, None);
+        let yaml = yaml.replace(
             "  grace_period: 0s",
             "  grace_period: 0s\n  proxy_protocol: true",
         );
@@ -46,10 +36,7 @@ impl Instance {
         let log = own.join("gateway.log");
         let file = std::fs::File::create(&log).unwrap();
         let process = Running(run_binary(&yaml, &own, backend, file.into()));
-        let admin = format!("127.0.0.1:{admin_port}");
-        until("an instance ready", Duration::from_secs(30), || {
-            readyz(&admin).is_some_and(|(s, _)| s == 200)
-        });
+        wait_ready(admin_port);
         (Instance { process, log }, port)
     }
 

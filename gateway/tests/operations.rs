@@ -21,28 +21,16 @@ const READER: &str = include_str!("py/format_reader.py");
 #[test]
 fn sigterm_drains_then_lets_in_flight_uploads_finish() {
     let backend = Backend::start(&["demo"]);
-    let (port, admin_port) = (free_port(), free_port());
-    let yaml = Gateway::config_yaml(
-        &backend,
-        port,
-        admin_port,
-        None,
-        &Options {
-            extra: LOCAL_PROVIDER,
-            ..Options::default()
-        },
-    )
-    .replace(
+    let (yaml, port, admin_port) = binary_yaml(&backend, LOCAL_PROVIDER, None);
+    let yaml = yaml.replace(
         "  grace_period: 0s",
         "  grace_period: 60s\n  drain_delay: 2s",
     );
     let dir = tempfile::tempdir().unwrap();
     let mut running = Running(run_binary(&yaml, dir.path(), &backend, Stdio::null()));
     let gw = &mut running.0;
+    wait_ready(admin_port);
     let admin = format!("127.0.0.1:{admin_port}");
-    until("ready", Duration::from_secs(30), || {
-        readyz(&admin).is_some_and(|(s, _)| s == 200)
-    });
     let url = format!("http://127.0.0.1:{port}");
     let mut put = python_child(SLOW_PUT, &[&url, "demo", "slow", "3000000"]);
     let mut out = BufReader::new(put.stdout.take().unwrap());
@@ -106,18 +94,8 @@ fn sigterm_drains_then_lets_in_flight_uploads_finish() {
 #[test]
 fn proxy_protocol_v2_names_the_client_and_is_required() {
     let backend = Backend::start(&["demo"]);
-    let (port, admin_port) = (free_port(), free_port());
-    let yaml = Gateway::config_yaml(
-        &backend,
-        port,
-        admin_port,
-        None,
-        &Options {
-            extra: LOCAL_PROVIDER,
-            ..Options::default()
-        },
-    )
-    .replace(
+    let (yaml, port, admin_port) = binary_yaml(&backend, LOCAL_PROVIDER, None);
+    let yaml = yaml.replace(
         "  grace_period: 0s",
         "  grace_period: 0s\n  proxy_protocol: true",
     );
@@ -126,10 +104,8 @@ fn proxy_protocol_v2_names_the_client_and_is_required() {
     let log = std::fs::File::create(&log_path).unwrap();
     let mut running = Running(run_binary(&yaml, dir.path(), &backend, log.into()));
     let gw = &mut running.0;
+    wait_ready(admin_port);
     let admin = format!("127.0.0.1:{admin_port}");
-    until("ready", Duration::from_secs(30), || {
-        readyz(&admin).is_some_and(|(s, _)| s == 200)
-    });
     let url = format!("http://127.0.0.1:{port}");
     let lines = python_ok(PROXY_PROTOCOL, &[&url]);
     let lines: Vec<&str> = lines.lines().collect();
@@ -197,10 +173,7 @@ fn debug_logs_of_an_encrypted_round_trip_hold_no_key_or_secret() {
         .spawn()
         .unwrap();
     let mut running = Running(child);
-    let admin = format!("127.0.0.1:{admin_port}");
-    until("ready", Duration::from_secs(30), || {
-        readyz(&admin).is_some_and(|(s, _)| s == 200)
-    });
+    wait_ready(admin_port);
     let url = format!("http://127.0.0.1:{port}");
     for (name, len) in [("small", 300_000), ("big", 20_000_000)] {
         let src = dir.path().join(name);
@@ -278,10 +251,8 @@ fn sighup_reloads_clients_and_policies_and_refuses_a_broken_file() {
     let log = std::fs::File::create(&log_path).unwrap();
     let mut running = Running(run_binary(&base, dir.path(), &backend, log.into()));
     let gw = &mut running.0;
+    wait_ready(admin_port);
     let admin = format!("127.0.0.1:{admin_port}");
-    until("ready", Duration::from_secs(30), || {
-        readyz(&admin).is_some_and(|(s, _)| s == 200)
-    });
     let url = format!("http://127.0.0.1:{port}");
     // An object written around the gateway: plaintext, readable while the
     // bucket's policy is optional.
@@ -427,10 +398,7 @@ fn sigquit_hands_the_listeners_to_a_new_process_without_dropping_an_upload() {
         &backend,
         std::fs::File::create(&old_log).unwrap().into(),
     ));
-    let admin = format!("127.0.0.1:{admin_port}");
-    until("ready", Duration::from_secs(30), || {
-        readyz(&admin).is_some_and(|(s, _)| s == 200)
-    });
+    wait_ready(admin_port);
     let url = format!("http://127.0.0.1:{port}");
     let mut put = python_child(SLOW_PUT, &[&url, "demo", "upgraded", "2000000"]);
     let mut out = BufReader::new(put.stdout.take().unwrap());
@@ -512,10 +480,8 @@ fn sighup_serves_a_renewed_certificate() {
     );
     let dir = tempfile::tempdir().unwrap();
     let mut running = Running(run_binary(&yaml, dir.path(), &backend, Stdio::null()));
+    wait_ready(admin_port);
     let admin = format!("127.0.0.1:{admin_port}");
-    until("ready", Duration::from_secs(30), || {
-        readyz(&admin).is_some_and(|(s, _)| s == 200)
-    });
     let served = || {
         let script =
             "import ssl, sys; print(ssl.get_server_certificate(('127.0.0.1', int(sys.argv[1]))))";

@@ -969,3 +969,27 @@ pub fn readyz(admin: &str) -> Option<(u16, String)> {
     TcpStream::connect(admin).ok()?;
     Some(http_get(admin, "/readyz"))
 }
+
+/// The test YAML of a gateway binary on fresh ports, with `extra` (see
+/// [`Gateway::config_yaml`]): (yaml, S3 port, admin port).
+pub fn binary_yaml(
+    backend: &dyn Upstream,
+    extra: &str,
+    tls: Option<(u16, &Path)>,
+) -> (String, u16, u16) {
+    let (port, admin_port) = (free_port(), free_port());
+    let opts = Options {
+        extra,
+        ..Options::default()
+    };
+    let yaml = Gateway::config_yaml(backend, port, admin_port, tls, &opts);
+    (yaml, port, admin_port)
+}
+
+/// Waits until the binary with this admin port answers `/readyz` with 200.
+pub fn wait_ready(admin_port: u16) {
+    let admin = format!("127.0.0.1:{admin_port}");
+    until("ready", Duration::from_secs(30), || {
+        readyz(&admin).is_some_and(|(s, _)| s == 200)
+    });
+}

@@ -32,30 +32,23 @@ fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
     era * 146_097 + doe - 719_468
 }
 
+/// Unix seconds as (year, month, day, hour, minute, second), UTC.
+fn civil_time(t: i64) -> (i64, i64, i64, i64, i64, i64) {
+    let secs = t.rem_euclid(86_400);
+    let (y, m, d) = civil_from_days(t.div_euclid(86_400));
+    (y, m, d, secs / 3600, (secs / 60) % 60, secs % 60)
+}
+
 /// Formats Unix seconds as `yyyymmddThhmmssZ`.
 pub fn format_amz_date(t: i64) -> String {
-    let days = t.div_euclid(86_400);
-    let secs = t.rem_euclid(86_400);
-    let (y, m, d) = civil_from_days(days);
-    format!(
-        "{y:04}{m:02}{d:02}T{:02}{:02}{:02}Z",
-        secs / 3600,
-        (secs / 60) % 60,
-        secs % 60
-    )
+    let (y, m, d, h, mi, s) = civil_time(t);
+    format!("{y:04}{m:02}{d:02}T{h:02}{mi:02}{s:02}Z")
 }
 
 /// Formats Unix seconds as S3's XML timestamps, `yyyy-mm-ddThh:mm:ss.000Z`.
 pub fn format_iso8601(t: i64) -> String {
-    let days = t.div_euclid(86_400);
-    let secs = t.rem_euclid(86_400);
-    let (y, m, d) = civil_from_days(days);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.000Z",
-        secs / 3600,
-        (secs / 60) % 60,
-        secs % 60
-    )
+    let (y, m, d, h, mi, s) = civil_time(t);
+    format!("{y:04}-{m:02}-{d:02}T{h:02}:{mi:02}:{s:02}.000Z")
 }
 
 const MONTHS: [&str; 12] = [
