@@ -33,8 +33,10 @@ pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Upstream read timeout (between bytes, not for the whole body).
 pub const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(60);
 /// Where an old process hands its listening sockets to the new one during
-/// a zero-downtime upgrade.
-pub const DEFAULT_UPGRADE_SOCK: &str = "/tmp/sealgate-upgrade.sock";
+/// a zero-downtime upgrade: a private runtime directory (systemd's
+/// `RuntimeDirectory=sealgate`), not a world-writable one where another
+/// local user could bind the socket first and receive the listeners.
+pub const DEFAULT_UPGRADE_SOCK: &str = "/run/sealgate/upgrade.sock";
 /// How often the upstream host name is resolved again.
 pub const DEFAULT_DNS_REFRESH: Duration = Duration::from_secs(60);
 /// S3's single-PUT limit.

@@ -12,7 +12,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
-use sealgate_config::Config;
+use sealgate_config::{Config, Secret, UpstreamCredentials};
 use sealgate_filters::auth::Clients;
 
 use crate::keys::Providers;
@@ -48,15 +48,55 @@ fn needs_restart(old: &Config, new: &Config) -> Vec<&'static str> {
         || a.threads != b.threads
         || a.proxy_protocol != b.proxy_protocol
         || a.tls.as_ref().map(|t| t.listen) != b.tls.as_ref().map(|t| t.listen)
+        || a.drain_delay != b.drain_delay
+        || a.grace_period != b.grace_period
+        || a.upgrade_sock != b.upgrade_sock
     {
-        parts.push("server (listeners, threads, proxy_protocol)");
+        parts.push(
+            "server (listeners, threads, proxy_protocol, drain_delay, grace_period, upgrade_sock)",
+        );
     }
-    if format!("{:?}", old.upstream.endpoint) != format!("{:?}", new.upstream.endpoint)
-        || old.upstream.region != new.upstream.region
+    let (u, v) = (&old.upstream, &new.upstream);
+    if format!("{:?}", u.endpoint) != format!("{:?}", v.endpoint)
+        || u.region != v.region
+        || !same_credentials(&u.credentials, &v.credentials)
+        || u.dns_refresh != v.dns_refresh
+        || u.connect_timeout != v.connect_timeout
+        || u.read_timeout != v.read_timeout
     {
-        parts.push("storage.s3 (endpoint, region)");
+        parts.push("storage.s3 (endpoint, region, credentials, timeouts, dns_refresh)");
     }
     parts
+}
+
+/// The same upstream credentials (secrets compared in constant time).
+fn same_credentials(a: &UpstreamCredentials, b: &UpstreamCredentials) -> bool {
+    use subtle::ConstantTimeEq;
+    let same = |x: &Secret, y: &Secret| bool::from(x.expose().ct_eq(y.expose()));
+    match (a, b) {
+        (UpstreamCredentials::DefaultChain, UpstreamCredentials::DefaultChain) => true,
+        (
+            UpstreamCredentials::Static {
+                access_key_id: ka,
+                secret_access_key: sa,
+                session_token: ta,
+            },
+            UpstreamCredentials::Static {
+                access_key_id: kb,
+                secret_access_key: sb,
+                session_token: tb,
+            },
+        ) => {
+            ka == kb
+                && same(sa, sb)
+                && match (ta, tb) {
+                    (None, None) => true,
+                    (Some(x), Some(y)) => same(x, y),
+                    _ => false,
+                }
+        }
+        _ => false,
+    }
 }
 
 /// Loads `path`, validates its key providers, and swaps it in; on any

@@ -24,6 +24,10 @@ const LAYOUT_CACHE_WEIGHT: u64 = 200_000;
 /// Layouts kept: the estimate quick_cache sizes its table by.
 const LAYOUT_CACHE_ITEMS: usize = 4_096;
 
+/// Shards of the layout cache: few, so that each shard's share of the
+/// weight holds a table of the most parts an object can have (10,000).
+const LAYOUT_CACHE_SHARDS: usize = 4;
+
 /// Why no layout was found.
 #[derive(Debug)]
 pub enum LayoutError {
@@ -64,10 +68,17 @@ pub struct LayoutCache(Cache<ObjectVersion, Layout, LayoutWeight>);
 
 impl Default for LayoutCache {
     fn default() -> Self {
-        Self(Cache::with_weighter(
-            LAYOUT_CACHE_ITEMS,
-            LAYOUT_CACHE_WEIGHT,
+        let options = quick_cache::OptionsBuilder::new()
+            .estimated_items_capacity(LAYOUT_CACHE_ITEMS)
+            .weight_capacity(LAYOUT_CACHE_WEIGHT)
+            .shards(LAYOUT_CACHE_SHARDS)
+            .build()
+            .expect("the layout cache's options are valid");
+        Self(Cache::with_options(
+            options,
             LayoutWeight,
+            Default::default(),
+            Default::default(),
         ))
     }
 }

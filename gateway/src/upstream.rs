@@ -339,9 +339,20 @@ impl UpstreamTarget {
 
     /// Returns a completed session to the pool.
     pub async fn release(&self, session: HttpSession) {
+        let peer = self.peer_of(&session);
         self.connector
-            .release_http_session(session, &*self.peer(), self.peer.options.idle_timeout)
+            .release_http_session(session, &peer, self.peer.options.idle_timeout)
             .await;
+    }
+
+    /// The pool a session goes back to: the address it is connected to
+    /// (the endpoint's current one may have changed since).
+    fn peer_of(&self, session: &HttpSession) -> HttpPeer {
+        let mut peer = *self.peer();
+        if let Some(addr) = session.server_addr() {
+            peer._address = addr.clone();
+        }
+        peer
     }
 
     /// A request of the gateway's own (probes, part lists, the `rewrap`
@@ -395,8 +406,9 @@ impl UpstreamTarget {
                 }
             }
         }
+        let peer = self.peer_of(&session);
         self.connector
-            .release_http_session(session, &*self.peer(), self.peer.options.idle_timeout)
+            .release_http_session(session, &peer, self.peer.options.idle_timeout)
             .await;
         Ok((header, body.freeze()))
     }

@@ -330,7 +330,9 @@ pub struct PartsDecryptor {
 }
 
 impl PartsDecryptor {
-    /// The stream starts with the header of the part holding `first`.
+    /// The stream starts with the header of the part holding `first`; for
+    /// `first` 0, with the object's first byte (the first part's header,
+    /// even an empty part's).
     pub fn from_part_start(
         dek: &[u8; DEK_LEN],
         context_hash: [u8; 32],
@@ -338,11 +340,27 @@ impl PartsDecryptor {
         first: u64,
         last: u64,
     ) -> Self {
+        let part = if first == 0 {
+            0
+        } else {
+            layout.locate(first).0
+        };
+        Self::at_part(dek, context_hash, layout, part, first, last)
+    }
+
+    fn at_part(
+        dek: &[u8; DEK_LEN],
+        context_hash: [u8; 32],
+        layout: Layout,
+        part: u64,
+        first: u64,
+        last: u64,
+    ) -> Self {
         Self {
             dek: Zeroizing::new(*dek),
             context_hash,
             backend: Backend::default_backend(),
-            part: layout.locate(first).0,
+            part,
             layout,
             first,
             last,
@@ -360,7 +378,8 @@ impl PartsDecryptor {
         last: u64,
         header: &PartHeader,
     ) -> Result<Self, StreamError> {
-        let mut d = Self::from_part_start(dek, context_hash, layout, first, last);
+        let part = layout.locate(first).0;
+        let mut d = Self::at_part(dek, context_hash, layout, part, first, last);
         d.state = State::Body(d.part_decryptor(header, true)?);
         Ok(d)
     }
@@ -596,6 +615,7 @@ mod tests {
             vec![3 * f, f, 5 * f + 7, 2 * f],
             vec![2 * f + 1, 3 * f - 5, 10, 4 * f],
             vec![f, 0, 2 * f, 7],
+            vec![0, 2 * f + 3, 5],
             vec![3 * f, 3 * f, 3 * f, 0],
             vec![17],
         ] {

@@ -417,5 +417,7 @@ impl ProxyHttp for Gateway {
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut Ctx) {
         self.observe(session, e, ctx);
         self.keep_upload_records(session, ctx).await;
+        // Last: a binary shutting down exits once nothing is in flight.
+        self.metrics.in_flight_requests.dec();
     }
 }

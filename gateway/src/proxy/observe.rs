@@ -47,7 +47,6 @@ impl Default for AuditRecord {
 impl Gateway {
     /// Metrics and the access line, once the request is done.
     pub(super) fn observe(&self, session: &Session, e: Option<&Error>, ctx: &Ctx) {
-        self.metrics.in_flight_requests.dec();
         let status = session
             .response_written()
             .map(|r| r.status.as_u16())
