@@ -105,16 +105,7 @@ impl Gateway {
             },
             plan.binding.clone(),
         );
-        if let Err(why) = self.check_bound(&read, &meta).await? {
-            self.metrics
-                .binding_refusals_total
-                .with_label_values(&[why.as_str()])
-                .inc();
-            return Err(S3Error::new(
-                S3ErrorCode::AccessDenied,
-                "the object is not encrypted under a key and context this bucket's policy allows",
-            ));
-        }
+        self.require_bound(&read, &meta, "the object").await?;
         let (_, stored) = stored_extent(&resp).ok_or_else(|| self.integrity("length"))?;
         let size = if meta.multipart {
             let first = PartHeader::decode(&body).ok_or_else(|| self.integrity("part"))?;

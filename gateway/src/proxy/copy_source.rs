@@ -244,16 +244,7 @@ impl Gateway {
                     },
                     binding,
                 );
-                if let Err(why) = self.check_bound(&read, meta).await? {
-                    self.metrics
-                        .binding_refusals_total
-                        .with_label_values(&[why.as_str()])
-                        .inc();
-                    return Err(S3Error::new(
-                        S3ErrorCode::AccessDenied,
-                        "the copy source is not encrypted under a key and context its bucket's policy allows",
-                    ));
-                }
+                self.require_bound(&read, meta, "the copy source").await?;
                 src.span = span;
             }
         }

@@ -190,16 +190,7 @@ impl Gateway {
         let (parts_count, planned) = (read.parts_count, read.upstream_range);
         let meta = self.read_meta(resp, &ctx.request_id)?;
         if let Some(m) = &meta {
-            self.check_bound(read, m).await?.map_err(|reason| {
-                self.metrics
-                    .binding_refusals_total
-                    .with_label_values(&[reason.as_str()])
-                    .inc();
-                S3Error::new(
-                    S3ErrorCode::AccessDenied,
-                    "the object is not encrypted under a key and context this bucket's policy allows",
-                )
-            })?;
+            self.require_bound(read, m, "the object").await?;
         }
         let (upstream_start, stored_total) = stored_extent(resp).ok_or_else(|| {
             S3Error::new(

@@ -216,10 +216,33 @@ impl super::Gateway {
         })
     }
 
+    /// Refuses (counted, `AccessDenied`) an object that does not belong to
+    /// this bucket; `what` names it in the message ("the object", "the copy
+    /// source").
+    pub(super) async fn require_bound(
+        &self,
+        read: &ReadPlan,
+        meta: &EnvelopeMeta,
+        what: &str,
+    ) -> Result<(), S3Error> {
+        self.check_bound(read, meta).await?.map_err(|reason| {
+            self.metrics
+                .binding_refusals_total
+                .with_label_values(&[reason.as_str()])
+                .inc();
+            S3Error::new(
+                S3ErrorCode::AccessDenied,
+                format!(
+                    "{what} is not encrypted under a key and context its bucket's policy allows"
+                ),
+            )
+        })
+    }
+
     /// Does the object belong to this bucket? Key ids compare as written
     /// first; where they differ, the bucket's configured ids are compared
     /// in the form objects record (a KMS alias as its key's ARN).
-    pub(super) async fn check_bound(
+    async fn check_bound(
         &self,
         read: &ReadPlan,
         meta: &EnvelopeMeta,
