@@ -5,7 +5,7 @@
 //! closed label sets (operation names, S3 error codes, status classes).
 
 use prometheus::{
-    HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
 };
 
 /// Latency buckets from 1 ms to ~60 s.
@@ -75,6 +75,36 @@ pub struct Metrics {
     pub ready: IntGauge,
     /// Always 1, labelled with the version.
     pub build_info: IntGaugeVec,
+    /// The children of the families above whose labels are fixed words,
+    /// resolved once: every request adds to them without hashing labels.
+    pub fixed: FixedCounters,
+}
+
+/// See [`Metrics::fixed`].
+pub struct FixedCounters {
+    pub client_in: IntCounter,
+    pub client_out: IntCounter,
+    pub upstream_in: IntCounter,
+    pub upstream_out: IntCounter,
+    pub encrypted: IntCounter,
+    pub decrypted: IntCounter,
+    pub connections_new: IntCounter,
+    pub connections_reused: IntCounter,
+}
+
+impl FixedCounters {
+    fn resolve(body: &IntCounterVec, crypto: &IntCounterVec, connections: &IntCounterVec) -> Self {
+        Self {
+            client_in: body.with_label_values(&["client", "in"]),
+            client_out: body.with_label_values(&["client", "out"]),
+            upstream_in: body.with_label_values(&["upstream", "in"]),
+            upstream_out: body.with_label_values(&["upstream", "out"]),
+            encrypted: crypto.with_label_values(&["encrypt"]),
+            decrypted: crypto.with_label_values(&["decrypt"]),
+            connections_new: connections.with_label_values(&["false"]),
+            connections_reused: connections.with_label_values(&["true"]),
+        }
+    }
 }
 
 fn counter(name: &str, help: &str, labels: &[&str]) -> prometheus::Result<IntCounterVec> {
@@ -91,6 +121,26 @@ fn histogram(name: &str, help: &str, labels: &[&str]) -> prometheus::Result<Hist
 impl Metrics {
     /// Creates the metrics and registers them into `registry`.
     pub fn register(registry: Registry) -> prometheus::Result<Self> {
+        let body_bytes_total = counter(
+            "sealgate_body_bytes_total",
+            "Body bytes, by side (client: plaintext, upstream: stored) and direction",
+            &["side", "direction"],
+        )?;
+        let crypto_bytes_total = counter(
+            "sealgate_crypto_bytes_total",
+            "Plaintext bytes encrypted or decrypted",
+            &["operation"],
+        )?;
+        let upstream_connections_total = counter(
+            "sealgate_upstream_connections_total",
+            "Upstream connections used, by reuse",
+            &["reused"],
+        )?;
+        let fixed = FixedCounters::resolve(
+            &body_bytes_total,
+            &crypto_bytes_total,
+            &upstream_connections_total,
+        );
         let m = Self {
             requests_total: counter(
                 "sealgate_requests_total",
@@ -122,26 +172,14 @@ impl Metrics {
                 "Requests a bucket's encryption policy refused, by S3 error code",
                 &["code"],
             )?,
-            body_bytes_total: counter(
-                "sealgate_body_bytes_total",
-                "Body bytes, by side (client: plaintext, upstream: stored) and direction",
-                &["side", "direction"],
-            )?,
-            crypto_bytes_total: counter(
-                "sealgate_crypto_bytes_total",
-                "Plaintext bytes encrypted or decrypted",
-                &["operation"],
-            )?,
+            body_bytes_total: body_bytes_total.clone(),
+            crypto_bytes_total: crypto_bytes_total.clone(),
             upstream_errors_total: counter(
                 "sealgate_upstream_errors_total",
                 "Failed exchanges with the upstream S3, by kind",
                 &["kind"],
             )?,
-            upstream_connections_total: counter(
-                "sealgate_upstream_connections_total",
-                "Upstream connections used, by reuse",
-                &["reused"],
-            )?,
+            upstream_connections_total: upstream_connections_total.clone(),
             upstream_response_seconds: histogram(
                 "sealgate_upstream_response_seconds",
                 "Time from the upstream request to its response header, by operation",
@@ -201,6 +239,7 @@ impl Metrics {
                 Opts::new("sealgate_build_info", "Always 1, labelled with the version"),
                 &["version"],
             )?,
+            fixed,
             registry,
         };
         let r = &m.registry;

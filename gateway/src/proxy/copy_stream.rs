@@ -91,12 +91,11 @@ impl Gateway {
             self.upstream.release(from).await;
         }
         let mut stored = self.finish_upload(PendingUpload { dst, cipher }).await?;
-        let crypto = &self.metrics.crypto_bytes_total;
         if plan.encrypts() {
-            crypto.with_label_values(&["encrypt"]).inc_by(len);
+            self.metrics.fixed.encrypted.inc_by(len);
         }
         if matches!(body, SourceBody::Decrypt(_)) {
-            crypto.with_label_values(&["decrypt"]).inc_by(len);
+            self.metrics.fixed.decrypted.inc_by(len);
         }
         stored.source_version_id = src
             .probe

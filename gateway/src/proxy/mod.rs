@@ -261,10 +261,11 @@ impl ProxyHttp for Gateway {
         _digest: Option<&pingora::protocols::Digest>,
         _ctx: &mut Ctx,
     ) -> Result<()> {
-        self.metrics
-            .upstream_connections_total
-            .with_label_values(&[if reused { "true" } else { "false" }])
-            .inc();
+        let fixed = &self.metrics.fixed;
+        match reused {
+            true => fixed.connections_reused.inc(),
+            false => fixed.connections_new.inc(),
+        }
         Ok(())
     }
 

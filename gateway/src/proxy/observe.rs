@@ -61,22 +61,15 @@ impl Gateway {
             .request_duration_seconds
             .with_label_values(&[op])
             .observe(ctx.started.elapsed().as_secs_f64());
-        let bytes = &self.metrics.body_bytes_total;
-        for (side, direction, n) in [
-            ("client", "in", session.body_bytes_read() as u64),
-            ("client", "out", session.body_bytes_sent() as u64),
-            ("upstream", "out", ctx.upstream_out),
-            ("upstream", "in", ctx.upstream_in),
-        ] {
-            bytes.with_label_values(&[side, direction]).inc_by(n);
-        }
-        let crypto = &self.metrics.crypto_bytes_total;
-        crypto.with_label_values(&["decrypt"]).inc_by(ctx.decrypted);
+        let fixed = &self.metrics.fixed;
+        fixed.client_in.inc_by(session.body_bytes_read() as u64);
+        fixed.client_out.inc_by(session.body_bytes_sent() as u64);
+        fixed.upstream_out.inc_by(ctx.upstream_out);
+        fixed.upstream_in.inc_by(ctx.upstream_in);
+        fixed.decrypted.inc_by(ctx.decrypted);
         if let (200..=299, super::Op::Upload(super::Upload::Ready(plan))) = (status, &ctx.op) {
             if plan.encrypts() {
-                crypto
-                    .with_label_values(&["encrypt"])
-                    .inc_by(plan.plaintext_len);
+                fixed.encrypted.inc_by(plan.plaintext_len);
             }
         }
         // The peer, or behind a PROXY protocol balancer the client it named.

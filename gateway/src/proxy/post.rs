@@ -202,10 +202,7 @@ impl Gateway {
         }
         let stored = self.finish_upload(pending).await?;
         if plan.encrypts() {
-            self.metrics
-                .crypto_bytes_total
-                .with_label_values(&["encrypt"])
-                .inc_by(file_len);
+            self.metrics.fixed.encrypted.inc_by(file_len);
         }
         Ok(Posted {
             stored,
