@@ -21,6 +21,9 @@ use crate::upstream::{UpstreamError, UpstreamTarget};
 /// ones (each weighs one).
 const LAYOUT_CACHE_WEIGHT: u64 = 200_000;
 
+/// Largest answer read for one part header (48 bytes asked for).
+const MAX_HEADER_ANSWER: usize = 4096;
+
 /// Layouts kept: the estimate quick_cache sizes its table by.
 const LAYOUT_CACHE_ITEMS: usize = 4_096;
 
@@ -83,6 +86,14 @@ impl Default for LayoutCache {
     }
 }
 
+/// Where a layout is read from: the object and the version probed.
+#[derive(Clone, Copy)]
+struct Object<'a> {
+    host: &'a str,
+    path: &'a str,
+    etag: Option<&'a str>,
+}
+
 /// The part count a multipart ETag states (`"…-N"`).
 pub fn etag_parts(etag: &str) -> Option<u64> {
     let (_, n) = etag.trim_matches('"').rsplit_once('-')?;
@@ -110,9 +121,8 @@ impl UpstreamTarget {
         if let Some(found) = version.as_ref().and_then(|v| self.layouts.0.get(v)) {
             return Ok(found);
         }
-        let layout = self
-            .find_layout(host, path, first, stored_total, etag)
-            .await?;
+        let object = Object { host, path, etag };
+        let layout = self.find_layout(&object, first, stored_total).await?;
         if let Some(v) = version {
             self.layouts.0.insert(v, layout.clone());
         }
@@ -121,17 +131,19 @@ impl UpstreamTarget {
 
     async fn find_layout(
         &self,
-        host: &str,
-        path: &str,
+        object: &Object<'_>,
         first: &PartHeader,
         stored_total: u64,
-        etag: Option<&str>,
     ) -> Result<Layout, LayoutError> {
         if first.number != 1 {
             return Err(LayoutError::Integrity);
         }
-        let regular = Layout::new(first.size, stored_total)
-            .filter(|l| etag.and_then(etag_parts).is_none_or(|n| n == l.parts()));
+        let regular = Layout::new(first.size, stored_total).filter(|l| {
+            object
+                .etag
+                .and_then(etag_parts)
+                .is_none_or(|n| n == l.parts())
+        });
         if let Some(layout) = regular {
             let last = layout.parts() - 1;
             if last == 0 {
@@ -139,9 +151,7 @@ impl UpstreamTarget {
             }
             // Where the regular layout is wrong, its last header lands in
             // another part's frames, or on another part's header.
-            let header = self
-                .header_at(host, path, layout.part_start(last), etag)
-                .await?;
+            let header = self.header_at(object, layout.part_start(last)).await?;
             if header.is_some_and(|h| {
                 u64::from(h.number) == layout.parts() && h.size == layout.last_part_size()
             }) {
@@ -151,7 +161,7 @@ impl UpstreamTarget {
         let mut walk = PartWalk::new(first, stored_total).map_err(|_| LayoutError::Integrity)?;
         while let Some(at) = walk.next_offset() {
             let header = self
-                .header_at(host, path, at, etag)
+                .header_at(object, at)
                 .await?
                 .ok_or(LayoutError::Integrity)?;
             walk.push(&header).map_err(|_| LayoutError::Integrity)?;
@@ -163,18 +173,24 @@ impl UpstreamTarget {
     /// a part header; `None` if they are none.
     async fn header_at(
         &self,
-        host: &str,
-        path: &str,
+        object: &Object<'_>,
         at: u64,
-        etag: Option<&str>,
     ) -> Result<Option<PartHeader>, LayoutError> {
+        let Object { host, path, etag } = *object;
         let range = format!("bytes={at}-{}", at + PART_HEADER_LEN - 1);
         let mut headers = vec![("range", range.as_str())];
         if let Some(e) = etag {
             headers.push(("if-match", e));
         }
         let (resp, body) = self
-            .request("GET", host, path, &headers, bytes::Bytes::new(), 4096)
+            .request(
+                "GET",
+                host,
+                path,
+                &headers,
+                bytes::Bytes::new(),
+                MAX_HEADER_ANSWER,
+            )
             .await
             .map_err(LayoutError::Unavailable)?;
         let sent_etag = resp.headers.get("etag").and_then(|v| v.to_str().ok());

@@ -52,15 +52,8 @@ pub fn free_port() -> u16 {
 }
 
 /// Waits until `cond` holds, polling; panics with `what` after the deadline.
-pub fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !cond() {
-        assert!(
-            start.elapsed() < START_DEADLINE,
-            "timed out waiting for {what}"
-        );
-        std::thread::sleep(PROBE_INTERVAL);
-    }
+pub fn wait_until(what: &str, cond: impl FnMut() -> bool) {
+    until(what, START_DEADLINE, cond)
 }
 
 fn accepts(addr: SocketAddr) -> bool {
@@ -959,9 +952,8 @@ pub fn terminate(child: &mut std::process::Child) -> std::process::ExitStatus {
 pub fn until(what: &str, limit: Duration, mut check: impl FnMut() -> bool) {
     let deadline = Instant::now() + limit;
     while !check() {
-        assert!(Instant::now() < deadline, "timed out waiting: {what}");
-        std::thread::yield_now();
-        std::thread::sleep(Duration::from_millis(20));
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(PROBE_INTERVAL);
     }
 }
 
@@ -989,7 +981,7 @@ pub fn binary_yaml(
 /// Waits until the binary with this admin port answers `/readyz` with 200.
 pub fn wait_ready(admin_port: u16) {
     let admin = format!("127.0.0.1:{admin_port}");
-    until("ready", Duration::from_secs(30), || {
+    wait_until("/readyz to answer 200", || {
         readyz(&admin).is_some_and(|(s, _)| s == 200)
     });
 }

@@ -4,7 +4,7 @@
 # gateway's records of its uploads are never listed, and none is left at
 # the backend once the uploads are done.
 # argv: gateway url, backend url, backend access key, backend secret.
-import sys, boto3
+import sys, boto3, botocore
 from botocore.config import Config
 s3 = boto3.client("s3", endpoint_url=sys.argv[1], config=Config(retries={"max_attempts": 1}))
 backend = boto3.client("s3", endpoint_url=sys.argv[2], aws_access_key_id=sys.argv[3],
@@ -27,6 +27,16 @@ assert sorted(listed()) == sorted([("a", a), ("b/c", b)]), listed()
 # One upload a page: each page's markers are tokens too.
 assert sorted(listed(PaginationConfig={"PageSize": 1})) == sorted([("a", a), ("b/c", b)])
 assert listed(Delimiter="/") == [("a", a), ("prefix:b/", "")], listed(Delimiter="/")
+# Markers a client makes up: one shaped like a token that is none, one
+# that is no token at all. Passed on as the backend's own: a listing or the
+# backend's own refusal, never a gateway error, never a record listed.
+for marker in ("sgmp3.!!not-a-token!!", "x" * 300, "sgmp3." + "A" * 5000):
+    try:
+        r = s3.list_multipart_uploads(Bucket="demo", KeyMarker="a", UploadIdMarker=marker)
+        assert not any(u["Key"].startswith(".sealgate") for u in r.get("Uploads", [])), r
+    except botocore.exceptions.ClientError as e:
+        status = e.response["ResponseMetadata"]["HTTPStatusCode"]
+        assert 400 <= status < 500, e.response
 # The backend holds the gateway's records beside the uploads.
 raw = backend.list_multipart_uploads(Bucket="demo").get("Uploads", [])
 assert any(u["Key"].startswith(".sealgate/uploads/") for u in raw), raw
