@@ -5,10 +5,12 @@
 # boto3, and prints the total; run it for two N and take the difference per
 # iteration, so start-up and shutdown cancel out.
 #
-#   bench/callgrind-small.sh BINARY N [pass-through|encrypting]
+#   bench/callgrind-small.sh BINARY N [pass-through|encrypting|bare]
 #
 # pass-through: one PutObject per iteration; encrypting: PutObject, GetObject
-# and HeadObject per iteration with the `local` provider.
+# and HeadObject per iteration with the `local` provider; bare: BINARY is the
+# bench's `bare-proxy` (Pingora with only an upstream peer), one PutObject
+# per iteration signed for the backend, the framework's own floor.
 set -euo pipefail
 BIN=$1; N=$2; MODE=${3:-pass-through}
 D=$(mktemp -d); mkdir -p "$D/s3/demo"
@@ -26,10 +28,12 @@ auth: {clients: [{access_key_id: bench, secret_access_key: benchsecret, buckets:
 logging: {level: error}
 $ENC
 Y
-valgrind --tool=callgrind --callgrind-out-file="$D/cg.out" "$BIN" run --config "$D/cfg.yaml" >/dev/null 2>&1 &
+KEY=bench; SECRET=benchsecret; ARGS=(run --config "$D/cfg.yaml")
+if [ "$MODE" = bare ]; then KEY=UPK; SECRET=UPSECRET123; ARGS=("127.0.0.1:$GP" "127.0.0.1:$SP" 1); fi
+valgrind --tool=callgrind --callgrind-out-file="$D/cg.out" "$BIN" "${ARGS[@]}" >/dev/null 2>&1 &
 GPID=$!
 for _ in $(seq 1 600); do (echo > "/dev/tcp/127.0.0.1/$GP") 2>/dev/null && break; sleep 0.2; done
-AWS_ACCESS_KEY_ID=bench AWS_SECRET_ACCESS_KEY=benchsecret AWS_DEFAULT_REGION=us-east-1 \
+AWS_ACCESS_KEY_ID=$KEY AWS_SECRET_ACCESS_KEY=$SECRET AWS_DEFAULT_REGION=us-east-1 \
 python3 - "$GP" "$N" "$MODE" <<'P'
 import sys, boto3
 from botocore.config import Config
@@ -46,3 +50,5 @@ P
 kill -TERM "$GPID"; wait "$GPID" || true
 kill "$S3PID" || true
 echo "$MODE N=$N instructions: $(grep -E '^summary:' "$D/cg.out" | cut -d' ' -f2)"
+# CG_OUT=FILE keeps the profile for callgrind_annotate.
+if [ -n "${CG_OUT:-}" ]; then cp "$D/cg.out" "$CG_OUT"; fi

@@ -200,7 +200,7 @@ impl Clients {
             )
         })?;
         let key = client.signing_key(date, region);
-        let expected = hex::encode(sigv4::hmac(key.as_ref(), policy.as_bytes()));
+        let expected = sigv4::hex32(&sigv4::hmac(key.as_ref(), policy.as_bytes()));
         if !bool::from(subtle::ConstantTimeEq::ct_eq(
             expected.as_bytes(),
             signature.as_bytes(),

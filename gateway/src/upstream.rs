@@ -327,9 +327,10 @@ impl UpstreamTarget {
     /// the answer. Give it back with [`Self::release`] only once the
     /// exchange completed; a session dropped midway is closed.
     pub async fn session(&self) -> Result<HttpSession, UpstreamError> {
-        let (mut session, _) = self
-            .connector
-            .get_http_session(&*self.peer())
+        // Boxed: the connector's future is ~9 KB, and every future that
+        // awaits this one inline would carry (and move) it, even on the
+        // requests that never make an exchange of their own.
+        let (mut session, _) = Box::pin(self.connector.get_http_session(&*self.peer()))
             .await
             .map_err(|e| UpstreamError::Probe(e.etype().as_str().to_string()))?;
         session.set_read_timeout(Some(OWN_EXCHANGE_IO_TIMEOUT));
@@ -340,9 +341,13 @@ impl UpstreamTarget {
     /// Returns a completed session to the pool.
     pub async fn release(&self, session: HttpSession) {
         let peer = self.peer_of(&session);
-        self.connector
-            .release_http_session(session, &peer, self.peer.options.idle_timeout)
-            .await;
+        // Boxed for the same reason as the connector's future in `session`.
+        Box::pin(self.connector.release_http_session(
+            session,
+            &peer,
+            self.peer.options.idle_timeout,
+        ))
+        .await;
     }
 
     /// The pool a session goes back to: the address it is connected to
@@ -359,6 +364,21 @@ impl UpstreamTarget {
     /// tool's copies), signed with its credentials over a pooled
     /// connection, the response body read whole up to `max_body` bytes.
     pub async fn request(
+        &self,
+        method: &str,
+        host: &str,
+        path_and_query: &str,
+        headers: &[(&str, &str)],
+        body: Bytes,
+        max_body: usize,
+    ) -> Result<(ResponseHeader, Bytes), UpstreamError> {
+        // Boxed: the exchange's state (a session, a request header) would
+        // otherwise be carried inline by every caller's future, and moved
+        // with it on requests that make no exchange of their own.
+        Box::pin(self.exchange(method, host, path_and_query, headers, body, max_body)).await
+    }
+
+    async fn exchange(
         &self,
         method: &str,
         host: &str,
@@ -406,10 +426,7 @@ impl UpstreamTarget {
                 }
             }
         }
-        let peer = self.peer_of(&session);
-        self.connector
-            .release_http_session(session, &peer, self.peer.options.idle_timeout)
-            .await;
+        self.release(session).await;
         Ok((header, body.freeze()))
     }
 }

@@ -78,8 +78,9 @@ pub struct Ctx {
     route: Route,
     /// The operation's plan and its state.
     op: Op,
-    /// The request body as the gateway sends it (rebuilt per attempt).
-    request_body: Option<UploadStream>,
+    /// The request body as the gateway sends it (rebuilt per attempt;
+    /// boxed, so the state every request carries stays small).
+    request_body: Option<Box<UploadStream>>,
     /// What happens to the response body.
     response_body: Option<ResponseBody>,
     /// A check that failed while the request body streamed.
@@ -186,10 +187,16 @@ impl Gateway {
         self.prepare_upload(ctx).await?;
         self.prepare_create(ctx).await?;
         self.prepare_complete(ctx).await?;
-        self.probe_read(ctx).await?;
-        self.prepare_attributes(ctx).await?;
         self.prepare_uploads(ctx).await?;
-        self.prepare_copy(req, ctx).await
+        // The steps that probe the backend carry large futures: each is
+        // boxed and reached only by its operation, so the future every
+        // request makes (and moves into a box) stays small.
+        match ctx.op {
+            Op::Read(_) => Box::pin(self.probe_read(ctx)).await,
+            Op::Attributes(_) => Box::pin(self.prepare_attributes(ctx)).await,
+            Op::Copy(_) => Box::pin(self.prepare_copy(req, ctx)).await,
+            _ => Ok(()),
+        }
     }
 }
 
@@ -217,14 +224,16 @@ impl ProxyHttp for Gateway {
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
         // A browser form upload: the client is known only from its fields.
+        // The rare paths that serve a request themselves are boxed, so the
+        // future every request makes (and moves) stays small.
         if post::is_post_upload(session.req_header()) {
-            self.serve_post(session, ctx).await?;
+            Box::pin(self.serve_post(session, ctx)).await?;
             return Ok(true);
         }
         match self.prepare(session.req_header(), ctx).await {
             // A copy (or part copy) the gateway makes itself: it answers.
             Ok(()) if ctx.op.served_by_gateway() => {
-                self.serve_copy(session, ctx).await?;
+                Box::pin(self.serve_copy(session, ctx)).await?;
                 Ok(true)
             }
             Ok(()) => Ok(false),
@@ -342,7 +351,9 @@ impl ProxyHttp for Gateway {
                 }
             }
             Op::Read(_) => {
-                if let Err(err) = self.prepare_read(resp, ctx).await {
+                // Boxed like the probes in `prepare`: pass-through requests
+                // do not carry this future.
+                if let Err(err) = Box::pin(self.prepare_read(resp, ctx)).await {
                     self.replace_response(resp, ctx, &err)?;
                 } else {
                     strip_response(resp);

@@ -36,7 +36,7 @@ impl Gateway {
                 plan.apply(req)?;
                 // A fresh body state per attempt: Pingora replays the body on retry.
                 match plan.body(&session.req_header().headers) {
-                    Ok(b) => ctx.request_body = Some(b),
+                    Ok(b) => ctx.request_body = Some(Box::new(b)),
                     Err(e) => {
                         ctx.body_error = Some(e);
                         return Err(Error::new(ErrorType::InvalidHTTPHeader));

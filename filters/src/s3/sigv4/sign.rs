@@ -7,7 +7,7 @@
 use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
 
-use super::{hmac, signing_key, ALGORITHM};
+use super::{hex32, hmac, signing_key, ALGORITHM};
 
 /// What a signature covers, in exactly the form the upstream receives it.
 pub struct ToSign<'a> {
@@ -101,9 +101,10 @@ impl ScopedKey {
             "{ALGORITHM}\n{}\n{}\n{}",
             req.amz_date,
             self.scope,
-            hex::encode(canonical.finalize())
+            hex32(&canonical.finalize()).as_str()
         );
-        let signature = hex::encode(hmac(&self.key[..], string_to_sign.as_bytes()));
+        let signature = hex32(&hmac(&self.key[..], string_to_sign.as_bytes()));
+        let signature = signature.as_str();
         format!(
             "{ALGORITHM} Credential={}/{}, SignedHeaders={signed_headers}, Signature={signature}",
             self.access_key_id, self.scope
