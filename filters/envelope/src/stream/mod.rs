@@ -11,8 +11,11 @@
 
 use bytes::{Bytes, BytesMut};
 
+mod decrypt;
+pub use decrypt::Decryptor;
+
 use crate::aead::{FrameCipher, FrameKey, NONCE_LEN, TAG_LEN};
-use crate::format::{frame_count, FramePlan, FRAME_SIZE, SEALED_FRAME_SIZE};
+use crate::format::{frame_count, FRAME_SIZE, SEALED_FRAME_SIZE};
 
 const AAD_LABEL: &[u8] = b"sealgate/v1/frame";
 
@@ -50,6 +53,27 @@ fn frame_plain_len(i: u64, total: u64) -> u64 {
     (total - (i * FRAME_SIZE).min(total)).min(FRAME_SIZE)
 }
 
+/// How many frames an output buffer begun for a frame should hold, so that
+/// no buffer grows (a copy) and none is joined to another: the frames
+/// that the `rest` input bytes left of this piece complete, starting with
+/// this one (`first` input bytes long, each next `unit`); or, when `rest`
+/// does not complete it, this frame and those a next piece as long as this
+/// one (`hint`) would complete after it. A frame that will not complete in
+/// the piece at hand starts a buffer of its own (see the callers), so its
+/// partial bytes never sit behind frames already handed out. At most
+/// `left` frames remain.
+fn frames_for_buffer(first: usize, unit: usize, rest: usize, hint: usize, left: u64) -> usize {
+    let n = if rest >= first {
+        1 + (rest - first) / unit
+    } else {
+        1 + hint.saturating_sub(first - rest) / unit
+    };
+    n.min(usize::try_from(left.max(1)).unwrap_or(usize::MAX))
+}
+
+/// Slack for what a [`FrameWrap`] writes after the final frame.
+const FINISH_SLACK: usize = 256;
+
 /// What a caller writes around each sealed frame as the encryptor emits it,
 /// without copying the frame: a transfer framing (aws-chunked) and a
 /// checksum of the sealed bytes (so the storage backend can verify every
@@ -70,14 +94,15 @@ pub const MAX_WRAP_LEN: usize = 32;
 /// Encrypts a stream of exactly `total` bytes into frames.
 ///
 /// With a streaming backend (aws-lc), every piece of plaintext is encrypted
-/// straight into its frame's output buffer as it arrives, whatever the
-/// pieces' alignment: no byte is copied to be sealed (frames completed by
-/// one piece are joined into one output, a copy only for pieces larger
-/// than a frame, which Pingora never hands over). Otherwise a frame that lies whole in
-/// one piece is sealed from it directly and only a frame split across
-/// pieces is gathered (one copy) first. The final frame is sealed only by
-/// `push(.., end = true)`, so a caller that verifies checksums at the end
-/// can withhold it: the upstream then sees a short body and stores nothing.
+/// straight into the output buffer as it arrives, whatever the pieces'
+/// alignment: no byte is copied to be sealed, and frames follow each other
+/// in that buffer, so the frames one piece completes leave as one output
+/// piece without being joined (and nothing sealed is held past the call).
+/// Otherwise a frame that lies whole in one piece is sealed from it
+/// directly and only a frame split across pieces is gathered (one copy)
+/// first. The final frame is sealed only by `push(.., end = true)`, so a
+/// caller that verifies checksums at the end can withhold it: the upstream
+/// then sees a short body and stores nothing.
 pub struct Encryptor {
     key: FrameKey,
     part: u32,
@@ -85,8 +110,10 @@ pub struct Encryptor {
     consumed: u64,
     frame: u64,
     last_frame: u64,
-    /// Streaming: the open frame's sealed bytes so far, and whether it began.
+    /// Streaming: sealed frames not yet handed out (`done` bytes), then the
+    /// open frame's sealed bytes so far; and whether that frame began.
     frame_out: BytesMut,
+    done: usize,
     begun: bool,
     /// One-shot: plaintext of a frame split across pieces (reused).
     open: Vec<u8>,
@@ -98,6 +125,8 @@ pub struct Encryptor {
     wrap: Option<Box<dyn FrameWrap>>,
     /// Streaming: where the open frame's sealed bytes start in `frame_out`.
     lead: usize,
+    /// Streaming: the length of the last piece of input (buffer sizing).
+    hint: usize,
 }
 
 /// Appends `n` bytes to `out` and returns them for a cipher to write.
@@ -126,12 +155,14 @@ impl Encryptor {
             frame: 0,
             last_frame: frame_count(total) - 1,
             frame_out: BytesMut::new(),
+            done: 0,
             begun: false,
             open: Vec::new(),
             ready: Vec::new(),
             sealed: BytesMut::new(),
             wrap: None,
             lead: 0,
+            hint: 0,
         }
     }
 
@@ -156,6 +187,13 @@ impl Encryptor {
 
     /// The sealed frames collected by [`Self::feed`] since the last call.
     pub fn take_ready(&mut self) -> Bytes {
+        // Streaming: the sealed frames lead `frame_out` (the open frame's
+        // bytes stay behind them, in place).
+        if self.done > 0 {
+            self.ready.push(self.frame_out.split_to(self.done).freeze());
+            self.lead = self.lead.saturating_sub(self.done);
+            self.done = 0;
+        }
         if !self.sealed.is_empty() {
             self.ready.push(self.sealed.split().freeze());
         }
@@ -184,25 +222,31 @@ impl Encryptor {
             }
             if self.frame == self.last_frame {
                 if self.key.stream_mut().is_some() {
-                    self.begin_frame();
+                    self.begin_frame(0);
                     self.close_frame();
                 } else {
                     self.seal_gathered(true);
                 }
             }
-            // The final frame is sealed now (here or from the last piece).
+            // The final frame is sealed now (here or from the last piece);
+            // the wrap's finish goes into the same buffer (no join).
             if let Some(w) = &mut self.wrap {
-                if !self.sealed.is_empty() {
-                    self.ready.push(self.sealed.split().freeze());
+                let finish = w.finish();
+                if self.key.stream_mut().is_some() {
+                    self.frame_out.extend_from_slice(&finish);
+                    self.done = self.frame_out.len();
+                } else {
+                    self.sealed.extend_from_slice(&finish);
                 }
-                self.ready.push(w.finish());
             }
         }
         Ok(())
     }
 
     /// Starts the current frame's stream unless it has begun.
-    fn begin_frame(&mut self) {
+    /// Starts the current frame's stream unless it has begun; `rest` input
+    /// bytes are left of the piece at hand.
+    fn begin_frame(&mut self, rest: usize) {
         if self.begun {
             return;
         }
@@ -210,9 +254,17 @@ impl Encryptor {
         let is_final = self.frame == self.last_frame;
         stream.begin(true, &nonce(self.part, self.frame), &aad(is_final));
         let len = frame_plain_len(self.frame, self.total) as usize;
-        // Empty since the last frame left: this takes that frame's memory
-        // back when the caller has dropped it, else allocates afresh.
-        self.frame_out.reserve(len + TAG_LEN + MAX_WRAP_LEN);
+        let sealed = FRAME_SIZE as usize + TAG_LEN + MAX_WRAP_LEN;
+        let want = if self.frame_out.is_empty() {
+            let left = self.last_frame + 1 - self.frame;
+            frames_for_buffer(len, FRAME_SIZE as usize, rest, self.hint, left) * sealed
+                + FINISH_SLACK
+        } else {
+            len + TAG_LEN + MAX_WRAP_LEN
+        };
+        // Empty since its frames left: this takes their memory back when the
+        // caller has dropped them, else allocates afresh.
+        self.frame_out.reserve(want);
         if let Some(w) = &mut self.wrap {
             w.before(len + TAG_LEN, &mut self.frame_out);
         }
@@ -229,14 +281,15 @@ impl Encryptor {
             let tail = w.after(&self.frame_out[self.lead..]);
             self.frame_out.extend_from_slice(tail);
         }
-        self.ready.push(self.frame_out.split().freeze());
+        self.done = self.frame_out.len();
         self.frame += 1;
         self.begun = false;
     }
 
     fn feed_streaming(&mut self, mut input: &[u8]) {
+        self.hint = input.len();
         while !input.is_empty() {
-            self.begin_frame();
+            self.begin_frame(input.len());
             let len = frame_plain_len(self.frame, self.total) as usize;
             let n = (len - (self.frame_out.len() - self.lead)).min(input.len());
             let stream = self.key.stream_mut().expect("streaming backend");
@@ -246,6 +299,13 @@ impl Encryptor {
             // A full frame is sealed now unless it is the last one, which waits for `end`.
             if self.frame_out.len() - self.lead == len && self.frame < self.last_frame {
                 self.close_frame();
+                // The next frame starts a buffer of its own unless this
+                // piece completes it: sealed frames leave as they are.
+                let next = frame_plain_len(self.frame, self.total) as usize;
+                if self.frame == self.last_frame || input.len() < next {
+                    self.ready.push(self.frame_out.split().freeze());
+                    self.done = 0;
+                }
             }
         }
     }
@@ -326,202 +386,6 @@ fn seal_one_shot(
     if let Some(w) = wrap {
         let tail = w.after(&out[start..]);
         out.extend_from_slice(tail);
-    }
-}
-
-/// Decrypts a framed stream (or the frames of a range plan) and trims to
-/// the requested plaintext bytes. Plaintext is released one authenticated
-/// frame at a time; after a failure nothing more is released. Like the
-/// encryptor, a streaming backend decrypts each piece straight into its
-/// frame's buffer (held until the tag checks out); otherwise frames split
-/// across pieces are gathered first.
-pub struct Decryptor {
-    key: FrameKey,
-    part: u32,
-    total: u64,
-    frame: u64,
-    last_frame: u64,
-    /// The last frame to open: the object's last, or the range's.
-    stop_frame: u64,
-    /// Ciphertext bytes of the current frame taken so far.
-    taken: usize,
-    /// Streaming: the current frame's (unauthenticated) plaintext, and its tag.
-    frame_out: BytesMut,
-    tag: [u8; TAG_LEN],
-    /// One-shot: ciphertext of a frame split across pieces (reused).
-    buf: Vec<u8>,
-    skip: u64,
-    remaining: u64,
-    failed: bool,
-}
-
-impl Decryptor {
-    /// Decrypts a whole stream of `total` plaintext bytes; every frame,
-    /// including the empty final frame of an empty object, is authenticated.
-    pub fn new(key: FrameKey, part: u32, total: u64) -> Self {
-        Self::for_plan(
-            key,
-            part,
-            total,
-            FramePlan {
-                first_frame: 0,
-                cipher_start: 0,
-                cipher_end: crate::format::ciphertext_len(total) - 1,
-                skip: 0,
-                take: total,
-            },
-        )
-    }
-
-    /// Decrypts the frames of `plan` (ciphertext starting at its first frame).
-    pub fn for_plan(key: FrameKey, part: u32, total: u64, plan: FramePlan) -> Self {
-        Self {
-            key,
-            part,
-            total,
-            frame: plan.first_frame,
-            last_frame: frame_count(total) - 1,
-            stop_frame: plan.cipher_end / SEALED_FRAME_SIZE,
-            taken: 0,
-            frame_out: BytesMut::new(),
-            tag: [0; TAG_LEN],
-            buf: Vec::new(),
-            skip: plan.skip,
-            remaining: plan.take,
-            failed: false,
-        }
-    }
-
-    /// True once every frame of the plan was authenticated.
-    pub fn done(&self) -> bool {
-        self.frame > self.stop_frame
-    }
-
-    /// Takes the next piece of ciphertext; returns authenticated plaintext.
-    pub fn push(&mut self, input: &[u8], end: bool) -> Result<Bytes, StreamError> {
-        let mut out = Vec::new();
-        let used = self.decrypt_into(input, &mut out)?;
-        // A whole-object read must end exactly after the final frame; a
-        // range read ignores what follows its last frame.
-        if used < input.len() && self.stop_frame == self.last_frame {
-            return Err(StreamError::TrailingData);
-        }
-        if end && !self.done() {
-            return Err(StreamError::Truncated { frame: self.frame });
-        }
-        Ok(join(out))
-    }
-
-    /// Decrypts from `input` up to the plan's last frame, appending each
-    /// authenticated frame's plaintext (trimmed to the plan) to `out`;
-    /// returns how many input bytes it used (the rest follows the plan).
-    pub fn decrypt_into(
-        &mut self,
-        input: &[u8],
-        out: &mut Vec<Bytes>,
-    ) -> Result<usize, StreamError> {
-        if self.failed {
-            return Err(StreamError::Auth { frame: self.frame });
-        }
-        let used = if self.key.stream_mut().is_some() {
-            self.decrypt_streaming(input, out)
-        } else {
-            self.decrypt_one_shot(input, out)
-        };
-        used.inspect_err(|_| self.failed = true)
-    }
-
-    /// Trims an authenticated frame's plaintext to the plan and emits it.
-    fn release(&mut self, plain: Bytes, out: &mut Vec<Bytes>) {
-        let n = plain.len();
-        let start = (self.skip as usize).min(n);
-        let len = ((n - start) as u64).min(self.remaining) as usize;
-        if len > 0 {
-            out.push(plain.slice(start..start + len));
-        }
-        self.skip = self.skip.saturating_sub(n as u64);
-        self.remaining -= len as u64;
-        self.frame += 1;
-        self.taken = 0;
-    }
-
-    fn decrypt_streaming(
-        &mut self,
-        mut input: &[u8],
-        out: &mut Vec<Bytes>,
-    ) -> Result<usize, StreamError> {
-        let total_in = input.len();
-        while !input.is_empty() && self.frame <= self.stop_frame {
-            let plain = frame_plain_len(self.frame, self.total) as usize;
-            let stream = self.key.stream_mut().expect("streaming backend");
-            if self.taken == 0 {
-                let is_final = self.frame == self.last_frame;
-                stream.begin(false, &nonce(self.part, self.frame), &aad(is_final));
-                // Reuses the previous frame's memory once the caller dropped it.
-                self.frame_out.reserve(plain);
-            }
-            if self.taken < plain {
-                let n = (plain - self.taken).min(input.len());
-                stream.update(&input[..n], &mut self.frame_out);
-                input = &input[n..];
-                self.taken += n;
-                continue;
-            }
-            let at = self.taken - plain;
-            let n = (TAG_LEN - at).min(input.len());
-            self.tag[at..at + n].copy_from_slice(&input[..n]);
-            input = &input[n..];
-            self.taken += n;
-            if self.taken == plain + TAG_LEN {
-                if stream.check_tag(&self.tag).is_err() {
-                    // Unauthenticated plaintext never leaves.
-                    self.frame_out.clear();
-                    return Err(StreamError::Auth { frame: self.frame });
-                }
-                let frame = self.frame_out.split().freeze();
-                self.release(frame, out);
-            }
-        }
-        Ok(total_in - input.len())
-    }
-
-    fn decrypt_one_shot(
-        &mut self,
-        mut input: &[u8],
-        out: &mut Vec<Bytes>,
-    ) -> Result<usize, StreamError> {
-        let total_in = input.len();
-        while !input.is_empty() && self.frame <= self.stop_frame {
-            let plain = frame_plain_len(self.frame, self.total) as usize;
-            let sealed = plain + TAG_LEN;
-            let src: &[u8] = if self.buf.is_empty() && input.len() >= sealed {
-                let (frame, rest) = input.split_at(sealed);
-                input = rest;
-                frame
-            } else {
-                let n = (sealed - self.buf.len()).min(input.len());
-                self.buf.extend_from_slice(&input[..n]);
-                input = &input[n..];
-                if self.buf.len() < sealed {
-                    break;
-                }
-                &self.buf
-            };
-            let mut opened = BytesMut::new();
-            let is_final = self.frame == self.last_frame;
-            let result = self.key.one_shot().expect("one-shot backend").open_into(
-                &nonce(self.part, self.frame),
-                &aad(is_final),
-                src,
-                append_slot(&mut opened, plain),
-            );
-            self.buf.clear();
-            if result.is_err() {
-                return Err(StreamError::Auth { frame: self.frame });
-            }
-            self.release(opened.freeze(), out);
-        }
-        Ok(total_in - input.len())
     }
 }
 

@@ -554,3 +554,105 @@ fn format_known_answers() {
         }
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(32))]
+
+    /// Each piece of plaintext releases, as one piece, exactly the frames
+    /// it completed (the final one only with the end), wrapped or not, on
+    /// both backends: nothing sealed is held back past the call.
+    #[test]
+    fn each_piece_seals_the_frames_it_completed(
+        len in 0usize..700_000,
+        piece in 1usize..300_000,
+        wrapped in any::<bool>(),
+    ) {
+        let plain = data(len);
+        let wrapped_frame = SEALED_FRAME_SIZE as usize + if wrapped { 5 } else { 0 };
+        let expected = {
+            let mut enc = Encryptor::new(key_on(Backend::AwsLc), 1, len as u64);
+            if wrapped {
+                let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+                enc = enc.with_wrap(Box::new(Marks { seen, frames: 0 }));
+            }
+            enc.push(&plain, true).unwrap()
+        };
+        for backend in [Backend::AwsLc, Backend::RustCrypto] {
+            let mut enc = Encryptor::new(key_on(backend), 1, len as u64);
+            if wrapped {
+                let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+                enc = enc.with_wrap(Box::new(Marks { seen, frames: 0 }));
+            }
+            let mut out = Vec::new();
+            let mut fed = 0usize;
+            for c in plain.chunks(piece) {
+                let before = out.len();
+                out.extend_from_slice(&enc.push(c, false).unwrap());
+                fed += c.len();
+                // Every full frame but the final one (which waits for the end).
+                let sealable = (fed / FRAME_SIZE as usize).min(frame_count(len as u64) as usize - 1);
+                prop_assert_eq!(out.len(), sealable * wrapped_frame, "{}", backend.as_str());
+                prop_assert!(out.len() >= before);
+            }
+            out.extend_from_slice(&enc.push(&[], true).unwrap());
+            prop_assert_eq!(&out, &expected.to_vec(), "{}", backend.as_str());
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(32))]
+
+    /// Each piece of ciphertext releases, as one piece, exactly the
+    /// plaintext of the frames it completed: nothing authenticated is held
+    /// back, nothing unauthenticated leaks, on both backends.
+    #[test]
+    fn each_piece_releases_the_frames_it_completed(
+        len in 0usize..700_000,
+        piece in 1usize..300_000,
+    ) {
+        let plain = data(len);
+        let sealed = encrypt_on(Backend::AwsLc, 0, &[&plain]);
+        for backend in [Backend::AwsLc, Backend::RustCrypto] {
+            let mut dec = Decryptor::new(key_on(backend), 0, len as u64);
+            let mut fed = 0usize;
+            let mut released = Vec::new();
+            let chunks: Vec<&[u8]> = sealed.chunks(piece).collect();
+            for (i, c) in chunks.iter().enumerate() {
+                released.extend_from_slice(&dec.push(c, i + 1 == chunks.len()).unwrap());
+                fed += c.len();
+                let whole_frames = if fed == sealed.len() {
+                    len
+                } else {
+                    (fed / SEALED_FRAME_SIZE as usize) * FRAME_SIZE as usize
+                };
+                prop_assert_eq!(released.len(), whole_frames.min(len), "{}", backend.as_str());
+            }
+            prop_assert_eq!(&released, &plain);
+        }
+    }
+}
+
+/// Output buffers are sized for the frames a piece completes: one frame
+/// for Pingora's 64 KiB pieces (a frame never completes twice in one), four
+/// or five for 256 KiB pieces, never more than are left.
+#[test]
+fn buffers_hold_the_frames_a_piece_completes() {
+    let f = FRAME_SIZE as usize;
+    let s = SEALED_FRAME_SIZE as usize;
+    // Encrypting: a 64 KiB piece that starts a frame completes it alone.
+    assert_eq!(frames_for_buffer(f, f, f, f, 100), 1);
+    // A frame begun 1,000 bytes before a 64 KiB piece ends: the next piece
+    // completes it and nothing more.
+    assert_eq!(frames_for_buffer(f, f, 1_000, f, 100), 1);
+    // 256 KiB pieces: the rest of this one, or this frame plus the next's.
+    assert_eq!(frames_for_buffer(f, f, 256 << 10, 256 << 10, 100), 4);
+    assert_eq!(frames_for_buffer(f, f, 1_000, 256 << 10, 100), 4);
+    assert_eq!(frames_for_buffer(f, f, 1_000, (256 << 10) + f, 100), 5);
+    // Decrypting: sealed frames in, 64 KiB + 16 pieces line up one to one.
+    assert_eq!(frames_for_buffer(s, s, s, s, 100), 1);
+    assert_eq!(frames_for_buffer(s, s, 10, f, 100), 1);
+    // Never more than the frames left.
+    assert_eq!(frames_for_buffer(f, f, 1 << 20, 1 << 20, 3), 3);
+    assert_eq!(frames_for_buffer(0, f, 0, 0, 0), 1);
+}
