@@ -36,9 +36,13 @@ struct Args {
     #[arg(long, default_value = "target/release/sealgate")]
     sealgate: PathBuf,
     /// Another sealgate binary (e.g. a build of the previous commit) measured
-    /// in the same run as "(before)" rows, for before/after comparisons.
+    /// in the same run as "(before)" rows, for before/after comparisons; a
+    /// `bare-proxy` beside it gets a row too.
     #[arg(long)]
     before: Option<PathBuf>,
+    /// What the `--before` rows are called (e.g. "pingora patched").
+    #[arg(long, default_value = "before")]
+    before_label: String,
     /// Large-object size in MiB.
     #[arg(long, default_value_t = 64)]
     large_mib: usize,
@@ -296,7 +300,7 @@ http {{
 
 /// Pingora with only an upstream peer (`bare-proxy`, built beside the
 /// sealgate binary): the framework's own per-request floor.
-fn start_bare_proxy(sealgate: &Path, sink: SocketAddr) -> Option<Contender> {
+fn start_bare_proxy(sealgate: &Path, sink: SocketAddr, name: &'static str) -> Option<Contender> {
     let bin = sealgate.with_file_name("bare-proxy");
     if !bin.exists() {
         return None;
@@ -315,7 +319,7 @@ fn start_bare_proxy(sealgate: &Path, sink: SocketAddr) -> Option<Contender> {
         .ok()?;
     wait_for(addr);
     Some(Contender {
-        name: "pingora bare proxy",
+        name,
         addr,
         creds: (BACKEND_KEY, BACKEND_SECRET),
         pids: vec![child.id()],
@@ -548,15 +552,20 @@ fn main() {
             Some(n) => contenders.push(n),
             None => eprintln!("nginx not found: its row is skipped (apt-get install nginx-light)"),
         }
-        match start_bare_proxy(&args.sealgate, sink) {
+        match start_bare_proxy(&args.sealgate, sink, "pingora bare proxy") {
             Some(b) => contenders.push(b),
             None => eprintln!("bare-proxy not found next to the sealgate binary: its row is skipped (cargo build --release -p sealgate-bench)"),
         }
         contenders.push(start_sealgate(&args.sealgate, &dir, sink, "sealgate pass-through", ""));
         contenders.push(start_sealgate(&args.sealgate, &dir, sink, "sealgate encrypting", LOCAL_ENC));
         if let Some(before) = &args.before {
-            contenders.push(start_sealgate(before, &dir, sink, "sealgate pass-through (before)", ""));
-            contenders.push(start_sealgate(before, &dir, sink, "sealgate encrypting (before)", LOCAL_ENC));
+            // Row names live for the whole run.
+            let label = |what: &str| -> &'static str { Box::leak(format!("{what} ({})", args.before_label).into_boxed_str()) };
+            if let Some(b) = start_bare_proxy(before, sink, label("pingora bare proxy")) {
+                contenders.push(b);
+            }
+            contenders.push(start_sealgate(before, &dir, sink, label("sealgate pass-through"), ""));
+            contenders.push(start_sealgate(before, &dir, sink, label("sealgate encrypting"), LOCAL_ENC));
         }
         // What the trailing CRC32C of stored bytes costs (storage.s3.stored_checksum).
         contenders.push(start_sealgate(&args.sealgate, &dir, sink, "sealgate encrypting, no stored checksum", LOCAL_ENC));
@@ -638,18 +647,23 @@ fn main() {
         }
 
         let body = Bytes::from(vec![0x11u8; args.rss_mib << 20]);
-        let rss_rows = if args.backend == "sink" { 2 } else { 0 };
+        let rss_rows = if args.backend == "sink" { 4 } else { 0 };
         if rss_rows > 0 {
-            // Peak RSS under 64 concurrent large uploads.
-            let _ = writeln!(report, "\n| gateway | peak RSS before | peak RSS after 64 concurrent {} MiB uploads | errors |", args.rss_mib);
-            let _ = writeln!(report, "|---|---|---|---|");
+            // Peak RSS under 64, then 256, concurrent large uploads: memory
+            // must stay bounded by a budget per stream, not grow with them.
+            let _ = writeln!(report, "\n| gateway | peak RSS before | peak RSS after 64 concurrent {} MiB uploads | peak RSS after 256 concurrent {} MiB uploads | errors |", args.rss_mib, (args.rss_mib / 4).max(1));
+            let _ = writeln!(report, "|---|---|---|---|---|");
         }
-        for c in contenders.iter().filter(|c| c.name.starts_with("sealgate")).take(rss_rows) {
+        let big = Bytes::from(vec![0x11u8; ((args.rss_mib / 4).max(1)) << 20]);
+        let rss_measured = |name: &str| (name.starts_with("sealgate pass-through") || name.starts_with("sealgate encrypting")) && !name.contains(',');
+        for c in contenders.iter().filter(|c| rss_measured(c.name)).take(rss_rows) {
             let pid = c.pids[0];
             let before = peak_rss_kib(pid);
             let t = Target { addr: c.addr, access_key: c.creds.0.into(), secret_key: c.creds.1.into() };
             let o = load::run(&t, Op::Put, "/bench/rss/discard/big-", 64, body.clone(), 64, 64).await;
-            let _ = writeln!(report, "| {} | {} MiB | {} MiB | {} |", c.name, before / 1024, peak_rss_kib(pid) / 1024, o.errors);
+            let at_64 = peak_rss_kib(pid);
+            let o2 = load::run(&t, Op::Put, "/bench/rss/discard/many-", 256, big.clone(), 256, 256).await;
+            let _ = writeln!(report, "| {} | {} MiB | {} MiB | {} MiB | {} |", c.name, before / 1024, at_64 / 1024, peak_rss_kib(pid) / 1024, o.errors + o2.errors);
         }
     });
 
