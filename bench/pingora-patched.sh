@@ -11,8 +11,10 @@
 # the registry's pingora-core 0.9.1 in target/ (git-ignored) and wired in
 # with a Cargo `[patch]` given on the command line only, into a separate
 # target directory: the workspace's Cargo.toml, Cargo.lock and normal
-# builds never see it. Cargo.lock is restored afterwards (a path patch
-# rewrites pingora-core's entry).
+# builds never see it once it is done. Cargo.lock is restored on exit (a
+# path patch rewrites pingora-core's entry): while it builds, a parallel
+# `cargo --locked` build of the workspace would fail; after a SIGKILL, run
+# `git checkout Cargo.lock`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD

@@ -9,6 +9,15 @@ use pingora::upstreams::peer::HttpPeer;
 
 use super::{UpstreamError, UpstreamTarget, MAX_PROBE_BODY, OWN_EXCHANGE_IO_TIMEOUT};
 
+/// A request of the gateway's own, under way (see [`UpstreamTarget::request`]).
+pub type Exchange<'a> = std::pin::Pin<
+    Box<
+        dyn std::future::Future<Output = Result<(ResponseHeader, Bytes), UpstreamError>>
+            + Send
+            + 'a,
+    >,
+>;
+
 impl UpstreamTarget {
     /// GETs stored bytes `start..=end` of the object at `host` +
     /// `path_and_query`, signed with the gateway's credentials, over a pooled
@@ -87,70 +96,62 @@ impl UpstreamTarget {
     /// A request of the gateway's own (probes, part lists, the `rewrap`
     /// tool's copies), signed with its credentials over a pooled
     /// connection, the response body read whole up to `max_body` bytes.
-    pub async fn request(
-        &self,
-        method: &str,
-        host: &str,
-        path_and_query: &str,
-        headers: &[(&str, &str)],
+    ///
+    /// Boxed: the exchange's state (a session, a request header) would
+    /// otherwise be carried inline by every caller's future, and moved with
+    /// it on requests that make no exchange of their own.
+    pub fn request<'a>(
+        &'a self,
+        method: &'a str,
+        host: &'a str,
+        path_and_query: &'a str,
+        headers: &'a [(&'a str, &'a str)],
         body: Bytes,
         max_body: usize,
-    ) -> Result<(ResponseHeader, Bytes), UpstreamError> {
-        // Boxed: the exchange's state (a session, a request header) would
-        // otherwise be carried inline by every caller's future, and moved
-        // with it on requests that make no exchange of their own.
-        Box::pin(self.exchange(method, host, path_and_query, headers, body, max_body)).await
-    }
-
-    async fn exchange(
-        &self,
-        method: &str,
-        host: &str,
-        path_and_query: &str,
-        headers: &[(&str, &str)],
-        body: Bytes,
-        max_body: usize,
-    ) -> Result<(ResponseHeader, Bytes), UpstreamError> {
-        let io = |e: Box<pingora::Error>| UpstreamError::Probe(e.etype().as_str().to_string());
-        let mut req = RequestHeader::build(method, path_and_query.as_bytes(), None).map_err(io)?;
-        req.insert_header(http::header::HOST, host).map_err(io)?;
-        for (name, value) in headers {
-            req.append_header(name.to_string(), *value).map_err(io)?;
-        }
-        if !body.is_empty() || matches!(method, "PUT" | "POST") {
-            req.insert_header(http::header::CONTENT_LENGTH, body.len().to_string())
+    ) -> Exchange<'a> {
+        Box::pin(async move {
+            let io = |e: Box<pingora::Error>| UpstreamError::Probe(e.etype().as_str().to_string());
+            let mut req =
+                RequestHeader::build(method, path_and_query.as_bytes(), None).map_err(io)?;
+            req.insert_header(http::header::HOST, host).map_err(io)?;
+            for (name, value) in headers {
+                req.append_header(name.to_string(), *value).map_err(io)?;
+            }
+            if !body.is_empty() || matches!(method, "PUT" | "POST") {
+                req.insert_header(http::header::CONTENT_LENGTH, body.len().to_string())
+                    .map_err(io)?;
+            }
+            let payload_hash = if body.is_empty() {
+                sealgate_filters::s3::sigv4::EMPTY_SHA256.to_string()
+            } else {
+                hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&body))
+            };
+            self.sign(&mut req, &payload_hash).await?;
+            let mut session = self.session().await?;
+            session
+                .write_request_header(Box::new(req))
+                .await
                 .map_err(io)?;
-        }
-        let payload_hash = if body.is_empty() {
-            sealgate_filters::s3::sigv4::EMPTY_SHA256.to_string()
-        } else {
-            hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&body))
-        };
-        self.sign(&mut req, &payload_hash).await?;
-        let mut session = self.session().await?;
-        session
-            .write_request_header(Box::new(req))
-            .await
-            .map_err(io)?;
-        if !body.is_empty() {
-            session.write_request_body(body, true).await.map_err(io)?;
-        }
-        session.finish_request_body().await.map_err(io)?;
-        session.read_response_header().await.map_err(io)?;
-        let header = session
-            .response_header()
-            .cloned()
-            .ok_or_else(|| UpstreamError::Probe("no response header".into()))?;
-        let mut body = BytesMut::new();
-        if method != "HEAD" {
-            while let Some(chunk) = session.read_response_body().await.map_err(io)? {
-                body.extend_from_slice(&chunk);
-                if body.len() > max_body {
-                    return Err(UpstreamError::Probe("response body too large".into()));
+            if !body.is_empty() {
+                session.write_request_body(body, true).await.map_err(io)?;
+            }
+            session.finish_request_body().await.map_err(io)?;
+            session.read_response_header().await.map_err(io)?;
+            let header = session
+                .response_header()
+                .cloned()
+                .ok_or_else(|| UpstreamError::Probe("no response header".into()))?;
+            let mut body = BytesMut::new();
+            if method != "HEAD" {
+                while let Some(chunk) = session.read_response_body().await.map_err(io)? {
+                    body.extend_from_slice(&chunk);
+                    if body.len() > max_body {
+                        return Err(UpstreamError::Probe("response body too large".into()));
+                    }
                 }
             }
-        }
-        self.release(session).await;
-        Ok((header, body.freeze()))
+            self.release(session).await;
+            Ok((header, body.freeze()))
+        })
     }
 }

@@ -112,18 +112,25 @@ impl Decryptor {
         used.inspect_err(|_| self.failed = true)
     }
 
-    /// Trims an authenticated frame's plaintext to the plan and emits it.
-    fn release(&mut self, plain: Bytes, out: &mut Vec<Bytes>) {
-        let n = plain.len();
+    /// Moves past an authenticated frame of `n` plaintext bytes; returns
+    /// the part of it the plan keeps (`start`, `len`).
+    fn next_frame(&mut self, n: usize) -> (usize, usize) {
         let start = (self.skip as usize).min(n);
         let len = ((n - start) as u64).min(self.remaining) as usize;
-        if len > 0 {
-            out.push(plain.slice(start..start + len));
-        }
         self.skip = self.skip.saturating_sub(n as u64);
         self.remaining -= len as u64;
         self.frame += 1;
         self.taken = 0;
+        (start, len)
+    }
+
+    /// One-shot: trims an authenticated frame's plaintext to the plan and
+    /// emits it.
+    fn release(&mut self, plain: Bytes, out: &mut Vec<Bytes>) {
+        let (start, len) = self.next_frame(plain.len());
+        if len > 0 {
+            out.push(plain.slice(start..start + len));
+        }
     }
 
     fn decrypt_streaming(
@@ -137,11 +144,15 @@ impl Decryptor {
             let plain = frame_plain_len(self.frame, self.total) as usize;
             if self.taken == 0 && self.frame_out.is_empty() {
                 let left = self.stop_frame + 1 - self.frame;
+                let stop_len = frame_plain_len(self.stop_frame, self.total) as usize + TAG_LEN;
+                let to_end =
+                    (self.stop_frame - self.frame) as usize * SEALED_FRAME_SIZE as usize + stop_len;
                 let frames = frames_for_buffer(
                     plain + TAG_LEN,
                     SEALED_FRAME_SIZE as usize,
                     input.len(),
                     hint,
+                    to_end,
                     left,
                 );
                 // Takes the last buffer's memory back once the caller has
@@ -193,20 +204,15 @@ impl Decryptor {
     /// Streaming: trims the frame just authenticated (its `n` bytes end
     /// `frame_out`) to the plan and counts it as opened.
     fn trim_opened(&mut self, n: usize) {
-        let start = (self.skip as usize).min(n);
+        let (start, len) = self.next_frame(n);
         if start > 0 {
             // Only the plan's first frame has bytes to skip, and nothing is
             // held before it.
             debug_assert_eq!(self.opened, 0);
             self.frame_out.advance(start);
         }
-        let len = ((n - start) as u64).min(self.remaining) as usize;
         self.frame_out.truncate(self.opened + len);
         self.opened += len;
-        self.skip = self.skip.saturating_sub(n as u64);
-        self.remaining -= len as u64;
-        self.frame += 1;
-        self.taken = 0;
     }
 
     fn decrypt_one_shot(

@@ -56,19 +56,31 @@ fn frame_plain_len(i: u64, total: u64) -> u64 {
 /// How many frames an output buffer begun for a frame should hold, so that
 /// no buffer grows (a copy) and none is joined to another: the frames
 /// that the `rest` input bytes left of this piece complete, starting with
-/// this one (`first` input bytes long, each next `unit`); or, when `rest`
-/// does not complete it, this frame and those a next piece as long as this
-/// one (`hint`) would complete after it. A frame that will not complete in
-/// the piece at hand starts a buffer of its own (see the callers), so its
-/// partial bytes never sit behind frames already handed out. At most
-/// `left` frames remain.
-fn frames_for_buffer(first: usize, unit: usize, rest: usize, hint: usize, left: u64) -> usize {
-    let n = if rest >= first {
-        1 + (rest - first) / unit
+/// this one (`first` input bytes long, each next `unit`; all `left` frames
+/// when `rest` reaches the end, `to_end` bytes away, whose last frame may
+/// be shorter); or, when `rest` does not complete this frame, this frame
+/// and those a next piece as long as this one (`hint`) would complete
+/// after it. A frame that will not complete in the piece at hand starts a
+/// buffer of its own (see the callers), so its partial bytes never sit
+/// behind frames already handed out.
+fn frames_for_buffer(
+    first: usize,
+    unit: usize,
+    rest: usize,
+    hint: usize,
+    to_end: usize,
+    left: u64,
+) -> usize {
+    let left = usize::try_from(left.max(1)).unwrap_or(usize::MAX);
+    let reach = if rest >= first {
+        rest
     } else {
-        1 + hint.saturating_sub(first - rest) / unit
+        first + hint.saturating_sub(first - rest)
     };
-    n.min(usize::try_from(left.max(1)).unwrap_or(usize::MAX))
+    if reach >= to_end {
+        return left;
+    }
+    (1 + reach.saturating_sub(first) / unit).min(left)
 }
 
 /// Slack for what a [`FrameWrap`] writes after the final frame.
@@ -255,10 +267,13 @@ impl Encryptor {
         stream.begin(true, &nonce(self.part, self.frame), &aad(is_final));
         let len = frame_plain_len(self.frame, self.total) as usize;
         let sealed = FRAME_SIZE as usize + TAG_LEN + MAX_WRAP_LEN;
-        let want = if self.frame_out.is_empty() {
+        let want = if is_final {
+            len + TAG_LEN + MAX_WRAP_LEN + FINISH_SLACK
+        } else if self.frame_out.is_empty() {
             let left = self.last_frame + 1 - self.frame;
-            frames_for_buffer(len, FRAME_SIZE as usize, rest, self.hint, left) * sealed
-                + FINISH_SLACK
+            let to_end = (self.total - self.consumed) as usize;
+            let frames = frames_for_buffer(len, FRAME_SIZE as usize, rest, self.hint, to_end, left);
+            frames * sealed + FINISH_SLACK
         } else {
             len + TAG_LEN + MAX_WRAP_LEN
         };
@@ -300,9 +315,10 @@ impl Encryptor {
             if self.frame_out.len() - self.lead == len && self.frame < self.last_frame {
                 self.close_frame();
                 // The next frame starts a buffer of its own unless this
-                // piece completes it: sealed frames leave as they are.
+                // piece completes it (the final one's plaintext, sealed at
+                // the end): sealed frames leave as they are.
                 let next = frame_plain_len(self.frame, self.total) as usize;
-                if self.frame == self.last_frame || input.len() < next {
+                if input.len() < next {
                     self.ready.push(self.frame_out.split().freeze());
                     self.done = 0;
                 }

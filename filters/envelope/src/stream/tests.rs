@@ -635,24 +635,30 @@ proptest! {
 
 /// Output buffers are sized for the frames a piece completes: one frame
 /// for Pingora's 64 KiB pieces (a frame never completes twice in one), four
-/// or five for 256 KiB pieces, never more than are left.
+/// or five for 256 KiB pieces, all that are left when the piece reaches the
+/// end (a short last frame included).
 #[test]
 fn buffers_hold_the_frames_a_piece_completes() {
     let f = FRAME_SIZE as usize;
     let s = SEALED_FRAME_SIZE as usize;
+    let far = usize::MAX;
     // Encrypting: a 64 KiB piece that starts a frame completes it alone.
-    assert_eq!(frames_for_buffer(f, f, f, f, 100), 1);
+    assert_eq!(frames_for_buffer(f, f, f, f, far, 100), 1);
     // A frame begun 1,000 bytes before a 64 KiB piece ends: the next piece
     // completes it and nothing more.
-    assert_eq!(frames_for_buffer(f, f, 1_000, f, 100), 1);
+    assert_eq!(frames_for_buffer(f, f, 1_000, f, far, 100), 1);
     // 256 KiB pieces: the rest of this one, or this frame plus the next's.
-    assert_eq!(frames_for_buffer(f, f, 256 << 10, 256 << 10, 100), 4);
-    assert_eq!(frames_for_buffer(f, f, 1_000, 256 << 10, 100), 4);
-    assert_eq!(frames_for_buffer(f, f, 1_000, (256 << 10) + f, 100), 5);
+    assert_eq!(frames_for_buffer(f, f, 256 << 10, 256 << 10, far, 100), 4);
+    assert_eq!(frames_for_buffer(f, f, 1_000, 256 << 10, far, 100), 4);
+    assert_eq!(frames_for_buffer(f, f, 1_000, (256 << 10) + f, far, 100), 5);
+    // A piece reaching the end holds every frame left, the short last one
+    // included (one full frame and 100 bytes: two frames).
+    assert_eq!(frames_for_buffer(f, f, f + 100, f, f + 100, 2), 2);
     // Decrypting: sealed frames in, 64 KiB + 16 pieces line up one to one.
-    assert_eq!(frames_for_buffer(s, s, s, s, 100), 1);
-    assert_eq!(frames_for_buffer(s, s, 10, f, 100), 1);
+    assert_eq!(frames_for_buffer(s, s, s, s, far, 100), 1);
+    assert_eq!(frames_for_buffer(s, s, 10, f, far, 100), 1);
+    assert_eq!(frames_for_buffer(s, s, s + 116, s, s + 116, 2), 2);
     // Never more than the frames left.
-    assert_eq!(frames_for_buffer(f, f, 1 << 20, 1 << 20, 3), 3);
-    assert_eq!(frames_for_buffer(0, f, 0, 0, 0), 1);
+    assert_eq!(frames_for_buffer(f, f, 1 << 20, 1 << 20, far, 3), 3);
+    assert_eq!(frames_for_buffer(0, f, 0, 0, 0, 0), 1);
 }

@@ -272,8 +272,8 @@ pub fn verify_with(
         for part in [ALGORITHM, "\n", &amz_date, "\n", &scope, "\n"] {
             mac.update(part.as_bytes());
         }
-        mac.update(hex32(&canonical_request.finalize()).as_bytes());
-        let expected = hex32(&mac.finalize().into_bytes());
+        mac.update(hex32(&canonical_request.finalize().into()).as_bytes());
+        let expected = hex32(&mac.finalize().into_bytes().into());
         if bool::from(expected.as_bytes().ct_eq(auth.signature.as_bytes())) {
             return Ok(Verified {
                 access_key_id: auth.access_key_id.clone(),
@@ -294,9 +294,9 @@ pub fn verify_with(
 /// Lower-case hex of a 32-byte digest, on the stack. Every request hexes
 /// two digests to verify and two to sign; `hex::encode` builds its string a
 /// char at a time, several times slower than this table walk.
-pub fn hex32(digest: &[u8]) -> Hex32 {
+pub fn hex32(digest: &[u8; 32]) -> Hex32 {
     let mut out = [0u8; 64];
-    hex::encode_to_slice(digest, &mut out).expect("a 32-byte digest");
+    hex::encode_to_slice(digest, &mut out).expect("64 digits for 32 bytes");
     Hex32(out)
 }
 

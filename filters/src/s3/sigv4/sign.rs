@@ -101,7 +101,7 @@ impl ScopedKey {
             "{ALGORITHM}\n{}\n{}\n{}",
             req.amz_date,
             self.scope,
-            hex32(&canonical.finalize()).as_str()
+            hex32(&canonical.finalize().into()).as_str()
         );
         let signature = hex32(&hmac(&self.key[..], string_to_sign.as_bytes()));
         let signature = signature.as_str();
