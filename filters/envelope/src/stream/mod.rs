@@ -255,7 +255,6 @@ impl Encryptor {
         Ok(())
     }
 
-    /// Starts the current frame's stream unless it has begun.
     /// Starts the current frame's stream unless it has begun; `rest` input
     /// bytes are left of the piece at hand.
     fn begin_frame(&mut self, rest: usize) {
