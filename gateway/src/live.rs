@@ -57,7 +57,7 @@ fn needs_restart(old: &Config, new: &Config) -> Vec<&'static str> {
         );
     }
     let (u, v) = (&old.upstream, &new.upstream);
-    if format!("{:?}", u.endpoint) != format!("{:?}", v.endpoint)
+    if u.endpoint != v.endpoint
         || u.region != v.region
         || !same_credentials(&u.credentials, &v.credentials)
         || u.dns_refresh != v.dns_refresh
@@ -153,4 +153,38 @@ pub async fn reload(
         ),
     }
     result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(endpoint: &str, secret: &str, drain: &str) -> Config {
+        let yaml = format!(
+            "server: {{listen: \"127.0.0.1:8080\", drain_delay: {drain}}}\n\
+             storage: {{s3: {{endpoint: \"{endpoint}\", credentials: {{access_key_id: K, secret_access_key: {secret}}}}}}}\n\
+             auth: {{clients: [{{access_key_id: c, secret_access_key: s, buckets: [\"*\"]}}]}}\n"
+        );
+        sealgate_config::load_str(&yaml, &|_| None).unwrap().config
+    }
+
+    /// A reload names exactly the parts that wait for a restart: the
+    /// upstream endpoint or its secret, and the server's drain delay.
+    #[test]
+    fn reloads_name_the_parts_that_need_a_restart() {
+        let base = config("http://127.0.0.1:9000", "secret-one", "0s");
+        assert!(needs_restart(&base, &base.clone()).is_empty());
+        let endpoint = config("http://127.0.0.1:9001", "secret-one", "0s");
+        let secret = config("http://127.0.0.1:9000", "secret-two", "0s");
+        let drain = config("http://127.0.0.1:9000", "secret-one", "5s");
+        for (changed, part) in [
+            (endpoint, "storage.s3"),
+            (secret, "storage.s3"),
+            (drain, "server"),
+        ] {
+            let parts = needs_restart(&base, &changed);
+            assert_eq!(parts.len(), 1, "{parts:?}");
+            assert!(parts[0].starts_with(part), "{parts:?}");
+        }
+    }
 }
