@@ -5,8 +5,9 @@
 //! file that fails leaves the running set in force (logged and counted).
 //! Listeners, the upstream and the admin port are fixed at start: a change
 //! there is logged as needing a restart and otherwise ignored.
-//! Requests read the set that is current when they look: one begun before
-//! a reload finishes as it began where it already looked.
+//! Each request takes the set in force when it begins (`Ctx::live`) and
+//! keeps it to its end: one begun before a reload finishes under the old
+//! set, never a mix of both.
 
 use std::path::Path;
 use std::sync::Arc;

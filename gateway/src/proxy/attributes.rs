@@ -105,7 +105,8 @@ impl Gateway {
             },
             plan.binding.clone(),
         );
-        self.require_bound(&read, &meta, "the object").await?;
+        self.require_bound(&ctx.live, &read, &meta, "the object")
+            .await?;
         let (_, stored) = stored_extent(&resp).ok_or_else(|| self.integrity("length"))?;
         let size = if meta.multipart {
             let first = PartHeader::decode(&body).ok_or_else(|| self.integrity("part"))?;

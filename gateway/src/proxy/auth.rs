@@ -54,7 +54,7 @@ impl Gateway {
             raw_path,
             &query,
             &req.headers,
-            &self.live().config.server.domains,
+            &ctx.live.config.server.domains,
         )?;
         ctx.audit.operation = s3.operation;
         ctx.audit.bucket = s3.bucket.clone();
@@ -65,8 +65,8 @@ impl Gateway {
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_secs() as i64)
             .unwrap_or(0);
-        let identity = self
-            .live()
+        let identity = ctx
+            .live
             .clients
             .authenticate(
                 &RequestParts {
@@ -86,7 +86,8 @@ impl Gateway {
         ctx.audit.access_key_id = Some(identity.access_key_id.clone());
         let bucket = match &s3.bucket {
             Some(typed) => {
-                let resolved = self
+                let resolved = ctx
+                    .live
                     .resolve_bucket(typed)
                     .map_err(|e| self.refused("bucket", e))?;
                 let needed = permission::required(s3.operation, &req.method, &query, &req.headers);
@@ -121,11 +122,13 @@ impl Gateway {
             .inc();
         e
     }
+}
 
+impl crate::live::Live {
     /// The typed bucket name resolved; the real name of an alias is
     /// refused unless the alias allows it (`real_name_addressable`).
     pub(super) fn resolve_bucket(&self, typed: &str) -> Result<ResolvedBucket, S3Error> {
-        self.live().config.resolve_bucket(typed).ok_or_else(|| {
+        self.config.resolve_bucket(typed).ok_or_else(|| {
             S3Error::new(
                 S3ErrorCode::AccessDenied,
                 format!("bucket {typed} is served under another name here"),

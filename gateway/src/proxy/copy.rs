@@ -113,13 +113,13 @@ impl Gateway {
             return Ok(());
         };
         let src = self
-            .probe_copy_source(&req.headers, None, &ctx.route, &ctx.request_id)
+            .probe_copy_source(&ctx.live, &req.headers, None, &ctx.route, &ctx.request_id)
             .await?;
         ctx.audit.provider = Some(copy.enc.provider.clone());
         // Kept as stored only when the copy can be pinned to what was checked.
         if let Some(meta) = src.meta().filter(|m| !m.multipart && src.etag.is_some()) {
             if self
-                .envelope_fits(&copy.enc, copy.key_id.as_deref(), meta)
+                .envelope_fits(&ctx.live, &copy.enc, copy.key_id.as_deref(), meta)
                 .await
             {
                 let envelope = if copy.replace {
@@ -139,7 +139,7 @@ impl Gateway {
             // Only the wrapping differs: a new wrap of the same data key,
             // and the backend copies the stored bytes.
             if let Some(rewrapped) = self
-                .rewrapped(&copy.enc, copy.key_id.as_deref(), meta)
+                .rewrapped(&ctx.live, &copy.enc, copy.key_id.as_deref(), meta)
                 .await?
             {
                 ctx.audit.key_id = Some(rewrapped.key_id.clone());
@@ -166,6 +166,7 @@ impl Gateway {
     /// checked against the commitment before it is wrapped again.
     async fn rewrapped(
         &self,
+        live: &crate::live::Live,
         enc: &BucketEncryption,
         key_id: Option<&str>,
         meta: &EnvelopeMeta,
@@ -178,7 +179,6 @@ impl Gateway {
         {
             return Ok(None);
         }
-        let live = self.live();
         let (Some(from), Some(to)) = (
             live.providers.get(&meta.provider),
             live.providers.get(&enc.provider),
@@ -214,11 +214,11 @@ impl Gateway {
     /// key a copy here is made under, and a context with the bucket's?
     async fn envelope_fits(
         &self,
+        live: &crate::live::Live,
         enc: &BucketEncryption,
         key_id: Option<&str>,
         meta: &EnvelopeMeta,
     ) -> bool {
-        let live = self.live();
         let Some(provider) = live.providers.get(&enc.provider) else {
             return false;
         };
@@ -277,8 +277,9 @@ impl Gateway {
             S3Error::new(S3ErrorCode::InternalError, "the copy source was not probed")
         })?;
         let len = src.len();
-        self.check_size(sealgate_envelope::ciphertext_len(len))?;
-        let provider = self.provider(&copy.enc.provider)?;
+        ctx.live
+            .check_size(sealgate_envelope::ciphertext_len(len))?;
+        let provider = ctx.live.provider(&copy.enc.provider)?;
         let key_id = copy
             .key_id
             .clone()
@@ -288,7 +289,7 @@ impl Gateway {
             .await
             .map_err(key_error)?;
         ctx.audit.key_id = Some(data_key.key_id.clone());
-        let body = self.source_body(&src).await?;
+        let body = self.source_body(&ctx.live, &src).await?;
         let plan = UploadPlan::new(
             UploadBody {
                 plaintext_len: len,
@@ -300,7 +301,7 @@ impl Gateway {
             data_key,
             copy.enc.write_context.clone(),
         )?
-        .with_stored_checksum(self.stored_checksum());
+        .with_stored_checksum(ctx.live.stored_checksum());
         let mut put =
             RequestHeader::build("PUT", ctx.route.upstream_path_and_query.as_bytes(), None)
                 .map_err(internal)?;
@@ -308,7 +309,7 @@ impl Gateway {
             .map_err(internal)?;
         self.copy_object_headers(&mut put, copy.replace, headers, &src)
             .await?;
-        self.stream_copy(&plan, put, &src, body).await
+        self.stream_copy(&ctx.live, &plan, put, &src, body).await
     }
 
     /// The new object's headers for a copy the gateway makes: metadata

@@ -110,6 +110,7 @@ impl Gateway {
     /// and binding (an encrypted object must belong to its bucket).
     pub(super) async fn probe_copy_source(
         &self,
+        live: &crate::live::Live,
         headers: &HeaderMap,
         range: Option<(u64, u64)>,
         route: &Route,
@@ -182,19 +183,21 @@ impl Gateway {
             span: None,
             fetch,
         };
-        self.check_source_policy(&mut src, range, route).await?;
+        self.check_source_policy(live, &mut src, range, route)
+            .await?;
         Ok(src)
     }
 
     /// The source bucket's policy and binding, and the span to copy.
     async fn check_source_policy(
         &self,
+        live: &crate::live::Live,
         src: &mut CopySource,
         range: Option<(u64, u64)>,
         route: &Route,
     ) -> Result<(), S3Error> {
         let source_bucket = route.copy_source_bucket.as_deref().unwrap_or("");
-        let source_enc = policy::for_bucket(&self.live().config, source_bucket);
+        let source_enc = policy::for_bucket(&live.config, source_bucket);
         match (&src.envelope, &src.target) {
             (None, _) => {
                 if source_enc.as_ref().is_some_and(|e| e.mandatory) {
@@ -227,7 +230,6 @@ impl Gateway {
                 if range.is_some_and(|(_, b)| span.map(|s| s.1) != Some(b)) {
                     return Err(invalid_range());
                 }
-                let live = self.live();
                 let binding = source_enc.and_then(|enc| {
                     let default_key_id = live.providers.get(&enc.provider)?.default_key_id();
                     Some(ReadBinding {
@@ -244,7 +246,8 @@ impl Gateway {
                     },
                     binding,
                 );
-                self.require_bound(&read, meta, "the copy source").await?;
+                self.require_bound(live, &read, meta, "the copy source")
+                    .await?;
                 src.span = span;
             }
         }
@@ -253,7 +256,11 @@ impl Gateway {
 
     /// How the source's bytes become plaintext (an encrypted source's data
     /// key is unwrapped here).
-    pub(super) async fn source_body(&self, src: &CopySource) -> Result<SourceBody, S3Error> {
+    pub(super) async fn source_body(
+        &self,
+        live: &crate::live::Live,
+        src: &CopySource,
+    ) -> Result<SourceBody, S3Error> {
         let (Some(meta), Some(span)) = (src.meta(), src.span) else {
             return Ok(SourceBody::Plain);
         };
@@ -262,7 +269,7 @@ impl Gateway {
             end: Some(span.1),
         };
         let dec = self
-            .decrypting_body(meta, src.target.clone(), Some(whole))
+            .decrypting_body(live, meta, src.target.clone(), Some(whole))
             .await?;
         Ok(SourceBody::Decrypt(Box::new(dec)))
     }

@@ -210,7 +210,7 @@ proptest! {
             // ListBuckets: no bucket upstream (and its answer is filtered).
             prop_assert_eq!(auth.s3.operation, sealgate_filters::s3::Operation::ListBuckets);
         } else {
-            let live = gw.live();
+            let live = gw.live.load_full();
             let name = rules_name(&live.config, &bucket);
             let needed = permission::required(auth.s3.operation, &req.method, &auth.query, &req.headers)
                 .expect("refused operations never route");
@@ -227,7 +227,7 @@ proptest! {
         if let Some(src) = &ctx.route.copy_source {
             let src_bucket = uri::decode(src.trim_start_matches('/').split('/').next().unwrap()).unwrap();
             prop_assert!(
-                permissions_in(&grants, rules_name(&gw.live().config, &src_bucket)).contains(Permission::Read),
+                permissions_in(&grants, rules_name(&gw.live.load_full().config, &src_bucket)).contains(Permission::Read),
                 "copy source {} readable", src
             );
         }
@@ -238,8 +238,43 @@ proptest! {
             req.uri.path(),
             &auth.query,
             &req.headers,
-            &gw.live().config.server.domains,
+            &gw.live.load_full().config.server.domains,
         );
         prop_assert!(again.is_ok());
     }
+}
+
+/// A request keeps the configuration it began with: a reload that removes
+/// its client while it runs neither fails it nor mixes two sets into it;
+/// the next request sees the new set.
+#[test]
+fn a_request_keeps_the_configuration_it_began_with() {
+    let gw = build();
+    let req = signed("GET", "s3.sealgate.test", "/team-a/k", "", None).unwrap();
+    let mut begun = gw.new_ctx();
+    let without = CONFIG.replace("access_key_id: NARROWKEY", "access_key_id: OTHERKEY");
+    let config = Arc::new(
+        sealgate_config::load_str(&without, &|_| None)
+            .unwrap()
+            .config,
+    );
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let providers = rt.block_on(Providers::from_config(&config, None)).unwrap();
+    gw.live
+        .store(Arc::new(crate::live::Live::new(config, providers)));
+    assert!(
+        gw.authenticate(&req, &mut begun).is_ok(),
+        "begun before the reload: its own set"
+    );
+    let mut later = gw.new_ctx();
+    let Err(refused) = gw.authenticate(&req, &mut later) else {
+        panic!("begun after the reload: the client is gone");
+    };
+    assert_eq!(
+        refused.code,
+        sealgate_filters::s3::S3ErrorCode::InvalidAccessKeyId
+    );
 }

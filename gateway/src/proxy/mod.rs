@@ -74,6 +74,10 @@ pub struct Gateway {
 /// of each direction.
 pub struct Ctx {
     request_id: String,
+    /// The configuration, clients and providers this request uses
+    /// throughout, taken once when it begins (a reload swaps the set for
+    /// later requests only).
+    live: Arc<crate::live::Live>,
     started: Instant,
     route: Route,
     /// The operation's plan and its state.
@@ -137,17 +141,12 @@ impl Gateway {
         }
     }
 
-    /// The configuration, clients and providers in force now.
-    fn live(&self) -> Arc<crate::live::Live> {
-        self.live.load_full()
-    }
-
     /// Everything `request_filter` does before the upstream request, in
     /// the order the module documentation gives.
     async fn prepare(&self, req: &RequestHeader, ctx: &mut Ctx) -> Result<(), S3Error> {
         let auth = self.authenticate(req, ctx)?;
         ctx.route.upload_token = route::upload_token(&auth.query)?;
-        let live = self.live();
+        let live = ctx.live.clone();
         let enc = auth
             .bucket
             .as_ref()
@@ -181,8 +180,14 @@ impl Gateway {
         self.route(req, &auth, ctx)?;
         self.plan_plain_copy(req, ctx)?;
         if let (Some(token), Some(enc)) = (&ctx.route.upload_token, token_enc) {
-            self.open_token(token, enc.as_ref(), &ctx.route, ctx.audit.key.as_deref())
-                .await?;
+            self.open_token(
+                &ctx.live,
+                token,
+                enc.as_ref(),
+                &ctx.route,
+                ctx.audit.key.as_deref(),
+            )
+            .await?;
         }
         self.prepare_upload(ctx).await?;
         self.prepare_create(ctx).await?;
@@ -208,6 +213,7 @@ impl ProxyHttp for Gateway {
         self.metrics.in_flight_requests.inc();
         Ctx {
             request_id: self.request_ids.next(),
+            live: self.live.load_full(),
             started: Instant::now(),
             route: Route::default(),
             op: Op::PassThrough,
@@ -369,8 +375,7 @@ impl ProxyHttp for Gateway {
             }
             Op::ListBuckets(grants) if resp.status.as_u16() == 200 => {
                 resp.remove_header(http::header::CONTENT_LENGTH.as_str());
-                ctx.response_body =
-                    Some(listing::buckets(self.live().config.clone(), grants.clone()));
+                ctx.response_body = Some(listing::buckets(ctx.live.config.clone(), grants.clone()));
             }
             Op::ListUploads(t) if resp.status.as_u16() == 200 => {
                 ctx.response_body = Some(Self::list_uploads_body(resp, t))

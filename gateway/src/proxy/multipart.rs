@@ -83,7 +83,7 @@ impl Gateway {
         else {
             return Ok(());
         };
-        let provider = self.provider(&enc.provider)?;
+        let provider = ctx.live.provider(&enc.provider)?;
         let key_id = key_id
             .clone()
             .unwrap_or_else(|| provider.default_key_id().to_string());

@@ -44,7 +44,8 @@ impl Gateway {
             Plan::PassThrough => Op::PassThrough,
             Plan::DecodeOnly(body) => Op::Upload(Upload::Ready(UploadPlan::decode_only(body))),
             Plan::Put { body, key_id } => {
-                self.check_size(sealgate_envelope::ciphertext_len(body.plaintext_len))?;
+                ctx.live
+                    .check_size(sealgate_envelope::ciphertext_len(body.plaintext_len))?;
                 Op::Upload(Upload::Put {
                     body,
                     key_id,
@@ -53,9 +54,10 @@ impl Gateway {
                 })
             }
             Plan::Part { body, number } => {
-                self.check_size(sealgate_envelope::multipart::stored_part_len(
-                    body.plaintext_len,
-                ))?;
+                ctx.live
+                    .check_size(sealgate_envelope::multipart::stored_part_len(
+                        body.plaintext_len,
+                    ))?;
                 Op::Upload(Upload::Part {
                     body,
                     number,
@@ -71,10 +73,13 @@ impl Gateway {
             }),
             Plan::Complete => Op::Complete(Box::new(complete_plan(req, identity, token())?)),
             Plan::ListParts => Op::ListParts,
-            Plan::Read(r) => Op::Read(ReadPlan::new(r, self.read_binding(encryption.take()))),
-            Plan::Attributes { mandatory } => Op::Attributes(Box::new(
-                attributes::AttributesPlan::new(mandatory, self.read_binding(encryption.take())),
-            )),
+            Plan::Read(r) => Op::Read(ReadPlan::new(r, ctx.live.read_binding(encryption.take()))),
+            Plan::Attributes { mandatory } => {
+                Op::Attributes(Box::new(attributes::AttributesPlan::new(
+                    mandatory,
+                    ctx.live.read_binding(encryption.take()),
+                )))
+            }
             Plan::Listing => Op::Listing,
             Plan::ListUploads => Op::ListUploads(Default::default()),
             Plan::ListBuckets => Op::ListBuckets(identity.grants()),

@@ -36,6 +36,7 @@ impl Gateway {
     ) -> Result<Stored, S3Error> {
         let opened = self
             .open_token(
+                &ctx.live,
                 &copy.token,
                 Some(&copy.enc),
                 &ctx.route,
@@ -45,11 +46,12 @@ impl Gateway {
         ctx.audit.provider = Some(copy.enc.provider.clone());
         ctx.audit.key_id = Some(copy.token.key_id.clone());
         let src = self
-            .probe_copy_source(headers, copy.range, &ctx.route, &ctx.request_id)
+            .probe_copy_source(&ctx.live, headers, copy.range, &ctx.route, &ctx.request_id)
             .await?;
         let len = src.len();
-        self.check_size(sealgate_envelope::multipart::stored_part_len(len))?;
-        let body = self.source_body(&src).await?;
+        ctx.live
+            .check_size(sealgate_envelope::multipart::stored_part_len(len))?;
+        let body = self.source_body(&ctx.live, &src).await?;
         let part = UploadPlan::for_part(
             UploadBody {
                 plaintext_len: len,
@@ -62,12 +64,12 @@ impl Gateway {
             opened.ctx_hash,
             copy.number,
         )
-        .with_stored_checksum(self.stored_checksum());
+        .with_stored_checksum(ctx.live.stored_checksum());
         let mut put =
             RequestHeader::build("PUT", ctx.route.upstream_path_and_query.as_bytes(), None)
                 .map_err(internal)?;
         put.insert_header(http::header::HOST, ctx.route.upstream_host.as_str())
             .map_err(internal)?;
-        self.stream_copy(&part, put, &src, body).await
+        self.stream_copy(&ctx.live, &part, put, &src, body).await
     }
 }

@@ -47,7 +47,7 @@ impl Gateway {
             .route
             .copy_source_bucket
             .as_deref()
-            .and_then(|b| policy::for_bucket(&self.live().config, b))
+            .and_then(|b| policy::for_bucket(&ctx.live.config, b))
         else {
             return Ok(()); // plaintext to plaintext: the backend copies
         };
@@ -79,14 +79,14 @@ impl Gateway {
         ctx: &mut Ctx,
     ) -> Result<Stored, S3Error> {
         let src = self
-            .probe_copy_source(headers, copy.range, &ctx.route, &ctx.request_id)
+            .probe_copy_source(&ctx.live, headers, copy.range, &ctx.route, &ctx.request_id)
             .await?;
         let len = src.len();
-        self.check_size(len)?;
+        ctx.live.check_size(len)?;
         if let Some(meta) = src.meta() {
             ctx.audit.provider = Some(meta.provider.clone());
         }
-        let body = self.source_body(&src).await?;
+        let body = self.source_body(&ctx.live, &src).await?;
         let plan = UploadPlan::decode_only(UploadBody {
             plaintext_len: len,
             encoding: BodyEncoding::Plain,
@@ -102,6 +102,6 @@ impl Gateway {
             self.copy_object_headers(&mut put, copy.replace, headers, &src)
                 .await?;
         }
-        self.stream_copy(&plan, put, &src, body).await
+        self.stream_copy(&ctx.live, &plan, put, &src, body).await
     }
 }

@@ -92,7 +92,7 @@ impl Gateway {
             req.uri.path(),
             &[],
             &req.headers,
-            &self.live().config.server.domains,
+            &ctx.live.config.server.domains,
         )?;
         ctx.audit.operation = s3.operation;
         ctx.audit.bucket = s3.bucket.clone();
@@ -134,9 +134,9 @@ impl Gateway {
         let fields = start.fields;
         let field = |n: &str| fields.iter().find(|(k, _)| k == n).map(|(_, v)| v.as_str());
 
-        let identity = self.live().clients.authenticate_post(&fields)?;
+        let identity = ctx.live.clients.authenticate_post(&fields)?;
         ctx.audit.access_key_id = Some(identity.access_key_id.clone());
-        let resolved = self.resolve_bucket(&typed)?;
+        let resolved = ctx.live.resolve_bucket(&typed)?;
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_secs() as i64);
@@ -195,7 +195,7 @@ impl Gateway {
         }
         let mut file = BytesMut::from(&prefix[start.offset..]);
         let pending = self
-            .stream_upload(&plan, put, &mut file, closing.len(), session)
+            .stream_upload(&ctx.live, &plan, put, &mut file, closing.len(), session)
             .await?;
         if file[..] != closing[..] {
             return Err(malformed("the file must be the form's last field"));
@@ -230,12 +230,13 @@ impl Gateway {
             trailer_algorithm: None,
             payload_sha256: None,
         };
-        let Some(enc) = policy::for_bucket(&self.live().config, bucket) else {
-            self.check_size(len)?;
+        let Some(enc) = policy::for_bucket(&ctx.live.config, bucket) else {
+            ctx.live.check_size(len)?;
             return Ok(UploadPlan::decode_only(body));
         };
-        self.check_size(sealgate_envelope::ciphertext_len(len))?;
-        let provider = self.provider(&enc.provider)?;
+        ctx.live
+            .check_size(sealgate_envelope::ciphertext_len(len))?;
+        let provider = ctx.live.provider(&enc.provider)?;
         let chosen = policy::check_write_headers(&enc, provider.default_key_id(), headers)?;
         let key_id = chosen
             .or_else(|| enc.key_id.clone())
@@ -248,7 +249,7 @@ impl Gateway {
         ctx.audit.key_id = Some(data_key.key_id.clone());
         Ok(
             UploadPlan::new(body, &enc.provider, data_key, enc.write_context.clone())?
-                .with_stored_checksum(self.stored_checksum()),
+                .with_stored_checksum(ctx.live.stored_checksum()),
         )
     }
 

@@ -190,7 +190,7 @@ impl Gateway {
         let (parts_count, planned) = (read.parts_count, read.upstream_range);
         let meta = self.read_meta(resp, &ctx.request_id)?;
         if let Some(m) = &meta {
-            self.require_bound(read, m, "the object").await?;
+            self.require_bound(&ctx.live, read, m, "the object").await?;
         }
         let (upstream_start, stored_total) = stored_extent(resp).ok_or_else(|| {
             S3Error::new(
@@ -238,7 +238,10 @@ impl Gateway {
         if head {
             return Ok(()); // sizes and SSE headers only: no key provider call for HEAD
         }
-        ctx.response_body = Some(self.decrypting_body(&meta, target, read.range).await?);
+        ctx.response_body = Some(
+            self.decrypting_body(&ctx.live, &meta, target, read.range)
+                .await?,
+        );
         ctx.audit.provider = Some(meta.provider);
         ctx.audit.key_id = Some(meta.key_id);
         Ok(())
@@ -327,11 +330,11 @@ impl Gateway {
     /// against the commitment, and a decryptor for exactly the target's span.
     pub(super) async fn decrypting_body(
         &self,
+        live: &crate::live::Live,
         meta: &EnvelopeMeta,
         target: ReadTarget,
         range: Option<ByteRange>,
     ) -> Result<ResponseBody, S3Error> {
-        let live = self.live();
         let provider = live.providers.get(&meta.provider).ok_or_else(|| {
             S3Error::new(
                 S3ErrorCode::InternalError,

@@ -205,27 +205,17 @@ impl super::Gateway {
             })
     }
 
-    /// The binding reads in a bucket with `enc` are checked against.
-    pub(super) fn read_binding(&self, enc: Option<BucketEncryption>) -> Option<ReadBinding> {
-        let enc = enc?;
-        let live = self.live();
-        let default_key_id = live.providers.get(&enc.provider)?.default_key_id();
-        Some(ReadBinding {
-            default_key_id: default_key_id.to_string(),
-            enc,
-        })
-    }
-
     /// Refuses (counted, `AccessDenied`) an object that does not belong to
     /// this bucket; `what` names it in the message ("the object", "the copy
     /// source").
     pub(super) async fn require_bound(
         &self,
+        live: &crate::live::Live,
         read: &ReadPlan,
         meta: &EnvelopeMeta,
         what: &str,
     ) -> Result<(), S3Error> {
-        self.check_bound(read, meta).await?.map_err(|reason| {
+        self.check_bound(live, read, meta).await?.map_err(|reason| {
             self.metrics
                 .binding_refusals_total
                 .with_label_values(&[reason.as_str()])
@@ -244,6 +234,7 @@ impl super::Gateway {
     /// in the form objects record (a KMS alias as its key's ARN).
     async fn check_bound(
         &self,
+        live: &crate::live::Live,
         read: &ReadPlan,
         meta: &EnvelopeMeta,
     ) -> Result<Result<(), Unbound>, S3Error> {
@@ -254,7 +245,7 @@ impl super::Gateway {
         if first != Err(Unbound::Key) || meta.provider != b.enc.provider {
             return Ok(first);
         }
-        let provider = self.provider(&b.enc.provider)?;
+        let provider = live.provider(&b.enc.provider)?;
         // Each configured id on its own: one that cannot be resolved (a
         // deleted alias, no DescribeKey right) matches nothing, and fails
         // no read of objects under the others.
@@ -290,5 +281,17 @@ impl super::Gateway {
             return Err(key_error(e));
         }
         Ok(checked)
+    }
+}
+
+impl crate::live::Live {
+    /// The binding reads in a bucket with `enc` are checked against.
+    pub(super) fn read_binding(&self, enc: Option<BucketEncryption>) -> Option<ReadBinding> {
+        let enc = enc?;
+        let default_key_id = self.providers.get(&enc.provider)?.default_key_id();
+        Some(ReadBinding {
+            default_key_id: default_key_id.to_string(),
+            enc,
+        })
     }
 }

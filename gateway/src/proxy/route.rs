@@ -73,7 +73,7 @@ impl Gateway {
         ctx: &mut Ctx,
     ) -> Result<(), S3Error> {
         if let Some(src) = req.headers.get("x-amz-copy-source") {
-            let (bucket, source) = self.copy_source(src, &auth.identity)?;
+            let (bucket, source) = self.copy_source(&ctx.live, src, &auth.identity)?;
             ctx.route.copy_source_bucket = Some(bucket);
             ctx.route.copy_source = Some(source);
         }
@@ -102,7 +102,7 @@ impl Gateway {
         } else {
             format!("{path}?{}", forwarded_query.join("&"))
         };
-        ctx.route.payload_hash = match ctx.op.upstream_payload_hash(self.stored_checksum()) {
+        ctx.route.payload_hash = match ctx.op.upstream_payload_hash(ctx.live.stored_checksum()) {
             Some(h) => h.to_string(),
             // The body goes as the client sent it: the client's hash holds.
             None => req
@@ -119,6 +119,7 @@ impl Gateway {
     /// Returns the bucket as clients name it and the rewritten source.
     fn copy_source(
         &self,
+        live: &crate::live::Live,
         src: &http::HeaderValue,
         identity: &Identity,
     ) -> Result<(String, String), S3Error> {
@@ -146,7 +147,7 @@ impl Gateway {
                 format!("x-amz-copy-source: {e}"),
             )
         })?;
-        let resolved = self.resolve_bucket(&src_bucket)?;
+        let resolved = live.resolve_bucket(&src_bucket)?;
         identity.authorize(&resolved.name, Some(Permission::Read))?;
         let source = format!("/{}/{rest}", resolved.real);
         Ok((resolved.name, source))

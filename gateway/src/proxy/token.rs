@@ -33,6 +33,7 @@ impl Gateway {
     /// Unwraps and checks `token` for the request's bucket and object key.
     pub(super) async fn open_token(
         &self,
+        live: &crate::live::Live,
         token: &UploadToken,
         enc: Option<&BucketEncryption>,
         route: &Route,
@@ -48,7 +49,7 @@ impl Gateway {
             .as_deref()
             .zip(object)
             .ok_or_else(no_such_upload)?;
-        let provider = self.provider(&enc.provider)?;
+        let provider = live.provider(&enc.provider)?;
         // Uploads begun before objects named their bucket in the context
         // were sealed under the bucket's context alone: tried second.
         let mut opened = None;

@@ -327,10 +327,12 @@ pub fn client_checksum(headers: &HeaderMap) -> Option<(&'static str, String)> {
     })
 }
 
-impl Gateway {
+/// What a request reads of the configuration: from the set it began with
+/// (`Ctx::live`), so a reload never mixes two sets in one request.
+impl crate::live::Live {
     /// The checksum ciphertext goes upstream with (`storage.s3.stored_checksum`).
     pub(super) fn stored_checksum(&self) -> Option<ChecksumAlgorithm> {
-        match self.live().config.upstream.stored_checksum {
+        match self.config.upstream.stored_checksum {
             StoredChecksum::Crc32c => Some(STORED_CHECKSUM),
             StoredChecksum::None => None,
         }
@@ -338,7 +340,7 @@ impl Gateway {
 
     /// Refuses an upload whose stored size exceeds the backend's single-PUT limit.
     pub(super) fn check_size(&self, stored: u64) -> Result<(), S3Error> {
-        let max = self.live().config.upstream.max_put_size;
+        let max = self.config.upstream.max_put_size;
         if stored > max {
             return Err(S3Error::new(
                 S3ErrorCode::EntityTooLarge,
@@ -348,6 +350,21 @@ impl Gateway {
         Ok(())
     }
 
+    /// The configured provider `name`.
+    pub(super) fn provider(
+        &self,
+        name: &str,
+    ) -> Result<std::sync::Arc<dyn sealgate_filters::keys::KeyProvider>, S3Error> {
+        self.providers.get(name).cloned().ok_or_else(|| {
+            S3Error::new(
+                S3ErrorCode::InternalError,
+                format!("the key provider `{name}` is not configured"),
+            )
+        })
+    }
+}
+
+impl Gateway {
     /// The async half of an encrypted upload: its data key from the provider.
     pub(super) async fn prepare_upload(&self, ctx: &mut Ctx) -> Result<(), S3Error> {
         if !matches!(ctx.op, Op::Upload(Upload::Put { .. } | Upload::Part { .. })) {
@@ -364,7 +381,7 @@ impl Gateway {
                 enc,
                 echo,
             } => {
-                let provider = self.provider(&enc.provider)?;
+                let provider = ctx.live.provider(&enc.provider)?;
                 let key_id = key_id.unwrap_or_else(|| provider.default_key_id().to_string());
                 let data_key = provider
                     .generate_data_key(&key_id, &enc.write_context)
@@ -382,7 +399,13 @@ impl Gateway {
                 echo,
             } => {
                 let opened = self
-                    .open_token(&token, Some(&enc), &ctx.route, ctx.audit.key.as_deref())
+                    .open_token(
+                        &ctx.live,
+                        &token,
+                        Some(&enc),
+                        &ctx.route,
+                        ctx.audit.key.as_deref(),
+                    )
                     .await?;
                 let (dek, ctx_hash) = (opened.dek, opened.ctx_hash);
                 let plan = UploadPlan::for_part(body, token.key_id.clone(), dek, ctx_hash, number);
@@ -392,22 +415,9 @@ impl Gateway {
         };
         ctx.audit.key_id = Some(plan.key_id.clone());
         ctx.op = Op::Upload(Upload::Ready(
-            plan.with_stored_checksum(self.stored_checksum())
+            plan.with_stored_checksum(ctx.live.stored_checksum())
                 .with_echo(echo),
         ));
         Ok(())
-    }
-
-    /// The configured provider `name`.
-    pub(super) fn provider(
-        &self,
-        name: &str,
-    ) -> Result<std::sync::Arc<dyn sealgate_filters::keys::KeyProvider>, S3Error> {
-        self.live().providers.get(name).cloned().ok_or_else(|| {
-            S3Error::new(
-                S3ErrorCode::InternalError,
-                format!("the key provider `{name}` is not configured"),
-            )
-        })
     }
 }
