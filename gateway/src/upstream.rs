@@ -48,6 +48,8 @@ pub struct UpstreamTarget {
     signing_key: Mutex<Option<Arc<ScopedKey>>>,
     /// For the gateway's own small requests (envelope probes).
     connector: Connector,
+    /// `host[:port]` of the endpoint (the configuration's, fixed).
+    authority: String,
     /// Multipart layouts this instance has found.
     pub(crate) layouts: crate::part_layout::LayoutCache,
 }
@@ -123,6 +125,7 @@ impl UpstreamTarget {
             })
         });
         Ok(Self {
+            authority: cfg.endpoint.authority(),
             cfg: cfg.clone(),
             address: arc_swap::ArcSwap::from_pointee(addr),
             peer,
@@ -169,15 +172,21 @@ impl UpstreamTarget {
         real_bucket: Option<&str>,
         encoded_key: Option<&str>,
     ) -> (String, String) {
-        let authority = self.cfg.endpoint.authority();
+        let authority = &self.authority;
         let key = encoded_key.unwrap_or("");
+        // Joined by hand, not formatted: this runs per request.
+        let join = |parts: &[&str]| {
+            let mut out = String::with_capacity(parts.iter().map(|p| p.len()).sum());
+            parts.iter().for_each(|p| out.push_str(p));
+            out
+        };
         match (real_bucket, self.cfg.addressing_style) {
-            (None, _) => (authority, "/".to_string()),
+            (None, _) => (authority.clone(), "/".to_string()),
             (Some(b), AddressingStyle::Virtual) if !b.contains('.') => {
-                (format!("{b}.{authority}"), format!("/{key}"))
+                (join(&[b, ".", authority]), join(&["/", key]))
             }
-            (Some(b), _) if key.is_empty() => (authority, format!("/{b}")),
-            (Some(b), _) => (authority, format!("/{b}/{key}")),
+            (Some(b), _) if key.is_empty() => (authority.clone(), join(&["/", b])),
+            (Some(b), _) => (authority.clone(), join(&["/", b, "/", key])),
         }
     }
 
@@ -319,6 +328,26 @@ mod tests {
         assert_eq!(addr(&target), "127.0.0.2:9000");
         target.use_address(Err(std::io::Error::other("no answer")));
         assert_eq!(addr(&target), "127.0.0.2:9000", "kept");
+    }
+
+    #[tokio::test]
+    async fn buckets_are_addressed_per_the_configured_style() {
+        let mut target = target(None).await;
+        let at = |t: &UpstreamTarget, b, k| {
+            let (host, path) = t.address(b, k);
+            format!("{host} {path}")
+        };
+        assert_eq!(at(&target, None, None), "127.0.0.1:9000 /");
+        assert_eq!(at(&target, Some("b"), None), "127.0.0.1:9000 /b");
+        assert_eq!(
+            at(&target, Some("b"), Some("k/x%20y")),
+            "127.0.0.1:9000 /b/k/x%20y"
+        );
+        target.cfg.addressing_style = AddressingStyle::Virtual;
+        assert_eq!(at(&target, Some("b"), Some("k")), "b.127.0.0.1:9000 /k");
+        assert_eq!(at(&target, Some("b"), None), "b.127.0.0.1:9000 /");
+        // A dotted bucket cannot be a host label under TLS: path style.
+        assert_eq!(at(&target, Some("a.b"), Some("k")), "127.0.0.1:9000 /a.b/k");
     }
     use aws_sigv4::http_request::{
         sign, PayloadChecksumKind, PercentEncodingMode, SignableBody, SignableRequest,

@@ -13,6 +13,9 @@ use crate::keys::{context_hash, COMMITMENT_LEN, SALT_LEN};
 
 /// Header prefix of every envelope field.
 pub const META_PREFIX: &str = "x-amz-meta-sealgate-";
+
+/// The envelope version's header: [`META_PREFIX`] and `v`.
+const VERSION_HEADER: &str = "x-amz-meta-sealgate-v";
 /// Format version written by this build.
 pub const VERSION: &str = "1";
 /// Algorithm suite name of version 1.
@@ -143,7 +146,9 @@ impl EnvelopeMeta {
         get: impl Fn(&str) -> Option<&'a str>,
     ) -> Result<Option<Self>, MetaError> {
         let field = |name: &'static str| get(&format!("{META_PREFIX}{name}"));
-        let Some(version) = field("v") else {
+        // Every response is asked this first, most answer no: one constant
+        // name, no formatting.
+        let Some(version) = get(VERSION_HEADER) else {
             return Ok(None);
         };
         if version != VERSION {
@@ -196,6 +201,11 @@ impl EnvelopeMeta {
 mod tests {
     use super::*;
     use std::collections::HashMap;
+
+    #[test]
+    fn the_version_header_is_a_field_like_the_others() {
+        assert_eq!(VERSION_HEADER, format!("{META_PREFIX}v"));
+    }
 
     fn sample() -> EnvelopeMeta {
         EnvelopeMeta {

@@ -98,6 +98,10 @@ impl Gateway {
     }
 }
 
+/// Length of a request id: 8 + 12 hex digits.
+const REQUEST_ID_LEN: usize = 20;
+const UPPER_HEX: &[u8; 16] = b"0123456789ABCDEF";
+
 /// Request ids: unique per process start, cheap, sortable in logs.
 pub struct RequestIds {
     prefix: u32,
@@ -116,11 +120,31 @@ impl RequestIds {
         }
     }
 
+    /// 8 hex digits of the instance prefix, 12 of the counter (upper case).
     pub fn next(&self) -> String {
-        format!(
-            "{:08X}{:012X}",
-            self.prefix,
-            self.next.fetch_add(1, Ordering::Relaxed)
-        )
+        let n = self.next.fetch_add(1, Ordering::Relaxed);
+        let mut id = String::with_capacity(REQUEST_ID_LEN);
+        for (value, digits) in [(u64::from(self.prefix), 8), (n, 12)] {
+            for place in (0..digits).rev() {
+                id.push(char::from(UPPER_HEX[(value >> (4 * place)) as usize & 0xF]));
+            }
+        }
+        id
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_ids_are_the_prefix_and_a_counter_in_upper_hex() {
+        let ids = RequestIds {
+            prefix: 0x00AB_CDEF,
+            next: AtomicU64::new(0x1F),
+        };
+        assert_eq!(ids.next(), "00ABCDEF00000000001F");
+        assert_eq!(ids.next(), "00ABCDEF000000000020");
+        assert_eq!(ids.next().len(), REQUEST_ID_LEN);
     }
 }

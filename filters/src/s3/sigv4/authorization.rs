@@ -20,7 +20,9 @@ pub struct Authorization {
     pub scope_date: String,
     pub region: String,
     pub service: String,
-    pub signed_headers: Vec<String>,
+    /// Lower-case names joined by `;`, as they enter the canonical request
+    /// (one string, not one per name: parsed on every request).
+    pub signed_headers: String,
     /// Lowercase hex.
     pub signature: String,
     /// `X-Amz-Expires` of a presigned URL.
@@ -32,10 +34,19 @@ pub struct Authorization {
 impl Authorization {
     /// `date/region/service/aws4_request`.
     pub fn scope(&self) -> String {
-        format!(
-            "{}/{}/{}/aws4_request",
-            self.scope_date, self.region, self.service
-        )
+        let mut scope = String::with_capacity(
+            self.scope_date.len() + self.region.len() + self.service.len() + 15,
+        );
+        for part in [&self.scope_date, "/", &self.region, "/", &self.service] {
+            scope.push_str(part);
+        }
+        scope.push_str("/aws4_request");
+        scope
+    }
+
+    /// The signed header names, lower-case, in the client's order.
+    pub fn signed_header_names(&self) -> impl Iterator<Item = &str> {
+        self.signed_headers.split(';')
     }
 }
 
@@ -57,12 +68,23 @@ fn must_be_single(name: &str) -> bool {
         )
 }
 
+/// Queries with at most this many parameters are checked for repeats by a
+/// scan instead of a hash set.
+const SCANNED_QUERY_PARAMS: usize = 8;
+
 /// Refuses a repeated query parameter or security-relevant header: the
 /// gateway reads the first, a backend may read the last.
 fn check_single(query: &[(String, String)], headers: &HeaderMap) -> Result<(), S3Error> {
-    let mut seen = std::collections::HashSet::with_capacity(query.len());
-    for (k, _) in query {
-        if !seen.insert(k.as_str()) {
+    // Short queries (nearly all) are scanned, which beats hashing on every
+    // request; long ones hashed, so a crafted query stays linear.
+    let mut seen = (query.len() > SCANNED_QUERY_PARAMS)
+        .then(|| std::collections::HashSet::with_capacity(query.len()));
+    for (i, (k, _)) in query.iter().enumerate() {
+        let repeated = match &mut seen {
+            Some(seen) => !seen.insert(k.as_str()),
+            None => query[..i].iter().any(|(earlier, _)| earlier == k),
+        };
+        if repeated {
             return Err(S3Error::new(
                 S3ErrorCode::InvalidArgument,
                 format!("the query parameter {k} appears more than once"),
@@ -78,6 +100,10 @@ fn check_single(query: &[(String, String)], headers: &HeaderMap) -> Result<(), S
                 format!("the query parameter {k} is reserved for the gateway"),
             ));
         }
+    }
+    // Every name with one value (the common case): nothing is repeated.
+    if headers.len() == headers.keys_len() {
+        return Ok(());
     }
     for name in headers.keys() {
         if must_be_single(name.as_str()) && headers.get_all(name).iter().nth(1).is_some() {
@@ -238,8 +264,8 @@ fn build(
             format!("the credential's service must be s3, not `{service}`"),
         ));
     }
-    let signed_headers: Vec<String> = signed.split(';').map(|h| h.to_ascii_lowercase()).collect();
-    if !signed_headers.iter().any(|h| h == "host") {
+    let signed_headers = signed.to_ascii_lowercase();
+    if !signed_headers.split(';').any(|h| h == "host") {
         return Err(malformed(style, "SignedHeaders must include host"));
     }
     if signature.len() != 64 || !signature.bytes().all(|b| b.is_ascii_hexdigit()) {

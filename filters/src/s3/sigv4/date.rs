@@ -42,7 +42,25 @@ fn civil_time(t: i64) -> (i64, i64, i64, i64, i64, i64) {
 /// Formats Unix seconds as `yyyymmddThhmmssZ`.
 pub fn format_amz_date(t: i64) -> String {
     let (y, m, d, h, mi, s) = civil_time(t);
-    format!("{y:04}{m:02}{d:02}T{h:02}{mi:02}{s:02}Z")
+    if !(0..=9999).contains(&y) {
+        return format!("{y:04}{m:02}{d:02}T{h:02}{mi:02}{s:02}Z");
+    }
+    // Digit by digit: this runs for every request signed upstream.
+    let digits = |out: &mut String, n: i64, width: u32| {
+        for place in (0..width).rev() {
+            out.push(char::from(b'0' + (n / 10_i64.pow(place) % 10) as u8));
+        }
+    };
+    let mut out = String::with_capacity(16);
+    digits(&mut out, y, 4);
+    digits(&mut out, m, 2);
+    digits(&mut out, d, 2);
+    out.push('T');
+    digits(&mut out, h, 2);
+    digits(&mut out, mi, 2);
+    digits(&mut out, s, 2);
+    out.push('Z');
+    out
 }
 
 /// Formats Unix seconds as S3's XML timestamps, `yyyy-mm-ddThh:mm:ss.000Z`.

@@ -208,7 +208,7 @@ pub fn verify_with(
         .headers
         .keys()
         .map(|k| k.as_str())
-        .find(|k| k.starts_with("x-amz-") && !auth.signed_headers.iter().any(|s| s == k))
+        .find(|k| k.starts_with("x-amz-") && !auth.signed_header_names().any(|s| s == *k))
     {
         return Err(S3Error::new(
             S3ErrorCode::AccessDenied,
@@ -219,9 +219,8 @@ pub fn verify_with(
     // A header the client signed must be there: a signature over an
     // absent header says nothing the gateway could check.
     if let Some(missing) = auth
-        .signed_headers
-        .iter()
-        .find(|h| !req.headers.contains_key(h.as_str()))
+        .signed_header_names()
+        .find(|h| !req.headers.contains_key(*h))
     {
         return Err(malformed(
             style,
@@ -232,15 +231,20 @@ pub fn verify_with(
     let signing_key = signing_key(&auth.scope_date, &auth.region);
     let scope = auth.scope();
     let canonical_query = canonical_query(req.query, style == AuthStyle::Presigned);
-    let canonical_headers = canonical_headers(&auth.signed_headers, req.headers);
-    let signed_headers = auth.signed_headers.join(";");
+    let canonical_headers = canonical_headers(auth.signed_header_names(), req.headers);
+    let signed_headers = auth.signed_headers.as_str();
     let payload_value = header("x-amz-content-sha256").unwrap_or(UNSIGNED_PAYLOAD);
 
     // The canonical URI is the path with each segment URI-encoded once. Most
     // clients send exactly that; a few send characters such as `!` or `$`
     // unencoded, so also try the path exactly as received.
-    let normalised =
-        uri::decode(req.raw_path).map(|p| uri::encode_path(if p.is_empty() { "/" } else { &p }));
+    // A path already in canonical form (the common case) is its own
+    // normalisation: no decode and encode per request.
+    let normalised = if uri::is_encoded_path(req.raw_path) {
+        Some(req.raw_path.to_string())
+    } else {
+        uri::decode(req.raw_path).map(|p| uri::encode_path(if p.is_empty() { "/" } else { &p }))
+    };
     let mut candidates: Vec<&str> = Vec::with_capacity(2);
     if let Some(n) = normalised.as_deref() {
         candidates.push(n);
@@ -256,7 +260,7 @@ pub fn verify_with(
             path,
             &canonical_query,
             &canonical_headers,
-            &signed_headers,
+            signed_headers,
             payload_value,
         ]
         .into_iter()
@@ -345,12 +349,12 @@ fn canonical_query(query: &[(String, String)], presigned: bool) -> String {
         .join("&")
 }
 
-fn canonical_headers(signed: &[String], headers: &HeaderMap) -> String {
-    let mut out = String::with_capacity(signed.len() * 64);
+fn canonical_headers<'a>(signed: impl Iterator<Item = &'a str>, headers: &HeaderMap) -> String {
+    let mut out = String::with_capacity(512);
     for name in signed {
         out.push_str(name);
         out.push(':');
-        for (i, v) in headers.get_all(name.as_str()).iter().enumerate() {
+        for (i, v) in headers.get_all(name).iter().enumerate() {
             if i > 0 {
                 out.push(',');
             }

@@ -235,6 +235,26 @@ fn sigv4_negative_table() {
             Some(S3ErrorCode::InvalidArgument),
         ),
         (
+            "a query parameter repeated in a long query (hashed, not scanned)",
+            Case {
+                query: vec![
+                    ("a", ""),
+                    ("b", ""),
+                    ("c", ""),
+                    ("d", ""),
+                    ("e", ""),
+                    ("f", ""),
+                    ("g", ""),
+                    ("h", ""),
+                    ("i", ""),
+                    ("a", "2"),
+                ],
+                ..Case::header()
+            },
+            T0,
+            Some(S3ErrorCode::InvalidArgument),
+        ),
+        (
             "a presigning parameter sent twice",
             Case {
                 query: vec![("X-Amz-Date", "20130524T000000Z")],

@@ -7,7 +7,13 @@
 use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
 
-use super::{hex32, hmac, signing_key, ALGORITHM};
+use hmac::Mac;
+
+use super::{hex32, signing_key, HmacSha256, ALGORITHM};
+
+/// The `Authorization` value's length without its variable parts:
+/// the algorithm, the four labels and separators, and the 64-digit signature.
+const AUTHORIZATION_FIXED_LEN: usize = ALGORITHM.len() + 12 + 1 + 16 + 12 + 64;
 
 /// What a signature covers, in exactly the form the upstream receives it.
 pub struct ToSign<'a> {
@@ -97,18 +103,34 @@ impl ScopedKey {
         canonical.update(signed_headers.as_bytes());
         canonical.update(b"\n");
         canonical.update(req.payload_hash.as_bytes());
-        let string_to_sign = format!(
-            "{ALGORITHM}\n{}\n{}\n{}",
-            req.amz_date,
-            self.scope,
-            hex32(&canonical.finalize().into()).as_str()
+        // The string to sign goes straight into the MAC, and the header is
+        // assembled in one buffer: no formatting on the per-request path.
+        let mut mac = HmacSha256::new_from_slice(&self.key[..]).expect("HMAC takes any key length");
+        for part in [ALGORITHM, "\n", req.amz_date, "\n", &self.scope, "\n"] {
+            mac.update(part.as_bytes());
+        }
+        mac.update(hex32(&canonical.finalize().into()).as_bytes());
+        let signature = hex32(&mac.finalize().into_bytes().into());
+        let mut header = String::with_capacity(
+            AUTHORIZATION_FIXED_LEN
+                + self.access_key_id.len()
+                + self.scope.len()
+                + signed_headers.len(),
         );
-        let signature = hex32(&hmac(&self.key[..], string_to_sign.as_bytes()));
-        let signature = signature.as_str();
-        format!(
-            "{ALGORITHM} Credential={}/{}, SignedHeaders={signed_headers}, Signature={signature}",
-            self.access_key_id, self.scope
-        )
+        for part in [
+            ALGORITHM,
+            " Credential=",
+            &self.access_key_id,
+            "/",
+            &self.scope,
+            ", SignedHeaders=",
+            &signed_headers,
+            ", Signature=",
+            signature.as_str(),
+        ] {
+            header.push_str(part);
+        }
+        header
     }
 }
 
