@@ -100,6 +100,7 @@ impl Gateway {
 
 /// Length of a request id: 8 + 12 hex digits.
 const REQUEST_ID_LEN: usize = 20;
+/// Digits of a request id (upper case, as S3's own request ids).
 const UPPER_HEX: &[u8; 16] = b"0123456789ABCDEF";
 
 /// Request ids: unique per process start, cheap, sortable in logs.
@@ -120,7 +121,8 @@ impl RequestIds {
         }
     }
 
-    /// 8 hex digits of the instance prefix, 12 of the counter (upper case).
+    /// 8 hex digits of the instance prefix, 12 of the counter (its low 48
+    /// bits: 2.8e14 requests before an id repeats within one process).
     pub fn next(&self) -> String {
         let n = self.next.fetch_add(1, Ordering::Relaxed);
         let mut id = String::with_capacity(REQUEST_ID_LEN);

@@ -245,8 +245,11 @@ fn build(
     expires: Option<u64>,
     query_date: Option<String>,
 ) -> Result<Authorization, S3Error> {
-    let parts: Vec<&str> = credential.split('/').collect();
-    let [key, date, region, service, terminal] = parts[..] else {
+    let mut parts = credential.split('/');
+    let mut next = || parts.next();
+    let (Some(key), Some(date), Some(region), Some(service), Some(terminal), None) =
+        (next(), next(), next(), next(), next(), next())
+    else {
         return Err(malformed(
             style,
             "the credential must be ACCESS_KEY/yyyymmdd/region/s3/aws4_request",

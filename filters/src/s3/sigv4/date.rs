@@ -45,9 +45,8 @@ pub fn format_amz_date(t: i64) -> String {
     if !(0..=9999).contains(&y) {
         return format!("{y:04}{m:02}{d:02}T{h:02}{mi:02}{s:02}Z");
     }
-    // Digit by digit: this runs for every request signed upstream.
-    // Two digits at a time, by constant divisors the compiler turns into
-    // multiplications.
+    // Runs for every request signed upstream: two digits at a time, by
+    // constant divisors (multiplications once compiled), no formatter.
     let two = |out: &mut String, n: i64| {
         out.push(char::from(b'0' + (n / 10) as u8));
         out.push(char::from(b'0' + (n % 10) as u8));

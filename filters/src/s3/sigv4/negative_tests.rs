@@ -289,6 +289,24 @@ fn sigv4_negative_table() {
             (got, _) => panic!("{name}: expected {expected:?}, got {got:?}"),
         }
     }
+    // A credential scope of any other shape than five parts is malformed.
+    for credential in [
+        "AKID/20130524/us-east-1/s3",
+        "AKID/20130524/us-east-1/s3/aws4_request/more",
+        "AKID/20130524/us-east-1/s3/aws4_request/",
+    ] {
+        let mut h = HeaderMap::new();
+        let value = format!(
+            "AWS4-HMAC-SHA256 Credential={credential},SignedHeaders=host,Signature={}",
+            "0".repeat(64)
+        );
+        h.insert("authorization", value.parse().unwrap());
+        assert_eq!(
+            parse(&[], &h).unwrap_err().code,
+            S3ErrorCode::AuthorizationHeaderMalformed,
+            "{credential}"
+        );
+    }
     // The envelope's metadata cannot come in through the query string.
     let q = uri::parse_query("X-Amz-Meta-Sealgate-Dek=forged").unwrap();
     assert_eq!(
