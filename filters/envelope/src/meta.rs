@@ -14,6 +14,9 @@ use crate::keys::{context_hash, COMMITMENT_LEN, SALT_LEN};
 /// Header prefix of every envelope field.
 pub const META_PREFIX: &str = "x-amz-meta-sealgate-";
 
+/// Longest envelope header name (prefix and field) `from_headers` builds.
+const MAX_META_NAME_LEN: usize = 48;
+
 /// The envelope version's header: [`META_PREFIX`] and `v`.
 const VERSION_HEADER: &str = "x-amz-meta-sealgate-v";
 /// Format version written by this build.
@@ -145,7 +148,15 @@ impl EnvelopeMeta {
     pub fn from_headers<'a>(
         get: impl Fn(&str) -> Option<&'a str>,
     ) -> Result<Option<Self>, MetaError> {
-        let field = |name: &'static str| get(&format!("{META_PREFIX}{name}"));
+        // Each name is assembled on the stack: every read of an encrypted
+        // object asks for about ten of them.
+        let field = |name: &'static str| {
+            let mut buf = [0u8; MAX_META_NAME_LEN];
+            let len = META_PREFIX.len() + name.len();
+            buf[..META_PREFIX.len()].copy_from_slice(META_PREFIX.as_bytes());
+            buf[META_PREFIX.len()..len].copy_from_slice(name.as_bytes());
+            get(std::str::from_utf8(&buf[..len]).expect("field names are ASCII"))
+        };
         // Every response is asked this first, most answer no: one constant
         // name, no formatting.
         let Some(version) = get(VERSION_HEADER) else {
