@@ -172,21 +172,16 @@ impl UpstreamTarget {
         real_bucket: Option<&str>,
         encoded_key: Option<&str>,
     ) -> (String, String) {
-        let authority = &self.authority;
+        let authority = self.authority.as_str();
         let key = encoded_key.unwrap_or("");
-        // Joined by hand, not formatted: this runs per request.
-        let join = |parts: &[&str]| {
-            let mut out = String::with_capacity(parts.iter().map(|p| p.len()).sum());
-            parts.iter().for_each(|p| out.push_str(p));
-            out
-        };
+        // Concatenated, not formatted: this runs per request.
         match (real_bucket, self.cfg.addressing_style) {
-            (None, _) => (authority.clone(), "/".to_string()),
+            (None, _) => (authority.into(), "/".into()),
             (Some(b), AddressingStyle::Virtual) if !b.contains('.') => {
-                (join(&[b, ".", authority]), join(&["/", key]))
+                ([b, ".", authority].concat(), ["/", key].concat())
             }
-            (Some(b), _) if key.is_empty() => (authority.clone(), join(&["/", b])),
-            (Some(b), _) => (authority.clone(), join(&["/", b, "/", key])),
+            (Some(b), _) if key.is_empty() => (authority.into(), ["/", b].concat()),
+            (Some(b), _) => (authority.into(), ["/", b, "/", key].concat()),
         }
     }
 

@@ -34,14 +34,15 @@ pub struct Authorization {
 impl Authorization {
     /// `date/region/service/aws4_request`.
     pub fn scope(&self) -> String {
-        let mut scope = String::with_capacity(
-            self.scope_date.len() + self.region.len() + self.service.len() + 15,
-        );
-        for part in [&self.scope_date, "/", &self.region, "/", &self.service] {
-            scope.push_str(part);
-        }
-        scope.push_str("/aws4_request");
-        scope
+        [
+            &self.scope_date,
+            "/",
+            &self.region,
+            "/",
+            &self.service,
+            "/aws4_request",
+        ]
+        .concat()
     }
 
     /// The signed header names, lower-case, in the client's order.

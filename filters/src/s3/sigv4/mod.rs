@@ -240,10 +240,11 @@ pub fn verify_with(
     // unencoded, so also try the path exactly as received.
     // A path already in canonical form (the common case) is its own
     // normalisation: no decode and encode per request.
-    let normalised = if uri::is_encoded_path(req.raw_path) {
-        Some(req.raw_path.to_string())
+    let normalised: Option<std::borrow::Cow<str>> = if uri::is_encoded_path(req.raw_path) {
+        Some(req.raw_path.into())
     } else {
-        uri::decode(req.raw_path).map(|p| uri::encode_path(if p.is_empty() { "/" } else { &p }))
+        uri::decode(req.raw_path)
+            .map(|p| uri::encode_path(if p.is_empty() { "/" } else { &p }).into())
     };
     let mut candidates: Vec<&str> = Vec::with_capacity(2);
     if let Some(n) = normalised.as_deref() {

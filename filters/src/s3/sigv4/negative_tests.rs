@@ -235,6 +235,24 @@ fn sigv4_negative_table() {
             Some(S3ErrorCode::InvalidArgument),
         ),
         (
+            "an empty name among the signed headers",
+            Case {
+                signed: &["host", "", "x-amz-content-sha256", "x-amz-date"],
+                ..Case::header()
+            },
+            T0,
+            Some(S3ErrorCode::AuthorizationHeaderMalformed),
+        ),
+        (
+            "a signed header name no header can have",
+            Case {
+                signed: &["host", "x-amz-content-sha256", "x-amz-date", "x y"],
+                ..Case::header()
+            },
+            T0,
+            Some(S3ErrorCode::AuthorizationHeaderMalformed),
+        ),
+        (
             "a query parameter repeated in a long query (hashed, not scanned)",
             Case {
                 query: vec![

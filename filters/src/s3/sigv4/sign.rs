@@ -11,10 +11,6 @@ use hmac::Mac;
 
 use super::{hex32, signing_key, HmacSha256, ALGORITHM};
 
-/// The `Authorization` value's length without its variable parts:
-/// the algorithm, the four labels and separators, and the 64-digit signature.
-const AUTHORIZATION_FIXED_LEN: usize = ALGORITHM.len() + 12 + 1 + 16 + 12 + 64;
-
 /// What a signature covers, in exactly the form the upstream receives it.
 pub struct ToSign<'a> {
     pub method: &'a str,
@@ -111,13 +107,7 @@ impl ScopedKey {
         }
         mac.update(hex32(&canonical.finalize().into()).as_bytes());
         let signature = hex32(&mac.finalize().into_bytes().into());
-        let mut header = String::with_capacity(
-            AUTHORIZATION_FIXED_LEN
-                + self.access_key_id.len()
-                + self.scope.len()
-                + signed_headers.len(),
-        );
-        for part in [
+        [
             ALGORITHM,
             " Credential=",
             &self.access_key_id,
@@ -127,10 +117,8 @@ impl ScopedKey {
             &signed_headers,
             ", Signature=",
             signature.as_str(),
-        ] {
-            header.push_str(part);
-        }
-        header
+        ]
+        .concat()
     }
 }
 

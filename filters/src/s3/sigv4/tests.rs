@@ -199,6 +199,10 @@ fn amz_dates_round_trip() {
     assert_eq!(format_amz_date(T0 + 3661), "20130524T010101Z");
     assert_eq!(parse_amz_date("19700101T000000Z"), Some(0));
     assert_eq!(format_amz_date(951_782_400), "20000229T000000Z");
+    // Years of fewer than four digits are padded; beyond four, the
+    // formatter writes them whole.
+    assert_eq!(format_amz_date(-30_610_306_739), "09991231T010101Z");
+    assert_eq!(format_amz_date(253_402_300_800), "100000101T000000Z");
     assert!(parse_amz_date("20131324T000000Z").is_none());
     assert!(parse_amz_date("2013-05-24").is_none());
 }
