@@ -62,7 +62,8 @@ struct Args {
     /// for the latency each contender adds.
     #[arg(long, default_value_t = 3000)]
     latency_count: usize,
-    /// Object size in MiB for the peak-RSS measurement (64 concurrent uploads).
+    /// Object size in MiB for the peak-RSS measurement (64 concurrent uploads);
+    /// 0 skips it (e.g. while profiling the other phases).
     #[arg(long, default_value_t = 256)]
     rss_mib: usize,
     /// Write the markdown table here too.
@@ -122,12 +123,17 @@ fn crypto_report(report: &mut String) {
     }
 }
 
-/// Credentials the s3s-fs backend checks (the sink checks none).
 /// The `local` provider the encrypting contenders use.
 const LOCAL_ENC: &str = "encryption: {local: {master_key: YmVuY2gta2V5}}\n";
 /// The contender on `aws-kms` (moto's KMS server behind a counting front).
 const KMS_CONTENDER: &str = "sealgate encrypting, aws-kms";
+/// The re-signing floor (`sigv4-proxy`).
+const SIGV4_PROXY: &str = "pingora sigv4 re-signing proxy";
 
+/// Credentials clients sign with for the gateways (sealgate, `sigv4-proxy`).
+const CLIENT_KEY: &str = "bench";
+const CLIENT_SECRET: &str = "bench";
+/// Credentials the s3s-fs backend checks (the sink checks none).
 const BACKEND_KEY: &str = "benchbackend";
 const BACKEND_SECRET: &str = "benchbackendsecret";
 
@@ -301,7 +307,42 @@ http {{
 /// Pingora with only an upstream peer (`bare-proxy`, built beside the
 /// sealgate binary): the framework's own per-request floor.
 fn start_bare_proxy(sealgate: &Path, sink: SocketAddr, name: &'static str) -> Option<Contender> {
-    let bin = sealgate.with_file_name("bare-proxy");
+    start_pingora_proxy(
+        sealgate,
+        "bare-proxy",
+        sink,
+        name,
+        &[],
+        (BACKEND_KEY, BACKEND_SECRET),
+    )
+}
+
+/// `sigv4-proxy` (built beside the sealgate binary): the bare proxy plus
+/// sealgate's upstream timeouts, the client's signature checked and the
+/// request signed again, the floor of any re-signing S3 proxy on Pingora.
+fn start_sigv4_proxy(sealgate: &Path, sink: SocketAddr, name: &'static str) -> Option<Contender> {
+    let keys = [CLIENT_KEY, CLIENT_SECRET, BACKEND_KEY, BACKEND_SECRET];
+    start_pingora_proxy(
+        sealgate,
+        "sigv4-proxy",
+        sink,
+        name,
+        &keys,
+        (CLIENT_KEY, CLIENT_SECRET),
+    )
+}
+
+/// One of the bench's own Pingora proxies: `<listen> <upstream> <threads>`
+/// and then `extra` on its command line.
+fn start_pingora_proxy(
+    sealgate: &Path,
+    file_name: &str,
+    sink: SocketAddr,
+    name: &'static str,
+    extra: &[&str],
+    creds: (&'static str, &'static str),
+) -> Option<Contender> {
+    let bin = sealgate.with_file_name(file_name);
     if !bin.exists() {
         return None;
     }
@@ -313,6 +354,7 @@ fn start_bare_proxy(sealgate: &Path, sink: SocketAddr, name: &'static str) -> Op
             sink.to_string(),
             PROXY_THREADS.to_string(),
         ])
+        .args(extra)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -321,7 +363,7 @@ fn start_bare_proxy(sealgate: &Path, sink: SocketAddr, name: &'static str) -> Op
     Some(Contender {
         name,
         addr,
-        creds: (BACKEND_KEY, BACKEND_SECRET),
+        creds,
         pids: vec![child.id()],
         child: Some(child),
     })
@@ -344,7 +386,7 @@ fn start_sealgate(
     std::fs::write(
         &cfg,
         format!(
-            "server: {{listen: \"127.0.0.1:{port}\", threads: {PROXY_THREADS}}}\nstorage: {{s3: {{endpoint: \"http://{sink}\"{checksum}, credentials: {{access_key_id: {BACKEND_KEY}, secret_access_key: {BACKEND_SECRET}}}}}}}\nauth: {{clients: [{{access_key_id: bench, secret_access_key: bench, buckets: [\"*\"]}}]}}\nlogging: {{level: error}}\n{enc}"
+            "server: {{listen: \"127.0.0.1:{port}\", threads: {PROXY_THREADS}}}\nstorage: {{s3: {{endpoint: \"http://{sink}\"{checksum}, credentials: {{access_key_id: {BACKEND_KEY}, secret_access_key: {BACKEND_SECRET}}}}}}}\nauth: {{clients: [{{access_key_id: {CLIENT_KEY}, secret_access_key: {CLIENT_SECRET}, buckets: [\"*\"]}}]}}\nlogging: {{level: error}}\n{enc}"
         ),
     )
     .expect("write config");
@@ -365,7 +407,7 @@ fn start_sealgate(
     Contender {
         name,
         addr,
-        creds: ("bench", "bench"),
+        creds: (CLIENT_KEY, CLIENT_SECRET),
         pids: vec![child.id()],
         child: Some(child),
     }
@@ -556,6 +598,10 @@ fn main() {
             Some(b) => contenders.push(b),
             None => eprintln!("bare-proxy not found next to the sealgate binary: its row is skipped (cargo build --release -p sealgate-bench)"),
         }
+        match start_sigv4_proxy(&args.sealgate, sink, SIGV4_PROXY) {
+            Some(b) => contenders.push(b),
+            None => eprintln!("sigv4-proxy not found next to the sealgate binary: its row is skipped (cargo build --release -p sealgate-bench)"),
+        }
         contenders.push(start_sealgate(&args.sealgate, &dir, sink, "sealgate pass-through", ""));
         contenders.push(start_sealgate(&args.sealgate, &dir, sink, "sealgate encrypting", LOCAL_ENC));
         if let Some(before) = &args.before {
@@ -647,7 +693,7 @@ fn main() {
         }
 
         let body = Bytes::from(vec![0x11u8; args.rss_mib << 20]);
-        let rss_rows = if args.backend == "sink" { 4 } else { 0 };
+        let rss_rows = if args.backend == "sink" && args.rss_mib > 0 { 4 } else { 0 };
         if rss_rows > 0 {
             // Peak RSS under 64, then 256, concurrent large uploads: memory
             // must stay bounded by a budget per stream, not grow with them.
