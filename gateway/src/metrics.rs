@@ -4,9 +4,13 @@
 //! Naming: `sealgate_` prefix, unit suffixes, `_total` only on counters,
 //! closed label sets (operation names, S3 error codes, status classes).
 
+use std::sync::OnceLock;
+
 use prometheus::{
-    HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry,
 };
+use sealgate_filters::s3::Operation;
 
 /// Latency buckets from 1 ms to ~60 s.
 const LATENCY_BUCKETS: &[f64] = &[
@@ -78,6 +82,33 @@ pub struct Metrics {
     /// The children of the families above whose labels are fixed words,
     /// resolved once: every request adds to them without hashing labels.
     pub fixed: FixedCounters,
+    /// The per-operation children every request adds to, kept once used.
+    by_operation: ByOperation,
+}
+
+/// Operations the gateway tells apart: `Operation::Unknown` is the last.
+const OPERATIONS: usize = Operation::Unknown as usize + 1;
+/// The `status_class` label's values, in [`status_class_index`] order.
+const STATUS_CLASSES: [&str; 6] = ["1xx", "2xx", "3xx", "4xx", "5xx", "none"];
+
+/// Children of `requests_total`, `request_duration_seconds` and
+/// `upstream_response_seconds`, resolved on an operation's first request
+/// and kept, so later ones add to them without hashing label values. Lazy,
+/// so the exposition shows only operations that were seen.
+struct ByOperation {
+    requests: [[OnceLock<IntCounter>; STATUS_CLASSES.len()]; OPERATIONS],
+    duration: [OnceLock<Histogram>; OPERATIONS],
+    upstream: [OnceLock<Histogram>; OPERATIONS],
+}
+
+impl ByOperation {
+    fn new() -> Self {
+        Self {
+            requests: std::array::from_fn(|_| std::array::from_fn(|_| OnceLock::new())),
+            duration: std::array::from_fn(|_| OnceLock::new()),
+            upstream: std::array::from_fn(|_| OnceLock::new()),
+        }
+    }
 }
 
 /// See [`Metrics::fixed`].
@@ -240,6 +271,7 @@ impl Metrics {
                 &["version"],
             )?,
             fixed,
+            by_operation: ByOperation::new(),
             registry,
         };
         let r = &m.registry;
@@ -279,6 +311,37 @@ impl Metrics {
         Ok(m)
     }
 
+    /// Counts a finished request of `op` answered with `status`.
+    pub fn count_request(&self, op: Operation, status: u16) {
+        let class = status_class_index(status);
+        self.by_operation.requests[op as usize][class]
+            .get_or_init(|| {
+                self.requests_total
+                    .with_label_values(&[op.as_str(), STATUS_CLASSES[class]])
+            })
+            .inc();
+    }
+
+    /// Records a request's latency, for its operation.
+    pub fn observe_request_duration(&self, op: Operation, seconds: f64) {
+        self.by_operation.duration[op as usize]
+            .get_or_init(|| {
+                self.request_duration_seconds
+                    .with_label_values(&[op.as_str()])
+            })
+            .observe(seconds);
+    }
+
+    /// Records how long the upstream took to answer, for the operation.
+    pub fn observe_upstream_response(&self, op: Operation, seconds: f64) {
+        self.by_operation.upstream[op as usize]
+            .get_or_init(|| {
+                self.upstream_response_seconds
+                    .with_label_values(&[op.as_str()])
+            })
+            .observe(seconds);
+    }
+
     /// The text exposition format.
     pub fn render(&self) -> String {
         let mut buf = String::new();
@@ -293,15 +356,12 @@ impl Metrics {
     }
 }
 
-/// `2xx`, `4xx`, ...: a closed label set for status codes.
-pub fn status_class(status: u16) -> &'static str {
+/// The index in [`STATUS_CLASSES`] (`2xx`, `4xx`, ...: a closed label set
+/// for status codes) of `status`'s class.
+fn status_class_index(status: u16) -> usize {
     match status {
-        100..=199 => "1xx",
-        200..=299 => "2xx",
-        300..=399 => "3xx",
-        400..=499 => "4xx",
-        500..=599 => "5xx",
-        _ => "none",
+        100..=599 => usize::from(status / 100) - 1,
+        _ => STATUS_CLASSES.len() - 1,
     }
 }
 
@@ -378,8 +438,42 @@ mod tests {
 
     #[test]
     fn status_classes() {
-        assert_eq!(status_class(204), "2xx");
-        assert_eq!(status_class(503), "5xx");
-        assert_eq!(status_class(0), "none");
+        let class = |status| STATUS_CLASSES[status_class_index(status)];
+        for (status, want) in [
+            (100, "1xx"),
+            (199, "1xx"),
+            (204, "2xx"),
+            (304, "3xx"),
+            (404, "4xx"),
+            (503, "5xx"),
+            (599, "5xx"),
+            (0, "none"),
+            (99, "none"),
+            (600, "none"),
+        ] {
+            assert_eq!(class(status), want, "{status}");
+        }
+    }
+
+    /// The kept children are the families' own series: what a request adds
+    /// shows under its operation and class, and only operations seen appear.
+    #[test]
+    fn per_operation_children_are_the_labelled_series() {
+        let m = Metrics::register(Registry::new()).unwrap();
+        m.count_request(Operation::PutObject, 200);
+        m.count_request(Operation::PutObject, 201);
+        m.count_request(Operation::Unknown, 404);
+        m.observe_request_duration(Operation::GetObject, 0.002);
+        m.observe_upstream_response(Operation::HeadObject, 0.002);
+        let text = m.render();
+        for line in [
+            "sealgate_requests_total{operation=\"PutObject\",status_class=\"2xx\"} 2",
+            "sealgate_requests_total{operation=\"Unknown\",status_class=\"4xx\"} 1",
+            "sealgate_request_duration_seconds_count{operation=\"GetObject\"} 1",
+            "sealgate_upstream_response_seconds_count{operation=\"HeadObject\"} 1",
+        ] {
+            assert!(text.contains(line), "{line} missing from\n{text}");
+        }
+        assert!(!text.contains("operation=\"DeleteObject\""));
     }
 }

@@ -329,9 +329,7 @@ impl ProxyHttp for Gateway {
     ) -> Result<()> {
         if let Some(sent) = ctx.upstream_sent.take() {
             self.metrics
-                .upstream_response_seconds
-                .with_label_values(&[ctx.audit.operation.as_str()])
-                .observe(sent.elapsed().as_secs_f64());
+                .observe_upstream_response(ctx.audit.operation, sent.elapsed().as_secs_f64());
         }
         match &ctx.op {
             Op::Upload(Upload::Ready(plan)) if plan.encrypts() => {

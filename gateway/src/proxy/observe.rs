@@ -10,7 +10,6 @@ use pingora::proxy::Session;
 use sealgate_filters::s3::{Operation, S3ErrorCode};
 
 use super::{Ctx, Gateway};
-use crate::metrics::status_class;
 
 /// What happened to one request, for the access line (and later the
 /// audit trail): filled by the stages, written by [`Gateway::observe`].
@@ -53,14 +52,9 @@ impl Gateway {
             .unwrap_or(0);
         let a = &ctx.audit;
         let op = a.operation.as_str();
+        self.metrics.count_request(a.operation, status);
         self.metrics
-            .requests_total
-            .with_label_values(&[op, status_class(status)])
-            .inc();
-        self.metrics
-            .request_duration_seconds
-            .with_label_values(&[op])
-            .observe(ctx.started.elapsed().as_secs_f64());
+            .observe_request_duration(a.operation, ctx.started.elapsed().as_secs_f64());
         let fixed = &self.metrics.fixed;
         fixed.client_in.inc_by(session.body_bytes_read() as u64);
         fixed.client_out.inc_by(session.body_bytes_sent() as u64);
@@ -72,14 +66,12 @@ impl Gateway {
                 fixed.encrypted.inc_by(plan.plaintext_len);
             }
         }
-        // The peer, or behind a PROXY protocol balancer the client it named.
-        let client = session
-            .client_addr()
-            .map_or_else(|| "-".to_string(), |a| a.to_string());
         tracing::info!(
             target: "sealgate::access",
             request_id = %ctx.request_id,
-            client = %client,
+            // The peer, or behind a PROXY protocol balancer the client it
+            // named; formatted only when the line is written.
+            client = %ClientAddr(session.client_addr()),
             operation = op,
             bucket = a.bucket.as_deref().unwrap_or("-"),
             key = a.key.as_deref().unwrap_or("-"),
@@ -95,6 +87,18 @@ impl Gateway {
             duration_ms = ctx.started.elapsed().as_millis() as u64,
             "request"
         );
+    }
+}
+
+/// A client address for the access line, `-` when there is none.
+struct ClientAddr<'a>(Option<&'a pingora::protocols::l4::socket::SocketAddr>);
+
+impl std::fmt::Display for ClientAddr<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            Some(a) => a.fmt(f),
+            None => f.write_str("-"),
+        }
     }
 }
 
