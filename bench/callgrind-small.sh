@@ -5,12 +5,16 @@
 # boto3, and prints the total; run it for two N and take the difference per
 # iteration, so start-up and shutdown cancel out.
 #
-#   bench/callgrind-small.sh BINARY N [pass-through|encrypting|bare]
+#   bench/callgrind-small.sh BINARY N [pass-through|reads|encrypting|bare|sigv4]
 #
-# pass-through: one PutObject per iteration; encrypting: PutObject, GetObject
-# and HeadObject per iteration with the `local` provider; bare: BINARY is the
+# pass-through: one PutObject per iteration; reads: PutObject, GetObject and
+# HeadObject per iteration, passing through; encrypting: the same three with
+# the `local` provider; bare: BINARY is the
 # bench's `bare-proxy` (Pingora with only an upstream peer), one PutObject
 # per iteration signed for the backend, the framework's own floor.
+# sigv4: BINARY is the bench's `sigv4-proxy` (the bare proxy plus the client's
+# signature checked and the request re-signed), PUT, GET and HEAD per
+# iteration like `reads`: the floor of a re-signing proxy.
 set -euo pipefail
 BIN=$1; N=$2; MODE=${3:-pass-through}
 D=$(mktemp -d); mkdir -p "$D/s3/demo"
@@ -30,6 +34,7 @@ $ENC
 Y
 KEY=bench; SECRET=benchsecret; ARGS=(run --config "$D/cfg.yaml")
 if [ "$MODE" = bare ]; then KEY=UPK; SECRET=UPSECRET123; ARGS=("127.0.0.1:$GP" "127.0.0.1:$SP" 1); fi
+if [ "$MODE" = sigv4 ]; then ARGS=("127.0.0.1:$GP" "127.0.0.1:$SP" 1 "$KEY" "$SECRET" UPK UPSECRET123); fi
 valgrind --tool=callgrind --callgrind-out-file="$D/cg.out" "$BIN" "${ARGS[@]}" >/dev/null 2>&1 &
 GPID=$!
 for _ in $(seq 1 600); do (echo > "/dev/tcp/127.0.0.1/$GP") 2>/dev/null && break; sleep 0.2; done
@@ -43,7 +48,7 @@ s3 = boto3.client("s3", endpoint_url=f"http://127.0.0.1:{sys.argv[1]}",
 for i in range(int(sys.argv[2])):
     key = f"k{i % 50}"
     s3.put_object(Bucket="demo", Key=key, Body=b"x" * 1024)
-    if sys.argv[3] == "encrypting":
+    if sys.argv[3] in ("reads", "encrypting", "sigv4"):
         s3.get_object(Bucket="demo", Key=key)["Body"].read()
         s3.head_object(Bucket="demo", Key=key)
 P

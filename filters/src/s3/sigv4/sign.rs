@@ -5,6 +5,7 @@
 //! proxied request, so its cost shows directly in small-object throughput.
 
 use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
 
 use hmac::Mac;
@@ -33,9 +34,12 @@ pub struct ToSign<'a> {
 /// rather than once a request. The key is zeroized on drop.
 pub struct ScopedKey {
     access_key_id: String,
-    /// SHA-256 of the secret: a secret replaced under the same access key
-    /// id must not keep signing with the old key.
-    secret_hash: [u8; 32],
+    /// The secret the key was derived from: a secret replaced under the
+    /// same access key id must not keep signing with the old key. Kept
+    /// (zeroized on drop, like the key) rather than hashed, so checking a
+    /// key against the current credentials on every request is a
+    /// constant-time compare, not a SHA-256 run inside the caller's lock.
+    secret: Zeroizing<Vec<u8>>,
     date: String,
     /// `yyyymmdd/region/s3/aws4_request`
     scope: String,
@@ -47,7 +51,7 @@ impl ScopedKey {
     pub fn new(access_key_id: &str, secret: &[u8], date: &str, region: &str) -> Self {
         Self {
             access_key_id: access_key_id.to_string(),
-            secret_hash: Sha256::digest(secret).into(),
+            secret: Zeroizing::new(secret.to_vec()),
             date: date.to_string(),
             scope: format!("{date}/{region}/s3/aws4_request"),
             key: signing_key(secret, date, region, "s3"),
@@ -59,7 +63,7 @@ impl ScopedKey {
     pub fn fits(&self, access_key_id: &str, secret: &[u8], date: &str) -> bool {
         self.access_key_id == access_key_id
             && self.date == date
-            && self.secret_hash == <[u8; 32]>::from(Sha256::digest(secret))
+            && bool::from(self.secret.as_slice().ct_eq(secret))
     }
 
     /// The `Authorization` header value for `req`, whose date must fall on
