@@ -101,6 +101,15 @@ struct ByOperation {
     upstream: [OnceLock<Histogram>; OPERATIONS],
 }
 
+/// `op`'s child of `family`, resolved into its slot of `slots` on first use.
+fn kept<'a>(
+    slots: &'a [OnceLock<Histogram>; OPERATIONS],
+    family: &HistogramVec,
+    op: Operation,
+) -> &'a Histogram {
+    slots[op as usize].get_or_init(|| family.with_label_values(&[op.as_str()]))
+}
+
 impl ByOperation {
     fn new() -> Self {
         Self {
@@ -324,22 +333,22 @@ impl Metrics {
 
     /// Records a request's latency, for its operation.
     pub fn observe_request_duration(&self, op: Operation, seconds: f64) {
-        self.by_operation.duration[op as usize]
-            .get_or_init(|| {
-                self.request_duration_seconds
-                    .with_label_values(&[op.as_str()])
-            })
-            .observe(seconds);
+        kept(
+            &self.by_operation.duration,
+            &self.request_duration_seconds,
+            op,
+        )
+        .observe(seconds);
     }
 
     /// Records how long the upstream took to answer, for the operation.
     pub fn observe_upstream_response(&self, op: Operation, seconds: f64) {
-        self.by_operation.upstream[op as usize]
-            .get_or_init(|| {
-                self.upstream_response_seconds
-                    .with_label_values(&[op.as_str()])
-            })
-            .observe(seconds);
+        kept(
+            &self.by_operation.upstream,
+            &self.upstream_response_seconds,
+            op,
+        )
+        .observe(seconds);
     }
 
     /// The text exposition format.

@@ -13,7 +13,7 @@ use pingora::http::RequestHeader;
 use pingora::server::configuration::ServerConf;
 use pingora::upstreams::peer::HttpPeer;
 use sealgate_config::{AddressingStyle, Upstream, UpstreamCredentials};
-use sealgate_filters::s3::sigv4::{format_amz_date, ScopedKey, ToSign};
+use sealgate_filters::s3::sigv4::{format_amz_date, ScopedKey};
 use sealgate_filters::s3::uri;
 use tokio::sync::RwLock;
 
@@ -266,23 +266,13 @@ impl UpstreamTarget {
                 .map_err(signing)?;
         }
         let key = self.scoped_key(&creds, &amz_date[..8]);
-        let signed: Vec<(&str, &str)> = req
-            .headers
-            .iter()
-            .filter(|(n, _)| {
-                let n = n.as_str();
-                n == "host" || n.starts_with("x-amz-") || n == "content-md5" || n == "content-type"
-            })
-            .filter_map(|(n, v)| Some((n.as_str(), v.to_str().ok()?)))
-            .collect();
-        let authorization = key.authorization(&ToSign {
-            method: req.method.as_str(),
-            path: req.uri.path(),
-            query: req.uri.query().unwrap_or(""),
-            headers: &signed,
+        let authorization = key.authorize_request(
+            req.method.as_str(),
+            &req.uri,
+            &req.headers,
             payload_hash,
-            amz_date: &amz_date,
-        });
+            &amz_date,
+        );
         req.insert_header(http::header::AUTHORIZATION, authorization)
             .map_err(signing)?;
         Ok(())

@@ -7,12 +7,14 @@
 
 use async_trait::async_trait;
 
+#[path = "../proxy_server.rs"]
+mod proxy_server;
+
 /// The same allocator as sealgate's binary: glibc malloc costs a Pingora
 /// proxy up to 0.15 CPU-s/GB here, which would lower the floor it shows.
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use pingora::prelude::*;
-use pingora::server::configuration::ServerConf;
 
 struct Bare {
     upstream: std::net::SocketAddr,
@@ -35,19 +37,8 @@ fn main() {
         eprintln!("usage: bare-proxy <listen addr> <upstream addr> <threads>");
         std::process::exit(2);
     };
-    let conf = ServerConf {
-        threads: threads.parse().expect("threads is a number"),
-        grace_period_seconds: Some(0),
-        graceful_shutdown_timeout_seconds: Some(0),
-        ..ServerConf::default()
-    };
-    let mut server = Server::new_with_opt_and_conf(None, conf);
-    server.bootstrap();
     let bare = Bare {
         upstream: upstream.parse().expect("upstream is host:port"),
     };
-    let mut proxy = pingora::proxy::http_proxy_service(&server.configuration, bare);
-    proxy.add_tcp(listen);
-    server.add_service(proxy);
-    server.run_forever();
+    proxy_server::serve(listen, threads, bare)
 }

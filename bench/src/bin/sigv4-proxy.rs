@@ -18,10 +18,12 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use async_trait::async_trait;
 use pingora::http::RequestHeader;
 use pingora::prelude::*;
-use pingora::server::configuration::ServerConf;
-use sealgate_filters::s3::sigv4::{self, RequestParts, ScopedKey, ToSign};
+use sealgate_filters::s3::sigv4::{self, RequestParts, ScopedKey};
 use sealgate_filters::s3::uri;
 use zeroize::Zeroizing;
+
+#[path = "../proxy_server.rs"]
+mod proxy_server;
 
 /// The same allocator as sealgate's binary (see `bare-proxy`).
 #[global_allocator]
@@ -153,23 +155,13 @@ impl ProxyHttp for Resigning {
         let amz_date = sigv4::format_amz_date(unix_now());
         req.insert_header("x-amz-date", amz_date.as_str())?;
         let key = self.sign_key(&amz_date[..8]);
-        let signed: Vec<(&str, &str)> = req
-            .headers
-            .iter()
-            .filter(|(n, _)| {
-                let n = n.as_str();
-                n == "host" || n.starts_with("x-amz-") || n == "content-md5" || n == "content-type"
-            })
-            .filter_map(|(n, v)| Some((n.as_str(), v.to_str().ok()?)))
-            .collect();
-        let authorization = key.authorization(&ToSign {
-            method: req.method.as_str(),
-            path: req.uri.path(),
-            query: req.uri.query().unwrap_or(""),
-            headers: &signed,
-            payload_hash: &payload_hash,
-            amz_date: &amz_date,
-        });
+        let authorization = key.authorize_request(
+            req.method.as_str(),
+            &req.uri,
+            &req.headers,
+            &payload_hash,
+            &amz_date,
+        );
         req.insert_header(http::header::AUTHORIZATION, authorization)?;
         Ok(())
     }
@@ -183,14 +175,6 @@ fn main() {
         eprintln!("usage: sigv4-proxy <listen> <upstream> <threads> <client key> <client secret> <backend key> <backend secret>");
         std::process::exit(2);
     };
-    let conf = ServerConf {
-        threads: threads.parse().expect("threads is a number"),
-        grace_period_seconds: Some(0),
-        graceful_shutdown_timeout_seconds: Some(0),
-        ..ServerConf::default()
-    };
-    let mut server = Server::new_with_opt_and_conf(None, conf);
-    server.bootstrap();
     let proxy = Resigning {
         upstream: upstream.parse().expect("upstream is host:port"),
         authority: upstream.clone(),
@@ -201,8 +185,5 @@ fn main() {
         verify_key: Mutex::new(None),
         sign_key: Mutex::new(None),
     };
-    let mut service = pingora::proxy::http_proxy_service(&server.configuration, proxy);
-    service.add_tcp(listen);
-    server.add_service(service);
-    server.run_forever();
+    proxy_server::serve(listen, threads, proxy)
 }
