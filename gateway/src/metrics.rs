@@ -86,7 +86,8 @@ pub struct Metrics {
     by_operation: ByOperation,
 }
 
-/// Operations the gateway tells apart: `Operation::Unknown` is the last.
+/// Operations the gateway tells apart, by `Operation::Unknown` being the
+/// last (one declared after it is still recorded, just not kept).
 const OPERATIONS: usize = Operation::Unknown as usize + 1;
 /// The `status_class` label's values, in [`status_class_index`] order.
 const STATUS_CLASSES: [&str; 6] = ["1xx", "2xx", "3xx", "4xx", "5xx", "none"];
@@ -101,13 +102,20 @@ struct ByOperation {
     upstream: [OnceLock<Histogram>; OPERATIONS],
 }
 
-/// `op`'s child of `family`, resolved into its slot of `slots` on first use.
-fn kept<'a>(
-    slots: &'a [OnceLock<Histogram>; OPERATIONS],
+/// Observes `seconds` in `op`'s child of `family`, resolved into its slot
+/// of `slots` on first use.
+fn observe_kept(
+    slots: &[OnceLock<Histogram>; OPERATIONS],
     family: &HistogramVec,
     op: Operation,
-) -> &'a Histogram {
-    slots[op as usize].get_or_init(|| family.with_label_values(&[op.as_str()]))
+    seconds: f64,
+) {
+    let resolve = || family.with_label_values(&[op.as_str()]);
+    match slots.get(op as usize) {
+        Some(slot) => slot.get_or_init(resolve).observe(seconds),
+        // An operation declared after `Unknown`: recorded, just not kept.
+        None => resolve().observe(seconds),
+    }
 }
 
 impl ByOperation {
@@ -323,32 +331,35 @@ impl Metrics {
     /// Counts a finished request of `op` answered with `status`.
     pub fn count_request(&self, op: Operation, status: u16) {
         let class = status_class_index(status);
-        self.by_operation.requests[op as usize][class]
-            .get_or_init(|| {
-                self.requests_total
-                    .with_label_values(&[op.as_str(), STATUS_CLASSES[class]])
-            })
-            .inc();
+        let resolve = || {
+            self.requests_total
+                .with_label_values(&[op.as_str(), STATUS_CLASSES[class]])
+        };
+        match self.by_operation.requests.get(op as usize) {
+            Some(slots) => slots[class].get_or_init(resolve).inc(),
+            // An operation declared after `Unknown`: counted, just not kept.
+            None => resolve().inc(),
+        }
     }
 
     /// Records a request's latency, for its operation.
     pub fn observe_request_duration(&self, op: Operation, seconds: f64) {
-        kept(
+        observe_kept(
             &self.by_operation.duration,
             &self.request_duration_seconds,
             op,
-        )
-        .observe(seconds);
+            seconds,
+        );
     }
 
     /// Records how long the upstream took to answer, for the operation.
     pub fn observe_upstream_response(&self, op: Operation, seconds: f64) {
-        kept(
+        observe_kept(
             &self.by_operation.upstream,
             &self.upstream_response_seconds,
             op,
-        )
-        .observe(seconds);
+            seconds,
+        );
     }
 
     /// The text exposition format.
