@@ -71,7 +71,10 @@ impl ScopedKey {
     /// `content-type` (what S3 wants signed, and every header a proxy
     /// sets), the path and query as they will be sent, `payload_hash` as
     /// `x-amz-content-sha256` and `amz_date` as `x-amz-date` (both already
-    /// set on `headers`).
+    /// set on `headers`). Values are signed as the bytes that are sent, so
+    /// UTF-8 metadata a client signed reaches the backend signed too; a
+    /// value that is not UTF-8 at all cannot be, and is left out for the
+    /// backend to refuse (the client's own check reads it lossily).
     pub fn authorize_request(
         &self,
         method: &str,
@@ -86,7 +89,7 @@ impl ScopedKey {
                 let n = n.as_str();
                 n == "host" || n.starts_with("x-amz-") || n == "content-md5" || n == "content-type"
             })
-            .filter_map(|(n, v)| Some((n.as_str(), v.to_str().ok()?)))
+            .filter_map(|(n, v)| Some((n.as_str(), std::str::from_utf8(v.as_bytes()).ok()?)))
             .collect();
         self.authorization(&ToSign {
             method,
@@ -319,6 +322,41 @@ mod tests {
         assert!(got.contains(
             "SignedHeaders=content-md5;content-type;host;x-amz-content-sha256;x-amz-date;x-amz-meta-colour,"
         ));
+    }
+
+    /// Header values are signed as sent: UTF-8 metadata is signed (it was
+    /// once left out, so a backend that checks refused the request), and
+    /// bytes that are no text at all are left out rather than guessed at.
+    #[test]
+    fn an_outgoing_request_signs_utf8_values_as_sent() {
+        let mut headers = http::HeaderMap::new();
+        headers.insert("host", http::HeaderValue::from_static("b.s3.example"));
+        headers.insert("x-amz-date", http::HeaderValue::from_static(DATE));
+        let city = "Z\u{fc}rich";
+        headers.insert(
+            "x-amz-meta-city",
+            http::HeaderValue::from_bytes(city.as_bytes()).unwrap(),
+        );
+        headers.insert(
+            "x-amz-meta-raw",
+            http::HeaderValue::from_bytes(b"a\xffb").unwrap(),
+        );
+        let uri: http::Uri = "/k".parse().unwrap();
+        let got = key().authorize_request("PUT", &uri, &headers, EMPTY_SHA256, DATE);
+        let want = key().authorization(&ToSign {
+            method: "PUT",
+            path: "/k",
+            query: "",
+            headers: &[
+                ("host", "b.s3.example"),
+                ("x-amz-date", DATE),
+                ("x-amz-meta-city", city),
+            ],
+            payload_hash: EMPTY_SHA256,
+            amz_date: DATE,
+        });
+        assert_eq!(got, want);
+        assert!(got.contains("SignedHeaders=host;x-amz-date;x-amz-meta-city,"));
     }
 
     #[test]
