@@ -315,25 +315,6 @@ mod tests {
         assert_eq!(addr(&target), "127.0.0.2:9000", "kept");
     }
 
-    #[tokio::test]
-    async fn buckets_are_addressed_per_the_configured_style() {
-        let mut target = target(None).await;
-        let at = |t: &UpstreamTarget, b, k| {
-            let (host, path) = t.address(b, k);
-            format!("{host} {path}")
-        };
-        assert_eq!(at(&target, None, None), "127.0.0.1:9000 /");
-        assert_eq!(at(&target, Some("b"), None), "127.0.0.1:9000 /b");
-        assert_eq!(
-            at(&target, Some("b"), Some("k/x%20y")),
-            "127.0.0.1:9000 /b/k/x%20y"
-        );
-        target.cfg.addressing_style = AddressingStyle::Virtual;
-        assert_eq!(at(&target, Some("b"), Some("k")), "b.127.0.0.1:9000 /k");
-        assert_eq!(at(&target, Some("b"), None), "b.127.0.0.1:9000 /");
-        // A dotted bucket cannot be a host label under TLS: path style.
-        assert_eq!(at(&target, Some("a.b"), Some("k")), "127.0.0.1:9000 /a.b/k");
-    }
     use aws_sigv4::http_request::{
         sign, PayloadChecksumKind, PercentEncodingMode, SignableBody, SignableRequest,
         SigningSettings, UriPathNormalizationMode,
@@ -498,5 +479,25 @@ mod tests {
         assert!(!Arc::ptr_eq(&b, &c));
         let rotated = Credentials::new("AKIDOTHER", "rotated", None, None, "test");
         assert!(!Arc::ptr_eq(&c, &upstream.scoped_key(&rotated, "20261127")));
+    }
+
+    #[tokio::test]
+    async fn buckets_are_addressed_per_the_configured_style() {
+        let mut target = target(None).await;
+        let at = |t: &UpstreamTarget, b, k| {
+            let (host, path) = t.address(b, k);
+            format!("{host} {path}")
+        };
+        assert_eq!(at(&target, None, None), "127.0.0.1:9000 /");
+        assert_eq!(at(&target, Some("b"), None), "127.0.0.1:9000 /b");
+        assert_eq!(
+            at(&target, Some("b"), Some("k/x%20y")),
+            "127.0.0.1:9000 /b/k/x%20y"
+        );
+        target.cfg.addressing_style = AddressingStyle::Virtual;
+        assert_eq!(at(&target, Some("b"), Some("k")), "b.127.0.0.1:9000 /k");
+        assert_eq!(at(&target, Some("b"), None), "b.127.0.0.1:9000 /");
+        // A dotted bucket cannot be a host label under TLS: path style.
+        assert_eq!(at(&target, Some("a.b"), Some("k")), "127.0.0.1:9000 /a.b/k");
     }
 }
