@@ -83,6 +83,11 @@ pub struct Upstream {
     /// The checksum the gateway sends with the ciphertext it stores, so the
     /// backend verifies every byte (and can check multipart uploads).
     pub stored_checksum: StoredChecksum,
+    /// The backend reads object keys as opaque strings (AWS S3, Garage,
+    /// Ceph RGW), so keys with `.`, `..` or empty path segments may pass.
+    /// Off by default: a backend that maps keys to file paths would
+    /// resolve such a key into another bucket.
+    pub literal_keys: bool,
 }
 
 /// What the gateway sends the backend to verify the bytes it stores.

@@ -233,6 +233,7 @@ const S3_KEYS: &[&str] = &[
     "dns_refresh",
     "max_put_size",
     "stored_checksum",
+    "literal_keys",
     "bucket_configs",
 ];
 
@@ -315,6 +316,7 @@ fn upstream(r: &mut Reader, o: &Obj) -> Option<Upstream> {
             StoredChecksum::Crc32c
         }
     };
+    let literal_keys = r.boolean(o, "literal_keys").unwrap_or(false);
     Some(Upstream {
         endpoint: endpoint?,
         region,
@@ -326,6 +328,7 @@ fn upstream(r: &mut Reader, o: &Obj) -> Option<Upstream> {
         dns_refresh,
         max_put_size,
         stored_checksum,
+        literal_keys,
     })
 }
 

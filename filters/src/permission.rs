@@ -268,13 +268,13 @@ mod tests {
                 Some(Admin),
             ),
             ("GET", "/bk1", "location&acl", BucketConfig, Some(Admin)),
-            ("PUT", "/bk1/k", "acl&tagging", ObjectConfig, Some(Admin)),
+            ("PUT", "/bk1/k", "acl&tagging", Unknown, None),
             (
                 "PUT",
                 "/bk1/k",
                 "uploadId=u&partNumber=1&acl",
-                UploadPart,
-                Some(Admin),
+                Unknown,
+                None,
             ),
             ("GET", "/bk1/k", "policy", GetObject, Some(Admin)),
             (
@@ -284,7 +284,7 @@ mod tests {
                 PutObject,
                 Some(Admin),
             ),
-            ("GET", "/bk1/k", "tagging&acl", ObjectConfig, Some(Admin)),
+            ("GET", "/bk1/k", "tagging&acl", Unknown, None),
             (
                 "PUT",
                 "/bk1/k",

@@ -289,10 +289,12 @@ async fn resolve(host: &str, port: u16) -> std::io::Result<std::net::SocketAddr>
 
 /// Encodes a decoded key for an upstream path.
 pub fn encode_key(key: &str) -> String {
-    // `.` and `..` segments go as they are: S3 and Garage take them
-    // literally and sign over the decoded path, so encoding the dots would
-    // break the signature; nothing that normalises paths may sit between
-    // the gateway and the backend (docs/DECISIONS.md).
+    // `.` and `..` segments reach here only with `storage.s3.literal_keys`
+    // (every key a client sends is checked first, `check_key`): they go as
+    // they are, since S3 and Garage take them literally and sign over the
+    // decoded path (encoding the dots would break the signature); nothing
+    // that normalises paths may sit between the gateway and such a
+    // backend (docs/DECISIONS.md).
     uri::encode_path(key)
 }
 
@@ -344,6 +346,7 @@ mod tests {
             dns_refresh: Duration::ZERO,
             max_put_size: 1 << 30,
             stored_checksum: sealgate_config::StoredChecksum::Crc32c,
+            literal_keys: false,
         })
         .await
         .unwrap()

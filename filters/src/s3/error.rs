@@ -23,6 +23,8 @@ pub enum S3ErrorCode {
     InvalidRange,
     InvalidRequest,
     InvalidURI,
+    /// An object key over 1,024 bytes.
+    KeyTooLongError,
     /// The KMS key is disabled (S3's answer for SSE-KMS).
     KmsDisabled,
     /// The KMS key is in a state that does not allow the operation (pending deletion, ...).
@@ -42,6 +44,8 @@ pub enum S3ErrorCode {
     NotImplemented,
     PreconditionFailed,
     RequestTimeTooSkewed,
+    /// The client sent too slowly.
+    RequestTimeout,
     ServiceUnavailable,
     SignatureDoesNotMatch,
     /// Throttled (by the key provider): retry with backoff.
@@ -70,6 +74,7 @@ impl S3ErrorCode {
             Self::InvalidRange => "InvalidRange",
             Self::InvalidRequest => "InvalidRequest",
             Self::InvalidURI => "InvalidURI",
+            Self::KeyTooLongError => "KeyTooLongError",
             Self::KmsDisabled => "KMS.DisabledException",
             Self::KmsInvalidState => "KMS.KMSInvalidStateException",
             Self::KmsNotFound => "KMS.NotFoundException",
@@ -84,6 +89,7 @@ impl S3ErrorCode {
             Self::NotImplemented => "NotImplemented",
             Self::PreconditionFailed => "PreconditionFailed",
             Self::RequestTimeTooSkewed => "RequestTimeTooSkewed",
+            Self::RequestTimeout => "RequestTimeout",
             Self::ServiceUnavailable => "ServiceUnavailable",
             Self::SignatureDoesNotMatch => "SignatureDoesNotMatch",
             Self::SlowDown => "SlowDown",

@@ -184,6 +184,20 @@ const OBJECT_GET_SUBRESOURCES: &[&str] =
     &["acl", "attributes", "legal-hold", "retention", "tagging"];
 /// Object sub-resources S3 takes on PUT and DELETE.
 const OBJECT_PUT_SUBRESOURCES: &[&str] = &["acl", "legal-hold", "retention", "tagging"];
+/// Query names that each make an object request another operation.
+/// `partNumber` is not one: it qualifies `uploadId` (UploadPart) and GET.
+const OBJECT_OPERATION_KEYWORDS: &[&str] = &[
+    "uploads",
+    "uploadId",
+    "select",
+    "restore",
+    "acl",
+    "tagging",
+    "legal-hold",
+    "retention",
+    "attributes",
+    "torrent",
+];
 /// Sub-resources of no call the gateway understands: such a request is
 /// `Unknown` (refused on encrypted buckets), never taken for a plain GET or PUT.
 const FOREIGN_OBJECT_SUBRESOURCES: &[&str] = &["torrent", "attributes"];
@@ -224,6 +238,104 @@ pub fn check_bucket(name: &str) -> Result<(), S3Error> {
             "the specified bucket is not valid",
         ))
     }
+}
+
+/// Longest object key S3 takes (bytes).
+pub const MAX_KEY_LEN: usize = 1024;
+
+/// Checks an object key from a request (path, copy source, form field,
+/// DeleteObjects list) before anything uses it. Unless the backend is
+/// known to read keys literally (`literal`), a key that a backend mapping
+/// keys to file paths would resolve elsewhere is refused: `.` or `..`
+/// segments (split at `/` and at `\`, which some file systems also
+/// separate at), a leading `/`, and empty segments inside the key (a
+/// trailing `/`, the "folder" marker S3 consoles write, stays allowed).
+/// The key is the decoded one, so percent-encoded spellings are caught
+/// too. Length is checked either way.
+pub fn check_key(key: &str, literal: bool) -> Result<(), S3Error> {
+    if key.len() > MAX_KEY_LEN {
+        return Err(S3Error::new(
+            S3ErrorCode::KeyTooLongError,
+            "your key is too long",
+        ));
+    }
+    if literal {
+        return Ok(());
+    }
+    let body = key.strip_suffix('/').unwrap_or(key);
+    let crosses = body
+        .split(['/', '\\'])
+        .any(|segment| matches!(segment, "" | "." | ".."));
+    if crosses {
+        return Err(S3Error::new(
+            S3ErrorCode::InvalidArgument,
+            "object keys with empty, `.` or `..` path segments are refused \
+             (the backend may resolve them as file paths; storage.s3.literal_keys \
+             allows them for backends that read keys literally)",
+        ));
+    }
+    Ok(())
+}
+
+/// Most objects one DeleteObjects request may name (S3's limit).
+pub const MAX_DELETE_KEYS: usize = 1000;
+
+/// The keys a DeleteObjects body names, parsed strictly (the gateway's
+/// XML reader: no DOCTYPE, no unknown entities, bounded depth), so each
+/// is checked like a key in a path before the body goes on.
+pub fn delete_keys(xml: &[u8]) -> Result<Vec<String>, S3Error> {
+    use super::xml::{malformed, walk, Node};
+    let mut keys = Vec::new();
+    let mut root_ok = false;
+    walk(xml, |node| {
+        match node {
+            Node::Open([root]) => root_ok = root == "Delete",
+            Node::Close([_, o, k], text) if o == "Object" && k == "Key" => {
+                if keys.len() >= MAX_DELETE_KEYS {
+                    return Err(malformed("a DeleteObjects request names at most 1000 keys"));
+                }
+                keys.push(text.to_string());
+            }
+            _ => {}
+        }
+        Ok(())
+    })?;
+    if !root_ok {
+        return Err(malformed("the body is not a DeleteObjects list"));
+    }
+    Ok(keys)
+}
+
+/// Checks a RestoreObject body: a plain restore (days, tier) only. A
+/// SELECT restore runs a query over the stored bytes and writes the
+/// result to an `OutputLocation` the request names: a write into a
+/// bucket nobody authorised, of data the gateway never sees.
+pub fn check_restore(xml: &[u8]) -> Result<(), S3Error> {
+    use super::xml::walk;
+    use super::xml::Node;
+    // An empty body is a default restore.
+    if xml.iter().all(u8::is_ascii_whitespace) {
+        return Ok(());
+    }
+    walk(xml, |node| match node {
+        Node::Open(path)
+            if path
+                .iter()
+                .any(|e| matches!(e.as_str(), "SelectParameters" | "OutputLocation")) =>
+        {
+            Err(S3Error::new(
+                S3ErrorCode::NotImplemented,
+                "restores that run a query or write to an output location are not served here",
+            ))
+        }
+        Node::Close([_, t], text) if t == "Type" && text.eq_ignore_ascii_case("SELECT") => {
+            Err(S3Error::new(
+                S3ErrorCode::NotImplemented,
+                "restores that run a query or write to an output location are not served here",
+            ))
+        }
+        _ => Ok(()),
+    })
 }
 
 /// Classifies a request. `domains` are the base domains of virtual-hosted
@@ -318,6 +430,11 @@ pub fn classify(
                 Method::POST if query.is_empty() => PostObject,
                 _ => Unknown,
             }
+        }
+        // Two operation keywords (`?uploads&select`): backends pick one in
+        // an order of their own, so the gateway cannot know which runs.
+        (Some(_), Some(_)) if OBJECT_OPERATION_KEYWORDS.iter().filter(|k| has(k)).count() > 1 => {
+            Unknown
         }
         (Some(_), Some(_)) => {
             let upload_id = has("uploadId");
@@ -537,6 +654,18 @@ mod hostile {
     use super::*;
     use proptest::prelude::*;
 
+    fn op(method: Method, path: &str, query: &str) -> S3Request {
+        classify(
+            &method,
+            Some("localhost:8080"),
+            path,
+            &uri::parse_query(query).unwrap(),
+            &HeaderMap::new(),
+            &[],
+        )
+        .unwrap()
+    }
+
     fn classify_host(host: &str, path: &str) -> Result<S3Request, S3Error> {
         classify(
             &Method::PUT,
@@ -568,6 +697,136 @@ mod hostile {
         }
         let legacy = classify_host("gateway", "/Legacy_Bucket/k").unwrap();
         assert_eq!(legacy.bucket.as_deref(), Some("Legacy_Bucket"));
+    }
+
+    /// The finding: `?uploads&select` was CreateMultipartUpload here and
+    /// may be SelectObjectContent at the backend (a write checked as one
+    /// thing, run as another).
+    #[test]
+    fn requests_naming_two_operations_are_unknown() {
+        for (method, query) in [
+            (Method::POST, "uploads&select"),
+            (Method::POST, "select&restore"),
+            (Method::POST, "uploadId=x&restore"),
+            (Method::PUT, "acl&tagging"),
+            (Method::PUT, "tagging&retention"),
+            (Method::GET, "attributes&acl"),
+            (Method::DELETE, "uploadId=x&tagging"),
+        ] {
+            assert_eq!(
+                op(method.clone(), "/bkt/k", query).operation,
+                Operation::Unknown,
+                "{method} {query}"
+            );
+        }
+        assert_eq!(
+            op(Method::PUT, "/bkt/k", "partNumber=2&uploadId=x").operation,
+            Operation::UploadPart
+        );
+        assert_eq!(
+            op(Method::GET, "/bkt/k", "partNumber=2").operation,
+            Operation::GetObject
+        );
+    }
+
+    /// The finding: on a backend that maps keys to file paths, `..` in a
+    /// key reached another bucket (and `/` at the start, the file
+    /// system's root).
+    #[test]
+    fn keys_that_a_path_mapping_backend_would_move_are_refused() {
+        for key in [
+            "..",
+            "../team-secret/planted",
+            "a/../../b",
+            "a/./b",
+            ".",
+            "./x",
+            "x/..",
+            "x/../",
+            "/etc/passwd",
+            "a//b",
+            "a\\..\\b",
+            "..\\b",
+            "x/../.sealgate/uploads/y",
+        ] {
+            let err = check_key(key, false).unwrap_err();
+            assert_eq!(err.code, S3ErrorCode::InvalidArgument, "{key}");
+            assert!(check_key(key, true).is_ok(), "literal: {key}");
+        }
+        for key in [
+            "a",
+            "dir/",
+            "a/b/c",
+            "a..b",
+            "...",
+            ".a/b.",
+            "a/.../b",
+            "x/.hidden",
+        ] {
+            assert!(check_key(key, false).is_ok(), "{key}");
+        }
+        let long = "k".repeat(MAX_KEY_LEN + 1);
+        for literal in [false, true] {
+            assert_eq!(
+                check_key(&long, literal).unwrap_err().code,
+                S3ErrorCode::KeyTooLongError
+            );
+            assert!(check_key(&long[1..], literal).is_ok());
+        }
+    }
+
+    /// Percent-encoded dots in a path are decoded before the key is checked.
+    #[test]
+    fn encoded_dot_segments_decode_to_refused_keys() {
+        for path in ["/bkt/%2E%2E/other/k", "/bkt/a/%2e/b", "/bkt/a/.%2E/b"] {
+            let key = op(Method::PUT, path, "").key.unwrap();
+            assert!(check_key(&key, false).is_err(), "{path} -> {key}");
+        }
+    }
+
+    /// The finding: a SELECT restore (its query's result written to an
+    /// `OutputLocation` in another bucket) passed as a plain write.
+    #[test]
+    fn restores_are_plain_restores() {
+        check_restore(b"").unwrap();
+        check_restore(b"<RestoreRequest><Days>2</Days><GlacierJobParameters><Tier>Bulk</Tier></GlacierJobParameters></RestoreRequest>").unwrap();
+        for bad in [
+            &b"<RestoreRequest><Type>SELECT</Type></RestoreRequest>"[..],
+            b"<RestoreRequest><SelectParameters><Expression>select * from s3object</Expression></SelectParameters></RestoreRequest>",
+            b"<RestoreRequest><OutputLocation><S3><BucketName>elsewhere</BucketName></S3></OutputLocation></RestoreRequest>",
+        ] {
+            assert_eq!(check_restore(bad).unwrap_err().code, S3ErrorCode::NotImplemented);
+        }
+        assert_eq!(
+            check_restore(b"<!DOCTYPE x><RestoreRequest/>")
+                .unwrap_err()
+                .code,
+            S3ErrorCode::MalformedXML
+        );
+    }
+
+    #[test]
+    fn delete_lists_yield_their_keys() {
+        let xml = b"<?xml version=\"1.0\"?><Delete xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\"><Quiet>true</Quiet><Object><Key>a/b</Key></Object><Object><Key>..&#x2F;x</Key><VersionId>v</VersionId></Object></Delete>";
+        assert_eq!(delete_keys(xml).unwrap(), vec!["a/b", "../x"]);
+        for bad in [
+            &b"<Other><Object><Key>a</Key></Object></Other>"[..],
+            b"<!DOCTYPE x><Delete/>",
+            b"<Delete><Object><Key>a</Key></Object>",
+        ] {
+            assert_eq!(
+                delete_keys(bad).unwrap_err().code,
+                S3ErrorCode::MalformedXML
+            );
+        }
+        let many: String = (0..=MAX_DELETE_KEYS)
+            .map(|i| format!("<Object><Key>k{i}</Key></Object>"))
+            .collect();
+        let many = format!("<Delete>{many}</Delete>");
+        assert_eq!(
+            delete_keys(many.as_bytes()).unwrap_err().code,
+            S3ErrorCode::MalformedXML
+        );
     }
 
     proptest! {

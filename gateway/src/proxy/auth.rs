@@ -9,10 +9,10 @@
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use pingora::http::RequestHeader;
-use sealgate_config::ResolvedBucket;
+use sealgate_config::{AddressingStyle, ResolvedBucket};
 use sealgate_filters::auth::Identity;
 use sealgate_filters::permission;
-use sealgate_filters::s3::request::classify;
+use sealgate_filters::s3::request::{check_key, check_restore, classify, delete_keys};
 use sealgate_filters::s3::sigv4::RequestParts;
 use sealgate_filters::s3::{uri, Operation, S3Error, S3ErrorCode, S3Request};
 
@@ -58,6 +58,9 @@ impl Gateway {
         )?;
         ctx.audit.operation = s3.operation;
         ctx.audit.bucket = s3.bucket.clone();
+        if let Some(key) = &s3.key {
+            ctx.live.check_key(key)?;
+        }
         // Moved, not copied: the route reads the key from the audit record.
         ctx.audit.key = s3.key.take();
 
@@ -125,14 +128,99 @@ impl Gateway {
 }
 
 impl crate::live::Live {
+    /// A key from a request, checked before anything uses it: refused
+    /// when a backend mapping keys to file paths would resolve it into
+    /// another place, unless the backend reads keys literally
+    /// (`storage.s3.literal_keys`).
+    pub(super) fn check_key(&self, key: &str) -> Result<(), S3Error> {
+        check_key(key, self.config.upstream.literal_keys)
+    }
+
     /// The typed bucket name resolved; the real name of an alias is
     /// refused unless the alias allows it (`real_name_addressable`).
     pub(super) fn resolve_bucket(&self, typed: &str) -> Result<ResolvedBucket, S3Error> {
+        // A host name is case-insensitive: `Legacy.s3...` reaches bucket
+        // `legacy`, under `legacy`'s real owner but `Legacy`'s rules.
+        if self.config.upstream.addressing_style == AddressingStyle::Virtual
+            && typed.bytes().any(|c| c.is_ascii_uppercase())
+        {
+            return Err(S3Error::new(
+                S3ErrorCode::InvalidBucketName,
+                "bucket names with capitals cannot be reached here (the backend is addressed by virtual host)",
+            ));
+        }
         self.config.resolve_bucket(typed).ok_or_else(|| {
             S3Error::new(
                 S3ErrorCode::AccessDenied,
                 format!("bucket {typed} is served under another name here"),
             )
         })
+    }
+}
+
+/// Largest request XML held for checking: a DeleteObjects list (1,000
+/// keys of 1,024 bytes with room for escaping and version ids) or a
+/// RestoreObject request.
+const MAX_CHECKED_BODY: usize = 4 * 1024 * 1024;
+
+/// A request body the backend acts on as a list of further orders, held
+/// until it is whole and checked before any of it goes upstream.
+pub struct CheckedBody {
+    body: bytes::BytesMut,
+    kind: BodyCheck,
+}
+
+/// What a held body is checked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyCheck {
+    /// DeleteObjects: each key it names is checked as a key in a path
+    /// would be (the backend deletes them in the request's bucket); in an
+    /// encrypting bucket the upload records' keys are the gateway's.
+    DeleteKeys { encrypting: bool },
+    /// RestoreObject: a plain restore only. A SELECT restore runs a query
+    /// over the stored bytes and writes its result to an `OutputLocation`
+    /// (another bucket, outside the client's grants and unencrypted).
+    Restore,
+}
+
+impl CheckedBody {
+    pub fn new(kind: BodyCheck) -> Self {
+        Self {
+            body: bytes::BytesMut::new(),
+            kind,
+        }
+    }
+}
+
+impl Gateway {
+    /// Holds a checked body until it is whole, then checks it and
+    /// releases it unchanged.
+    pub(super) fn push_checked_body(
+        &self,
+        live: &crate::live::Live,
+        held: &mut CheckedBody,
+        input: bytes::Bytes,
+        end: bool,
+    ) -> Result<bytes::Bytes, S3Error> {
+        if held.body.len() + input.len() > MAX_CHECKED_BODY {
+            return Err(S3Error::new(
+                S3ErrorCode::MalformedXML,
+                format!("the request's XML exceeds {MAX_CHECKED_BODY} bytes"),
+            ));
+        }
+        held.body.extend_from_slice(&input);
+        if !end {
+            return Ok(bytes::Bytes::new());
+        }
+        match held.kind {
+            BodyCheck::DeleteKeys { encrypting } => {
+                for key in delete_keys(&held.body)? {
+                    live.check_key(&key)?;
+                    self.refuse_reserved(encrypting, &key)?;
+                }
+            }
+            BodyCheck::Restore => check_restore(&held.body)?,
+        }
+        Ok(std::mem::take(&mut held.body).freeze())
     }
 }

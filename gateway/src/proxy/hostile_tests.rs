@@ -9,9 +9,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use pingora::http::RequestHeader;
 use pingora::proxy::ProxyHttp;
 use proptest::prelude::*;
-use sealgate_config::{Config, Permission};
-use sealgate_filters::auth::permissions_in;
-use sealgate_filters::permission;
+use sealgate_config::Config;
 use sealgate_filters::s3::request::classify;
 use sealgate_filters::s3::sigv4::{format_amz_date, ScopedKey, ToSign, UNSIGNED_PAYLOAD};
 use sealgate_filters::s3::uri;
@@ -161,86 +159,226 @@ fn text(max: usize) -> impl Strategy<Value = String> {
     proptest::collection::vec(piece(), 0..max).prop_map(|p| p.concat())
 }
 
-proptest! {
-    #![proptest_config(ProptestConfig::with_cases(768))]
+/// What the backend reads from an upstream path, as one that maps keys
+/// to file paths reads it: percent-decoded, then `.` and `..` segments
+/// resolved and empty ones dropped (s3s-fs does this). The first
+/// segment is the bucket, the rest the key.
+fn as_a_path_backend_reads(raw_path: &str) -> (String, String) {
+    let decoded = uri::decode(raw_path).unwrap();
+    let mut out: Vec<&str> = Vec::new();
+    for segment in decoded.split('/') {
+        match segment {
+            "" | "." => {}
+            ".." => {
+                out.pop();
+            }
+            s => out.push(s),
+        }
+    }
+    let bucket = out.first().map_or(String::new(), |b| b.to_string());
+    let key = out.get(1..).map_or(String::new(), |k| k.join("/"));
+    (bucket, key)
+}
 
-    #[test]
-    fn only_granted_buckets_reach_the_backend(
-        method in prop_oneof![Just("GET"), Just("PUT"), Just("DELETE"), Just("HEAD"), Just("POST")],
-        host in prop_oneof![
-            3 => Just("gateway:8080".to_string()),
-            1 => bucket().prop_map(|b| format!("{b}.s3.sealgate.test")),
-            1 => text(4).prop_map(|h| format!("{h}.s3.sealgate.test")),
-            1 => text(4),
-        ],
-        path in prop_oneof![
-            3 => (bucket(), text(4)).prop_map(|(b, k)| format!("/{b}/{k}")),
-            1 => bucket().prop_map(|b| format!("/{b}")),
-            1 => text(6).prop_map(|p| format!("/{p}")),
-        ],
-        query in prop_oneof![
-            Just(""), Just("acl"), Just("policy"), Just("lifecycle"), Just("uploads"),
-            Just("list-type=2"), Just("location"), Just("tagging"), Just("delete"),
-            Just("partNumber=1&uploadId=x"), Just("unknownsub"),
-        ],
-        copy_source in proptest::option::of(prop_oneof![
+/// The independent table of what the narrow client may do, written from
+/// its configuration and S3's semantics, not from the gateway's
+/// permission code: `team-*` holds data rights (read, write, delete; no
+/// bucket administration), `ops` reads only, nothing else is granted.
+fn may(bucket: &str, method: &str, query: &str, has_key: bool) -> Result<(), String> {
+    let team = bucket.starts_with("team-");
+    let reads = matches!(method, "GET" | "HEAD");
+    // Configuration of a bucket or object: only the administrator writes it.
+    let config = ["acl", "policy", "lifecycle"].contains(&query)
+        || (["tagging", "unknownsub"].contains(&query) && !has_key);
+    match (team, bucket == "ops") {
+        (false, false) => Err(format!("bucket {bucket} is not granted")),
+        (false, true) if !reads => Err(format!("{method} in read-only {bucket}")),
+        _ if !has_key && matches!(method, "PUT" | "DELETE") => {
+            Err(format!("{method} of bucket {bucket} needs admin"))
+        }
+        _ if config && !reads => Err(format!("{method} ?{query} needs admin")),
+        _ => Ok(()),
+    }
+}
+
+/// How many generated requests of each kind got through: the property is
+/// only as strong as the cases that reach its checks.
+#[derive(Default, Debug)]
+struct Routed {
+    path_style: usize,
+    virtual_host: usize,
+    bucket_level: usize,
+    copies: usize,
+    refused: usize,
+}
+
+#[allow(clippy::too_many_arguments)]
+fn one_case(
+    gw: &Gateway,
+    routed: &mut Routed,
+    method: &str,
+    host: &str,
+    path: &str,
+    query: &str,
+    copy_source: Option<&str>,
+) -> Result<(), TestCaseError> {
+    let Some(req) = signed(method, host, path, query, copy_source) else {
+        routed.refused += 1;
+        return Ok(());
+    };
+    let mut ctx = gw.new_ctx();
+    let Ok(auth) = gw.authenticate(&req, &mut ctx) else {
+        routed.refused += 1;
+        return Ok(());
+    };
+    if gw.route(&req, &auth, &mut ctx).is_err() {
+        routed.refused += 1;
+        return Ok(());
+    }
+    let upstream = &ctx.route.upstream_path_and_query;
+    let raw_path = upstream.split('?').next().unwrap();
+    let (bucket, key) = as_a_path_backend_reads(raw_path);
+    // A literal backend reads the first raw segment as the bucket: both
+    // readings must name the same bucket and key.
+    let mut literal = raw_path.trim_start_matches('/').splitn(2, '/');
+    let literal_bucket = uri::decode(literal.next().unwrap()).unwrap();
+    let literal_key = literal
+        .next()
+        .map(|k| uri::decode(k).unwrap())
+        .unwrap_or_default();
+    prop_assert_eq!(&bucket, &literal_bucket, "{} {}", method, upstream);
+    if bucket.is_empty() {
+        // ListBuckets: no bucket upstream (and its answer is filtered).
+        prop_assert_eq!(
+            auth.s3.operation,
+            sealgate_filters::s3::Operation::ListBuckets
+        );
+        return Ok(());
+    }
+    prop_assert_eq!(
+        &key,
+        &literal_key.trim_end_matches('/').to_string(),
+        "{}",
+        upstream
+    );
+    let live = gw.live.load_full();
+    let name = rules_name(&live.config, &bucket);
+    prop_assert!(
+        name != "vault-upstream",
+        "the alias's real name was typed through"
+    );
+    if let Err(why) = may(name, method, query, !key.is_empty()) {
+        prop_assert!(false, "{} {} got through: {}", method, upstream, why);
+    }
+    // The key upstream is the key the classifier saw.
+    prop_assert_eq!(
+        Some(literal_key).filter(|k| !k.is_empty()),
+        ctx.audit.key.clone()
+    );
+    if let Some(src) = &ctx.route.copy_source {
+        let (src_bucket, _) = as_a_path_backend_reads(src.split('?').next().unwrap());
+        let src_name = rules_name(&live.config, &src_bucket);
+        prop_assert!(
+            may(src_name, "GET", "", true).is_ok(),
+            "copy source {} not readable",
+            src
+        );
+        routed.copies += 1;
+    }
+    if key.is_empty() {
+        routed.bucket_level += 1;
+    } else if host.ends_with(".s3.sealgate.test") {
+        routed.virtual_host += 1;
+    } else {
+        routed.path_style += 1;
+    }
+    // Whatever got through was classified the same way again.
+    let again = classify(
+        &req.method,
+        Some(host),
+        req.uri.path(),
+        &auth.query,
+        &req.headers,
+        &live.config.server.domains,
+    );
+    prop_assert!(again.is_ok());
+    Ok(())
+}
+
+/// Least of each kind that must get through for the run to count (a
+/// generator that stops reaching the checks fails here, not silently).
+const MIN_ROUTED_OF_EACH_KIND: usize = 10;
+
+#[test]
+fn only_granted_buckets_reach_the_backend() {
+    let methods = prop_oneof![
+        Just("GET"),
+        Just("PUT"),
+        Just("DELETE"),
+        Just("HEAD"),
+        Just("POST")
+    ];
+    let host = prop_oneof![
+        3 => Just("gateway:8080".to_string()),
+        1 => bucket().prop_map(|b| format!("{b}.s3.sealgate.test")),
+        1 => text(4).prop_map(|h| format!("{h}.s3.sealgate.test")),
+        1 => text(4),
+    ];
+    let path = prop_oneof![
+        3 => (bucket(), text(4)).prop_map(|(b, k)| format!("/{b}/{k}")),
+        1 => bucket().prop_map(|b| format!("/{b}")),
+        1 => text(6).prop_map(|p| format!("/{p}")),
+    ];
+    let query = prop_oneof![
+        Just(""),
+        Just("acl"),
+        Just("policy"),
+        Just("lifecycle"),
+        Just("uploads"),
+        Just("list-type=2"),
+        Just("location"),
+        Just("tagging"),
+        Just("delete"),
+        Just("partNumber=1&uploadId=x"),
+        Just("unknownsub"),
+    ];
+    let copy_source = proptest::option::weighted(
+        0.7,
+        prop_oneof![
             (bucket(), text(3)).prop_map(|(b, k)| format!("/{b}/{k}")),
             text(5),
-        ]),
-    ) {
-        let gw = gateway();
-        let Some(req) = signed(method, &host, &path, query, copy_source.as_deref()) else {
-            return Ok(());
-        };
-        let mut ctx = gw.new_ctx();
-        let Ok(auth) = gw.authenticate(&req, &mut ctx) else {
-            return Ok(());
-        };
-        if gw.route(&req, &auth, &mut ctx).is_err() {
-            return Ok(());
-        }
-        let grants = auth.identity.grants();
-        // The upstream path as a backend reads it: the first segment of
-        // the raw path, percent-decoded, is the bucket.
-        let upstream = &ctx.route.upstream_path_and_query;
-        let raw_path = upstream.split('?').next().unwrap();
-        let mut segments = raw_path.trim_start_matches('/').splitn(2, '/');
-        let bucket = uri::decode(segments.next().unwrap()).unwrap();
-        if bucket.is_empty() {
-            // ListBuckets: no bucket upstream (and its answer is filtered).
-            prop_assert_eq!(auth.s3.operation, sealgate_filters::s3::Operation::ListBuckets);
-        } else {
-            let live = gw.live.load_full();
-            let name = rules_name(&live.config, &bucket);
-            let needed = permission::required(auth.s3.operation, &req.method, &auth.query, &req.headers)
-                .expect("refused operations never route");
-            prop_assert!(
-                permissions_in(&grants, name).contains(needed),
-                "{} {} reached bucket {} ({}) without {:?}", method, upstream, bucket, name, needed
-            );
-            // The typed real name of an alias never gets through.
-            prop_assert!(auth.bucket.as_ref().unwrap().name != "vault-upstream");
-            // The key upstream is the key the classifier saw.
-            let key = segments.next().map(|k| uri::decode(k).unwrap()).unwrap_or_default();
-            prop_assert_eq!(Some(key).filter(|k| !k.is_empty()), ctx.audit.key.clone());
-        }
-        if let Some(src) = &ctx.route.copy_source {
-            let src_bucket = uri::decode(src.trim_start_matches('/').split('/').next().unwrap()).unwrap();
-            prop_assert!(
-                permissions_in(&grants, rules_name(&gw.live.load_full().config, &src_bucket)).contains(Permission::Read),
-                "copy source {} readable", src
-            );
-        }
-        // Whatever got through was classified the same way again.
-        let again = classify(
-            &req.method,
-            Some(&host),
-            req.uri.path(),
-            &auth.query,
-            &req.headers,
-            &gw.live.load_full().config.server.domains,
+        ],
+    );
+    let gw = gateway();
+    let routed = std::cell::RefCell::new(Routed::default());
+    let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig::with_cases(2048));
+    runner
+        .run(
+            &(methods, host, path, query, copy_source),
+            |(method, host, path, query, copy_source)| {
+                one_case(
+                    gw,
+                    &mut routed.borrow_mut(),
+                    method,
+                    &host,
+                    &path,
+                    query,
+                    copy_source.as_deref(),
+                )
+            },
+        )
+        .unwrap();
+    let routed = routed.into_inner();
+    for (kind, n) in [
+        ("path-style", routed.path_style),
+        ("virtual-host", routed.virtual_host),
+        ("bucket-level", routed.bucket_level),
+        ("copies", routed.copies),
+    ] {
+        assert!(
+            n >= MIN_ROUTED_OF_EACH_KIND,
+            "only {n} {kind} cases got through: {routed:?}"
         );
-        prop_assert!(again.is_ok());
     }
 }
 

@@ -49,7 +49,7 @@ use pingora::prelude::*;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use sealgate_filters::plan::{self, Plan};
 use sealgate_filters::policy;
-use sealgate_filters::s3::S3Error;
+use sealgate_filters::s3::{Operation, S3Error};
 
 use crate::metrics::Metrics;
 use crate::upstream::UpstreamTarget;
@@ -125,6 +125,8 @@ pub enum Op {
     PlainCopy(Box<plain_copy::PlainCopy>),
     /// ListMultipartUploads of an encrypting bucket: tokens by backend id.
     ListUploads(std::collections::HashMap<String, String>),
+    /// DeleteObjects and RestoreObject: the body is held and checked.
+    Checked(Box<auth::CheckedBody>),
 }
 
 impl Gateway {
@@ -177,6 +179,16 @@ impl Gateway {
             (Some(_), _) => Some(enc.clone()),
         };
         ctx.op = self.op_for(plan, enc, req, &auth.identity, ctx)?;
+        let check = match auth.s3.operation {
+            Operation::DeleteObjects => Some(auth::BodyCheck::DeleteKeys {
+                encrypting: ctx.audit.policy.is_some(),
+            }),
+            Operation::RestoreObject => Some(auth::BodyCheck::Restore),
+            _ => None,
+        };
+        if let (Some(check), Op::PassThrough) = (check, &ctx.op) {
+            ctx.op = Op::Checked(Box::new(auth::CheckedBody::new(check)));
+        }
         self.route(req, &auth, ctx)?;
         self.plan_plain_copy(req, ctx)?;
         if let (Some(token), Some(enc)) = (&ctx.route.upload_token, token_enc) {
@@ -292,7 +304,7 @@ impl ProxyHttp for Gateway {
         ctx: &mut Ctx,
     ) -> Result<()> {
         let input = match (&ctx.op, &ctx.request_body) {
-            (Op::Complete(_), _) | (_, Some(_)) => body.take().unwrap_or_default(),
+            (Op::Complete(_) | Op::Checked(_), _) | (_, Some(_)) => body.take().unwrap_or_default(),
             _ => {
                 ctx.upstream_out += body.as_ref().map_or(0, |b| b.len() as u64);
                 return Ok(());
@@ -301,6 +313,8 @@ impl ProxyHttp for Gateway {
         let out = match (&mut ctx.op, &mut ctx.request_body) {
             // Hold the part list until it is whole and checked.
             (Op::Complete(complete), _) => complete.push(input, end_of_stream),
+            // Held until every key it names is checked.
+            (Op::Checked(held), _) => self.push_checked_body(&ctx.live, held, input, end_of_stream),
             (_, Some(stream)) => stream.push(&input, end_of_stream),
             _ => unreachable!("matched above"),
         };

@@ -11,6 +11,7 @@ use sealgate_filters::s3::checksum::ChecksumAlgorithm;
 use sealgate_filters::s3::chunked::encode::UNSIGNED_TRAILER;
 use sealgate_filters::s3::sigv4::UNSIGNED_PAYLOAD;
 use sealgate_filters::s3::upload_id::UploadToken;
+use sealgate_filters::s3::upload_records::is_record_key;
 use sealgate_filters::s3::{uri, S3Error, S3ErrorCode};
 
 use super::auth::Authenticated;
@@ -149,6 +150,22 @@ impl Gateway {
         })?;
         let resolved = live.resolve_bucket(&src_bucket)?;
         identity.authorize(&resolved.name, Some(Permission::Read))?;
+        // The key as the backend will read it: decoded, without the version.
+        let src_key = rest.split_once('?').map_or(rest, |(k, _)| k);
+        let src_key = uri::decode(src_key)
+            .filter(|k| !k.is_empty())
+            .ok_or_else(|| {
+                S3Error::new(
+                    S3ErrorCode::InvalidArgument,
+                    "x-amz-copy-source must be /bucket/key",
+                )
+            })?;
+        live.check_key(&src_key)?;
+        if is_record_key(&src_key) {
+            let encrypting =
+                sealgate_filters::policy::for_bucket(&live.config, &resolved.name).is_some();
+            self.refuse_reserved(encrypting, &src_key)?;
+        }
         let source = format!("/{}/{rest}", resolved.real);
         Ok((resolved.name, source))
     }

@@ -34,17 +34,8 @@ impl Gateway {
     /// buckets; a ListMultipartUploads there reads the bucket's records
     /// before the real listing goes upstream.
     pub(super) async fn prepare_uploads(&self, ctx: &mut Ctx) -> Result<(), S3Error> {
-        let encrypting = ctx.audit.policy.is_some();
-        if encrypting && ctx.audit.key.as_deref().is_some_and(is_record_key) {
-            return Err(self.refused(
-                "reserved",
-                S3Error::new(
-                    S3ErrorCode::AccessDenied,
-                    format!(
-                        "keys under {RECORD_PREFIX} are reserved for the gateway's upload records"
-                    ),
-                ),
-            ));
+        if let Some(key) = &ctx.audit.key {
+            self.refuse_reserved(ctx.audit.policy.is_some(), key)?;
         }
         if !matches!(ctx.op, Op::ListUploads(_)) {
             return Ok(());
@@ -64,6 +55,24 @@ impl Gateway {
             })?;
         let found = recorded_tokens(keys.iter().map(|(k, _)| k.as_str()));
         ctx.op = Op::ListUploads(found);
+        Ok(())
+    }
+
+    /// Keys under the records' prefix are the gateway's in encrypting
+    /// buckets: no client request names one (path, copy source, form
+    /// field or DeleteObjects list).
+    pub(super) fn refuse_reserved(&self, encrypting: bool, key: &str) -> Result<(), S3Error> {
+        if encrypting && is_record_key(key) {
+            return Err(self.refused(
+                "reserved",
+                S3Error::new(
+                    S3ErrorCode::AccessDenied,
+                    format!(
+                        "keys under {RECORD_PREFIX} are reserved for the gateway's upload records"
+                    ),
+                ),
+            ));
+        }
         Ok(())
     }
 

@@ -51,24 +51,41 @@ pub fn signed_request(
     extra: &[(&str, &str)],
     body: &[u8],
 ) -> RawResponse {
+    let host = format!("127.0.0.1:{port}");
+    signed_request_as(
+        (CLIENT_KEY, CLIENT_SECRET),
+        port,
+        &host,
+        method,
+        path,
+        extra,
+        body,
+    )
+}
+
+/// Sends a request signed with `client`'s key for `host`, the path sent
+/// exactly as given (dot segments and encodings included).
+pub fn signed_request_as(
+    client: (&str, &str),
+    port: u16,
+    host: &str,
+    method: &str,
+    path: &str,
+    extra: &[(&str, &str)],
+    body: &[u8],
+) -> RawResponse {
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap()
         .as_secs() as i64;
     let amz_date = format_amz_date(now);
-    let host = format!("127.0.0.1:{port}");
     let mut headers: Vec<(&str, &str)> = vec![
-        ("host", &host),
+        ("host", host),
         ("x-amz-content-sha256", UNSIGNED_PAYLOAD),
         ("x-amz-date", &amz_date),
     ];
     headers.extend_from_slice(extra);
-    let key = ScopedKey::new(
-        CLIENT_KEY,
-        CLIENT_SECRET.as_bytes(),
-        &amz_date[..8],
-        "us-east-1",
-    );
+    let key = ScopedKey::new(client.0, client.1.as_bytes(), &amz_date[..8], "us-east-1");
     let (path_only, query) = path.split_once('?').unwrap_or((path, ""));
     let authorization = key.authorization(&ToSign {
         method,
