@@ -21,3 +21,30 @@ fn browser_post_uploads_are_encrypted_and_checked() {
         );
     }
 }
+
+const ENVELOPE_FIELDS: &str = include_str!("py/post_envelope_fields.py");
+
+/// The finding: a POST into a pass-through bucket stored client-chosen
+/// `x-amz-meta-sealgate-*` fields (POST never reached the header strip).
+/// On both backends, into an encrypting and a pass-through bucket, the
+/// stored metadata holds none of them.
+#[test]
+fn form_envelope_fields_are_never_stored() {
+    for backend in both_backends(&["enc", "plain", "other"]) {
+        let gw = Gateway::start_with(
+            &*backend,
+            &Options {
+                extra: "encryption:\n  key_providers:\n    dev:\n      type: local\n      config: {master_key: dGVzdGtleQ==}\n  policies:\n    - bucket_pattern: \"enc\"\n      key_provider: dev\n",
+                ..Options::default()
+            },
+        );
+        let (id, secret) = backend.credentials();
+        assert_eq!(
+            python_ok(ENVELOPE_FIELDS, &[&gw.url(), &backend.url(), id, secret]).trim(),
+            "ok",
+            "{}",
+            backend.name()
+        );
+        assert!(backend.keys("other").is_empty(), "{}", backend.name());
+    }
+}

@@ -56,56 +56,163 @@ pub fn boundary(content_type: &str) -> Result<String, S3Error> {
     ok.then_some(b).ok_or_else(bad)
 }
 
-/// Parses `prefix` (the body so far): `Ok(None)` when the file field has
-/// not started yet (read more, up to [`MAX_FORM_PREFIX`]).
+/// Parses a whole `prefix` at once: `Ok(None)` when the file field has
+/// not started in it yet.
 pub fn parse_start(prefix: &[u8], boundary: &str) -> Result<Option<FormStart>, S3Error> {
-    let malformed = |why: &str| {
-        S3Error::new(
-            S3ErrorCode::MalformedPOSTRequest,
-            format!("the POST body is not a valid form: {why}"),
-        )
-    };
-    let delimiter = format!("--{boundary}").into_bytes();
-    let next_delimiter = format!("\r\n--{boundary}").into_bytes();
-    if prefix.len() < delimiter.len() + 2 {
-        return Ok(None);
-    }
-    if !prefix.starts_with(&delimiter) || &prefix[delimiter.len()..delimiter.len() + 2] != b"\r\n" {
-        return Err(malformed("it does not start with the boundary"));
-    }
-    let mut at = delimiter.len() + 2;
-    let mut fields = Vec::new();
-    loop {
-        let Some(end) = find(&prefix[at..], b"\r\n\r\n") else {
-            return Ok(None);
-        };
-        let head = std::str::from_utf8(&prefix[at..at + end])
-            .map_err(|_| malformed("a part's headers are not UTF-8"))?;
-        let (name, filename) =
-            disposition(head).ok_or_else(|| malformed("a part has no form-data name"))?;
-        let value_at = at + end + 4;
-        if name == "file" {
-            return Ok(Some(FormStart {
-                fields,
-                filename,
-                offset: value_at,
-            }));
+    FormReader::new(boundary).push(prefix)
+}
+
+/// Where the reader is in the form.
+#[derive(Debug)]
+enum State {
+    /// Before the first delimiter line.
+    Preamble,
+    /// In a part's headers, which began at `at`.
+    Headers { at: usize },
+    /// In the value of field `name`, which began at `at`.
+    Value { name: String, at: usize },
+    /// Just past a delimiter: `CRLF` (another part) or `--` (the end).
+    Delimited { at: usize },
+    /// The file field started (or the form was refused): nothing more.
+    Done,
+}
+
+/// Reads the form's start as its pieces arrive. Each byte is searched a
+/// bounded number of times however the body is cut (a search resumes
+/// where the last one stopped, less the needle's length), so the work is
+/// linear in the prefix: a client sending one byte at a time costs no
+/// more than one sending it whole.
+#[derive(Debug)]
+pub struct FormReader {
+    delimiter: Vec<u8>,
+    next_delimiter: Vec<u8>,
+    buf: Vec<u8>,
+    state: State,
+    /// Where the pending search resumes.
+    searched: usize,
+    fields: Vec<(String, String)>,
+    /// Bytes compared by searches so far (the work the form cost).
+    scanned: usize,
+}
+
+impl FormReader {
+    pub fn new(boundary: &str) -> Self {
+        Self {
+            delimiter: format!("--{boundary}").into_bytes(),
+            next_delimiter: format!("\r\n--{boundary}").into_bytes(),
+            buf: Vec::new(),
+            state: State::Preamble,
+            searched: 0,
+            fields: Vec::new(),
+            scanned: 0,
         }
-        let Some(len) = find(&prefix[value_at..], &next_delimiter) else {
-            return Ok(None);
+    }
+
+    /// The body held so far (the file's first bytes follow the offset
+    /// [`FormStart`] names).
+    pub fn buffer(&self) -> &[u8] {
+        &self.buf
+    }
+
+    /// Bytes the searches have looked at, for tests of the parser's work.
+    pub fn scanned(&self) -> usize {
+        self.scanned
+    }
+
+    /// Takes the next piece of the body: `Ok(Some)` once the file field's
+    /// headers are read, `Ok(None)` to read more. The caller bounds the
+    /// prefix ([`MAX_FORM_PREFIX`]).
+    pub fn push(&mut self, piece: &[u8]) -> Result<Option<FormStart>, S3Error> {
+        self.buf.extend_from_slice(piece);
+        let malformed = |why: &str| {
+            S3Error::new(
+                S3ErrorCode::MalformedPOSTRequest,
+                format!("the POST body is not a valid form: {why}"),
+            )
         };
-        let value = std::str::from_utf8(&prefix[value_at..value_at + len])
-            .map_err(|_| malformed("a field is not UTF-8"))?;
-        if fields.iter().any(|(n, _)| *n == name) {
-            return Err(malformed("a field appears twice"));
+        loop {
+            match std::mem::replace(&mut self.state, State::Done) {
+                State::Done => return Err(malformed("the form was already read")),
+                State::Preamble => {
+                    let d = self.delimiter.len();
+                    if self.buf.len() < d + 2 {
+                        self.state = State::Preamble;
+                        return Ok(None);
+                    }
+                    if !self.buf.starts_with(&self.delimiter) || &self.buf[d..d + 2] != b"\r\n" {
+                        return Err(malformed("it does not start with the boundary"));
+                    }
+                    self.searched = d + 2;
+                    self.state = State::Headers { at: d + 2 };
+                }
+                State::Headers { at } => {
+                    let Some(end) = self.search(b"\r\n\r\n", at) else {
+                        self.state = State::Headers { at };
+                        return Ok(None);
+                    };
+                    let head = std::str::from_utf8(&self.buf[at..end])
+                        .map_err(|_| malformed("a part's headers are not UTF-8"))?;
+                    let (name, filename) = disposition(head)
+                        .ok_or_else(|| malformed("a part has no form-data name"))?;
+                    let value_at = end + 4;
+                    if name == "file" {
+                        return Ok(Some(FormStart {
+                            fields: std::mem::take(&mut self.fields),
+                            filename,
+                            offset: value_at,
+                        }));
+                    }
+                    if self.fields.iter().any(|(n, _)| *n == name) {
+                        return Err(malformed("a field appears twice"));
+                    }
+                    self.searched = value_at;
+                    self.state = State::Value { name, at: value_at };
+                }
+                State::Value { name, at } => {
+                    let next = std::mem::take(&mut self.next_delimiter);
+                    let found = self.search(&next, at);
+                    self.next_delimiter = next;
+                    let Some(end) = found else {
+                        self.state = State::Value { name, at };
+                        return Ok(None);
+                    };
+                    let value = std::str::from_utf8(&self.buf[at..end])
+                        .map_err(|_| malformed("a field is not UTF-8"))?;
+                    self.fields.push((name, value.to_string()));
+                    self.state = State::Delimited {
+                        at: end + self.next_delimiter.len(),
+                    };
+                }
+                State::Delimited { at } => match self.buf.get(at..at + 2) {
+                    None => {
+                        self.state = State::Delimited { at };
+                        return Ok(None);
+                    }
+                    Some(b"\r\n") => {
+                        self.searched = at + 2;
+                        self.state = State::Headers { at: at + 2 };
+                    }
+                    Some(b"--") => return Err(malformed("the form has no file field")),
+                    Some(_) => return Err(malformed("a boundary is followed by junk")),
+                },
+            }
         }
-        fields.push((name, value.to_string()));
-        at = value_at + len + next_delimiter.len();
-        match prefix.get(at..at + 2) {
-            None => return Ok(None),
-            Some(b"\r\n") => at += 2,
-            Some(b"--") => return Err(malformed("the form has no file field")),
-            Some(_) => return Err(malformed("a boundary is followed by junk")),
+    }
+
+    /// Finds `needle` at or after `from`, resuming where the last search
+    /// of the same kind stopped: the absolute position of its first byte.
+    fn search(&mut self, needle: &[u8], from: usize) -> Option<usize> {
+        let start = self.searched.max(from);
+        let hay = &self.buf[start..];
+        self.scanned += hay.len();
+        match find(hay, needle) {
+            Some(i) => Some(start + i),
+            None => {
+                // The needle may straddle the next piece: keep its length
+                // less one byte to look at again.
+                self.searched = self.buf.len().saturating_sub(needle.len() - 1).max(from);
+                None
+            }
         }
     }
 }
@@ -183,6 +290,31 @@ mod tests {
         for cut in 0..whole.offset {
             assert_eq!(parse_start(&body[..cut], B).unwrap(), None, "{cut}");
         }
+    }
+
+    /// The finding: every body piece re-parsed the whole prefix, so a
+    /// form sent a byte at a time cost quadratic work before any check.
+    #[test]
+    fn a_form_read_a_byte_at_a_time_costs_linear_work() {
+        let value = "v".repeat(MAX_FORM_PREFIX / 2);
+        let body = form(
+            &[("key", "k"), ("policy", &value), ("x-amz-meta-a", "b")],
+            b"f",
+        );
+        let mut reader = FormReader::new(B);
+        let mut start = None;
+        for (i, byte) in body.iter().enumerate() {
+            if let Some(s) = reader.push(std::slice::from_ref(byte)).unwrap() {
+                start = Some((i, s));
+                break;
+            }
+        }
+        let (i, start) = start.expect("the file starts");
+        assert_eq!(start, parse_start(&body, B).unwrap().unwrap());
+        assert_eq!(i + 1, start.offset, "found as soon as its headers end");
+        // Each byte is looked at again at most the longest needle's length.
+        let bound = (i + 1) * (B.len() + 4);
+        assert!(reader.scanned() <= bound, "{} > {bound}", reader.scanned());
     }
 
     #[test]

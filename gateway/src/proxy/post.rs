@@ -15,11 +15,12 @@ use http::{HeaderMap, HeaderValue, Method};
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::*;
 use pingora::proxy::Session;
+use sealgate_envelope::META_PREFIX;
 use sealgate_filters::permission;
 use sealgate_filters::plan::{BodyEncoding, UploadBody};
 use sealgate_filters::policy;
 use sealgate_filters::s3::error::xml_escape;
-use sealgate_filters::s3::post_form::{self, MAX_FORM_PREFIX};
+use sealgate_filters::s3::post_form::{self, FormReader, MAX_FORM_PREFIX};
 use sealgate_filters::s3::post_policy::PostPolicy;
 use sealgate_filters::s3::request::classify;
 use sealgate_filters::s3::{uri, Operation, S3Error, S3ErrorCode};
@@ -32,8 +33,10 @@ use super::{Ctx, Gateway};
 use crate::keys::key_error;
 use crate::upstream::encode_key;
 
-/// Longest object key (S3's limit, bytes).
-const MAX_KEY_LEN: usize = 1024;
+/// Longest the fields before the file may take to arrive: they are read
+/// before the client is known, so a slow sender cannot hold a connection
+/// and its buffer for long.
+const FORM_PREFIX_DEADLINE: std::time::Duration = std::time::Duration::from_secs(30);
 /// Form fields that become the object's headers (besides `x-amz-meta-*`).
 const OBJECT_FIELDS: [&str; 9] = [
     "content-type",
@@ -117,20 +120,33 @@ impl Gateway {
         let read_failed =
             |_| S3Error::new(S3ErrorCode::IncompleteBody, "the form could not be read");
 
-        // The fields, up to the file's first byte.
-        let mut prefix = Vec::new();
-        let start = loop {
-            if let Some(s) = post_form::parse_start(&prefix, &boundary)? {
-                break s;
-            }
-            if prefix.len() > MAX_FORM_PREFIX {
-                return Err(malformed("the form's fields before the file are too large"));
-            }
-            match session.read_request_body().await.map_err(read_failed)? {
-                Some(b) => prefix.extend_from_slice(&b),
-                None => return Err(malformed("the form ended before its file field")),
+        // The fields, up to the file's first byte: read before anyone is
+        // authenticated, so bounded in size, time and parser work.
+        let mut form = FormReader::new(&boundary);
+        let read_fields = async {
+            let mut piece = Bytes::new();
+            loop {
+                if let Some(s) = form.push(&piece)? {
+                    return Ok(s);
+                }
+                if form.buffer().len() > MAX_FORM_PREFIX {
+                    return Err(malformed("the form's fields before the file are too large"));
+                }
+                match session.read_request_body().await.map_err(read_failed)? {
+                    Some(b) => piece = b,
+                    None => return Err(malformed("the form ended before its file field")),
+                }
             }
         };
+        let start = tokio::time::timeout(FORM_PREFIX_DEADLINE, read_fields)
+            .await
+            .map_err(|_| {
+                S3Error::new(
+                    S3ErrorCode::RequestTimeout,
+                    "the form's fields before the file did not arrive in time",
+                )
+            })??;
+        let prefix = form.buffer();
         let fields = start.fields;
         let field = |n: &str| fields.iter().find(|(k, _)| k == n).map(|(_, v)| v.as_str());
 
@@ -150,13 +166,16 @@ impl Gateway {
                 )
             })?
             .replace("${filename}", start.filename.as_deref().unwrap_or(""));
-        if key.is_empty() || key.len() > MAX_KEY_LEN {
+        if key.is_empty() {
             return Err(S3Error::new(
                 S3ErrorCode::InvalidArgument,
                 "the key must be 1 to 1024 bytes",
             ));
         }
+        ctx.live.check_key(&key)?;
         ctx.audit.key = Some(key.clone());
+        let encrypting = policy::for_bucket(&ctx.live.config, &resolved.name).is_some();
+        self.refuse_reserved(encrypting, &key)?;
         let headers = object_headers(&fields)?;
         let needed = permission::required(Operation::PutObject, &Method::PUT, &[], &headers);
         identity.authorize(&resolved.name, needed)?;
@@ -311,6 +330,8 @@ fn object_headers(fields: &[(String, String)]) -> Result<HeaderMap, S3Error> {
     for (name, value) in fields {
         let header = match name.as_str() {
             "acl" => "x-amz-acl",
+            // Envelope fields are the gateway's alone, in every bucket.
+            n if n.starts_with(META_PREFIX) => continue,
             n if OBJECT_FIELDS.contains(&n) || n.starts_with("x-amz-meta-") => n,
             _ => continue,
         };
