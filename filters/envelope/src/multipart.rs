@@ -240,6 +240,11 @@ pub struct PartWalk {
     sizes: Vec<u64>,
     next: u64,
     stored_total: u64,
+    /// The most parts the walk may find: the part count the object states
+    /// elsewhere (a multipart ETag), else [`MAX_PARTS`].
+    most: u64,
+    /// The walk must find exactly [`Self::most`] parts.
+    exact: bool,
 }
 
 /// A part header that cannot belong where it was read.
@@ -249,10 +254,31 @@ pub struct WalkError;
 impl PartWalk {
     /// Starts from the first part's header.
     pub fn new(first: &PartHeader, stored_total: u64) -> Result<Self, WalkError> {
+        Self::expecting(first, stored_total, None)
+    }
+
+    /// Starts from the first part's header, for an object of `parts` parts
+    /// if its part count is known (a multipart ETag `"…-N"`): a header
+    /// that would make one part more, or an object that ends before its
+    /// last part, is refused as soon as it is read, so the walk costs at
+    /// most `parts - 1` reads whatever the headers claim.
+    pub fn expecting(
+        first: &PartHeader,
+        stored_total: u64,
+        parts: Option<u64>,
+    ) -> Result<Self, WalkError> {
         let mut walk = Self {
             sizes: Vec::new(),
             next: 0,
             stored_total,
+            // No object has more parts than S3 allows: such a count is
+            // refused at the first header.
+            most: match parts {
+                Some(n) if n > MAX_PARTS => 0,
+                Some(n) => n,
+                None => MAX_PARTS,
+            },
+            exact: parts.is_some(),
         };
         walk.push(first)?;
         Ok(walk)
@@ -267,23 +293,37 @@ impl PartWalk {
     pub fn push(&mut self, header: &PartHeader) -> Result<(), WalkError> {
         let n = self.sizes.len() as u64;
         if u64::from(header.number) != n + 1
-            || n >= MAX_PARTS
+            || n >= self.most
             || header.size > crate::format::MAX_PLAINTEXT_LEN
         {
             return Err(WalkError);
         }
-        self.next = self
+        let next = self
             .next
             .checked_add(stored_part_len(header.size))
             .filter(|&end| end <= self.stored_total)
             .ok_or(WalkError)?;
+        // With a known part count, the last part ends the object and no
+        // earlier one does: found here, not one read later.
+        let last = n + 1 == self.most;
+        let ends = next == self.stored_total;
+        if self.exact && last != ends {
+            return Err(WalkError);
+        }
+        self.next = next;
         self.sizes.push(header.size);
         Ok(())
     }
 
+    /// Parts found so far.
+    pub fn parts(&self) -> u64 {
+        self.sizes.len() as u64
+    }
+
     /// The layout, once every header is read.
     pub fn finish(self) -> Result<Layout, WalkError> {
-        if self.next_offset().is_some() {
+        let counted = !self.exact || self.parts() == self.most;
+        if self.next_offset().is_some() || !counted {
             return Err(WalkError);
         }
         Layout::from_sizes(self.sizes).ok_or(WalkError)
@@ -714,5 +754,74 @@ mod tests {
         // Stopped early: not a layout.
         let walk = PartWalk::new(&first, stored.len() as u64).unwrap();
         assert!(walk.finish().is_err());
+    }
+
+    /// Headers for `n` parts of `size` plaintext bytes each, one after
+    /// another, and the stored size they claim (no frames needed: a walk
+    /// reads headers only).
+    fn claimed_parts(n: u32, size: u64) -> (Vec<PartHeader>, u64) {
+        let headers = (1..=n)
+            .map(|number| PartHeader {
+                salt: [number as u8; SALT_LEN],
+                size,
+                number,
+            })
+            .collect();
+        (headers, u64::from(n) * stored_part_len(size))
+    }
+
+    #[test]
+    fn a_known_part_count_ends_the_walk_at_that_part() {
+        // Headers claiming 1,000 parts in an object whose ETag says 2: the
+        // second header is the last one read.
+        let (headers, stored) = claimed_parts(1000, 5000);
+        let mut walk = PartWalk::expecting(&headers[0], stored, Some(2)).unwrap();
+        let mut reads = 0;
+        let mut refused = false;
+        while let Some(at) = walk.next_offset() {
+            reads += 1;
+            let i = (at / stored_part_len(5000)) as usize;
+            if walk.push(&headers[i]).is_err() {
+                refused = true;
+                break;
+            }
+        }
+        assert!(refused);
+        assert_eq!(reads, 1, "one header past the first, none after");
+        // The stated count agrees: the same walk finds the layout.
+        let mut walk = PartWalk::expecting(&headers[0], stored, Some(1000)).unwrap();
+        while let Some(at) = walk.next_offset() {
+            let i = (at / stored_part_len(5000)) as usize;
+            walk.push(&headers[i]).unwrap();
+        }
+        assert_eq!(walk.finish().unwrap().parts(), 1000);
+        // An object that ends before its stated last part.
+        let (headers, stored) = claimed_parts(3, 5000);
+        let mut walk = PartWalk::expecting(&headers[0], stored, Some(4)).unwrap();
+        assert_eq!(walk.push(&headers[1]), Ok(()));
+        assert_eq!(
+            walk.push(&headers[2]),
+            Err(WalkError),
+            "ends at part 3 of 4"
+        );
+        // One part stated: the first header must span the object.
+        assert!(PartWalk::expecting(&headers[0], stored, Some(1)).is_err());
+        let (one, stored_one) = claimed_parts(1, 5000);
+        let walk = PartWalk::expecting(&one[0], stored_one, Some(1)).unwrap();
+        assert_eq!(walk.finish().unwrap().parts(), 1);
+        // No count an object cannot have.
+        assert!(PartWalk::expecting(&one[0], stored_one, Some(0)).is_err());
+        assert!(PartWalk::expecting(&one[0], stored_one, Some(MAX_PARTS + 1)).is_err());
+    }
+
+    #[test]
+    fn an_unknown_part_count_stops_at_the_most_parts_an_object_has() {
+        let (headers, stored) = claimed_parts(MAX_PARTS as u32 + 1, 0);
+        let mut walk = PartWalk::new(&headers[0], stored).unwrap();
+        for h in &headers[1..MAX_PARTS as usize] {
+            walk.push(h).unwrap();
+        }
+        assert_eq!(walk.parts(), MAX_PARTS);
+        assert_eq!(walk.push(&headers[MAX_PARTS as usize]), Err(WalkError));
     }
 }

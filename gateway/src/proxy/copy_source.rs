@@ -17,9 +17,7 @@ use sealgate_filters::policy;
 use sealgate_filters::s3::{S3Error, S3ErrorCode};
 
 use super::errors::internal;
-use super::read_target::{
-    changed, invalid_range, stored_extent, ReadBinding, ReadPlan, ReadTarget,
-};
+use super::read_target::{changed, invalid_range, stored_extent, ReadPlan, ReadTarget, Reader};
 use super::response::ResponseBody;
 use super::route::Route;
 use super::Gateway;
@@ -150,6 +148,24 @@ impl Gateway {
             .and_then(|v| v.to_str().ok())
             .map(str::to_string);
         check_etag_conditions(headers, etag.as_deref())?;
+        // The source bucket's binding, checked on the probe's envelope
+        // before any part header of the source is read.
+        let source_bucket = route.copy_source_bucket.as_deref().unwrap_or("");
+        let source_enc = policy::for_bucket(&live.config, source_bucket);
+        let read = ReadPlan::new(
+            ReadRequest {
+                range: None,
+                part_number: None,
+                head: false,
+                mandatory: source_enc.as_ref().is_some_and(|e| e.mandatory),
+            },
+            live.read_binding(source_enc),
+        );
+        let reader = Reader {
+            live,
+            read: &read,
+            what: "the copy source",
+        };
         // An empty object cannot serve a first byte (416).
         let probed = if status == 416 {
             Ok((ReadTarget::Plain, None))
@@ -158,7 +174,7 @@ impl Gateway {
                 start: range.map_or(0, |r| r.0),
                 end: range.map(|r| r.1),
             };
-            self.target_from_probe(&probe, &body, want, &source, request_id)
+            self.target_from_probe(&probe, &body, want, &source, reader, request_id)
                 .await
         };
         let (target, fetch) = match probed {
@@ -183,75 +199,8 @@ impl Gateway {
             span: None,
             fetch,
         };
-        self.check_source_policy(live, &mut src, range, route)
-            .await?;
+        check_source_policy(&mut src, range, read.mandatory)?;
         Ok(src)
-    }
-
-    /// The source bucket's policy and binding, and the span to copy.
-    async fn check_source_policy(
-        &self,
-        live: &crate::live::Live,
-        src: &mut CopySource,
-        range: Option<(u64, u64)>,
-        route: &Route,
-    ) -> Result<(), S3Error> {
-        let source_bucket = route.copy_source_bucket.as_deref().unwrap_or("");
-        let source_enc = policy::for_bucket(&live.config, source_bucket);
-        match (&src.envelope, &src.target) {
-            (None, _) => {
-                if source_enc.as_ref().is_some_and(|e| e.mandatory) {
-                    return Err(S3Error::new(
-                        S3ErrorCode::AccessDenied,
-                        "the copy source was not written through the encryption gateway and its bucket's policy requires encryption",
-                    ));
-                }
-                let total = match src.probe.status.as_u16() {
-                    416 => 0,
-                    _ => stored_extent(&src.probe).map_or(0, |(_, t)| t),
-                };
-                src.span = match range {
-                    None if total == 0 => None,
-                    None => Some((0, total - 1)),
-                    Some((a, b)) if b < total => Some((a, b)),
-                    Some(_) => return Err(invalid_range()),
-                };
-                src.fetch = src.span;
-            }
-            (Some(meta), target) => {
-                let span = match target {
-                    ReadTarget::Single { span, .. } | ReadTarget::Multipart { span, .. } => {
-                        Some(*span)
-                    }
-                    // An empty encrypted object copied whole.
-                    ReadTarget::Plain => None,
-                };
-                // A clamped end: the range reached past the object.
-                if range.is_some_and(|(_, b)| span.map(|s| s.1) != Some(b)) {
-                    return Err(invalid_range());
-                }
-                let binding = source_enc.and_then(|enc| {
-                    let default_key_id = live.providers.get(&enc.provider)?.default_key_id();
-                    Some(ReadBinding {
-                        default_key_id: default_key_id.to_string(),
-                        enc,
-                    })
-                });
-                let read = ReadPlan::new(
-                    ReadRequest {
-                        range: None,
-                        part_number: None,
-                        head: false,
-                        mandatory: false,
-                    },
-                    binding,
-                );
-                self.require_bound(live, &read, meta, "the copy source")
-                    .await?;
-                src.span = span;
-            }
-        }
-        Ok(())
     }
 
     /// How the source's bytes become plaintext (an encrypted source's data
@@ -319,6 +268,51 @@ impl Gateway {
         }
         Ok(session)
     }
+}
+
+/// The source bucket's policy (no plaintext from a `mandatory` bucket),
+/// and the span to copy. An encrypted source was found bound to its bucket
+/// by the probe (`target_from_probe`), before any of its part headers was
+/// read.
+fn check_source_policy(
+    src: &mut CopySource,
+    range: Option<(u64, u64)>,
+    mandatory: bool,
+) -> Result<(), S3Error> {
+    match (&src.envelope, &src.target) {
+        (None, _) => {
+            if mandatory {
+                return Err(S3Error::new(
+                    S3ErrorCode::AccessDenied,
+                    "the copy source was not written through the encryption gateway and its bucket's policy requires encryption",
+                ));
+            }
+            let total = match src.probe.status.as_u16() {
+                416 => 0,
+                _ => stored_extent(&src.probe).map_or(0, |(_, t)| t),
+            };
+            src.span = match range {
+                None if total == 0 => None,
+                None => Some((0, total - 1)),
+                Some((a, b)) if b < total => Some((a, b)),
+                Some(_) => return Err(invalid_range()),
+            };
+            src.fetch = src.span;
+        }
+        (Some(_), target) => {
+            let span = match target {
+                ReadTarget::Single { span, .. } | ReadTarget::Multipart { span, .. } => Some(*span),
+                // An empty encrypted object copied whole.
+                ReadTarget::Plain => None,
+            };
+            // A clamped end: the range reached past the object.
+            if range.is_some_and(|(_, b)| span.map(|s| s.1) != Some(b)) {
+                return Err(invalid_range());
+            }
+            src.span = span;
+        }
+    }
+    Ok(())
 }
 
 /// The source's status as the client's error: 404 NoSuchKey, 412 and 304

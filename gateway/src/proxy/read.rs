@@ -14,7 +14,7 @@ use sealgate_filters::s3::{S3Error, S3ErrorCode};
 use super::errors::internal;
 use super::read_target::{
     changed, integrity_error, invalid_range, same_object, set_range_headers, stored_extent,
-    ReadPlan, ReadTarget,
+    ReadPlan, ReadTarget, Reader,
 };
 use super::response::{set_sse_headers, strip_response, ResponseBody};
 use super::route::Route;
@@ -50,8 +50,13 @@ impl Gateway {
         if status != 200 && status != 206 {
             return Ok(()); // the real request reports the error (404, 403, ...)
         }
+        let reader = Reader {
+            live: &ctx.live,
+            read,
+            what: "the object",
+        };
         let (target, upstream_range) = self
-            .target_from_probe(&resp, &body, range, &ctx.route, &ctx.request_id)
+            .target_from_probe(&resp, &body, range, &ctx.route, reader, &ctx.request_id)
             .await?;
         let Op::Read(read) = &mut ctx.op else {
             unreachable!("checked above")
@@ -63,16 +68,39 @@ impl Gateway {
 
     /// What a probe of the stored object at `route` (its first bytes:
     /// `resp`, `body`) says about plaintext `range`: the target and the
-    /// stored range to fetch for it (`None`: a plaintext object).
+    /// stored range to fetch for it (`None`: a plaintext object). An
+    /// encrypted object must belong to the `reader`'s bucket, checked on
+    /// the probe's envelope before any part header is read: an object
+    /// planted from elsewhere costs the probe only.
     pub(super) async fn target_from_probe(
         &self,
         resp: &ResponseHeader,
         body: &[u8],
         range: ByteRange,
         route: &Route,
+        reader: Reader<'_>,
         request_id: &str,
     ) -> Result<(ReadTarget, Option<(u64, u64)>), S3Error> {
         let meta = self.read_meta(resp, request_id)?;
+        if let Some(m) = &meta {
+            self.require_bound(reader.live, reader.read, m, reader.what)
+                .await?;
+        }
+        self.bound_target(meta, resp, body, range, route, request_id)
+            .await
+    }
+
+    /// [`Self::target_from_probe`] once the probe's envelope `meta` (if
+    /// any) is known to belong to the reader's bucket.
+    pub(super) async fn bound_target(
+        &self,
+        meta: Option<EnvelopeMeta>,
+        resp: &ResponseHeader,
+        body: &[u8],
+        range: ByteRange,
+        route: &Route,
+        request_id: &str,
+    ) -> Result<(ReadTarget, Option<(u64, u64)>), S3Error> {
         let (_, stored_total) = stored_extent(resp).ok_or_else(|| {
             S3Error::new(
                 S3ErrorCode::InternalError,
@@ -97,9 +125,10 @@ impl Gateway {
         })
     }
 
-    /// A multipart object's probe: the part layout from the first part's
-    /// header, and the header of the part where the range starts (a second
-    /// probe, checked to be the same object).
+    /// A multipart object's probe (its envelope `meta` bound to the
+    /// reader's bucket): the part layout from the first part's header, and
+    /// the header of the part where the range starts (a second probe,
+    /// checked to be the same object).
     #[allow(clippy::too_many_arguments)]
     async fn probe_parts(
         &self,
@@ -189,6 +218,7 @@ impl Gateway {
         let (head, range) = (read.head, read.range);
         let (parts_count, planned) = (read.parts_count, read.upstream_range);
         let meta = self.read_meta(resp, &ctx.request_id)?;
+        // Before any part header is read (`read_target`'s layout).
         if let Some(m) = &meta {
             self.require_bound(&ctx.live, read, m, "the object").await?;
         }
@@ -249,7 +279,8 @@ impl Gateway {
 
     /// What the response holds: `None` for a plaintext object served as
     /// stored; the probed target (checked to be the same object), or the
-    /// whole object's (multipart objects: probes for the part layout).
+    /// whole object's (multipart objects: probes for the part layout). The
+    /// envelope `meta` is bound to the reader's bucket (`prepare_read`).
     async fn read_target(
         &self,
         read: &ReadPlan,

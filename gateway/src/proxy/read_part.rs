@@ -41,6 +41,12 @@ impl Gateway {
         let Some(meta) = self.read_meta(&resp, &ctx.request_id)? else {
             return Ok(()); // plaintext: the backend serves its own part
         };
+        let Op::Read(read) = &ctx.op else {
+            return Ok(());
+        };
+        // This bucket's object, before any part header is read.
+        self.require_bound(&ctx.live, read, &meta, "the object")
+            .await?;
         let no_such_part = || {
             S3Error::new(
                 S3ErrorCode::InvalidPartNumber,
@@ -58,7 +64,7 @@ impl Gateway {
                 end: None,
             };
             let probed = self
-                .target_from_probe(&resp, &body, range, &source, &ctx.request_id)
+                .bound_target(Some(meta), &resp, &body, range, &source, &ctx.request_id)
                 .await;
             ctx.route.upstream_path_and_query = whole;
             match probed {
@@ -90,7 +96,7 @@ impl Gateway {
             end: Some(start + layout.part_len(index) - 1),
         };
         let (target, upstream_range) = self
-            .target_from_probe(&resp, &body, range, &source, &ctx.request_id)
+            .bound_target(Some(meta), &resp, &body, range, &source, &ctx.request_id)
             .await?;
         ctx.route.upstream_path_and_query = whole;
         if let Op::Read(read) = &mut ctx.op {

@@ -35,6 +35,18 @@ pub struct ReadPlan {
     pub binding: Option<ReadBinding>,
 }
 
+/// Who reads: a probed object must be bound to the reader's bucket before
+/// anything else is read of it (its part headers are not authenticated,
+/// so a planted object's could ask for thousands of reads).
+#[derive(Clone, Copy)]
+pub struct Reader<'a> {
+    pub live: &'a crate::live::Live,
+    /// The read, with the binding of the bucket read from.
+    pub read: &'a ReadPlan,
+    /// Names the object in a refusal ("the object", "the copy source").
+    pub what: &'a str,
+}
+
 /// The bucket's encryption and its provider's default key: what a stored
 /// object's envelope must agree with before it is decrypted here.
 #[derive(Clone)]
@@ -202,6 +214,13 @@ impl super::Gateway {
                 }
                 LayoutError::Changed => changed(),
                 LayoutError::Integrity => self.integrity("part"),
+                LayoutError::TimedOut => {
+                    tracing::warn!(request_id = %request_id, "reading part headers took too long");
+                    S3Error::new(
+                        S3ErrorCode::ServiceUnavailable,
+                        "the storage backend was too slow to describe the object's parts; retry",
+                    )
+                }
             })
     }
 
