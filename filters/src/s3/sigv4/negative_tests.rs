@@ -1,310 +1,389 @@
-//! SigV4 refusals, each case signed by an independent test signer so it
-//! fails only because of the one thing it changes.
+//! SigV4 refusals, each request signed by aws-sigv4 (the AWS SDK's signer,
+//! not this crate's code) and then changed in the one way its row names, so
+//! it fails only because of that change. Positive rows prove the signer and
+//! the verifier agree on the unchanged request.
 
-use super::tests::{check, headers, AK, SK, SKEW, T0};
+use std::time::{Duration, UNIX_EPOCH};
+
+use aws_credential_types::Credentials;
+use aws_sigv4::http_request::{
+    self, PayloadChecksumKind, PercentEncodingMode, SignableBody, SignableRequest,
+    SignatureLocation, SigningSettings, UriPathNormalizationMode,
+};
+use aws_sigv4::sign::v4;
+use aws_smithy_runtime_api::client::identity::Identity;
+
+use super::tests::{check, AK, SK, SKEW, T0};
 use super::*;
 
-/// A request signed by this test's own SigV4 (written from the AWS
-/// documentation, not from the verifier), so each case below fails only
-/// because of the one thing it changes.
-struct Case {
+const HOST: &str = "examplebucket.s3.amazonaws.com";
+
+/// How aws-sigv4 signs a row's `GET /test.txt`.
+struct Signing {
+    /// Query parameters (`X-Amz-Expires`) instead of `Authorization`.
     presigned: bool,
-    /// `x-amz-date` / `X-Amz-Date`.
-    date: &'static str,
-    /// Credential scope date and service.
-    scope_date: &'static str,
+    /// The signer's clock, Unix seconds.
+    at: i64,
     service: &'static str,
-    expires: &'static str,
-    /// Signed header names (lowercase).
-    signed: &'static [&'static str],
-    /// Headers sent (a name may repeat).
-    sent: Vec<(&'static str, &'static str)>,
-    /// Extra query parameters (signed, may repeat).
-    query: Vec<(&'static str, &'static str)>,
+    /// Presigned lifetime, seconds.
+    expires_in: u64,
+    /// Query of the URL signed, before any presigning parameters.
+    query: &'static str,
+    /// Headers signed beside host and those aws-sigv4 adds.
+    headers: &'static [(&'static str, &'static str)],
+    /// Header auth: aws-sigv4 adds and signs `x-amz-content-sha256`, as
+    /// the SDK does for S3; without it the request has none.
+    content_sha256: bool,
 }
 
-impl Case {
+impl Signing {
     fn header() -> Self {
         Self {
             presigned: false,
-            date: "20130524T000000Z",
-            scope_date: "20130524",
+            at: T0,
             service: "s3",
-            expires: "",
-            signed: &["host", "x-amz-content-sha256", "x-amz-date"],
-            sent: vec![
-                ("host", "examplebucket.s3.amazonaws.com"),
-                ("x-amz-content-sha256", EMPTY_SHA256),
-                ("x-amz-date", "20130524T000000Z"),
-            ],
-            query: vec![],
+            expires_in: 0,
+            query: "",
+            headers: &[],
+            content_sha256: true,
         }
     }
 
     fn presigned() -> Self {
         Self {
             presigned: true,
-            expires: "3600",
-            signed: &["host"],
-            sent: vec![("host", "examplebucket.s3.amazonaws.com")],
+            expires_in: 3600,
+            content_sha256: false,
             ..Self::header()
         }
     }
 
-    /// Signs and verifies at `now`.
-    fn run(&self, now: i64) -> Result<Verified, S3Error> {
-        let enc = |s: &str| uri::encode(s);
-        let credential = format!(
-            "{AK}/{}/us-east-1/{}/aws4_request",
-            self.scope_date, self.service
-        );
-        let signed = self.signed.join(";");
-        let mut query: Vec<(String, String)> = self
-            .query
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        if self.presigned {
-            for (k, v) in [
-                ("X-Amz-Algorithm", "AWS4-HMAC-SHA256"),
-                ("X-Amz-Credential", credential.as_str()),
-                ("X-Amz-Date", self.date),
-                ("X-Amz-Expires", self.expires),
-                ("X-Amz-SignedHeaders", signed.as_str()),
-            ] {
-                query.push((k.into(), v.into()));
-            }
-        }
-        let mut pairs: Vec<String> = query
-            .iter()
-            .map(|(k, v)| format!("{}={}", enc(k), enc(v)))
-            .collect();
-        pairs.sort();
-        let mut canonical_headers = String::new();
-        for name in self.signed {
-            let values: Vec<&str> = self
-                .sent
-                .iter()
-                .filter(|(n, _)| n == name)
-                .map(|(_, v)| *v)
-                .collect();
-            canonical_headers.push_str(&format!("{name}:{}\n", values.join(",")));
-        }
-        let payload = if self.presigned {
-            UNSIGNED_PAYLOAD
-        } else {
-            EMPTY_SHA256
+    /// The request as aws-sigv4 would send it.
+    fn sign(&self) -> Sent {
+        let url = match self.query {
+            "" => format!("http://{HOST}/test.txt"),
+            q => format!("http://{HOST}/test.txt?{q}"),
         };
-        let canonical = format!(
-            "GET\n/test.txt\n{}\n{canonical_headers}\n{signed}\n{payload}",
-            pairs.join("&")
-        );
-        let scope = format!(
-            "{}/us-east-1/{}/aws4_request",
-            self.scope_date, self.service
-        );
-        let to_sign = format!(
-            "AWS4-HMAC-SHA256\n{}\n{scope}\n{}",
-            self.date,
-            hex::encode(Sha256::digest(canonical.as_bytes()))
-        );
-        let key = signing_key(SK, self.scope_date, "us-east-1", self.service);
-        let signature = hex::encode(hmac(&key[..], to_sign.as_bytes()));
-        let mut h = headers(&self.sent);
-        if self.presigned {
-            query.push(("X-Amz-Signature".into(), signature));
-        } else {
-            h.insert(
-                "authorization",
-                format!("AWS4-HMAC-SHA256 Credential={credential},SignedHeaders={signed},Signature={signature}")
-                    .parse()
-                    .unwrap(),
-            );
+        let mut builder = http::Request::builder()
+            .method("GET")
+            .uri(url.as_str())
+            .header("host", HOST);
+        for (name, value) in self.headers {
+            builder = builder.header(*name, *value);
         }
-        let query_string: Vec<String> = query
-            .iter()
-            .map(|(k, v)| format!("{}={}", enc(k), enc(v)))
-            .collect();
-        check("GET", "/test.txt", &query_string.join("&"), &h, now)
+        let mut request = builder.body(()).unwrap();
+
+        let mut settings = SigningSettings::default();
+        settings.percent_encoding_mode = PercentEncodingMode::Single;
+        settings.uri_path_normalization_mode = UriPathNormalizationMode::Disabled;
+        let body = if self.presigned {
+            settings.signature_location = SignatureLocation::QueryParams;
+            settings.expires_in = Some(Duration::from_secs(self.expires_in));
+            SignableBody::UnsignedPayload
+        } else {
+            if self.content_sha256 {
+                settings.payload_checksum_kind = PayloadChecksumKind::XAmzSha256;
+            }
+            SignableBody::empty()
+        };
+        let secret = std::str::from_utf8(SK).unwrap();
+        let identity: Identity =
+            Credentials::new(AK, secret, None, None, "sigv4_negative_table").into();
+        let params: http_request::SigningParams = v4::SigningParams::builder()
+            .identity(&identity)
+            .region("us-east-1")
+            .name(self.service)
+            .time(UNIX_EPOCH + Duration::from_secs(u64::try_from(self.at).unwrap()))
+            .settings(settings)
+            .build()
+            .unwrap()
+            .into();
+        let signable = SignableRequest::new(
+            "GET",
+            url.as_str(),
+            request
+                .headers()
+                .iter()
+                .map(|(n, v)| (n.as_str(), v.to_str().unwrap())),
+            body,
+        )
+        .unwrap();
+        let (instructions, _) = http_request::sign(signable, &params).unwrap().into_parts();
+        instructions.apply_to_request_http1x(&mut request);
+        Sent {
+            path: request.uri().path().to_string(),
+            query: request.uri().query().unwrap_or_default().to_string(),
+            headers: request.headers().clone(),
+        }
+    }
+}
+
+/// A signed request as sent, for a row to change.
+struct Sent {
+    path: String,
+    query: String,
+    headers: HeaderMap,
+}
+
+impl Sent {
+    fn edit_authorization(&mut self, from: &str, to: &str) {
+        let mut value = self.headers["authorization"].to_str().unwrap().to_string();
+        replace_once(&mut value, from, to);
+        self.headers.insert("authorization", value.parse().unwrap());
+    }
+
+    fn edit_query(&mut self, from: &str, to: &str) {
+        replace_once(&mut self.query, from, to);
+    }
+
+    fn remove_header(&mut self, name: &str) {
+        assert!(self.headers.remove(name).is_some(), "{name} was not sent");
+    }
+}
+
+/// Replaces the one `from` in `text`: a change that did not apply would
+/// leave its row testing nothing.
+fn replace_once(text: &mut String, from: &str, to: &str) {
+    assert_eq!(text.matches(from).count(), 1, "`{from}` once in `{text}`");
+    *text = text.replacen(from, to, 1);
+}
+
+fn unchanged(_: &mut Sent) {}
+
+struct Row {
+    name: &'static str,
+    signing: Signing,
+    /// The one change made to the signed request.
+    change: fn(&mut Sent),
+    /// The gateway's clock.
+    now: i64,
+    /// `None`: the request verifies.
+    expected: Option<S3ErrorCode>,
+}
+
+fn row(
+    name: &'static str,
+    signing: Signing,
+    change: fn(&mut Sent),
+    now: i64,
+    expected: Option<S3ErrorCode>,
+) -> Row {
+    Row {
+        name,
+        signing,
+        change,
+        now,
+        expected,
     }
 }
 
 #[test]
 fn sigv4_negative_table() {
-    let without = |name: &str| {
-        let mut c = Case::header();
-        c.sent.retain(|(n, _)| *n != name);
-        c
-    };
-    let cases: Vec<(&str, Case, i64, Option<S3ErrorCode>)> = vec![
-        ("header baseline", Case::header(), T0, None),
-        ("presigned baseline", Case::presigned(), T0 + 3600, None),
-        (
+    let header = Signing::header;
+    let presigned = Signing::presigned;
+    let rows = [
+        // Positive controls: aws-sigv4 and the verifier agree.
+        row("header baseline", header(), unchanged, T0, None),
+        row(
+            "header baseline with a signed x-amz-meta header",
+            Signing {
+                headers: &[("x-amz-meta-a", "1")],
+                ..header()
+            },
+            unchanged,
+            T0,
+            None,
+        ),
+        row(
+            "presigned baseline",
+            presigned(),
+            unchanged,
+            T0 + 3600,
+            None,
+        ),
+        // The signature is checked: one signed byte changed.
+        row(
+            "a signed header changed after signing",
+            Signing {
+                headers: &[("x-amz-meta-a", "1")],
+                ..header()
+            },
+            |s| {
+                s.headers.insert("x-amz-meta-a", "2".parse().unwrap());
+            },
+            T0,
+            Some(S3ErrorCode::SignatureDoesNotMatch),
+        ),
+        row(
+            "presigned path changed after signing",
+            presigned(),
+            |s| replace_once(&mut s.path, "/test.txt", "/test2.txt"),
+            T0,
+            Some(S3ErrorCode::SignatureDoesNotMatch),
+        ),
+        row(
+            "header auth signed more than the skew ago",
+            Signing {
+                at: T0 - SKEW - 1,
+                ..header()
+            },
+            unchanged,
+            T0,
+            Some(S3ErrorCode::RequestTimeTooSkewed),
+        ),
+        row(
             "presigned dated in the future",
-            Case::presigned(),
-            T0 - SKEW - 1,
+            Signing {
+                at: T0 + SKEW + 1,
+                ..presigned()
+            },
+            unchanged,
+            T0,
             Some(S3ErrorCode::AccessDenied),
         ),
-        (
+        row(
             "presigned expired",
-            Case::presigned(),
+            presigned(),
+            unchanged,
             T0 + 3601,
             Some(S3ErrorCode::AccessDenied),
         ),
-        (
-            // S3: a URL that expires at once has expired (403).
+        // S3: a URL that expires at once has expired (403).
+        row(
             "X-Amz-Expires 0",
-            Case {
-                expires: "0",
-                ..Case::presigned()
+            Signing {
+                expires_in: 0,
+                ..presigned()
             },
+            unchanged,
             T0,
             Some(S3ErrorCode::AccessDenied),
         ),
-        (
+        row(
             "X-Amz-Expires not a number",
-            Case {
-                expires: "soon",
-                ..Case::presigned()
-            },
+            presigned(),
+            |s| s.edit_query("X-Amz-Expires=3600", "X-Amz-Expires=soon"),
             T0,
             Some(S3ErrorCode::AuthorizationQueryParametersError),
         ),
-        (
+        row(
             "wrong service",
-            Case {
+            Signing {
                 service: "ec2",
-                ..Case::header()
+                ..header()
             },
+            unchanged,
             T0,
             Some(S3ErrorCode::AuthorizationHeaderMalformed),
         ),
-        (
+        row(
             "scope date is not the request date",
-            Case {
-                scope_date: "20130523",
-                ..Case::header()
-            },
+            header(),
+            |s| s.edit_authorization("/20130524/", "/20130523/"),
             T0,
             Some(S3ErrorCode::AuthorizationHeaderMalformed),
         ),
-        (
+        row(
             "presigned scope date is not the request date",
-            Case {
-                scope_date: "20130523",
-                ..Case::presigned()
-            },
+            presigned(),
+            |s| s.edit_query("%2F20130524%2F", "%2F20130523%2F"),
             T0,
             Some(S3ErrorCode::AuthorizationQueryParametersError),
         ),
-        (
+        row(
             "SignedHeaders without host",
-            Case {
-                signed: &["x-amz-content-sha256", "x-amz-date"],
-                ..Case::header()
-            },
+            header(),
+            |s| s.edit_authorization("SignedHeaders=host;", "SignedHeaders="),
             T0,
             Some(S3ErrorCode::AuthorizationHeaderMalformed),
         ),
-        (
+        row(
             "a signed header missing from the request",
-            Case {
-                signed: &["host", "x-amz-content-sha256", "x-amz-date", "x-amz-meta-a"],
-                ..Case::header()
+            Signing {
+                headers: &[("x-amz-meta-a", "1")],
+                ..header()
             },
+            |s| s.remove_header("x-amz-meta-a"),
             T0,
             Some(S3ErrorCode::AuthorizationHeaderMalformed),
         ),
-        (
+        row(
             "a signed header sent twice",
-            {
-                let mut c = Case::header();
-                c.sent.push(("x-amz-date", "20130524T000000Z"));
-                c
+            header(),
+            |s| {
+                s.headers
+                    .append("x-amz-date", "20130524T000000Z".parse().unwrap());
             },
             T0,
             Some(S3ErrorCode::InvalidArgument),
         ),
-        (
+        row(
             "a signed query parameter sent twice",
-            Case {
-                query: vec![("partNumber", "1"), ("partNumber", "2")],
-                ..Case::header()
+            Signing {
+                query: "partNumber=1&partNumber=2",
+                ..header()
             },
+            unchanged,
             T0,
             Some(S3ErrorCode::InvalidArgument),
         ),
-        (
+        row(
             "an empty name among the signed headers",
-            Case {
-                signed: &["host", "", "x-amz-content-sha256", "x-amz-date"],
-                ..Case::header()
-            },
+            header(),
+            |s| s.edit_authorization("SignedHeaders=host;", "SignedHeaders=host;;"),
             T0,
             Some(S3ErrorCode::AuthorizationHeaderMalformed),
         ),
-        (
+        row(
             "a signed header name no header can have",
-            Case {
-                signed: &["host", "x-amz-content-sha256", "x-amz-date", "x y"],
-                ..Case::header()
-            },
+            header(),
+            |s| s.edit_authorization("x-amz-date,", "x-amz-date;x y,"),
             T0,
             Some(S3ErrorCode::AuthorizationHeaderMalformed),
         ),
-        (
+        row(
             "a query parameter repeated in a long query (hashed, not scanned)",
-            Case {
-                query: vec![
-                    ("a", ""),
-                    ("b", ""),
-                    ("c", ""),
-                    ("d", ""),
-                    ("e", ""),
-                    ("f", ""),
-                    ("g", ""),
-                    ("h", ""),
-                    ("i", ""),
-                    ("a", "2"),
-                ],
-                ..Case::header()
+            Signing {
+                query: "a=&b=&c=&d=&e=&f=&g=&h=&i=&a=2",
+                ..header()
             },
+            unchanged,
             T0,
             Some(S3ErrorCode::InvalidArgument),
         ),
-        (
+        row(
             "a presigning parameter sent twice",
-            Case {
-                query: vec![("X-Amz-Date", "20130524T000000Z")],
-                ..Case::presigned()
-            },
+            presigned(),
+            |s| s.query.push_str("&X-Amz-Date=20130524T000000Z"),
             T0,
             Some(S3ErrorCode::InvalidArgument),
         ),
-        (
+        row(
             "x-amz-date missing",
-            Case {
-                signed: &["host", "x-amz-content-sha256"],
-                ..without("x-amz-date")
-            },
+            header(),
+            |s| s.remove_header("x-amz-date"),
             T0,
             Some(S3ErrorCode::AccessDenied),
         ),
-        (
+        row(
             "x-amz-content-sha256 missing",
-            Case {
-                signed: &["host", "x-amz-date"],
-                ..without("x-amz-content-sha256")
+            Signing {
+                content_sha256: false,
+                ..header()
             },
+            unchanged,
             T0,
             Some(S3ErrorCode::InvalidRequest),
         ),
     ];
-    for (name, case, now, expected) in cases {
-        match (case.run(now), expected) {
-            (Ok(_), None) => {}
-            (Err(e), Some(code)) => assert_eq!(e.code, code, "{name}: {}", e.message),
-            (got, _) => panic!("{name}: expected {expected:?}, got {got:?}"),
+    for r in rows {
+        let mut sent = r.signing.sign();
+        (r.change)(&mut sent);
+        let got = check("GET", &sent.path, &sent.query, &sent.headers, r.now);
+        match (got, r.expected) {
+            (Ok(v), None) => assert_eq!(v.access_key_id, AK, "{}", r.name),
+            (Err(e), Some(code)) => assert_eq!(e.code, code, "{}: {}", r.name, e.message),
+            (got, expected) => panic!("{}: expected {expected:?}, got {got:?}", r.name),
         }
     }
     // A credential scope of any other shape than five parts is malformed.
