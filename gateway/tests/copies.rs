@@ -237,3 +237,75 @@ fn gateway_made_copies_report_time_and_source_version() {
     let gw = encrypted_gateway(&moto);
     assert_eq!(python_ok(VERSIONS, &[&gw.url()]).trim(), "ok");
 }
+
+/// The copy pin: a copy the backend makes carries
+/// `x-amz-copy-source-if-match` with the ETag the gateway probed, so a
+/// source replaced between the probe and the copy (here by plaintext,
+/// written at the backend just as the copy goes out) is not copied into
+/// the mandatory bucket: `412 PreconditionFailed`, and the backend has no
+/// copy (404).
+#[test]
+fn a_source_swapped_between_probe_and_copy_is_not_copied() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    let garage = Garage::start(&["secure"]);
+    let (url, (id, secret)) = (garage.url(), garage.credentials());
+    let (id, secret) = (id.to_string(), secret.to_string());
+    let swapped = Arc::new(AtomicBool::new(false));
+    let seen = swapped.clone();
+    let work = tempfile::tempdir().unwrap();
+    let plaintext = work.path().join("plaintext");
+    std::fs::write(&plaintext, b"plaintext swapped in at the backend").unwrap();
+    let swap_in = plaintext.to_str().unwrap().to_string();
+    let relay = relay::Relay::start_with_hook(
+        &garage,
+        Arc::new(move |header: &str| {
+            if header.contains("\r\nx-amz-copy-source:") && !seen.swap(true, Ordering::SeqCst) {
+                let out = aws_as(
+                    &id,
+                    &secret,
+                    &url,
+                    &[
+                        "s3",
+                        "cp",
+                        "--only-show-errors",
+                        &swap_in,
+                        "s3://secure/src",
+                    ],
+                );
+                assert!(out.status.success(), "{out:?}");
+            }
+        }),
+    );
+    let gw = Gateway::start_with(
+        &relay,
+        &Options {
+            extra: "encryption:\n  local:\n    master_key: dGVzdGtleQ==\n  policies:\n    - bucket_pattern: \"secure\"\n      key_provider: local\n      mandatory: true\n",
+            ..Options::default()
+        },
+    );
+    let src = work.path().join("src");
+    std::fs::write(&src, test_bytes(1000, 77)).unwrap();
+    cp(&gw.url(), src.to_str().unwrap(), "s3://secure/src");
+    let out = aws_as(
+        CLIENT_KEY,
+        CLIENT_SECRET,
+        &gw.url(),
+        &[
+            "s3api",
+            "copy-object",
+            "--bucket",
+            "secure",
+            "--key",
+            "dst",
+            "--copy-source",
+            "secure/src",
+        ],
+    );
+    assert!(
+        swapped.load(Ordering::SeqCst),
+        "the copy went to the backend"
+    );
+    assert_s3_error(&out, "PreconditionFailed");
+    assert!(!garage.has("secure", "dst"), "nothing was copied");
+}

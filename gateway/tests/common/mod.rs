@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod raw;
+pub mod relay;
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -219,7 +220,8 @@ pub trait Upstream {
         std::fs::read(out).unwrap()
     }
 
-    /// True when the backend holds the object.
+    /// True when the backend holds the object, false when it answers 404;
+    /// any other answer (403, a crash) is no proof of either and fails.
     fn has(&self, bucket: &str, key: &str) -> bool {
         let (id, secret) = self.credentials();
         let out = aws_as(
@@ -228,7 +230,16 @@ pub trait Upstream {
             &self.url(),
             &["s3api", "head-object", "--bucket", bucket, "--key", key],
         );
-        out.status.success()
+        if out.status.success() {
+            return true;
+        }
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains("An error occurred (404)"),
+            "{}: HEAD {bucket}/{key} was neither found nor 404: {stderr}",
+            self.name()
+        );
+        false
     }
 
     /// Every key the backend lists in a bucket (what a failed upload must

@@ -21,10 +21,9 @@ wrong_crc = crc(body + b"x")
 enc = lambda s: quote(s, safe="-_.~")
 canonical_query = "&".join(sorted("%s=%s" % (enc(a), enc(b)) for a, b in parse_qsl(query, keep_blank_values=True)))
 path = "/%s/%s" % (bucket, obj)
-# "late": the final chunk is sent after a pause, so the gateway has read
-# and passed on every data byte before it sees the bad signature. Only
-# the input's shape depends on the pause: a correct gateway passes however
-# the bytes arrive.
+# "late": the final chunk is sent only when the test says so (a line on
+# stdin), once the gateway has read and passed on every data byte it will
+# before it sees the bad signature.
 late = mode == "final-sig-late"
 if late:
     mode = "final-sig"
@@ -85,10 +84,13 @@ for h, v in headers.items():
     conn.putheader(h, v)
 conn.endheaders()
 if late:
-    import time
+    # Every data chunk, then a line on stdout; the final chunk goes once
+    # the test answers on stdin (it has seen the gateway pass on all it
+    # would pass on).
     final = out.rindex(b"0;chunk-signature=")
     conn.send(out[:final])
-    time.sleep(1)
+    print("sent", flush=True)
+    sys.stdin.readline()
     conn.send(out[final:])
 else:
     conn.send(out)

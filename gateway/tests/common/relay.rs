@@ -1,0 +1,198 @@
+//! A TCP relay between the gateway and its backend that counts what the
+//! gateway sends, so a test can wait for a state ("the gateway has passed
+//! on these bytes") instead of sleeping, and count the requests it made.
+
+use std::io::{Read, Write};
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::Upstream;
+
+/// Counters shared with the relay's threads.
+#[derive(Default)]
+struct Counts {
+    /// Bytes of request bodies sent to the backend (after each header).
+    body_bytes: AtomicU64,
+    /// Requests sent to the backend (request lines seen).
+    requests: AtomicU64,
+}
+
+/// Called with each request header the gateway sends, before the header's
+/// last bytes go on: a test's chance to change the backend in between.
+pub type Hook = Arc<dyn Fn(&str) + Send + Sync>;
+
+/// A relay in front of `backend`; the gateway is pointed at it.
+pub struct Relay<'a> {
+    backend: &'a dyn Upstream,
+    pub port: u16,
+    counts: Arc<Counts>,
+    stop: Arc<AtomicBool>,
+}
+
+impl<'a> Relay<'a> {
+    pub fn start(backend: &'a dyn Upstream) -> Relay<'a> {
+        Self::start_with_hook(backend, Arc::new(|_: &str| {}))
+    }
+
+    /// A relay that calls `hook` with every request header.
+    pub fn start_with_hook(backend: &'a dyn Upstream, hook: Hook) -> Relay<'a> {
+        let target = backend
+            .url()
+            .trim_start_matches("http://")
+            .trim_end_matches('/')
+            .to_string();
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let counts = Arc::new(Counts::default());
+        let stop = Arc::new(AtomicBool::new(false));
+        let (c, s) = (counts.clone(), stop.clone());
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                if s.load(Ordering::Relaxed) {
+                    break;
+                }
+                let Ok(client) = client else { continue };
+                let Ok(server) = TcpStream::connect(&target) else {
+                    continue;
+                };
+                pipe(client, server, c.clone(), hook.clone());
+            }
+        });
+        Relay {
+            backend,
+            port,
+            counts,
+            stop,
+        }
+    }
+
+    /// Request body bytes the gateway has sent to the backend so far.
+    pub fn body_bytes(&self) -> u64 {
+        self.counts.body_bytes.load(Ordering::SeqCst)
+    }
+
+    /// Requests the gateway has sent to the backend so far.
+    pub fn requests(&self) -> u64 {
+        self.counts.requests.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for Relay<'_> {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        // Wake the accept loop so it sees the flag.
+        let _ = TcpStream::connect(("127.0.0.1", self.port));
+    }
+}
+
+impl Upstream for Relay<'_> {
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    fn credentials(&self) -> (&str, &str) {
+        self.backend.credentials()
+    }
+
+    fn stored(&self, bucket: &str, key: &str) -> Vec<u8> {
+        self.backend.stored(bucket, key)
+    }
+
+    fn has(&self, bucket: &str, key: &str) -> bool {
+        self.backend.has(bucket, key)
+    }
+
+    fn keys(&self, bucket: &str) -> Vec<String> {
+        self.backend.keys(bucket)
+    }
+
+    fn name(&self) -> &'static str {
+        self.backend.name()
+    }
+}
+
+/// Copies both ways; the gateway-to-backend direction is read as HTTP/1.1
+/// requests (header, then `Content-Length` bytes or chunked framing counted
+/// as body) to count requests and body bytes.
+fn pipe(client: TcpStream, server: TcpStream, counts: Arc<Counts>, hook: Hook) {
+    let (mut c_read, mut s_write) = (client.try_clone().unwrap(), server.try_clone().unwrap());
+    let (mut s_read, mut c_write) = (server, client);
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 16 * 1024];
+        let mut scan = RequestScan::default();
+        loop {
+            let n = match c_read.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => n,
+            };
+            for header in scan.feed(&buf[..n], &counts) {
+                hook(&header);
+            }
+            if s_write.write_all(&buf[..n]).is_err() {
+                break;
+            }
+        }
+        let _ = s_write.shutdown(Shutdown::Write);
+    });
+    std::thread::spawn(move || {
+        let _ = c_write.set_write_timeout(Some(Duration::from_secs(60)));
+        let _ = std::io::copy(&mut s_read, &mut c_write);
+        let _ = c_write.shutdown(Shutdown::Both);
+    });
+}
+
+/// Where the reader of the request stream is.
+#[derive(Default)]
+struct RequestScan {
+    /// Header bytes of the request being read.
+    header: Vec<u8>,
+    /// Body bytes still to come (`Content-Length`), or `None` in a header.
+    body_left: Option<u64>,
+    /// A body without a length (aws-chunked with `Transfer-Encoding`):
+    /// counted until the connection's next request line cannot be told
+    /// apart, so such bodies are counted whole and end the count.
+    unbounded: bool,
+}
+
+impl RequestScan {
+    /// Counts `data`; returns the request headers it completed.
+    fn feed(&mut self, mut data: &[u8], counts: &Counts) -> Vec<String> {
+        let mut headers = Vec::new();
+        while !data.is_empty() {
+            if self.unbounded {
+                counts
+                    .body_bytes
+                    .fetch_add(data.len() as u64, Ordering::SeqCst);
+                return headers;
+            }
+            match self.body_left {
+                Some(left) => {
+                    let take = (left as usize).min(data.len());
+                    counts.body_bytes.fetch_add(take as u64, Ordering::SeqCst);
+                    data = &data[take..];
+                    let left = left - take as u64;
+                    self.body_left = (left > 0).then_some(left);
+                }
+                None => {
+                    self.header.push(data[0]);
+                    data = &data[1..];
+                    if self.header.ends_with(b"\r\n\r\n") {
+                        counts.requests.fetch_add(1, Ordering::SeqCst);
+                        let text = String::from_utf8_lossy(&self.header).to_ascii_lowercase();
+                        let length = text
+                            .lines()
+                            .find_map(|l| l.strip_prefix("content-length:"))
+                            .and_then(|v| v.trim().parse::<u64>().ok());
+                        self.unbounded = length.is_none() && text.contains("transfer-encoding:");
+                        self.body_left = length.filter(|&n| n > 0);
+                        self.header.clear();
+                        headers.push(text);
+                    }
+                }
+            }
+        }
+        headers
+    }
+}
