@@ -3,11 +3,19 @@
 //! under and wrapped anew; a server-side copy onto itself replaces the
 //! envelope's provider, key id and wrapped key and keeps every stored byte,
 //! the salt and the commitment. Here: the pure parts (listing pages, which
-//! objects move, the copy's headers and part ranges); the gateway crate
-//! drives the requests.
+//! objects move, the copy's headers and part ranges, which objects the
+//! bucket's policy lets it touch, how the backend answered a pinned
+//! write); the gateway crate drives the requests.
+//!
+//! Rewrap changes nothing it may not read: an object the bucket's policy
+//! would refuse to a GET is never unwrapped nor written, and every write is
+//! pinned to the ETag it read, so a client's write during a run wins.
+
+use std::collections::BTreeMap;
 
 use sealgate_envelope::multipart::{stored_part_len, Layout};
 
+use crate::policy::{BucketEncryption, Unbound};
 use crate::s3::xml::{walk, Node};
 use crate::s3::S3Error;
 
@@ -189,6 +197,139 @@ pub fn part_ranges(layout: &Layout) -> Vec<(u64, u64)> {
         .collect()
 }
 
+/// The bucket's policy as the gateway's reads apply it to a stored object
+/// (`gateway/src/proxy/read_target.rs`, `check_bound`): key ids compare as
+/// written first; for the bucket's own provider, then in the form objects
+/// record them (a KMS alias as its key's ARN).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Binding {
+    pub enc: BucketEncryption,
+    /// `enc` with its own key (set: configured or the provider's default),
+    /// its allowed and its readable key ids as objects record them.
+    pub recorded: BucketEncryption,
+    /// The default key id of the bucket's provider.
+    pub default_key_id: String,
+}
+
+impl Binding {
+    /// Would a GET in this bucket decrypt an object stored under
+    /// `provider`/`key_id` with `context`? `recorded_key_id` is `key_id` as
+    /// the bucket's provider binds it (`KeyProvider::binding_key_id`).
+    pub fn check(
+        &self,
+        provider: &str,
+        key_id: &str,
+        recorded_key_id: &str,
+        context: &BTreeMap<String, String>,
+    ) -> Result<(), Unbound> {
+        let first = self
+            .enc
+            .check_stored(&self.default_key_id, provider, key_id, context);
+        if first != Err(Unbound::Key) || provider != self.enc.provider {
+            return first;
+        }
+        self.recorded
+            .check_stored(&self.default_key_id, provider, recorded_key_id, context)
+    }
+}
+
+/// Why rewrap leaves an object the bucket's policy refuses, for its
+/// progress line.
+pub fn refusal(reason: Unbound) -> &'static str {
+    match reason {
+        Unbound::Key => {
+            "refused by the bucket's policy: its provider and key are not ones the policy reads (moved here from another bucket?); not re-wrapped"
+        }
+        Unbound::Context => {
+            "refused by the bucket's policy: its encryption context names another bucket or lacks this bucket's; not re-wrapped"
+        }
+    }
+}
+
+/// How the backend answered one of rewrap's writes, each pinned to the
+/// ETag the run read (`x-amz-copy-source-if-match` on copies and part
+/// copies, `If-Match` on CompleteMultipartUpload).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WriteAnswer {
+    /// The expected answer document.
+    Done,
+    /// The object was written or deleted since the run read it: the other
+    /// write wins and the object is skipped (412; 409
+    /// ConditionalRequestConflict, a conditional write racing another;
+    /// 404 NoSuchKey, deleted; 404 NoSuchUpload, the run's own upload
+    /// dropped by a backend that ends a key's open uploads when the key is
+    /// written, as Garage does). Either way the run exits non-zero and a
+    /// second run takes the object up again.
+    Changed,
+    Failed,
+}
+
+impl WriteAnswer {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Done => "done",
+            Self::Changed => "changed",
+            Self::Failed => "failed",
+        }
+    }
+}
+
+/// Classifies a write's answer; `root` is the document a success carries
+/// (S3 may report a failed copy in the body of a 200).
+pub fn write_answer(status: u16, body: &[u8], root: &str) -> WriteAnswer {
+    let code = || element_text(body, "Code");
+    match status {
+        200 if is_result(body, root) => WriteAnswer::Done,
+        412 => WriteAnswer::Changed,
+        409 if code().as_deref() == Some("ConditionalRequestConflict") => WriteAnswer::Changed,
+        404 if matches!(code().as_deref(), Some("NoSuchKey" | "NoSuchUpload")) => {
+            WriteAnswer::Changed
+        }
+        _ => WriteAnswer::Failed,
+    }
+}
+
+/// One ListObjectVersions page (requested with `encoding-type=url`):
+/// rewrap rewrites current versions only and counts the others.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct VersionsPage {
+    /// Versions that are not the current one (delete markers not counted).
+    pub noncurrent: u64,
+    /// The key and version-id markers of the next page, if there is one.
+    pub next: Option<(String, String)>,
+}
+
+/// Parses a ListObjectVersions page.
+pub fn parse_versions_page(xml: &[u8]) -> Result<VersionsPage, S3Error> {
+    let mut page = VersionsPage::default();
+    let mut truncated = false;
+    let (mut key, mut version) = (None, None);
+    walk(xml, |node| {
+        match node {
+            Node::Close([_, v, f], "false") if v == "Version" && f == "IsLatest" => {
+                page.noncurrent += 1;
+            }
+            Node::Close([_, f], text) if f == "IsTruncated" => truncated = text == "true",
+            // Encoded as the keys are (`encoding-type=url`).
+            Node::Close([_, f], text) if f == "NextKeyMarker" => key = Some(form_decode(text)?),
+            Node::Close([_, f], text) if f == "NextVersionIdMarker" => {
+                version = Some(text.to_string())
+            }
+            _ => {}
+        }
+        Ok(())
+    })?;
+    if truncated {
+        page.next = Some((
+            key.ok_or_else(|| {
+                crate::s3::xml::malformed("a truncated version listing names no next key")
+            })?,
+            version.unwrap_or_default(),
+        ));
+    }
+    Ok(page)
+}
+
 /// What happened to the objects of one run.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Summary {
@@ -198,7 +339,43 @@ pub struct Summary {
     pub already: u64,
     /// Not written through the gateway: nothing to re-wrap.
     pub plaintext: u64,
+    /// Not moved: refused by the bucket's policy, unreadable, or an error.
     pub failed: u64,
+    /// Written or deleted by someone else during the run: that write won,
+    /// the object was skipped (a run again moves what is left).
+    pub changed: u64,
+    /// Noncurrent versions under the prefix, which rewrap does not rewrite
+    /// (`None`: the backend does not list versions).
+    pub noncurrent: Option<u64>,
+}
+
+impl Summary {
+    /// The lines `sealgate rewrap` ends with: the counts, then what was
+    /// left to older versions.
+    pub fn report(&self, dry_run: bool) -> String {
+        let versions = match self.noncurrent {
+            None => "current versions only: the backend lists no versions (any noncurrent versions keep their old wrap)".to_string(),
+            Some(0) => "current versions only: no noncurrent versions".to_string(),
+            Some(n) => format!(
+                "current versions only: {n} noncurrent versions keep their old wrap (expire or delete them before retiring the old key)"
+            ),
+        };
+        format!(
+            "{} {}, {} already under the target key, {} plaintext, {} failed, {} changed during the run (skipped)\n{versions}",
+            self.moved,
+            if dry_run { "to move" } else { "moved" },
+            self.already,
+            self.plaintext,
+            self.failed,
+            self.changed,
+        )
+    }
+
+    /// True when nothing failed and nothing was skipped: every current
+    /// version is under the target key or plaintext (the exit status).
+    pub fn complete(&self) -> bool {
+        self.failed == 0 && self.changed == 0
+    }
 }
 
 #[cfg(test)]
@@ -291,6 +468,189 @@ mod tests {
         let xml = b"<Tagging><TagSet><Tag><Key>team</Key><Value>a b</Value></Tag><Tag><Key>x&amp;y</Key><Value></Value></Tag></TagSet></Tagging>";
         assert_eq!(tagging_header(xml).as_deref(), Some("team=a%20b&x%26y="));
         assert_eq!(tagging_header(b"<Tagging><TagSet/></Tagging>"), None);
+    }
+
+    fn ctx(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    /// A bucket `vault` on provider `kms` under `alias/vault` (recorded as
+    /// `arn:vault`), keeping provider `old` readable during a move.
+    fn vault() -> Binding {
+        let enc = BucketEncryption {
+            provider: "kms".into(),
+            mandatory: true,
+            key_id: Some("alias/vault".into()),
+            allowed_key_ids: vec![],
+            readable_key_ids: vec!["alias/retired".into()],
+            readable_providers: vec!["old".into()],
+            readable_buckets: vec!["replica-source".into()],
+            context: BTreeMap::new(),
+            write_context: ctx(&[(crate::policy::BUCKET_CONTEXT_KEY, "vault")]),
+        };
+        let recorded = BucketEncryption {
+            key_id: Some("arn:vault".into()),
+            readable_key_ids: vec!["arn:retired".into()],
+            ..enc.clone()
+        };
+        Binding {
+            enc,
+            recorded,
+            default_key_id: "alias/default".into(),
+        }
+    }
+
+    #[test]
+    fn only_objects_a_get_would_decrypt_are_rewrapped() {
+        let b = vault();
+        let own = ctx(&[(crate::policy::BUCKET_CONTEXT_KEY, "vault")]);
+        // The bucket's key as written or as recorded; a retired key; the
+        // provider kept readable during a move.
+        assert_eq!(b.check("kms", "alias/vault", "alias/vault", &own), Ok(()));
+        assert_eq!(b.check("kms", "arn:vault/v2", "arn:vault", &own), Ok(()));
+        assert_eq!(b.check("kms", "arn:retired", "arn:retired", &own), Ok(()));
+        assert_eq!(b.check("old", "local:old", "local:old", &own), Ok(()));
+        // Moved here at the storage level: another provider, another key
+        // of this provider (its recorded form is not the bucket's either),
+        // another bucket's context.
+        assert_eq!(
+            b.check("third", "local:third", "local:third", &own),
+            Err(Unbound::Key)
+        );
+        assert_eq!(
+            b.check("kms", "arn:other", "arn:other", &own),
+            Err(Unbound::Key)
+        );
+        let other = ctx(&[(crate::policy::BUCKET_CONTEXT_KEY, "other")]);
+        assert_eq!(
+            b.check("kms", "arn:vault", "arn:vault", &other),
+            Err(Unbound::Context)
+        );
+        assert_eq!(
+            b.check("old", "local:old", "local:old", &other),
+            Err(Unbound::Context)
+        );
+        // A bucket the policy lists as readable.
+        let replica = ctx(&[(crate::policy::BUCKET_CONTEXT_KEY, "replica-source")]);
+        assert_eq!(b.check("kms", "arn:vault", "arn:vault", &replica), Ok(()));
+        // The recorded form is compared for the bucket's own provider only.
+        assert_eq!(
+            b.check("other-kms", "arn:other", "arn:vault", &own),
+            Err(Unbound::Key)
+        );
+        assert!(refusal(Unbound::Key).contains("not re-wrapped"));
+        assert!(refusal(Unbound::Context).contains("another bucket"));
+    }
+
+    #[test]
+    fn pinned_writes_that_lose_to_another_write_are_changed() {
+        let copied = b"<CopyObjectResult><ETag>x</ETag></CopyObjectResult>";
+        assert_eq!(
+            write_answer(200, copied, "CopyObjectResult"),
+            WriteAnswer::Done
+        );
+        // A 200 carrying an error, or another document: not a success.
+        let error = b"<Error><Code>InternalError</Code></Error>";
+        assert_eq!(
+            write_answer(200, error, "CopyObjectResult"),
+            WriteAnswer::Failed
+        );
+        assert_eq!(
+            write_answer(200, copied, "CompleteMultipartUploadResult"),
+            WriteAnswer::Failed
+        );
+        let precondition = b"<Error><Code>PreconditionFailed</Code></Error>";
+        assert_eq!(
+            write_answer(412, precondition, "CopyPartResult"),
+            WriteAnswer::Changed
+        );
+        assert_eq!(
+            write_answer(412, b"", "CopyPartResult"),
+            WriteAnswer::Changed
+        );
+        let racing = b"<Error><Code>ConditionalRequestConflict</Code></Error>";
+        assert_eq!(
+            write_answer(409, racing, "CompleteMultipartUploadResult"),
+            WriteAnswer::Changed
+        );
+        let gone = b"<Error><Code>NoSuchKey</Code></Error>";
+        assert_eq!(
+            write_answer(404, gone, "CopyObjectResult"),
+            WriteAnswer::Changed
+        );
+        // Garage drops a key's open uploads when the key is written.
+        let no_upload = b"<Error><Code>NoSuchUpload</Code></Error>";
+        assert_eq!(
+            write_answer(404, no_upload, "CopyPartResult"),
+            WriteAnswer::Changed
+        );
+        // Anything else: a failure, not a lost race.
+        assert_eq!(
+            write_answer(409, b"<Error><Code>OperationAborted</Code></Error>", "x"),
+            WriteAnswer::Failed
+        );
+        assert_eq!(write_answer(503, b"", "x"), WriteAnswer::Failed);
+        assert_eq!(WriteAnswer::Changed.as_str(), "changed");
+    }
+
+    #[test]
+    fn version_pages_count_noncurrent_versions() {
+        let xml = b"<ListVersionsResult><IsTruncated>true</IsTruncated>\
+<NextKeyMarker>a%20b</NextKeyMarker><NextVersionIdMarker>v2</NextVersionIdMarker>\
+<Version><Key>a</Key><VersionId>v1</VersionId><IsLatest>true</IsLatest></Version>\
+<Version><Key>a</Key><VersionId>v0</VersionId><IsLatest>false</IsLatest></Version>\
+<DeleteMarker><Key>b</Key><VersionId>d</VersionId><IsLatest>true</IsLatest></DeleteMarker>\
+<Version><Key>b</Key><VersionId>v3</VersionId><IsLatest>false</IsLatest></Version>\
+</ListVersionsResult>";
+        assert_eq!(
+            parse_versions_page(xml).unwrap(),
+            VersionsPage {
+                noncurrent: 2,
+                next: Some(("a b".into(), "v2".into()))
+            }
+        );
+        let last = b"<ListVersionsResult><IsTruncated>false</IsTruncated><NextKeyMarker>x</NextKeyMarker></ListVersionsResult>";
+        assert_eq!(parse_versions_page(last).unwrap(), VersionsPage::default());
+        // Truncated without a marker would list the first page forever.
+        let endless = b"<ListVersionsResult><IsTruncated>true</IsTruncated></ListVersionsResult>";
+        assert!(parse_versions_page(endless).is_err());
+        assert!(parse_versions_page(b"<!DOCTYPE x><a/>").is_err());
+    }
+
+    #[test]
+    fn the_report_names_skipped_objects_and_older_versions() {
+        let mut s = Summary {
+            moved: 3,
+            already: 1,
+            plaintext: 2,
+            failed: 0,
+            changed: 0,
+            noncurrent: None,
+        };
+        assert!(s.complete());
+        assert_eq!(
+            s.report(false),
+            "3 moved, 1 already under the target key, 2 plaintext, 0 failed, 0 changed during the run (skipped)\n\
+current versions only: the backend lists no versions (any noncurrent versions keep their old wrap)"
+        );
+        s.changed = 1;
+        s.noncurrent = Some(4);
+        assert!(!s.complete());
+        assert_eq!(
+            s.report(true),
+            "3 to move, 1 already under the target key, 2 plaintext, 0 failed, 1 changed during the run (skipped)\n\
+current versions only: 4 noncurrent versions keep their old wrap (expire or delete them before retiring the old key)"
+        );
+        s.changed = 0;
+        s.failed = 1;
+        s.noncurrent = Some(0);
+        assert!(!s.complete());
+        assert!(s
+            .report(false)
+            .ends_with("\ncurrent versions only: no noncurrent versions"));
     }
 
     #[test]

@@ -138,15 +138,8 @@ fn main() -> ExitCode {
             };
             match sealgate::rewrap::rewrap(&loaded.config, &opts) {
                 Ok(s) => {
-                    println!(
-                        "{} {}, {} already under the target key, {} plaintext, {} failed",
-                        s.moved,
-                        if dry_run { "to move" } else { "moved" },
-                        s.already,
-                        s.plaintext,
-                        s.failed
-                    );
-                    if s.failed == 0 {
+                    println!("{}", s.report(dry_run));
+                    if s.complete() {
                         ExitCode::SUCCESS
                     } else {
                         ExitCode::from(1)

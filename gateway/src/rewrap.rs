@@ -6,21 +6,31 @@
 //! every stored byte and the part count (which listings need) stay as they
 //! are. Objects already under the target key are skipped, so an
 //! interrupted run is finished by running it again.
+//!
+//! It changes nothing it may not read: each object is checked against the
+//! bucket's policy as a GET would check it before its data key is touched
+//! (a refused object fails and stays as it is), and every write is pinned
+//! to the ETag the run read, so a client's write during the run wins and
+//! the object is reported as changed. Current versions only: noncurrent
+//! versions are counted where the backend lists them, never rewritten.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use sealgate_config::Config;
 use sealgate_envelope::multipart::{PartHeader, PART_HEADER_LEN};
 use sealgate_envelope::{Backend, EnvelopeMeta, ObjectKey};
-use sealgate_filters::keys::KeyProvider;
+use sealgate_filters::keys::{KeyError, KeyProvider};
 use sealgate_filters::policy;
 use sealgate_filters::rewrap::{
-    complete_body, copy_headers, element_text, is_result, parse_list_page, part_ranges, Summary,
+    complete_body, copy_headers, element_text, parse_list_page, parse_versions_page, part_ranges,
+    refusal, write_answer, Binding, Summary, WriteAnswer,
 };
 use sealgate_filters::s3::uri;
 
 use crate::keys::Providers;
+use crate::part_layout::LayoutError;
 use crate::upstream::{encode_key, UpstreamTarget};
 
 /// Largest listing page or copy answer read.
@@ -65,76 +75,113 @@ struct Target<'a> {
     key_id: String,
     /// The target key as objects record it (KMS: its ARN).
     canonical: String,
+    /// The provider of the bucket's policy, which binds stored key ids.
+    bucket_provider: Arc<dyn KeyProvider>,
+    /// The bucket's policy as its GETs apply it.
+    binding: Binding,
 }
 
-/// The bucket's own key as objects record it, for the policy check.
-async fn canonical_default(
-    provider: &std::sync::Arc<dyn KeyProvider>,
+/// The bucket's policy `enc` as its GETs apply it, with its configured key
+/// ids (its own, the allowed and the readable ones) resolved once for the
+/// run to the form objects record. An id that cannot be resolved (a deleted
+/// alias, no right to describe it) matches nothing and is kept as it is; a
+/// provider that could not be asked stops the run before anything moves.
+async fn binding_of(
+    provider: &Arc<dyn KeyProvider>,
     enc: &policy::BucketEncryption,
-) -> String {
-    let own = enc
+) -> Result<Binding, String> {
+    let default_key_id = provider.default_key_id().to_string();
+    let mut recorded = enc.clone();
+    let own = recorded
         .key_id
-        .clone()
-        .unwrap_or_else(|| provider.default_key_id().to_string());
-    let canonical = provider.canonical_key_id(&own).await.unwrap_or(own);
-    provider.binding_key_id(&canonical)
+        .take()
+        .unwrap_or_else(|| default_key_id.clone());
+    recorded.key_id = Some(recorded_id(provider, own).await?);
+    for list in [
+        &mut recorded.allowed_key_ids,
+        &mut recorded.readable_key_ids,
+    ] {
+        for id in list.iter_mut() {
+            *id = recorded_id(provider, std::mem::take(id)).await?;
+        }
+    }
+    Ok(Binding {
+        enc: enc.clone(),
+        recorded,
+        default_key_id,
+    })
+}
+
+/// A configured key id in the form objects record it (see [`binding_of`]).
+async fn recorded_id(provider: &Arc<dyn KeyProvider>, id: String) -> Result<String, String> {
+    match provider.canonical_key_id(&id).await {
+        Ok(canonical) => Ok(provider.binding_key_id(&canonical)),
+        Err(e @ (KeyError::Unavailable(_) | KeyError::Throttled(_))) => Err(format!(
+            "resolving the bucket's key id {id}: {e}; nothing was changed, run again"
+        )),
+        Err(_) => Ok(id),
+    }
 }
 
 async fn run(config: &Config, opts: &RewrapOptions) -> Result<Summary, String> {
     let resolved = config
         .resolve_bucket(&opts.bucket)
         .ok_or_else(|| format!("{} is an alias's real name: name the alias", opts.bucket))?;
-    let enc = policy::for_bucket(config, &resolved.name);
-    let provider_name = opts
-        .to_provider
-        .as_deref()
-        .or(enc.as_ref().map(|e| e.provider.as_str()))
-        .ok_or_else(|| {
-            format!(
-                "bucket {} has no key provider: give --to-provider",
-                opts.bucket
-            )
-        })?;
+    let enc = policy::for_bucket(config, &resolved.name).ok_or_else(|| {
+        format!(
+            "bucket {} has no key provider: the gateway decrypts nothing there, so there is nothing to re-wrap",
+            opts.bucket
+        )
+    })?;
+    let provider_name = opts.to_provider.as_deref().unwrap_or(&enc.provider);
     let providers = Providers::from_config(config, None).await?;
     let provider = providers
         .get(provider_name)
         .ok_or_else(|| format!("no key provider named {provider_name}"))?
         .clone();
-    let key_id = match (&opts.to_key, &enc) {
-        (Some(k), _) => k.clone(),
-        (None, Some(e)) if e.provider == provider_name => e
+    let bucket_provider = providers
+        .get(&enc.provider)
+        .ok_or_else(|| {
+            format!(
+                "bucket {}'s key provider {} is not configured",
+                opts.bucket, enc.provider
+            )
+        })?
+        .clone();
+    let key_id = match &opts.to_key {
+        Some(k) => k.clone(),
+        None if enc.provider == provider_name => enc
             .key_id
             .clone()
             .unwrap_or_else(|| provider.default_key_id().to_string()),
-        _ => provider.default_key_id().to_string(),
+        None => provider.default_key_id().to_string(),
     };
     let canonical = provider
         .canonical_key_id(&key_id)
         .await
         .map_err(|e| format!("the target key {key_id}: {e}"))?;
+    let binding = binding_of(&bucket_provider, &enc).await?;
+    // Moving objects the bucket's policy would then refuse to read makes
+    // them unreadable: the policy must accept the target first.
+    if binding
+        .check(
+            provider_name,
+            &canonical,
+            &bucket_provider.binding_key_id(&canonical),
+            &enc.context,
+        )
+        .is_err()
+    {
+        return Err(format!(
+            "bucket {}'s policy does not read objects under {provider_name} key {key_id}: point its policy at that provider and key first (listing the current one under readable_providers or readable_key_ids while the move runs)",
+            opts.bucket
+        ));
+    }
     let upstream = UpstreamTarget::new(&config.upstream)
         .await
         .map_err(|e| e.to_string())?;
     let (host, root) = upstream.address(Some(&resolved.real), None);
     let bucket_path = root.trim_end_matches('/').to_string();
-    // Moving objects the bucket's policy would then refuse to read makes
-    // them unreadable: the policy must accept the target first.
-    if let Some(e) = &enc {
-        let probe_ctx = e.context.clone();
-        if e.check_stored(
-            &canonical_default(&provider, e).await,
-            provider_name,
-            &provider.binding_key_id(&canonical),
-            &probe_ctx,
-        )
-        .is_err()
-        {
-            return Err(format!(
-                "bucket {}'s policy does not read objects under {provider_name} key {key_id}: point its policy at that provider and key first (listing the current one under readable_providers or readable_key_ids while the move runs)",
-                opts.bucket
-            ));
-        }
-    }
     let target = Target {
         upstream,
         providers,
@@ -144,6 +191,8 @@ async fn run(config: &Config, opts: &RewrapOptions) -> Result<Summary, String> {
         provider_name,
         key_id,
         canonical,
+        bucket_provider,
+        binding,
     };
     eprintln!(
         "rewrap {} ({}){}: to {} key {}{}",
@@ -157,58 +206,43 @@ async fn run(config: &Config, opts: &RewrapOptions) -> Result<Summary, String> {
         target.canonical,
         if opts.dry_run { " (dry run)" } else { "" }
     );
-    let mut summary = Summary::default();
-    let mut token: Option<String> = None;
-    let mut seen = 0u64;
-    loop {
-        let mut query = vec!["list-type=2".to_string(), "encoding-type=url".to_string()];
-        if let Some(p) = &opts.prefix {
-            query.push(format!("prefix={}", uri::encode(p)));
-        }
-        if let Some(t) = &token {
-            query.push(format!("continuation-token={}", uri::encode(t)));
-        }
-        let (resp, body) = target
-            .request(
-                "GET",
-                &format!("{}/?{}", target.bucket_path, query.join("&")),
-                &[],
-                Bytes::new(),
-            )
-            .await?;
-        if resp.status.as_u16() != 200 {
-            return Err(format!("listing {} failed: {}", target.real, resp.status));
-        }
-        let page = parse_list_page(&body).map_err(|e| format!("listing: {e}"))?;
-        for object in page.objects {
-            seen += 1;
-            match target.one(&object.key, opts.dry_run).await {
-                Ok(Outcome::Moved) => {
-                    summary.moved += 1;
-                    eprintln!("[{seen}] {} moved", object.key);
-                }
-                Ok(Outcome::Already) => summary.already += 1,
-                Ok(Outcome::Plaintext) => summary.plaintext += 1,
-                Err(e) => {
-                    summary.failed += 1;
-                    eprintln!("[{seen}] {} FAILED: {e}", object.key);
-                }
-            }
-            if opts.limit.is_some_and(|l| summary.moved >= l) {
-                return Ok(summary);
-            }
-        }
-        match page.next {
-            Some(t) => token = Some(t),
-            None => return Ok(summary),
-        }
-    }
+    let mut summary = target.current_versions(opts).await?;
+    summary.noncurrent = target.noncurrent(opts.prefix.as_deref()).await;
+    Ok(summary)
 }
 
 enum Outcome {
     Moved,
     Already,
     Plaintext,
+    /// Written or deleted by someone else since the run read it: that
+    /// write wins (why, for the progress line).
+    Changed(String),
+}
+
+/// How a pinned write was answered: `Ok(None)` done, `Ok(Some(why))` lost
+/// to another write (the object changed since the run read it), `Err` failed.
+fn pinned_answer(
+    what: &str,
+    resp: &pingora::http::ResponseHeader,
+    body: &[u8],
+    root: &str,
+) -> Result<Option<String>, String> {
+    let status = resp.status.as_u16();
+    match write_answer(status, body, root) {
+        WriteAnswer::Done => Ok(None),
+        WriteAnswer::Changed => Ok(Some(format!("{what} answered {}", resp.status))),
+        WriteAnswer::Failed => Err(format!(
+            "{what} answered {}: {}",
+            resp.status,
+            String::from_utf8_lossy(body)
+        )),
+    }
+}
+
+/// The value of header `name` of an answer, if it is text.
+fn header_value<'h>(resp: &'h pingora::http::ResponseHeader, name: &str) -> Option<&'h str> {
+    resp.headers.get(name).and_then(|v| v.to_str().ok())
 }
 
 impl Target<'_> {
@@ -242,6 +276,112 @@ impl Target<'_> {
         Err(last)
     }
 
+    /// Every current version under the prefix, page by page, until the
+    /// listing ends or `--limit` objects moved.
+    async fn current_versions(&self, opts: &RewrapOptions) -> Result<Summary, String> {
+        let mut summary = Summary::default();
+        let mut token: Option<String> = None;
+        let mut seen = 0u64;
+        loop {
+            let mut query = vec!["list-type=2".to_string(), "encoding-type=url".to_string()];
+            if let Some(p) = &opts.prefix {
+                query.push(format!("prefix={}", uri::encode(p)));
+            }
+            if let Some(t) = &token {
+                query.push(format!("continuation-token={}", uri::encode(t)));
+            }
+            let (resp, body) = self
+                .request(
+                    "GET",
+                    &format!("{}/?{}", self.bucket_path, query.join("&")),
+                    &[],
+                    Bytes::new(),
+                )
+                .await?;
+            if resp.status.as_u16() != 200 {
+                return Err(format!("listing {} failed: {}", self.real, resp.status));
+            }
+            let page = parse_list_page(&body).map_err(|e| format!("listing: {e}"))?;
+            for object in page.objects {
+                seen += 1;
+                match self.one(&object.key, opts.dry_run).await {
+                    Ok(Outcome::Moved) => {
+                        summary.moved += 1;
+                        eprintln!("[{seen}] {} moved", object.key);
+                    }
+                    Ok(Outcome::Already) => summary.already += 1,
+                    Ok(Outcome::Plaintext) => summary.plaintext += 1,
+                    Ok(Outcome::Changed(why)) => {
+                        summary.changed += 1;
+                        eprintln!(
+                            "[{seen}] {} changed during the run, skipped: {why}",
+                            object.key
+                        );
+                    }
+                    Err(e) => {
+                        summary.failed += 1;
+                        eprintln!("[{seen}] {} FAILED: {e}", object.key);
+                    }
+                }
+                if opts.limit.is_some_and(|l| summary.moved >= l) {
+                    return Ok(summary);
+                }
+            }
+            match page.next {
+                Some(t) => token = Some(t),
+                None => return Ok(summary),
+            }
+        }
+    }
+
+    /// Noncurrent versions under the prefix (ListObjectVersions), which the
+    /// run leaves as they are; `None` when the backend does not list them.
+    async fn noncurrent(&self, prefix: Option<&str>) -> Option<u64> {
+        let mut count = 0;
+        let mut next: Option<(String, String)> = None;
+        loop {
+            let mut query = vec!["versions".to_string(), "encoding-type=url".to_string()];
+            if let Some(p) = prefix {
+                query.push(format!("prefix={}", uri::encode(p)));
+            }
+            if let Some((key, version)) = &next {
+                query.push(format!("key-marker={}", uri::encode(key)));
+                query.push(format!("version-id-marker={}", uri::encode(version)));
+            }
+            let answer = self
+                .request(
+                    "GET",
+                    &format!("{}/?{}", self.bucket_path, query.join("&")),
+                    &[],
+                    Bytes::new(),
+                )
+                .await;
+            let (resp, body) = match answer {
+                Ok(a) => a,
+                Err(e) => {
+                    eprintln!("counting noncurrent versions: {e}");
+                    return None;
+                }
+            };
+            // Not implemented (501, or 400/404 on some backends).
+            if resp.status.as_u16() != 200 {
+                return None;
+            }
+            let page = match parse_versions_page(&body) {
+                Ok(p) => p,
+                Err(e) => {
+                    eprintln!("counting noncurrent versions: {e}");
+                    return None;
+                }
+            };
+            count += page.noncurrent;
+            match page.next {
+                Some(n) => next = Some(n),
+                None => return Some(count),
+            }
+        }
+    }
+
     /// Moves one object, or says why not.
     async fn one(&self, key: &str, dry_run: bool) -> Result<Outcome, String> {
         let path = format!("{}/{}", self.bucket_path, encode_key(key));
@@ -267,6 +407,16 @@ impl Target<'_> {
         let Some(meta) = EnvelopeMeta::from_headers(get).map_err(|e| e.to_string())? else {
             return Ok(Outcome::Plaintext);
         };
+        // As a GET in this bucket would: an object it refuses (moved in at
+        // the storage level) is neither unwrapped nor written.
+        self.binding
+            .check(
+                &meta.provider,
+                &meta.key_id,
+                &self.bucket_provider.binding_key_id(&meta.key_id),
+                &meta.context,
+            )
+            .map_err(|reason| refusal(reason).to_string())?;
         let target = self
             .providers
             .get(self.provider_name)
@@ -294,25 +444,23 @@ impl Target<'_> {
         let headers = copy_headers(stored.iter().copied(), &envelope);
         let source = format!("/{}/{}", self.real, encode_key(key));
         if meta.multipart {
-            self.copy_parts(&path, &source, &etag, stored_len, &headers)
-                .await?;
-        } else {
-            let mut h: Vec<(&str, &str)> = headers
-                .iter()
-                .map(|(n, v)| (n.as_str(), v.as_str()))
-                .collect();
-            h.push(("x-amz-copy-source", &source));
-            h.push(("x-amz-copy-source-if-match", &etag));
-            let (resp, body) = self.request("PUT", &path, &h, Bytes::new()).await?;
-            if resp.status.as_u16() != 200 || !is_result(&body, "CopyObjectResult") {
-                return Err(format!(
-                    "the copy answered {}: {}",
-                    resp.status,
-                    String::from_utf8_lossy(&body)
-                ));
-            }
+            return self
+                .copy_parts(&path, &source, &etag, stored_len, &headers)
+                .await;
         }
-        Ok(Outcome::Moved)
+        let mut h: Vec<(&str, &str)> = headers
+            .iter()
+            .map(|(n, v)| (n.as_str(), v.as_str()))
+            .collect();
+        h.push(("x-amz-copy-source", &source));
+        h.push(("x-amz-copy-source-if-match", &etag));
+        let (resp, body) = self.request("PUT", &path, &h, Bytes::new()).await?;
+        Ok(
+            match pinned_answer("the copy", &resp, &body, "CopyObjectResult")? {
+                None => Outcome::Moved,
+                Some(why) => Outcome::Changed(why),
+            },
+        )
     }
 
     /// The envelope with the data key wrapped under the target key; the
@@ -334,7 +482,7 @@ impl Target<'_> {
             Backend::default_backend(),
         )
         .map_err(|_| "its data key does not match its commitment".to_string())?;
-        let to: &std::sync::Arc<dyn KeyProvider> = self
+        let to: &Arc<dyn KeyProvider> = self
             .providers
             .get(self.provider_name)
             .ok_or("the target provider is not configured")?;
@@ -350,7 +498,8 @@ impl Target<'_> {
         })
     }
 
-    /// A multipart object, part by part with its stored part ranges.
+    /// A multipart object, part by part with its stored part ranges, every
+    /// step pinned to `etag`.
     async fn copy_parts(
         &self,
         path: &str,
@@ -358,14 +507,30 @@ impl Target<'_> {
         etag: &str,
         stored_len: u64,
         headers: &[(String, String)],
-    ) -> Result<(), String> {
+    ) -> Result<Outcome, String> {
+        let range = format!("bytes=0-{}", PART_HEADER_LEN - 1);
         let (probe, first) = self
-            .upstream
-            .probe(&self.host, path, 0, PART_HEADER_LEN - 1)
-            .await
-            .map_err(|e| e.to_string())?;
-        let header = PartHeader::decode(&first)
-            .filter(|h| probe.status.as_u16() == 206 && h.number == 1)
+            .request(
+                "GET",
+                path,
+                &[("range", &range), ("if-match", etag)],
+                Bytes::new(),
+            )
+            .await?;
+        let status = probe.status.as_u16();
+        if status != 206 {
+            let what = format!("reading its first part header answered {}", probe.status);
+            return match write_answer(status, &first, "") {
+                WriteAnswer::Changed => Ok(Outcome::Changed(what)),
+                _ => Err(what),
+            };
+        }
+        // Some backends ignore If-Match on GET: the ETag is compared too.
+        if header_value(&probe, "etag").is_some_and(|e| e != etag) {
+            return Ok(Outcome::Changed("its ETag changed since its HEAD".into()));
+        }
+        let first_header = PartHeader::decode(&first)
+            .filter(|h| h.number == 1)
             .ok_or("its first part header is unreadable")?;
         // CreateMultipartUpload does not copy the source's tags: carry them.
         let (tag_resp, tag_body) = self
@@ -375,10 +540,16 @@ impl Target<'_> {
             .then(|| sealgate_filters::rewrap::tagging_header(&tag_body))
             .flatten();
         let up = &self.upstream;
-        let layout = up.part_layout(&self.host, path, &header, stored_len, Some(etag));
-        let layout = layout
-            .await
-            .map_err(|e| format!("unreadable parts: {e:?}"))?;
+        let layout = up.part_layout(&self.host, path, &first_header, stored_len, Some(etag));
+        let layout = match layout.await {
+            Ok(l) => l,
+            Err(LayoutError::Changed) => {
+                return Ok(Outcome::Changed(
+                    "it changed while its part headers were read".into(),
+                ))
+            }
+            Err(e) => return Err(format!("unreadable parts: {e:?}")),
+        };
         let ranges = part_ranges(&layout);
         let mut create: Vec<(&str, &str)> = headers
             .iter()
@@ -412,39 +583,73 @@ impl Target<'_> {
                         Bytes::new(),
                     )
                     .await?;
+                let what = format!("copying part {}", i + 1);
+                if let Some(why) = pinned_answer(&what, &resp, &body, "CopyPartResult")? {
+                    return Ok(Outcome::Changed(why));
+                }
                 let part_etag = element_text(&body, "ETag")
-                    .filter(|_| resp.status.as_u16() == 200)
-                    .ok_or_else(|| format!("copying part {} answered {}", i + 1, resp.status))?;
+                    .ok_or_else(|| format!("{what} answered no ETag"))?;
                 etags.push(part_etag);
+            }
+            // Backends that ignore If-Match at CompleteMultipartUpload still
+            // see a write made before this HEAD.
+            let (head, _) = self.request("HEAD", path, &[], Bytes::new()).await?;
+            match head.status.as_u16() {
+                200 if header_value(&head, "etag") == Some(etag) => {}
+                200 => {
+                    return Ok(Outcome::Changed(
+                        "its ETag changed while its parts were copied".into(),
+                    ))
+                }
+                404 => {
+                    return Ok(Outcome::Changed(
+                        "it was deleted while its parts were copied".into(),
+                    ))
+                }
+                _ => return Err(format!("HEAD before completing answered {}", head.status)),
             }
             let (resp, body) = self
                 .request(
                     "POST",
                     &format!("{path}?uploadId={id}"),
-                    &[],
+                    &[("if-match", etag)],
                     Bytes::from(complete_body(&etags)),
                 )
                 .await?;
-            if resp.status.as_u16() != 200 || !is_result(&body, "CompleteMultipartUploadResult") {
-                return Err(format!(
-                    "completing the part copy answered {}: {}",
-                    resp.status,
-                    String::from_utf8_lossy(&body)
-                ));
-            }
-            Ok(())
+            let root = "CompleteMultipartUploadResult";
+            Ok(
+                match pinned_answer("completing the part copy", &resp, &body, root)? {
+                    None => Outcome::Moved,
+                    Some(why) => Outcome::Changed(why),
+                },
+            )
         }
         .await;
-        if result.is_err() {
-            let _ = self
-                .request(
-                    "DELETE",
-                    &format!("{path}?uploadId={id}"),
-                    &[],
-                    Bytes::new(),
-                )
-                .await;
+        if !matches!(result, Ok(Outcome::Moved)) {
+            self.abort(path, &upload_id).await;
         }
         result
+    }
+
+    /// Aborts an abandoned part copy; one the backend no longer has (it
+    /// answers 404) is gone already.
+    async fn abort(&self, path: &str, upload_id: &str) {
+        let id = uri::encode(upload_id);
+        let answer = self
+            .request(
+                "DELETE",
+                &format!("{path}?uploadId={id}"),
+                &[],
+                Bytes::new(),
+            )
+            .await;
+        let status = match answer {
+            Ok((resp, _)) if resp.status.is_success() || resp.status.as_u16() == 404 => return,
+            Ok((resp, _)) => resp.status.to_string(),
+            Err(e) => e,
+        };
+        eprintln!(
+            "aborting the part copy {upload_id} of {path} answered {status}: abort it by hand"
+        );
     }
 }
