@@ -525,3 +525,30 @@ encryption:
         "{report}"
     );
 }
+
+const FORGED: &str = include_str!("py/kms_forged_tokens.py");
+
+/// The finding: a forged upload-id token cost two KMS calls against any key
+/// id it named (and its id reached the log). A token naming a key the
+/// bucket's policy neither writes nor reads with is `NoSuchUpload` for
+/// UploadPart, ListParts, Complete and Abort before any KMS call (counted
+/// at the KMS).
+#[test]
+fn forged_tokens_naming_foreign_keys_cost_no_kms_call() {
+    let moto = Moto::start(&[]);
+    let moto_url = format!("http://127.0.0.1:{}", moto.port);
+    create_key(&moto_url, "alias/sealgate");
+    let (_, foreign) = create_key(&moto_url, "alias/elsewhere");
+    let counter = KmsCounter::start(&moto_url);
+    let backend = Backend::start(&["demo"]);
+    let extra = kms_config(&counter.url(), "alias/sealgate");
+    let gw = Gateway::start_with(
+        &backend,
+        &Options {
+            extra: &extra,
+            ..Options::default()
+        },
+    );
+    assert_eq!(python_ok(FORGED, &[&gw.url(), &foreign]).trim(), "ok");
+    assert_eq!(counter.count("Decrypt"), 0, "no unwrap for a forged token");
+}

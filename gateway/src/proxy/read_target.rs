@@ -55,22 +55,6 @@ pub struct ReadBinding {
     pub default_key_id: String,
 }
 
-impl ReadPlan {
-    /// May `meta`'s object be decrypted for this bucket? A bucket without
-    /// encryption has no key any envelope could be bound to.
-    pub fn check_binding(&self, meta: &EnvelopeMeta) -> Result<(), Unbound> {
-        match &self.binding {
-            None => Err(Unbound::Key),
-            Some(b) => b.enc.check_stored(
-                &b.default_key_id,
-                &meta.provider,
-                &meta.key_id,
-                &meta.context,
-            ),
-        }
-    }
-}
-
 /// The object as a probe found it, with the plaintext span to serve.
 #[derive(Debug, Clone)]
 pub enum ReadTarget {
@@ -257,11 +241,33 @@ impl super::Gateway {
         read: &ReadPlan,
         meta: &EnvelopeMeta,
     ) -> Result<Result<(), Unbound>, S3Error> {
-        let first = read.check_binding(meta);
-        let Some(b) = &read.binding else {
-            return Ok(first);
-        };
-        if first != Err(Unbound::Key) || meta.provider != b.enc.provider {
+        match &read.binding {
+            None => Ok(Err(Unbound::Key)),
+            Some(b) => {
+                self.key_bound(live, b, &meta.provider, &meta.key_id, &meta.context)
+                    .await
+            }
+        }
+    }
+
+    /// May data sealed under `provider`/`key_id` with `context` be opened
+    /// for the bucket `b` binds? Key ids compare as written first; where
+    /// they differ, the bucket's configured ids are compared in the form
+    /// objects record (a KMS alias as its key's ARN). Only the bucket's
+    /// own configured ids are ever resolved at the provider, never the
+    /// id given.
+    pub(super) async fn key_bound(
+        &self,
+        live: &crate::live::Live,
+        b: &ReadBinding,
+        provider_name: &str,
+        key_id: &str,
+        context: &std::collections::BTreeMap<String, String>,
+    ) -> Result<Result<(), Unbound>, S3Error> {
+        let first = b
+            .enc
+            .check_stored(&b.default_key_id, provider_name, key_id, context);
+        if first != Err(Unbound::Key) || provider_name != b.enc.provider {
             return Ok(first);
         }
         let provider = live.provider(&b.enc.provider)?;
@@ -292,9 +298,9 @@ impl super::Gateway {
         }
         let checked = enc.check_stored(
             &b.default_key_id,
-            &meta.provider,
-            &provider.binding_key_id(&meta.key_id),
-            &meta.context,
+            provider_name,
+            &provider.binding_key_id(key_id),
+            context,
         );
         if let (Err(Unbound::Key), Some(e)) = (&checked, unavailable) {
             return Err(key_error(e));

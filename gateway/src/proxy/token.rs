@@ -12,6 +12,7 @@ use sealgate_filters::s3::upload_id::{TokenKey, UploadToken};
 use sealgate_filters::s3::{S3Error, S3ErrorCode};
 use zeroize::Zeroizing;
 
+use super::read_target::ReadBinding;
 use super::route::Route;
 use super::Gateway;
 use crate::keys::key_error;
@@ -50,6 +51,30 @@ impl Gateway {
             .zip(object)
             .ok_or_else(no_such_upload)?;
         let provider = live.provider(&enc.provider)?;
+        // Only a key this bucket writes with (or still reads after a
+        // rotation) can have sealed one of its uploads: any other key id a
+        // forged token names never reaches the provider (the bucket's own
+        // configured ids are resolved, as for reads, not the token's).
+        let binding = ReadBinding {
+            enc: enc.clone(),
+            default_key_id: provider.default_key_id().to_string(),
+        };
+        let bound = self
+            .key_bound(
+                live,
+                &binding,
+                &token.provider,
+                &token.key_id,
+                &enc.write_context,
+            )
+            .await?;
+        if bound.is_err() {
+            self.metrics
+                .binding_refusals_total
+                .with_label_values(&["token"])
+                .inc();
+            return Err(no_such_upload());
+        }
         // Uploads begun before objects named their bucket in the context
         // were sealed under the bucket's context alone: tried second.
         let mut opened = None;

@@ -62,4 +62,18 @@ try:
     raise SystemExit("a record key was taken")
 except s3.exceptions.ClientError as e:
     assert e.response["Error"]["Code"] == "AccessDenied", e.response
+# Nor can a copy read one, or a DeleteObjects list name one (refused whole).
+s3.put_object(Bucket="demo", Key="kept", Body=b"kept")
+for name, call in (
+    ("copy source", lambda: s3.copy_object(Bucket="demo", Key="stolen",
+                                           CopySource={"Bucket": "demo", "Key": ".sealgate/uploads/0/0-1/x"})),
+    ("DeleteObjects", lambda: s3.delete_objects(Bucket="demo", Delete={"Objects": [
+        {"Key": "kept"}, {"Key": ".sealgate/uploads/0/0-1/x"}]})),
+):
+    try:
+        call()
+        raise SystemExit(f"a record key was reached by {name}")
+    except s3.exceptions.ClientError as e:
+        assert e.response["Error"]["Code"] == "AccessDenied", (name, e.response)
+assert s3.get_object(Bucket="demo", Key="kept")["Body"].read() == b"kept"
 print("ok")
