@@ -92,8 +92,17 @@ impl quick_cache::Weighter<ObjectVersion, Layout> for LayoutWeight {
     }
 }
 
-/// Layouts found by this instance.
-pub struct LayoutCache(Cache<ObjectVersion, Layout, LayoutWeight>);
+/// Layouts found by this instance, and the object versions whose headers
+/// describe no layout (a walk of a version is pinned to its ETag, so its
+/// outcome never changes: a tampered object is walked once, not once per
+/// read).
+pub struct LayoutCache(
+    Cache<ObjectVersion, Layout, LayoutWeight>,
+    Cache<ObjectVersion, ()>,
+);
+
+/// Object versions kept as having no layout.
+const FAILED_LAYOUTS: usize = 4_096;
 
 impl Default for LayoutCache {
     fn default() -> Self {
@@ -103,12 +112,15 @@ impl Default for LayoutCache {
             .shards(LAYOUT_CACHE_SHARDS)
             .build()
             .expect("the layout cache's options are valid");
-        Self(Cache::with_options(
-            options,
-            LayoutWeight,
-            Default::default(),
-            Default::default(),
-        ))
+        Self(
+            Cache::with_options(
+                options,
+                LayoutWeight,
+                Default::default(),
+                Default::default(),
+            ),
+            Cache::new(FAILED_LAYOUTS),
+        )
     }
 }
 
@@ -168,6 +180,12 @@ impl UpstreamTarget {
         if let Some(found) = version.as_ref().and_then(|v| self.layouts.0.get(v)) {
             return Ok(found);
         }
+        if version
+            .as_ref()
+            .is_some_and(|v| self.layouts.1.get(v).is_some())
+        {
+            return Err(LayoutError::Integrity);
+        }
         let parts = etag.and_then(etag_parts);
         let mut reader = HeaderReader {
             upstream: self,
@@ -177,9 +195,16 @@ impl UpstreamTarget {
             reads_left: read_budget(parts),
         };
         let found = find_layout(&mut reader, first, stored_total, parts);
-        let layout = tokio::time::timeout(MAX_LAYOUT_TIME, found)
-            .await
-            .map_err(|_| LayoutError::TimedOut)??;
+        let layout = match tokio::time::timeout(MAX_LAYOUT_TIME, found).await {
+            Err(_) => return Err(LayoutError::TimedOut),
+            Ok(Err(LayoutError::Integrity)) => {
+                if let Some(v) = version {
+                    self.layouts.1.insert(v, ());
+                }
+                return Err(LayoutError::Integrity);
+            }
+            Ok(found) => found?,
+        };
         if let Some(v) = version {
             self.layouts.0.insert(v, layout.clone());
         }

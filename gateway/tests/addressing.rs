@@ -122,7 +122,12 @@ fn dot_segments_never_leave_the_bucket_on_a_path_backend() {
         );
     }
     // A copy whose source climbs out of the bucket.
-    for src in ["/team-a/../secret/canary", "team-a/%2E%2E/secret/canary"] {
+    for src in [
+        "/team-a/../secret/canary",
+        "team-a/%2E%2E/secret/canary",
+        // A key a backend that decodes first reads whole.
+        "/team-a/mine?x=/../../secret/canary",
+    ] {
         refused(
             send("PUT", "/team-a/copied", &[("x-amz-copy-source", src)], b""),
             src,
@@ -135,6 +140,27 @@ fn dot_segments_never_leave_the_bucket_on_a_path_backend() {
     refused(
         send("POST", "/team-a?delete", &[], entity),
         "DeleteObjects, entities",
+    );
+    // Text before a child element: one reader keeps `canary`, another the
+    // whole `../secret/canary`.
+    let mixed = b"<Delete><Object><Key>../secret/<i></i>canary</Key></Object></Delete>";
+    let r = send("POST", "/team-a?delete", &[], mixed);
+    assert_eq!(
+        (r.status, r.error_code().as_deref()),
+        (400, Some("MalformedXML")),
+        "{}",
+        String::from_utf8_lossy(&r.body)
+    );
+    // Refused by the gateway (s3s-fs refuses it too; a Go backend reads it).
+    assert!(
+        String::from_utf8_lossy(&r.body).contains("mixes text and elements"),
+        "{}",
+        String::from_utf8_lossy(&r.body)
+    );
+    // A listing of another bucket's names through the prefix.
+    refused(
+        send("GET", "/team-a?list-type=2&prefix=../secret/", &[], b""),
+        "ListObjectsV2 prefix",
     );
 
     // Nothing reached `secret`, nothing was copied or deleted in `team-a`.

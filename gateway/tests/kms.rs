@@ -549,6 +549,12 @@ fn forged_tokens_naming_foreign_keys_cost_no_kms_call() {
             ..Options::default()
         },
     );
+    let described = counter.count("DescribeKey");
     assert_eq!(python_ok(FORGED, &[&gw.url(), &foreign]).trim(), "ok");
     assert_eq!(counter.count("Decrypt"), 0, "no unwrap for a forged token");
+    assert_eq!(
+        counter.count("DescribeKey"),
+        described,
+        "the bucket's own key resolved once, the forged ids never"
+    );
 }

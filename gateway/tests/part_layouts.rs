@@ -455,10 +455,21 @@ fn a_multipart_etag_ends_the_walk_at_its_part_count() {
         (1..=3).contains(&requests.len()),
         "the probe and at most 2 header reads: {requests:?}"
     );
+    // The version's failed walk is kept: another read costs the probe only.
+    let again = signed_request(
+        gw.port,
+        "GET",
+        "/alpha/two?junk=1",
+        &[("range", "bytes=0-99")],
+        b"",
+    );
+    assert_eq!(again.status, 500);
+    let requests = relay.take("/alpha/two");
+    assert_eq!(requests.len(), 1, "the probe only: {requests:?}");
     let (_, metrics) = gw.admin_get("/metrics");
     assert_eq!(
         metric(&metrics, "sealgate_decrypt_failures_total{reason=\"part\"}"),
-        Some(1.0),
+        Some(2.0),
         "{metrics}"
     );
 }

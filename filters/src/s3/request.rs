@@ -184,6 +184,10 @@ const OBJECT_GET_SUBRESOURCES: &[&str] =
     &["acl", "attributes", "legal-hold", "retention", "tagging"];
 /// Object sub-resources S3 takes on PUT and DELETE.
 const OBJECT_PUT_SUBRESOURCES: &[&str] = &["acl", "legal-hold", "retention", "tagging"];
+/// Query names besides the sub-resources that each make a bucket request
+/// another operation.
+const BUCKET_OPERATION_KEYWORDS: &[&str] = &["uploads", "versions", "delete"];
+
 /// Query names that each make an object request another operation.
 /// `partNumber` is not one: it qualifies `uploadId` (UploadPart) and GET.
 const OBJECT_OPERATION_KEYWORDS: &[&str] = &[
@@ -248,8 +252,9 @@ pub const MAX_KEY_LEN: usize = 1024;
 /// known to read keys literally (`literal`), a key that a backend mapping
 /// keys to file paths would resolve elsewhere is refused: `.` or `..`
 /// segments (split at `/` and at `\`, which some file systems also
-/// separate at), a leading `/`, and empty segments inside the key (a
-/// trailing `/`, the "folder" marker S3 consoles write, stays allowed).
+/// separate at) and a leading `/` (an absolute path). Empty segments
+/// inside (`logs//2024`, URLs as keys) stay allowed: such a backend reads
+/// `a//b` as `a/b`, another key of the same bucket, never another bucket.
 /// The key is the decoded one, so percent-encoded spellings are caught
 /// too. Length is checked either way.
 pub fn check_key(key: &str, literal: bool) -> Result<(), S3Error> {
@@ -262,17 +267,48 @@ pub fn check_key(key: &str, literal: bool) -> Result<(), S3Error> {
     if literal {
         return Ok(());
     }
-    let body = key.strip_suffix('/').unwrap_or(key);
-    let crosses = body
-        .split(['/', '\\'])
-        .any(|segment| matches!(segment, "" | "." | ".."));
+    let crosses = key.starts_with(['/', '\\'])
+        || key
+            .split(['/', '\\'])
+            .any(|segment| matches!(segment, "." | ".."));
     if crosses {
         return Err(S3Error::new(
             S3ErrorCode::InvalidArgument,
-            "object keys with empty, `.` or `..` path segments are refused \
+            "object keys with `.` or `..` path segments or a leading `/` are refused \
              (the backend may resolve them as file paths; storage.s3.literal_keys \
              allows them for backends that read keys literally)",
         ));
+    }
+    Ok(())
+}
+
+/// Listing parameters that name keys: a backend mapping keys to file
+/// paths may open a prefix as a directory.
+const KEY_NAMING_PARAMS: &[&str] = &["prefix", "marker", "start-after", "key-marker"];
+
+/// Checks the listing parameters that name keys: unless keys are read
+/// literally, none climbs out of the bucket (a `..` segment) or starts at
+/// the root (a leading `/`). A `.` segment stays allowed (`prefix=.` lists
+/// the keys that start with a dot; as a directory it is the bucket's own).
+pub fn check_key_params(query: &[(String, String)], literal: bool) -> Result<(), S3Error> {
+    if literal {
+        return Ok(());
+    }
+    for (name, value) in query {
+        if !KEY_NAMING_PARAMS.contains(&name.as_str()) {
+            continue;
+        }
+        let climbs = value.starts_with(['/', '\\'])
+            || value.split(['/', '\\']).any(|segment| segment == "..");
+        if climbs {
+            return Err(S3Error::new(
+                S3ErrorCode::InvalidArgument,
+                format!(
+                    "{name} with a `..` path segment or a leading `/` is refused \
+                     (storage.s3.literal_keys allows it)"
+                ),
+            ));
+        }
     }
     Ok(())
 }
@@ -410,6 +446,18 @@ pub fn classify(
             }
             _ => Unknown,
         },
+        // `?uploads&acl`: listed as uploads here (read), the ACL at a
+        // backend that looks at `acl` first.
+        (Some(_), None)
+            if BUCKET_SUBRESOURCES
+                .iter()
+                .chain(BUCKET_OPERATION_KEYWORDS)
+                .filter(|k| has(k))
+                .count()
+                > 1 =>
+        {
+            Unknown
+        }
         (Some(_), None) => {
             let sub = BUCKET_SUBRESOURCES.iter().any(|s| has(s))
                 || !query.iter().all(|(k, _)| is_bucket_data_param(k));
@@ -719,6 +767,23 @@ mod hostile {
                 "{method} {query}"
             );
         }
+        for (method, query) in [
+            (Method::GET, "uploads&acl"),
+            (Method::GET, "versions&policy"),
+            (Method::GET, "location&acl"),
+            (Method::POST, "delete&uploads"),
+            (Method::PUT, "tagging&versioning"),
+        ] {
+            assert_eq!(
+                op(method.clone(), "/bkt", query).operation,
+                Operation::Unknown,
+                "{method} {query}"
+            );
+        }
+        assert_eq!(
+            op(Method::GET, "/bkt", "uploads&prefix=a").operation,
+            Operation::ListMultipartUploads
+        );
         assert_eq!(
             op(Method::PUT, "/bkt/k", "partNumber=2&uploadId=x").operation,
             Operation::UploadPart
@@ -744,7 +809,7 @@ mod hostile {
             "x/..",
             "x/../",
             "/etc/passwd",
-            "a//b",
+            "\\x",
             "a\\..\\b",
             "..\\b",
             "x/../.sealgate/uploads/y",
@@ -762,6 +827,10 @@ mod hostile {
             ".a/b.",
             "a/.../b",
             "x/.hidden",
+            "logs//2024",
+            "https://example.com/x",
+            "dir\\",
+            "a\\\\b",
         ] {
             assert!(check_key(key, false).is_ok(), "{key}");
         }
@@ -772,6 +841,32 @@ mod hostile {
                 S3ErrorCode::KeyTooLongError
             );
             assert!(check_key(&long[1..], literal).is_ok());
+        }
+    }
+
+    #[test]
+    fn listing_parameters_stay_in_the_bucket() {
+        let q = |s: &str| uri::parse_query(s).unwrap();
+        for bad in [
+            "prefix=../secret/",
+            "prefix=a/../../x",
+            "marker=..",
+            "start-after=/etc",
+            "key-marker=a%2F..%2Fb",
+            "list-type=2&prefix=..%5Cx",
+        ] {
+            let err = check_key_params(&q(bad), false).unwrap_err();
+            assert_eq!(err.code, S3ErrorCode::InvalidArgument, "{bad}");
+            assert!(check_key_params(&q(bad), true).is_ok(), "{bad}");
+        }
+        for good in [
+            "prefix=.",
+            "prefix=./",
+            "prefix=a..b/",
+            "delimiter=..",
+            "prefix=logs//",
+        ] {
+            assert!(check_key_params(&q(good), false).is_ok(), "{good}");
         }
     }
 
@@ -813,6 +908,10 @@ mod hostile {
             &b"<Other><Object><Key>a</Key></Object></Other>"[..],
             b"<!DOCTYPE x><Delete/>",
             b"<Delete><Object><Key>a</Key></Object>",
+            // Text before a child: read as `canary` here, as the whole text
+            // by other readers.
+            b"<Delete><Object><Key>../secret/<i></i>canary</Key></Object></Delete>",
+            b"<Delete><Object><Key>..<i/>/x</Key></Object></Delete>",
         ] {
             assert_eq!(
                 delete_keys(bad).unwrap_err().code,

@@ -12,7 +12,9 @@ use pingora::http::RequestHeader;
 use sealgate_config::{AddressingStyle, ResolvedBucket};
 use sealgate_filters::auth::Identity;
 use sealgate_filters::permission;
-use sealgate_filters::s3::request::{check_key, check_restore, classify, delete_keys};
+use sealgate_filters::s3::request::{
+    check_key, check_key_params, check_restore, classify, delete_keys,
+};
 use sealgate_filters::s3::sigv4::RequestParts;
 use sealgate_filters::s3::{uri, Operation, S3Error, S3ErrorCode, S3Request};
 
@@ -61,6 +63,7 @@ impl Gateway {
         if let Some(key) = &s3.key {
             ctx.live.check_key(key)?;
         }
+        check_key_params(&query, ctx.live.config.upstream.literal_keys)?;
         // Moved, not copied: the route reads the key from the audit record.
         ctx.audit.key = s3.key.take();
 
@@ -159,9 +162,9 @@ impl crate::live::Live {
 }
 
 /// Largest request XML held for checking: a DeleteObjects list (1,000
-/// keys of 1,024 bytes with room for escaping and version ids) or a
-/// RestoreObject request.
-const MAX_CHECKED_BODY: usize = 4 * 1024 * 1024;
+/// keys of 1,024 bytes, each byte escaped as `&amp;` at worst, with
+/// version ids) or a RestoreObject request.
+const MAX_CHECKED_BODY: usize = 8 * 1024 * 1024;
 
 /// A request body the backend acts on as a list of further orders, held
 /// until it is whole and checked before any of it goes upstream.

@@ -255,12 +255,10 @@ fn one_case(
         );
         return Ok(());
     }
-    prop_assert_eq!(
-        &key,
-        &literal_key.trim_end_matches('/').to_string(),
-        "{}",
-        upstream
-    );
+    // The same key either way, but for empty segments a path backend
+    // drops (`a//b` is `a/b` there: a key of the same bucket).
+    let collapsed: Vec<&str> = literal_key.split('/').filter(|s| !s.is_empty()).collect();
+    prop_assert_eq!(&key, &collapsed.join("/"), "{}", upstream);
     let live = gw.live.load_full();
     let name = rules_name(&live.config, &bucket);
     prop_assert!(

@@ -151,7 +151,24 @@ impl Gateway {
         let resolved = live.resolve_bucket(&src_bucket)?;
         identity.authorize(&resolved.name, Some(Permission::Read))?;
         // The key as the backend will read it: decoded, without the version.
-        let src_key = rest.split_once('?').map_or(rest, |(k, _)| k);
+        // Only `?versionId=` may follow it: backends that decode first and
+        // split there only would read any other `?...` as part of the key.
+        let src_key = match rest.split_once('?') {
+            None => rest,
+            Some((k, version))
+                if version.strip_prefix("versionId=").is_some_and(|v| {
+                    uri::decode(v).is_some_and(|v| !v.contains(['?', '&', '#', '/']))
+                }) =>
+            {
+                k
+            }
+            Some(_) => {
+                return Err(S3Error::new(
+                    S3ErrorCode::InvalidArgument,
+                    "x-amz-copy-source is /bucket/key with at most ?versionId=",
+                ))
+            }
+        };
         let src_key = uri::decode(src_key)
             .filter(|k| !k.is_empty())
             .ok_or_else(|| {

@@ -114,8 +114,8 @@ impl Upstream for Relay<'_> {
 }
 
 /// Copies both ways; the gateway-to-backend direction is read as HTTP/1.1
-/// requests (header, then `Content-Length` bytes or chunked framing counted
-/// as body) to count requests and body bytes.
+/// requests (a header, then a `Content-Length` or chunked body, whose data
+/// bytes count as body) to count requests and body bytes.
 fn pipe(client: TcpStream, server: TcpStream, counts: Arc<Counts>, hook: Hook) {
     let (mut c_read, mut s_write) = (client.try_clone().unwrap(), server.try_clone().unwrap());
     let (mut s_read, mut c_write) = (server, client);
@@ -148,36 +148,84 @@ fn pipe(client: TcpStream, server: TcpStream, counts: Arc<Counts>, hook: Hook) {
 struct RequestScan {
     /// Header bytes of the request being read.
     header: Vec<u8>,
-    /// Body bytes still to come (`Content-Length`), or `None` in a header.
-    body_left: Option<u64>,
-    /// A body without a length (aws-chunked with `Transfer-Encoding`):
-    /// counted until the connection's next request line cannot be told
-    /// apart, so such bodies are counted whole and end the count.
-    unbounded: bool,
+    body: Body,
+}
+
+/// The body being read, by its framing.
+#[derive(Default)]
+enum Body {
+    /// In a request header.
+    #[default]
+    None,
+    /// `Content-Length` bytes still to come.
+    Length(u64),
+    /// `Transfer-Encoding: chunked`, at a size line (bytes so far).
+    ChunkSize(Vec<u8>),
+    /// Chunk data still to come, then its CRLF.
+    ChunkData(u64),
+    /// The CRLF after a chunk's data: bytes of it still to come.
+    ChunkEnd(u8),
+    /// The trailer after the last chunk, up to an empty line.
+    Trailer(Vec<u8>),
 }
 
 impl RequestScan {
     /// Counts `data`; returns the request headers it completed.
     fn feed(&mut self, mut data: &[u8], counts: &Counts) -> Vec<String> {
         let mut headers = Vec::new();
-        while !data.is_empty() {
-            if self.unbounded {
-                counts
-                    .body_bytes
-                    .fetch_add(data.len() as u64, Ordering::SeqCst);
-                return headers;
-            }
-            match self.body_left {
-                Some(left) => {
-                    let take = (left as usize).min(data.len());
+        while let Some((&byte, rest)) = data.split_first() {
+            match &mut self.body {
+                Body::Length(left) => {
+                    let take = (*left as usize).min(data.len());
                     counts.body_bytes.fetch_add(take as u64, Ordering::SeqCst);
                     data = &data[take..];
-                    let left = left - take as u64;
-                    self.body_left = (left > 0).then_some(left);
+                    *left -= take as u64;
+                    if *left == 0 {
+                        self.body = Body::None;
+                    }
+                    continue;
                 }
-                None => {
-                    self.header.push(data[0]);
-                    data = &data[1..];
+                Body::ChunkData(left) => {
+                    let take = (*left as usize).min(data.len());
+                    counts.body_bytes.fetch_add(take as u64, Ordering::SeqCst);
+                    data = &data[take..];
+                    *left -= take as u64;
+                    if *left == 0 {
+                        self.body = Body::ChunkEnd(2);
+                    }
+                    continue;
+                }
+                Body::ChunkEnd(left) => {
+                    *left -= 1;
+                    if *left == 0 {
+                        self.body = Body::ChunkSize(Vec::new());
+                    }
+                }
+                Body::ChunkSize(line) => {
+                    line.push(byte);
+                    if line.ends_with(b"\r\n") {
+                        let text = String::from_utf8_lossy(&line[..line.len() - 2]).into_owned();
+                        let size = text.split(';').next().unwrap_or("").trim();
+                        let size = u64::from_str_radix(size, 16).unwrap_or(0);
+                        self.body = if size == 0 {
+                            Body::Trailer(Vec::new())
+                        } else {
+                            Body::ChunkData(size)
+                        };
+                    }
+                }
+                Body::Trailer(line) => {
+                    line.push(byte);
+                    if line.ends_with(b"\r\n") {
+                        if line.len() == 2 {
+                            self.body = Body::None;
+                        } else {
+                            line.clear();
+                        }
+                    }
+                }
+                Body::None => {
+                    self.header.push(byte);
                     if self.header.ends_with(b"\r\n\r\n") {
                         counts.requests.fetch_add(1, Ordering::SeqCst);
                         let text = String::from_utf8_lossy(&self.header).to_ascii_lowercase();
@@ -185,13 +233,21 @@ impl RequestScan {
                             .lines()
                             .find_map(|l| l.strip_prefix("content-length:"))
                             .and_then(|v| v.trim().parse::<u64>().ok());
-                        self.unbounded = length.is_none() && text.contains("transfer-encoding:");
-                        self.body_left = length.filter(|&n| n > 0);
+                        let chunked = text.lines().any(|l| {
+                            l.strip_prefix("transfer-encoding:")
+                                .is_some_and(|v| v.contains("chunked"))
+                        });
+                        self.body = match length {
+                            _ if chunked => Body::ChunkSize(Vec::new()),
+                            Some(n) if n > 0 => Body::Length(n),
+                            _ => Body::None,
+                        };
                         self.header.clear();
                         headers.push(text);
                     }
                 }
             }
+            data = rest;
         }
         headers
     }
