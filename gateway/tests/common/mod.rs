@@ -6,6 +6,7 @@
 
 pub mod raw;
 pub mod relay;
+pub mod stored;
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
