@@ -5,7 +5,7 @@
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use super::Upstream;
@@ -17,6 +17,8 @@ struct Counts {
     body_bytes: AtomicU64,
     /// Requests sent to the backend (request lines seen).
     requests: AtomicU64,
+    /// Their request lines, as sent, until [`Relay::take`] takes them.
+    lines: Mutex<Vec<String>>,
 }
 
 /// Called with each request header the gateway sends, before the header's
@@ -76,6 +78,20 @@ impl<'a> Relay<'a> {
     /// Requests the gateway has sent to the backend so far.
     pub fn requests(&self) -> u64 {
         self.counts.requests.load(Ordering::SeqCst)
+    }
+
+    /// The request lines for the object at `path` (`/bucket/key`, any
+    /// query) since the last call; forgets every request seen so far. A
+    /// request is noted before its header's last bytes go on, so by the
+    /// time the gateway answers, every request it made is here.
+    pub fn take(&self, path: &str) -> Vec<String> {
+        let seen = std::mem::take(&mut *self.counts.lines.lock().unwrap());
+        seen.into_iter()
+            .filter(|line| {
+                let target = line.split(' ').nth(1).unwrap_or("");
+                target == path || target.starts_with(&format!("{path}?"))
+            })
+            .collect()
     }
 }
 
@@ -228,7 +244,10 @@ impl RequestScan {
                     self.header.push(byte);
                     if self.header.ends_with(b"\r\n\r\n") {
                         counts.requests.fetch_add(1, Ordering::SeqCst);
-                        let text = String::from_utf8_lossy(&self.header).to_ascii_lowercase();
+                        let original = String::from_utf8_lossy(&self.header);
+                        let line = original.lines().next().unwrap_or_default().to_string();
+                        counts.lines.lock().unwrap().push(line);
+                        let text = original.to_ascii_lowercase();
                         let length = text
                             .lines()
                             .find_map(|l| l.strip_prefix("content-length:"))
