@@ -131,6 +131,28 @@ impl Gateway {
 }
 
 impl crate::live::Live {
+    /// Could a bucket name with capitals reach a bucket under other rules
+    /// than its own? A host name is case-insensitive (`Legacy.s3...` is
+    /// bucket `legacy` with virtual-host addressing), and a backend may
+    /// fold names: refused when either could land on a bucket whose rules
+    /// (a policy, a bucket entry, an alias) its lowercase name has and the
+    /// typed name does not. Legacy buckets with capitals stay reachable
+    /// path-style where nothing is configured for their lowercase name.
+    fn case_folds_into_rules(&self, typed: &str) -> bool {
+        if self.config.upstream.addressing_style == AddressingStyle::Virtual {
+            return true;
+        }
+        let lower = typed.to_ascii_lowercase();
+        let policy = |b: &str| self.config.policy_for(b).map(|p| p as *const _);
+        policy(&lower) != policy(typed)
+            || self.config.buckets.contains_key(&lower)
+            || self
+                .config
+                .buckets
+                .values()
+                .any(|b| b.real_name.as_deref() == Some(lower.as_str()))
+    }
+
     /// A key from a request, checked before anything uses it: refused
     /// when a backend mapping keys to file paths would resolve it into
     /// another place, unless the backend reads keys literally
@@ -142,14 +164,10 @@ impl crate::live::Live {
     /// The typed bucket name resolved; the real name of an alias is
     /// refused unless the alias allows it (`real_name_addressable`).
     pub(super) fn resolve_bucket(&self, typed: &str) -> Result<ResolvedBucket, S3Error> {
-        // A host name is case-insensitive: `Legacy.s3...` reaches bucket
-        // `legacy`, under `legacy`'s real owner but `Legacy`'s rules.
-        if self.config.upstream.addressing_style == AddressingStyle::Virtual
-            && typed.bytes().any(|c| c.is_ascii_uppercase())
-        {
+        if typed.bytes().any(|c| c.is_ascii_uppercase()) && self.case_folds_into_rules(typed) {
             return Err(S3Error::new(
                 S3ErrorCode::InvalidBucketName,
-                "bucket names with capitals cannot be reached here (the backend is addressed by virtual host)",
+                "bucket names with capitals cannot be reached here (another bucket's rules apply to its lowercase name)",
             ));
         }
         self.config.resolve_bucket(typed).ok_or_else(|| {

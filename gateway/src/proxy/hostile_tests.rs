@@ -53,7 +53,11 @@ fn gateway() -> &'static Gateway {
 }
 
 fn build() -> Gateway {
-    let config = Arc::new(sealgate_config::load_str(CONFIG, &|_| None).unwrap().config);
+    build_with(CONFIG)
+}
+
+fn build_with(yaml: &str) -> Gateway {
+    let config = Arc::new(sealgate_config::load_str(yaml, &|_| None).unwrap().config);
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -413,4 +417,48 @@ fn a_request_keeps_the_configuration_it_began_with() {
         refused.code,
         sealgate_filters::s3::S3ErrorCode::InvalidAccessKeyId
     );
+}
+
+/// The finding: a bucket name with capitals matched a `*` grant but not
+/// the exact policy of its lowercase name, so on a backend that folds
+/// names (or by virtual host, always) it could reach the mandatory bucket
+/// unencrypted. Refused wherever its lowercase name has rules of its own.
+#[test]
+fn capitals_never_reach_another_buckets_rules() {
+    let with_policy = CONFIG.replace(
+        "auth:",
+        "encryption:\n  local:\n    master_key: dGVzdGtleQ==\n  policies:\n    - bucket_pattern: \"team-billing\"\n      key_provider: local\n      mandatory: true\nauth:",
+    );
+    let gw = build_with(&with_policy);
+    let code = |path: &str| {
+        let req = signed("GET", "gateway:8080", path, "", None).unwrap();
+        gw.authenticate(&req, &mut gw.new_ctx())
+            .err()
+            .map(|e| e.code)
+    };
+    use sealgate_filters::s3::S3ErrorCode::InvalidBucketName;
+    assert_eq!(code("/team-BILLING/k"), Some(InvalidBucketName));
+    assert_eq!(code("/TEAM-SECURE/k"), Some(InvalidBucketName), "an alias");
+    assert_eq!(
+        code("/VAULT-UPSTREAM/k"),
+        Some(InvalidBucketName),
+        "a real name"
+    );
+    assert_eq!(code("/team-billing/k"), None);
+    assert_eq!(
+        code("/team-Legacy/k"),
+        None,
+        "nothing configured for team-legacy"
+    );
+    let virtual_host = with_policy.replace(
+        "    endpoint: http://127.0.0.1:9\n",
+        "    endpoint: http://127.0.0.1:9\n    addressing_style: virtual\n",
+    );
+    let gw = build_with(&virtual_host);
+    let req = signed("GET", "gateway:8080", "/team-Legacy/k", "", None).unwrap();
+    let refused = gw
+        .authenticate(&req, &mut gw.new_ctx())
+        .err()
+        .map(|e| e.code);
+    assert_eq!(refused, Some(InvalidBucketName), "by virtual host, always");
 }
