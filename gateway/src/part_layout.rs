@@ -289,27 +289,53 @@ impl HeaderReader<'_> {
             .await
             .map_err(LayoutError::Unavailable)?;
         let sent_etag = resp.headers.get("etag").and_then(|v| v.to_str().ok());
-        let content_start = resp
+        let content_range = resp
             .headers
             .get("content-range")
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("bytes "))
-            .and_then(|v| v.split_once('-'))
-            .and_then(|(start, _)| start.trim().parse::<u64>().ok());
+            .and_then(content_range);
         // Some backends ignore If-Match on GET: the ETag is compared too.
-        if resp.status.as_u16() != 206
-            || content_start != Some(at)
-            || (etag.is_some() && sent_etag != etag)
-        {
+        // The answer must be the whole range asked for (up to the object's
+        // end): a reply cut short says nothing about the stored bytes, and
+        // a failed walk is kept as the version's (`part_layout`).
+        let whole = content_range.is_some_and(|(start, end, total)| {
+            start == at
+                && end == (at + PART_HEADER_LEN - 1).min(total.saturating_sub(1))
+                && body.len() as u64 == end - start + 1
+        });
+        if resp.status.as_u16() != 206 || !whole || (etag.is_some() && sent_etag != etag) {
             return Err(LayoutError::Changed);
         }
         Ok(PartHeader::decode(&body))
     }
 }
 
+/// `bytes start-end/total` of a `Content-Range`.
+fn content_range(value: &str) -> Option<(u64, u64, u64)> {
+    let (range, total) = value.strip_prefix("bytes ")?.split_once('/')?;
+    let (start, end) = range.split_once('-')?;
+    let (start, end) = (start.trim().parse().ok()?, end.trim().parse().ok()?);
+    (start <= end).then_some((start, end, total.trim().parse().ok()?))
+}
+
 #[cfg(test)]
 mod tests {
-    use super::{etag_parts, object_address, read_budget, MAX_LAYOUT_READS};
+    use super::{content_range, etag_parts, object_address, read_budget, MAX_LAYOUT_READS};
+
+    #[test]
+    fn content_ranges_are_read_whole_or_not_at_all() {
+        assert_eq!(content_range("bytes 0-47/100"), Some((0, 47, 100)));
+        assert_eq!(content_range("bytes 52-99/100"), Some((52, 99, 100)));
+        for bad in [
+            "bytes 0-47/*",
+            "bytes 47-0/100",
+            "0-47/100",
+            "bytes 0-x/100",
+            "bytes 0-47",
+        ] {
+            assert_eq!(content_range(bad), None, "{bad}");
+        }
+    }
 
     #[test]
     fn part_counts_come_from_multipart_etags_only() {

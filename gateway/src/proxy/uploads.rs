@@ -62,7 +62,7 @@ impl Gateway {
     /// buckets: no client request names one (path, copy source, form
     /// field or DeleteObjects list).
     pub(super) fn refuse_reserved(&self, encrypting: bool, key: &str) -> Result<(), S3Error> {
-        if encrypting && is_record_key(key) {
+        if encrypting && (is_record_key(key) || is_record_key(&as_a_path(key))) {
             return Err(self.refused(
                 "reserved",
                 S3Error::new(
@@ -245,5 +245,42 @@ impl Gateway {
     /// Host and path of `key` in `bucket` at the backend.
     fn object_path(&self, bucket: &str, key: &str) -> (String, String) {
         self.upstream.address(Some(bucket), Some(&encode_key(key)))
+    }
+}
+
+/// A key as a backend mapping keys to file paths reads it: `\` as `/`,
+/// empty segments dropped (`.sealgate//uploads/x` is `.sealgate/uploads/x`
+/// there; `.` and `..` segments are refused before this is asked).
+fn as_a_path(key: &str) -> String {
+    key.split(['/', '\\'])
+        .filter(|s| !s.is_empty())
+        .collect::<Vec<_>>()
+        .join("/")
+        + if key.ends_with(['/', '\\']) { "/" } else { "" }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The finding: with empty segments allowed in keys, `.sealgate//uploads/x`
+    /// passed the prefix check and is `.sealgate/uploads/x` on a path backend.
+    #[test]
+    fn record_keys_are_found_however_spelled() {
+        for key in [
+            ".sealgate/uploads/x",
+            ".sealgate//uploads/x",
+            ".sealgate\\uploads\\x",
+            ".sealgate/uploads//",
+        ] {
+            assert!(is_record_key(&as_a_path(key)), "{key}");
+        }
+        for key in [
+            "sealgate/uploads/x",
+            ".sealgate/upload/x",
+            "a/.sealgate/uploads/x",
+        ] {
+            assert!(!is_record_key(&as_a_path(key)), "{key}");
+        }
     }
 }
