@@ -494,3 +494,29 @@ fn content_encoding_is_kept_byte_exact() {
         );
     }
 }
+
+const ENVELOPE_FIELDS: &str = include_str!("py/encryption_envelope_fields.py");
+
+/// Envelope fields come only from the gateway, on every entry point that
+/// stores metadata: PUT, CreateMultipartUpload and CopyObject (COPY and
+/// REPLACE), into an encrypting and a pass-through bucket, on both
+/// backends, read at the backend (the form upload: `post.rs`).
+#[test]
+fn envelope_fields_from_clients_are_never_stored() {
+    for backend in both_backends(&["enc", "plain"]) {
+        let gw = Gateway::start_with(
+            &*backend,
+            &Options {
+                extra: "encryption:\n  key_providers:\n    dev:\n      type: local\n      config: {master_key: dGVzdGtleQ==}\n  policies:\n    - bucket_pattern: \"enc\"\n      key_provider: dev\n",
+                ..Options::default()
+            },
+        );
+        let (id, secret) = backend.credentials();
+        assert_eq!(
+            python_ok(ENVELOPE_FIELDS, &[&gw.url(), &backend.url(), id, secret]).trim(),
+            "ok",
+            "{}",
+            backend.name()
+        );
+    }
+}
