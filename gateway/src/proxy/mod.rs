@@ -6,7 +6,7 @@
 //! | `request_filter` | `auth` (bucket resolved, permission checked) → plan (`sealgate_filters::plan`, then `op`) → `route` → `token` → `upload`/`multipart` key work → `read` probe → `copy` probe; a copy the gateway makes is then served here | nothing is looked at before the client is authenticated and authorised; the plan needs the bucket's policy; the route's payload hash depends on the plan; a token is trusted only once its MAC checks; key work and probes are async and must finish before the upstream header goes out |
 //! | `upstream_peer` | pooled prototype peer | one `HttpPeer` per endpoint so connections are reused |
 //! | `upstream_request_filter` | `sign` (stage header changes, then signing last) | the signature must cover the final header; runs per attempt, so each attempt gets a fresh body state |
-//! | `request_body_filter` | `multipart` part list or `upload` stream | a check that fails leaves the upstream body short: nothing is stored |
+//! | `request_body_filter` | `multipart` part list, a held DeleteObjects/RestoreObject body (`auth`), or `upload` stream | a check that fails leaves the upstream body short: nothing is stored (or deleted) |
 //! | `upstream_response_filter` | `upload` / `read` / `listing` / `multipart` responses | the data key is unwrapped here (async); the body phase is synchronous |
 //! | `upstream_response_body_filter` | the response body transformation | decrypts or rewrites; never releases unauthenticated plaintext |
 //! | `fail_to_proxy` / `logging` | `errors` / `observe`, then `uploads` records | one place writes S3 errors; one access line per request; upload records are kept before the connection serves its next request |
