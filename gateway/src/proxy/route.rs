@@ -11,7 +11,6 @@ use sealgate_filters::s3::checksum::ChecksumAlgorithm;
 use sealgate_filters::s3::chunked::encode::UNSIGNED_TRAILER;
 use sealgate_filters::s3::sigv4::UNSIGNED_PAYLOAD;
 use sealgate_filters::s3::upload_id::UploadToken;
-use sealgate_filters::s3::upload_records::is_record_key;
 use sealgate_filters::s3::{uri, S3Error, S3ErrorCode};
 
 use super::auth::Authenticated;
@@ -178,7 +177,7 @@ impl Gateway {
                 )
             })?;
         live.check_key(&src_key)?;
-        if is_record_key(&src_key) {
+        if super::uploads::looks_reserved(&src_key) {
             let encrypting =
                 sealgate_filters::policy::for_bucket(&live.config, &resolved.name).is_some();
             self.refuse_reserved(encrypting, &src_key)?;

@@ -68,6 +68,8 @@ s3.put_object(Bucket="demo", Key="kept", Body=b"kept")
 for name, call in (
     ("copy source", lambda: s3.copy_object(Bucket="demo", Key="stolen",
                                            CopySource={"Bucket": "demo", "Key": ".sealgate/uploads/0/0-1/x"})),
+    ("copy source, spelled", lambda: s3.copy_object(Bucket="demo", Key="stolen",
+                                           CopySource={"Bucket": "demo", "Key": ".sealgate//uploads/0/0-1/x"})),
     ("DeleteObjects", lambda: s3.delete_objects(Bucket="demo", Delete={"Objects": [
         {"Key": "kept"}, {"Key": ".sealgate/uploads/0/0-1/x"}]})),
 ):
