@@ -4,6 +4,7 @@ pub mod attributes;
 pub mod checksum;
 pub mod chunked;
 pub mod error;
+pub mod key_rules;
 pub mod listing;
 pub mod multipart;
 pub mod multipart_checksum;

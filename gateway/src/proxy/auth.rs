@@ -12,9 +12,8 @@ use pingora::http::RequestHeader;
 use sealgate_config::{AddressingStyle, ResolvedBucket};
 use sealgate_filters::auth::Identity;
 use sealgate_filters::permission;
-use sealgate_filters::s3::request::{
-    check_key, check_key_params, check_restore, classify, delete_keys,
-};
+use sealgate_filters::s3::key_rules::{check_key, check_key_params, check_restore, delete_keys};
+use sealgate_filters::s3::request::classify;
 use sealgate_filters::s3::sigv4::RequestParts;
 use sealgate_filters::s3::{uri, Operation, S3Error, S3ErrorCode, S3Request};
 
