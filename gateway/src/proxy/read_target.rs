@@ -244,8 +244,15 @@ impl super::Gateway {
         match &read.binding {
             None => Ok(Err(Unbound::Key)),
             Some(b) => {
-                self.key_bound(live, b, &meta.provider, &meta.key_id, &meta.context)
-                    .await
+                self.key_bound(
+                    live,
+                    &b.enc,
+                    &b.default_key_id,
+                    &meta.provider,
+                    &meta.key_id,
+                    &meta.context,
+                )
+                .await
             }
         }
     }
@@ -259,18 +266,17 @@ impl super::Gateway {
     pub(super) async fn key_bound(
         &self,
         live: &crate::live::Live,
-        b: &ReadBinding,
+        bucket: &BucketEncryption,
+        default_key_id: &str,
         provider_name: &str,
         key_id: &str,
         context: &std::collections::BTreeMap<String, String>,
     ) -> Result<Result<(), Unbound>, S3Error> {
-        let first = b
-            .enc
-            .check_stored(&b.default_key_id, provider_name, key_id, context);
-        if first != Err(Unbound::Key) || provider_name != b.enc.provider {
+        let first = bucket.check_stored(default_key_id, provider_name, key_id, context);
+        if first != Err(Unbound::Key) || provider_name != bucket.provider {
             return Ok(first);
         }
-        let provider = live.provider(&b.enc.provider)?;
+        let provider = live.provider(&bucket.provider)?;
         // Each configured id on its own: one that cannot be resolved (a
         // deleted alias, no DescribeKey right) matches nothing, and fails
         // no read of objects under the others.
@@ -285,11 +291,11 @@ impl super::Gateway {
             }
             Err(_) => id,
         };
-        let mut enc = b.enc.clone();
+        let mut enc = bucket.clone();
         let own = enc
             .key_id
             .take()
-            .unwrap_or_else(|| b.default_key_id.clone());
+            .unwrap_or_else(|| default_key_id.to_string());
         enc.key_id = Some(canon(own).await);
         for list in [&mut enc.allowed_key_ids, &mut enc.readable_key_ids] {
             for id in list.iter_mut() {
@@ -297,7 +303,7 @@ impl super::Gateway {
             }
         }
         let checked = enc.check_stored(
-            &b.default_key_id,
+            default_key_id,
             provider_name,
             &provider.binding_key_id(key_id),
             context,

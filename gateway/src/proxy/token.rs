@@ -12,7 +12,6 @@ use sealgate_filters::s3::upload_id::{TokenKey, UploadToken};
 use sealgate_filters::s3::{S3Error, S3ErrorCode};
 use zeroize::Zeroizing;
 
-use super::read_target::ReadBinding;
 use super::route::Route;
 use super::Gateway;
 use crate::keys::key_error;
@@ -55,14 +54,11 @@ impl Gateway {
         // rotation) can have sealed one of its uploads: any other key id a
         // forged token names never reaches the provider (the bucket's own
         // configured ids are resolved, as for reads, not the token's).
-        let binding = ReadBinding {
-            enc: enc.clone(),
-            default_key_id: provider.default_key_id().to_string(),
-        };
         let bound = self
             .key_bound(
                 live,
-                &binding,
+                enc,
+                provider.default_key_id(),
                 &token.provider,
                 &token.key_id,
                 &enc.write_context,
