@@ -186,7 +186,15 @@ impl Gateway {
             Operation::RestoreObject => Some(auth::BodyCheck::Restore),
             _ => None,
         };
-        if let (Some(check), Op::PassThrough) = (check, &ctx.op) {
+        if let Some(check) = check {
+            // Both are passed through by every plan; were one ever planned
+            // otherwise, its body would go unchecked: refused instead.
+            if !matches!(ctx.op, Op::PassThrough) {
+                return Err(S3Error::new(
+                    sealgate_filters::s3::S3ErrorCode::NotImplemented,
+                    "this request's body cannot be checked here",
+                ));
+            }
             ctx.op = Op::Checked(Box::new(auth::CheckedBody::new(check)));
         }
         self.route(req, &auth, ctx)?;
