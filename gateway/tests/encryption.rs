@@ -507,7 +507,7 @@ fn envelope_fields_from_clients_are_never_stored() {
         let gw = Gateway::start_with(
             &*backend,
             &Options {
-                extra: "encryption:\n  key_providers:\n    dev:\n      type: local\n      config: {master_key: dGVzdGtleQ==}\n  policies:\n    - bucket_pattern: \"enc\"\n      key_provider: dev\n",
+                extra: &encrypting_only("enc"),
                 ..Options::default()
             },
         );

@@ -34,7 +34,7 @@ fn form_envelope_fields_are_never_stored() {
         let gw = Gateway::start_with(
             &*backend,
             &Options {
-                extra: "encryption:\n  key_providers:\n    dev:\n      type: local\n      config: {master_key: dGVzdGtleQ==}\n  policies:\n    - bucket_pattern: \"enc\"\n      key_provider: dev\n",
+                extra: &encrypting_only("enc"),
                 ..Options::default()
             },
         );

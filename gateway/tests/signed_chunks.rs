@@ -43,7 +43,7 @@ fn signed_chunk_uploads_to_pass_through_and_encrypted_buckets() {
     let gw = Gateway::start_with(
         &backend,
         &Options {
-            extra: "encryption:\n  key_providers:\n    dev:\n      type: local\n      config: {master_key: dGVzdGtleQ==}\n  policies:\n    - bucket_pattern: \"secure\"\n      key_provider: dev\n",
+            extra: &encrypting_only("secure"),
             ..Options::default()
         },
     );

@@ -117,7 +117,7 @@ fn failures_at_the_end_of_an_upload_store_nothing() {
     let gw = Gateway::start_with(
         &relay,
         &Options {
-            extra: "encryption:\n  key_providers:\n    dev:\n      type: local\n      config: {master_key: dGVzdGtleQ==}\n  policies:\n    - bucket_pattern: \"secure\"\n      key_provider: dev\n",
+            extra: &encrypting_only("secure"),
             ..Options::default()
         },
     );

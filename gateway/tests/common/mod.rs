@@ -92,6 +92,14 @@ pub fn spawn_listening(what: &str, command: impl Fn(u16) -> Command) -> (Child, 
 /// The `local` key provider block the encryption tests use.
 pub const LOCAL_PROVIDER: &str = "encryption:\n  local:\n    master_key: dGVzdGtleQ==\n";
 
+/// Encryption for the buckets matching `pattern` only (a `local` provider
+/// named `dev`): every other bucket is passed through.
+pub fn encrypting_only(pattern: &str) -> String {
+    format!(
+        "encryption:\n  key_providers:\n    dev:\n      type: local\n      config: {{master_key: dGVzdGtleQ==}}\n  policies:\n    - bucket_pattern: \"{pattern}\"\n      key_provider: dev\n"
+    )
+}
+
 /// A gateway encrypting with the `local` provider in front of `backend`.
 pub fn encrypted_gateway(backend: &dyn Upstream) -> Gateway {
     Gateway::start_with(
