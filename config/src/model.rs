@@ -48,6 +48,9 @@ pub struct Server {
     /// connection (behind an NLB or haproxy) and refuse connections
     /// without one.
     pub proxy_protocol: bool,
+    /// Longest a client may take to send a whole request header, from its
+    /// first byte (each read is bounded separately by Pingora).
+    pub request_header_timeout: Duration,
     /// The Unix socket an old process hands its listeners over on during a
     /// zero-downtime upgrade (`sealgate run --upgrade`, then SIGQUIT to the
     /// old process).

@@ -42,6 +42,19 @@ fn empty_file_gives_defaults() {
     ));
     assert!(c.encryption.default_provider.is_none());
     assert_eq!(c.auth.max_clock_skew, Duration::from_secs(900));
+    assert_eq!(c.server.request_header_timeout, Duration::from_secs(20));
+}
+
+#[test]
+fn request_header_timeout_is_at_least_a_second() {
+    let c = load("server: {request_header_timeout: 5s}").unwrap().config;
+    assert_eq!(c.server.request_header_timeout, Duration::from_secs(5));
+    let p = problems("server: {request_header_timeout: 0s}");
+    assert!(
+        p.iter()
+            .any(|p| p.contains("server.request_header_timeout") && p.contains("at least 1s")),
+        "{p:?}"
+    );
 }
 
 #[test]

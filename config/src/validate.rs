@@ -44,6 +44,11 @@ pub const DEFAULT_MAX_PUT_SIZE: u64 = 5 * 1024 * 1024 * 1024;
 
 /// Time given to in-flight requests at shutdown.
 pub const DEFAULT_GRACE_PERIOD: Duration = Duration::from_secs(30);
+/// How long a whole request header may take (nginx allows 60 s per header;
+/// any client on a working network needs well under a second).
+pub const DEFAULT_REQUEST_HEADER_TIMEOUT: Duration = Duration::from_secs(20);
+/// Shorter would cut clients on slow links mid-header.
+const MIN_REQUEST_HEADER_TIMEOUT: Duration = Duration::from_secs(1);
 
 const PROVIDER_TYPES: [&str; 4] = ["aws-kms", "azure-keyvault", "custom", "local"];
 
@@ -105,6 +110,7 @@ fn server(r: &mut Reader, top: &Obj) -> Option<Server> {
             "grace_period",
             "drain_delay",
             "proxy_protocol",
+            "request_header_timeout",
             "upgrade_sock",
         ],
     )?;
@@ -181,6 +187,18 @@ fn server(r: &mut Reader, top: &Obj) -> Option<Server> {
         .unwrap_or(DEFAULT_GRACE_PERIOD);
     let drain_delay = r.duration(&o, "drain_delay").unwrap_or_default();
     let proxy_protocol = r.boolean(&o, "proxy_protocol").unwrap_or(false);
+    let request_header_timeout = match r.duration(&o, "request_header_timeout") {
+        Some(d) if d < MIN_REQUEST_HEADER_TIMEOUT => {
+            r.problem(
+                &o.child("request_header_timeout"),
+                "must be at least 1s",
+                Some("a slow network needs seconds for a header; the default is 20s".into()),
+            );
+            DEFAULT_REQUEST_HEADER_TIMEOUT
+        }
+        Some(d) => d,
+        None => DEFAULT_REQUEST_HEADER_TIMEOUT,
+    };
     let upgrade_sock = r
         .string(&o, "upgrade_sock")
         .map(PathBuf::from)
@@ -189,6 +207,7 @@ fn server(r: &mut Reader, top: &Obj) -> Option<Server> {
         upgrade_sock,
         drain_delay,
         proxy_protocol,
+        request_header_timeout,
         listen,
         tls,
         admin_listen,

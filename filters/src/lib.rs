@@ -4,6 +4,7 @@
 //! it from Pingora's phases.
 
 pub mod auth;
+pub mod header_watch;
 pub mod holdback;
 pub mod keys;
 pub mod permission;

@@ -6,6 +6,7 @@
 mod admin;
 mod azure;
 mod azure_ids;
+mod header_deadline;
 mod keycache;
 mod keys;
 mod kms;

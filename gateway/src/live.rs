@@ -48,13 +48,14 @@ fn needs_restart(old: &Config, new: &Config) -> Vec<&'static str> {
         || a.admin_listen != b.admin_listen
         || a.threads != b.threads
         || a.proxy_protocol != b.proxy_protocol
+        || a.request_header_timeout != b.request_header_timeout
         || a.tls.as_ref().map(|t| t.listen) != b.tls.as_ref().map(|t| t.listen)
         || a.drain_delay != b.drain_delay
         || a.grace_period != b.grace_period
         || a.upgrade_sock != b.upgrade_sock
     {
         parts.push(
-            "server (listeners, threads, proxy_protocol, drain_delay, grace_period, upgrade_sock)",
+            "server (listeners, threads, proxy_protocol, request_header_timeout, drain_delay, grace_period, upgrade_sock)",
         );
     }
     let (u, v) = (&old.upstream, &new.upstream);

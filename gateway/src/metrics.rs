@@ -73,6 +73,9 @@ pub struct Metrics {
     /// by reason (`no_header`, `unsupported`, `too_long`, `malformed`,
     /// `timeout`).
     pub proxy_protocol_refusals_total: IntCounterVec,
+    /// Client connections closed because a request header took longer
+    /// than `server.request_header_timeout`.
+    pub request_header_timeouts_total: IntCounter,
     /// Configuration reloads (SIGHUP) by result (`ok`, `error`).
     pub config_reloads_total: IntCounterVec,
     /// 1 when `/readyz` would answer 200, else 0 (set as it is scraped).
@@ -274,6 +277,10 @@ impl Metrics {
                 "Connections refused for lacking a valid PROXY protocol v2 header, by reason",
                 &["reason"],
             )?,
+            request_header_timeouts_total: IntCounter::new(
+                "sealgate_request_header_timeouts_total",
+                "Client connections closed for a request header slower than server.request_header_timeout",
+            )?,
             config_reloads_total: counter(
                 "sealgate_config_reloads_total",
                 "Configuration reloads (SIGHUP), by result",
@@ -321,6 +328,7 @@ impl Metrics {
         r.register(Box::new(m.data_key_cache_entries.clone()))?;
         r.register(Box::new(m.build_info.clone()))?;
         r.register(Box::new(m.in_flight_requests.clone()))?;
+        r.register(Box::new(m.request_header_timeouts_total.clone()))?;
         r.register(Box::new(m.ready.clone()))?;
         m.build_info
             .with_label_values(&[env!("CARGO_PKG_VERSION")])

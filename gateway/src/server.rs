@@ -232,13 +232,18 @@ fn add_s3_service(
     cert: Option<Arc<crate::tls::ReloadableCert>>,
 ) -> Result<(), StartError> {
     let refusals = metrics.proxy_protocol_refusals_total.clone();
+    let timeouts = metrics.request_header_timeouts_total.clone();
     let gateway = Gateway::new(live, upstream, metrics);
+    let watched = crate::header_deadline::HeaderDeadlineApp {
+        inner: Arc::new(pingora::proxy::http_proxy(&server.configuration, gateway)),
+        limit: config.server.request_header_timeout,
+        timeouts,
+    };
     if config.server.proxy_protocol {
-        let proxy = pingora::proxy::http_proxy(&server.configuration, gateway);
         let mut service = Service::new(
             "sealgate-s3".to_string(),
             crate::proxy_protocol::ProxyProtocolApp {
-                inner: Arc::new(proxy),
+                inner: Arc::new(watched),
                 refusals: refusals.clone(),
             },
         );
@@ -248,13 +253,9 @@ fn add_s3_service(
         add_listeners(&mut service, config, cert)?;
         server.add_service(service);
     } else {
-        let mut proxy = pingora::proxy::http_proxy_service_with_name(
-            &server.configuration,
-            gateway,
-            "sealgate-s3",
-        );
-        add_listeners(&mut proxy, config, cert)?;
-        server.add_service(proxy);
+        let mut service = Service::new("sealgate-s3".to_string(), watched);
+        add_listeners(&mut service, config, cert)?;
+        server.add_service(service);
     }
     Ok(())
 }

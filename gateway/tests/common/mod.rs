@@ -564,6 +564,8 @@ pub struct Options<'a> {
     pub s3_extra: &'a str,
     /// Extra top-level YAML.
     pub extra: &'a str,
+    /// YAML lines under `server` (indented two spaces).
+    pub server_extra: &'a str,
 }
 
 /// A gateway running in this process.
@@ -600,7 +602,7 @@ server:
   threads: 2
   grace_period: 0s
   domains: ["s3.sealgate.test"]
-{tls}storage:
+{server_extra}{tls}storage:
   s3:
     endpoint: {endpoint}
     region: us-east-1
@@ -629,6 +631,7 @@ auth:
             upstream_key = backend.credentials().0,
             s3_extra = opts.s3_extra,
             extra = opts.extra,
+            server_extra = opts.server_extra,
         )
     }
 

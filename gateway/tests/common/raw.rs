@@ -74,6 +74,32 @@ pub fn signed_request_as(
     extra: &[(&str, &str)],
     body: &[u8],
 ) -> RawResponse {
+    let mut head = signed_head(client, host, method, path, extra);
+    head.push_str(&format!(
+        "content-length: {}\r\nconnection: close\r\n\r\n",
+        body.len()
+    ));
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    s.write_all(head.as_bytes()).unwrap();
+    s.write_all(body).unwrap();
+    let mut raw = Vec::new();
+    // A cut connection ends the read with an error or EOF: either way,
+    // what arrived is what the client got.
+    let _ = s.read_to_end(&mut raw);
+    parse(&raw)
+}
+
+/// The request line and signed headers of a request (header SigV4,
+/// unsigned payload), each line ended; the caller adds its own framing
+/// headers and the blank line.
+pub fn signed_head(
+    client: (&str, &str),
+    host: &str,
+    method: &str,
+    path: &str,
+    extra: &[(&str, &str)],
+) -> String {
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap()
@@ -99,19 +125,19 @@ pub fn signed_request_as(
     for (n, v) in &headers {
         head.push_str(&format!("{n}: {v}\r\n"));
     }
-    head.push_str(&format!(
-        "authorization: {authorization}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
-        body.len()
-    ));
-    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-    s.write_all(head.as_bytes()).unwrap();
-    s.write_all(body).unwrap();
-    let mut raw = Vec::new();
-    // A cut connection ends the read with an error or EOF: either way,
-    // what arrived is what the client got.
-    let _ = s.read_to_end(&mut raw);
-    parse(&raw)
+    head.push_str(&format!("authorization: {authorization}\r\n"));
+    head
+}
+
+/// Parses one whole response (header and the body its Content-Length
+/// names) from the start of `raw`, if it has arrived.
+pub fn parse_one(raw: &[u8]) -> Option<RawResponse> {
+    let split = raw.windows(4).position(|w| w == b"\r\n\r\n")?;
+    let mut r = parse(&raw[..split + 4]);
+    let len: usize = r.header("content-length").map_or(0, |v| v.parse().unwrap());
+    let body = raw.get(split + 4..split + 4 + len)?;
+    r.body = body.to_vec();
+    Some(r)
 }
 
 /// `GET /bucket/key` with an optional `Range`.
