@@ -212,6 +212,21 @@ fn every_part_layout_reads_back_exactly() {
 }
 
 const LIST_UPLOADS: &str = include_str!("py/multipart_list_uploads.py");
+const LIST_FLOOD: &str = include_str!("py/multipart_list_flood.py");
+
+/// More unfinished uploads in a bucket than a listing reads records for in
+/// bulk: each upload of the page answered is looked up by itself, so
+/// another client's upload is still listed with its token (and resumes).
+#[test]
+fn a_flood_of_uploads_cannot_push_anothers_out_of_a_listing() {
+    let garage = Garage::start(&["demo"]);
+    let gw = encrypted_gateway(&garage);
+    let (id, secret) = garage.credentials();
+    assert_eq!(
+        python_ok(LIST_FLOOD, &[&gw.url(), &garage.url(), id, secret]).trim(),
+        "ok"
+    );
+}
 
 /// ListMultipartUploads answers tokens that resume and abort the listed
 /// uploads; the records behind them are hidden and removed when done.

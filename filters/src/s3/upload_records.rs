@@ -162,6 +162,39 @@ pub fn parse_upload_page(xml: &[u8]) -> Result<UploadPage, S3Error> {
     Ok(page)
 }
 
+/// `path_and_query` of a ListMultipartUploads with its `max-uploads` at
+/// most `cap` (S3 may always answer fewer uploads a page; clients follow
+/// `NextKeyMarker`). A value that is not a number is left for the backend
+/// to refuse.
+pub fn cap_max_uploads(path_and_query: &str, cap: usize) -> String {
+    let (path, query) = path_and_query
+        .split_once('?')
+        .unwrap_or((path_and_query, ""));
+    let mut found = false;
+    let pairs: Vec<String> = query
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|pair| match pair.split_once('=') {
+            Some(("max-uploads", v)) => {
+                found = true;
+                match v.parse::<usize>() {
+                    Ok(n) => format!("max-uploads={}", n.min(cap)),
+                    Err(_) => pair.to_string(),
+                }
+            }
+            _ => pair.to_string(),
+        })
+        .collect();
+    let mut out = format!("{path}?{}", pairs.join("&"));
+    if !found {
+        if !pairs.is_empty() {
+            out.push('&');
+        }
+        out.push_str(&format!("max-uploads={cap}"));
+    }
+    out
+}
+
 /// The client's ListMultipartUploads answer: companion uploads (and a
 /// common prefix that only gathers them) left out, and the backend id of
 /// every recorded upload, also in the markers, replaced by its token.
@@ -241,6 +274,24 @@ fn unescape(text: &str) -> Option<String> {
 mod tests {
     use super::*;
     use crate::s3::upload_id::UploadToken;
+
+    #[test]
+    fn a_listing_page_is_capped_however_it_asks() {
+        let cases = [
+            ("/b?uploads", "/b?uploads&max-uploads=100"),
+            ("/b?uploads&max-uploads=1000", "/b?uploads&max-uploads=100"),
+            ("/b?max-uploads=7&uploads", "/b?max-uploads=7&uploads"),
+            ("/b?uploads&max-uploads=x", "/b?uploads&max-uploads=x"),
+            ("/b", "/b?max-uploads=100"),
+            (
+                "/b?uploads&prefix=a%26max-uploads%3D9",
+                "/b?uploads&prefix=a%26max-uploads%3D9&max-uploads=100",
+            ),
+        ];
+        for (asked, sent) in cases {
+            assert_eq!(cap_max_uploads(asked, 100), sent, "{asked}");
+        }
+    }
 
     fn token(upload_id: &str, wrapped: usize) -> String {
         UploadToken {

@@ -10,7 +10,7 @@ use std::collections::HashMap;
 
 use pingora::proxy::Session;
 use sealgate_filters::s3::upload_records::{
-    is_record_key, parse_upload_page, record_keys, record_prefix, recorded_tokens,
+    cap_max_uploads, is_record_key, parse_upload_page, record_keys, record_prefix, recorded_tokens,
     rewrite_upload_list, RECORD_PREFIX,
 };
 use sealgate_filters::s3::{uri, Operation, S3Error, S3ErrorCode};
@@ -19,9 +19,15 @@ use super::response::{ResponseBody, WholeRewrite};
 use super::{Create, Ctx, Gateway, Op};
 use crate::upstream::encode_key;
 
-/// Most pages of records read for one listing (1,000 uploads a page):
-/// beyond, uploads are listed with the backend's ids.
+/// Most pages of records read in bulk for one listing (1,000 uploads a
+/// page).
 const MAX_RECORD_PAGES: usize = 10;
+
+/// Uploads a listing page answers when the bulk read did not hold every
+/// record (a bucket with more unfinished uploads than that): each one
+/// without a record among those read is looked up by itself, so a client
+/// that opens many uploads cannot push another's out of a listing.
+const LOOKUP_PAGE: usize = 100;
 
 /// Largest ListMultipartUploads page read from the backend.
 const MAX_UPLOAD_PAGE: usize = 4 * 1024 * 1024;
@@ -43,18 +49,63 @@ impl Gateway {
         let Some(bucket) = ctx.route.bucket.clone() else {
             return Ok(());
         };
-        let keys = self
+        let unreachable = |e: String| {
+            tracing::warn!(request_id = %ctx.request_id, error = %e, "reading upload records failed");
+            S3Error::new(
+                S3ErrorCode::ServiceUnavailable,
+                "the storage backend could not be reached; retry",
+            )
+        };
+        let (keys, all) = self
             .list_upload_keys(&bucket, RECORD_PREFIX, MAX_RECORD_PAGES)
             .await
-            .map_err(|e| {
-                tracing::warn!(request_id = %ctx.request_id, error = %e, "reading upload records failed");
-                S3Error::new(
-                    S3ErrorCode::ServiceUnavailable,
-                    "the storage backend could not be reached; retry",
-                )
-            })?;
-        let found = recorded_tokens(keys.iter().map(|(k, _)| k.as_str()));
+            .map_err(unreachable)?;
+        let mut found = recorded_tokens(keys.iter().map(|(k, _)| k.as_str()));
+        if !all {
+            let route = &mut ctx.route;
+            route.upstream_path_and_query =
+                cap_max_uploads(&route.upstream_path_and_query, LOOKUP_PAGE);
+            self.look_up_records(
+                &bucket,
+                &route.upstream_host,
+                &route.upstream_path_and_query,
+                &mut found,
+            )
+            .await
+            .map_err(unreachable)?;
+        }
         ctx.op = Op::ListUploads(found);
+        Ok(())
+    }
+
+    /// Reads the page the client's listing will answer and adds the records
+    /// of its uploads that `found` lacks, one upload at a time. (An upload
+    /// begun between this read and the listing is answered with the
+    /// backend's id, as when its record could not be written.)
+    async fn look_up_records(
+        &self,
+        bucket: &str,
+        host: &str,
+        path_and_query: &str,
+        found: &mut HashMap<String, String>,
+    ) -> Result<(), String> {
+        let (resp, body) = self
+            .upstream
+            .get(host, path_and_query, None, MAX_UPLOAD_PAGE)
+            .await
+            .map_err(|e| e.to_string())?;
+        if resp.status.as_u16() != 200 {
+            // The listing itself will answer the client the same error.
+            return Ok(());
+        }
+        let page = parse_upload_page(&body).map_err(|e| e.message)?;
+        for (key, id) in page.uploads.iter().take(LOOKUP_PAGE) {
+            if is_record_key(key) || found.contains_key(id) {
+                continue;
+            }
+            let (records, _) = self.list_upload_keys(bucket, &record_prefix(id), 1).await?;
+            found.extend(recorded_tokens(records.iter().map(|(k, _)| k.as_str())));
+        }
         Ok(())
     }
 
@@ -184,6 +235,7 @@ impl Gateway {
         for (key, id) in self
             .list_upload_keys(bucket, &record_prefix(upload_id), 1)
             .await?
+            .0
         {
             if !is_record_key(&key) {
                 continue;
@@ -205,13 +257,13 @@ impl Gateway {
     }
 
     /// Keys and ids of the bucket's unfinished uploads under `prefix`, at
-    /// most `max_pages` pages.
+    /// most `max_pages` pages, and whether that was all of them.
     async fn list_upload_keys(
         &self,
         bucket: &str,
         prefix: &str,
         max_pages: usize,
-    ) -> Result<Vec<(String, String)>, String> {
+    ) -> Result<(Vec<(String, String)>, bool), String> {
         let (host, path) = self.upstream.address(Some(bucket), None);
         let mut out = Vec::new();
         let mut marker: Option<(String, String)> = None;
@@ -236,10 +288,10 @@ impl Gateway {
             out.extend(page.uploads);
             match page.next {
                 Some(next) => marker = Some(next),
-                None => break,
+                None => return Ok((out, true)),
             }
         }
-        Ok(out)
+        Ok((out, false))
     }
 
     /// Host and path of `key` in `bucket` at the backend.
