@@ -140,14 +140,33 @@ impl S3Error {
 
     /// S3's error document. `resource` is the request path; `request_id` is ours.
     pub fn to_xml(&self, resource: &str, request_id: &str) -> String {
+        let (resource, message) = (clip(resource), clip(&self.message));
         format!(
             "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>{}</Code><Message>{}</Message><Resource>{}</Resource><RequestId>{}</RequestId></Error>",
             self.code.as_str(),
-            xml_escape(&self.message),
+            xml_escape(message),
             xml_escape(resource),
             xml_escape(request_id)
         )
     }
+}
+
+/// Longest client-influenced text (the path, a message naming a key) an
+/// error document carries: every error then fits a socket buffer, so a
+/// client that never reads cannot hold the write of one (a 64 KiB path of
+/// `&` would otherwise escape to 320 KiB).
+const MAX_ERROR_TEXT: usize = 1024;
+
+/// `s` cut to [`MAX_ERROR_TEXT`] bytes at a character boundary.
+fn clip(s: &str) -> &str {
+    if s.len() <= MAX_ERROR_TEXT {
+        return s;
+    }
+    let mut end = MAX_ERROR_TEXT;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
 }
 
 /// Escapes text for XML element content.
@@ -169,6 +188,14 @@ pub fn xml_escape(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn error_documents_stay_small_whatever_the_path() {
+        let path = format!("/b/{}", "&é".repeat(40_000));
+        let xml = S3Error::new(S3ErrorCode::AccessDenied, "denied").to_xml(&path, "id");
+        assert!(xml.len() < 8 * 1024, "{}", xml.len());
+        assert!(xml.contains("<Resource>/b/&amp;é&amp;"));
+    }
 
     #[test]
     fn renders_s3_error_xml() {

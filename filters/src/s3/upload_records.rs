@@ -164,8 +164,8 @@ pub fn parse_upload_page(xml: &[u8]) -> Result<UploadPage, S3Error> {
 
 /// `path_and_query` of a ListMultipartUploads with its `max-uploads` at
 /// most `cap` (S3 may always answer fewer uploads a page; clients follow
-/// `NextKeyMarker`). A value that is not a number is left for the backend
-/// to refuse.
+/// `NextKeyMarker`). A value that is not a number becomes `cap` too (a
+/// lenient backend would read it as its default, 1,000).
 pub fn cap_max_uploads(path_and_query: &str, cap: usize) -> String {
     let (path, query) = path_and_query
         .split_once('?')
@@ -177,10 +177,8 @@ pub fn cap_max_uploads(path_and_query: &str, cap: usize) -> String {
         .map(|pair| match pair.split_once('=') {
             Some(("max-uploads", v)) => {
                 found = true;
-                match v.parse::<usize>() {
-                    Ok(n) => format!("max-uploads={}", n.min(cap)),
-                    Err(_) => pair.to_string(),
-                }
+                let n = v.parse::<usize>().map_or(cap, |n| n.min(cap));
+                format!("max-uploads={n}")
             }
             _ => pair.to_string(),
         })
@@ -281,7 +279,13 @@ mod tests {
             ("/b?uploads", "/b?uploads&max-uploads=100"),
             ("/b?uploads&max-uploads=1000", "/b?uploads&max-uploads=100"),
             ("/b?max-uploads=7&uploads", "/b?max-uploads=7&uploads"),
-            ("/b?uploads&max-uploads=x", "/b?uploads&max-uploads=x"),
+            ("/b?uploads&max-uploads=x", "/b?uploads&max-uploads=100"),
+            (
+                "/b?uploads&max-uploads=%201000",
+                "/b?uploads&max-uploads=100",
+            ),
+            ("/b?uploads&max-uploads=-1", "/b?uploads&max-uploads=100"),
+            ("/b?uploads&max-uploads=", "/b?uploads&max-uploads=100"),
             ("/b", "/b?max-uploads=100"),
             (
                 "/b?uploads&prefix=a%26max-uploads%3D9",

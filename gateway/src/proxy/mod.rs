@@ -225,6 +225,10 @@ impl Gateway {
     }
 }
 
+/// Longest one write to a client may wait for it to read (as each read
+/// from it waits at most 60 s): a client that stops reading is cut.
+const CLIENT_WRITE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+
 #[async_trait]
 impl ProxyHttp for Gateway {
     type CTX = Ctx;
@@ -249,6 +253,8 @@ impl ProxyHttp for Gateway {
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
+        // Pingora waits on a client that does not read forever by default.
+        session.set_write_timeout(Some(CLIENT_WRITE_TIMEOUT));
         // A browser form upload: the client is known only from its fields.
         // The rare paths that serve a request themselves are boxed, so the
         // future every request makes (and moves) stays small.

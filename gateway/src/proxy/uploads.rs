@@ -95,11 +95,19 @@ impl Gateway {
             .await
             .map_err(|e| e.to_string())?;
         if resp.status.as_u16() != 200 {
-            // The listing itself will answer the client the same error.
-            return Ok(());
+            return Err(format!(
+                "reading the listing's page answered {}",
+                resp.status
+            ));
         }
         let page = parse_upload_page(&body).map_err(|e| e.message)?;
-        for (key, id) in page.uploads.iter().take(LOOKUP_PAGE) {
+        if page.uploads.len() > LOOKUP_PAGE {
+            return Err(format!(
+                "the backend answered {} uploads where {LOOKUP_PAGE} were asked",
+                page.uploads.len()
+            ));
+        }
+        for (key, id) in &page.uploads {
             if is_record_key(key) || found.contains_key(id) {
                 continue;
             }

@@ -13,18 +13,25 @@ backend = boto3.client("s3", endpoint_url=sys.argv[2], aws_access_key_id=sys.arg
                        aws_secret_access_key=sys.argv[4], region_name="us-east-1",
                        config=Config(max_pool_connections=16))
 FLOOD = 10_001
+# Uploads without records (made at the backend), sorting just before
+# "mine": with 1,000-upload pages, "mine" would be the 102nd of its page.
+BEFORE = 101
 mine = s3.create_multipart_upload(Bucket="demo", Key="mine")["UploadId"]
 assert mine.startswith("sgmp"), mine
 with ThreadPoolExecutor(16) as pool:
     list(pool.map(lambda n: backend.create_multipart_upload(
         Bucket="demo", Key=f".sealgate/uploads/0/0-1/flood{n:05}"), range(FLOOD)))
+    others = list(pool.map(lambda n: backend.create_multipart_upload(
+        Bucket="demo", Key=f"before{n:03}")["UploadId"], range(BEFORE)))
 
 pages = list(s3.get_paginator("list_multipart_uploads").paginate(Bucket="demo"))
 listed = [(u["Key"], u["UploadId"]) for p in pages for u in p.get("Uploads", [])]
-assert listed == [("mine", mine)], listed[:3]
-assert all(p["MaxUploads"] <= 1000 for p in pages)
+expected = [(f"before{n:03}", others[n]) for n in range(BEFORE)] + [("mine", mine)]
+assert sorted(listed) == sorted(expected), (listed[:2], listed[-2:])
+# Each page was capped once the records no longer fit one read.
+assert all(p["MaxUploads"] <= 100 for p in pages), [p["MaxUploads"] for p in pages][:3]
 # Resumed with the listed id.
-(_, resumed), = listed
+(_, resumed), = [u for u in listed if u[0] == "mine"]
 e1 = s3.upload_part(Bucket="demo", Key="mine", UploadId=resumed, PartNumber=1, Body=b"part")["ETag"]
 s3.complete_multipart_upload(Bucket="demo", Key="mine", UploadId=resumed, MultipartUpload={
     "Parts": [{"PartNumber": 1, "ETag": e1}]})
