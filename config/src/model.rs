@@ -96,6 +96,10 @@ pub struct Upstream {
 /// What the gateway sends the backend to verify the bytes it stores.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StoredChecksum {
+    /// Found out: a trailing CRC32C where the backend verifies one (AWS S3
+    /// always; any other backend is asked once, see the gateway's
+    /// `upstream::trailers`), else none.
+    Auto,
     /// A trailing CRC32C (aws-chunked `STREAMING-UNSIGNED-PAYLOAD-TRAILER`):
     /// AWS S3, Garage, MinIO, current Ceph.
     Crc32c,

@@ -324,15 +324,16 @@ fn upstream(r: &mut Reader, o: &Obj) -> Option<Upstream> {
         None => DEFAULT_MAX_PUT_SIZE,
     };
     let stored_checksum = match r.string(o, "stored_checksum").as_deref() {
-        None | Some("crc32c") => StoredChecksum::Crc32c,
+        None | Some("auto") => StoredChecksum::Auto,
+        Some("crc32c") => StoredChecksum::Crc32c,
         Some("none") => StoredChecksum::None,
         Some(other) => {
             r.problem(
                 &o.child("stored_checksum"),
                 format!("`{other}` is not a stored checksum"),
-                Some("use `crc32c` (the default) or `none` for backends without aws-chunked trailers".into()),
+                Some("use `auto` (the default: found out from the backend), `crc32c` or `none` (for backends without aws-chunked trailers)".into()),
             );
-            StoredChecksum::Crc32c
+            StoredChecksum::Auto
         }
     };
     let literal_keys = r.boolean(o, "literal_keys").unwrap_or(false);

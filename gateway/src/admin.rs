@@ -15,6 +15,7 @@ use crate::metrics::Metrics;
 pub struct AdminApp {
     pub metrics: Arc<Metrics>,
     pub readiness: Arc<crate::readiness::Readiness>,
+    pub upstream: Arc<crate::upstream::UpstreamTarget>,
 }
 
 fn text(status: StatusCode, content_type: &str, body: impl Into<Vec<u8>>) -> Response<Vec<u8>> {
@@ -35,6 +36,13 @@ impl ServeHttp for AdminApp {
             "/metrics" => {
                 let ready = self.readiness.report().is_ok();
                 self.metrics.ready.set(i64::from(ready));
+                let now = self.upstream.stored_checksum_state();
+                for state in crate::upstream::StoredChecksumState::ALL {
+                    self.metrics
+                        .backend_stored_checksum
+                        .with_label_values(&[state.as_str()])
+                        .set(i64::from(state == now));
+                }
                 text(
                     StatusCode::OK,
                     "text/plain; version=0.0.4",

@@ -69,6 +69,26 @@ enum Command {
         #[command(subcommand)]
         command: KeysCommand,
     },
+    /// Storage backend tools.
+    Backend {
+        #[command(subcommand)]
+        command: BackendCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum BackendCommand {
+    /// Show the endpoint and whether it verifies the gateway's stored checksums (probed under
+    /// .sealgate/probe/ in a bucket, nothing left behind); exit 1 when the configuration does not
+    /// suit the backend.
+    Status {
+        /// The YAML configuration file.
+        #[arg(short, long, env = "SEALGATE_CONFIG")]
+        config: PathBuf,
+        /// The bucket to probe in (default: the first one the backend lists).
+        #[arg(long)]
+        bucket: Option<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -169,6 +189,28 @@ fn main() -> ExitCode {
                 }
                 Err(e) => {
                     eprintln!("sealgate keys status: {e}");
+                    ExitCode::from(1)
+                }
+            }
+        }
+        Command::Backend {
+            command: BackendCommand::Status { config, bucket },
+        } => {
+            let loaded = match load(&config) {
+                Ok(l) => l,
+                Err(code) => return code,
+            };
+            match sealgate::backend_status(&loaded.config, bucket.as_deref()) {
+                Ok((report, suits)) => {
+                    print!("{report}");
+                    if suits {
+                        ExitCode::SUCCESS
+                    } else {
+                        ExitCode::from(1)
+                    }
+                }
+                Err(e) => {
+                    eprintln!("sealgate backend status: {e}");
                     ExitCode::from(1)
                 }
             }

@@ -82,6 +82,10 @@ pub struct Metrics {
     pub ready: IntGauge,
     /// Always 1, labelled with the version.
     pub build_info: IntGaugeVec,
+    /// 1 for the checksum ciphertext goes upstream with (`crc32c`, `none`,
+    /// or `unknown` while `auto` has not probed the backend), set as it is
+    /// scraped.
+    pub backend_stored_checksum: IntGaugeVec,
     /// The children of the families above whose labels are fixed words,
     /// resolved once: every request adds to them without hashing labels.
     pub fixed: FixedCounters,
@@ -294,6 +298,13 @@ impl Metrics {
                 Opts::new("sealgate_build_info", "Always 1, labelled with the version"),
                 &["version"],
             )?,
+            backend_stored_checksum: IntGaugeVec::new(
+                Opts::new(
+                    "sealgate_backend_stored_checksum",
+                    "1 for the checksum ciphertext goes upstream with (storage.s3.stored_checksum; unknown: auto, not probed yet)",
+                ),
+                &["checksum"],
+            )?,
             fixed,
             by_operation: ByOperation::new(),
             registry,
@@ -327,6 +338,7 @@ impl Metrics {
         }
         r.register(Box::new(m.data_key_cache_entries.clone()))?;
         r.register(Box::new(m.build_info.clone()))?;
+        r.register(Box::new(m.backend_stored_checksum.clone()))?;
         r.register(Box::new(m.in_flight_requests.clone()))?;
         r.register(Box::new(m.request_header_timeouts_total.clone()))?;
         r.register(Box::new(m.ready.clone()))?;

@@ -123,6 +123,7 @@ pub fn start(config: Config, options: RunOptions) -> Result<GatewayHandle, Start
         rt.block_on(UpstreamTarget::new(&config.upstream))
             .map_err(StartError::Upstream)?,
     );
+    check_stored_checksum(&rt, &config, &upstream)?;
     rt.block_on(crate::keys::check_at_start(&config))
         .map_err(StartError::Providers)?;
     let providers = rt
@@ -180,6 +181,7 @@ pub fn start(config: Config, options: RunOptions) -> Result<GatewayHandle, Start
             AdminApp {
                 metrics: metrics.clone(),
                 readiness: readiness.clone(),
+                upstream: upstream.clone(),
             },
         );
         admin.add_tcp(&admin_addr.to_string());
@@ -219,6 +221,46 @@ pub fn start(config: Config, options: RunOptions) -> Result<GatewayHandle, Start
         metrics,
         readiness,
     })
+}
+
+/// `storage.s3.stored_checksum` against the backend: `auto` learns what it
+/// takes now (or at the first encrypted write, when no bucket can be
+/// probed yet); an explicit `crc32c` the backend does not verify refuses to
+/// start. The probe runs on its own target, whose pooled connections end
+/// with this short-lived runtime.
+fn check_stored_checksum(
+    rt: &tokio::runtime::Runtime,
+    config: &Config,
+    upstream: &UpstreamTarget,
+) -> Result<(), StartError> {
+    use sealgate_config::StoredChecksum;
+    let configured = config.upstream.stored_checksum;
+    if configured == StoredChecksum::None {
+        return Ok(());
+    }
+    let checker = rt
+        .block_on(UpstreamTarget::new(&config.upstream))
+        .map_err(StartError::Upstream)?;
+    let found = rt.block_on(checker.check_trailers(None));
+    drop(checker);
+    match (configured, found) {
+        (StoredChecksum::Crc32c, Some(false)) => Err(StartError::Pingora(format!(
+            "storage.s3.stored_checksum is crc32c, but the backend at {} does not verify \
+             aws-chunked trailers (it refused or mishandled a probe under .sealgate/probe/): \
+             set stored_checksum to auto (the default) or none",
+            config.upstream.endpoint.authority()
+        ))),
+        (StoredChecksum::Auto, Some(found)) => {
+            upstream.assume_trailers(found);
+            tracing::info!(
+                endpoint = %config.upstream.endpoint.authority(),
+                stored_checksum = if found { "crc32c" } else { "none" },
+                "storage.s3.stored_checksum auto: probed the backend"
+            );
+            Ok(())
+        }
+        _ => Ok(()),
+    }
 }
 
 /// The S3 proxy service on its plain and/or TLS listeners, behind a

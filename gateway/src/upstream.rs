@@ -18,6 +18,8 @@ use sealgate_filters::s3::uri;
 use tokio::sync::RwLock;
 
 mod exchange;
+mod trailers;
+pub use trailers::StoredChecksumState;
 
 /// Refresh chain credentials this long before they expire.
 const CREDENTIAL_REFRESH_MARGIN: Duration = Duration::from_secs(300);
@@ -52,6 +54,8 @@ pub struct UpstreamTarget {
     authority: String,
     /// Multipart layouts this instance has found.
     pub(crate) layouts: crate::part_layout::LayoutCache,
+    /// Whether the backend verifies aws-chunked trailers (`auto`).
+    trailers: trailers::TrailerSupport,
 }
 
 /// Longest one read or write of the gateway's own upstream exchanges
@@ -133,6 +137,7 @@ impl UpstreamTarget {
             signing_key: Mutex::new(None),
             connector: Connector::new(connector_options),
             layouts: Default::default(),
+            trailers: Default::default(),
         })
     }
 
@@ -158,6 +163,7 @@ impl UpstreamTarget {
             Ok(addr) if addr != **self.address.load() => {
                 tracing::info!(host, address = %addr, "upstream address changed");
                 self.address.store(std::sync::Arc::new(addr));
+                self.trailers.forget();
             }
             Ok(_) => {}
             Err(e) => {

@@ -342,3 +342,76 @@ fn without_stored_checksums_default_uploads_still_complete() {
         assert!(std::fs::read(&back).unwrap() == data, "{len} bytes");
     }
 }
+
+/// The gauge `sealgate_backend_stored_checksum` reads 1 for `state`.
+fn stored_checksum_is(gw: &Gateway, state: &str) -> bool {
+    let (status, text) = gw.admin_get("/metrics");
+    assert_eq!(status, 200);
+    metric(
+        &text,
+        &format!("sealgate_backend_stored_checksum{{checksum=\"{state}\"}}"),
+    ) == Some(1.0)
+}
+
+/// `stored_checksum: auto` (the default) asks each backend at start-up:
+/// s3s-fs and Garage verify aws-chunked trailers (a wrong one is refused
+/// as a bad digest), moto does not (it stores the body whatever the
+/// trailer says), so uploads there go plain. Either way objects round-trip
+/// and the probe leaves nothing behind.
+#[test]
+fn auto_finds_out_which_backends_verify_trailers() {
+    let work = tempfile::tempdir().unwrap();
+    let backends: Vec<(Box<dyn Upstream>, &str)> = vec![
+        (Box::new(Backend::start(&["demo"])), "crc32c"),
+        (Box::new(Garage::start(&["demo"])), "crc32c"),
+        (Box::new(Moto::start(&["demo"])), "none"),
+    ];
+    for (backend, expected) in backends {
+        let name = backend.name();
+        let gw = encrypted_gateway(&*backend);
+        assert!(stored_checksum_is(&gw, expected), "{name}: not {expected}");
+        let data = test_bytes(300_000, 11);
+        let src = work.path().join("src");
+        std::fs::write(&src, &data).unwrap();
+        cp(&gw.url(), src.to_str().unwrap(), "s3://demo/obj");
+        let back = work.path().join("back");
+        cp(&gw.url(), "s3://demo/obj", back.to_str().unwrap());
+        assert!(std::fs::read(&back).unwrap() == data, "{name}: read back");
+        assert_ciphertext_of(&*backend, "demo", "obj", &data);
+        assert_eq!(backend.keys("demo"), vec!["obj".to_string()], "{name}");
+    }
+}
+
+/// With no bucket to probe in at start-up, `auto` asks at the first
+/// encrypted write (in its bucket); an explicit `crc32c` on a backend that
+/// does not verify trailers refuses to start, naming the setting.
+#[test]
+fn auto_probes_at_the_first_write_and_crc32c_is_refused_where_unverified() {
+    let garage = Garage::start(&[]);
+    let gw = encrypted_gateway(&garage);
+    assert!(stored_checksum_is(&gw, "unknown"));
+    garage.create_bucket("later");
+    let work = tempfile::tempdir().unwrap();
+    let src = work.path().join("src");
+    std::fs::write(&src, b"first write").unwrap();
+    cp(&gw.url(), src.to_str().unwrap(), "s3://later/first");
+    assert!(stored_checksum_is(&gw, "crc32c"));
+    assert_eq!(garage.keys("later"), vec!["first".to_string()]);
+
+    let moto = Moto::start(&["demo"]);
+    let refused = Gateway::try_start_with(
+        &moto,
+        &Options {
+            s3_extra: "    stored_checksum: crc32c\n",
+            extra: LOCAL_PROVIDER,
+            ..Options::default()
+        },
+    )
+    .err()
+    .expect("crc32c on a backend that does not verify trailers must not start");
+    assert!(
+        refused.contains("storage.s3.stored_checksum is crc32c"),
+        "{refused}"
+    );
+    assert!(moto.keys("demo").is_empty());
+}

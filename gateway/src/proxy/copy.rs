@@ -301,7 +301,7 @@ impl Gateway {
             data_key,
             copy.enc.write_context.clone(),
         )?
-        .with_stored_checksum(ctx.live.stored_checksum());
+        .with_stored_checksum(ctx.stored_checksum);
         let mut put =
             RequestHeader::build("PUT", ctx.route.upstream_path_and_query.as_bytes(), None)
                 .map_err(internal)?;
@@ -309,7 +309,7 @@ impl Gateway {
             .map_err(internal)?;
         self.copy_object_headers(&mut put, copy.replace, headers, &src)
             .await?;
-        self.stream_copy(&ctx.live, &plan, put, &src, body).await
+        self.stream_copy(&plan, put, &src, body).await
     }
 
     /// The new object's headers for a copy the gateway makes: metadata

@@ -48,13 +48,12 @@ impl Gateway {
     /// adds its own and the request is signed here).
     pub(super) async fn stream_copy(
         &self,
-        live: &crate::live::Live,
         plan: &UploadPlan,
         put: RequestHeader,
         src: &CopySource,
         mut body: SourceBody,
     ) -> Result<Stored, S3Error> {
-        let (mut dst, mut cipher) = self.open_put(live, plan, put).await?;
+        let (mut dst, mut cipher) = self.open_put(plan, put).await?;
         let len = src.len();
         if len > 0 {
             let mut from = self.open_source(src).await?;
@@ -115,14 +114,13 @@ impl Gateway {
     /// [`Self::finish_upload`], or drop the result to store nothing.
     pub(super) async fn stream_upload(
         &self,
-        live: &crate::live::Live,
         plan: &UploadPlan,
         put: RequestHeader,
         body: &mut BytesMut,
         keep: usize,
         session: &mut pingora::proxy::Session,
     ) -> Result<PendingUpload, S3Error> {
-        let (mut dst, mut cipher) = self.open_put(live, plan, put).await?;
+        let (mut dst, mut cipher) = self.open_put(plan, put).await?;
         let mut sent = 0u64;
         loop {
             if body.len() > keep {
@@ -181,12 +179,11 @@ impl Gateway {
     /// signed, the header sent; the body state to feed it.
     async fn open_put(
         &self,
-        live: &crate::live::Live,
         plan: &UploadPlan,
         mut put: RequestHeader,
     ) -> Result<(HttpSession, super::upload_stream::UploadStream), S3Error> {
         plan.apply(&mut put).map_err(internal)?;
-        let hash = if plan.encrypts() && live.stored_checksum().is_some() {
+        let hash = if plan.sends_trailer() {
             UNSIGNED_TRAILER
         } else {
             UNSIGNED_PAYLOAD

@@ -97,6 +97,9 @@ pub struct Ctx {
     decrypted: u64,
     /// When the upstream request header went out.
     upstream_sent: Option<Instant>,
+    /// The checksum an encrypted write goes upstream with
+    /// (`storage.s3.stored_checksum`, resolved for `auto` before routing).
+    stored_checksum: Option<sealgate_filters::s3::checksum::ChecksumAlgorithm>,
 }
 
 /// What the gateway does with the request, and the state it needs.
@@ -197,6 +200,12 @@ impl Gateway {
             }
             ctx.op = Op::Checked(Box::new(auth::CheckedBody::new(check)));
         }
+        if let (true, Some(bucket)) = (
+            ctx.audit.policy.is_some() && writes_ciphertext(auth.s3.operation),
+            &auth.bucket,
+        ) {
+            ctx.stored_checksum = self.upstream.stored_checksum(&bucket.real).await;
+        }
         self.route(req, &auth, ctx)?;
         self.plan_plain_copy(req, ctx)?;
         if let (Some(token), Some(enc)) = (&ctx.route.upload_token, token_enc) {
@@ -229,6 +238,19 @@ impl Gateway {
 /// from it waits at most 60 s): a client that stops reading is cut.
 const CLIENT_WRITE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
 
+/// Operations that may store ciphertext the gateway frames (and so need to
+/// know the stored checksum before they are routed).
+fn writes_ciphertext(op: Operation) -> bool {
+    matches!(
+        op,
+        Operation::PutObject
+            | Operation::CopyObject
+            | Operation::CreateMultipartUpload
+            | Operation::UploadPart
+            | Operation::UploadPartCopy
+    )
+}
+
 #[async_trait]
 impl ProxyHttp for Gateway {
     type CTX = Ctx;
@@ -249,6 +271,7 @@ impl ProxyHttp for Gateway {
             upstream_in: 0,
             decrypted: 0,
             upstream_sent: None,
+            stored_checksum: None,
         }
     }
 

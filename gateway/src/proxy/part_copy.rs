@@ -64,12 +64,12 @@ impl Gateway {
             opened.ctx_hash,
             copy.number,
         )
-        .with_stored_checksum(ctx.live.stored_checksum());
+        .with_stored_checksum(ctx.stored_checksum);
         let mut put =
             RequestHeader::build("PUT", ctx.route.upstream_path_and_query.as_bytes(), None)
                 .map_err(internal)?;
         put.insert_header(http::header::HOST, ctx.route.upstream_host.as_str())
             .map_err(internal)?;
-        self.stream_copy(&ctx.live, &part, put, &src, body).await
+        self.stream_copy(&part, put, &src, body).await
     }
 }

@@ -102,6 +102,6 @@ impl Gateway {
             self.copy_object_headers(&mut put, copy.replace, headers, &src)
                 .await?;
         }
-        self.stream_copy(&ctx.live, &plan, put, &src, body).await
+        self.stream_copy(&plan, put, &src, body).await
     }
 }

@@ -200,7 +200,7 @@ impl Gateway {
             }
         }
         let plan = self
-            .post_plan(&resolved.name, file_len, &headers, ctx)
+            .post_plan((&resolved.name, &resolved.real), file_len, &headers, ctx)
             .await?;
         let (host, path) = self
             .upstream
@@ -214,7 +214,7 @@ impl Gateway {
         }
         let mut file = BytesMut::from(&prefix[start.offset..]);
         let pending = self
-            .stream_upload(&ctx.live, &plan, put, &mut file, closing.len(), session)
+            .stream_upload(&plan, put, &mut file, closing.len(), session)
             .await?;
         if file[..] != closing[..] {
             return Err(malformed("the file must be the form's last field"));
@@ -238,7 +238,7 @@ impl Gateway {
     /// plaintext for a bucket the gateway does not encrypt.
     async fn post_plan(
         &self,
-        bucket: &str,
+        (bucket, real): (&str, &str),
         len: u64,
         headers: &HeaderMap,
         ctx: &mut Ctx,
@@ -266,9 +266,10 @@ impl Gateway {
             .map_err(key_error)?;
         ctx.audit.provider = Some(enc.provider.clone());
         ctx.audit.key_id = Some(data_key.key_id.clone());
+        ctx.stored_checksum = self.upstream.stored_checksum(real).await;
         Ok(
             UploadPlan::new(body, &enc.provider, data_key, enc.write_context.clone())?
-                .with_stored_checksum(ctx.live.stored_checksum()),
+                .with_stored_checksum(ctx.stored_checksum),
         )
     }
 

@@ -102,7 +102,7 @@ impl Gateway {
         } else {
             format!("{path}?{}", forwarded_query.join("&"))
         };
-        ctx.route.payload_hash = match ctx.op.upstream_payload_hash(ctx.live.stored_checksum()) {
+        ctx.route.payload_hash = match ctx.op.upstream_payload_hash(ctx.stored_checksum) {
             Some(h) => h.to_string(),
             // The body goes as the client sent it: the client's hash holds.
             None => req

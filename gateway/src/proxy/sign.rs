@@ -44,7 +44,7 @@ impl Gateway {
                 }
             }
             Op::Read(read) => read.apply(req)?,
-            Op::Create(Create::Ready(create)) => create.apply(req, ctx.live.stored_checksum())?,
+            Op::Create(Create::Ready(create)) => create.apply(req, ctx.stored_checksum)?,
             Op::Complete(complete) => complete.apply(req)?,
             Op::Copy(copy) => {
                 // The backend must not apply the client's SSE or checksum

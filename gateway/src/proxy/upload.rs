@@ -11,7 +11,6 @@ use std::collections::BTreeMap;
 use bytes::Bytes;
 use http::HeaderMap;
 use pingora::http::RequestHeader;
-use sealgate_config::StoredChecksum;
 use sealgate_envelope::format::ciphertext_len;
 use sealgate_envelope::multipart::{PartHeader, PART_HEADER_LEN};
 use sealgate_envelope::{Backend, Encryptor, EnvelopeMeta, ObjectKey};
@@ -22,7 +21,6 @@ use super::upload_stream::{Sink, UploadStream};
 use sealgate_filters::plan::{BodyEncoding, UploadBody};
 use sealgate_filters::policy::BucketEncryption;
 use sealgate_filters::s3::checksum::{BodyChecks, ChecksumAlgorithm};
-use sealgate_filters::s3::chunked::encode::STORED_CHECKSUM;
 use sealgate_filters::s3::chunked::encode::{self, TrailingChecksum};
 use sealgate_filters::s3::chunked::{ChunkSigner, ChunkedDecoder};
 use sealgate_filters::s3::upload_id::UploadToken;
@@ -155,6 +153,11 @@ impl UploadPlan {
     }
 
     /// Sends the ciphertext with a trailing checksum the backend verifies.
+    /// Whether the body goes aws-chunked with a trailing checksum.
+    pub fn sends_trailer(&self) -> bool {
+        self.cipher.is_some() && self.stored_checksum.is_some()
+    }
+
     pub fn with_stored_checksum(mut self, algorithm: Option<ChecksumAlgorithm>) -> Self {
         self.stored_checksum = algorithm;
         self
@@ -330,14 +333,6 @@ pub fn client_checksum(headers: &HeaderMap) -> Option<(&'static str, String)> {
 /// What a request reads of the configuration: from the set it began with
 /// (`Ctx::live`), so a reload never mixes two sets in one request.
 impl crate::live::Live {
-    /// The checksum ciphertext goes upstream with (`storage.s3.stored_checksum`).
-    pub(super) fn stored_checksum(&self) -> Option<ChecksumAlgorithm> {
-        match self.config.upstream.stored_checksum {
-            StoredChecksum::Crc32c => Some(STORED_CHECKSUM),
-            StoredChecksum::None => None,
-        }
-    }
-
     /// Refuses an upload whose stored size exceeds the backend's single-PUT limit.
     pub(super) fn check_size(&self, stored: u64) -> Result<(), S3Error> {
         let max = self.config.upstream.max_put_size;
@@ -415,7 +410,7 @@ impl Gateway {
         };
         ctx.audit.key_id = Some(plan.key_id.clone());
         ctx.op = Op::Upload(Upload::Ready(
-            plan.with_stored_checksum(ctx.live.stored_checksum())
+            plan.with_stored_checksum(ctx.stored_checksum)
                 .with_echo(echo),
         ));
         Ok(())

@@ -109,6 +109,36 @@ impl UpstreamTarget {
         body: Bytes,
         max_body: usize,
     ) -> Exchange<'a> {
+        let payload_hash = if body.is_empty() {
+            sealgate_filters::s3::sigv4::EMPTY_SHA256.to_string()
+        } else {
+            hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&body))
+        };
+        self.request_hashed(
+            method,
+            host,
+            path_and_query,
+            headers,
+            body,
+            payload_hash,
+            max_body,
+        )
+    }
+
+    /// [`Self::request`] with the `x-amz-content-sha256` given (an
+    /// aws-chunked body's `STREAMING-…`).
+    #[allow(clippy::too_many_arguments)]
+    pub fn request_hashed<'a>(
+        &'a self,
+        method: &'a str,
+        host: &'a str,
+        path_and_query: &'a str,
+        headers: &'a [(&'a str, &'a str)],
+        body: Bytes,
+        payload_hash: impl Into<String>,
+        max_body: usize,
+    ) -> Exchange<'a> {
+        let payload_hash: String = payload_hash.into();
         Box::pin(async move {
             let io = |e: Box<pingora::Error>| UpstreamError::Probe(e.etype().as_str().to_string());
             let mut req =
@@ -121,11 +151,6 @@ impl UpstreamTarget {
                 req.insert_header(http::header::CONTENT_LENGTH, body.len().to_string())
                     .map_err(io)?;
             }
-            let payload_hash = if body.is_empty() {
-                sealgate_filters::s3::sigv4::EMPTY_SHA256.to_string()
-            } else {
-                hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&body))
-            };
             self.sign(&mut req, &payload_hash).await?;
             let mut session = self.session().await?;
             session

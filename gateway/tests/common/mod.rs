@@ -304,11 +304,22 @@ impl Upstream for Backend {
         self.object_path(bucket, key).exists()
     }
 
-    /// Every file in the bucket's directory, temporary ones included.
+    /// Every entry in the bucket's directory that holds a file, temporary
+    /// ones included (an empty directory, left by a deleted key such as the
+    /// gateway's stored-checksum probe under `.sealgate/probe/`, holds no
+    /// object: s3s-fs never lists one).
     fn keys(&self, bucket: &str) -> Vec<String> {
+        fn holds_a_file(path: &Path) -> bool {
+            !path.is_dir()
+                || std::fs::read_dir(path)
+                    .unwrap()
+                    .any(|e| holds_a_file(&e.unwrap().path()))
+        }
         std::fs::read_dir(self.dir.path().join(bucket))
             .unwrap()
-            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .map(|e| e.unwrap())
+            .filter(|e| holds_a_file(&e.path()))
+            .map(|e| e.file_name().to_string_lossy().into_owned())
             .collect()
     }
 

@@ -12,6 +12,7 @@
 //! caller to check.
 
 pub mod encode;
+pub mod probe;
 
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
