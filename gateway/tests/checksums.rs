@@ -356,8 +356,9 @@ fn stored_checksum_is(gw: &Gateway, state: &str) -> bool {
 /// `stored_checksum: auto` (the default) asks each backend at start-up:
 /// s3s-fs and Garage verify aws-chunked trailers (a wrong one is refused
 /// as a bad digest), moto does not (it stores the body whatever the
-/// trailer says), so uploads there go plain. Either way objects round-trip
-/// and the probe leaves nothing behind.
+/// trailer says) and Ceph RGW 16 refuses the encoding itself, so uploads
+/// there go plain. Either way objects round-trip and the probe leaves
+/// nothing behind.
 #[test]
 fn auto_finds_out_which_backends_verify_trailers() {
     let work = tempfile::tempdir().unwrap();
@@ -365,6 +366,7 @@ fn auto_finds_out_which_backends_verify_trailers() {
         (Box::new(Backend::start(&["demo"])), "crc32c"),
         (Box::new(Garage::start(&["demo"])), "crc32c"),
         (Box::new(Moto::start(&["demo"])), "none"),
+        (Box::new(Rgw::start(&["demo"])), "none"),
     ];
     for (backend, expected) in backends {
         let name = backend.name();
