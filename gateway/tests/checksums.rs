@@ -417,3 +417,68 @@ fn auto_probes_at_the_first_write_and_crc32c_is_refused_where_unverified() {
     );
     assert!(moto.keys("demo").is_empty());
 }
+
+/// Ceph RGW answers errors with an empty Message and refuses the gateway's
+/// aws-chunked encoding with `XAmzContentSHA256Mismatch`: clients get S3's
+/// standard message, and a refusal of the gateway's own encoding (here
+/// forced: `crc32c` set while RGW had no bucket to probe) is the gateway's
+/// `InternalError` naming the setting, never a code that blames the client.
+#[test]
+fn backend_errors_reach_clients_with_a_message_and_without_blame() {
+    let rgw = Rgw::start(&[]);
+    let gw = Gateway::start_with(
+        &rgw,
+        &Options {
+            s3_extra: "    stored_checksum: crc32c\n",
+            extra: LOCAL_PROVIDER,
+            ..Options::default()
+        },
+    );
+    rgw.create_bucket("demo");
+    let work = tempfile::tempdir().unwrap();
+    let out = aws_as(
+        CLIENT_KEY,
+        CLIENT_SECRET,
+        &gw.url(),
+        &[
+            "s3api",
+            "get-object",
+            "--bucket",
+            "demo",
+            "--key",
+            "nope",
+            work.path().join("out").to_str().unwrap(),
+        ],
+    );
+    assert_s3_error(&out, "NoSuchKey");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("The specified key does not exist."),
+        "{stderr}"
+    );
+
+    let src = work.path().join("src");
+    std::fs::write(&src, b"refused by its encoding").unwrap();
+    let out = aws_as(
+        CLIENT_KEY,
+        CLIENT_SECRET,
+        &gw.url(),
+        &[
+            "s3api",
+            "put-object",
+            "--bucket",
+            "demo",
+            "--key",
+            "k",
+            "--body",
+            src.to_str().unwrap(),
+        ],
+    );
+    assert_s3_error(&out, "InternalError");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("XAmzContentSHA256Mismatch") && stderr.contains("stored_checksum"),
+        "{stderr}"
+    );
+    assert!(!rgw.has("demo", "k"));
+}

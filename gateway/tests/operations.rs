@@ -134,6 +134,13 @@ fn proxy_protocol_v2_names_the_client_and_is_required() {
         access[0]
     );
     assert!(access[1].contains("client=127.0.0.1:"), "{}", access[1]);
+    // The backend's own error code is on the line (the gateway's id only
+    // would not say why the backend refused).
+    assert!(
+        access[1].contains("backend_error=\"NoSuchKey\""),
+        "{}",
+        access[1]
+    );
 }
 
 /// The whole log of an encrypted round trip at debug level (every

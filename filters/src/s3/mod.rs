@@ -1,6 +1,7 @@
 //! The S3 protocol: request classification, SigV4, errors, URI encoding.
 
 pub mod attributes;
+pub mod backend_error;
 pub mod checksum;
 pub mod chunked;
 pub mod error;

@@ -374,7 +374,7 @@ impl ProxyHttp for Gateway {
 
     async fn upstream_response_filter(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         resp: &mut ResponseHeader,
         ctx: &mut Ctx,
     ) -> Result<()> {
@@ -433,6 +433,18 @@ impl ProxyHttp for Gateway {
             Op::Create(Create::Ready(create)) => ctx.response_body = create.respond(resp)?,
             _ => {}
         }
+        // An error document the steps above left alone: completed for the
+        // client (its length then changes: streamed chunked).
+        if resp.status.as_u16() >= 400
+            && ctx.response_body.is_none()
+            && session.req_header().method != http::Method::HEAD
+        {
+            let gateway_encoded = matches!(&ctx.op, Op::Upload(Upload::Ready(p)) if p.encrypts());
+            resp.remove_header(http::header::CONTENT_LENGTH.as_str());
+            ctx.response_body = Some(ResponseBody::BackendError(response::BackendErrorDoc::new(
+                gateway_encoded,
+            )));
+        }
         if resp.headers.get("x-amz-request-id").is_none() {
             if let Ok(v) = HeaderValue::from_str(&ctx.request_id) {
                 resp.insert_header("x-amz-request-id", v)?;
@@ -457,6 +469,11 @@ impl ProxyHttp for Gateway {
             Ok(out) => {
                 if decrypts {
                     ctx.decrypted += out.as_ref().map_or(0, |b| b.len() as u64);
+                }
+                if let ResponseBody::BackendError(doc) = transform {
+                    if doc.code.is_some() {
+                        ctx.audit.backend_error = doc.code.take();
+                    }
                 }
                 *body = out;
                 Ok(None)

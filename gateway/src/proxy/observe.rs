@@ -26,6 +26,8 @@ pub struct AuditRecord {
     pub policy: Option<&'static str>,
     /// The S3 error the gateway answered with, if any.
     pub error: Option<S3ErrorCode>,
+    /// The error code the backend answered with, if any.
+    pub backend_error: Option<String>,
 }
 
 impl Default for AuditRecord {
@@ -39,6 +41,7 @@ impl Default for AuditRecord {
             key_id: None,
             policy: None,
             error: None,
+            backend_error: None,
         }
     }
 }
@@ -83,6 +86,7 @@ impl Gateway {
             bytes_in = session.body_bytes_read(),
             bytes_out = session.body_bytes_sent(),
             rejected = a.error.map(|c| c.as_str()).unwrap_or("-"),
+            backend_error = a.backend_error.as_deref().unwrap_or("-"),
             error = e.map(|e| e.etype().as_str()).unwrap_or("-"),
             duration_ms = ctx.started.elapsed().as_millis() as u64,
             "request"

@@ -4,6 +4,7 @@
 use bytes::{Bytes, BytesMut};
 use pingora::http::ResponseHeader;
 use sealgate_envelope::{Decryptor, META_PREFIX};
+use sealgate_filters::s3::backend_error;
 use sealgate_filters::s3::listing::SizeRewriter;
 
 /// The SSE value reported for every object the gateway encrypted.
@@ -24,6 +25,68 @@ pub enum ResponseBody {
     /// A small document rewritten whole once it ended (ListParts of an
     /// encrypted upload, a CompleteMultipartUpload result).
     Whole(WholeRewrite),
+    /// A backend's error document, passed on fit for the client.
+    BackendError(BackendErrorDoc),
+}
+
+/// Largest backend error document held to be completed; a longer one
+/// (none is) passes on as it came.
+const MAX_ERROR_DOCUMENT: usize = 64 * 1024;
+
+/// A backend error document (see `filters::s3::backend_error`): held
+/// whole, then answered with S3's message where it has none, or as the
+/// gateway's own error when the backend refused the gateway's encoding.
+pub struct BackendErrorDoc {
+    buf: BytesMut,
+    /// The gateway chose the request body's encoding (an encrypted write).
+    gateway_encoded: bool,
+    /// Too long to hold: passed on as it came.
+    passing: bool,
+    /// The backend's code, for the access line.
+    pub code: Option<String>,
+}
+
+impl BackendErrorDoc {
+    pub fn new(gateway_encoded: bool) -> Self {
+        Self {
+            buf: BytesMut::new(),
+            gateway_encoded,
+            passing: false,
+            code: None,
+        }
+    }
+
+    fn push(&mut self, input: Bytes, end: bool) -> Bytes {
+        if self.passing {
+            return input;
+        }
+        if self.buf.len() + input.len() > MAX_ERROR_DOCUMENT {
+            self.passing = true;
+            self.buf.extend_from_slice(&input);
+            return self.buf.split().freeze();
+        }
+        self.buf.extend_from_slice(&input);
+        if !end {
+            return Bytes::new();
+        }
+        let doc = self.buf.split().freeze();
+        // Backend input, bound for the log: S3 codes are short words.
+        self.code = backend_error::code_and_message(&doc).map(|(code, _)| {
+            let word = code.len() <= 64
+                && code
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_');
+            if word {
+                code
+            } else {
+                "unreadable".to_string()
+            }
+        });
+        match backend_error::for_client(&doc, self.gateway_encoded) {
+            Some(fit) => Bytes::from(fit),
+            None => doc,
+        }
+    }
 }
 
 /// Largest response held to be rewritten whole: a ListParts page (1,000
@@ -75,6 +138,7 @@ impl ResponseBody {
                 .ok_or(sealgate_envelope::StreamError::TrailingData),
             ResponseBody::Parts(dec) => Ok(Some(dec.push(&data, end)?)),
             ResponseBody::Whole(r) => Ok(Some(r.push(&data, end)?)),
+            ResponseBody::BackendError(doc) => Ok(Some(doc.push(data, end))),
         }
     }
 }
