@@ -77,11 +77,11 @@ pub fn for_client(xml: &[u8], gateway_encoded: bool) -> Option<String> {
             "the storage backend refused the body encoding the gateway sent ({code}); \
              the gateway's storage.s3.stored_checksum must be auto or none for this backend"
         );
-        return Some(replace_element(
+        return replace_element(
             &replace_element(text, "Code", "InternalError")?,
             "Message",
             &message,
-        )?);
+        );
     }
     if !message.trim().is_empty() {
         return None;
