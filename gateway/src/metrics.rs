@@ -461,6 +461,7 @@ mod tests {
         m.data_key_cache_entries
             .with_label_values(&["x", "y"])
             .set(1);
+        m.backend_stored_checksum.with_label_values(&["x"]).set(1);
         let registered: std::collections::BTreeSet<String> = m
             .registry
             .gather()
