@@ -65,8 +65,11 @@ fn needs_restart(old: &Config, new: &Config) -> Vec<&'static str> {
         || u.dns_refresh != v.dns_refresh
         || u.connect_timeout != v.connect_timeout
         || u.read_timeout != v.read_timeout
+        || u.stored_checksum != v.stored_checksum
     {
-        parts.push("storage.s3 (endpoint, region, credentials, timeouts, dns_refresh)");
+        parts.push(
+            "storage.s3 (endpoint, region, credentials, timeouts, dns_refresh, stored_checksum)",
+        );
     }
     parts
 }

@@ -343,6 +343,8 @@ fn without_stored_checksums_default_uploads_still_complete() {
     }
 }
 
+const MIXED_INSTANCES: &str = include_str!("py/checksums_mixed_instances.py");
+
 /// The gauge `sealgate_backend_stored_checksum` reads 1 for `state`.
 fn stored_checksum_is(gw: &Gateway, state: &str) -> bool {
     let (status, text) = gw.admin_get("/metrics");
@@ -481,4 +483,32 @@ fn backend_errors_reach_clients_with_a_message_and_without_blame() {
         "{stderr}"
     );
     assert!(!rgw.has("demo", "k"));
+}
+
+/// An upload's parts go to the backend with the stored checksum its Create
+/// decided (recorded in its token), whatever another instance (or this
+/// one, later) finds or is configured with: created with CRC32C on Garage,
+/// which then requires every part's checksum, it completes although its
+/// parts and Complete go through an instance set to `none`, and the other
+/// way round.
+#[test]
+fn an_upload_keeps_the_stored_checksum_it_was_created_with() {
+    let garage = Garage::start(&["demo"]);
+    let auto = encrypted_gateway(&garage);
+    let plain = Gateway::start_with(
+        &garage,
+        &Options {
+            s3_extra: "    stored_checksum: none\n",
+            extra: LOCAL_PROVIDER,
+            ..Options::default()
+        },
+    );
+    assert!(stored_checksum_is(&auto, "crc32c"));
+    for (created, parts) in [(&auto, &plain), (&plain, &auto)] {
+        let out = python_ok(
+            MIXED_INSTANCES,
+            &[&created.url(), &parts.url(), "demo", "mixed"],
+        );
+        assert_eq!(out.trim(), "ok");
+    }
 }

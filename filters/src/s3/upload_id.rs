@@ -13,6 +13,7 @@ use sha2::Sha256;
 use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
 
+use super::checksum::ChecksumAlgorithm;
 use super::multipart::ChecksumRequest;
 
 /// The upload id handed to clients for an encrypted multipart upload: the
@@ -30,8 +31,44 @@ pub struct UploadToken {
     pub commitment: [u8; 32],
     /// The checksum the client asked for at Create (answered at Complete).
     pub checksum: Option<ChecksumRequest>,
+    /// What the upload's parts go to the backend with, as decided at Create
+    /// (the upload was created with that algorithm, so every part must
+    /// match it, whatever the gateway finds out about the backend later).
+    pub stored: StoredMark,
     /// HMAC-SHA256 over every field and the upload's place ([`Self::seal`]).
     pub mac: [u8; 32],
+}
+
+/// The stored checksum an upload was created with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum StoredMark {
+    /// A token from before the mark (its parts follow the current finding).
+    #[default]
+    Unrecorded,
+    /// A trailing CRC32C.
+    Crc32c,
+    /// Plain bodies.
+    None,
+}
+
+impl StoredMark {
+    /// The mark for what a Create decided.
+    pub fn of(stored: Option<ChecksumAlgorithm>) -> Self {
+        match stored {
+            Some(_) => Self::Crc32c,
+            None => Self::None,
+        }
+    }
+
+    /// What the upload's parts go with: the mark, or `current` for a token
+    /// without one.
+    pub fn or(self, current: Option<ChecksumAlgorithm>) -> Option<ChecksumAlgorithm> {
+        match self {
+            Self::Unrecorded => current,
+            Self::Crc32c => Some(ChecksumAlgorithm::Crc32c),
+            Self::None => None,
+        }
+    }
 }
 
 /// Prefix of upload ids the gateway issues.
@@ -76,10 +113,16 @@ impl UploadToken {
     }
 
     fn checksum_field(&self) -> String {
-        match self.checksum {
+        let mut field = match self.checksum {
             Some(c) => format!("{}/{}", c.algorithm.name(), c.type_name()),
             None => String::new(),
+        };
+        match self.stored {
+            StoredMark::Unrecorded => {}
+            StoredMark::Crc32c => field.push_str(";crc32c"),
+            StoredMark::None => field.push_str(";none"),
         }
+        field
     }
 
     /// The MAC binding every field to the upstream `bucket` and object `key`.
@@ -160,7 +203,13 @@ impl UploadToken {
         let provider = String::from_utf8(take()?).ok()?;
         let key_id = String::from_utf8(take()?).ok()?;
         let wrapped_dek = take()?;
-        let field = String::from_utf8(take()?).ok()?;
+        let whole = String::from_utf8(take()?).ok()?;
+        let (field, stored) = match whole.split_once(';') {
+            None => (whole.as_str(), StoredMark::Unrecorded),
+            Some((f, "crc32c")) => (f, StoredMark::Crc32c),
+            Some((f, "none")) => (f, StoredMark::None),
+            Some(_) => return None,
+        };
         let checksum = match field.split_once('/') {
             None if field.is_empty() => None,
             None => return None,
@@ -177,6 +226,7 @@ impl UploadToken {
             salt: rest[..32].try_into().ok()?,
             commitment: rest[32..64].try_into().ok()?,
             checksum,
+            stored,
             mac: rest[64..].try_into().ok()?,
         })
     }
@@ -265,6 +315,7 @@ mod tests {
                 algorithm: ChecksumAlgorithm::Crc64Nvme,
                 full_object: true,
             }),
+            stored: StoredMark::None,
             mac: [3; 32],
         }
     }
@@ -277,11 +328,14 @@ mod tests {
     fn tokens_round_trip() {
         let t = token();
         assert_eq!(UploadToken::decode(&t.encode()), Some(t.clone()));
-        let plain = UploadToken {
-            checksum: None,
-            ..t.clone()
-        };
-        assert_eq!(UploadToken::decode(&plain.encode()), Some(plain));
+        for stored in [StoredMark::Unrecorded, StoredMark::Crc32c, StoredMark::None] {
+            let plain = UploadToken {
+                checksum: None,
+                stored,
+                ..t.clone()
+            };
+            assert_eq!(UploadToken::decode(&plain.encode()), Some(plain));
+        }
     }
 
     #[test]

@@ -306,6 +306,7 @@ mod tests {
             salt: [1; 32],
             commitment: [2; 32],
             checksum: None,
+            stored: Default::default(),
             mac: [3; 32],
         }
         .encode()

@@ -49,6 +49,7 @@ use pingora::prelude::*;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use sealgate_filters::plan::{self, Plan};
 use sealgate_filters::policy;
+use sealgate_filters::s3::upload_id::StoredMark;
 use sealgate_filters::s3::{Operation, S3Error};
 
 use crate::metrics::Metrics;
@@ -204,7 +205,16 @@ impl Gateway {
             ctx.audit.policy.is_some() && writes_ciphertext(auth.s3.operation),
             &auth.bucket,
         ) {
-            ctx.stored_checksum = self.upstream.stored_checksum(&bucket.real).await;
+            // An upload's parts go as its Create decided (it was created
+            // with that checksum algorithm, or without one).
+            let mark = match (&ctx.route.upload_token, auth.s3.operation) {
+                (Some(t), Operation::UploadPart | Operation::UploadPartCopy) => t.stored,
+                _ => StoredMark::Unrecorded,
+            };
+            ctx.stored_checksum = match mark {
+                StoredMark::Unrecorded => self.upstream.stored_checksum(&bucket.real).await,
+                decided => decided.or(None),
+            };
         }
         self.route(req, &auth, ctx)?;
         self.plan_plain_copy(req, ctx)?;

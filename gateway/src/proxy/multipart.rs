@@ -10,7 +10,7 @@ use sealgate_filters::auth::Identity;
 use sealgate_filters::policy::BucketEncryption;
 use sealgate_filters::s3::multipart::{self as mpu, ChecksumRequest, StoredPart};
 use sealgate_filters::s3::sigv4::PayloadHash;
-use sealgate_filters::s3::upload_id::{TokenKey, UploadIdRewrite, UploadToken};
+use sealgate_filters::s3::upload_id::{StoredMark, TokenKey, UploadIdRewrite, UploadToken};
 use sealgate_filters::s3::{uri, S3Error, S3ErrorCode};
 
 use super::headers::strip_plaintext_body_headers;
@@ -113,6 +113,7 @@ impl Gateway {
                 salt: meta.salt,
                 commitment: meta.commitment,
                 checksum: *checksum,
+                stored: StoredMark::of(ctx.stored_checksum),
                 mac: [0; 32],
             },
             token_key,

@@ -9,6 +9,7 @@
 use std::collections::HashMap;
 
 use pingora::proxy::Session;
+use sealgate_filters::s3::chunked::probe::PROBE_PREFIX;
 use sealgate_filters::s3::upload_records::{
     cap_max_uploads, is_record_key, parse_upload_page, record_keys, record_prefix, recorded_tokens,
     rewrite_upload_list, RECORD_PREFIX,
@@ -127,7 +128,7 @@ impl Gateway {
                 S3Error::new(
                     S3ErrorCode::AccessDenied,
                     format!(
-                        "keys under {RECORD_PREFIX} are reserved for the gateway's upload records"
+                        "keys under {RECORD_PREFIX} and {PROBE_PREFIX} are reserved for the gateway"
                     ),
                 ),
             ));
@@ -308,10 +309,11 @@ impl Gateway {
     }
 }
 
-/// Does `key` name the records' prefix, as written or as a backend mapping
-/// keys to file paths reads it?
+/// Does `key` name the records' prefix or the stored-checksum probe's, as
+/// written or as a backend mapping keys to file paths reads it?
 pub(super) fn looks_reserved(key: &str) -> bool {
-    is_record_key(key) || is_record_key(&as_a_path(key))
+    let reserved = |k: &str| is_record_key(k) || k.starts_with(PROBE_PREFIX);
+    reserved(key) || reserved(&as_a_path(key))
 }
 
 /// A key as a backend mapping keys to file paths reads it: `\` as `/`,
@@ -335,6 +337,8 @@ mod tests {
     fn record_keys_are_found_however_spelled() {
         for key in [
             ".sealgate/uploads/x",
+            ".sealgate/probe/x",
+            ".sealgate//probe/x",
             ".sealgate//uploads/x",
             ".sealgate\\uploads\\x",
             ".sealgate/uploads//",

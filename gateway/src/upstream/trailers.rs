@@ -17,13 +17,17 @@ use sealgate_filters::rewrap::element_text;
 use sealgate_filters::s3::checksum::ChecksumAlgorithm;
 use sealgate_filters::s3::chunked::encode::{STORED_CHECKSUM, UNSIGNED_TRAILER};
 use sealgate_filters::s3::chunked::probe::{
-    probe_body, probe_headers, refused_as_bad_digest, PROBE_DATA, PROBE_PREFIX,
+    after_right_trailer, after_wrong_trailer, probe_body, probe_headers, Step, PROBE_DATA,
+    PROBE_PREFIX,
 };
 
 use super::{encode_key, UpstreamTarget};
 
 /// How long an inconclusive probe is not repeated.
 const RETRY_AFTER: Duration = Duration::from_secs(30);
+
+/// Longest a probe may take (writes wait for it).
+const MAX_PROBE_TIME: Duration = Duration::from_secs(10);
 
 /// Largest answer the probe reads.
 const MAX_PROBE_ANSWER: usize = 64 * 1024;
@@ -34,8 +38,10 @@ const MAX_BUCKET_LIST: usize = 4 * 1024 * 1024;
 /// What is known of the backend's trailers.
 #[derive(Default)]
 pub(crate) struct TrailerSupport {
-    /// The probe's finding, for the current address.
+    /// The probe's last definite finding (kept while a new one is sought).
     found: Mutex<Option<bool>>,
+    /// The endpoint's address changed since: ask again.
+    recheck: std::sync::atomic::AtomicBool,
     /// When the last probe was inconclusive.
     inconclusive: Mutex<Option<Instant>>,
     /// One probe at a time.
@@ -43,10 +49,17 @@ pub(crate) struct TrailerSupport {
 }
 
 impl TrailerSupport {
-    /// The endpoint's address changed: it may be another backend.
+    /// The endpoint's address changed: it may be another backend. The last
+    /// finding stands until the next probe gives a definite one.
     pub(crate) fn forget(&self) {
-        *self.found.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        self.recheck
+            .store(true, std::sync::atomic::Ordering::SeqCst);
         *self.inconclusive.lock().unwrap_or_else(|e| e.into_inner()) = None;
+    }
+
+    fn settled(&self) -> Option<bool> {
+        let recheck = self.recheck.load(std::sync::atomic::Ordering::SeqCst);
+        self.found().filter(|_| !recheck)
     }
 
     fn found(&self) -> Option<bool> {
@@ -104,7 +117,7 @@ impl UpstreamTarget {
             StoredChecksum::Crc32c => StoredChecksumState::Crc32c,
             StoredChecksum::None => StoredChecksumState::None,
             StoredChecksum::Auto if self.is_aws() => StoredChecksumState::Crc32c,
-            StoredChecksum::Auto => match self.trailers.found() {
+            StoredChecksum::Auto => match self.trailers.settled() {
                 Some(true) => StoredChecksumState::Crc32c,
                 Some(false) => StoredChecksumState::None,
                 None => StoredChecksumState::Unknown,
@@ -169,39 +182,28 @@ impl UpstreamTarget {
     }
 
     async fn trailers_verified(&self, bucket: &str) -> bool {
-        if let Some(found) = self.trailers.found() {
+        let t = &self.trailers;
+        if let Some(found) = t.settled() {
             return found;
         }
         let recent = |at: &Option<Instant>| at.is_some_and(|t| t.elapsed() < RETRY_AFTER);
-        if recent(
-            &self
-                .trailers
-                .inconclusive
-                .lock()
-                .unwrap_or_else(|e| e.into_inner()),
-        ) {
-            return false;
+        // While unanswered: the last finding, else plain bodies (which
+        // every backend stores).
+        let meanwhile = || t.found().unwrap_or(false);
+        if recent(&t.inconclusive.lock().unwrap_or_else(|e| e.into_inner())) {
+            return meanwhile();
         }
-        let _one = self.trailers.probing.lock().await;
-        if let Some(found) = self.trailers.found() {
+        let _one = t.probing.lock().await;
+        if let Some(found) = t.settled() {
             return found;
         }
-        if recent(
-            &self
-                .trailers
-                .inconclusive
-                .lock()
-                .unwrap_or_else(|e| e.into_inner()),
-        ) {
-            return false;
+        if recent(&t.inconclusive.lock().unwrap_or_else(|e| e.into_inner())) {
+            return meanwhile();
         }
-        match self.probe_trailers(bucket).await {
-            Ok(found) => {
-                *self
-                    .trailers
-                    .found
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner()) = Some(found);
+        match tokio::time::timeout(MAX_PROBE_TIME, self.probe_trailers(bucket)).await {
+            Ok(Ok(found)) => {
+                *t.found.lock().unwrap_or_else(|e| e.into_inner()) = Some(found);
+                t.recheck.store(false, std::sync::atomic::Ordering::SeqCst);
                 tracing::info!(
                     endpoint = %self.authority,
                     stored_checksum = if found { "crc32c" } else { "none" },
@@ -214,19 +216,19 @@ impl UpstreamTarget {
                 );
                 found
             }
-            Err(reason) => {
-                *self
-                    .trailers
-                    .inconclusive
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
+            outcome => {
+                *t.inconclusive.lock().unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
+                let reason = match outcome {
+                    Ok(Err(reason)) => reason,
+                    _ => "the probe took too long".to_string(),
+                };
                 tracing::warn!(
                     endpoint = %self.authority,
-                    bucket,
-                    reason = %reason,
-                    "storage.s3.stored_checksum auto: the probe was inconclusive; writes go without a stored checksum until it succeeds"
+                    bucket = ?bucket,
+                    reason = ?reason,
+                    "storage.s3.stored_checksum auto: the probe was inconclusive; the last finding (or plain bodies) until it succeeds"
                 );
-                false
+                meanwhile()
             }
         }
     }
@@ -237,35 +239,53 @@ impl UpstreamTarget {
     /// trailer otherwise; `Err` when it could not be asked. The probe
     /// object is deleted in every case.
     pub async fn probe_trailers(&self, bucket: &str) -> Result<bool, String> {
-        // Unique enough: one probe at a time per process.
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_nanos();
-        let key = format!("{PROBE_PREFIX}{now:x}-{:x}", std::process::id());
+        let mut random = [0u8; 16];
+        getrandom::fill(&mut random).map_err(|e| e.to_string())?;
+        let key = format!("{PROBE_PREFIX}{}", hex::encode(random));
         let (host, path) = self.address(Some(bucket), Some(&encode_key(&key)));
-        let verdict = self.probe_steps(&host, &path).await;
-        let deleted = self
-            .request("DELETE", &host, &path, &[], Bytes::new(), MAX_PROBE_ANSWER)
-            .await;
-        match (&verdict, deleted) {
-            (Ok(_), Ok((resp, _))) if !resp.status.is_success() && resp.status != 404 => {
-                tracing::warn!(
-                    bucket,
-                    key,
-                    status = resp.status.as_u16(),
-                    "deleting the stored-checksum probe failed"
+        let mut versions = Vec::new();
+        let verdict = self.probe_steps(&host, &path, &mut versions).await;
+        // Every version a step stored (a versioned bucket keeps each), or
+        // the object itself.
+        if versions.is_empty() {
+            versions.push(None);
+        }
+        for version in versions {
+            let target = match &version {
+                Some(v) => format!("{path}?versionId={}", sealgate_filters::s3::uri::encode(v)),
+                None => path.clone(),
+            };
+            match self
+                .request(
+                    "DELETE",
+                    &host,
+                    &target,
+                    &[],
+                    Bytes::new(),
+                    MAX_PROBE_ANSWER,
                 )
+                .await
+            {
+                Ok((resp, _)) if resp.status.is_success() || resp.status == 404 => {}
+                Ok((resp, _)) => {
+                    tracing::warn!(bucket = ?bucket, key = ?key, status = resp.status.as_u16(), "deleting the stored-checksum probe failed")
+                }
+                Err(e) => {
+                    tracing::warn!(bucket = ?bucket, key = ?key, error = %e, "deleting the stored-checksum probe failed")
+                }
             }
-            (Ok(_), Err(e)) => {
-                tracing::warn!(bucket, key, error = %e, "deleting the stored-checksum probe failed")
-            }
-            _ => {}
         }
         verdict
     }
 
-    async fn probe_steps(&self, host: &str, path: &str) -> Result<bool, String> {
+    /// The probe's three steps (see `filters::s3::chunked::probe`); notes
+    /// the version of every object a step stored.
+    async fn probe_steps(
+        &self,
+        host: &str,
+        path: &str,
+        versions: &mut Vec<Option<String>>,
+    ) -> Result<bool, String> {
         let extra = probe_headers();
         let headers: Vec<(&str, &str)> = extra.iter().map(|(n, v)| (*n, v.as_str())).collect();
         let put = |wrong: bool| {
@@ -279,25 +299,55 @@ impl UpstreamTarget {
                 MAX_PROBE_ANSWER,
             )
         };
+        let mut stored = |resp: &pingora::http::ResponseHeader| {
+            if resp.status.is_success() {
+                versions.push(
+                    resp.headers
+                        .get("x-amz-version-id")
+                        .and_then(|v| v.to_str().ok())
+                        .filter(|v| !v.is_empty() && *v != "null")
+                        .map(str::to_string),
+                );
+            }
+        };
+        let inconclusive = |step: &str, status: u16, body: &[u8]| {
+            format!(
+                "{step} answered {status} {}",
+                element_text(body, "Code").unwrap_or_default()
+            )
+        };
         let (resp, body) = put(true).await.map_err(|e| e.to_string())?;
-        let status = resp.status.as_u16();
-        if status == 403 || status == 404 || status >= 500 {
-            return Err(format!(
-                "the backend answered {status} {}",
-                element_text(&body, "Code").unwrap_or_default()
-            ));
+        stored(&resp);
+        let code = element_text(&body, "Code");
+        match after_wrong_trailer(resp.status.as_u16(), code.as_deref()) {
+            Step::Next => {}
+            Step::Unverified => return Ok(false),
+            Step::Inconclusive => {
+                return Err(inconclusive("a wrong trailer", resp.status.as_u16(), &body))
+            }
         }
-        if !refused_as_bad_digest(status, element_text(&body, "Code").as_deref()) {
-            return Ok(false);
+        let (resp, body) = put(false).await.map_err(|e| e.to_string())?;
+        stored(&resp);
+        let code = element_text(&body, "Code");
+        match after_right_trailer(resp.status.as_u16(), code.as_deref()) {
+            Step::Next => {}
+            Step::Unverified => return Ok(false),
+            Step::Inconclusive => {
+                return Err(inconclusive(
+                    "the right trailer",
+                    resp.status.as_u16(),
+                    &body,
+                ))
+            }
         }
-        let (resp, _) = put(false).await.map_err(|e| e.to_string())?;
-        if !resp.status.is_success() {
-            return Ok(false);
-        }
-        let (resp, stored) = self
+        let (resp, data) = self
             .get(host, path, None, MAX_PROBE_ANSWER)
             .await
             .map_err(|e| e.to_string())?;
-        Ok(resp.status.as_u16() == 200 && stored.as_ref() == PROBE_DATA)
+        match resp.status.as_u16() {
+            // The framing stored as data, or anything but the data: no.
+            200 => Ok(data.as_ref() == PROBE_DATA),
+            status => Err(inconclusive("reading it back", status, &data)),
+        }
     }
 }

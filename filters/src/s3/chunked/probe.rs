@@ -8,12 +8,13 @@
 //! under the reserved prefix:
 //!
 //! 1. a body whose trailer is wrong must be refused as a bad digest (the
-//!    backend reads and verifies trailers; it also proves nothing else is
-//!    assumed: a backend answering anything else is not trusted with them);
+//!    backend reads and verifies trailers);
 //! 2. the same body with the right trailer must be stored (200), and
 //! 3. read back as exactly the data (not the framing).
 //!
-//! Only when all three hold are trailers used; otherwise bodies go plain.
+//! Only when all three hold are trailers used; a definite "no" (the wrong
+//! trailer stored, the encoding refused, other bytes read back) sends bodies
+//! plain; anything else (a transient or unrelated error) decides nothing.
 //! Either way nothing is stored for good: the probe object is deleted.
 
 use bytes::Bytes;
@@ -73,9 +74,52 @@ pub fn probed_algorithm() -> ChecksumAlgorithm {
     STORED_CHECKSUM
 }
 
-/// Step 1: was the wrong trailer refused as a bad digest?
-pub fn refused_as_bad_digest(status: u16, code: Option<&str>) -> bool {
-    status == 400 && code.is_some_and(|c| DIGEST_REFUSALS.contains(&c))
+/// Codes with which a backend refuses the encoding itself (Ceph RGW 16:
+/// `XAmzContentSHA256Mismatch`, whether the trailer is right or not).
+const ENCODING_REFUSALS: [&str; 3] = [
+    "XAmzContentSHA256Mismatch",
+    "InvalidContentEncoding",
+    "NotImplemented",
+];
+
+/// Where a probe step leaves the question.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    /// On to the next step.
+    Next,
+    /// The backend does not verify trailers: a definite answer.
+    Unverified,
+    /// No answer (a transient or unrelated error): ask again later.
+    Inconclusive,
+}
+
+/// A refusal of the encoding itself.
+fn refuses_encoding(status: u16, code: Option<&str>) -> bool {
+    status == 501 || (status == 400 && code.is_some_and(|c| ENCODING_REFUSALS.contains(&c)))
+}
+
+/// Step 1, the wrong trailer: refused as a bad digest goes on; stored, or
+/// the encoding refused, is a definite no; anything else says nothing.
+pub fn after_wrong_trailer(status: u16, code: Option<&str>) -> Step {
+    if status == 400 && code.is_some_and(|c| DIGEST_REFUSALS.contains(&c)) {
+        Step::Next
+    } else if (200..300).contains(&status) || refuses_encoding(status, code) {
+        Step::Unverified
+    } else {
+        Step::Inconclusive
+    }
+}
+
+/// Step 2, the right trailer: stored goes on; the encoding refused is a
+/// definite no; anything else says nothing.
+pub fn after_right_trailer(status: u16, code: Option<&str>) -> Step {
+    if (200..300).contains(&status) {
+        Step::Next
+    } else if refuses_encoding(status, code) {
+        Step::Unverified
+    } else {
+        Step::Inconclusive
+    }
 }
 
 #[cfg(test)]
@@ -104,18 +148,38 @@ mod tests {
     }
 
     #[test]
-    fn only_a_digest_refusal_shows_that_trailers_are_verified() {
-        assert!(refused_as_bad_digest(400, Some("BadDigest")));
-        assert!(refused_as_bad_digest(400, Some("InvalidDigest")));
-        for (status, code) in [
-            (400, Some("XAmzContentSHA256Mismatch")),
-            (400, Some("InvalidArgument")),
-            (400, None),
-            (200, None),
-            (500, Some("BadDigest")),
-            (403, Some("AccessDenied")),
+    fn only_definite_answers_decide() {
+        use Step::*;
+        for (status, code, wrong, right) in [
+            (400, Some("BadDigest"), Next, Inconclusive),
+            (400, Some("InvalidDigest"), Next, Inconclusive),
+            (200, None, Unverified, Next),
+            (
+                400,
+                Some("XAmzContentSHA256Mismatch"),
+                Unverified,
+                Unverified,
+            ),
+            (501, Some("NotImplemented"), Unverified, Unverified),
+            // Transient or unrelated: nothing learnt.
+            (400, Some("RequestTimeout"), Inconclusive, Inconclusive),
+            (400, Some("InvalidBucketName"), Inconclusive, Inconclusive),
+            (400, None, Inconclusive, Inconclusive),
+            (403, Some("AccessDenied"), Inconclusive, Inconclusive),
+            (404, Some("NoSuchBucket"), Inconclusive, Inconclusive),
+            (500, Some("BadDigest"), Inconclusive, Inconclusive),
+            (503, Some("SlowDown"), Inconclusive, Inconclusive),
         ] {
-            assert!(!refused_as_bad_digest(status, code), "{status} {code:?}");
+            assert_eq!(
+                after_wrong_trailer(status, code),
+                wrong,
+                "{status} {code:?}"
+            );
+            assert_eq!(
+                after_right_trailer(status, code),
+                right,
+                "{status} {code:?}"
+            );
         }
     }
 }
