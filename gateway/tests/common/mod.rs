@@ -4,6 +4,7 @@
 
 #![allow(dead_code)]
 
+pub mod faults;
 pub mod raw;
 pub mod relay;
 pub mod stored;
