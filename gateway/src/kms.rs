@@ -30,6 +30,11 @@ const ARN_TTL: Duration = Duration::from_secs(300);
 /// How long a failed resolution is remembered, so a key that cannot be
 /// described does not cost a KMS call on every read.
 const ARN_FAILURE_TTL: Duration = Duration::from_secs(60);
+/// How long a resolution that found KMS down or throttling is remembered:
+/// long enough that one request (which may resolve several ids) and the
+/// requests beside it wait out one KMS timeout, not one each; short enough
+/// that KMS's return is seen at once.
+const ARN_UNAVAILABLE_TTL: Duration = Duration::from_secs(5);
 
 /// A configured key id's ARN (or why it could not be described), and until
 /// when that answer is trusted.
@@ -120,10 +125,10 @@ impl AwsKmsProvider {
         if arn == Ok(key_id) {
             return;
         }
-        let ttl = if arn.is_ok() {
-            ARN_TTL
-        } else {
-            ARN_FAILURE_TTL
+        let ttl = match arn {
+            Ok(_) => ARN_TTL,
+            Err(KeyError::Unavailable(_) | KeyError::Throttled(_)) => ARN_UNAVAILABLE_TTL,
+            Err(_) => ARN_FAILURE_TTL,
         };
         self.arns.write().unwrap_or_else(|e| e.into_inner()).insert(
             key_id.to_string(),
@@ -361,13 +366,9 @@ impl KeyProvider for AwsKmsProvider {
             return known;
         }
         let resolved = self.resolve_arn(key_id).await;
-        // A provider that was down or throttling may answer next time.
-        if !matches!(
-            resolved,
-            Err(KeyError::Unavailable(_) | KeyError::Throttled(_))
-        ) {
-            self.remember(key_id, resolved.as_deref());
-        }
+        // A provider that was down or throttling may answer soon: that is
+        // remembered only briefly (see ARN_UNAVAILABLE_TTL).
+        self.remember(key_id, resolved.as_deref());
         resolved
     }
 }

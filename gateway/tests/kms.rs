@@ -558,3 +558,38 @@ fn forged_tokens_naming_foreign_keys_cost_no_kms_call() {
         "the bucket's own key resolved once, the forged ids never"
     );
 }
+
+const OUTAGE: &str = include_str!("py/kms_outage_multipart.py");
+
+/// The KMS down, throttling and slow in the middle of a multipart upload,
+/// on instances whose caches are cold: each UploadPart, Create and
+/// Complete it fails is a prompt, retryable S3 error (`503
+/// ServiceUnavailable` or `SlowDown`), no part is stored meanwhile, and
+/// once the KMS is back the same upload finishes on other instances and
+/// reads back whole (Garage).
+#[test]
+fn a_kms_outage_mid_multipart_upload_is_retryable_and_stores_nothing() {
+    let moto = Moto::start(&[]);
+    let moto_url = format!("http://127.0.0.1:{}", moto.port);
+    create_key(&moto_url, "alias/sealgate");
+    let counter = KmsCounter::start(&moto_url);
+    let garage = Garage::start(&["demo"]);
+    let extra = kms_config(&counter.url(), "alias/sealgate");
+    let opts = Options {
+        extra: &extra,
+        ..Options::default()
+    };
+    let (a, b, c) = (
+        Gateway::start_with(&garage, &opts),
+        Gateway::start_with(&garage, &opts),
+        Gateway::start_with(&garage, &opts),
+    );
+    assert_eq!(
+        python_ok(
+            OUTAGE,
+            &[&a.url(), &b.url(), &c.url(), &counter.url(), "demo"]
+        )
+        .trim(),
+        "ok"
+    );
+}
