@@ -1,0 +1,146 @@
+# Writers racing on one key, readers during the overwrites, multipart
+# uploads racing on one key, and Complete racing Abort, through the
+# gateway (boto3, one client per thread). Every read must return one whole
+# version that some writer wrote (digest among the written ones), never a
+# mix and never an error from a committed object.
+# On a backend whose overwrites are not atomic (s3s-fs writes an object's
+# data and its metadata as two files), a read may meet the envelope of one
+# version and the body of another: the gateway then refuses it (an error or
+# a cut body), which is allowed there; a read that completes must still be
+# one whole version.
+# argv: gateway url, bucket, prefix for the keys, 1 if overwrites are atomic
+# (and the backend answers as S3 does; 0 for s3s-fs).
+import hashlib, sys, threading, boto3, botocore
+from concurrent.futures import ThreadPoolExecutor
+from botocore.config import Config
+
+url, bucket, prefix = sys.argv[1], sys.argv[2], sys.argv[3]
+atomic = sys.argv[4] == "1"
+refused = [0]
+cfg = Config(retries={"max_attempts": 1}, max_pool_connections=64)
+local = threading.local()
+
+
+def s3():
+    if not hasattr(local, "s3"):
+        local.s3 = boto3.session.Session().client("s3", endpoint_url=url, config=cfg)
+    return local.s3
+
+
+def body(writer, size):
+    seed = hashlib.sha256(b"%d" % writer).digest()
+    return (seed * (size // len(seed) + 1))[:size]
+
+
+def digest(data):
+    return hashlib.sha256(data).hexdigest()
+
+
+# 1. 32 writers, different content (and sizes, across the frame size), one
+#    key; 32 readers meanwhile.
+WRITERS = 32
+key = prefix + "raced"
+versions = {digest(body(w, 40_000 + w * 3_001)) for w in range(WRITERS)}
+s3().put_object(Bucket=bucket, Key=key, Body=body(0, 40_000))
+stop = threading.Event()
+seen = []
+
+
+def write(w):
+    s3().put_object(Bucket=bucket, Key=key, Body=body(w, 40_000 + w * 3_001))
+
+
+def read(_):
+    got = set()
+    while not stop.is_set():
+        try:
+            data = s3().get_object(Bucket=bucket, Key=key)["Body"].read()
+        except (botocore.exceptions.ClientError,
+                botocore.exceptions.ResponseStreamingError):
+            if atomic:
+                raise
+            refused[0] += 1
+            continue
+        got.add(digest(data))
+    return got
+
+
+with ThreadPoolExecutor(64) as pool:
+    readers = [pool.submit(read, r) for r in range(32)]
+    list(pool.map(write, range(WRITERS)))
+    stop.set()
+    for r in readers:
+        seen.extend(r.result())
+final = digest(s3().get_object(Bucket=bucket, Key=key)["Body"].read())
+assert final in versions, "the final object is no writer's"
+mixed = set(seen) - versions
+assert not mixed, "%d reads returned no writer's version" % len(mixed)
+
+# 2. Multipart uploads racing on one key: the object is one whole upload.
+MiB = 1024 * 1024
+key = prefix + "multi"
+
+
+def upload(u):
+    parts = [body(100 + u, 5 * MiB), body(200 + u, 123_457)]
+    c = s3()
+    upload_id = c.create_multipart_upload(Bucket=bucket, Key=key)["UploadId"]
+    etags = [c.upload_part(Bucket=bucket, Key=key, UploadId=upload_id, PartNumber=n + 1,
+                           Body=p)["ETag"] for n, p in enumerate(parts)]
+    c.complete_multipart_upload(Bucket=bucket, Key=key, UploadId=upload_id, MultipartUpload={
+        "Parts": [{"PartNumber": n + 1, "ETag": e} for n, e in enumerate(etags)]})
+    return digest(b"".join(parts))
+
+
+with ThreadPoolExecutor(4) as pool:
+    uploads = set(pool.map(upload, range(4)))
+final = digest(s3().get_object(Bucket=bucket, Key=key)["Body"].read())
+assert final in uploads, "the multipart object is no upload's"
+
+# 3. Complete racing Abort, several times: either the upload completed (and
+#    reads back whole) or it is gone; the loser is told so.
+for round in range(4):
+    key = prefix + "race%d" % round
+    c = s3()
+    parts = [body(300 + round, 5 * MiB), body(400 + round, 1000)]
+    upload_id = c.create_multipart_upload(Bucket=bucket, Key=key)["UploadId"]
+    etags = [c.upload_part(Bucket=bucket, Key=key, UploadId=upload_id, PartNumber=n + 1,
+                           Body=p)["ETag"] for n, p in enumerate(parts)]
+    go = threading.Barrier(2)
+
+    def complete():
+        go.wait()
+        try:
+            s3().complete_multipart_upload(Bucket=bucket, Key=key, UploadId=upload_id,
+                                           MultipartUpload={"Parts": [
+                                               {"PartNumber": n + 1, "ETag": e}
+                                               for n, e in enumerate(etags)]})
+            return "completed"
+        except s3().exceptions.ClientError as e:
+            return e.response["Error"]["Code"]
+
+    def abort():
+        go.wait()
+        try:
+            s3().abort_multipart_upload(Bucket=bucket, Key=key, UploadId=upload_id)
+            return "aborted"
+        except s3().exceptions.ClientError as e:
+            return e.response["Error"]["Code"]
+
+    with ThreadPoolExecutor(2) as pool:
+        done, gone = pool.submit(complete), pool.submit(abort)
+        outcome = (done.result(), gone.result())
+    try:
+        data = s3().get_object(Bucket=bucket, Key=key)["Body"].read()
+        assert digest(data) == digest(b"".join(parts)), "a completed object is not whole"
+        assert outcome[0] == "completed", outcome
+    except s3().exceptions.NoSuchKey:
+        assert outcome[0] != "completed", ("completed but absent", outcome)
+    # The loser is told: NoSuchUpload, or InvalidPart when the Abort removed
+    # parts while the Complete was reading them (s3s-fs answers an Abort of
+    # a finished upload AccessDenied).
+    told = {"completed", "aborted", "NoSuchUpload", "InvalidPart"}
+    if not atomic:
+        told.add("AccessDenied")
+    assert set(outcome) <= told, outcome
+print("ok", refused[0])
