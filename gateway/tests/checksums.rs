@@ -20,9 +20,9 @@ use common::*;
 /// ciphertext stored (every frame of every part read by the independent
 /// reader, the whole stored body searched for plaintext).
 #[test]
-fn aws_cli_default_uploads_on_both_backends() {
+fn aws_cli_default_uploads_on_every_backend() {
     let work = tempfile::tempdir().unwrap();
-    for backend in both_backends(&["demo"]) {
+    for backend in every_backend(&["demo"]) {
         let gw = encrypted_gateway(&*backend);
         let name = backend.name();
         for len in [0usize, 20_000_000, 200_000_000] {
@@ -63,7 +63,7 @@ fn aws_cli_default_uploads_on_both_backends() {
 /// lists multipart ETags, as S3 does) a second sync finds nothing to do.
 #[test]
 fn aws_cli_sync_of_a_tree_with_large_files() {
-    for backend in both_backends(&["demo"]) {
+    for backend in every_backend(&["demo"]) {
         let gw = encrypted_gateway(&*backend);
         let name = backend.name();
         let tree = tempfile::tempdir().unwrap();
@@ -165,7 +165,7 @@ const COMPLETE_CHECKS: &str = include_str!("py/checksums_complete_checks.py");
 
 #[test]
 fn wrong_etags_and_sizes_are_refused_at_complete() {
-    for backend in both_backends(&["demo"]) {
+    for backend in every_backend(&["demo"]) {
         let gw = encrypted_gateway(&*backend);
         assert_eq!(
             python_ok(

@@ -15,7 +15,7 @@ use common::*;
 #[test]
 fn aws_cli_copies_and_moves_between_encrypted_locations() {
     let work = tempfile::tempdir().unwrap();
-    for backend in both_backends(&["demo", "other"]) {
+    for backend in every_backend(&["demo", "other"]) {
         let gw = encrypted_gateway(&*backend);
         let name = backend.name();
         for len in [0usize, 1, 20_000_000, 200_000_000] {
@@ -148,7 +148,7 @@ const PART_RANGES: &str = include_str!("py/copies_part_ranges.py");
 /// condition (nothing stored for them).
 #[test]
 fn ranged_part_copies_read_back_exactly() {
-    for backend in both_backends(&["demo"]) {
+    for backend in every_backend(&["demo"]) {
         let gw = encrypted_gateway(&*backend);
         let (id, secret) = backend.credentials();
         assert_eq!(
@@ -167,7 +167,7 @@ const OBJECTS: &str = include_str!("py/copies_objects.py");
 /// multipart source; metadata per directive, exact listed sizes.
 #[test]
 fn copy_object_keeps_or_remakes_the_envelope() {
-    for backend in both_backends(&["demo"]) {
+    for backend in every_backend(&["demo"]) {
         let gw = encrypted_gateway(&*backend);
         let (id, secret) = backend.credentials();
         assert_eq!(
@@ -201,7 +201,7 @@ const MIXED: &str = "encryption:
 /// encrypted.
 #[test]
 fn copies_across_encrypting_and_pass_through_buckets() {
-    for backend in both_backends(&["demo", "secure", "open"]) {
+    for backend in every_backend(&["demo", "secure", "open"]) {
         let gw = Gateway::start_with(
             &*backend,
             &Options {

@@ -35,7 +35,7 @@ fn assert_stored_encrypted(backend: &dyn Upstream, bucket: &str, key: &str, plai
 
 #[test]
 fn aws_cli_round_trips_every_edge_size_and_ranges() {
-    for backend in both_backends(&["demo"]) {
+    for backend in every_backend(&["demo"]) {
         aws_cli_round_trips_on(&*backend);
     }
 }
@@ -158,7 +158,7 @@ const BOTO3_SCRIPT: &str = include_str!("py/encryption_boto3_script.py");
 
 #[test]
 fn boto3_round_trips_with_checksums_conditionals_and_copies() {
-    for backend in both_backends(&["demo"]) {
+    for backend in every_backend(&["demo"]) {
         let gw = encrypted_gateway(&*backend);
         assert_eq!(
             python_ok(BOTO3_SCRIPT, &[&gw.url()]).trim(),
@@ -175,7 +175,7 @@ const BAD_UPLOADS: &str = include_str!("py/encryption_bad_uploads.py");
 
 #[test]
 fn failed_checksums_leave_no_object() {
-    for backend in both_backends(&["demo"]) {
+    for backend in every_backend(&["demo"]) {
         let gw = encrypted_gateway(&*backend);
         let out = python_ok(BAD_UPLOADS, &[&gw.url()]);
         assert_eq!(
@@ -484,7 +484,7 @@ const CONTENT_ENCODING: &str = include_str!("py/encryption_content_encoding.py")
 /// objects, whatever body framing carried it.
 #[test]
 fn content_encoding_is_kept_byte_exact() {
-    for backend in both_backends(&["demo"]) {
+    for backend in every_backend(&["demo"]) {
         let gw = encrypted_gateway(&*backend);
         assert_eq!(
             python_ok(CONTENT_ENCODING, &[&gw.url()]).trim(),
@@ -503,7 +503,7 @@ const ENVELOPE_FIELDS: &str = include_str!("py/encryption_envelope_fields.py");
 /// backends, read at the backend (the form upload: `post.rs`).
 #[test]
 fn envelope_fields_from_clients_are_never_stored() {
-    for backend in both_backends(&["enc", "plain"]) {
+    for backend in every_backend(&["enc", "plain"]) {
         let gw = Gateway::start_with(
             &*backend,
             &Options {
@@ -534,7 +534,7 @@ const CONCURRENCY: &str = include_str!("py/concurrency.py");
 /// those (never releasing a mix), which is all it can do there.
 #[test]
 fn concurrent_writers_and_readers_see_whole_versions() {
-    for backend in both_backends(&["demo"]) {
+    for backend in every_backend(&["demo"]) {
         let gw = encrypted_gateway(&*backend);
         let atomic = backend.name() != "s3s-fs";
         let out = python_ok(

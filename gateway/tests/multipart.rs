@@ -8,7 +8,7 @@ use common::*;
 
 #[test]
 fn aws_cli_default_multipart_transfers_round_trip() {
-    for backend in both_backends(&["demo"]) {
+    for backend in every_backend(&["demo"]) {
         aws_cli_multipart_on(&*backend);
     }
 }
@@ -115,7 +115,7 @@ const BOTO3_PARTS: &str = include_str!("py/multipart_boto3_parts.py");
 
 #[test]
 fn boto3_parts_retries_abort_and_transfers() {
-    for backend in both_backends(&["demo"]) {
+    for backend in every_backend(&["demo"]) {
         let gw = encrypted_gateway(&*backend);
         let name = backend.name();
         assert_eq!(python_ok(BOTO3_PARTS, &[&gw.url()]).trim(), "ok", "{name}");
@@ -176,7 +176,7 @@ const PART_READS: &str = include_str!("py/multipart_part_reads.py");
 /// parts count; InvalidPartNumber beyond the parts.
 #[test]
 fn part_number_reads_return_each_part() {
-    for backend in both_backends(&["demo"]) {
+    for backend in every_backend(&["demo"]) {
         let gw = encrypted_gateway(&*backend);
         assert_eq!(
             python_ok(PART_READS, &[&gw.url()]).trim(),
@@ -195,7 +195,7 @@ const ANY_LAYOUT: &str = include_str!("py/multipart_any_layout.py");
 /// refused at Complete and nothing is stored.
 #[test]
 fn every_part_layout_reads_back_exactly() {
-    for backend in both_backends(&["demo"]) {
+    for backend in every_backend(&["demo"]) {
         let gw = encrypted_gateway(&*backend);
         assert_eq!(
             python_ok(ANY_LAYOUT, &[&gw.url(), backend.name()]).trim(),

@@ -448,7 +448,7 @@ fn list_buckets_shows_only_the_clients_buckets() {
 /// ones that refuse an `x-amz-*` header left out of the signature.
 #[test]
 fn utf8_metadata_is_signed_upstream_and_stored() {
-    for backend in both_backends(&["demo"]) {
+    for backend in every_backend(&["demo"]) {
         let gw = Gateway::start(backend.as_ref());
         let port = gw.port;
         let put = common::raw::signed_request(

@@ -10,7 +10,7 @@ const UPLOADS: &str = include_str!("py/post_uploads.py");
 
 #[test]
 fn browser_post_uploads_are_encrypted_and_checked() {
-    for backend in both_backends(&["demo"]) {
+    for backend in every_backend(&["demo"]) {
         let gw = encrypted_gateway(&*backend);
         let (id, secret) = backend.credentials();
         assert_eq!(
@@ -30,7 +30,7 @@ const ENVELOPE_FIELDS: &str = include_str!("py/post_envelope_fields.py");
 /// stored metadata holds none of them.
 #[test]
 fn form_envelope_fields_are_never_stored() {
-    for backend in both_backends(&["enc", "plain", "other"]) {
+    for backend in every_backend(&["enc", "plain", "other"]) {
         let gw = Gateway::start_with(
             &*backend,
             &Options {

@@ -285,7 +285,7 @@ pub trait Upstream {
 
 /// s3s-fs, Garage and Ceph RGW with `buckets`: the backends the tests of
 /// backend semantics run on.
-pub fn both_backends(buckets: &[&str]) -> Vec<Box<dyn Upstream>> {
+pub fn every_backend(buckets: &[&str]) -> Vec<Box<dyn Upstream>> {
     vec![
         Box::new(Backend::start(buckets)),
         Box::new(Garage::start(buckets)),
