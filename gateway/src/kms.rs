@@ -149,6 +149,19 @@ impl AwsKmsProvider {
             .map(|(arn, _)| arn.clone())
     }
 
+    /// The ARN `key_id` last resolved to, however long ago.
+    fn last_arn(&self, key_id: &str) -> Option<String> {
+        match self
+            .arns
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(key_id)
+        {
+            Some((Ok(arn), _)) => Some(arn.clone()),
+            _ => None,
+        }
+    }
+
     /// The ARN of `key_id` whatever the key's state (for comparing ids:
     /// a disabled key's objects are still the bucket's).
     async fn resolve_arn(&self, key_id: &str) -> Result<String, KeyError> {
@@ -366,6 +379,19 @@ impl KeyProvider for AwsKmsProvider {
             return known;
         }
         let resolved = self.resolve_arn(key_id).await;
+        if let Err(KeyError::Unavailable(_) | KeyError::Throttled(_)) = &resolved {
+            // KMS down or throttling: the ARN last resolved still names the
+            // key (an alias is rarely repointed); kept until KMS answers.
+            if let Some(arn) = self.last_arn(key_id) {
+                // Trusted again for a few seconds: requests meanwhile do not
+                // each wait out a KMS timeout to learn KMS is still away.
+                self.arns.write().unwrap_or_else(|e| e.into_inner()).insert(
+                    key_id.to_string(),
+                    (Ok(arn.clone()), Instant::now() + ARN_UNAVAILABLE_TTL),
+                );
+                return Ok(arn);
+            }
+        }
         // A provider that was down or throttling may answer soon: that is
         // remembered only briefly (see ARN_UNAVAILABLE_TTL).
         self.remember(key_id, resolved.as_deref());

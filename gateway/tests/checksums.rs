@@ -489,8 +489,8 @@ fn backend_errors_reach_clients_with_a_message_and_without_blame() {
 /// decided (recorded in its token), whatever another instance (or this
 /// one, later) finds or is configured with: created with CRC32C on Garage,
 /// which then requires every part's checksum, it completes although its
-/// parts and Complete go through an instance set to `none`, and the other
-/// way round.
+/// parts and Complete go through an instance set to `none` (the other way
+/// round is run too; Garage would take those parts either way).
 #[test]
 fn an_upload_keeps_the_stored_checksum_it_was_created_with() {
     let garage = Garage::start(&["demo"]);

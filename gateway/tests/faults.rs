@@ -198,6 +198,7 @@ fn backend_and_client_faults_lose_nothing_and_leak_nothing() {
         &[],
     );
     head.push_str("\r\n");
+    c.set_read_timeout(Some(BOUND)).unwrap();
     c.write_all(head.as_bytes()).unwrap();
     let mut first = vec![0u8; 64 * 1024];
     c.read_exact(&mut first).unwrap();

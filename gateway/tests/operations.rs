@@ -415,19 +415,12 @@ fn sigquit_hands_the_listeners_to_a_new_process_without_dropping_an_upload() {
 
     // The new process waits on the upgrade socket for the listeners.
     let new_log = new_dir.join("gateway.log");
-    let config = new_dir.join("sealgate.yaml");
-    std::fs::write(&config, &yaml).unwrap();
-    let mut new = Running(
-        Command::new(env!("CARGO_BIN_EXE_sealgate"))
-            .args(["run", "--upgrade", "--config", config.to_str().unwrap()])
-            .env("TEST_UPSTREAM_SECRET", backend.credentials().1)
-            .env("TEST_CLIENT_SECRET", CLIENT_SECRET)
-            .env("TEST_TEAM_SECRET", TEAM_SECRET)
-            .env("TEST_READER_SECRET", READER_SECRET)
-            .stderr(std::fs::File::create(&new_log).unwrap())
-            .spawn()
-            .unwrap(),
-    );
+    let mut new = Running(run_upgrade(
+        &yaml,
+        &new_dir,
+        &backend,
+        std::fs::File::create(&new_log).unwrap().into(),
+    ));
     until("the upgrade socket", Duration::from_secs(30), || {
         sock.exists()
     });
@@ -605,19 +598,7 @@ fn a_soak_with_a_reload_and_an_upgrade_loses_nothing() {
         .status()
         .unwrap()
         .success());
-    let config = new_dir.join("sealgate.yaml");
-    std::fs::write(&config, &a_yaml).unwrap();
-    let mut upgraded = Running(
-        Command::new(env!("CARGO_BIN_EXE_sealgate"))
-            .args(["run", "--upgrade", "--config", config.to_str().unwrap()])
-            .env("TEST_UPSTREAM_SECRET", garage.credentials().1)
-            .env("TEST_CLIENT_SECRET", CLIENT_SECRET)
-            .env("TEST_TEAM_SECRET", TEAM_SECRET)
-            .env("TEST_READER_SECRET", READER_SECRET)
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
+    let mut upgraded = Running(run_upgrade(&a_yaml, &new_dir, &garage, Stdio::null()));
     until("the upgrade socket", Duration::from_secs(30), || {
         sock.exists()
     });
@@ -637,6 +618,22 @@ fn a_soak_with_a_reload_and_an_upgrade_loses_nothing() {
         b_start.0, b_end.0, b_start.1, b_end.1
     );
     assert!(summary.contains("\"errors\": 0,"), "{summary}");
+    assert!(summary.contains("\"clients_finished\": 64,"), "{summary}");
+    // No stored object failed a check, on either instance; B's reload took.
+    let upgraded_admin = format!("127.0.0.1:{a_admin}");
+    let b_admin = format!("127.0.0.1:{b_admin}");
+    for admin in [&upgraded_admin, &b_admin] {
+        let (_, text) = http_get(admin, "/metrics");
+        assert!(
+            !text.contains("sealgate_decrypt_failures_total{"),
+            "integrity failures: {text}"
+        );
+    }
+    let (_, text) = http_get(&b_admin, "/metrics");
+    assert_eq!(
+        metric(&text, "sealgate_config_reloads_total{result=\"ok\"}"),
+        Some(1.0)
+    );
     // Flat: what load adds (pooled connections, buffers) is there at both
     // points; growth beyond a margin would be a leak.
     assert!(

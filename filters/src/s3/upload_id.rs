@@ -363,7 +363,7 @@ mod tests {
             "dir/object"
         ));
         // Any field changed.
-        let edits: [fn(&mut UploadToken); 8] = [
+        let edits: [fn(&mut UploadToken); 10] = [
             |t| t.upload_id.push('x'),
             |t| t.provider = "other".into(),
             |t| t.key_id = "local:other".into(),
@@ -371,6 +371,8 @@ mod tests {
             |t| t.salt[31] ^= 1,
             |t| t.commitment[0] ^= 1,
             |t| t.checksum = None,
+            |t| t.stored = StoredMark::Crc32c,
+            |t| t.stored = StoredMark::Unrecorded,
             |t| t.mac[5] ^= 1,
         ];
         for (i, edit) in edits.iter().enumerate() {

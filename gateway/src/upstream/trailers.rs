@@ -21,12 +21,13 @@ use sealgate_filters::s3::chunked::probe::{
     PROBE_PREFIX,
 };
 
-use super::{encode_key, UpstreamTarget};
+use super::{encode_key, UpstreamError, UpstreamTarget};
 
 /// How long an inconclusive probe is not repeated.
 const RETRY_AFTER: Duration = Duration::from_secs(30);
 
-/// Longest a probe may take (writes wait for it).
+/// Longest a probe's steps may take, and then each deletion of what it
+/// stored (writes wait for it).
 const MAX_PROBE_TIME: Duration = Duration::from_secs(10);
 
 /// Largest answer the probe reads.
@@ -200,8 +201,8 @@ impl UpstreamTarget {
         if recent(&t.inconclusive.lock().unwrap_or_else(|e| e.into_inner())) {
             return meanwhile();
         }
-        match tokio::time::timeout(MAX_PROBE_TIME, self.probe_trailers(bucket)).await {
-            Ok(Ok(found)) => {
+        match self.probe_trailers(bucket).await {
+            Ok(found) => {
                 *t.found.lock().unwrap_or_else(|e| e.into_inner()) = Some(found);
                 t.recheck.store(false, std::sync::atomic::Ordering::SeqCst);
                 tracing::info!(
@@ -216,12 +217,8 @@ impl UpstreamTarget {
                 );
                 found
             }
-            outcome => {
+            Err(reason) => {
                 *t.inconclusive.lock().unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
-                let reason = match outcome {
-                    Ok(Err(reason)) => reason,
-                    _ => "the probe took too long".to_string(),
-                };
                 tracing::warn!(
                     endpoint = %self.authority,
                     bucket = ?bucket,
@@ -244,7 +241,12 @@ impl UpstreamTarget {
         let key = format!("{PROBE_PREFIX}{}", hex::encode(random));
         let (host, path) = self.address(Some(bucket), Some(&encode_key(&key)));
         let mut versions = Vec::new();
-        let verdict = self.probe_steps(&host, &path, &mut versions).await;
+        let verdict = tokio::time::timeout(
+            MAX_PROBE_TIME,
+            self.probe_steps(&host, &path, &mut versions),
+        )
+        .await
+        .unwrap_or_else(|_| Err("the probe took too long".to_string()));
         // Every version a step stored (a versioned bucket keeps each), or
         // the object itself.
         if versions.is_empty() {
@@ -255,16 +257,17 @@ impl UpstreamTarget {
                 Some(v) => format!("{path}?versionId={}", sealgate_filters::s3::uri::encode(v)),
                 None => path.clone(),
             };
-            match self
-                .request(
-                    "DELETE",
-                    &host,
-                    &target,
-                    &[],
-                    Bytes::new(),
-                    MAX_PROBE_ANSWER,
-                )
+            let delete = self.request(
+                "DELETE",
+                &host,
+                &target,
+                &[],
+                Bytes::new(),
+                MAX_PROBE_ANSWER,
+            );
+            match tokio::time::timeout(MAX_PROBE_TIME, delete)
                 .await
+                .unwrap_or_else(|_| Err(UpstreamError::Probe("timed out".into())))
             {
                 Ok((resp, _)) if resp.status.is_success() || resp.status == 404 => {}
                 Ok((resp, _)) => {

@@ -138,31 +138,7 @@ impl Drop for FaultRelay<'_> {
     }
 }
 
-impl Upstream for FaultRelay<'_> {
-    fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
-    }
-
-    fn credentials(&self) -> (&str, &str) {
-        self.backend.credentials()
-    }
-
-    fn stored(&self, bucket: &str, key: &str) -> Vec<u8> {
-        self.backend.stored(bucket, key)
-    }
-
-    fn has(&self, bucket: &str, key: &str) -> bool {
-        self.backend.has(bucket, key)
-    }
-
-    fn keys(&self, bucket: &str) -> Vec<String> {
-        self.backend.keys(bucket)
-    }
-
-    fn name(&self) -> &'static str {
-        self.backend.name()
-    }
-}
+super::relay::upstream_in_front!(FaultRelay);
 
 /// What the response direction does with the next response.
 #[derive(Clone, Copy, PartialEq, Eq)]

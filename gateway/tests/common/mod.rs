@@ -1048,6 +1048,27 @@ pub fn run_binary(
         .unwrap()
 }
 
+/// `sealgate run --upgrade` with `yaml` (written to `dir`): a process that
+/// takes the listeners over from the running one once it gets SIGQUIT.
+pub fn run_upgrade(
+    yaml: &str,
+    dir: &std::path::Path,
+    backend: &dyn Upstream,
+    log: Stdio,
+) -> std::process::Child {
+    let config = dir.join("sealgate.yaml");
+    std::fs::write(&config, yaml).unwrap();
+    Command::new(env!("CARGO_BIN_EXE_sealgate"))
+        .args(["run", "--upgrade", "--config", config.to_str().unwrap()])
+        .env("TEST_UPSTREAM_SECRET", backend.credentials().1)
+        .env("TEST_CLIENT_SECRET", CLIENT_SECRET)
+        .env("TEST_TEAM_SECRET", TEAM_SECRET)
+        .env("TEST_READER_SECRET", READER_SECRET)
+        .stderr(log)
+        .spawn()
+        .unwrap()
+}
+
 /// Kills the binary when a test fails before it stopped it.
 pub struct Running(pub std::process::Child);
 

@@ -103,31 +103,40 @@ impl Drop for Relay<'_> {
     }
 }
 
-impl Upstream for Relay<'_> {
-    fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
-    }
+/// A relay on `port` in front of `backend` is that backend to a test: its
+/// address, the backend's for everything else.
+macro_rules! upstream_in_front {
+    ($relay:ident) => {
+        impl $crate::common::Upstream for $relay<'_> {
+            fn url(&self) -> String {
+                format!("http://127.0.0.1:{}", self.port)
+            }
 
-    fn credentials(&self) -> (&str, &str) {
-        self.backend.credentials()
-    }
+            fn credentials(&self) -> (&str, &str) {
+                self.backend.credentials()
+            }
 
-    fn stored(&self, bucket: &str, key: &str) -> Vec<u8> {
-        self.backend.stored(bucket, key)
-    }
+            fn stored(&self, bucket: &str, key: &str) -> Vec<u8> {
+                self.backend.stored(bucket, key)
+            }
 
-    fn has(&self, bucket: &str, key: &str) -> bool {
-        self.backend.has(bucket, key)
-    }
+            fn has(&self, bucket: &str, key: &str) -> bool {
+                self.backend.has(bucket, key)
+            }
 
-    fn keys(&self, bucket: &str) -> Vec<String> {
-        self.backend.keys(bucket)
-    }
+            fn keys(&self, bucket: &str) -> Vec<String> {
+                self.backend.keys(bucket)
+            }
 
-    fn name(&self) -> &'static str {
-        self.backend.name()
-    }
+            fn name(&self) -> &'static str {
+                self.backend.name()
+            }
+        }
+    };
 }
+pub(crate) use upstream_in_front;
+
+upstream_in_front!(Relay);
 
 /// Copies both ways; the gateway-to-backend direction is read as HTTP/1.1
 /// requests (a header, then a `Content-Length` or chunked body, whose data

@@ -4,7 +4,7 @@
 # argv: url of the creating gateway, url of the other, bucket, key.
 import sys, boto3
 from botocore.config import Config
-cfg = Config(retries={"max_attempts": 1})
+cfg = Config(retries={"total_max_attempts": 1})
 first = boto3.client("s3", endpoint_url=sys.argv[1], config=cfg)
 second = boto3.client("s3", endpoint_url=sys.argv[2], config=cfg)
 bucket, key = sys.argv[3], sys.argv[4]

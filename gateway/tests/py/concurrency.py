@@ -10,14 +10,15 @@
 # one whole version.
 # argv: gateway url, bucket, prefix for the keys, 1 if overwrites are atomic
 # (and the backend answers as S3 does; 0 for s3s-fs).
-import hashlib, sys, threading, boto3, botocore
+import hashlib, random, sys, threading, boto3, botocore
 from concurrent.futures import ThreadPoolExecutor
 from botocore.config import Config
 
 url, bucket, prefix = sys.argv[1], sys.argv[2], sys.argv[3]
 atomic = sys.argv[4] == "1"
 refused = [0]
-cfg = Config(retries={"max_attempts": 1}, max_pool_connections=64)
+lock = threading.Lock()
+cfg = Config(retries={"total_max_attempts": 1}, max_pool_connections=64)
 local = threading.local()
 
 
@@ -28,8 +29,8 @@ def s3():
 
 
 def body(writer, size):
-    seed = hashlib.sha256(b"%d" % writer).digest()
-    return (seed * (size // len(seed) + 1))[:size]
+    # Not periodic: frames swapped or repeated would not compare equal.
+    return random.Random(writer).randbytes(size)
 
 
 def digest(data):
@@ -50,18 +51,24 @@ def write(w):
     s3().put_object(Bucket=bucket, Key=key, Body=body(w, 40_000 + w * 3_001))
 
 
+reads = [0]
+
+
 def read(_):
     got = set()
     while not stop.is_set():
         try:
             data = s3().get_object(Bucket=bucket, Key=key)["Body"].read()
         except (botocore.exceptions.ClientError,
-                botocore.exceptions.ResponseStreamingError):
+                botocore.exceptions.ResponseStreamingError,
+                botocore.exceptions.IncompleteReadError):
             if atomic:
                 raise
             refused[0] += 1
             continue
         got.add(digest(data))
+        with lock:
+            reads[0] += 1
     return got
 
 
@@ -75,6 +82,7 @@ final = digest(s3().get_object(Bucket=bucket, Key=key)["Body"].read())
 assert final in versions, "the final object is no writer's"
 mixed = set(seen) - versions
 assert not mixed, "%d reads returned no writer's version" % len(mixed)
+assert reads[0] >= 32 and len(set(seen)) >= 2, ("reads did not meet the overwrites", reads[0], len(set(seen)))
 
 # 2. Multipart uploads racing on one key: the object is one whole upload.
 MiB = 1024 * 1024
