@@ -537,6 +537,7 @@ fn concurrent_writers_and_readers_see_whole_versions() {
     for backend in every_backend(&["demo"]) {
         let gw = encrypted_gateway(&*backend);
         let atomic = backend.name() != "s3s-fs";
+        eprintln!("concurrency on {}", backend.name());
         let out = python_ok(
             CONCURRENCY,
             &[&gw.url(), "demo", "c/", if atomic { "1" } else { "0" }],
