@@ -540,7 +540,13 @@ fn concurrent_writers_and_readers_see_whole_versions() {
         eprintln!("concurrency on {}", backend.name());
         let out = python_ok(
             CONCURRENCY,
-            &[&gw.url(), "demo", "c/", if atomic { "1" } else { "0" }],
+            &[
+                &gw.url(),
+                "demo",
+                "c/",
+                if atomic { "1" } else { "0" },
+                backend.name(),
+            ],
         );
         assert!(out.starts_with("ok"), "{}: {out}", backend.name());
         if !atomic {
