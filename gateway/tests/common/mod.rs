@@ -496,7 +496,7 @@ pub struct Rgw {
 impl Rgw {
     /// Starts RGW and creates `buckets` in it.
     pub fn start(buckets: &[&str]) -> Rgw {
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/rgw-start");
+        let script = rgw_script();
         for _attempt in 0..3 {
             // Short: Ceph's admin-socket paths under it must fit 107 bytes.
             let dir = tempfile::Builder::new()
@@ -537,6 +537,11 @@ impl Rgw {
     }
 }
 
+/// The script that starts (and stops) a test RGW.
+fn rgw_script() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/rgw-start")
+}
+
 impl Upstream for Rgw {
     fn url(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
@@ -553,8 +558,7 @@ impl Upstream for Rgw {
 
 impl Drop for Rgw {
     fn drop(&mut self) {
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/rgw-start");
-        let _ = Command::new(script)
+        let _ = Command::new(rgw_script())
             .arg("--stop")
             .arg(self.dir.path())
             .status();
