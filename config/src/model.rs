@@ -93,6 +93,19 @@ pub struct Upstream {
     pub literal_keys: bool,
 }
 
+impl Upstream {
+    /// Reaches the same backend as the same principal, with the same
+    /// request settings: one connection pool and one probe finding serve
+    /// both, and the backend can copy between their buckets.
+    pub fn same_backend(&self, other: &Upstream) -> bool {
+        self.endpoint == other.endpoint
+            && self.region == other.region
+            && self.addressing_style == other.addressing_style
+            && self.stored_checksum == other.stored_checksum
+            && self.credentials.same_as(&other.credentials)
+    }
+}
+
 /// What the gateway sends the backend to verify the bytes it stores.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StoredChecksum {
@@ -157,6 +170,38 @@ pub enum UpstreamCredentials {
     },
     /// The standard AWS chain (env, profile, web identity, ECS, IMDS), resolved at start and refreshed.
     DefaultChain,
+}
+
+impl UpstreamCredentials {
+    /// The same credentials (secrets compared in constant time).
+    pub fn same_as(&self, other: &UpstreamCredentials) -> bool {
+        use subtle::ConstantTimeEq;
+        let same = |x: &Secret, y: &Secret| bool::from(x.expose().ct_eq(y.expose()));
+        match (self, other) {
+            (Self::DefaultChain, Self::DefaultChain) => true,
+            (
+                Self::Static {
+                    access_key_id: ka,
+                    secret_access_key: sa,
+                    session_token: ta,
+                },
+                Self::Static {
+                    access_key_id: kb,
+                    secret_access_key: sb,
+                    session_token: tb,
+                },
+            ) => {
+                ka == kb
+                    && same(sa, sb)
+                    && match (ta, tb) {
+                        (None, None) => true,
+                        (Some(x), Some(y)) => same(x, y),
+                        _ => false,
+                    }
+            }
+            _ => false,
+        }
+    }
 }
 
 /// Client authentication (`auth`).
@@ -418,7 +463,13 @@ pub struct BucketConfig {
     /// When true, clients may also type the real name (the alias's rules
     /// apply to it); by default the real name of an alias is refused.
     pub real_name_addressable: bool,
+    /// The bucket's region: its upstream requests are signed for it.
     pub region: Option<String>,
+    /// The bucket's own backend (`endpoint`, `region`, `credentials`,
+    /// `addressing_style`, `stored_checksum` over `storage.s3`'s), when it
+    /// is not `storage.s3`'s: its requests go there, and copies between it
+    /// and a bucket elsewhere are made by the gateway.
+    pub backend: Option<Upstream>,
     pub kms_key_id: Option<String>,
     pub kms_encryption_context: BTreeMap<String, String>,
 }
@@ -511,6 +562,26 @@ impl Config {
             .iter()
             .find(|(alias, b)| b.real_name.as_deref() == Some(real) && alias.as_str() != real)
             .map(|(alias, b)| (alias.as_str(), b))
+    }
+
+    /// The backend of a client-visible bucket (an alias or a name), and
+    /// where the configuration sets it: the bucket's own, or `storage.s3`.
+    pub fn upstream_for(&self, bucket: &str) -> (&Upstream, String) {
+        match self.buckets.get(bucket).and_then(|b| b.backend.as_ref()) {
+            Some(own) => (own, format!("storage.s3.bucket_configs.{bucket}")),
+            None => (&self.upstream, "storage.s3".to_string()),
+        }
+    }
+
+    /// Real bucket name -> the bucket's own backend, for every bucket with one.
+    pub fn bucket_backends(&self) -> BTreeMap<&str, &Upstream> {
+        self.buckets
+            .iter()
+            .filter_map(|(alias, b)| {
+                let real = b.real_name.as_deref().unwrap_or(alias);
+                b.backend.as_ref().map(|u| (real, u))
+            })
+            .collect()
     }
 
     /// The policy for a client-visible bucket: the first whose pattern matches.

@@ -569,3 +569,52 @@ fn warnings_do_not_fail() {
     assert!(l.warnings.iter().any(|w| w.message.contains("local")));
     assert!(l.warnings.iter().any(|w| w.path == "auth.clients"));
 }
+
+/// A bucket's endpoint, region, credentials, addressing style or stored
+/// checksum give it a backend of its own, the rest taken from
+/// `storage.s3`; a region alone on AWS moves it to that region's endpoint.
+#[test]
+fn buckets_on_backends_of_their_own() {
+    let c = load_env(
+        "storage:\n  s3:\n    read_timeout: 7s\n    credentials: {access_key_id: UP, secret_access_key: s}\n    bucket_configs:\n      here: {kms_key_id: k}\n      same-region: {region: us-east-1}\n      ireland: {region: eu-west-1}\n      ceph:\n        endpoint: http://127.0.0.1:7480\n        region: default\n        stored_checksum: none\n        addressing_style: path\n        credentials: {access_key_id: CEPH, secret_access_key_env: CEPHSECRET}\n",
+        &[("CEPHSECRET", "c")],
+    )
+    .unwrap()
+    .config;
+    assert!(c.buckets["here"].backend.is_none());
+    assert!(c.buckets["same-region"].backend.is_none());
+    let ireland = c.buckets["ireland"].backend.as_ref().unwrap();
+    assert_eq!(ireland.endpoint.url(), "https://s3.eu-west-1.amazonaws.com");
+    assert_eq!(ireland.region, "eu-west-1");
+    assert_eq!(ireland.read_timeout, Duration::from_secs(7));
+    assert!(
+        matches!(ireland.credentials, UpstreamCredentials::Static { ref access_key_id, .. } if access_key_id == "UP")
+    );
+    let ceph = c.buckets["ceph"].backend.as_ref().unwrap();
+    assert_eq!(ceph.endpoint.url(), "http://127.0.0.1:7480");
+    assert_eq!(ceph.region, "default");
+    assert_eq!(ceph.stored_checksum, StoredChecksum::None);
+    assert!(
+        matches!(ceph.credentials, UpstreamCredentials::Static { ref access_key_id, .. } if access_key_id == "CEPH")
+    );
+    // Behind a non-AWS endpoint a region only changes the signing.
+    let c = load(
+        "storage:\n  s3:\n    endpoint: http://127.0.0.1:9000\n    bucket_configs:\n      bbb: {region: garage}\n",
+    )
+    .unwrap()
+    .config;
+    let b = c.buckets["bbb"].backend.as_ref().unwrap();
+    assert_eq!(b.endpoint.url(), "http://127.0.0.1:9000");
+    assert_eq!(b.region, "garage");
+    let p = problems(
+        "storage:\n  s3:\n    bucket_configs:\n      bbb: {endpoint: \"ftp://x\", stored_checksum: md5, addressing_style: up}\n",
+    )
+    .join("\n");
+    for needle in [
+        "storage.s3.bucket_configs.bbb.endpoint",
+        "storage.s3.bucket_configs.bbb.stored_checksum",
+        "storage.s3.bucket_configs.bbb.addressing_style",
+    ] {
+        assert!(p.contains(needle), "{needle}: {p}");
+    }
+}

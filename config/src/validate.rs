@@ -65,7 +65,7 @@ pub(crate) fn build(r: &mut Reader, root: &Value) -> Option<Config> {
         .and_then(|s| r.obj("storage.s3", s.get("s3"), S3_KEYS));
     let s3 = s3.unwrap_or_else(|| Obj::empty("storage.s3"));
     let upstream = upstream(r, &s3);
-    let buckets = bucket_configs(r, &s3);
+    let buckets = bucket_configs(r, &s3, upstream.as_ref());
     let auth = auth(r, &top);
     let encryption = encryption(r, &top, &buckets);
     let logging = logging(r, &top);
@@ -275,22 +275,10 @@ fn upstream(r: &mut Reader, o: &Obj) -> Option<Upstream> {
         }
     };
     let force_path = r.boolean(o, "force_path_style");
-    let addressing_style = match r.string(o, "addressing_style").as_deref() {
-        None => match force_path {
-            Some(false) => AddressingStyle::Virtual,
-            _ => AddressingStyle::Path,
-        },
-        Some("path") => AddressingStyle::Path,
-        Some("virtual") => AddressingStyle::Virtual,
-        Some(other) => {
-            r.problem(
-                &o.child("addressing_style"),
-                format!("`{other}` is not an addressing style"),
-                Some("use `path` or `virtual`".into()),
-            );
-            AddressingStyle::Path
-        }
-    };
+    let addressing_style = addressing_style(r, o).unwrap_or(match force_path {
+        Some(false) => AddressingStyle::Virtual,
+        _ => AddressingStyle::Path,
+    });
     if o.has("addressing_style") && force_path.is_some() {
         r.problem(
             &o.child("force_path_style"),
@@ -323,19 +311,7 @@ fn upstream(r: &mut Reader, o: &Obj) -> Option<Upstream> {
         Some(n) => n,
         None => DEFAULT_MAX_PUT_SIZE,
     };
-    let stored_checksum = match r.string(o, "stored_checksum").as_deref() {
-        None | Some("auto") => StoredChecksum::Auto,
-        Some("crc32c") => StoredChecksum::Crc32c,
-        Some("none") => StoredChecksum::None,
-        Some(other) => {
-            r.problem(
-                &o.child("stored_checksum"),
-                format!("`{other}` is not a stored checksum"),
-                Some("use `auto` (the default: found out from the backend), `crc32c` or `none` (for backends without aws-chunked trailers)".into()),
-            );
-            StoredChecksum::Auto
-        }
-    };
+    let stored_checksum = stored_checksum(r, o).unwrap_or(StoredChecksum::Auto);
     let literal_keys = r.boolean(o, "literal_keys").unwrap_or(false);
     Some(Upstream {
         endpoint: endpoint?,
@@ -350,6 +326,94 @@ fn upstream(r: &mut Reader, o: &Obj) -> Option<Upstream> {
         stored_checksum,
         literal_keys,
     })
+}
+
+/// `addressing_style`, if given.
+fn addressing_style(r: &mut Reader, o: &Obj) -> Option<AddressingStyle> {
+    match r.string(o, "addressing_style").as_deref() {
+        None => None,
+        Some("path") => Some(AddressingStyle::Path),
+        Some("virtual") => Some(AddressingStyle::Virtual),
+        Some(other) => {
+            r.problem(
+                &o.child("addressing_style"),
+                format!("`{other}` is not an addressing style"),
+                Some("use `path` or `virtual`".into()),
+            );
+            None
+        }
+    }
+}
+
+/// `stored_checksum`, if given.
+fn stored_checksum(r: &mut Reader, o: &Obj) -> Option<StoredChecksum> {
+    match r.string(o, "stored_checksum").as_deref() {
+        None => None,
+        Some("auto") => Some(StoredChecksum::Auto),
+        Some("crc32c") => Some(StoredChecksum::Crc32c),
+        Some("none") => Some(StoredChecksum::None),
+        Some(other) => {
+            r.problem(
+                &o.child("stored_checksum"),
+                format!("`{other}` is not a stored checksum"),
+                Some("use `auto` (the default: found out from the backend), `crc32c` or `none` (for backends without aws-chunked trailers)".into()),
+            );
+            None
+        }
+    }
+}
+
+/// Settings of `bucket_configs.<alias>` that put the bucket on a backend
+/// of its own; everything else of `storage.s3` (timeouts, DNS refresh,
+/// `max_put_size`, `ca_bundle`, `literal_keys`) applies to it as well.
+const BUCKET_BACKEND_KEYS: &[&str] = &[
+    "endpoint",
+    "region",
+    "credentials",
+    "addressing_style",
+    "stored_checksum",
+];
+
+/// The bucket's own backend: `storage.s3` with the bucket's endpoint,
+/// region, credentials, addressing style and stored checksum. A region
+/// alone moves an AWS bucket to that region's endpoint (when
+/// `storage.s3.endpoint` is AWS's default) and is what its requests are
+/// signed for. `None` when the bucket lives where `storage.s3` does.
+fn bucket_backend(r: &mut Reader, s3: &Obj, b: &Obj, base: &Upstream) -> Option<Upstream> {
+    if !BUCKET_BACKEND_KEYS.iter().any(|k| b.has(k)) {
+        return None;
+    }
+    let mut up = base.clone();
+    if let Some(region) = r.string(b, "region") {
+        up.region = region;
+    }
+    match r.string(b, "endpoint") {
+        Some(text) => match parse_endpoint(&text) {
+            Ok(e) => up.endpoint = e,
+            Err(e) => r.problem(
+                &b.child("endpoint"),
+                e,
+                Some("write a URL like `https://s3.eu-west-1.amazonaws.com` or `http://127.0.0.1:9000`".into()),
+            ),
+        },
+        None if !s3.has("endpoint") && up.region != base.region => {
+            match parse_endpoint(&format!("https://s3.{}.amazonaws.com", up.region)) {
+                Ok(e) => up.endpoint = e,
+                Err(e) => r.problem(&b.child("region"), e, Some("name an AWS region".into())),
+            }
+        }
+        None => {}
+    }
+    if b.has("credentials") {
+        up.credentials = upstream_credentials(r, b)?;
+    }
+    if let Some(style) = addressing_style(r, b) {
+        up.addressing_style = style;
+    }
+    if let Some(checksum) = stored_checksum(r, b) {
+        up.stored_checksum = checksum;
+    }
+    (!up.same_backend(base)).then_some(up)
 }
 
 /// Parses `scheme://host[:port][/]`.
@@ -464,7 +528,11 @@ fn upstream_credentials(r: &mut Reader, s3: &Obj) -> Option<UpstreamCredentials>
     }
 }
 
-fn bucket_configs(r: &mut Reader, s3: &Obj) -> BTreeMap<String, BucketConfig> {
+fn bucket_configs(
+    r: &mut Reader,
+    s3: &Obj,
+    upstream: Option<&Upstream>,
+) -> BTreeMap<String, BucketConfig> {
     let mut out = BTreeMap::new();
     let path = s3.child("bucket_configs");
     let entries = r.dict(&path, s3.get("bucket_configs"));
@@ -484,6 +552,10 @@ fn bucket_configs(r: &mut Reader, s3: &Obj) -> BTreeMap<String, BucketConfig> {
                 "real_name",
                 "real_name_addressable",
                 "region",
+                "endpoint",
+                "credentials",
+                "addressing_style",
+                "stored_checksum",
                 "kms_key_id",
                 "kms_encryption_context",
             ],
@@ -504,10 +576,12 @@ fn bucket_configs(r: &mut Reader, s3: &Obj) -> BTreeMap<String, BucketConfig> {
                 Some("give real_name, or drop this setting".into()),
             );
         }
+        let backend = upstream.and_then(|base| bucket_backend(r, s3, &b, base));
         let cfg = BucketConfig {
             real_name,
             real_name_addressable,
             region: r.string(&b, "region"),
+            backend,
             kms_key_id: r.string(&b, "kms_key_id"),
             kms_encryption_context: r.string_map(&b, "kms_encryption_context"),
         };

@@ -15,7 +15,8 @@ use crate::metrics::Metrics;
 pub struct AdminApp {
     pub metrics: Arc<Metrics>,
     pub readiness: Arc<crate::readiness::Readiness>,
-    pub upstream: Arc<crate::upstream::UpstreamTarget>,
+    /// Every backend (for the stored-checksum gauge).
+    pub upstreams: Arc<crate::upstream::Upstreams>,
 }
 
 fn text(status: StatusCode, content_type: &str, body: impl Into<Vec<u8>>) -> Response<Vec<u8>> {
@@ -36,12 +37,14 @@ impl ServeHttp for AdminApp {
             "/metrics" => {
                 let ready = self.readiness.report().is_ok();
                 self.metrics.ready.set(i64::from(ready));
-                let now = self.upstream.stored_checksum_state();
-                for state in crate::upstream::StoredChecksumState::ALL {
-                    self.metrics
-                        .backend_stored_checksum
-                        .with_label_values(&[state.as_str()])
-                        .set(i64::from(state == now));
+                for (_, target) in self.upstreams.distinct() {
+                    let now = target.stored_checksum_state();
+                    for state in crate::upstream::StoredChecksumState::ALL {
+                        self.metrics
+                            .backend_stored_checksum
+                            .with_label_values(&[target.setting(), state.as_str()])
+                            .set(i64::from(state == now));
+                    }
                 }
                 text(
                     StatusCode::OK,

@@ -35,56 +35,103 @@ pub fn keys_status(config: &sealgate_config::Config) -> Result<(String, bool), S
     Ok(rt.block_on(keys::status(config)))
 }
 
-/// `sealgate backend status`: the endpoint and what the gateway's uploads
-/// go to it with (`storage.s3.stored_checksum`), probing the backend in
-/// `bucket` (or any bucket its credentials list). Returns the report and
-/// whether the configuration suits the backend (false: `crc32c` set on a
-/// backend that does not verify aws-chunked trailers).
+/// `sealgate backend status`: for each backend (`storage.s3`'s and each
+/// bucket's own, or only `bucket`'s), its endpoint and region, the
+/// configured `stored_checksum` and what a probe finds now (in `bucket`, in
+/// a bucket that has its own backend, or in any bucket `storage.s3`'s
+/// credentials list). Returns the report and whether the configuration
+/// suits every backend (false: `crc32c` set on a backend that does not
+/// verify aws-chunked trailers).
 pub fn backend_status(
     config: &sealgate_config::Config,
     bucket: Option<&str>,
 ) -> Result<(String, bool), String> {
-    use sealgate_config::StoredChecksum;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(|e| e.to_string())?;
     rt.block_on(async {
-        let up = upstream::UpstreamTarget::new(&config.upstream)
-            .await
-            .map_err(|e| e.to_string())?;
-        let found = up.check_trailers(bucket).await;
-        let configured = config.upstream.stored_checksum;
-        let endpoint = &config.upstream.endpoint;
-        let mut out = format!(
-            "endpoint: {}://{} (region {})\n",
-            if endpoint.tls { "https" } else { "http" },
-            endpoint.authority(),
-            config.upstream.region
-        );
-        let configured_name = match configured {
-            StoredChecksum::Auto => "auto",
-            StoredChecksum::Crc32c => "crc32c",
-            StoredChecksum::None => "none",
+        let mut report = String::new();
+        let mut suits = true;
+        let mut reported: Vec<&sealgate_config::Upstream> = Vec::new();
+        let own = config
+            .buckets
+            .iter()
+            .filter(|(_, b)| b.backend.is_some())
+            .map(|(alias, _)| Some(alias.as_str()));
+        let wanted: Vec<Option<&str>> = match bucket {
+            Some(b) => vec![Some(b)],
+            None => std::iter::once(None).chain(own).collect(),
         };
-        out.push_str(&format!("stored_checksum: {configured_name}\n"));
-        out.push_str(&format!(
-            "aws-chunked trailers: {}\n",
-            match found {
-                Some(true) => "verified by the backend",
-                Some(false) => "not verified by the backend",
-                None => "unknown (no bucket to probe in, or the backend could not be asked; see the log)",
+        for alias in wanted {
+            let (cfg, setting) = match alias {
+                Some(a) => config.upstream_for(a),
+                None => (&config.upstream, "storage.s3".to_string()),
+            };
+            if reported.iter().any(|r| r.same_backend(cfg)) {
+                continue;
             }
-        ));
-        let uses = match (configured, found) {
-            (StoredChecksum::None, _) | (StoredChecksum::Auto, Some(false)) => "none (plain Content-Length)",
-            (StoredChecksum::Crc32c, Some(false)) => "crc32c, which this backend refuses: set stored_checksum to auto or none",
-            (_, Some(true)) | (StoredChecksum::Crc32c, None) => "crc32c (aws-chunked with a trailing CRC32C)",
-            (StoredChecksum::Auto, None) => "decided at the first encrypted write",
-        };
-        out.push_str(&format!("encrypted uploads go with: {uses}\n"));
-        Ok((out, !(configured == StoredChecksum::Crc32c && found == Some(false))))
+            reported.push(cfg);
+            let real = alias.and_then(|a| config.resolve_bucket(a)).map(|r| r.real);
+            let (text, ok) = backend_report(cfg, &setting, real.as_deref()).await?;
+            report.push_str(&text);
+            suits &= ok;
+        }
+        Ok((report, suits))
     })
+}
+
+/// One backend's part of [`backend_status`].
+async fn backend_report(
+    cfg: &sealgate_config::Upstream,
+    setting: &str,
+    bucket: Option<&str>,
+) -> Result<(String, bool), String> {
+    use sealgate_config::StoredChecksum;
+    let up = upstream::UpstreamTarget::named(cfg, setting)
+        .await
+        .map_err(|e| e.to_string())?;
+    let found = up.check_trailers(bucket).await;
+    let configured = cfg.stored_checksum;
+    let endpoint = &cfg.endpoint;
+    let mut out = format!(
+        "backend: {setting}\nendpoint: {}://{} (region {})\n",
+        if endpoint.tls { "https" } else { "http" },
+        endpoint.authority(),
+        cfg.region
+    );
+    let configured_name = match configured {
+        StoredChecksum::Auto => "auto",
+        StoredChecksum::Crc32c => "crc32c",
+        StoredChecksum::None => "none",
+    };
+    out.push_str(&format!("stored_checksum: {configured_name}\n"));
+    out.push_str(&format!(
+        "aws-chunked trailers: {}\n",
+        match found {
+            Some(true) => "verified by the backend",
+            Some(false) => "not verified by the backend",
+            None =>
+                "unknown (no bucket to probe in, or the backend could not be asked; see the log)",
+        }
+    ));
+    let uses = match (configured, found) {
+        (StoredChecksum::None, _) | (StoredChecksum::Auto, Some(false)) => {
+            "none (plain Content-Length)"
+        }
+        (StoredChecksum::Crc32c, Some(false)) => {
+            "crc32c, which this backend refuses: set stored_checksum to auto or none"
+        }
+        (_, Some(true)) | (StoredChecksum::Crc32c, None) => {
+            "crc32c (aws-chunked with a trailing CRC32C)"
+        }
+        (StoredChecksum::Auto, None) => "decided at the first encrypted write",
+    };
+    out.push_str(&format!("encrypted uploads go with: {uses}\n\n"));
+    Ok((
+        out,
+        !(configured == StoredChecksum::Crc32c && found == Some(false)),
+    ))
 }
 
 /// Installs the process-wide rustls crypto provider. Pingora brings `ring`

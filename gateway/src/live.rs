@@ -13,7 +13,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
-use sealgate_config::{Config, Secret, UpstreamCredentials};
+use sealgate_config::Config;
 use sealgate_filters::auth::Clients;
 
 use crate::keys::Providers;
@@ -61,7 +61,7 @@ fn needs_restart(old: &Config, new: &Config) -> Vec<&'static str> {
     let (u, v) = (&old.upstream, &new.upstream);
     if u.endpoint != v.endpoint
         || u.region != v.region
-        || !same_credentials(&u.credentials, &v.credentials)
+        || !u.credentials.same_as(&v.credentials)
         || u.dns_refresh != v.dns_refresh
         || u.connect_timeout != v.connect_timeout
         || u.read_timeout != v.read_timeout
@@ -74,33 +74,19 @@ fn needs_restart(old: &Config, new: &Config) -> Vec<&'static str> {
     parts
 }
 
-/// The same upstream credentials (secrets compared in constant time).
-fn same_credentials(a: &UpstreamCredentials, b: &UpstreamCredentials) -> bool {
-    use subtle::ConstantTimeEq;
-    let same = |x: &Secret, y: &Secret| bool::from(x.expose().ct_eq(y.expose()));
-    match (a, b) {
-        (UpstreamCredentials::DefaultChain, UpstreamCredentials::DefaultChain) => true,
-        (
-            UpstreamCredentials::Static {
-                access_key_id: ka,
-                secret_access_key: sa,
-                session_token: ta,
-            },
-            UpstreamCredentials::Static {
-                access_key_id: kb,
-                secret_access_key: sb,
-                session_token: tb,
-            },
-        ) => {
-            ka == kb
-                && same(sa, sb)
-                && match (ta, tb) {
-                    (None, None) => true,
-                    (Some(x), Some(y)) => same(x, y),
-                    _ => false,
-                }
-        }
-        _ => false,
+/// Buckets' own backends are fixed for the process (each has its pool,
+/// DNS refresh and probe finding): a reload that moves a bucket to another
+/// backend, or gives one a backend, is refused whole, so no request ever
+/// goes where the running configuration does not say.
+fn check_bucket_backends(old: &Config, new: &Config) -> Result<(), String> {
+    let (a, b) = (old.bucket_backends(), new.bucket_backends());
+    let same = a.len() == b.len()
+        && a.iter()
+            .all(|(real, u)| b.get(real).is_some_and(|v| u.same_backend(v)));
+    if same {
+        Ok(())
+    } else {
+        Err("storage.s3.bucket_configs: a bucket's backend (endpoint, region, credentials, addressing_style, stored_checksum) changes only on restart; restart the gateway to apply it".into())
     }
 }
 
@@ -125,6 +111,7 @@ pub async fn reload(
                 .join("; ")
         })?;
         let config = Arc::new(loaded.config);
+        check_bucket_backends(&state.load().config, &config)?;
         crate::keys::check_at_start(&config).await?;
         let providers =
             Providers::from_config(&config, Some(crate::keycache::KeyMetrics::from(metrics)))
@@ -190,6 +177,32 @@ mod tests {
             let parts = needs_restart(&base, &changed);
             assert_eq!(parts.len(), 1, "{parts:?}");
             assert!(parts[0].starts_with(part), "{parts:?}");
+        }
+    }
+
+    /// A reload that gives a bucket a backend, moves it, or changes its
+    /// backend's credentials is refused whole; other bucket settings reload.
+    #[test]
+    fn a_buckets_backend_changes_only_on_restart() {
+        let with = |buckets: &str| {
+            let yaml = format!(
+                "storage: {{s3: {{endpoint: \"http://127.0.0.1:9000\", credentials: {{access_key_id: K, secret_access_key: s}}, bucket_configs: {{{buckets}}}}}}}\n"
+            );
+            sealgate_config::load_str(&yaml, &|_| None).unwrap().config
+        };
+        let base = with("ceph: {endpoint: \"http://127.0.0.1:7480\", kms_key_id: a}");
+        assert!(check_bucket_backends(&base, &base.clone()).is_ok());
+        let key = with("ceph: {endpoint: \"http://127.0.0.1:7480\", kms_key_id: b}");
+        assert!(check_bucket_backends(&base, &key).is_ok());
+        for changed in [
+            with("ceph: {endpoint: \"http://127.0.0.1:7481\"}"),
+            with("ceph: {kms_key_id: a}"),
+            with("ceph: {endpoint: \"http://127.0.0.1:7480\", region: eu-west-1}"),
+            with("ceph: {endpoint: \"http://127.0.0.1:7480\", credentials: {access_key_id: K, secret_access_key: t}}"),
+            with("ceph: {endpoint: \"http://127.0.0.1:7480\"}, more: {endpoint: \"http://127.0.0.1:7480\"}"),
+        ] {
+            let e = check_bucket_backends(&base, &changed).unwrap_err();
+            assert!(e.contains("only on restart"), "{e}");
         }
     }
 }

@@ -301,9 +301,9 @@ impl Metrics {
             backend_stored_checksum: IntGaugeVec::new(
                 Opts::new(
                     "sealgate_backend_stored_checksum",
-                    "1 for the checksum ciphertext goes upstream with (storage.s3.stored_checksum; unknown: auto, not probed yet)",
+                    "1 for the checksum ciphertext goes to each backend with (its stored_checksum; unknown: auto, not probed yet)",
                 ),
-                &["checksum"],
+                &["backend", "checksum"],
             )?,
             fixed,
             by_operation: ByOperation::new(),
@@ -461,7 +461,9 @@ mod tests {
         m.data_key_cache_entries
             .with_label_values(&["x", "y"])
             .set(1);
-        m.backend_stored_checksum.with_label_values(&["x"]).set(1);
+        m.backend_stored_checksum
+            .with_label_values(&["x", "y"])
+            .set(1);
         let registered: std::collections::BTreeSet<String> = m
             .registry
             .gather()

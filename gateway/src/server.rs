@@ -17,7 +17,7 @@ use crate::metrics::Metrics;
 use crate::proxy::Gateway;
 use crate::readiness::Readiness;
 use crate::services::{DnsRefresh, ReadyProbe, Reloader, Shutdown};
-use crate::upstream::UpstreamTarget;
+use crate::upstream::{UpstreamTarget, Upstreams};
 
 /// What the runtimes get to stop once the grace period is over.
 const RUNTIME_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(1);
@@ -119,11 +119,13 @@ pub fn start(config: Config, options: RunOptions) -> Result<GatewayHandle, Start
         .enable_all()
         .build()
         .map_err(|e| StartError::Pingora(e.to_string()))?;
-    let upstream = Arc::new(
-        rt.block_on(UpstreamTarget::new(&config.upstream))
+    let upstreams = Arc::new(
+        rt.block_on(Upstreams::new(&config))
             .map_err(StartError::Upstream)?,
     );
-    check_stored_checksum(&rt, &config, &upstream)?;
+    for (bucket, target) in upstreams.distinct() {
+        check_stored_checksum(&rt, target, bucket)?;
+    }
     rt.block_on(crate::keys::check_at_start(&config))
         .map_err(StartError::Providers)?;
     let providers = rt
@@ -148,20 +150,22 @@ pub fn start(config: Config, options: RunOptions) -> Result<GatewayHandle, Start
     add_s3_service(
         &mut server,
         &config,
-        upstream.clone(),
+        upstreams.clone(),
         live.clone(),
         metrics.clone(),
         cert.clone(),
     )?;
     let every = config.upstream.dns_refresh;
     if !every.is_zero() {
-        server.add_service(background_service(
-            "sealgate-dns-refresh",
-            DnsRefresh {
-                upstream: upstream.clone(),
-                every,
-            },
-        ));
+        for (_, target) in upstreams.distinct() {
+            server.add_service(background_service(
+                "sealgate-dns-refresh",
+                DnsRefresh {
+                    upstream: target.clone(),
+                    every,
+                },
+            ));
+        }
     }
     if let Some(path) = options.config_path.clone() {
         server.add_service(background_service(
@@ -181,7 +185,7 @@ pub fn start(config: Config, options: RunOptions) -> Result<GatewayHandle, Start
             AdminApp {
                 metrics: metrics.clone(),
                 readiness: readiness.clone(),
-                upstream: upstream.clone(),
+                upstreams: upstreams.clone(),
             },
         );
         admin.add_tcp(&admin_addr.to_string());
@@ -192,7 +196,7 @@ pub fn start(config: Config, options: RunOptions) -> Result<GatewayHandle, Start
         ReadyProbe {
             addr: probe_addr,
             readiness: readiness.clone(),
-            upstream,
+            upstream: upstreams.default_target().clone(),
             metrics: metrics.clone(),
             exit_when_idle: options.unix_signals,
         },
@@ -223,39 +227,43 @@ pub fn start(config: Config, options: RunOptions) -> Result<GatewayHandle, Start
     })
 }
 
-/// `storage.s3.stored_checksum` against the backend: `auto` learns what it
-/// takes now (or at the first encrypted write, when no bucket can be
+/// A backend's `stored_checksum` against the backend: `auto` learns what
+/// it takes now (or at the first encrypted write, when no bucket can be
 /// probed yet); an explicit `crc32c` the backend does not verify refuses to
 /// start. The probe runs on its own target, whose pooled connections end
-/// with this short-lived runtime.
+/// with this short-lived runtime; a bucket's own backend is probed in that
+/// bucket, `storage.s3`'s in a bucket it lists.
 fn check_stored_checksum(
     rt: &tokio::runtime::Runtime,
-    config: &Config,
     upstream: &UpstreamTarget,
+    bucket: Option<&str>,
 ) -> Result<(), StartError> {
     use sealgate_config::StoredChecksum;
-    let configured = config.upstream.stored_checksum;
+    let cfg = upstream.config();
+    let configured = cfg.stored_checksum;
     if configured == StoredChecksum::None {
         return Ok(());
     }
     let checker = rt
-        .block_on(UpstreamTarget::new(&config.upstream))
+        .block_on(UpstreamTarget::named(cfg, upstream.setting()))
         .map_err(StartError::Upstream)?;
-    let found = rt.block_on(checker.check_trailers(None));
+    let found = rt.block_on(checker.check_trailers(bucket));
     drop(checker);
+    let setting = upstream.setting();
     match (configured, found) {
         (StoredChecksum::Crc32c, Some(false)) => Err(StartError::Pingora(format!(
-            "storage.s3.stored_checksum is crc32c, but the backend at {} does not verify \
+            "{setting}.stored_checksum is crc32c, but the backend at {} does not verify \
              aws-chunked trailers (it refused or mishandled a probe under .sealgate/probe/): \
              set stored_checksum to auto (the default) or none",
-            config.upstream.endpoint.authority()
+            cfg.endpoint.authority()
         ))),
         (StoredChecksum::Auto, Some(found)) => {
             upstream.assume_trailers(found);
             tracing::info!(
-                endpoint = %config.upstream.endpoint.authority(),
+                backend = setting,
+                endpoint = %cfg.endpoint.authority(),
                 stored_checksum = if found { "crc32c" } else { "none" },
-                "storage.s3.stored_checksum auto: probed the backend"
+                "stored_checksum auto: probed the backend"
             );
             Ok(())
         }
@@ -268,14 +276,14 @@ fn check_stored_checksum(
 fn add_s3_service(
     server: &mut Server,
     config: &Arc<Config>,
-    upstream: Arc<UpstreamTarget>,
+    upstreams: Arc<Upstreams>,
     live: Arc<LiveState>,
     metrics: Arc<Metrics>,
     cert: Option<Arc<crate::tls::ReloadableCert>>,
 ) -> Result<(), StartError> {
     let refusals = metrics.proxy_protocol_refusals_total.clone();
     let timeouts = metrics.request_header_timeouts_total.clone();
-    let gateway = Gateway::new(live, upstream, metrics);
+    let gateway = Gateway::new(live, upstreams, metrics);
     let watched = crate::header_deadline::HeaderDeadlineApp {
         inner: Arc::new(pingora::proxy::http_proxy(&server.configuration, gateway)),
         limit: config.server.request_header_timeout,

@@ -18,7 +18,9 @@ use sealgate_filters::s3::uri;
 use tokio::sync::RwLock;
 
 mod exchange;
+mod set;
 mod trailers;
+pub use set::Upstreams;
 pub use trailers::StoredChecksumState;
 
 /// Refresh chain credentials this long before they expire.
@@ -33,13 +35,20 @@ pub enum UpstreamError {
     Signing(String),
     #[error("probing the upstream object failed: {0}")]
     Probe(String),
-    #[error("storage.s3.endpoint: cannot resolve `{host}`: {reason} (hint: check the host name and the machine's DNS)")]
-    Resolve { host: String, reason: String },
+    #[error("{setting}: cannot resolve `{host}`: {reason} (hint: check the host name and the machine's DNS)")]
+    Resolve {
+        setting: String,
+        host: String,
+        reason: String,
+    },
 }
 
 /// Where and how to reach the upstream.
 pub struct UpstreamTarget {
     cfg: Upstream,
+    /// Where the configuration sets this backend (`storage.s3`, or
+    /// `storage.s3.bucket_configs.<alias>`): named in logs and metrics.
+    setting: String,
     /// The prototype peer; its address is the current one of `address`.
     peer: HttpPeer,
     /// The endpoint's address, resolved again every `dns_refresh`.
@@ -78,6 +87,12 @@ impl UpstreamTarget {
     /// Builds the prototype peer (resolving the endpoint's host now: the
     /// peer holds a socket address); resolves the credential chain lazily.
     pub async fn new(cfg: &Upstream) -> Result<Self, UpstreamError> {
+        Self::named(cfg, "storage.s3").await
+    }
+
+    /// [`Self::new`] for the backend the configuration sets at `setting`
+    /// (`storage.s3`, or `storage.s3.bucket_configs.<alias>`).
+    pub async fn named(cfg: &Upstream, setting: &str) -> Result<Self, UpstreamError> {
         let ca_file = cfg.ca_bundle.as_ref().map(|p| p.display().to_string());
         let ep = &cfg.endpoint;
         let sni = ep
@@ -86,6 +101,7 @@ impl UpstreamTarget {
             .trim_end_matches(']')
             .to_string();
         let unresolved = |reason: String| UpstreamError::Resolve {
+            setting: format!("{setting}.endpoint"),
             host: ep.host.clone(),
             reason,
         };
@@ -129,6 +145,7 @@ impl UpstreamTarget {
             })
         });
         Ok(Self {
+            setting: setting.to_string(),
             authority: cfg.endpoint.authority(),
             cfg: cfg.clone(),
             address: arc_swap::ArcSwap::from_pointee(addr),
@@ -139,6 +156,16 @@ impl UpstreamTarget {
             layouts: Default::default(),
             trailers: Default::default(),
         })
+    }
+
+    /// The backend's settings.
+    pub fn config(&self) -> &Upstream {
+        &self.cfg
+    }
+
+    /// Where the configuration sets this backend.
+    pub fn setting(&self) -> &str {
+        &self.setting
     }
 
     /// A peer for one request: a clone of the prototype, so the pool matches.

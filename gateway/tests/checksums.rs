@@ -351,7 +351,7 @@ fn stored_checksum_is(gw: &Gateway, state: &str) -> bool {
     assert_eq!(status, 200);
     metric(
         &text,
-        &format!("sealgate_backend_stored_checksum{{checksum=\"{state}\"}}"),
+        &format!("sealgate_backend_stored_checksum{{backend=\"storage.s3\",checksum=\"{state}\"}}"),
     ) == Some(1.0)
 }
 

@@ -301,3 +301,286 @@ fn a_source_swapped_between_probe_and_copy_is_not_copied() {
     assert_s3_error(&out, "PreconditionFailed");
     assert!(!garage.has("secure", "dst"), "nothing was copied");
 }
+
+/// Buckets on two backends behind one gateway: `storage.s3` is Garage and
+/// `ceph-enc`, `ceph-plain` and the alias `ceph-alias` (real name
+/// `ceph-real`) are configured on Ceph RGW with its own credentials. Garage
+/// also has decoy buckets of the RGW buckets' names, holding different
+/// bytes under the same keys. Every request lands on its bucket's backend
+/// (the decoys stay empty, or unchanged), each backend has its own
+/// stored-checksum finding (Garage crc32c, RGW none), and copies between
+/// the backends, encrypted or not, single or multipart (aws cli copies 20 MB
+/// with UploadPartCopy), are made by the gateway: they read back exactly,
+/// never the decoy's bytes.
+#[test]
+fn buckets_on_two_backends_behind_one_gateway() {
+    let work = tempfile::tempdir().unwrap();
+    let garage = Garage::start(&[
+        "garage-enc",
+        "garage-plain",
+        "ceph-enc",
+        "ceph-plain",
+        "ceph-real",
+    ]);
+    let rgw = Rgw::start(&["ceph-enc", "ceph-plain", "ceph-real"]);
+    let on_rgw = |alias: &str, real: Option<&str>| {
+        let real = real
+            .map(|r| format!("        real_name: {r}\n"))
+            .unwrap_or_default();
+        format!(
+            "      {alias}:\n{real}        endpoint: {}\n        credentials:\n          access_key_id: {RGW_KEY}\n          secret_access_key: {RGW_SECRET}\n",
+            Upstream::url(&rgw)
+        )
+    };
+    let s3_extra = format!(
+        "    bucket_configs:\n{}{}{}",
+        on_rgw("ceph-enc", None),
+        on_rgw("ceph-plain", None),
+        on_rgw("ceph-alias", Some("ceph-real")),
+    );
+    // Not mandatory: copies into pass-through buckets are decrypted.
+    // `garage-enc` reads objects bound to `ceph-enc` (replicas).
+    let extra = "encryption:\n  key_providers:\n    dev: {type: local, config: {master_key: dGVzdGtleQ==}}\n  policies:\n    - {bucket_pattern: garage-enc, key_provider: dev, mandatory: false, readable_buckets: [ceph-enc]}\n    - {bucket_pattern: \"*-enc\", key_provider: dev, mandatory: false}\n";
+    let opts = Options {
+        s3_extra: &s3_extra,
+        extra,
+        ..Options::default()
+    };
+    let gw = Gateway::start_with(&garage, &opts);
+    let url = gw.url();
+    // The decoys: what a copy forwarded to the wrong backend would take.
+    let decoy = work.path().join("decoy");
+    std::fs::write(&decoy, b"DECOY: the same name on the other backend").unwrap();
+    let (gk, gs) = garage.credentials();
+    for bucket in ["ceph-enc", "ceph-plain", "ceph-real"] {
+        let out = aws_as(
+            gk,
+            gs,
+            &Upstream::url(&garage),
+            &[
+                "s3",
+                "cp",
+                "--only-show-errors",
+                decoy.to_str().unwrap(),
+                &format!("s3://{bucket}/p"),
+            ],
+        );
+        assert!(out.status.success(), "{out:?}");
+    }
+    let small = test_bytes(70_000, 41);
+    let big = test_bytes(20_000_000, 42);
+    let file = |name: &str, data: &[u8]| {
+        let p = work.path().join(name);
+        std::fs::write(&p, data).unwrap();
+        p.to_str().unwrap().to_string()
+    };
+    let (small_file, big_file) = (file("small", &small), file("big", &big));
+    let read_back = |uri: &str| {
+        let back = work.path().join("back");
+        let _ = std::fs::remove_file(&back);
+        cp(&url, uri, back.to_str().unwrap());
+        std::fs::read(&back).unwrap()
+    };
+    // Written through the gateway to each backend's buckets.
+    for (data, path, key) in [(&small, &small_file, "s"), (&big, &big_file, "b")] {
+        for bucket in [
+            "garage-enc",
+            "ceph-enc",
+            "ceph-alias",
+            "ceph-plain",
+            "garage-plain",
+        ] {
+            cp(&url, path, &format!("s3://{bucket}/{key}"));
+            assert!(
+                read_back(&format!("s3://{bucket}/{key}")) == *data,
+                "{bucket}/{key}"
+            );
+        }
+        stored::assert_ciphertext_of(&garage, "garage-enc", key, data);
+        stored::assert_ciphertext_of(&rgw, "ceph-enc", key, data);
+        assert!(rgw.stored("ceph-plain", key) == *data, "ceph-plain/{key}");
+        assert!(rgw.stored("ceph-real", key) == *data, "ceph-real/{key}");
+        for bucket in ["ceph-enc", "ceph-plain", "ceph-real"] {
+            assert!(
+                !garage.has(bucket, key),
+                "{bucket}/{key} reached Garage's decoy"
+            );
+        }
+    }
+    // Copies across the backends, each way, in every combination of
+    // encrypting and pass-through buckets; and the decoy never copied.
+    rgw_put_plain(&rgw, &small_file, "ceph-plain", "p");
+    for (key, data) in [("s", &small), ("b", &big)] {
+        for (from, to) in [
+            ("garage-enc", "ceph-enc"),
+            ("ceph-enc", "garage-enc"),
+            ("garage-plain", "ceph-enc"),
+            ("ceph-enc", "garage-plain"),
+            ("garage-plain", "ceph-plain"),
+            ("ceph-plain", "garage-plain"),
+            ("ceph-alias", "garage-enc"),
+        ] {
+            let copy = format!("copy-{from}-{key}");
+            aws_ok(
+                &url,
+                &[
+                    "s3",
+                    "cp",
+                    "--only-show-errors",
+                    &format!("s3://{from}/{key}"),
+                    &format!("s3://{to}/{copy}"),
+                ],
+            );
+            assert!(
+                read_back(&format!("s3://{to}/{copy}")) == *data,
+                "{from} -> {to}: {key}"
+            );
+        }
+        stored::assert_ciphertext_of(&rgw, "ceph-enc", &format!("copy-garage-enc-{key}"), data);
+        stored::assert_ciphertext_of(&garage, "garage-enc", &format!("copy-ceph-enc-{key}"), data);
+        assert!(
+            garage.stored("garage-plain", &format!("copy-ceph-enc-{key}")) == *data,
+            "decrypted into garage-plain"
+        );
+    }
+    for (from, to) in [("ceph-plain", "garage-plain"), ("ceph-plain", "garage-enc")] {
+        aws_ok(
+            &url,
+            &[
+                "s3api",
+                "copy-object",
+                "--bucket",
+                to,
+                "--key",
+                "from-p",
+                "--copy-source",
+                &format!("{from}/p"),
+            ],
+        );
+        assert!(
+            read_back(&format!("s3://{to}/from-p")) == small,
+            "{from}/p -> {to}: the decoy's bytes, or none"
+        );
+    }
+    // A replica in Garage of an object written to `ceph-enc` names
+    // `ceph-enc`: copied back there, its envelope fits, but RGW cannot copy
+    // from Garage, so the gateway makes the copy.
+    let (rk, rs) = rgw.credentials();
+    let replica = python_ok(
+        REPLICA,
+        &[
+            &Upstream::url(&rgw),
+            rk,
+            rs,
+            "ceph-enc",
+            &Upstream::url(&garage),
+            gk,
+            gs,
+            "garage-enc",
+            "s",
+        ],
+    );
+    assert_eq!(replica.trim(), "ok");
+    aws_ok(
+        &url,
+        &[
+            "s3api",
+            "copy-object",
+            "--bucket",
+            "ceph-enc",
+            "--key",
+            "from-replica",
+            "--copy-source",
+            "garage-enc/s",
+        ],
+    );
+    assert!(
+        read_back("s3://ceph-enc/from-replica") == small,
+        "copied from the replica"
+    );
+    stored::assert_ciphertext_of(&rgw, "ceph-enc", "from-replica", &small);
+    // Each backend was probed for itself.
+    let (_, metrics) = gw.admin_get("/metrics");
+    for (backend, checksum) in [
+        ("storage.s3", "crc32c"),
+        // The three RGW buckets share one backend, named by its first alias.
+        ("storage.s3.bucket_configs.ceph-alias", "none"),
+    ] {
+        let sample = format!(
+            "sealgate_backend_stored_checksum{{backend=\"{backend}\",checksum=\"{checksum}\"}}"
+        );
+        assert_eq!(metric(&metrics, &sample), Some(1.0), "{sample}\n{metrics}");
+    }
+    // `sealgate backend status`: each backend, probed for itself.
+    let yaml = Gateway::config_yaml(&garage, free_port(), free_port(), None, &opts);
+    let env = |k: &str| match k {
+        "TEST_UPSTREAM_SECRET" => Some(gs.to_string()),
+        k if k.starts_with("TEST_") => Some("client-secret".to_string()),
+        _ => None,
+    };
+    let config = sealgate_config::load_str(&yaml, &env).unwrap().config;
+    let (report, suits) = sealgate::backend_status(&config, None).unwrap();
+    assert!(suits, "{report}");
+    let sections: Vec<&str> = report.split("\n\n").filter(|s| !s.is_empty()).collect();
+    assert_eq!(sections.len(), 2, "{report}");
+    assert!(sections[0].starts_with("backend: storage.s3\n"), "{report}");
+    assert!(
+        sections[0].contains("trailers: verified by the backend"),
+        "{report}"
+    );
+    assert!(
+        sections[1].starts_with("backend: storage.s3.bucket_configs.ceph-alias\n"),
+        "{report}"
+    );
+    assert!(
+        sections[1].contains("trailers: not verified by the backend"),
+        "{report}"
+    );
+    let (report, _) = sealgate::backend_status(&config, Some("ceph-plain")).unwrap();
+    assert!(
+        report.starts_with(
+            "backend: storage.s3.bucket_configs.ceph-plain\nendpoint: http://127.0.0.1:"
+        ),
+        "{report}"
+    );
+    assert!(
+        report.contains("uses none") || report.contains("go with: none"),
+        "{report}"
+    );
+    // Listed: Garage's buckets, without the decoys of buckets that live on RGW.
+    let listed = aws_ok(
+        &url,
+        &[
+            "s3api",
+            "list-buckets",
+            "--query",
+            "Buckets[].Name",
+            "--output",
+            "text",
+        ],
+    );
+    let listed: Vec<&str> = listed.split_whitespace().collect();
+    assert!(
+        listed.contains(&"garage-enc") && !listed.contains(&"ceph-enc"),
+        "{listed:?}"
+    );
+}
+
+const REPLICA: &str = include_str!("py/copies_replica.py");
+
+/// Writes `file` to RGW as `bucket/key`, around the gateway.
+fn rgw_put_plain(rgw: &Rgw, file: &str, bucket: &str, key: &str) {
+    let out = aws_as(
+        RGW_KEY,
+        RGW_SECRET,
+        &Upstream::url(rgw),
+        &[
+            "s3",
+            "cp",
+            "--only-show-errors",
+            file,
+            &format!("s3://{bucket}/{key}"),
+        ],
+    );
+    assert!(out.status.success(), "{out:?}");
+}

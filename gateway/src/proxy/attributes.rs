@@ -69,7 +69,7 @@ impl Gateway {
         }
         let path = object_path(&ctx.route.upstream_path_and_query);
         let (resp, body) = self
-            .upstream
+            .backend(ctx.route.bucket.as_deref())
             .probe(&ctx.route.upstream_host, &path, 0, PART_HEADER_LEN - 1)
             .await
             .map_err(|_| {

@@ -79,28 +79,45 @@ pub struct ServerSide {
 }
 
 impl Gateway {
-    /// The upstream host and path (with `versionId`) of a rewritten
-    /// `x-amz-copy-source` (`/real-bucket/key[?versionId=...]`).
-    pub(super) fn source_address(&self, source: Option<&str>) -> Result<(String, String), S3Error> {
+    /// The upstream bucket, host and path (with `versionId`) of a
+    /// rewritten `x-amz-copy-source` (`/real-bucket/key[?versionId=...]`).
+    pub(super) fn source_address(
+        &self,
+        source: Option<&str>,
+    ) -> Result<(String, String, String), S3Error> {
         let source = source.unwrap_or("");
         let (path, query) = source.split_once('?').unwrap_or((source, ""));
-        let (bucket, key) = path
-            .trim_start_matches('/')
-            .split_once('/')
-            .unwrap_or((path, ""));
+        let (bucket, key) = split_source(path);
         let key = uri::decode(key).ok_or_else(|| {
             S3Error::new(
                 S3ErrorCode::InvalidArgument,
                 "x-amz-copy-source is badly encoded",
             )
         })?;
-        let (host, mut path) = self.upstream.address(Some(bucket), Some(&encode_key(&key)));
+        let (host, mut path) = self
+            .backend(Some(bucket))
+            .address(Some(bucket), Some(&encode_key(&key)));
         if let Some(v) =
             uri::parse_query(query).and_then(|q| q.into_iter().find(|(k, _)| k == "versionId"))
         {
             path = format!("{path}?versionId={}", uri::encode(&v.1));
         }
-        Ok((host, path))
+        Ok((bucket.to_string(), host, path))
+    }
+
+    /// The copy's source lives on another backend than its destination
+    /// (buckets on backends of their own): that backend cannot copy it, so
+    /// the gateway makes the copy; the request never goes to a backend
+    /// that would look the source's name up among its own buckets.
+    pub(super) fn crosses_backends(&self, route: &super::route::Route) -> bool {
+        let Some(source) = route.copy_source.as_deref() else {
+            return false;
+        };
+        let (bucket, _) = split_source(source.split('?').next().unwrap_or(""));
+        !std::sync::Arc::ptr_eq(
+            self.backend(Some(bucket)),
+            self.backend(route.bucket.as_deref()),
+        )
     }
 
     /// Probes the source and decides who makes the copy.
@@ -116,8 +133,13 @@ impl Gateway {
             .probe_copy_source(&ctx.live, &req.headers, None, &ctx.route, &ctx.request_id)
             .await?;
         ctx.audit.provider = Some(copy.enc.provider.clone());
-        // Kept as stored only when the copy can be pinned to what was checked.
-        if let Some(meta) = src.meta().filter(|m| !m.multipart && src.etag.is_some()) {
+        // Kept as stored only when the copy can be pinned to what was
+        // checked, and the backend holds both buckets.
+        let same_backend = !self.crosses_backends(&ctx.route);
+        if let Some(meta) = src
+            .meta()
+            .filter(|m| same_backend && !m.multipart && src.etag.is_some())
+        {
             if self
                 .envelope_fits(&ctx.live, &copy.enc, copy.key_id.as_deref(), meta)
                 .await
@@ -309,7 +331,8 @@ impl Gateway {
             .map_err(internal)?;
         self.copy_object_headers(&mut put, copy.replace, headers, &src)
             .await?;
-        self.stream_copy(&plan, put, &src, body).await
+        let dest = self.backend(ctx.route.bucket.as_deref());
+        self.stream_copy(&plan, put, dest, &src, body).await
     }
 
     /// The new object's headers for a copy the gateway makes: metadata
@@ -350,7 +373,7 @@ impl Gateway {
     async fn source_tagging(&self, src: &CopySource) -> Result<Option<String>, S3Error> {
         let (host, path) = src.tagging_address();
         let (resp, body) = self
-            .upstream
+            .backend(src.bucket())
             .request(
                 "GET",
                 &host,
@@ -441,4 +464,10 @@ fn xml_unescape(s: &str) -> String {
         .replace("&quot;", "\"")
         .replace("&apos;", "'")
         .replace("&amp;", "&")
+}
+
+/// `real-bucket` and the encoded key of `/real-bucket/key`.
+fn split_source(path: &str) -> (&str, &str) {
+    let path = path.trim_start_matches('/');
+    path.split_once('/').unwrap_or((path, ""))
 }

@@ -63,6 +63,11 @@ pub(super) struct CopySource {
 }
 
 impl CopySource {
+    /// The source's upstream bucket.
+    pub fn bucket(&self) -> Option<&str> {
+        self.route.bucket.as_deref()
+    }
+
     /// Plaintext bytes copied.
     pub fn len(&self) -> u64 {
         self.span.map_or(0, |(a, b)| b - a + 1)
@@ -114,10 +119,11 @@ impl Gateway {
         route: &Route,
         request_id: &str,
     ) -> Result<CopySource, S3Error> {
-        let (host, path) = self.source_address(route.copy_source.as_deref())?;
+        let (bucket, host, path) = self.source_address(route.copy_source.as_deref())?;
         let source = Route {
             upstream_host: host,
             upstream_path_and_query: path,
+            bucket: Some(bucket),
             ..Route::default()
         };
         let conditions: Vec<(&'static str, String)> = SOURCE_CONDITIONS
@@ -129,7 +135,7 @@ impl Gateway {
             conditions.iter().map(|(n, v)| (*n, v.as_str())).collect();
         probe_headers.push(("range", &head));
         let (probe, body) = self
-            .upstream
+            .backend(source.bucket.as_deref())
             .request(
                 "GET",
                 &source.upstream_host,
@@ -233,15 +239,11 @@ impl Gateway {
         for (n, v) in src.get_headers() {
             get.append_header(n.to_string(), v).map_err(internal)?;
         }
-        self.upstream
-            .sign(&mut get, sealgate_filters::s3::sigv4::EMPTY_SHA256)
+        let from = self.backend(src.bucket());
+        from.sign(&mut get, sealgate_filters::s3::sigv4::EMPTY_SHA256)
             .await
             .map_err(|e| source_failed(&e))?;
-        let mut session = self
-            .upstream
-            .session()
-            .await
-            .map_err(|e| source_failed(&e))?;
+        let mut session = from.session().await.map_err(|e| source_failed(&e))?;
         session
             .write_request_header(Box::new(get))
             .await

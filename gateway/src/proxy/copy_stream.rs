@@ -4,6 +4,7 @@
 //! client. Memory stays flat for any size; a source that fails, changes
 //! or ends early cuts the upstream body short, so nothing is stored.
 
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::{Bytes, BytesMut};
@@ -22,6 +23,7 @@ use super::read_target::changed;
 use super::response::set_sse_headers;
 use super::upload::UploadPlan;
 use super::{Ctx, Gateway};
+use crate::upstream::UpstreamTarget;
 
 /// Largest upstream answer read after the body went up (an error
 /// document, or the empty body of a PUT).
@@ -31,6 +33,8 @@ const MAX_ANSWER: usize = 64 * 1024;
 /// the body state. Dropped unfinished, the backend stores nothing.
 pub(super) struct PendingUpload {
     dst: HttpSession,
+    /// The backend `dst` is a connection to (its pool takes it back).
+    to: Arc<UpstreamTarget>,
     cipher: super::upload_stream::UploadStream,
 }
 
@@ -50,10 +54,11 @@ impl Gateway {
         &self,
         plan: &UploadPlan,
         put: RequestHeader,
+        to: &Arc<UpstreamTarget>,
         src: &CopySource,
         mut body: SourceBody,
     ) -> Result<Stored, S3Error> {
-        let (mut dst, mut cipher) = self.open_put(plan, put).await?;
+        let (mut dst, mut cipher) = self.open_put(plan, put, to).await?;
         let len = src.len();
         if len > 0 {
             let mut from = self.open_source(src).await?;
@@ -88,9 +93,14 @@ impl Gateway {
             if sent != len {
                 return Err(changed());
             }
-            self.upstream.release(from).await;
+            self.backend(src.bucket()).release(from).await;
         }
-        let mut stored = self.finish_upload(PendingUpload { dst, cipher }).await?;
+        let pending = PendingUpload {
+            dst,
+            to: to.clone(),
+            cipher,
+        };
+        let mut stored = self.finish_upload(pending).await?;
         if plan.encrypts() {
             self.metrics.fixed.encrypted.inc_by(len);
         }
@@ -116,11 +126,12 @@ impl Gateway {
         &self,
         plan: &UploadPlan,
         put: RequestHeader,
+        to: &Arc<UpstreamTarget>,
         body: &mut BytesMut,
         keep: usize,
         session: &mut pingora::proxy::Session,
     ) -> Result<PendingUpload, S3Error> {
-        let (mut dst, mut cipher) = self.open_put(plan, put).await?;
+        let (mut dst, mut cipher) = self.open_put(plan, put, to).await?;
         let mut sent = 0u64;
         loop {
             if body.len() > keep {
@@ -156,13 +167,18 @@ impl Gateway {
                 "the request body is shorter than its Content-Length",
             ));
         }
-        Ok(PendingUpload { dst, cipher })
+        Ok(PendingUpload {
+            dst,
+            to: to.clone(),
+            cipher,
+        })
     }
 
     /// Ends a streamed upload: the last frame, then the backend's answer.
     pub(super) async fn finish_upload(&self, p: PendingUpload) -> Result<Stored, S3Error> {
         let PendingUpload {
             mut dst,
+            to,
             mut cipher,
         } = p;
         let last = cipher.push(&[], true)?;
@@ -172,7 +188,7 @@ impl Gateway {
         dst.finish_request_body()
             .await
             .map_err(|e| dest_failed(&e))?;
-        self.stored(dst).await
+        self.stored(dst, &to).await
     }
 
     /// The upstream PUT of a body the gateway makes: the plan's headers,
@@ -181,6 +197,7 @@ impl Gateway {
         &self,
         plan: &UploadPlan,
         mut put: RequestHeader,
+        to: &UpstreamTarget,
     ) -> Result<(HttpSession, super::upload_stream::UploadStream), S3Error> {
         plan.apply(&mut put).map_err(internal)?;
         let hash = if plan.sends_trailer() {
@@ -188,12 +205,9 @@ impl Gateway {
         } else {
             UNSIGNED_PAYLOAD
         };
-        self.upstream
-            .sign(&mut put, hash)
-            .await
-            .map_err(|e| dest_failed(&e))?;
+        to.sign(&mut put, hash).await.map_err(|e| dest_failed(&e))?;
         let cipher = plan.body(&HeaderMap::new())?;
-        let mut dst = self.upstream.session().await.map_err(|e| dest_failed(&e))?;
+        let mut dst = to.session().await.map_err(|e| dest_failed(&e))?;
         dst.write_request_header(Box::new(put))
             .await
             .map_err(|e| dest_failed(&e))?;
@@ -201,7 +215,7 @@ impl Gateway {
     }
 
     /// The backend's answer to the PUT: its ETag, or its refusal.
-    async fn stored(&self, mut dst: HttpSession) -> Result<Stored, S3Error> {
+    async fn stored(&self, mut dst: HttpSession, to: &UpstreamTarget) -> Result<Stored, S3Error> {
         dst.read_response_header()
             .await
             .map_err(|e| dest_failed(&e))?;
@@ -234,7 +248,7 @@ impl Gateway {
         };
         let etag = header("etag").ok_or_else(unreachable_dest)?;
         let version_id = header("x-amz-version-id");
-        self.upstream.release(dst).await;
+        to.release(dst).await;
         Ok(Stored {
             etag,
             version_id,
@@ -296,7 +310,7 @@ impl Gateway {
             .next()
             .unwrap_or("/");
         let headed = self
-            .upstream
+            .backend(ctx.route.bucket.as_deref())
             .request(
                 "HEAD",
                 &ctx.route.upstream_host,

@@ -17,12 +17,17 @@ pub fn objects() -> ResponseBody {
     ))
 }
 
-/// ListBuckets: only the buckets the client holds some permission in,
-/// each by the name clients use (its alias), rewritten whole (a small
-/// document).
+/// ListBuckets (of `storage.s3`'s backend): only the buckets the client
+/// holds some permission in, each by the name clients use (its alias),
+/// rewritten whole (a small document). A bucket of the same name that the
+/// configuration puts on a backend of its own is not this one: not shown.
 pub fn buckets(config: Arc<Config>, grants: Arc<[BucketGrant]>) -> ResponseBody {
     ResponseBody::Whole(WholeRewrite::new(move |text| {
+        let elsewhere = config.bucket_backends();
         filter_buckets(text, |real| {
+            if elsewhere.contains_key(real) {
+                return None;
+            }
             config
                 .visible_name(real)
                 .filter(|name| !permissions_in(&grants, name).is_empty())

@@ -53,7 +53,7 @@ use sealgate_filters::s3::upload_id::StoredMark;
 use sealgate_filters::s3::{Operation, S3Error};
 
 use crate::metrics::Metrics;
-use crate::upstream::UpstreamTarget;
+use crate::upstream::{UpstreamTarget, Upstreams};
 use multipart::Create;
 use observe::{AuditRecord, RequestIds};
 use read_target::ReadPlan;
@@ -66,7 +66,8 @@ use upload_stream::UploadStream;
 pub struct Gateway {
     /// Configuration, clients and key providers: swapped whole on reload.
     live: Arc<crate::live::LiveState>,
-    upstream: Arc<UpstreamTarget>,
+    /// Every backend; a request goes to its bucket's.
+    upstreams: Arc<Upstreams>,
     metrics: Arc<Metrics>,
     request_ids: RequestIds,
 }
@@ -136,15 +137,21 @@ pub enum Op {
 impl Gateway {
     pub fn new(
         live: Arc<crate::live::LiveState>,
-        upstream: Arc<UpstreamTarget>,
+        upstreams: Arc<Upstreams>,
         metrics: Arc<Metrics>,
     ) -> Self {
         Self {
             live,
-            upstream,
+            upstreams,
             metrics,
             request_ids: RequestIds::new(),
         }
+    }
+
+    /// The backend of an upstream (real) bucket: its own, or
+    /// `storage.s3`'s.
+    fn backend(&self, real_bucket: Option<&str>) -> &Arc<UpstreamTarget> {
+        self.upstreams.of(real_bucket)
     }
 
     /// Everything `request_filter` does before the upstream request, in
@@ -212,7 +219,11 @@ impl Gateway {
                 _ => StoredMark::Unrecorded,
             };
             ctx.stored_checksum = match mark {
-                StoredMark::Unrecorded => self.upstream.stored_checksum(&bucket.real).await,
+                StoredMark::Unrecorded => {
+                    self.backend(Some(&bucket.real))
+                        .stored_checksum(&bucket.real)
+                        .await
+                }
                 decided => decided.or(None),
             };
         }
@@ -309,8 +320,8 @@ impl ProxyHttp for Gateway {
         }
     }
 
-    async fn upstream_peer(&self, _session: &mut Session, _ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
-        Ok(self.upstream.peer())
+    async fn upstream_peer(&self, _session: &mut Session, ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
+        Ok(self.backend(ctx.route.bucket.as_deref()).peer())
     }
 
     async fn upstream_request_filter(

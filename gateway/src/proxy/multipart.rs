@@ -155,7 +155,7 @@ impl Gateway {
                 Some(m) => format!("{list}&part-number-marker={m}"),
             };
             let (resp, body) = self
-                .upstream
+                .backend(ctx.route.bucket.as_deref())
                 .get(&ctx.route.upstream_host, &path, None, MAX_LIST_PARTS_BODY)
                 .await
                 .map_err(unavailable)?;

@@ -70,6 +70,7 @@ impl Gateway {
                 .map_err(internal)?;
         put.insert_header(http::header::HOST, ctx.route.upstream_host.as_str())
             .map_err(internal)?;
-        self.stream_copy(&part, put, &src, body).await
+        let dest = self.backend(ctx.route.bucket.as_deref());
+        self.stream_copy(&part, put, dest, &src, body).await
     }
 }

@@ -28,8 +28,9 @@ pub struct PlainCopy {
 }
 
 impl Gateway {
-    /// Turns a pass-through copy whose source bucket encrypts into a copy
-    /// the gateway makes, or refuses it (a mandatory source bucket).
+    /// Turns a pass-through copy whose source bucket encrypts, or lives on
+    /// another backend, into a copy the gateway makes, or refuses it (a
+    /// mandatory source bucket).
     pub(super) fn plan_plain_copy(
         &self,
         req: &RequestHeader,
@@ -43,15 +44,15 @@ impl Gateway {
         if !matches!(ctx.op, Op::PassThrough) {
             return Ok(());
         }
-        let Some(source_enc) = ctx
+        let source_enc = ctx
             .route
             .copy_source_bucket
             .as_deref()
-            .and_then(|b| policy::for_bucket(&ctx.live.config, b))
-        else {
+            .and_then(|b| policy::for_bucket(&ctx.live.config, b));
+        if source_enc.is_none() && !self.crosses_backends(&ctx.route) {
             return Ok(()); // plaintext to plaintext: the backend copies
-        };
-        if source_enc.mandatory {
+        }
+        if source_enc.is_some_and(|e| e.mandatory) {
             return Err(S3Error::new(
                 S3ErrorCode::AccessDenied,
                 "the copy source's bucket requires encryption: its objects are copied only into buckets the gateway encrypts",
@@ -102,6 +103,7 @@ impl Gateway {
             self.copy_object_headers(&mut put, copy.replace, headers, &src)
                 .await?;
         }
-        self.stream_copy(&plan, put, &src, body).await
+        let dest = self.backend(ctx.route.bucket.as_deref());
+        self.stream_copy(&plan, put, dest, &src, body).await
     }
 }

@@ -203,7 +203,7 @@ impl Gateway {
             .post_plan((&resolved.name, &resolved.real), file_len, &headers, ctx)
             .await?;
         let (host, path) = self
-            .upstream
+            .backend(Some(&resolved.real))
             .address(Some(&resolved.real), Some(&encode_key(&key)));
         let mut put = RequestHeader::build("PUT", path.as_bytes(), None).map_err(internal)?;
         put.insert_header(http::header::HOST, host.as_str())
@@ -214,7 +214,14 @@ impl Gateway {
         }
         let mut file = BytesMut::from(&prefix[start.offset..]);
         let pending = self
-            .stream_upload(&plan, put, &mut file, closing.len(), session)
+            .stream_upload(
+                &plan,
+                put,
+                self.backend(Some(&resolved.real)),
+                &mut file,
+                closing.len(),
+                session,
+            )
             .await?;
         if file[..] != closing[..] {
             return Err(malformed("the file must be the form's last field"));
@@ -266,7 +273,7 @@ impl Gateway {
             .map_err(key_error)?;
         ctx.audit.provider = Some(enc.provider.clone());
         ctx.audit.key_id = Some(data_key.key_id.clone());
-        ctx.stored_checksum = self.upstream.stored_checksum(real).await;
+        ctx.stored_checksum = self.backend(Some(real)).stored_checksum(real).await;
         Ok(
             UploadPlan::new(body, &enc.provider, data_key, enc.write_context.clone())?
                 .with_stored_checksum(ctx.stored_checksum),

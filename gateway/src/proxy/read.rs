@@ -37,7 +37,7 @@ impl Gateway {
         };
         let head_len = PART_HEADER_LEN - 1;
         let (resp, body) = self
-            .upstream
+            .backend(ctx.route.bucket.as_deref())
             .probe(
                 &ctx.route.upstream_host,
                 &ctx.route.upstream_path_and_query,
@@ -154,7 +154,7 @@ impl Gateway {
         } else {
             let at = layout.part_start(part);
             let (r, b) = self
-                .upstream
+                .backend(route.bucket.as_deref())
                 .probe(
                     &route.upstream_host,
                     &route.upstream_path_and_query,
@@ -320,7 +320,7 @@ impl Gateway {
             }
             (None, Some(m)) if read.range.is_none() => {
                 let (probe, body) = self
-                    .upstream
+                    .backend(route.bucket.as_deref())
                     .probe(
                         &route.upstream_host,
                         &route.upstream_path_and_query,

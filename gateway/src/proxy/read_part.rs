@@ -21,10 +21,11 @@ impl Gateway {
         let source = Route {
             upstream_host: ctx.route.upstream_host.clone(),
             upstream_path_and_query: whole.clone(),
+            bucket: ctx.route.bucket.clone(),
             ..Route::default()
         };
         let (resp, body) = self
-            .upstream
+            .backend(source.bucket.as_deref())
             .probe(&source.upstream_host, &whole, 0, PART_HEADER_LEN - 1)
             .await
             .map_err(|e| {

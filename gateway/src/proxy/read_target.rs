@@ -179,7 +179,7 @@ impl super::Gateway {
         request_id: &str,
     ) -> Result<Layout, S3Error> {
         let etag = resp.headers.get("etag").and_then(|v| v.to_str().ok());
-        self.upstream
+        self.backend(route.bucket.as_deref())
             .part_layout(
                 &route.upstream_host,
                 &route.upstream_path_and_query,

@@ -80,7 +80,9 @@ impl Gateway {
         let real_bucket = auth.bucket.as_ref().map(|b| b.real.as_str());
         ctx.route.bucket = real_bucket.map(str::to_string);
         let key = ctx.audit.key.as_deref().map(encode_key);
-        let (host, path) = self.upstream.address(real_bucket, key.as_deref());
+        let (host, path) = self
+            .backend(real_bucket)
+            .address(real_bucket, key.as_deref());
         let forwarded_query: Vec<String> = auth
             .query
             .iter()

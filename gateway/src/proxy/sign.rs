@@ -74,7 +74,7 @@ impl Gateway {
             }
             _ => {}
         }
-        self.upstream
+        self.backend(ctx.route.bucket.as_deref())
             .sign(req, &ctx.route.payload_hash)
             .await
             .map_err(|e| {

@@ -91,7 +91,7 @@ impl Gateway {
         found: &mut HashMap<String, String>,
     ) -> Result<(), String> {
         let (resp, body) = self
-            .upstream
+            .backend(Some(bucket))
             .get(host, path_and_query, None, MAX_UPLOAD_PAGE)
             .await
             .map_err(|e| e.to_string())?;
@@ -199,7 +199,7 @@ impl Gateway {
         for key in record_keys(upload_id, token) {
             let path = self.object_path(bucket, &key);
             let (resp, _) = self
-                .upstream
+                .backend(Some(bucket))
                 .request(
                     "POST",
                     &path.0,
@@ -225,7 +225,7 @@ impl Gateway {
         };
         let (host, path) = self.object_path(bucket, key);
         let (resp, _) = self
-            .upstream
+            .backend(Some(bucket))
             .get(
                 &host,
                 &format!("{path}?max-parts=1&uploadId={}", uri::encode(upload_id)),
@@ -250,7 +250,7 @@ impl Gateway {
                 continue;
             }
             let (host, path) = self.object_path(bucket, &key);
-            self.upstream
+            self.backend(Some(bucket))
                 .request(
                     "DELETE",
                     &host,
@@ -273,7 +273,7 @@ impl Gateway {
         prefix: &str,
         max_pages: usize,
     ) -> Result<(Vec<(String, String)>, bool), String> {
-        let (host, path) = self.upstream.address(Some(bucket), None);
+        let (host, path) = self.backend(Some(bucket)).address(Some(bucket), None);
         let mut out = Vec::new();
         let mut marker: Option<(String, String)> = None;
         for _ in 0..max_pages {
@@ -286,7 +286,7 @@ impl Gateway {
                 ));
             }
             let (resp, body) = self
-                .upstream
+                .backend(Some(bucket))
                 .get(&host, &query, None, MAX_UPLOAD_PAGE)
                 .await
                 .map_err(|e| e.to_string())?;
@@ -305,7 +305,8 @@ impl Gateway {
 
     /// Host and path of `key` in `bucket` at the backend.
     fn object_path(&self, bucket: &str, key: &str) -> (String, String) {
-        self.upstream.address(Some(bucket), Some(&encode_key(key)))
+        self.backend(Some(bucket))
+            .address(Some(bucket), Some(&encode_key(key)))
     }
 }
 

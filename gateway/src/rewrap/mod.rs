@@ -180,7 +180,8 @@ async fn run(config: &Config, opts: &RewrapOptions) -> Result<Summary, String> {
             opts.bucket
         ));
     }
-    let upstream = UpstreamTarget::new(&config.upstream)
+    let (backend, setting) = config.upstream_for(&resolved.name);
+    let upstream = UpstreamTarget::named(backend, &setting)
         .await
         .map_err(|e| e.to_string())?;
     let (host, root) = upstream.address(Some(&resolved.real), None);

@@ -68,7 +68,11 @@ pub(super) fn build_with(yaml: &str) -> Gateway {
     let metrics = Metrics::register(prometheus::Registry::new()).unwrap();
     let providers = rt.block_on(Providers::from_config(&config, None)).unwrap();
     let live = crate::live::LiveState::from_pointee(crate::live::Live::new(config, providers));
-    Gateway::new(Arc::new(live), Arc::new(upstream), Arc::new(metrics))
+    Gateway::new(
+        Arc::new(live),
+        Arc::new(crate::upstream::Upstreams::single(Arc::new(upstream))),
+        Arc::new(metrics),
+    )
 }
 
 /// The client-visible name the rules use for an upstream bucket.
