@@ -606,8 +606,26 @@ fn buckets_on_backends_of_their_own() {
     let b = c.buckets["bbb"].backend.as_ref().unwrap();
     assert_eq!(b.endpoint.url(), "http://127.0.0.1:9000");
     assert_eq!(b.region, "garage");
+    // Behind storage.s3's regional AWS endpoint, a region moves the
+    // bucket to its own.
+    let c = load(
+        "storage:\n  s3:\n    endpoint: https://s3.us-east-1.amazonaws.com\n    bucket_configs:\n      bbb: {region: eu-west-1}\n",
+    )
+    .unwrap()
+    .config;
+    let b = c.buckets["bbb"].backend.as_ref().unwrap();
+    assert_eq!(b.endpoint.url(), "https://s3.eu-west-1.amazonaws.com");
+    // Another endpoint never gets storage.s3's credentials by default.
     let p = problems(
-        "storage:\n  s3:\n    bucket_configs:\n      bbb: {endpoint: \"ftp://x\", stored_checksum: md5, addressing_style: up}\n",
+        "storage:\n  s3:\n    credentials: {access_key_id: UP, secret_access_key: s}\n    bucket_configs:\n      bbb: {endpoint: \"http://127.0.0.1:7480\"}\n",
+    )
+    .join("\n");
+    assert!(
+        p.contains("storage.s3.bucket_configs.bbb.credentials: missing"),
+        "{p}"
+    );
+    let p = problems(
+        "storage:\n  s3:\n    bucket_configs:\n      bbb: {endpoint: \"ftp://x\", credentials: {source: chain}, stored_checksum: md5, addressing_style: up}\n",
     )
     .join("\n");
     for needle in [

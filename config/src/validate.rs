@@ -396,7 +396,12 @@ fn bucket_backend(r: &mut Reader, s3: &Obj, b: &Obj, base: &Upstream) -> Option<
                 Some("write a URL like `https://s3.eu-west-1.amazonaws.com` or `http://127.0.0.1:9000`".into()),
             ),
         },
-        None if !s3.has("endpoint") && up.region != base.region => {
+        // AWS's regional endpoint of storage.s3's region (given or
+        // defaulted): the bucket's region has its own.
+        None if up.region != base.region
+            && (!s3.has("endpoint")
+                || base.endpoint.host == format!("s3.{}.amazonaws.com", base.region)) =>
+        {
             match parse_endpoint(&format!("https://s3.{}.amazonaws.com", up.region)) {
                 Ok(e) => up.endpoint = e,
                 Err(e) => r.problem(&b.child("region"), e, Some("name an AWS region".into())),
@@ -406,6 +411,15 @@ fn bucket_backend(r: &mut Reader, s3: &Obj, b: &Obj, base: &Upstream) -> Option<
     }
     if b.has("credentials") {
         up.credentials = upstream_credentials(r, b)?;
+    } else if b.has("endpoint") && up.endpoint != base.endpoint {
+        // storage.s3's credentials (its key id, a session token) are never
+        // sent to another endpoint unless the configuration says so.
+        r.problem(
+            &b.child("credentials"),
+            "missing: the bucket's endpoint differs from storage.s3.endpoint",
+            Some("give the gateway's credentials at that backend (the same keys as storage.s3.credentials take; `source: chain` for the standard AWS chain)".into()),
+        );
+        return None;
     }
     if let Some(style) = addressing_style(r, b) {
         up.addressing_style = style;

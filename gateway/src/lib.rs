@@ -59,21 +59,34 @@ pub fn backend_status(
             .iter()
             .filter(|(_, b)| b.backend.is_some())
             .map(|(alias, _)| Some(alias.as_str()));
-        let wanted: Vec<Option<&str>> = match bucket {
-            Some(b) => vec![Some(b)],
-            None => std::iter::once(None).chain(own).collect(),
+        // A name as clients type it: the alias's rules (and backend) apply
+        // to an addressable real name too.
+        let wanted: Vec<Option<sealgate_config::ResolvedBucket>> = match bucket {
+            Some(b) => vec![Some(config.resolve_bucket(b).ok_or_else(|| {
+                format!("`{b}` is the real name of an alias that is not real_name_addressable: name the alias")
+            })?)],
+            None => std::iter::once(None)
+                .chain(own.map(|a| a.and_then(|a| config.resolve_bucket(a))))
+                .collect(),
         };
-        for alias in wanted {
-            let (cfg, setting) = match alias {
-                Some(a) => config.upstream_for(a),
+        let elsewhere: Vec<String> = config
+            .bucket_backends()
+            .into_iter()
+            .filter(|(_, u)| !u.same_backend(&config.upstream))
+            .map(|(real, _)| real.to_string())
+            .collect();
+        for resolved in wanted {
+            let (cfg, setting) = match &resolved {
+                Some(r) => config.upstream_for(&r.name),
                 None => (&config.upstream, "storage.s3".to_string()),
             };
             if reported.iter().any(|r| r.same_backend(cfg)) {
                 continue;
             }
             reported.push(cfg);
-            let real = alias.and_then(|a| config.resolve_bucket(a)).map(|r| r.real);
-            let (text, ok) = backend_report(cfg, &setting, real.as_deref()).await?;
+            let real = resolved.as_ref().map(|r| r.real.as_str());
+            let avoid = if real.is_none() { elsewhere.clone() } else { Vec::new() };
+            let (text, ok) = backend_report(cfg, &setting, real, avoid).await?;
             report.push_str(&text);
             suits &= ok;
         }
@@ -86,11 +99,13 @@ async fn backend_report(
     cfg: &sealgate_config::Upstream,
     setting: &str,
     bucket: Option<&str>,
+    elsewhere: Vec<String>,
 ) -> Result<(String, bool), String> {
     use sealgate_config::StoredChecksum;
     let up = upstream::UpstreamTarget::named(cfg, setting)
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| e.to_string())?
+        .with_elsewhere(elsewhere);
     let found = up.check_trailers(bucket).await;
     let configured = cfg.stored_checksum;
     let endpoint = &cfg.endpoint;

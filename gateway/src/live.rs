@@ -190,16 +190,16 @@ mod tests {
             );
             sealgate_config::load_str(&yaml, &|_| None).unwrap().config
         };
-        let base = with("ceph: {endpoint: \"http://127.0.0.1:7480\", kms_key_id: a}");
+        let base = with("ceph: {endpoint: \"http://127.0.0.1:7480\", credentials: {access_key_id: R, secret_access_key: r}, kms_key_id: a}");
         assert!(check_bucket_backends(&base, &base.clone()).is_ok());
-        let key = with("ceph: {endpoint: \"http://127.0.0.1:7480\", kms_key_id: b}");
+        let key = with("ceph: {endpoint: \"http://127.0.0.1:7480\", credentials: {access_key_id: R, secret_access_key: r}, kms_key_id: b}");
         assert!(check_bucket_backends(&base, &key).is_ok());
         for changed in [
-            with("ceph: {endpoint: \"http://127.0.0.1:7481\"}"),
+            with("ceph: {endpoint: \"http://127.0.0.1:7481\", credentials: {access_key_id: R, secret_access_key: r}}"),
             with("ceph: {kms_key_id: a}"),
-            with("ceph: {endpoint: \"http://127.0.0.1:7480\", region: eu-west-1}"),
-            with("ceph: {endpoint: \"http://127.0.0.1:7480\", credentials: {access_key_id: K, secret_access_key: t}}"),
-            with("ceph: {endpoint: \"http://127.0.0.1:7480\"}, more: {endpoint: \"http://127.0.0.1:7480\"}"),
+            with("ceph: {endpoint: \"http://127.0.0.1:7480\", credentials: {access_key_id: R, secret_access_key: r}, region: eu-west-1}"),
+            with("ceph: {endpoint: \"http://127.0.0.1:7480\", credentials: {access_key_id: R, secret_access_key: t}}"),
+            with("ceph: {endpoint: \"http://127.0.0.1:7480\", credentials: {access_key_id: R, secret_access_key: r}}, more: {endpoint: \"http://127.0.0.1:7480\", credentials: {access_key_id: R, secret_access_key: r}}"),
         ] {
             let e = check_bucket_backends(&base, &changed).unwrap_err();
             assert!(e.contains("only on restart"), "{e}");

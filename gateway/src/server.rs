@@ -246,7 +246,8 @@ fn check_stored_checksum(
     }
     let checker = rt
         .block_on(UpstreamTarget::named(cfg, upstream.setting()))
-        .map_err(StartError::Upstream)?;
+        .map_err(StartError::Upstream)?
+        .with_elsewhere(upstream.elsewhere().to_vec());
     let found = rt.block_on(checker.check_trailers(bucket));
     drop(checker);
     let setting = upstream.setting();

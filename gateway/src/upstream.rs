@@ -65,6 +65,10 @@ pub struct UpstreamTarget {
     pub(crate) layouts: crate::part_layout::LayoutCache,
     /// Whether the backend verifies aws-chunked trailers (`auto`).
     trailers: trailers::TrailerSupport,
+    /// Buckets of this backend's that the configuration puts on another
+    /// backend: never chosen for a probe (a client naming them reaches
+    /// the other backend's bucket).
+    elsewhere: Vec<String>,
 }
 
 /// Longest one read or write of the gateway's own upstream exchanges
@@ -155,7 +159,19 @@ impl UpstreamTarget {
             connector: Connector::new(connector_options),
             layouts: Default::default(),
             trailers: Default::default(),
+            elsewhere: Vec::new(),
         })
+    }
+
+    /// Names this backend's buckets that live elsewhere (see `elsewhere`).
+    pub fn with_elsewhere(mut self, names: Vec<String>) -> Self {
+        self.elsewhere = names;
+        self
+    }
+
+    /// Buckets this backend holds that the configuration puts elsewhere.
+    pub fn elsewhere(&self) -> &[String] {
+        &self.elsewhere
     }
 
     /// The backend's settings.

@@ -468,6 +468,29 @@ fn buckets_on_two_backends_behind_one_gateway() {
             "{from}/p -> {to}: the decoy's bytes, or none"
         );
     }
+    // A source encrypted with the client's own key cannot be read by a
+    // copy the gateway makes: refused, not copied without it.
+    let refused = aws_as(
+        CLIENT_KEY,
+        CLIENT_SECRET,
+        &url,
+        &[
+            "s3api",
+            "copy-object",
+            "--bucket",
+            "garage-plain",
+            "--key",
+            "ssec",
+            "--copy-source",
+            "ceph-plain/p",
+            "--copy-source-sse-customer-algorithm",
+            "AES256",
+            "--copy-source-sse-customer-key",
+            "0123456789abcdef0123456789abcdef",
+        ],
+    );
+    assert_s3_error(&refused, "NotImplemented");
+    assert!(!garage.has("garage-plain", "ssec"));
     // A replica in Garage of an object written to `ceph-enc` names
     // `ceph-enc`: copied back there, its envelope fits, but RGW cannot copy
     // from Garage, so the gateway makes the copy.

@@ -791,6 +791,20 @@ fn the_local_stack_works_as_the_readme_says() {
         String::from_utf8_lossy(&out.stdout).into_owned()
     };
     let (mut stack, backend) = start();
+    // A second stack on the same data refuses, and stops nothing of the first.
+    let second = Command::new(Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/dev-stack"))
+        .env("SEALGATE_BIN", env!("CARGO_BIN_EXE_sealgate"))
+        .env("SEALGATE_DATA", data.path())
+        .env("SEALGATE_PORT", free_port().to_string())
+        .env("SEALGATE_ADMIN_PORT", free_port().to_string())
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(!second.status.success());
+    assert!(
+        String::from_utf8_lossy(&second.stderr).contains("another local stack runs on"),
+        "{second:?}"
+    );
     let file = data.path().join("file");
     let content = test_bytes(9_750, 77);
     std::fs::write(&file, &content).unwrap();

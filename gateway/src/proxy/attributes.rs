@@ -113,6 +113,7 @@ impl Gateway {
             let source = super::route::Route {
                 upstream_host: ctx.route.upstream_host.clone(),
                 upstream_path_and_query: path,
+                bucket: ctx.route.bucket.clone(),
                 ..Default::default()
             };
             self.layout_of(&source, &resp, &first, stored, &ctx.request_id)

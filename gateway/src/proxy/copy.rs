@@ -50,6 +50,22 @@ const NEW_OBJECT_HEADERS: [&str; 9] = [
     "x-amz-object-lock-retain-until-date",
     "x-amz-object-lock-legal-hold",
 ];
+/// Request headers of a copy that apply to the PUT a gateway-made copy
+/// sends: the client's check of the destination bucket's owner, and
+/// conditions on the destination (not for parts).
+const DESTINATION_CHECKS: [&str; 3] = ["x-amz-expected-bucket-owner", "if-match", "if-none-match"];
+/// The backend's own encryption of the copy, asked for by the client: kept
+/// on a copy the gateway makes into a bucket it does not encrypt.
+const BACKEND_ENCRYPTION: [&str; 7] = [
+    "x-amz-server-side-encryption",
+    "x-amz-server-side-encryption-aws-kms-key-id",
+    "x-amz-server-side-encryption-context",
+    "x-amz-server-side-encryption-bucket-key-enabled",
+    "x-amz-server-side-encryption-customer-algorithm",
+    "x-amz-server-side-encryption-customer-key",
+    "x-amz-server-side-encryption-customer-key-md5",
+];
+
 /// Largest tag set read from a source (S3 allows 10 tags).
 const MAX_TAGGING_ANSWER: usize = 64 * 1024;
 
@@ -331,6 +347,7 @@ impl Gateway {
             .map_err(internal)?;
         self.copy_object_headers(&mut put, copy.replace, headers, &src)
             .await?;
+        copy_request_headers(&mut put, headers, false, false)?;
         let dest = self.backend(ctx.route.bucket.as_deref());
         self.stream_copy(&plan, put, dest, &src, body).await
     }
@@ -470,4 +487,47 @@ fn xml_unescape(s: &str) -> String {
 fn split_source(path: &str) -> (&str, &str) {
     let path = path.trim_start_matches('/');
     path.split_once('/').unwrap_or((path, ""))
+}
+
+/// A copy the gateway makes cannot read a source encrypted with the
+/// client's own key (SSE-C): refused before any work.
+pub(super) fn refuse_customer_key_source(headers: &HeaderMap) -> Result<(), S3Error> {
+    if headers.contains_key("x-amz-copy-source-server-side-encryption-customer-algorithm") {
+        return Err(S3Error::new(
+            S3ErrorCode::NotImplemented,
+            "this copy is made by the gateway, which cannot read a source encrypted with a customer-provided key",
+        ));
+    }
+    Ok(())
+}
+
+/// What of a copy request a copy the gateway makes still honours: the
+/// destination's owner check, its conditions (`part`: none, UploadPart has
+/// none) and, into a bucket the gateway does not encrypt, the backend
+/// encryption the client asked for. A source encrypted with the client's
+/// own key (SSE-C) cannot be read by the gateway: refused, never copied
+/// without the headers that say so.
+pub(super) fn copy_request_headers(
+    put: &mut RequestHeader,
+    headers: &HeaderMap,
+    part: bool,
+    backend_encryption: bool,
+) -> Result<(), S3Error> {
+    refuse_customer_key_source(headers)?;
+    let checks = if part {
+        &DESTINATION_CHECKS[..1]
+    } else {
+        &DESTINATION_CHECKS[..]
+    };
+    let encryption = if backend_encryption {
+        &BACKEND_ENCRYPTION[..]
+    } else {
+        &[]
+    };
+    for n in checks.iter().chain(encryption) {
+        if let Some(v) = headers.get(*n) {
+            put.insert_header(*n, v.clone()).map_err(internal)?;
+        }
+    }
+    Ok(())
 }

@@ -25,7 +25,12 @@ use super::Gateway;
 /// Largest probe answer read (a first part header, or an error document).
 const MAX_PROBE_ANSWER: usize = 64 * 1024;
 /// Copy conditions on the source, as the conditional GET headers they are.
-const SOURCE_CONDITIONS: [(&str, &str); 4] = [
+const SOURCE_CONDITIONS: [(&str, &str); 5] = [
+    // The client's check that the source bucket is the one it means.
+    (
+        "x-amz-source-expected-bucket-owner",
+        "x-amz-expected-bucket-owner",
+    ),
     ("x-amz-copy-source-if-match", "if-match"),
     ("x-amz-copy-source-if-none-match", "if-none-match"),
     ("x-amz-copy-source-if-modified-since", "if-modified-since"),

@@ -22,7 +22,17 @@ impl Upstreams {
     /// Resolves every configured endpoint now (a name that does not
     /// resolve refuses the start, naming its setting).
     pub async fn new(config: &Config) -> Result<Self, UpstreamError> {
-        let default = Arc::new(UpstreamTarget::new(&config.upstream).await?);
+        let elsewhere = config
+            .bucket_backends()
+            .into_iter()
+            .filter(|(_, u)| !u.same_backend(&config.upstream))
+            .map(|(real, _)| real.to_string())
+            .collect();
+        let default = Arc::new(
+            UpstreamTarget::new(&config.upstream)
+                .await?
+                .with_elsewhere(elsewhere),
+        );
         let mut made: Vec<(&Upstream, Arc<UpstreamTarget>)> =
             vec![(&config.upstream, default.clone())];
         let mut by_bucket = HashMap::new();

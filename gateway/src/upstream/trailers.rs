@@ -149,7 +149,17 @@ impl UpstreamTarget {
                 element_text(&body, "Code").unwrap_or_default()
             ));
         }
-        Ok(element_text(&body, "Name"))
+        // The first bucket that is this backend's own: a name the
+        // configuration puts on another backend is not the bucket a client
+        // of that name reaches, so the probe writes nothing there.
+        // (Bucket names need no XML escapes.)
+        let text = String::from_utf8_lossy(&body);
+        Ok(text
+            .split("<Name>")
+            .skip(1)
+            .filter_map(|rest| rest.split_once("</Name>").map(|(n, _)| n))
+            .find(|n| !self.elsewhere.iter().any(|e| e == n))
+            .map(str::to_string))
     }
 
     /// At start-up (and for `sealgate backend status`): whether the backend
