@@ -46,10 +46,15 @@ struct Unwrapped {
     expires: Instant,
 }
 
+/// The provider operations a call is made for (metric label values).
+const PROVIDER_OPERATIONS: [&str; 4] = ["GenerateDataKey", "Decrypt", "Encrypt", "DescribeKey"];
+
 /// The key provider and data-key cache metrics (docs/METRICS.md).
 #[derive(Clone)]
 pub struct KeyMetrics {
     pub calls: prometheus::IntCounterVec,
+    /// Failed calls by the kind of failure ([`KeyError::code`]).
+    pub errors: prometheus::IntCounterVec,
     pub duration: prometheus::HistogramVec,
     pub entries: prometheus::IntGaugeVec,
     pub evictions: prometheus::IntCounterVec,
@@ -59,6 +64,7 @@ impl KeyMetrics {
     pub fn from(m: &crate::metrics::Metrics) -> Self {
         Self {
             calls: m.key_provider_calls_total.clone(),
+            errors: m.key_provider_errors_total.clone(),
             duration: m.key_provider_call_duration_seconds.clone(),
             entries: m.data_key_cache_entries.clone(),
             evictions: m.data_key_cache_evictions_total.clone(),
@@ -107,8 +113,17 @@ impl CachingProvider {
         }
     }
 
-    /// Counts provider operations and cache state into `metrics`.
+    /// Counts provider operations and cache state into `metrics`; every
+    /// error series of this provider exists from the start, at 0 (an
+    /// alert on `increase()` sees the first failure).
     pub fn with_metrics(mut self, metrics: KeyMetrics) -> Self {
+        for operation in PROVIDER_OPERATIONS {
+            for code in KeyError::CODES {
+                metrics
+                    .errors
+                    .with_label_values(&[self.inner.name(), operation, code]);
+            }
+        }
         self.metrics = Some(metrics);
         self
     }
@@ -168,6 +183,11 @@ impl CachingProvider {
         let seconds = started.elapsed().as_secs_f64();
         let ms = seconds * 1000.0;
         self.count(operation, if out.is_ok() { "ok" } else { "error" });
+        if let (Err(e), Some(m)) = (&out, &self.metrics) {
+            m.errors
+                .with_label_values(&[self.inner.name(), operation, e.code()])
+                .inc();
+        }
         if let Some(m) = &self.metrics {
             m.duration
                 .with_label_values(&[self.inner.name(), operation])
@@ -340,7 +360,13 @@ impl KeyProvider for CachingProvider {
     }
 
     async fn canonical_key_id(&self, key_id: &str) -> Result<String, KeyError> {
-        self.inner.canonical_key_id(key_id).await
+        let out = self.inner.canonical_key_id(key_id).await;
+        if let (Err(e), Some(m)) = (&out, &self.metrics) {
+            m.errors
+                .with_label_values(&[self.inner.name(), "DescribeKey", e.code()])
+                .inc();
+        }
+        out
     }
 
     fn binding_key_id(&self, stored_key_id: &str) -> String {

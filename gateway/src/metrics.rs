@@ -62,6 +62,7 @@ pub struct Metrics {
     /// (`cache_hit`, `ok`, `error`): how well the data-key cache works and
     /// how often the KMS is really called.
     pub key_provider_calls_total: IntCounterVec,
+    pub key_provider_errors_total: IntCounterVec,
     /// Latency of the key provider calls that were made (not cache hits).
     pub key_provider_call_duration_seconds: HistogramVec,
     /// Data keys cached now, by provider and cache (`encrypt`, `decrypt`).
@@ -80,6 +81,8 @@ pub struct Metrics {
     pub config_reloads_total: IntCounterVec,
     /// 1 when `/readyz` would answer 200, else 0 (set as it is scraped).
     pub ready: IntGauge,
+    /// 1 while `storage.s3`'s backend answers the readiness probe's checks.
+    pub upstream_up: IntGauge,
     /// Always 1, labelled with the version.
     pub build_info: IntGaugeVec,
     /// 1 for the checksum ciphertext goes upstream with (`crc32c`, `none`,
@@ -96,6 +99,11 @@ pub struct Metrics {
 /// Operations the gateway tells apart, by `Operation::Unknown` being the
 /// last (one declared after it is still recorded, just not kept).
 const OPERATIONS: usize = Operation::Unknown as usize + 1;
+/// Every `reason` of `sealgate_decrypt_failures_total` (the checks a
+/// stored object fails on read).
+pub const DECRYPT_FAILURE_REASONS: [&str; 6] =
+    ["key", "frame", "part", "length", "metadata", "commitment"];
+
 /// The `status_class` label's values, in [`status_class_index`] order.
 const STATUS_CLASSES: [&str; 6] = ["1xx", "2xx", "3xx", "4xx", "5xx", "none"];
 
@@ -246,7 +254,7 @@ impl Metrics {
             )?,
             decrypt_failures_total: counter(
                 "sealgate_decrypt_failures_total",
-                "Stored objects that failed an integrity check on read, by reason",
+                "Stored objects that failed an integrity check on read, by reason (key: the provider found the stored wrapped key invalid)",
                 &["reason"],
             )?,
             binding_refusals_total: counter(
@@ -258,6 +266,11 @@ impl Metrics {
                 "sealgate_key_provider_calls_total",
                 "Key provider operations, by provider, operation and result (cache_hit, ok, error)",
                 &["provider", "operation", "result"],
+            )?,
+            key_provider_errors_total: counter(
+                "sealgate_key_provider_errors_total",
+                "Failed key provider calls, by provider, operation and code (unavailable, throttled, denied, invalid, not_found, disabled, invalid_state)",
+                &["provider", "operation", "code"],
             )?,
             key_provider_call_duration_seconds: histogram(
                 "sealgate_key_provider_call_duration_seconds",
@@ -294,6 +307,10 @@ impl Metrics {
                 "sealgate_ready",
                 "1 when the instance is ready to serve (as /readyz), else 0",
             )?,
+            upstream_up: IntGauge::new(
+                "sealgate_upstream_up",
+                "1 while storage.s3's backend answers (any HTTP answer to a HEAD every 5 s); 0 after 3 checks in a row failed",
+            )?,
             build_info: IntGaugeVec::new(
                 Opts::new("sealgate_build_info", "Always 1, labelled with the version"),
                 &["version"],
@@ -323,11 +340,17 @@ impl Metrics {
             &m.decrypt_failures_total,
             &m.binding_refusals_total,
             &m.key_provider_calls_total,
+            &m.key_provider_errors_total,
             &m.data_key_cache_evictions_total,
             &m.proxy_protocol_refusals_total,
             &m.config_reloads_total,
         ] {
             r.register(Box::new(c.clone()))?;
+        }
+        // Closed label values exist from the start, at 0: an alert on
+        // `increase()` sees the first (often the only) event of a pod.
+        for reason in DECRYPT_FAILURE_REASONS {
+            m.decrypt_failures_total.with_label_values(&[reason]);
         }
         for h in [
             &m.request_duration_seconds,
@@ -342,6 +365,7 @@ impl Metrics {
         r.register(Box::new(m.in_flight_requests.clone()))?;
         r.register(Box::new(m.request_header_timeouts_total.clone()))?;
         r.register(Box::new(m.ready.clone()))?;
+        r.register(Box::new(m.upstream_up.clone()))?;
         m.build_info
             .with_label_values(&[env!("CARGO_PKG_VERSION")])
             .set(1);
@@ -464,6 +488,9 @@ mod tests {
         m.backend_stored_checksum
             .with_label_values(&["x", "y"])
             .set(1);
+        m.key_provider_errors_total
+            .with_label_values(&["x", "y", "z"])
+            .inc();
         let registered: std::collections::BTreeSet<String> = m
             .registry
             .gather()

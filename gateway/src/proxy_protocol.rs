@@ -6,6 +6,12 @@
 //! otherwise claim any address. The header is read before TLS on the TLS
 //! listener (a pre-TLS callback) and before HTTP on the plain one (this
 //! app around the proxy).
+//!
+//! The admin listener takes a header where one is sent and serves plain
+//! connections as well: an NLB with proxy protocol sends one on every
+//! health-check connection (the LOCAL command), while kubelet probes and
+//! Prometheus connect directly. Its endpoints answer without credentials
+//! and it logs no client address, so a claimed one changes nothing.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,7 +23,7 @@ use pingora::protocols::l4::stream::Stream as L4Stream;
 use pingora::protocols::{GetSocketDigest, SocketDigest, Stream};
 use pingora::server::ShutdownWatch;
 use sealgate_filters::proxy_protocol::{
-    parse_v2, v2_payload_len, ProxyError, ProxyHeader, V2_FIXED_LEN,
+    parse_v2, v2_payload_len, ProxyError, ProxyHeader, V2_FIXED_LEN, V2_SIGNATURE,
 };
 use tokio::io::AsyncReadExt;
 
@@ -57,6 +63,58 @@ async fn accept(
         .and_then(|d| d.peer_addr().map(|a| a.to_string()));
     tracing::warn!(peer = ?peer, reason, "connection refused: no valid PROXY protocol v2 header");
     Err(pingora::Error::new(pingora::ErrorType::InvalidHTTPHeader))
+}
+
+/// Reads a header if the connection starts with one; a connection that
+/// starts otherwise is served as it is (its first bytes put back). A
+/// header that starts but is not valid is refused, as on the S3 listeners.
+async fn accept_optional(
+    stream: &mut L4Stream,
+    refusals: &prometheus::IntCounterVec,
+) -> pingora::Result<()> {
+    let mut start = [0u8; V2_SIGNATURE.len()];
+    let mut got = 0;
+    let read = async {
+        // Never past the signature: an HTTP request differs from it in its
+        // first byte, so at most what was read is put back.
+        while got < start.len() {
+            match stream.read(&mut start[got..]).await {
+                Ok(0) | Err(_) => return Err(Empty),
+                Ok(n) => got += n,
+            }
+            if start[..got] != V2_SIGNATURE[..got] {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    };
+    match tokio::time::timeout(PROXY_HEADER_TIMEOUT, read).await {
+        Ok(Ok(false)) => {
+            stream.rewind(&start[..got]);
+            Ok(())
+        }
+        Ok(Ok(true)) => {
+            let mut fixed = [0u8; V2_FIXED_LEN];
+            fixed[..start.len()].copy_from_slice(&start);
+            let rest = async {
+                stream
+                    .read_exact(&mut fixed[start.len()..])
+                    .await
+                    .map_err(|_| ProxyError::Malformed)?;
+                parse_rest(stream, &fixed).await
+            };
+            let header = tokio::time::timeout(PROXY_HEADER_TIMEOUT, rest).await;
+            match header {
+                Ok(Ok(_)) => Ok(()),
+                Ok(Err(_)) | Err(_) => {
+                    refusals.with_label_values(&["malformed"]).inc();
+                    Err(pingora::Error::new(pingora::ErrorType::InvalidHTTPHeader))
+                }
+            }
+        }
+        // Closed or silent before a first byte.
+        Ok(Err(Empty)) | Err(_) => Err(pingora::Error::new(pingora::ErrorType::ConnectionClosed)),
+    }
 }
 
 /// A connection closed before sending anything (a TCP health check).
@@ -104,6 +162,8 @@ impl PreTlsProcess for BeforeTls {
 pub struct ProxyProtocolApp<A> {
     pub inner: Arc<A>,
     pub refusals: prometheus::IntCounterVec,
+    /// A connection without a header is served too (the admin listener).
+    pub optional: bool,
 }
 
 #[async_trait]
@@ -116,7 +176,11 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for ProxyProtocolApp<A> {
         // TLS streams had their header read before the handshake.
         let mut next = if session.as_any().is::<L4Stream>() {
             let mut l4 = session.into_any().downcast::<L4Stream>().ok()?;
-            accept(&mut l4, &self.refusals).await.ok()?;
+            if self.optional {
+                accept_optional(&mut l4, &self.refusals).await.ok()?;
+            } else {
+                accept(&mut l4, &self.refusals).await.ok()?;
+            }
             Some(l4 as Stream)
         } else {
             Some(session)

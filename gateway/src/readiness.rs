@@ -1,10 +1,11 @@
 //! Readiness, as a load balancer should see it: ready once the S3
-//! listener accepts connections and while the upstream answers; not ready
-//! while draining for shutdown. Key providers are checked once, at start
-//! (a gateway whose keys do not validate does not start): a slow or
-//! failing KMS call fails that request, never the instance's readiness,
-//! since every instance shares the KMS and taking them all out of
-//! rotation helps no one.
+//! listener accepts connections; not ready while draining for shutdown.
+//! Nothing every instance shares decides it: not the key providers (a
+//! slow or failing KMS call fails that request) and not the upstream,
+//! whose reachability is a metric (`sealgate_upstream_up`) and an alert.
+//! During an S3 or VPC-endpoint blip every instance would otherwise turn
+//! not ready at once, and the balancer would turn retryable `503`s into
+//! refused connections (or fail open to all of them anyway).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -15,16 +16,15 @@ pub const UPSTREAM_CHECK_INTERVAL: Duration = Duration::from_secs(5);
 /// Longest an upstream check may take before it counts as failed.
 pub const UPSTREAM_CHECK_TIMEOUT: Duration = Duration::from_secs(3);
 
-/// Consecutive failed upstream checks before the instance turns not
-/// ready (one slow answer does not make it flap); one success turns it
-/// ready again.
+/// Consecutive failed upstream checks before the upstream counts as
+/// unreachable (one slow answer does not make it flap); one success
+/// turns it reachable again.
 pub const UPSTREAM_FAILURES_NOT_READY: u32 = 3;
 
 /// What `/readyz` reports.
 #[derive(Debug, Default)]
 pub struct Readiness {
     listening: AtomicBool,
-    upstream_down: AtomicBool,
     draining: AtomicBool,
 }
 
@@ -35,8 +35,6 @@ impl Readiness {
             Err("draining")
         } else if !self.listening.load(Ordering::Acquire) {
             Err("starting")
-        } else if self.upstream_down.load(Ordering::Acquire) {
-            Err("upstream unreachable")
         } else {
             Ok(())
         }
@@ -52,10 +50,6 @@ impl Readiness {
 
     pub fn set_draining(&self) {
         self.draining.store(true, Ordering::Release);
-    }
-
-    pub fn set_upstream_up(&self, up: bool) {
-        self.upstream_down.store(!up, Ordering::Release);
     }
 }
 
@@ -99,9 +93,6 @@ mod tests {
         assert_eq!(r.report(), Err("starting"));
         r.set_listening();
         assert_eq!(r.report(), Ok(()));
-        r.set_upstream_up(false);
-        assert_eq!(r.report(), Err("upstream unreachable"));
-        r.set_upstream_up(true);
         r.set_draining();
         assert_eq!(r.report(), Err("draining"));
     }

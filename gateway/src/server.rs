@@ -180,16 +180,32 @@ pub fn start(config: Config, options: RunOptions) -> Result<GatewayHandle, Start
     }
 
     if let Some(admin_addr) = config.server.admin_listen {
-        let mut admin = Service::new(
-            "sealgate-admin".to_string(),
-            AdminApp {
-                metrics: metrics.clone(),
-                readiness: readiness.clone(),
-                upstreams: upstreams.clone(),
-            },
-        );
-        admin.add_tcp(&admin_addr.to_string());
-        server.add_service(admin);
+        let app = AdminApp {
+            metrics: metrics.clone(),
+            readiness: readiness.clone(),
+            upstreams: upstreams.clone(),
+        };
+        let name = "sealgate-admin".to_string();
+        let addr = admin_addr.to_string();
+        // Behind an NLB with PROXY protocol its health checks carry a
+        // header on the admin port too; probes from inside the cluster
+        // do not.
+        if config.server.proxy_protocol {
+            let mut admin = Service::new(
+                name,
+                crate::proxy_protocol::ProxyProtocolApp {
+                    inner: Arc::new(app),
+                    refusals: metrics.proxy_protocol_refusals_total.clone(),
+                    optional: true,
+                },
+            );
+            admin.add_tcp(&addr);
+            server.add_service(admin);
+        } else {
+            let mut admin = Service::new(name, app);
+            admin.add_tcp(&addr);
+            server.add_service(admin);
+        }
     }
     server.add_service(background_service(
         "sealgate-ready-probe",
@@ -296,6 +312,7 @@ fn add_s3_service(
             crate::proxy_protocol::ProxyProtocolApp {
                 inner: Arc::new(watched),
                 refusals: refusals.clone(),
+                optional: false,
             },
         );
         service

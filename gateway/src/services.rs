@@ -126,7 +126,7 @@ impl BackgroundService for ReadyProbe {
                 _ = tokio::time::sleep(UPSTREAM_CHECK_INTERVAL) => {}
             }
             let up = health.observe(self.upstream_answers().await);
-            self.readiness.set_upstream_up(up);
+            self.metrics.upstream_up.set(i64::from(up));
         }
     }
 }

@@ -250,6 +250,10 @@ fn prometheus_scrapes_a_gateway_and_every_expression_evaluates() {
     }
     // Every shipped rule is loaded and evaluates without error.
     let (_, rules) = http_get(&api, "/api/v1/rules");
-    assert_eq!(rules.matches("\"type\":\"alerting\"").count(), 8, "{rules}");
-    assert_eq!(rules.matches("\"health\":\"ok\"").count(), 8, "{rules}");
+    assert_eq!(
+        rules.matches("\"type\":\"alerting\"").count(),
+        10,
+        "{rules}"
+    );
+    assert_eq!(rules.matches("\"health\":\"ok\"").count(), 10, "{rules}");
 }

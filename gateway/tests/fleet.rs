@@ -7,6 +7,7 @@
 
 mod common;
 
+use std::io::BufRead;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -181,4 +182,146 @@ fn a_fleet_behind_haproxy_serves_multipart_uploads_across_instances_and_survives
             assert!(!line.contains(BALANCER_SOURCE), "{line}");
         }
     }
+}
+
+const SOAK: &str = include_str!("py/soak.py");
+
+/// What haproxy's admin socket says of each server of `gateways`:
+/// (name, status: `UP`, `DOWN`, ...).
+fn haproxy_servers(sock: &Path) -> Vec<(String, String)> {
+    use std::io::{Read, Write};
+    let Ok(mut s) = std::os::unix::net::UnixStream::connect(sock) else {
+        return Vec::new();
+    };
+    s.write_all(b"show stat\n").unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    out.lines()
+        .filter(|l| l.starts_with("gateways,") && !l.starts_with("gateways,BACKEND"))
+        .map(|l| {
+            let f: Vec<&str> = l.split(',').collect();
+            // `show stat` CSV: pxname, svname, ..., status (18th field).
+            (f[1].to_string(), f[17].to_string())
+        })
+        .collect()
+}
+
+fn server_is(sock: &Path, name: &str, status: &str) -> bool {
+    haproxy_servers(sock)
+        .iter()
+        .any(|(n, s)| n == name && s.starts_with(status))
+}
+
+/// haproxy health-checks each instance's `/readyz` on its admin port with
+/// a PROXY protocol v2 header (`check-send-proxy`, as an NLB with proxy
+/// protocol does): every instance is seen UP. Then a rolling restart under
+/// load (16 clients of the soak through haproxy, every byte checked): each
+/// instance in turn gets SIGTERM, haproxy sees it DOWN within its drain
+/// delay (before its listeners close), it exits, a new process takes its
+/// ports and haproxy sees it UP again. No client operation fails (with an
+/// SDK's standard retries).
+#[test]
+fn haproxy_health_checks_with_proxy_v2_follow_readiness_and_a_rolling_restart_loses_nothing() {
+    const DRAIN: Duration = Duration::from_secs(2);
+    let garage = Garage::start(&["demo"]);
+    let dir = tempfile::tempdir().unwrap();
+    let mut yamls = Vec::new();
+    let mut processes = Vec::new();
+    let mut servers = String::new();
+    for n in 0..3 {
+        let (yaml, port, admin) = binary_yaml(&garage, LOCAL_PROVIDER, None);
+        let yaml = yaml.replace(
+            "  grace_period: 0s",
+            &format!(
+                "  grace_period: 20s\n  drain_delay: {}s\n  proxy_protocol: true\n  upgrade_sock: {}",
+                DRAIN.as_secs(),
+                dir.path().join(format!("g{n}.sock")).display()
+            ),
+        );
+        let own = dir.path().join(format!("g{n}-0"));
+        std::fs::create_dir(&own).unwrap();
+        processes.push(Running(run_binary(&yaml, &own, &garage, Stdio::null())));
+        wait_ready(admin);
+        servers.push_str(&format!(
+            "  server g{n} 127.0.0.1:{port} send-proxy-v2 check port {admin} check-send-proxy inter 100ms fall 2 rise 1\n"
+        ));
+        yamls.push((yaml, admin));
+    }
+    let lb_port = free_port();
+    let sock = dir.path().join("haproxy.sock");
+    let cfg = dir.path().join("haproxy.cfg");
+    std::fs::write(
+        &cfg,
+        format!(
+            "global\n  maxconn 512\n  stats socket {} level admin\ndefaults\n  mode tcp\n  timeout connect 2s\n  timeout client 300s\n  timeout server 300s\n  timeout check 1s\n  retries 3\n  option redispatch 1\nfrontend s3\n  bind 127.0.0.1:{lb_port}\n  default_backend gateways\nbackend gateways\n  balance roundrobin\n  option httpchk GET /readyz\n  http-check expect status 200\n  source {BALANCER_SOURCE}\n{servers}",
+            sock.display()
+        ),
+    )
+    .unwrap();
+    let _haproxy = Running(
+        Command::new("haproxy")
+            .args(["-db", "-f", cfg.to_str().unwrap()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("haproxy (apt-get install haproxy)"),
+    );
+    // The checks pass: each carries a PROXY v2 header to the admin port.
+    until(
+        "every instance UP at haproxy",
+        Duration::from_secs(20),
+        || {
+            let s = haproxy_servers(&sock);
+            s.len() == 3 && s.iter().all(|(_, st)| st == "UP")
+        },
+    );
+
+    let lb = format!("http://127.0.0.1:{lb_port}");
+    let mut soak = python_child(SOAK, &["demo", "30", "16", &lb]);
+    let mut out = std::io::BufReader::new(soak.stdout.take().unwrap());
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    assert_eq!(line.trim(), "warm");
+    for (n, process) in processes.iter_mut().enumerate() {
+        let name = format!("g{n}");
+        let signalled = std::time::Instant::now();
+        assert!(Command::new("kill")
+            .args(["-TERM", &process.0.id().to_string()])
+            .status()
+            .unwrap()
+            .success());
+        until(&format!("haproxy to take {name} out"), DRAIN, || {
+            server_is(&sock, &name, "DOWN")
+        });
+        assert!(
+            signalled.elapsed() < DRAIN,
+            "out before the listeners closed"
+        );
+        let status = process.0.wait().unwrap();
+        assert!(status.success(), "{name}: {status:?}");
+        let (yaml, admin) = &yamls[n];
+        let own = dir.path().join(format!("g{n}-1"));
+        std::fs::create_dir(&own).unwrap();
+        *process = Running(run_binary(yaml, &own, &garage, Stdio::null()));
+        wait_ready(*admin);
+        until(
+            &format!("haproxy to take {name} back"),
+            Duration::from_secs(10),
+            || server_is(&sock, &name, "UP"),
+        );
+    }
+    let summary = loop {
+        line.clear();
+        assert!(
+            out.read_line(&mut line).unwrap() > 0,
+            "the soak ended early"
+        );
+        if line.starts_with('{') {
+            break line.trim().to_string();
+        }
+    };
+    assert!(soak.wait().unwrap().success());
+    eprintln!("rolling restart under load: {summary}");
+    assert!(summary.contains("\"errors\": 0,"), "{summary}");
+    assert!(summary.contains("\"clients_finished\": 16,"), "{summary}");
 }

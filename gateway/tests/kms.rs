@@ -592,4 +592,52 @@ fn a_kms_outage_mid_multipart_upload_is_retryable_and_stores_nothing() {
         .trim(),
         "ok"
     );
+    // A read on a cold instance while KMS is down: a retryable 503,
+    // counted as the provider's outage, never as a stored object failing
+    // its integrity checks (which pages as tampering).
+    let d = Gateway::start_with(&garage, &opts);
+    // (d's own write resolves the bucket's key: the read below gets as far
+    // as unwrapping the object's data key, which d has never seen.)
+    let file = tempfile::NamedTempFile::new().unwrap();
+    cp(&d.url(), file.path().to_str().unwrap(), "s3://demo/d-own");
+    let mode = |m: &str| {
+        let addr = counter.url().trim_start_matches("http://").to_string();
+        assert_eq!(http_get(&addr, &format!("/__mode/{m}")).0, 200);
+    };
+    mode("down");
+    let out = std::process::Command::new("aws")
+        .env("AWS_ACCESS_KEY_ID", CLIENT_KEY)
+        .env("AWS_SECRET_ACCESS_KEY", CLIENT_SECRET)
+        .env("AWS_DEFAULT_REGION", "us-east-1")
+        .env("AWS_CONFIG_FILE", "/dev/null")
+        .env("AWS_MAX_ATTEMPTS", "1")
+        .args([
+            "--endpoint-url",
+            &d.url(),
+            "s3api",
+            "get-object",
+            "--bucket",
+            "demo",
+            "--key",
+            "outage",
+            "/dev/null",
+        ])
+        .output()
+        .unwrap();
+    mode("up");
+    assert_s3_error(&out, "ServiceUnavailable");
+    let (_, text) = d.admin_get("/metrics");
+    assert_eq!(
+        metric(&text, "sealgate_decrypt_failures_total{reason=\"key\"}"),
+        Some(0.0),
+        "{text}"
+    );
+    assert!(
+        metric(
+            &text,
+            "sealgate_key_provider_errors_total{code=\"unavailable\",operation=\"Decrypt\",provider=\"prod-kms\"}"
+        )
+        .is_some_and(|n| n >= 1.0),
+        "{text}"
+    );
 }

@@ -59,6 +59,34 @@ pub enum KeyError {
     InvalidState(String),
 }
 
+impl KeyError {
+    /// Every [`KeyError::code`], for metrics whose label values exist
+    /// before the first failure.
+    pub const CODES: [&'static str; 7] = [
+        "unavailable",
+        "denied",
+        "invalid",
+        "throttled",
+        "not_found",
+        "disabled",
+        "invalid_state",
+    ];
+
+    /// A short, fixed name for the kind of failure (a metric label): an
+    /// outage (`unavailable`, `throttled`) is told apart from a refusal.
+    pub fn code(&self) -> &'static str {
+        match self {
+            KeyError::Unavailable(_) => "unavailable",
+            KeyError::Denied(_) => "denied",
+            KeyError::Invalid(_) => "invalid",
+            KeyError::Throttled(_) => "throttled",
+            KeyError::NotFound(_) => "not_found",
+            KeyError::Disabled(_) => "disabled",
+            KeyError::InvalidState(_) => "invalid_state",
+        }
+    }
+}
+
 /// A source of data keys.
 #[async_trait]
 pub trait KeyProvider: Send + Sync {

@@ -20,6 +20,7 @@ use super::response::{set_sse_headers, strip_response, ResponseBody};
 use super::route::Route;
 use super::{Ctx, Gateway, Op};
 use crate::keys::key_error;
+use sealgate_filters::keys::KeyError;
 
 impl Gateway {
     /// For ranged reads: looks at the stored object first (envelope, size,
@@ -379,10 +380,15 @@ impl Gateway {
             .decrypt_data_key(&meta.key_id, &meta.wrapped_dek, &meta.context)
             .await
             .map_err(|e| {
-                self.metrics
-                    .decrypt_failures_total
-                    .with_label_values(&["key"])
-                    .inc();
+                // Only a wrapped key the provider finds invalid says the
+                // stored object is damaged; an outage, a throttle or a
+                // refusal is counted as the provider's error, not here.
+                if matches!(e, KeyError::Invalid(_)) {
+                    self.metrics
+                        .decrypt_failures_total
+                        .with_label_values(&["key"])
+                        .inc();
+                }
                 key_error(e)
             })?;
         let ctx_hash = meta.context_hash();
