@@ -51,6 +51,10 @@ pub struct Server {
     /// Longest a client may take to send a whole request header, from its
     /// first byte (each read is bounded separately by Pingora).
     pub request_header_timeout: Duration,
+    /// Requests served at once; beyond it a request is answered `503
+    /// SlowDown` (with `Retry-After`) before any work, so memory stays
+    /// bounded and SDKs back off.
+    pub max_in_flight: u64,
     /// The Unix socket an old process hands its listeners over on during a
     /// zero-downtime upgrade (`sealgate run --upgrade`, then SIGQUIT to the
     /// old process).

@@ -47,6 +47,10 @@ pub const DEFAULT_GRACE_PERIOD: Duration = Duration::from_secs(30);
 /// How long a whole request header may take (nginx allows 60 s per header;
 /// any client on a working network needs well under a second).
 pub const DEFAULT_REQUEST_HEADER_TIMEOUT: Duration = Duration::from_secs(20);
+/// Requests one instance serves at once before it answers `503 SlowDown`:
+/// memory grows with concurrency (about 164 MiB at 256 streams, measured
+/// in bench/RESULTS.md), so 512 keeps a pod near 300 MiB.
+pub const DEFAULT_MAX_IN_FLIGHT: u64 = 512;
 /// Shorter would cut clients on slow links mid-header.
 const MIN_REQUEST_HEADER_TIMEOUT: Duration = Duration::from_secs(1);
 
@@ -112,6 +116,7 @@ fn server(r: &mut Reader, top: &Obj) -> Option<Server> {
             "proxy_protocol",
             "request_header_timeout",
             "upgrade_sock",
+            "max_in_flight",
         ],
     )?;
     let listen = if o.has("listen") {
@@ -199,11 +204,24 @@ fn server(r: &mut Reader, top: &Obj) -> Option<Server> {
         Some(d) => d,
         None => DEFAULT_REQUEST_HEADER_TIMEOUT,
     };
+    let max_in_flight = match r.unsigned(&o, "max_in_flight") {
+        Some(0) => {
+            r.problem(
+                &o.child("max_in_flight"),
+                "must be positive",
+                Some(format!("the default is {DEFAULT_MAX_IN_FLIGHT}")),
+            );
+            DEFAULT_MAX_IN_FLIGHT
+        }
+        Some(n) => n,
+        None => DEFAULT_MAX_IN_FLIGHT,
+    };
     let upgrade_sock = r
         .string(&o, "upgrade_sock")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(DEFAULT_UPGRADE_SOCK));
     Some(Server {
+        max_in_flight,
         upgrade_sock,
         drain_delay,
         proxy_protocol,

@@ -1,6 +1,5 @@
 //! The admin listener: `/metrics` (Prometheus), `/healthz` (the process is
-//! up) and `/readyz` (serving, the upstream reachable, not draining:
-//! `readiness.rs`).
+//! up) and `/readyz` (serving and not draining: `readiness.rs`).
 
 use std::sync::Arc;
 

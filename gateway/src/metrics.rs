@@ -48,6 +48,8 @@ pub struct Metrics {
     pub upstream_response_seconds: HistogramVec,
     /// Requests being served now.
     pub in_flight_requests: IntGauge,
+    /// Requests refused over `server.max_in_flight`.
+    pub load_refusals_total: prometheus::IntCounter,
     /// Stored objects that failed a check on read, by reason
     /// (`frame`, `commitment`, `metadata`, `length`, `key`, `part`).
     pub decrypt_failures_total: IntCounterVec,
@@ -252,6 +254,10 @@ impl Metrics {
                 "sealgate_in_flight_requests",
                 "Requests being served",
             )?,
+            load_refusals_total: prometheus::IntCounter::new(
+                "sealgate_load_refusals_total",
+                "Requests answered 503 SlowDown because server.max_in_flight were being served",
+            )?,
             decrypt_failures_total: counter(
                 "sealgate_decrypt_failures_total",
                 "Stored objects that failed an integrity check on read, by reason (key: the provider found the stored wrapped key invalid)",
@@ -363,6 +369,7 @@ impl Metrics {
         r.register(Box::new(m.build_info.clone()))?;
         r.register(Box::new(m.backend_stored_checksum.clone()))?;
         r.register(Box::new(m.in_flight_requests.clone()))?;
+        r.register(Box::new(m.load_refusals_total.clone()))?;
         r.register(Box::new(m.request_header_timeouts_total.clone()))?;
         r.register(Box::new(m.ready.clone()))?;
         r.register(Box::new(m.upstream_up.clone()))?;

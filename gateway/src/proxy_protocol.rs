@@ -49,12 +49,7 @@ async fn accept(
             return Ok(());
         }
         Ok(Ok(Ok(ProxyHeader::Local))) => return Ok(()),
-        Ok(Ok(Err(e))) => match e {
-            ProxyError::NoHeader => "no_header",
-            ProxyError::Unsupported => "unsupported",
-            ProxyError::TooLong => "too_long",
-            ProxyError::Malformed => "malformed",
-        },
+        Ok(Ok(Err(e))) => refusal_reason(e),
         Err(_) => "timeout",
     };
     refusals.with_label_values(&[reason]).inc();
@@ -72,48 +67,62 @@ async fn accept_optional(
     stream: &mut L4Stream,
     refusals: &prometheus::IntCounterVec,
 ) -> pingora::Result<()> {
+    /// What the start of the connection turned out to be.
+    enum Start {
+        Plain(usize),
+        Header(Result<ProxyHeader, ProxyError>),
+    }
     let mut start = [0u8; V2_SIGNATURE.len()];
-    let mut got = 0;
+    // One deadline for all of it: a silent connection, or one stalled
+    // within a signature or header, is closed after it.
     let read = async {
+        let mut got = 0;
         // Never past the signature: an HTTP request differs from it in its
         // first byte, so at most what was read is put back.
         while got < start.len() {
             match stream.read(&mut start[got..]).await {
-                Ok(0) | Err(_) => return Err(Empty),
+                Ok(0) | Err(_) if got == 0 => return Err(Empty),
+                Ok(0) | Err(_) => return Ok(Start::Header(Err(ProxyError::NoHeader))),
                 Ok(n) => got += n,
             }
             if start[..got] != V2_SIGNATURE[..got] {
-                return Ok(false);
+                return Ok(Start::Plain(got));
             }
         }
-        Ok(true)
+        let mut fixed = [0u8; V2_FIXED_LEN];
+        fixed[..start.len()].copy_from_slice(&start);
+        if stream.read_exact(&mut fixed[start.len()..]).await.is_err() {
+            return Ok(Start::Header(Err(ProxyError::Malformed)));
+        }
+        Ok(Start::Header(parse_rest(stream, &fixed).await))
     };
-    match tokio::time::timeout(PROXY_HEADER_TIMEOUT, read).await {
-        Ok(Ok(false)) => {
+    let reason = match tokio::time::timeout(PROXY_HEADER_TIMEOUT, read).await {
+        Ok(Ok(Start::Plain(got))) => {
             stream.rewind(&start[..got]);
-            Ok(())
+            return Ok(());
         }
-        Ok(Ok(true)) => {
-            let mut fixed = [0u8; V2_FIXED_LEN];
-            fixed[..start.len()].copy_from_slice(&start);
-            let rest = async {
-                stream
-                    .read_exact(&mut fixed[start.len()..])
-                    .await
-                    .map_err(|_| ProxyError::Malformed)?;
-                parse_rest(stream, &fixed).await
-            };
-            let header = tokio::time::timeout(PROXY_HEADER_TIMEOUT, rest).await;
-            match header {
-                Ok(Ok(_)) => Ok(()),
-                Ok(Err(_)) | Err(_) => {
-                    refusals.with_label_values(&["malformed"]).inc();
-                    Err(pingora::Error::new(pingora::ErrorType::InvalidHTTPHeader))
-                }
-            }
-        }
-        // Closed or silent before a first byte.
-        Ok(Err(Empty)) | Err(_) => Err(pingora::Error::new(pingora::ErrorType::ConnectionClosed)),
+        Ok(Ok(Start::Header(Ok(_)))) => return Ok(()),
+        // Closed before a first byte (a TCP check).
+        Ok(Err(Empty)) => return Err(pingora::Error::new(pingora::ErrorType::ConnectionClosed)),
+        Ok(Ok(Start::Header(Err(e)))) => refusal_reason(e),
+        Err(_) => "timeout",
+    };
+    refusals.with_label_values(&[reason]).inc();
+    tracing::warn!(
+        reason,
+        listener = "admin",
+        "connection refused: a PROXY protocol v2 header that is not valid"
+    );
+    Err(pingora::Error::new(pingora::ErrorType::InvalidHTTPHeader))
+}
+
+/// The `reason` label of a refused header.
+fn refusal_reason(e: ProxyError) -> &'static str {
+    match e {
+        ProxyError::NoHeader => "no_header",
+        ProxyError::Unsupported => "unsupported",
+        ProxyError::TooLong => "too_long",
+        ProxyError::Malformed => "malformed",
     }
 }
 

@@ -53,10 +53,19 @@ impl Readiness {
     }
 }
 
-/// Consecutive upstream check results, reduced to up or down.
-#[derive(Debug, Default)]
+/// Consecutive upstream check results, reduced to up or down: down until
+/// a first check succeeds (a backend away from the start never shows up).
+#[derive(Debug)]
 pub struct UpstreamHealth {
     failures: u32,
+}
+
+impl Default for UpstreamHealth {
+    fn default() -> Self {
+        Self {
+            failures: UPSTREAM_FAILURES_NOT_READY,
+        }
+    }
 }
 
 impl UpstreamHealth {
@@ -78,6 +87,8 @@ mod tests {
     #[test]
     fn one_failed_check_does_not_flap() {
         let mut h = UpstreamHealth::default();
+        assert!(!h.observe(false), "down until a first success");
+        assert!(h.observe(true), "a first success");
         assert!(h.observe(false), "one failure");
         assert!(h.observe(false), "two failures");
         assert!(h.observe(true), "a success resets");

@@ -52,6 +52,18 @@ impl Instance {
     }
 }
 
+/// haproxy in the foreground with the configuration at `cfg`.
+fn haproxy(cfg: &Path) -> Running {
+    Running(
+        Command::new("haproxy")
+            .args(["-db", "-f", cfg.to_str().unwrap()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("haproxy (apt-get install haproxy)"),
+    )
+}
+
 fn sha256(path: &Path) -> String {
     let out = Command::new("sha256sum").arg(path).output().unwrap();
     String::from_utf8_lossy(&out.stdout)
@@ -86,14 +98,7 @@ fn a_fleet_behind_haproxy_serves_multipart_uploads_across_instances_and_survives
         ),
     )
     .unwrap();
-    let _haproxy = Running(
-        Command::new("haproxy")
-            .args(["-db", "-f", haproxy_cfg.to_str().unwrap()])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("haproxy (apt-get install haproxy)"),
-    );
+    let _haproxy = haproxy(&haproxy_cfg);
     until("haproxy listening", Duration::from_secs(10), || {
         std::net::TcpStream::connect(("127.0.0.1", lb_port)).is_ok()
     });
@@ -187,8 +192,8 @@ fn a_fleet_behind_haproxy_serves_multipart_uploads_across_instances_and_survives
 const SOAK: &str = include_str!("py/soak.py");
 
 /// What haproxy's admin socket says of each server of `gateways`:
-/// (name, status: `UP`, `DOWN`, ...).
-fn haproxy_servers(sock: &Path) -> Vec<(String, String)> {
+/// (name, status: `UP`, `DOWN`, ..., last check: `L7OK`, `L7STS`, ...).
+fn haproxy_servers(sock: &Path) -> Vec<(String, String, String)> {
     use std::io::{Read, Write};
     let Ok(mut s) = std::os::unix::net::UnixStream::connect(sock) else {
         return Vec::new();
@@ -196,12 +201,21 @@ fn haproxy_servers(sock: &Path) -> Vec<(String, String)> {
     s.write_all(b"show stat\n").unwrap();
     let mut out = String::new();
     s.read_to_string(&mut out).unwrap();
+    // `show stat` is CSV under a `# pxname,svname,...` header.
+    let Some(header) = out.lines().next().and_then(|h| h.strip_prefix("# ")) else {
+        return Vec::new();
+    };
+    let column = |name: &str| header.split(',').position(|c| c == name).unwrap();
+    let (status, check) = (column("status"), column("check_status"));
     out.lines()
         .filter(|l| l.starts_with("gateways,") && !l.starts_with("gateways,BACKEND"))
         .map(|l| {
             let f: Vec<&str> = l.split(',').collect();
-            // `show stat` CSV: pxname, svname, ..., status (18th field).
-            (f[1].to_string(), f[17].to_string())
+            (
+                f[1].to_string(),
+                f[status].to_string(),
+                f[check].to_string(),
+            )
         })
         .collect()
 }
@@ -209,7 +223,7 @@ fn haproxy_servers(sock: &Path) -> Vec<(String, String)> {
 fn server_is(sock: &Path, name: &str, status: &str) -> bool {
     haproxy_servers(sock)
         .iter()
-        .any(|(n, s)| n == name && s.starts_with(status))
+        .any(|(n, s, _)| n == name && s.starts_with(status))
 }
 
 /// haproxy health-checks each instance's `/readyz` on its admin port with
@@ -218,11 +232,13 @@ fn server_is(sock: &Path, name: &str, status: &str) -> bool {
 /// load (16 clients of the soak through haproxy, every byte checked): each
 /// instance in turn gets SIGTERM, haproxy sees it DOWN within its drain
 /// delay (before its listeners close), it exits, a new process takes its
-/// ports and haproxy sees it UP again. No client operation fails (with an
-/// SDK's standard retries).
+/// ports and haproxy sees it UP again, all while the load runs. No client
+/// operation fails (with an SDK's standard retries; haproxy itself does
+/// not retry or redispatch here, as an NLB does not).
 #[test]
 fn haproxy_health_checks_with_proxy_v2_follow_readiness_and_a_rolling_restart_loses_nothing() {
     const DRAIN: Duration = Duration::from_secs(2);
+    const SOAK_SECONDS: Duration = Duration::from_secs(45);
     let garage = Garage::start(&["demo"]);
     let dir = tempfile::tempdir().unwrap();
     let mut yamls = Vec::new();
@@ -253,31 +269,29 @@ fn haproxy_health_checks_with_proxy_v2_follow_readiness_and_a_rolling_restart_lo
     std::fs::write(
         &cfg,
         format!(
-            "global\n  maxconn 512\n  stats socket {} level admin\ndefaults\n  mode tcp\n  timeout connect 2s\n  timeout client 300s\n  timeout server 300s\n  timeout check 1s\n  retries 3\n  option redispatch 1\nfrontend s3\n  bind 127.0.0.1:{lb_port}\n  default_backend gateways\nbackend gateways\n  balance roundrobin\n  option httpchk GET /readyz\n  http-check expect status 200\n  source {BALANCER_SOURCE}\n{servers}",
+            "global\n  maxconn 512\n  stats socket {} level admin\ndefaults\n  mode tcp\n  timeout connect 2s\n  timeout client 300s\n  timeout server 300s\n  timeout check 1s\nfrontend s3\n  bind 127.0.0.1:{lb_port}\n  default_backend gateways\nbackend gateways\n  balance roundrobin\n  option httpchk GET /readyz\n  http-check expect status 200\n  source {BALANCER_SOURCE}\n{servers}",
             sock.display()
         ),
     )
     .unwrap();
-    let _haproxy = Running(
-        Command::new("haproxy")
-            .args(["-db", "-f", cfg.to_str().unwrap()])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("haproxy (apt-get install haproxy)"),
-    );
-    // The checks pass: each carries a PROXY v2 header to the admin port.
+    let _haproxy = haproxy(&cfg);
+    // The checks pass (HTTP 200 from /readyz): each carries a PROXY v2
+    // header to the admin port.
     until(
         "every instance UP at haproxy",
         Duration::from_secs(20),
         || {
             let s = haproxy_servers(&sock);
-            s.len() == 3 && s.iter().all(|(_, st)| st == "UP")
+            s.len() == 3 && s.iter().all(|(_, st, check)| st == "UP" && check == "L7OK")
         },
     );
 
     let lb = format!("http://127.0.0.1:{lb_port}");
-    let mut soak = python_child(SOAK, &["demo", "30", "16", &lb]);
+    let soak_started = std::time::Instant::now();
+    let mut soak = python_child(
+        SOAK,
+        &["demo", &SOAK_SECONDS.as_secs().to_string(), "16", &lb],
+    );
     let mut out = std::io::BufReader::new(soak.stdout.take().unwrap());
     let mut line = String::new();
     out.read_line(&mut line).unwrap();
@@ -310,6 +324,12 @@ fn haproxy_health_checks_with_proxy_v2_follow_readiness_and_a_rolling_restart_lo
             || server_is(&sock, &name, "UP"),
         );
     }
+    // The whole roll happened under the load, not after it.
+    assert!(
+        soak_started.elapsed() < SOAK_SECONDS - Duration::from_secs(3),
+        "the roll outlasted the load: {:?}",
+        soak_started.elapsed()
+    );
     let summary = loop {
         line.clear();
         assert!(

@@ -20,11 +20,14 @@ const READER: &str = include_str!("py/format_reader.py");
 /// well within the grace period.
 #[test]
 fn sigterm_drains_then_lets_in_flight_uploads_finish() {
+    // Long enough for an aws cli process to start and list on a loaded
+    // machine (2 s was not, once, beside the soak).
+    const DRAIN: Duration = Duration::from_secs(6);
     let backend = Backend::start(&["demo"]);
     let (yaml, port, admin_port) = binary_yaml(&backend, LOCAL_PROVIDER, None);
     let yaml = yaml.replace(
         "  grace_period: 0s",
-        "  grace_period: 60s\n  drain_delay: 2s",
+        &format!("  grace_period: 60s\n  drain_delay: {}s", DRAIN.as_secs()),
     );
     let dir = tempfile::tempdir().unwrap();
     let mut running = Running(run_binary(&yaml, dir.path(), &backend, Stdio::null()));
@@ -53,10 +56,7 @@ fn sigterm_drains_then_lets_in_flight_uploads_finish() {
     until("listeners closed", Duration::from_secs(10), || {
         TcpStream::connect(("127.0.0.1", port)).is_err()
     });
-    assert!(
-        signalled.elapsed() >= Duration::from_secs(2),
-        "drained for the delay"
-    );
+    assert!(signalled.elapsed() >= DRAIN, "drained for the delay");
     // The upload in flight goes on and is stored.
     let mut input = put.stdin.take().unwrap();
     writeln!(input, "go").unwrap();

@@ -415,24 +415,7 @@ fn list_buckets_shows_only_the_clients_buckets() {
     let backend = Backend::start(&["demo", "team-a", "team-b"]);
     let gw = Gateway::start(&backend);
     let names = |key: &str, secret: &str| {
-        let out = aws_as(
-            key,
-            secret,
-            &gw.url(),
-            &[
-                "s3api",
-                "list-buckets",
-                "--query",
-                "Buckets[].Name",
-                "--output",
-                "text",
-            ],
-        );
-        assert!(out.status.success(), "{out:?}");
-        let mut v: Vec<String> = String::from_utf8_lossy(&out.stdout)
-            .split_whitespace()
-            .map(str::to_string)
-            .collect();
+        let mut v = listed_buckets(key, secret, &gw.url());
         v.sort();
         v
     };

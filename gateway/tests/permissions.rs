@@ -346,18 +346,7 @@ fn an_alias_and_its_real_name_are_one_bucket() {
     );
     assert_s3_error(&out, "AccessDenied");
 
-    let out = aws_ok(
-        &gw.url(),
-        &[
-            "s3api",
-            "list-buckets",
-            "--query",
-            "Buckets[].Name",
-            "--output",
-            "text",
-        ],
-    );
-    let mut names: Vec<&str> = out.split_whitespace().collect();
+    let mut names = listed_buckets(CLIENT_KEY, CLIENT_SECRET, &gw.url());
     names.sort();
     assert_eq!(names, ["open", "secure"]);
 }

@@ -220,3 +220,48 @@ fn slow_bodies_and_idle_connections_are_not_on_the_clock() {
         Some(0.0)
     );
 }
+
+const SLOW_PUT: &str = include_str!("py/operations_slow_put.py");
+
+/// `server.max_in_flight`: with one request held in flight (a PUT stopped
+/// halfway), the next is answered `503 SlowDown` with `Retry-After`
+/// before any work, and counted; once the held one ends, requests are
+/// served again, and the held PUT was stored whole.
+#[test]
+fn a_full_instance_answers_slow_down_before_any_work() {
+    use std::io::BufRead;
+    let backend = Backend::start(&["demo"]);
+    let gw = Gateway::start_with(
+        &backend,
+        &Options {
+            server_extra: "  max_in_flight: 1\n",
+            extra: LOCAL_PROVIDER,
+            ..Default::default()
+        },
+    );
+    let mut put = python_child(SLOW_PUT, &[&gw.url(), "demo", "held", "300000"]);
+    let mut out = std::io::BufReader::new(put.stdout.take().unwrap());
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    assert_eq!(line.trim(), "started");
+    let refused = common::raw::signed_get(gw.port, "demo", "held", None);
+    assert_eq!(
+        (refused.status, refused.error_code().as_deref()),
+        (503, Some("SlowDown"))
+    );
+    assert_eq!(refused.header("retry-after"), Some("1"));
+    let (_, text) = gw.admin_get("/metrics");
+    assert_eq!(metric(&text, "sealgate_load_refusals_total"), Some(1.0));
+    writeln!(put.stdin.take().unwrap(), "go").unwrap();
+    line.clear();
+    out.read_line(&mut line).unwrap();
+    assert!(line.starts_with("200"), "{line}");
+    assert!(put.wait().unwrap().success());
+    until("the held request to end", PATIENCE, || {
+        let (_, text) = gw.admin_get("/metrics");
+        metric(&text, "sealgate_in_flight_requests") == Some(0.0)
+    });
+    let served = common::raw::signed_get(gw.port, "demo", "held", None);
+    assert_eq!(served.status, 200);
+    assert_eq!(served.body.len(), 300_000);
+}

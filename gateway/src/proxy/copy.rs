@@ -226,7 +226,7 @@ impl Gateway {
         let dek = from
             .decrypt_data_key(&meta.key_id, &meta.wrapped_dek, &meta.context)
             .await
-            .map_err(key_error)?;
+            .map_err(|e| self.stored_key_error(e))?;
         ObjectKey::derive_checked(
             &dek,
             &meta.salt,

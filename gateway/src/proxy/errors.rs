@@ -12,6 +12,9 @@ use sealgate_filters::s3::{S3Error, S3ErrorCode};
 use super::response::ResponseBody;
 use super::{Ctx, Gateway, Op};
 
+/// `Retry-After` on the gateway's own `503 SlowDown` answers.
+const RETRY_AFTER_SECONDS: u32 = 1;
+
 impl Gateway {
     /// Every S3 error the gateway answers: in the audit record and the
     /// refusal metric.
@@ -34,7 +37,12 @@ impl Gateway {
         let resource = session.req_header().uri.path().to_string();
         let is_head = session.req_header().method == http::Method::HEAD;
         let body = err.to_xml(&resource, &ctx.request_id);
-        let resp = error_response(err.status(), body.len(), &ctx.request_id)?;
+        let mut resp = error_response(err.status(), body.len(), &ctx.request_id)?;
+        if err.code == sealgate_filters::s3::S3ErrorCode::SlowDown {
+            // When to try again, for clients that read it (S3 sends none;
+            // SDKs back off on SlowDown by themselves).
+            resp.insert_header("retry-after", RETRY_AFTER_SECONDS.to_string())?;
+        }
         // The request body (if any) was not read: the connection cannot be reused.
         session.set_keepalive(None);
         session

@@ -299,6 +299,17 @@ impl ProxyHttp for Gateway {
     async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
         // Pingora waits on a client that does not read forever by default.
         session.set_write_timeout(Some(CLIENT_WRITE_TIMEOUT));
+        // Over the cap, before any work (this request is counted in).
+        let in_flight = self.metrics.in_flight_requests.get();
+        if in_flight > 0 && in_flight as u64 > ctx.live.config.server.max_in_flight {
+            self.metrics.load_refusals_total.inc();
+            let err = sealgate_filters::s3::S3Error::new(
+                sealgate_filters::s3::S3ErrorCode::SlowDown,
+                "this instance is serving as many requests as it takes; retry with backoff",
+            );
+            self.reject(session, ctx, &err).await?;
+            return Ok(true);
+        }
         // A browser form upload: the client is known only from its fields.
         // The rare paths that serve a request themselves are boxed, so the
         // future every request makes (and moves) stays small.
@@ -403,6 +414,9 @@ impl ProxyHttp for Gateway {
             self.metrics
                 .observe_upstream_response(ctx.audit.operation, sent.elapsed().as_secs_f64());
         }
+        ctx.audit.upstream_status = Some(resp.status.as_u16());
+        ctx.audit.upstream_request_id = observe::upstream_id(resp, "x-amz-request-id");
+        ctx.audit.upstream_id2 = observe::upstream_id(resp, "x-amz-id-2");
         match &ctx.op {
             Op::Upload(Upload::Ready(plan)) if plan.encrypts() => {
                 strip_response(resp);

@@ -28,6 +28,12 @@ pub struct AuditRecord {
     pub error: Option<S3ErrorCode>,
     /// The error code the backend answered with, if any.
     pub backend_error: Option<String>,
+    /// The backend's status and request ids (`x-amz-request-id`,
+    /// `x-amz-id-2`), so a request can be followed into the backend's logs
+    /// and AWS support cases.
+    pub upstream_status: Option<u16>,
+    pub upstream_request_id: Option<String>,
+    pub upstream_id2: Option<String>,
 }
 
 impl Default for AuditRecord {
@@ -42,6 +48,9 @@ impl Default for AuditRecord {
             policy: None,
             error: None,
             backend_error: None,
+            upstream_status: None,
+            upstream_request_id: None,
+            upstream_id2: None,
         }
     }
 }
@@ -87,11 +96,33 @@ impl Gateway {
             bytes_out = session.body_bytes_sent(),
             rejected = a.error.map(|c| c.as_str()).unwrap_or("-"),
             backend_error = a.backend_error.as_deref().unwrap_or("-"),
+            upstream_status = a.upstream_status.unwrap_or(0),
+            upstream_request_id = a.upstream_request_id.as_deref().unwrap_or("-"),
+            upstream_id2 = a.upstream_id2.as_deref().unwrap_or("-"),
             error = e.map(|e| e.etype().as_str()).unwrap_or("-"),
             duration_ms = ctx.started.elapsed().as_millis() as u64,
             "request"
         );
     }
+}
+
+/// Longest backend request id kept for the access line (S3's are 16 and
+/// about 76 characters).
+const MAX_UPSTREAM_ID_LEN: usize = 128;
+
+/// A backend's request id as the access line shows it: only characters
+/// request ids are made of (base64 and `-`, `_`, `.`, `:`), at most
+/// [`MAX_UPSTREAM_ID_LEN`]; `None` when there is none or nothing of it
+/// is left. The backend is not trusted to write into the log.
+pub fn upstream_id(resp: &pingora::http::ResponseHeader, name: &str) -> Option<String> {
+    let raw = resp.headers.get(name)?.as_bytes();
+    let id: String = raw
+        .iter()
+        .filter(|b| b.is_ascii_alphanumeric() || b"+/=-_.:".contains(b))
+        .take(MAX_UPSTREAM_ID_LEN)
+        .map(|&b| char::from(b))
+        .collect();
+    (!id.is_empty()).then_some(id)
 }
 
 /// A client address for the access line, `-` when there is none.
@@ -146,6 +177,27 @@ impl RequestIds {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn upstream_ids_keep_only_id_characters_and_are_bounded() {
+        let mut resp = pingora::http::ResponseHeader::build(200, None).unwrap();
+        resp.insert_header("x-amz-request-id", "4442587FB7D0A2F9")
+            .unwrap();
+        resp.insert_header("x-amz-id-2", "a b\"c=\\d").unwrap();
+        assert_eq!(
+            upstream_id(&resp, "x-amz-request-id").as_deref(),
+            Some("4442587FB7D0A2F9")
+        );
+        assert_eq!(upstream_id(&resp, "x-amz-id-2").as_deref(), Some("abc=d"));
+        resp.insert_header("x-amz-id-2", "x".repeat(500)).unwrap();
+        assert_eq!(
+            upstream_id(&resp, "x-amz-id-2").unwrap().len(),
+            MAX_UPSTREAM_ID_LEN
+        );
+        resp.insert_header("x-amz-id-2", "\"\"").unwrap();
+        assert_eq!(upstream_id(&resp, "x-amz-id-2"), None);
+        assert_eq!(upstream_id(&resp, "x-absent"), None);
+    }
 
     #[test]
     fn request_ids_are_the_prefix_and_a_counter_in_upper_hex() {

@@ -184,6 +184,20 @@ impl Gateway {
         ))
     }
 
+    /// The answer to a stored object's wrapped data key failing to unwrap.
+    /// Only a wrapped key the provider finds invalid says the stored
+    /// object is damaged (the integrity alarm); an outage, a throttle or
+    /// a refusal is the provider's error (`sealgate_key_provider_errors_total`).
+    pub(super) fn stored_key_error(&self, e: KeyError) -> S3Error {
+        if matches!(e, KeyError::Invalid(_)) {
+            self.metrics
+                .decrypt_failures_total
+                .with_label_values(&["key"])
+                .inc();
+        }
+        key_error(e)
+    }
+
     pub(super) fn integrity(&self, reason: &str) -> S3Error {
         self.metrics
             .decrypt_failures_total
@@ -379,18 +393,7 @@ impl Gateway {
         let dek = provider
             .decrypt_data_key(&meta.key_id, &meta.wrapped_dek, &meta.context)
             .await
-            .map_err(|e| {
-                // Only a wrapped key the provider finds invalid says the
-                // stored object is damaged; an outage, a throttle or a
-                // refusal is counted as the provider's error, not here.
-                if matches!(e, KeyError::Invalid(_)) {
-                    self.metrics
-                        .decrypt_failures_total
-                        .with_label_values(&["key"])
-                        .inc();
-                }
-                key_error(e)
-            })?;
+            .map_err(|e| self.stored_key_error(e))?;
         let ctx_hash = meta.context_hash();
         let key = ObjectKey::derive_checked(
             &dek,

@@ -887,6 +887,28 @@ pub fn aws_ok(endpoint: &str, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// The bucket names ListBuckets shows `key` (aws cli), in order.
+pub fn listed_buckets(key: &str, secret: &str, endpoint: &str) -> Vec<String> {
+    let out = aws_as(
+        key,
+        secret,
+        endpoint,
+        &[
+            "s3api",
+            "list-buckets",
+            "--query",
+            "Buckets[].Name",
+            "--output",
+            "text",
+        ],
+    );
+    assert!(out.status.success(), "{out:?}");
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .map(str::to_string)
+        .collect()
+}
+
 /// `aws s3 cp` with the main client key; asserts success.
 pub fn cp(endpoint: &str, from: &str, to: &str) {
     aws_ok(endpoint, &["s3", "cp", "--only-show-errors", from, to]);
