@@ -257,3 +257,50 @@ fn prometheus_scrapes_a_gateway_and_every_expression_evaluates() {
     );
     assert_eq!(rules.matches("\"health\":\"ok\"").count(), 10, "{rules}");
 }
+
+/// The first number after `key:` in `text` (a YAML line, `45s` or `"10"`).
+fn number_after(text: &str, key: &str) -> u64 {
+    let line = text
+        .lines()
+        .find(|l| l.contains(key))
+        .unwrap_or_else(|| panic!("no `{key}`"));
+    line[line.find(key).unwrap() + key.len()..]
+        .chars()
+        .skip_while(|c| !c.is_ascii_digit())
+        .take_while(|c| c.is_ascii_digit())
+        .collect::<String>()
+        .parse()
+        .unwrap()
+}
+
+/// The shipped manifests agree on shutdown: the drain outlasts the NLB's
+/// health checks seeing the pod unhealthy (interval x threshold) with a
+/// margin for deregistration, and the pod's termination grace period
+/// outlasts drain plus grace, so the kubelet's SIGKILL never cuts what the
+/// drain let in; namespaces inject the NLB readiness gate.
+#[test]
+fn shutdown_settings_agree_across_the_manifests() {
+    let k8s = deploy_dir().join("kubernetes");
+    let read = |f: &str| std::fs::read_to_string(k8s.join(f)).unwrap();
+    let (config, deployment, service) = (
+        read("configmap.yaml"),
+        read("deployment.yaml"),
+        read("service.yaml"),
+    );
+    let drain = number_after(&config, "drain_delay:");
+    let grace = number_after(&config, "grace_period:");
+    let interval = number_after(&service, "aws-load-balancer-healthcheck-interval:");
+    let threshold = number_after(
+        &service,
+        "aws-load-balancer-healthcheck-unhealthy-threshold:",
+    );
+    let termination = number_after(&deployment, "terminationGracePeriodSeconds:");
+    assert!(drain >= interval * threshold + 15, "drain {drain} s");
+    assert!(
+        termination >= drain + grace + 10,
+        "terminationGracePeriodSeconds {termination}"
+    );
+    assert!(config.contains("threads: "), "threads explicit");
+    assert!(read("namespace.yaml").contains("elbv2.k8s.aws/pod-readiness-gate-inject: enabled"));
+    assert!(deployment.contains("automountServiceAccountToken: false"));
+}
