@@ -14,6 +14,7 @@
 mod attributes;
 mod auth;
 mod copy;
+mod copy_headers;
 mod copy_source;
 mod copy_stream;
 mod errors;

@@ -34,7 +34,7 @@ impl Gateway {
         headers: &HeaderMap,
         ctx: &mut Ctx,
     ) -> Result<Stored, S3Error> {
-        super::copy::refuse_customer_key_source(headers)?;
+        super::copy_headers::refuse_customer_key_source(headers)?;
         let opened = self
             .open_token(
                 &ctx.live,
@@ -71,7 +71,7 @@ impl Gateway {
                 .map_err(internal)?;
         put.insert_header(http::header::HOST, ctx.route.upstream_host.as_str())
             .map_err(internal)?;
-        super::copy::copy_request_headers(&mut put, headers, true, false)?;
+        super::copy_headers::copy_request_headers(&mut put, headers, true, false)?;
         let dest = self.backend(ctx.route.bucket.as_deref());
         self.stream_copy(&part, put, dest, &src, body).await
     }

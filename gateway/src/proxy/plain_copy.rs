@@ -58,7 +58,7 @@ impl Gateway {
                 "the copy source's bucket requires encryption: its objects are copied only into buckets the gateway encrypts",
             ));
         }
-        super::copy::refuse_customer_key_source(&req.headers)?;
+        super::copy_headers::refuse_customer_key_source(&req.headers)?;
         let header = |n: &str| req.headers.get(n).and_then(|v| v.to_str().ok());
         let range = match (part, header("x-amz-copy-source-range")) {
             (true, Some(r)) => Some(copy_source_range(r)?),
@@ -104,7 +104,7 @@ impl Gateway {
             self.copy_object_headers(&mut put, copy.replace, headers, &src)
                 .await?;
         }
-        super::copy::copy_request_headers(&mut put, headers, copy.part, true)?;
+        super::copy_headers::copy_request_headers(&mut put, headers, copy.part, true)?;
         let dest = self.backend(ctx.route.bucket.as_deref());
         self.stream_copy(&plan, put, dest, &src, body).await
     }

@@ -58,7 +58,7 @@ impl Gateway {
                     // A re-wrapped copy under COPY: REPLACE with the source's
                     // own metadata and content headers.
                     if let Some(source) = &s.source_headers {
-                        for name in super::copy::client_described(req) {
+                        for name in super::copy_headers::client_described(req) {
                             req.remove_header(&name);
                         }
                         for (name, value) in source {
