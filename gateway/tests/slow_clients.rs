@@ -244,6 +244,12 @@ fn a_full_instance_answers_slow_down_before_any_work() {
     let mut line = String::new();
     out.read_line(&mut line).unwrap();
     assert_eq!(line.trim(), "started");
+    // The PUT's bytes are sent, not yet read: wait until the gateway
+    // counts it, or the GET could come first and the PUT be refused.
+    until("the held PUT to be in flight", PATIENCE, || {
+        let (_, text) = gw.admin_get("/metrics");
+        metric(&text, "sealgate_in_flight_requests") == Some(1.0)
+    });
     let refused = common::raw::signed_get(gw.port, "demo", "held", None);
     assert_eq!(
         (refused.status, refused.error_code().as_deref()),
