@@ -20,10 +20,15 @@ const LATENCY_BUCKETS: &[f64] = &[
 /// Every metric the gateway exports (docs/METRICS.md is the reference).
 pub struct Metrics {
     pub registry: Registry,
-    /// Requests by operation and HTTP status class (`2xx`, `4xx`, ...).
+    /// Requests by operation, HTTP status class (`2xx`, `4xx`, ...) and
+    /// result (how the exchange ended: see [`RequestResult`]).
     pub requests_total: IntCounterVec,
     /// Request latency by operation.
     pub request_duration_seconds: HistogramVec,
+    /// Time from the request to its response header, by operation: what a
+    /// client waits before data flows (a download's latency without its
+    /// size).
+    pub first_byte_seconds: HistogramVec,
     /// Requests refused by the gateway itself, by S3 error code.
     pub rejected_total: IntCounterVec,
     /// Requests whose signature, credentials or time did not check, by
@@ -109,13 +114,38 @@ pub const DECRYPT_FAILURE_REASONS: [&str; 6] =
 /// The `status_class` label's values, in [`status_class_index`] order.
 const STATUS_CLASSES: [&str; 6] = ["1xx", "2xx", "3xx", "4xx", "5xx", "none"];
 
+/// How a request's exchange ended, the `result` label of
+/// `sealgate_requests_total`. The status class alone cannot tell it: a
+/// download cut mid-body by a backend or a failed integrity check has
+/// already sent `200`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RequestResult {
+    /// The response went out whole, with a status below 500.
+    Ok,
+    /// The gateway or the backend failed the request: a 5xx answer, or a
+    /// response cut after its header.
+    Error,
+    /// The client went away or broke the exchange before it ended.
+    ClientAbort,
+}
+
+/// The `result` label's values, in [`RequestResult`] order.
+const RESULTS: [&str; 3] = ["ok", "error", "client_abort"];
+
+impl RequestResult {
+    pub fn as_str(self) -> &'static str {
+        RESULTS[self as usize]
+    }
+}
+
 /// Children of `requests_total`, `request_duration_seconds` and
 /// `upstream_response_seconds`, resolved on an operation's first request
 /// and kept, so later ones add to them without hashing label values. Lazy,
 /// so the exposition shows only operations that were seen.
 struct ByOperation {
-    requests: [[OnceLock<IntCounter>; STATUS_CLASSES.len()]; OPERATIONS],
+    requests: [[[OnceLock<IntCounter>; RESULTS.len()]; STATUS_CLASSES.len()]; OPERATIONS],
     duration: [OnceLock<Histogram>; OPERATIONS],
+    first_byte: [OnceLock<Histogram>; OPERATIONS],
     upstream: [OnceLock<Histogram>; OPERATIONS],
 }
 
@@ -138,8 +168,11 @@ fn observe_kept(
 impl ByOperation {
     fn new() -> Self {
         Self {
-            requests: std::array::from_fn(|_| std::array::from_fn(|_| OnceLock::new())),
+            requests: std::array::from_fn(|_| {
+                std::array::from_fn(|_| std::array::from_fn(|_| OnceLock::new()))
+            }),
             duration: std::array::from_fn(|_| OnceLock::new()),
+            first_byte: std::array::from_fn(|_| OnceLock::new()),
             upstream: std::array::from_fn(|_| OnceLock::new()),
         }
     }
@@ -209,12 +242,17 @@ impl Metrics {
         let m = Self {
             requests_total: counter(
                 "sealgate_requests_total",
-                "S3 requests served, by operation and status class",
-                &["operation", "status_class"],
+                "S3 requests served, by operation, status class and result (ok, error: a 5xx or a response cut after its header, client_abort)",
+                &["operation", "status_class", "result"],
             )?,
             request_duration_seconds: histogram(
                 "sealgate_request_duration_seconds",
                 "Time from request to last response byte",
+                &["operation"],
+            )?,
+            first_byte_seconds: histogram(
+                "sealgate_request_first_byte_seconds",
+                "Time from request to response header, by operation",
                 &["operation"],
             )?,
             rejected_total: counter(
@@ -360,6 +398,7 @@ impl Metrics {
         }
         for h in [
             &m.request_duration_seconds,
+            &m.first_byte_seconds,
             &m.upstream_response_seconds,
             &m.key_provider_call_duration_seconds,
         ] {
@@ -379,15 +418,19 @@ impl Metrics {
         Ok(m)
     }
 
-    /// Counts a finished request of `op` answered with `status`.
-    pub fn count_request(&self, op: Operation, status: u16) {
+    /// Counts a finished request of `op` answered with `status`, ended as
+    /// `result` says.
+    pub fn count_request(&self, op: Operation, status: u16, result: RequestResult) {
         let class = status_class_index(status);
         let resolve = || {
-            self.requests_total
-                .with_label_values(&[op.as_str(), STATUS_CLASSES[class]])
+            self.requests_total.with_label_values(&[
+                op.as_str(),
+                STATUS_CLASSES[class],
+                result.as_str(),
+            ])
         };
         match self.by_operation.requests.get(op as usize) {
-            Some(slots) => slots[class].get_or_init(resolve).inc(),
+            Some(slots) => slots[class][result as usize].get_or_init(resolve).inc(),
             // An operation declared after `Unknown`: counted, just not kept.
             None => resolve().inc(),
         }
@@ -398,6 +441,16 @@ impl Metrics {
         observe_kept(
             &self.by_operation.duration,
             &self.request_duration_seconds,
+            op,
+            seconds,
+        );
+    }
+
+    /// Records how long the response header took, for the operation.
+    pub fn observe_first_byte(&self, op: Operation, seconds: f64) {
+        observe_kept(
+            &self.by_operation.first_byte,
+            &self.first_byte_seconds,
             op,
             seconds,
         );
@@ -443,13 +496,16 @@ mod tests {
     #[test]
     fn registers_and_renders() {
         let m = Metrics::register(Registry::new()).unwrap();
-        m.requests_total
-            .with_label_values(&["GetObject", "2xx"])
-            .inc();
+        m.count_request(Operation::GetObject, 200, RequestResult::Ok);
+        m.count_request(Operation::GetObject, 200, RequestResult::Error);
         m.rejected_total.with_label_values(&["AccessDenied"]).inc();
         let text = m.render();
-        assert!(text
-            .contains("sealgate_requests_total{operation=\"GetObject\",status_class=\"2xx\"} 1"));
+        assert!(text.contains(
+            "sealgate_requests_total{operation=\"GetObject\",result=\"ok\",status_class=\"2xx\"} 1"
+        ));
+        assert!(text.contains(
+            "sealgate_requests_total{operation=\"GetObject\",result=\"error\",status_class=\"2xx\"} 1"
+        ));
         assert!(text.contains("sealgate_rejected_requests_total{code=\"AccessDenied\"} 1"));
         // A second gateway in the same process gets its own registry.
         assert!(Metrics::register(Registry::new()).is_ok());
@@ -460,7 +516,7 @@ mod tests {
     fn every_family_is_documented() {
         let m = Metrics::register(Registry::new()).unwrap();
         // One child each, so that every labelled family is gathered.
-        m.requests_total.with_label_values(&["x", "y"]).inc();
+        m.requests_total.with_label_values(&["x", "y", "z"]).inc();
         for c in [
             &m.key_provider_calls_total,
             &m.data_key_cache_evictions_total,
@@ -483,7 +539,11 @@ mod tests {
             c.with_label_values(&["x"]).inc();
         }
         m.body_bytes_total.with_label_values(&["x", "y"]).inc();
-        for h in [&m.request_duration_seconds, &m.upstream_response_seconds] {
+        for h in [
+            &m.request_duration_seconds,
+            &m.first_byte_seconds,
+            &m.upstream_response_seconds,
+        ] {
             h.with_label_values(&["x"]).observe(1.0);
         }
         m.key_provider_call_duration_seconds
@@ -537,16 +597,20 @@ mod tests {
     #[test]
     fn per_operation_children_are_the_labelled_series() {
         let m = Metrics::register(Registry::new()).unwrap();
-        m.count_request(Operation::PutObject, 200);
-        m.count_request(Operation::PutObject, 201);
-        m.count_request(Operation::Unknown, 404);
+        m.count_request(Operation::PutObject, 200, RequestResult::Ok);
+        m.count_request(Operation::PutObject, 201, RequestResult::Ok);
+        m.count_request(Operation::PutObject, 200, RequestResult::ClientAbort);
+        m.count_request(Operation::Unknown, 404, RequestResult::Ok);
         m.observe_request_duration(Operation::GetObject, 0.002);
+        m.observe_first_byte(Operation::GetObject, 0.001);
         m.observe_upstream_response(Operation::HeadObject, 0.002);
         let text = m.render();
         for line in [
-            "sealgate_requests_total{operation=\"PutObject\",status_class=\"2xx\"} 2",
-            "sealgate_requests_total{operation=\"Unknown\",status_class=\"4xx\"} 1",
+            "sealgate_requests_total{operation=\"PutObject\",result=\"ok\",status_class=\"2xx\"} 2",
+            "sealgate_requests_total{operation=\"PutObject\",result=\"client_abort\",status_class=\"2xx\"} 1",
+            "sealgate_requests_total{operation=\"Unknown\",result=\"ok\",status_class=\"4xx\"} 1",
             "sealgate_request_duration_seconds_count{operation=\"GetObject\"} 1",
+            "sealgate_request_first_byte_seconds_count{operation=\"GetObject\"} 1",
             "sealgate_upstream_response_seconds_count{operation=\"HeadObject\"} 1",
         ] {
             assert!(text.contains(line), "{line} missing from\n{text}");

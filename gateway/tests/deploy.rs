@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use common::*;
 
 const EXPRS: &str = include_str!("py/deploy_exprs.py");
+const ALERTS: &str = include_str!("py/deploy_alerts.py");
 
 fn deploy_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy")
@@ -66,6 +67,33 @@ fn manifests_rules_and_config_validate() {
             .args(["check", "config", "prometheus.yml"])
             .current_dir(deploy.join("prometheus")),
     );
+    // Each alert fires on the synthetic series made to fire it, stays
+    // silent on those made not to, and links its runbook section.
+    run_ok(
+        Command::new("promtool")
+            .args(["test", "rules", "alerts.test.yml"])
+            .current_dir(deploy.join("prometheus")),
+    );
+    let operations = std::fs::read_to_string(deploy.join("../docs/OPERATIONS.md")).unwrap();
+    let alerts = python_ok(ALERTS, &[deploy.to_str().unwrap()]);
+    for line in alerts.lines().filter(|l| !l.starts_with("rules ")) {
+        let [name, runbook, tested] = line.split(' ').collect::<Vec<_>>()[..] else {
+            panic!("{line}");
+        };
+        assert_eq!(
+            tested, "tested",
+            "{name}: no promtool case fires it and one not"
+        );
+        assert_eq!(
+            runbook,
+            format!("docs/OPERATIONS.md#{}", name.to_lowercase()),
+            "{name}"
+        );
+        assert!(
+            operations.lines().any(|l| l == format!("### {name}")),
+            "docs/OPERATIONS.md has no runbook section for {name}"
+        );
+    }
     let manifests: Vec<PathBuf> = std::fs::read_dir(deploy.join("kubernetes"))
         .unwrap()
         .map(|e| e.unwrap().path())
@@ -249,13 +277,21 @@ fn prometheus_scrapes_a_gateway_and_every_expression_evaluates() {
         );
     }
     // Every shipped rule is loaded and evaluates without error.
+    let shipped = python_ok(ALERTS, &[deploy.to_str().unwrap()]);
+    let alerting = shipped.lines().filter(|l| !l.starts_with("rules ")).count();
+    let all: usize = shipped
+        .lines()
+        .find_map(|l| l.strip_prefix("rules "))
+        .unwrap()
+        .parse()
+        .unwrap();
     let (_, rules) = http_get(&api, "/api/v1/rules");
     assert_eq!(
         rules.matches("\"type\":\"alerting\"").count(),
-        10,
+        alerting,
         "{rules}"
     );
-    assert_eq!(rules.matches("\"health\":\"ok\"").count(), 10, "{rules}");
+    assert_eq!(rules.matches("\"health\":\"ok\"").count(), all, "{rules}");
 }
 
 /// The first number after `key:` in `text` (a YAML line, `45s` or `"10"`).
@@ -301,6 +337,12 @@ fn shutdown_settings_agree_across_the_manifests() {
         "terminationGracePeriodSeconds {termination}"
     );
     assert!(config.contains("threads: "), "threads explicit");
+    // The fleet scales out on in-flight requests before pods shed load.
+    let cap = number_after(&config, "max_in_flight:");
+    let hpa = read("hpa.yaml");
+    let scale_at = number_after(&hpa, "averageValue:");
+    assert!(hpa.contains("name: sealgate_in_flight_requests"));
+    assert!(scale_at * 2 <= cap, "the HPA targets {scale_at} of {cap}");
     assert!(read("namespace.yaml").contains("elbv2.k8s.aws/pod-readiness-gate-inject: enabled"));
     assert!(deployment.contains("automountServiceAccountToken: false"));
 }

@@ -29,6 +29,17 @@ fn open_fds() -> usize {
     std::fs::read_dir("/proc/self/fd").unwrap().count()
 }
 
+/// `sealgate_requests_total` of one operation, result and status class.
+fn requests(gw: &Gateway, operation: &str, result: &str, class: &str) -> Option<f64> {
+    let (_, text) = gw.admin_get("/metrics");
+    metric(
+        &text,
+        &format!(
+            "sealgate_requests_total{{operation=\"{operation}\",result=\"{result}\",status_class=\"{class}\"}}"
+        ),
+    )
+}
+
 fn in_flight(gw: &Gateway) -> f64 {
     let (_, text) = gw.admin_get("/metrics");
     metric(&text, "sealgate_in_flight_requests").unwrap()
@@ -159,6 +170,12 @@ fn backend_and_client_faults_lose_nothing_and_leak_nothing() {
         data.starts_with(&r.body),
         "a cut download released other bytes"
     );
+    // Counted as the failure it is, though its 200 went out.
+    assert_eq!(
+        requests(&gw, "GetObject", "error", "2xx"),
+        Some(1.0),
+        "a cut download must count as an error"
+    );
     // The backend stalls before answering a download: 503.
     relay.fail("GET /demo/down-load", Fault::Stall);
     let t = Instant::now();
@@ -206,6 +223,13 @@ fn backend_and_client_faults_lose_nothing_and_leak_nothing() {
     until("the abandoned requests to end", BOUND, || {
         in_flight(&gw) == 0.0
     });
+    // Both counted as the client's doing, not the gateway's.
+    assert_eq!(requests(&gw, "GetObject", "client_abort", "2xx"), Some(1.0));
+    let text = gw.admin_get("/metrics").1;
+    assert!(
+        text.contains("operation=\"PutObject\",result=\"client_abort\""),
+        "{text}"
+    );
     assert!(!garage.has("demo", "left"));
     others_served(&gw, &other);
 

@@ -89,6 +89,18 @@ fn metrics_follow_an_encrypted_round_trip_and_refusals() {
     );
     assert!(m("sealgate_upstream_connections_total{reused=\"false\"}") >= 1.0);
     assert!(m("sealgate_upstream_response_seconds_count{operation=\"PutObject\"}") >= 1.0);
+    // Every download's first byte is timed, before its last.
+    let get = |family: &str, stat: &str| {
+        m(&format!(
+            "sealgate_request_{family}_seconds_{stat}{{operation=\"GetObject\"}}"
+        ))
+    };
+    assert_eq!(get("first_byte", "count"), get("duration", "count"));
+    assert!(get("first_byte", "sum") < get("duration", "sum"));
+    assert_eq!(
+        m("sealgate_requests_total{operation=\"GetObject\",result=\"ok\",status_class=\"2xx\"}"),
+        get("duration", "count")
+    );
     assert!(m("sealgate_key_provider_call_duration_seconds_count{operation=\"GenerateDataKey\",provider=\"local\"}") >= 1.0);
     assert!(m("sealgate_data_key_cache_entries{cache=\"encrypt\",provider=\"local\"}") >= 1.0);
     assert_eq!(

@@ -78,9 +78,9 @@ fn aws_cli_put_get_list_delete_round_trip() {
     assert!(listing.trim().is_empty(), "{listing}");
     let (status, metrics) = gw.admin_get("/metrics");
     assert_eq!(status, 200);
-    assert!(
-        metrics.contains("sealgate_requests_total{operation=\"PutObject\",status_class=\"2xx\"}")
-    );
+    assert!(metrics.contains(
+        "sealgate_requests_total{operation=\"PutObject\",result=\"ok\",status_class=\"2xx\"}"
+    ));
     assert!(
         metrics.contains("operation=\"UploadPart\""),
         "multipart went through"
@@ -345,7 +345,7 @@ fn admin_endpoints_answer() {
     let (_, metrics) = gw.admin_get("/metrics");
     assert!(
         metrics
-            .contains("sealgate_requests_total{operation=\"ListBuckets\",status_class=\"2xx\"} 1"),
+            .contains("sealgate_requests_total{operation=\"ListBuckets\",result=\"ok\",status_class=\"2xx\"} 1"),
         "{metrics}"
     );
 }

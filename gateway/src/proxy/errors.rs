@@ -81,7 +81,7 @@ impl Gateway {
     ) -> FailToProxy {
         if let Some(err) = ctx.body_error.take() {
             if final_response_pending(session) {
-                let _ = self.reject(session, ctx, &err).await;
+                ctx.failure_answered = self.reject(session, ctx, &err).await.is_ok();
             }
             return FailToProxy {
                 error_code: err.status().as_u16(),
@@ -124,7 +124,7 @@ impl Gateway {
         };
         if let Some(err) = s3 {
             if final_response_pending(session) {
-                let _ = self.reject(session, ctx, &err).await;
+                ctx.failure_answered = self.reject(session, ctx, &err).await.is_ok();
             }
         }
         FailToProxy {

@@ -100,6 +100,12 @@ pub struct Ctx {
     decrypted: u64,
     /// When the upstream request header went out.
     upstream_sent: Option<Instant>,
+    /// How long after the start a proxied response's header went to the
+    /// client (a response the gateway writes whole goes out at the end).
+    first_byte: Option<std::time::Duration>,
+    /// A failure during proxying was answered with a whole S3 error (not
+    /// a response cut after its header).
+    failure_answered: bool,
     /// The checksum an encrypted write goes upstream with
     /// (`storage.s3.stored_checksum`, resolved for `auto` before routing).
     stored_checksum: Option<sealgate_filters::s3::checksum::ChecksumAlgorithm>,
@@ -293,6 +299,8 @@ impl ProxyHttp for Gateway {
             upstream_in: 0,
             decrypted: 0,
             upstream_sent: None,
+            first_byte: None,
+            failure_answered: false,
             stored_checksum: None,
         }
     }
@@ -486,6 +494,16 @@ impl ProxyHttp for Gateway {
                 resp.insert_header("x-amz-request-id", v)?;
             }
         }
+        Ok(())
+    }
+
+    async fn response_filter(
+        &self,
+        _session: &mut Session,
+        _resp: &mut ResponseHeader,
+        ctx: &mut Ctx,
+    ) -> Result<()> {
+        ctx.first_byte = Some(ctx.started.elapsed());
         Ok(())
     }
 

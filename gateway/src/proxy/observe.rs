@@ -10,6 +10,7 @@ use pingora::proxy::Session;
 use sealgate_filters::s3::{Operation, S3ErrorCode};
 
 use super::{Ctx, Gateway};
+use crate::metrics::RequestResult;
 
 /// What happened to one request, for the access line (and later the
 /// audit trail): filled by the stages, written by [`Gateway::observe`].
@@ -64,9 +65,16 @@ impl Gateway {
             .unwrap_or(0);
         let a = &ctx.audit;
         let op = a.operation.as_str();
-        self.metrics.count_request(a.operation, status);
+        let result = request_result(status, e, ctx.failure_answered);
+        let elapsed = ctx.started.elapsed();
+        self.metrics.count_request(a.operation, status, result);
         self.metrics
-            .observe_request_duration(a.operation, ctx.started.elapsed().as_secs_f64());
+            .observe_request_duration(a.operation, elapsed.as_secs_f64());
+        if status != 0 {
+            let first_byte = ctx.first_byte.unwrap_or(elapsed);
+            self.metrics
+                .observe_first_byte(a.operation, first_byte.as_secs_f64());
+        }
         let fixed = &self.metrics.fixed;
         fixed.client_in.inc_by(session.body_bytes_read() as u64);
         fixed.client_out.inc_by(session.body_bytes_sent() as u64);
@@ -92,6 +100,7 @@ impl Gateway {
             provider = a.provider.as_deref().unwrap_or("-"),
             key_id = a.key_id.as_deref().unwrap_or("-"),
             status,
+            result = result.as_str(),
             bytes_in = session.body_bytes_read(),
             bytes_out = session.body_bytes_sent(),
             rejected = a.error.map(|c| c.as_str()).unwrap_or("-"),
@@ -100,9 +109,22 @@ impl Gateway {
             upstream_request_id = a.upstream_request_id.as_deref().unwrap_or("-"),
             upstream_id2 = a.upstream_id2.as_deref().unwrap_or("-"),
             error = e.map(|e| e.etype().as_str()).unwrap_or("-"),
-            duration_ms = ctx.started.elapsed().as_millis() as u64,
+            duration_ms = elapsed.as_millis() as u64,
             "request"
         );
+    }
+}
+
+/// How a request ended, from the status sent (0: none), the error that
+/// ended it, if any, and whether that error was answered whole. An error
+/// after a response header went out (a download the backend cut, a
+/// stored frame that failed its check) is a failure whatever the status.
+fn request_result(status: u16, e: Option<&Error>, failure_answered: bool) -> RequestResult {
+    match e {
+        Some(e) if *e.esource() == ErrorSource::Downstream => RequestResult::ClientAbort,
+        _ if status >= 500 || status == 0 => RequestResult::Error,
+        Some(_) if !failure_answered => RequestResult::Error,
+        _ => RequestResult::Ok,
     }
 }
 
@@ -177,6 +199,34 @@ impl RequestIds {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn results_tell_cut_responses_and_client_aborts_apart() {
+        let upstream = Error::new(ErrorType::ReadError).into_up();
+        let client = Error::new(ErrorType::WriteError).into_down();
+        let internal = Error::new(ErrorType::InternalError).into_in();
+        for (status, e, answered, want) in [
+            (200, None, false, RequestResult::Ok),
+            (404, None, false, RequestResult::Ok),
+            (503, None, false, RequestResult::Error),
+            (0, None, false, RequestResult::Error),
+            // Headers sent, then the backend cut the body.
+            (200, Some(&upstream), false, RequestResult::Error),
+            // A stored frame failed its check after the header went out.
+            (200, Some(&internal), false, RequestResult::Error),
+            // A body check failed and was answered with its S3 error.
+            (400, Some(&internal), true, RequestResult::Ok),
+            (503, Some(&upstream), true, RequestResult::Error),
+            (200, Some(&client), false, RequestResult::ClientAbort),
+            (0, Some(&client), false, RequestResult::ClientAbort),
+        ] {
+            assert_eq!(
+                request_result(status, e.map(|e| &**e), answered),
+                want,
+                "{status} {e:?}"
+            );
+        }
+    }
 
     #[test]
     fn upstream_ids_keep_only_id_characters_and_are_bounded() {

@@ -1043,7 +1043,7 @@ pub fn s3cmd(port: u16, args: &[&str]) -> String {
 }
 
 /// The value of one sample in a /metrics text, e.g.
-/// `sealgate_requests_total{operation="PutObject",status_class="2xx"}`
+/// `sealgate_requests_total{operation="PutObject",result="ok",status_class="2xx"}`
 /// (labels in the order the exporter writes them: sorted by name).
 pub fn metric(text: &str, sample: &str) -> Option<f64> {
     text.lines()
