@@ -485,6 +485,10 @@ pub struct Logging {
     /// Log every key-provider call (never key material).
     pub kms_operations: bool,
     pub format: LogFormat,
+    /// Lines held for the log writer when its output is slower than the
+    /// gateway (`logging.buffer_lines`); past it lines are dropped and
+    /// counted, never waited for.
+    pub buffer_lines: usize,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -46,6 +46,40 @@ fn empty_file_gives_defaults() {
 }
 
 #[test]
+fn load_caps_and_log_buffers_are_positive_and_bounded() {
+    let c = load("").unwrap().config;
+    assert_eq!(c.server.max_in_flight, 512);
+    assert_eq!(c.logging.buffer_lines, 8_192);
+    let c = load("server: {max_in_flight: 64}\nlogging: {buffer_lines: 16}")
+        .unwrap()
+        .config;
+    assert_eq!((c.server.max_in_flight, c.logging.buffer_lines), (64, 16));
+    for (yaml, path, says) in [
+        (
+            "server: {max_in_flight: 0}",
+            "server.max_in_flight",
+            "positive",
+        ),
+        (
+            "logging: {buffer_lines: 0}",
+            "logging.buffer_lines",
+            "positive",
+        ),
+        (
+            "logging: {buffer_lines: 262145}",
+            "logging.buffer_lines",
+            "at most 262144",
+        ),
+    ] {
+        let p = problems(yaml);
+        assert!(
+            p.iter().any(|p| p.contains(path) && p.contains(says)),
+            "{yaml}: {p:?}"
+        );
+    }
+}
+
+#[test]
 fn request_header_timeout_is_at_least_a_second() {
     let c = load("server: {request_header_timeout: 5s}").unwrap().config;
     assert_eq!(c.server.request_header_timeout, Duration::from_secs(5));

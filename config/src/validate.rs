@@ -51,6 +51,11 @@ pub const DEFAULT_REQUEST_HEADER_TIMEOUT: Duration = Duration::from_secs(20);
 /// memory grows with concurrency (about 164 MiB at 256 streams, measured
 /// in bench/RESULTS.md), so 512 keeps a pod near 300 MiB.
 pub const DEFAULT_MAX_IN_FLIGHT: u64 = 512;
+/// Log lines held for a slow log consumer: about 4 MiB of access lines.
+pub const DEFAULT_LOG_BUFFER_LINES: usize = 8_192;
+/// The most log lines held: each may be a few KiB, and a full buffer is
+/// memory the request path does not have.
+pub const MAX_LOG_BUFFER_LINES: u64 = 262_144;
 /// Shorter would cut clients on slow links mid-header.
 const MIN_REQUEST_HEADER_TIMEOUT: Duration = Duration::from_secs(1);
 
@@ -1433,7 +1438,7 @@ fn logging(r: &mut Reader, top: &Obj) -> Option<Logging> {
     let o = r.obj(
         "logging",
         top.get("logging"),
-        &["level", "kms_operations", "format"],
+        &["level", "kms_operations", "format", "buffer_lines"],
     )?;
     let level = match r.string(&o, "level").as_deref() {
         None | Some("info") => LogLevel::Info,
@@ -1463,9 +1468,30 @@ fn logging(r: &mut Reader, top: &Obj) -> Option<Logging> {
         }
     };
     let kms_operations = r.boolean(&o, "kms_operations").unwrap_or(false);
+    let buffer_lines = match r.unsigned(&o, "buffer_lines") {
+        Some(0) => {
+            r.problem(
+                &o.child("buffer_lines"),
+                "must be positive",
+                Some(format!("the default is {DEFAULT_LOG_BUFFER_LINES}")),
+            );
+            DEFAULT_LOG_BUFFER_LINES
+        }
+        Some(n) if n > MAX_LOG_BUFFER_LINES => {
+            r.problem(
+                &o.child("buffer_lines"),
+                format!("{n} lines could hold hundreds of MiB"),
+                Some(format!("at most {MAX_LOG_BUFFER_LINES}")),
+            );
+            DEFAULT_LOG_BUFFER_LINES
+        }
+        Some(n) => n as usize,
+        None => DEFAULT_LOG_BUFFER_LINES,
+    };
     Some(Logging {
         level,
         kms_operations,
         format,
+        buffer_lines,
     })
 }

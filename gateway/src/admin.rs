@@ -36,6 +36,8 @@ impl ServeHttp for AdminApp {
             "/metrics" => {
                 let ready = self.readiness.report().is_ok();
                 self.metrics.ready.set(i64::from(ready));
+                let dropped = &self.metrics.log_lines_dropped_total;
+                dropped.inc_by(crate::logging::dropped_lines().saturating_sub(dropped.get()));
                 for (_, target) in self.upstreams.distinct() {
                     let now = target.stored_checksum_state();
                     for state in crate::upstream::StoredChecksumState::ALL {

@@ -31,6 +31,10 @@ use sealgate_filters::header_watch::HeaderWatch;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::Sleep;
 
+/// The log budget of header timeouts: a slowloris makes them at will
+/// (every one is still counted in the metric).
+static TIMEOUT_LOG: crate::logging::Throttle = crate::logging::Throttle::new();
+
 /// A client stream whose request headers run on a clock.
 struct Watched {
     inner: Stream,
@@ -71,15 +75,18 @@ impl AsyncRead for Watched {
         if let Some(clock) = this.clock.as_mut() {
             if clock.as_mut().poll(cx).is_ready() {
                 this.timeouts.inc();
-                let peer = this
-                    .inner
-                    .get_socket_digest()
-                    .and_then(|d| d.peer_addr().map(|a| a.to_string()));
-                tracing::warn!(
-                    peer = ?peer,
-                    limit_s = this.limit.as_secs_f64(),
-                    "connection closed: request header not complete within server.request_header_timeout"
-                );
+                if let Some(left_out) = TIMEOUT_LOG.admit() {
+                    let peer = this
+                        .inner
+                        .get_socket_digest()
+                        .and_then(|d| d.peer_addr().map(|a| a.to_string()));
+                    tracing::warn!(
+                        peer = ?peer,
+                        limit_s = this.limit.as_secs_f64(),
+                        left_out,
+                        "connection closed: request header not complete within server.request_header_timeout"
+                    );
+                }
                 return Poll::Ready(Err(io::Error::new(
                     io::ErrorKind::TimedOut,
                     "request header not complete in time",

@@ -11,6 +11,7 @@ mod keycache;
 mod keys;
 mod kms;
 mod live;
+pub mod logging;
 mod metrics;
 mod part_layout;
 mod proxy;

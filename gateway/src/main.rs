@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use sealgate_config::{load_file, Loaded, LogFormat};
+use sealgate_config::{load_file, Loaded};
 
 /// mimalloc instead of glibc's allocator: requests move between worker
 /// threads, and glibc's per-arena locks then contend on every free of a
@@ -220,7 +220,8 @@ fn main() -> ExitCode {
                 Ok(l) => l,
                 Err(code) => return code,
             };
-            init_logging(&loaded);
+            // Held until the end: lines still buffered are written on drop.
+            let _log = sealgate::logging::init(&loaded.config.logging);
             for w in &loaded.warnings {
                 tracing::warn!("{w}");
             }
@@ -232,20 +233,5 @@ fn main() -> ExitCode {
                 }
             }
         }
-    }
-}
-
-fn init_logging(loaded: &Loaded) {
-    let level = loaded.config.logging.level.as_str();
-    let filter = tracing_subscriber::EnvFilter::try_from_env("SEALGATE_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("{level},pingora=warn")));
-    // Colour only on a terminal: files, journald and log shippers get plain text.
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(std::io::stderr);
-    match loaded.config.logging.format {
-        LogFormat::Json => builder.json().init(),
-        LogFormat::Text => builder.init(),
     }
 }

@@ -84,6 +84,9 @@ pub struct Metrics {
     /// Client connections closed because a request header took longer
     /// than `server.request_header_timeout`.
     pub request_header_timeouts_total: IntCounter,
+    /// Log lines dropped because the log output could not keep up (set
+    /// as it is scraped).
+    pub log_lines_dropped_total: IntCounter,
     /// Configuration reloads (SIGHUP) by result (`ok`, `error`).
     pub config_reloads_total: IntCounterVec,
     /// 1 when `/readyz` would answer 200, else 0 (set as it is scraped).
@@ -342,6 +345,10 @@ impl Metrics {
                 "sealgate_request_header_timeouts_total",
                 "Client connections closed for a request header slower than server.request_header_timeout",
             )?,
+            log_lines_dropped_total: IntCounter::new(
+                "sealgate_log_lines_dropped_total",
+                "Log lines dropped because the log output could not keep up (logging.buffer_lines were waiting)",
+            )?,
             config_reloads_total: counter(
                 "sealgate_config_reloads_total",
                 "Configuration reloads (SIGHUP), by result",
@@ -410,6 +417,7 @@ impl Metrics {
         r.register(Box::new(m.in_flight_requests.clone()))?;
         r.register(Box::new(m.load_refusals_total.clone()))?;
         r.register(Box::new(m.request_header_timeouts_total.clone()))?;
+        r.register(Box::new(m.log_lines_dropped_total.clone()))?;
         r.register(Box::new(m.ready.clone()))?;
         r.register(Box::new(m.upstream_up.clone()))?;
         m.build_info

@@ -31,6 +31,10 @@ use tokio::io::AsyncReadExt;
 /// connection holds nothing for long).
 const PROXY_HEADER_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// The log budget of refused headers: anyone who can connect can repeat
+/// them (every one is still counted in the metric).
+static REFUSAL_LOG: crate::logging::Throttle = crate::logging::Throttle::new();
+
 /// Reads the header at the start of `stream` and makes its client the
 /// stream's peer; counts and refuses anything else.
 async fn accept(
@@ -53,10 +57,12 @@ async fn accept(
         Err(_) => "timeout",
     };
     refusals.with_label_values(&[reason]).inc();
-    let peer = stream
-        .get_socket_digest()
-        .and_then(|d| d.peer_addr().map(|a| a.to_string()));
-    tracing::warn!(peer = ?peer, reason, "connection refused: no valid PROXY protocol v2 header");
+    if let Some(left_out) = REFUSAL_LOG.admit() {
+        let peer = stream
+            .get_socket_digest()
+            .and_then(|d| d.peer_addr().map(|a| a.to_string()));
+        tracing::warn!(peer = ?peer, reason, left_out, "connection refused: no valid PROXY protocol v2 header");
+    }
     Err(pingora::Error::new(pingora::ErrorType::InvalidHTTPHeader))
 }
 
@@ -108,11 +114,14 @@ async fn accept_optional(
         Err(_) => "timeout",
     };
     refusals.with_label_values(&[reason]).inc();
-    tracing::warn!(
-        reason,
-        listener = "admin",
-        "connection refused: a PROXY protocol v2 header that is not valid"
-    );
+    if let Some(left_out) = REFUSAL_LOG.admit() {
+        tracing::warn!(
+            reason,
+            listener = "admin",
+            left_out,
+            "connection refused: a PROXY protocol v2 header that is not valid"
+        );
+    }
     Err(pingora::Error::new(pingora::ErrorType::InvalidHTTPHeader))
 }
 

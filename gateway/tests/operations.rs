@@ -112,17 +112,34 @@ fn proxy_protocol_v2_names_the_client_and_is_required() {
     assert_eq!(lines[0], "closed", "no header: refused");
     assert!(lines[1].contains(" 404 "), "{lines:?}");
     assert!(lines[2].contains(" 404 "), "{lines:?}");
+    // A flood of headerless connections: each refused and counted, but
+    // only the log's budget of them written (ten a window).
+    const FLOOD: usize = 30;
+    for _ in 0..FLOOD {
+        let mut c = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        c.write_all(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n").unwrap();
+        let mut rest = Vec::new();
+        let _ = std::io::Read::read_to_end(&mut c, &mut rest);
+        assert!(rest.is_empty(), "answered without a header");
+    }
     let (_, metrics) = http_get(&admin, "/metrics");
     assert_eq!(
         metric(
             &metrics,
             "sealgate_proxy_protocol_refusals_total{reason=\"no_header\"}"
         ),
-        Some(1.0),
+        Some(1.0 + FLOOD as f64),
         "{metrics}"
     );
     terminate(gw);
     let log = std::fs::read_to_string(&log_path).unwrap();
+    let refusals = log
+        .lines()
+        .filter(|l| l.contains("no valid PROXY protocol v2 header"))
+        .count();
+    // The window is 10 s: the flood may straddle two.
+    assert!((10..=20).contains(&refusals), "{refusals} refusal lines");
     let access: Vec<&str> = log
         .lines()
         .filter(|l| l.contains("sealgate::access"))
@@ -870,4 +887,68 @@ fn the_local_stack_works_as_the_readme_says() {
     );
     let again = dev(&["s3", "sync", tree.to_str().unwrap(), "s3://demo/tree/"]);
     assert_eq!(again.trim(), "", "a sync after a restart copied again");
+}
+
+/// `logging.format: json` writes each event's fields at the top level of
+/// its line (where log shippers index them), and a log reader that stops
+/// reading stalls no request: once `logging.buffer_lines` lines wait, new
+/// ones are dropped and counted.
+#[test]
+fn logs_are_flat_json_and_a_stalled_log_reader_stalls_nothing() {
+    let backend = Backend::start(&["demo"]);
+    let json = format!("{LOCAL_PROVIDER}logging:\n  format: json\n  buffer_lines: 16\n");
+
+    // A log read as it is written: the access line's fields are top-level.
+    let (yaml, port, admin_port) = binary_yaml(&backend, &json, None);
+    let dir = tempfile::tempdir().unwrap();
+    let log_path = dir.path().join("gateway.log");
+    let log = std::fs::File::create(&log_path).unwrap();
+    let mut running = Running(run_binary(&yaml, dir.path(), &backend, log.into()));
+    wait_ready(admin_port);
+    let missing = common::raw::signed_get(port, "demo", "absent", None);
+    assert_eq!(missing.status, 404);
+    assert!(terminate(&mut running.0).success());
+    let text = std::fs::read_to_string(&log_path).unwrap();
+    let access: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .filter(|v: &serde_json::Value| v["target"] == "sealgate::access")
+        .collect();
+    assert_eq!(access.len(), 1, "{text}");
+    let line = &access[0];
+    assert_eq!(line["message"], "request", "{line}");
+    assert_eq!(line["status"], 404, "{line}");
+    assert_eq!(line["result"], "ok", "{line}");
+    assert_eq!(line["backend_error"], "NoSuchKey", "{line}");
+    assert!(line["request_id"].as_str().is_some_and(|id| id.len() == 20));
+    assert!(line.get("fields").is_none(), "nested fields: {line}");
+
+    // A log pipe nobody reads: requests go on, lines are dropped and counted.
+    let (yaml, port, admin_port) = binary_yaml(&backend, &json, None);
+    let dir = tempfile::tempdir().unwrap();
+    let running = Running(run_binary(&yaml, dir.path(), &backend, Stdio::piped()));
+    assert!(running.0.stderr.is_some(), "the pipe stays open, unread");
+    wait_ready(admin_port);
+    // About 600 bytes a line: 400 lines are several times a 64 KiB pipe
+    // and the 16 buffered.
+    const REQUESTS: usize = 400;
+    let (done, finished) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for _ in 0..REQUESTS {
+            let r = common::raw::signed_get(port, "demo", "absent", None);
+            if r.status != 404 {
+                let _ = done.send(Err(r.status));
+                return;
+            }
+        }
+        let _ = done.send(Ok(()));
+    });
+    assert_eq!(
+        finished.recv_timeout(Duration::from_secs(60)),
+        Ok(Ok(())),
+        "requests stalled behind the log"
+    );
+    let (_, metrics) = http_get(&format!("127.0.0.1:{admin_port}"), "/metrics");
+    let dropped = metric(&metrics, "sealgate_log_lines_dropped_total").unwrap();
+    assert!(dropped >= 100.0, "{dropped} lines dropped");
 }
