@@ -21,6 +21,10 @@ pub struct Config {
     /// Client-visible bucket name -> per-bucket settings (`storage.s3.bucket_configs`).
     pub buckets: BTreeMap<String, BucketConfig>,
     pub logging: Logging,
+    /// The files secrets were read from (`*_file` keys): a running gateway
+    /// watches them with the configuration file and its certificate
+    /// (`server.reload_on_change`), so a rotated secret is picked up.
+    pub secret_files: Vec<PathBuf>,
 }
 
 /// Where the gateway listens.
@@ -55,6 +59,10 @@ pub struct Server {
     /// SlowDown` (with `Retry-After`) before any work, so memory stays
     /// bounded and SDKs back off.
     pub max_in_flight: u64,
+    /// Reload when the configuration file, the TLS certificate or key, or
+    /// a secret file changes (as on SIGHUP): mounted ConfigMaps and Secrets
+    /// change in place, and nothing sends a signal.
+    pub reload_on_change: bool,
     /// The Unix socket an old process hands its listeners over on during a
     /// zero-downtime upgrade (`sealgate run --upgrade`, then SIGQUIT to the
     /// old process).

@@ -59,6 +59,8 @@ pub(crate) struct Reader<'e> {
     pub env: EnvLookup<'e>,
     /// YAML paths whose values came from an environment override, and the variable.
     pub origins: HashMap<String, String>,
+    /// Every file a secret was read from (`*_file` keys), in reading order.
+    pub secret_files: Vec<std::path::PathBuf>,
 }
 
 impl<'e> Reader<'e> {
@@ -68,6 +70,7 @@ impl<'e> Reader<'e> {
             warnings: Vec::new(),
             env,
             origins: HashMap::new(),
+            secret_files: Vec::new(),
         }
     }
 
@@ -388,6 +391,7 @@ impl<'e> Reader<'e> {
         }
         if o.has(&file_key) {
             let file = self.string(o, &file_key)?;
+            self.secret_files.push(std::path::PathBuf::from(&file));
             return match std::fs::read_to_string(&file) {
                 Ok(text) => {
                     let trimmed = text.trim().to_string();

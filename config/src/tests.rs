@@ -50,6 +50,8 @@ fn load_caps_and_log_buffers_are_positive_and_bounded() {
     let c = load("").unwrap().config;
     assert_eq!(c.server.max_in_flight, 512);
     assert_eq!(c.logging.buffer_lines, 8_192);
+    assert!(c.server.reload_on_change);
+    assert!(c.secret_files.is_empty());
     let c = load("server: {max_in_flight: 64}\nlogging: {buffer_lines: 16}")
         .unwrap()
         .config;

@@ -88,6 +88,7 @@ pub(crate) fn build(r: &mut Reader, root: &Value) -> Option<Config> {
         encryption: encryption?,
         buckets,
         logging: logging?,
+        secret_files: std::mem::take(&mut r.secret_files),
     })
 }
 
@@ -122,6 +123,7 @@ fn server(r: &mut Reader, top: &Obj) -> Option<Server> {
             "request_header_timeout",
             "upgrade_sock",
             "max_in_flight",
+            "reload_on_change",
         ],
     )?;
     let listen = if o.has("listen") {
@@ -225,8 +227,10 @@ fn server(r: &mut Reader, top: &Obj) -> Option<Server> {
         .string(&o, "upgrade_sock")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(DEFAULT_UPGRADE_SOCK));
+    let reload_on_change = r.boolean(&o, "reload_on_change").unwrap_or(true);
     Some(Server {
         max_in_flight,
+        reload_on_change,
         upgrade_sock,
         drain_delay,
         proxy_protocol,

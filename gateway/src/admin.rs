@@ -16,6 +16,8 @@ pub struct AdminApp {
     pub readiness: Arc<crate::readiness::Readiness>,
     /// Every backend (for the stored-checksum gauge).
     pub upstreams: Arc<crate::upstream::Upstreams>,
+    /// The HTTPS listener's certificate (for its expiry gauge).
+    pub cert: Option<Arc<crate::tls::ReloadableCert>>,
 }
 
 fn text(status: StatusCode, content_type: &str, body: impl Into<Vec<u8>>) -> Response<Vec<u8>> {
@@ -36,6 +38,12 @@ impl ServeHttp for AdminApp {
             "/metrics" => {
                 let ready = self.readiness.report().is_ok();
                 self.metrics.ready.set(i64::from(ready));
+                if let Some(cert) = &self.cert {
+                    self.metrics
+                        .tls_certificate_expiry
+                        .with_label_values(&["https"])
+                        .set(cert.not_after());
+                }
                 let dropped = &self.metrics.log_lines_dropped_total;
                 dropped.inc_by(crate::logging::dropped_lines().saturating_sub(dropped.get()));
                 for (_, target) in self.upstreams.distinct() {

@@ -84,6 +84,10 @@ pub struct Metrics {
     /// Client connections closed because a request header took longer
     /// than `server.request_header_timeout`.
     pub request_header_timeouts_total: IntCounter,
+    /// When the HTTPS listener's certificate expires, in Unix seconds, by
+    /// listener (`https`; absent without `server.tls`), set as it is
+    /// scraped.
+    pub tls_certificate_expiry: IntGaugeVec,
     /// Log lines dropped because the log output could not keep up (set
     /// as it is scraped).
     pub log_lines_dropped_total: IntCounter,
@@ -345,6 +349,13 @@ impl Metrics {
                 "sealgate_request_header_timeouts_total",
                 "Client connections closed for a request header slower than server.request_header_timeout",
             )?,
+            tls_certificate_expiry: IntGaugeVec::new(
+                Opts::new(
+                    "sealgate_tls_certificate_expiry_timestamp_seconds",
+                    "When the certificate of a TLS listener stops being valid (notAfter), in Unix seconds",
+                ),
+                &["listener"],
+            )?,
             log_lines_dropped_total: IntCounter::new(
                 "sealgate_log_lines_dropped_total",
                 "Log lines dropped because the log output could not keep up (logging.buffer_lines were waiting)",
@@ -418,6 +429,7 @@ impl Metrics {
         r.register(Box::new(m.load_refusals_total.clone()))?;
         r.register(Box::new(m.request_header_timeouts_total.clone()))?;
         r.register(Box::new(m.log_lines_dropped_total.clone()))?;
+        r.register(Box::new(m.tls_certificate_expiry.clone()))?;
         r.register(Box::new(m.ready.clone()))?;
         r.register(Box::new(m.upstream_up.clone()))?;
         m.build_info
@@ -566,6 +578,7 @@ mod tests {
         m.key_provider_errors_total
             .with_label_values(&["x", "y", "z"])
             .inc();
+        m.tls_certificate_expiry.with_label_values(&["x"]).set(1);
         let registered: std::collections::BTreeSet<String> = m
             .registry
             .gather()

@@ -174,7 +174,7 @@ pub fn start(config: Config, options: RunOptions) -> Result<GatewayHandle, Start
                 path,
                 live,
                 metrics: metrics.clone(),
-                cert,
+                cert: cert.clone(),
             },
         ));
     }
@@ -184,6 +184,7 @@ pub fn start(config: Config, options: RunOptions) -> Result<GatewayHandle, Start
             metrics: metrics.clone(),
             readiness: readiness.clone(),
             upstreams: upstreams.clone(),
+            cert: cert.clone(),
         };
         let name = "sealgate-admin".to_string();
         let addr = admin_addr.to_string();

@@ -177,13 +177,58 @@ impl BackgroundService for DnsRefresh {
     }
 }
 
-/// Reloads the configuration file on every SIGHUP (`live.rs`).
+/// How often the watched files are looked at for a change.
+pub const WATCH_INTERVAL: Duration = Duration::from_secs(5);
+
+/// Reloads the configuration file on every SIGHUP (`live.rs`), and, with
+/// `server.reload_on_change`, when it, the TLS certificate or key, or a
+/// secret file changes: a mounted ConfigMap or Secret changes in place and
+/// nothing signals the process.
 pub struct Reloader {
     pub path: std::path::PathBuf,
     pub live: Arc<LiveState>,
     pub metrics: Arc<Metrics>,
     /// The HTTPS listener's certificate, read again with the file.
     pub cert: Option<Arc<crate::tls::ReloadableCert>>,
+}
+
+/// What tells a file changed without reading it (secrets are not read
+/// to be compared): a replaced file (a Secret's new symlink target, an
+/// editor's rename) has another inode; one written in place another
+/// modification time or length. `None`: not there or not readable.
+type Stamp = Option<(u64, u64, u64, Option<std::time::SystemTime>)>;
+
+fn stamp(path: &std::path::Path) -> Stamp {
+    use std::os::unix::fs::MetadataExt;
+    // Follows symlinks: a Secret's file is a link into its current data.
+    let m = std::fs::metadata(path).ok()?;
+    Some((m.dev(), m.ino(), m.len(), m.modified().ok()))
+}
+
+/// The files a running configuration was read from: the file itself, the
+/// certificate and key, and every secret file.
+fn watched(path: &std::path::Path, config: &sealgate_config::Config) -> Vec<std::path::PathBuf> {
+    let mut files = vec![path.to_path_buf()];
+    if let Some(tls) = &config.server.tls {
+        files.push(tls.cert_file.clone());
+        files.push(tls.key_file.clone());
+    }
+    files.extend(config.secret_files.iter().cloned());
+    files
+}
+
+impl Reloader {
+    async fn reload(&self) {
+        let cert = self.cert.as_deref();
+        let _ = crate::live::reload(&self.path, &self.live, &self.metrics, cert).await;
+    }
+
+    /// The watched files and their stamps, for the configuration in force.
+    fn look(&self) -> (Vec<std::path::PathBuf>, Vec<Stamp>) {
+        let files = watched(&self.path, &self.live.load().config);
+        let stamps = files.iter().map(|f| stamp(f)).collect();
+        (files, stamps)
+    }
 }
 
 #[async_trait]
@@ -194,14 +239,60 @@ impl BackgroundService for Reloader {
             tracing::error!("cannot listen for SIGHUP: configuration reload is off");
             return;
         };
+        let (mut files, mut stamps) = self.look();
+        let mut tick = tokio::time::interval(WATCH_INTERVAL);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
+            let watch = self.live.load().config.server.reload_on_change;
             tokio::select! {
                 _ = shutdown.changed() => return,
                 Some(()) = hangups.recv() => {
-                    let cert = self.cert.as_deref();
-                    let _ = crate::live::reload(&self.path, &self.live, &self.metrics, cert).await;
+                    self.reload().await;
+                    (files, stamps) = self.look();
+                }
+                _ = tick.tick(), if watch => {
+                    let now: Vec<Stamp> = files.iter().map(|f| stamp(f)).collect();
+                    if now != stamps {
+                        let changed: Vec<_> = files
+                            .iter()
+                            .zip(now.iter().zip(&stamps))
+                            .filter(|(_, (a, b))| a != b)
+                            .map(|(f, _)| f.display().to_string())
+                            .collect();
+                        tracing::info!(files = ?changed, "a watched file changed: reloading");
+                        self.reload().await;
+                        // A failed reload is not retried until a file
+                        // changes again (a half-written file will).
+                        (files, stamps) = self.look();
+                    }
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_stamp_changes_when_a_file_is_replaced_or_rewritten() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("secret");
+        assert_eq!(stamp(&file), None);
+        std::fs::write(&file, "one").unwrap();
+        let first = stamp(&file);
+        assert!(first.is_some());
+        assert_eq!(stamp(&file), first);
+        // Replaced the way a Secret volume does it: a new file, renamed
+        // over (same length, maybe the same modification time).
+        let next = dir.path().join("next");
+        std::fs::write(&next, "two").unwrap();
+        std::fs::rename(&next, &file).unwrap();
+        let second = stamp(&file);
+        assert_ne!(second, first);
+        // Written in place with another length.
+        std::fs::write(&file, "three").unwrap();
+        assert_ne!(stamp(&file), second);
     }
 }

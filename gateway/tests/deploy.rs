@@ -107,11 +107,23 @@ fn manifests_rules_and_config_validate() {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("sealgate.yaml");
     let exprs = python_ok(EXPRS, &[deploy.to_str().unwrap(), config.to_str().unwrap()]);
+    // The files the pod's volumes hold, where the configuration reads them.
+    let tls = dir.path().join("tls");
+    std::fs::create_dir(&tls).unwrap();
+    self_signed_cert(&tls);
+    std::fs::rename(tls.join("cert.pem"), tls.join("tls.crt")).unwrap();
+    std::fs::rename(tls.join("key.pem"), tls.join("tls.key")).unwrap();
+    let clients = dir.path().join("clients");
+    std::fs::create_dir(&clients).unwrap();
+    std::fs::write(clients.join("app-secret"), "a-secret-of-some-length-1").unwrap();
+    std::fs::write(clients.join("backup-secret"), "a-secret-of-some-length-2").unwrap();
+    let text = std::fs::read_to_string(&config).unwrap();
+    let mounted = text.replace("/etc/sealgate/", &format!("{}/", dir.path().display()));
+    assert_ne!(mounted, text);
+    std::fs::write(&config, mounted).unwrap();
     run_ok(
         Command::new(env!("CARGO_BIN_EXE_sealgate"))
-            .args(["check-config", config.to_str().unwrap()])
-            .env("SEALGATE_CLIENT_APP_SECRET", "a-secret-of-some-length-1")
-            .env("SEALGATE_CLIENT_BACKUP_SECRET", "a-secret-of-some-length-2"),
+            .args(["check-config", config.to_str().unwrap()]),
     );
     let known = documented();
     for expr in exprs.lines() {
@@ -292,6 +304,70 @@ fn prometheus_scrapes_a_gateway_and_every_expression_evaluates() {
         "{rules}"
     );
     assert_eq!(rules.matches("\"health\":\"ok\"").count(), all, "{rules}");
+}
+
+/// TLS to clients and secrets as files, consistently: the configuration
+/// listens only with TLS on the port the Deployment names and the Service
+/// forwards to; every file it reads lies under a mount of the Secret meant
+/// for it; no secret comes from the environment.
+#[test]
+fn tls_and_secret_files_agree_across_the_manifests() {
+    let k8s = deploy_dir().join("kubernetes");
+    let read = |f: &str| std::fs::read_to_string(k8s.join(f)).unwrap();
+    let (config, deployment, service) = (
+        read("configmap.yaml"),
+        read("deployment.yaml"),
+        read("service.yaml"),
+    );
+    assert!(!config.contains("listen: \"0.0.0.0:8080\""), "plain HTTP");
+    let port = number_after(&config, "listen: \"0.0.0.0:");
+    assert_eq!(port, 8443);
+    assert_eq!(number_after(&deployment, "containerPort:"), port);
+    assert!(deployment.contains("- name: s3-tls\n              containerPort: 8443"));
+    assert!(service.contains("port: 443\n      targetPort: s3-tls"));
+    assert!(
+        !deployment.contains("secretKeyRef"),
+        "secrets in the environment"
+    );
+    assert!(
+        !config.contains("_env:"),
+        "secrets named by environment variables"
+    );
+    for (file, mount, secret) in [
+        (
+            "cert_file: /etc/sealgate/tls/tls.crt",
+            "/etc/sealgate/tls",
+            "sealgate-tls",
+        ),
+        (
+            "key_file: /etc/sealgate/tls/tls.key",
+            "/etc/sealgate/tls",
+            "sealgate-tls",
+        ),
+        (
+            "secret_access_key_file: /etc/sealgate/clients/app-secret",
+            "/etc/sealgate/clients",
+            "sealgate-clients",
+        ),
+        (
+            "secret_access_key_file: /etc/sealgate/clients/backup-secret",
+            "/etc/sealgate/clients",
+            "sealgate-clients",
+        ),
+    ] {
+        assert!(config.contains(file), "{file}");
+        assert!(
+            deployment.contains(&format!("mountPath: {mount}\n")),
+            "{mount}"
+        );
+        assert!(
+            deployment.contains(&format!("secretName: {secret}\n")),
+            "{secret}"
+        );
+    }
+    assert!(deployment.contains("\"--config\", \"/etc/sealgate/config/sealgate.yaml\""));
+    assert!(deployment.contains("mountPath: /etc/sealgate/config\n"));
+    assert!(config.contains("reload_on_change: true"));
 }
 
 /// The first number after `key:` in `text` (a YAML line, `45s` or `"10"`).

@@ -952,3 +952,115 @@ fn logs_are_flat_json_and_a_stalled_log_reader_stalls_nothing() {
     let dropped = metric(&metrics, "sealgate_log_lines_dropped_total").unwrap();
     assert!(dropped >= 100.0, "{dropped} lines dropped");
 }
+
+/// The certificate's notAfter in Unix seconds, as openssl and Python read
+/// it (not the gateway's parser).
+fn not_after(cert: &Path) -> f64 {
+    let script = "import ssl, subprocess, sys\nout = subprocess.run(['openssl', 'x509', '-enddate', '-noout', '-in', sys.argv[1]], capture_output=True, text=True, check=True).stdout\nprint(ssl.cert_time_to_seconds(out.strip().split('=', 1)[1]))";
+    python_ok(script, &[cert.to_str().unwrap()])
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+/// Files laid out as a Kubernetes Secret volume lays them out: each name a
+/// link into `..data`, itself a link to the current version's directory,
+/// swapped atomically on an update.
+fn secret_volume_version(dir: &Path, version: &str, secret: &str, days: u32) {
+    let data = dir.join(version);
+    std::fs::create_dir(&data).unwrap();
+    self_signed_cert_for_days(&data, days);
+    std::fs::write(data.join("secret"), secret).unwrap();
+    let next = dir.join("..data_tmp");
+    std::os::unix::fs::symlink(version, &next).unwrap();
+    std::fs::rename(&next, dir.join("..data")).unwrap();
+    for name in ["cert.pem", "key.pem", "secret"] {
+        let link = dir.join(name);
+        if !link.exists() {
+            std::os::unix::fs::symlink(format!("..data/{name}"), &link).unwrap();
+        }
+    }
+}
+
+/// With `server.reload_on_change`, a Secret volume's update (a renewed
+/// certificate, a rotated client secret) takes effect with no signal, as a
+/// mounted Secret changes under a pod; the certificate's expiry is a gauge.
+#[test]
+fn a_rotated_secret_volume_is_picked_up_without_a_signal() {
+    let backend = Backend::start(&["demo"]);
+    let (port, admin_port, tls_port) = (free_port(), free_port(), free_port());
+    let volume = tempfile::tempdir().unwrap();
+    secret_volume_version(volume.path(), "..v1", "file-secret-one-0123", 2);
+    let yaml = Gateway::config_yaml(
+        &backend,
+        port,
+        admin_port,
+        Some((tls_port, volume.path())),
+        &Options {
+            extra: LOCAL_PROVIDER,
+            ..Options::default()
+        },
+    )
+    .replace("  reload_on_change: false\n", "")
+    .replace(
+        "  clients:\n",
+        &format!(
+            "  clients:\n    - access_key_id: FILEKEY\n      secret_access_key_file: {}\n      buckets: [\"demo\"]\n",
+            volume.path().join("secret").display()
+        ),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let mut running = Running(run_binary(&yaml, dir.path(), &backend, Stdio::null()));
+    wait_ready(admin_port);
+    let admin = format!("127.0.0.1:{admin_port}");
+    let url = format!("http://127.0.0.1:{port}");
+    let list = |secret: &str| aws_as("FILEKEY", secret, &url, &["s3", "ls", "s3://demo/"]);
+    let served = || {
+        let script =
+            "import ssl, sys; print(ssl.get_server_certificate(('127.0.0.1', int(sys.argv[1]))))";
+        let pem = python_ok(script, &[&tls_port.to_string()]);
+        pem.split_whitespace().collect::<String>()
+    };
+    let file = |p: &Path| {
+        std::fs::read_to_string(p)
+            .unwrap()
+            .split_whitespace()
+            .collect::<String>()
+    };
+    let expiry = || {
+        let (_, m) = http_get(&admin, "/metrics");
+        metric(
+            &m,
+            "sealgate_tls_certificate_expiry_timestamp_seconds{listener=\"https\"}",
+        )
+    };
+    assert!(list("file-secret-one-0123").status.success());
+    assert_eq!(served(), file(&volume.path().join("..v1/cert.pem")));
+    assert_eq!(
+        expiry(),
+        Some(not_after(&volume.path().join("..v1/cert.pem")))
+    );
+
+    // The update, as the kubelet makes it: a new version, one link swapped.
+    secret_volume_version(volume.path(), "..v2", "file-secret-two-4567", 3);
+    let renewed = volume.path().join("..v2/cert.pem");
+    until(
+        "the new certificate to be served",
+        Duration::from_secs(30),
+        || served() == file(&renewed),
+    );
+    assert_eq!(expiry(), Some(not_after(&renewed)));
+    assert_ne!(
+        expiry(),
+        Some(not_after(&volume.path().join("..v1/cert.pem")))
+    );
+    assert!(list("file-secret-two-4567").status.success());
+    assert_s3_error(&list("file-secret-one-0123"), "SignatureDoesNotMatch");
+    let (_, m) = http_get(&admin, "/metrics");
+    assert_eq!(
+        metric(&m, "sealgate_config_reloads_total{result=\"ok\"}"),
+        Some(1.0),
+        "one reload for one update"
+    );
+    assert!(terminate(&mut running.0).success());
+}

@@ -701,6 +701,9 @@ server:
   admin_listen: 127.0.0.1:{admin_port}
   threads: 2
   grace_period: 0s
+  # Reloads only on SIGHUP, so tests count them exactly (the watch is
+  # tested on its own).
+  reload_on_change: false
   domains: ["s3.sealgate.test"]
 {server_extra}{tls}storage:
   s3:
@@ -972,6 +975,11 @@ pub fn test_bytes(len: usize, seed: u64) -> Vec<u8> {
 
 /// A self-signed certificate for localhost / 127.0.0.1 in `dir` (cert.pem, key.pem).
 pub fn self_signed_cert(dir: &Path) {
+    self_signed_cert_for_days(dir, 2)
+}
+
+/// [`self_signed_cert`] valid for `days`.
+pub fn self_signed_cert_for_days(dir: &Path, days: u32) {
     let status = Command::new("openssl")
         .args([
             "req",
@@ -982,7 +990,7 @@ pub fn self_signed_cert(dir: &Path) {
             "ec_paramgen_curve:prime256v1",
             "-nodes",
         ])
-        .args(["-days", "2", "-subj", "/CN=localhost"])
+        .args(["-days", &days.to_string(), "-subj", "/CN=localhost"])
         .args(["-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"])
         // A leaf, not a CA: webpki (the gateway's TLS client) refuses a CA certificate as a server certificate.
         .args(["-addext", "basicConstraints=critical,CA:FALSE"])
