@@ -370,6 +370,78 @@ fn tls_and_secret_files_agree_across_the_manifests() {
     assert!(config.contains("reload_on_change: true"));
 }
 
+/// The Dockerfile passes hadolint and builds what the Deployment runs: its
+/// image, user, ports and command; every workspace member reaches the
+/// build (not excluded by .dockerignore), with the lock file.
+#[test]
+fn the_dockerfile_lints_and_matches_the_deployment() {
+    let root = deploy_dir().join("..");
+    run_ok(
+        Command::new("hadolint")
+            .args(["--failure-threshold", "style", "Dockerfile"])
+            .current_dir(&root),
+    );
+    let dockerfile = std::fs::read_to_string(root.join("Dockerfile")).unwrap();
+    let deployment =
+        std::fs::read_to_string(deploy_dir().join("kubernetes/deployment.yaml")).unwrap();
+    let image = deployment
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("image: "))
+        .unwrap();
+    assert!(dockerfile.contains(&format!("docker build -t {image} .")));
+    let user = number_after(&deployment, "runAsUser:");
+    assert!(dockerfile.contains(&format!("\nUSER {user}:{user}\n")));
+    let ports: Vec<u64> = deployment
+        .lines()
+        .filter(|l| l.contains("containerPort:"))
+        .map(|l| number_after(l, "containerPort:"))
+        .collect();
+    let exposed = dockerfile
+        .lines()
+        .find_map(|l| l.strip_prefix("EXPOSE "))
+        .unwrap();
+    assert_eq!(
+        exposed
+            .split(' ')
+            .map(|p| p.parse().unwrap())
+            .collect::<Vec<u64>>(),
+        ports
+    );
+    assert!(deployment
+        .contains("args: [\"run\", \"--config\", \"/etc/sealgate/config/sealgate.yaml\"]"));
+    assert!(
+        dockerfile.contains("CMD [\"run\", \"--config\", \"/etc/sealgate/config/sealgate.yaml\"]")
+    );
+    assert!(dockerfile.contains("cargo build --release --locked"));
+    let ignored = std::fs::read_to_string(root.join(".dockerignore")).unwrap();
+    let workspace = std::fs::read_to_string(root.join("Cargo.toml")).unwrap();
+    let members = workspace
+        .lines()
+        .find_map(|l| l.strip_prefix("members = "))
+        .unwrap();
+    for member in members
+        .split('"')
+        .filter(|m| m.chars().all(|c| c.is_ascii_alphanumeric() || c == '/'))
+    {
+        if member.is_empty() {
+            continue;
+        }
+        for rule in ignored
+            .lines()
+            .filter(|l| !l.starts_with('#') && !l.is_empty())
+        {
+            let rule = rule.trim_end_matches('/');
+            assert!(
+                !(member == rule || member.starts_with(&format!("{rule}/"))),
+                "{member} is excluded from the build by .dockerignore's {rule}"
+            );
+        }
+    }
+    for kept in ["Cargo.lock", "Cargo.toml"] {
+        assert!(!ignored.lines().any(|l| l.trim() == kept), "{kept}");
+    }
+}
+
 /// The first number after `key:` in `text` (a YAML line, `45s` or `"10"`).
 fn number_after(text: &str, key: &str) -> u64 {
     let line = text
