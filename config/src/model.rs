@@ -232,6 +232,18 @@ pub struct ClientCredential {
     /// What this key may do in which client-visible buckets; ListBuckets
     /// is always allowed and shows only buckets some grant names.
     pub buckets: Vec<BucketGrant>,
+    /// The most requests a second this key may make to one instance
+    /// (`auth.clients[].rate_limit`), if limited.
+    pub rate_limit: Option<RateLimit>,
+}
+
+/// A token bucket: `per_second` requests a second on average, up to `burst`
+/// at once. Per instance: a fleet of n instances behind a balancer lets a
+/// key make about n times as many.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateLimit {
+    pub per_second: u32,
+    pub burst: u32,
 }
 
 /// Permissions on the buckets one pattern names (`auth.clients[].buckets[]`).

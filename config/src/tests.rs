@@ -82,6 +82,67 @@ fn load_caps_and_log_buffers_are_positive_and_bounded() {
 }
 
 #[test]
+fn client_rate_limits_default_their_burst_and_refuse_nonsense() {
+    let yaml = |limit: &str| {
+        format!(
+            "auth:\n  clients:\n    - access_key_id: K\n      secret_access_key_env: S\n      buckets: [\"*\"]\n{limit}"
+        )
+    };
+    let load_ok = |y: &str| {
+        load_env(y, &[("S", "a-secret-of-some-length")])
+            .unwrap()
+            .config
+    };
+    assert_eq!(load_ok(&yaml("")).auth.clients[0].rate_limit, None);
+    assert_eq!(
+        load_ok(&yaml("      rate_limit: {requests_per_second: 50}\n"))
+            .auth
+            .clients[0]
+            .rate_limit,
+        Some(RateLimit {
+            per_second: 50,
+            burst: 50
+        })
+    );
+    assert_eq!(
+        load_ok(&yaml(
+            "      rate_limit: {requests_per_second: 5, burst: 20}\n"
+        ))
+        .auth
+        .clients[0]
+            .rate_limit,
+        Some(RateLimit {
+            per_second: 5,
+            burst: 20
+        })
+    );
+    for (limit, says) in [
+        (
+            "      rate_limit: {requests_per_second: 0}\n",
+            "requests_per_second: 0 is not between",
+        ),
+        (
+            "      rate_limit: {burst: 5}\n",
+            "requests_per_second: missing",
+        ),
+        (
+            "      rate_limit: {requests_per_second: 5, burst: 0}\n",
+            "burst: 0 is not between",
+        ),
+        (
+            "      rate_limit: {requests_per_second: 5, per_minute: 9}\n",
+            "per_minute",
+        ),
+    ] {
+        let p = match load_env(&yaml(limit), &[("S", "a-secret-of-some-length")]) {
+            Ok(_) => panic!("{limit} accepted"),
+            Err(p) => p.to_string(),
+        };
+        assert!(p.contains(says), "{limit}: {p}");
+    }
+}
+
+#[test]
 fn request_header_timeout_is_at_least_a_second() {
     let c = load("server: {request_header_timeout: 5s}").unwrap().config;
     assert_eq!(c.server.request_header_timeout, Duration::from_secs(5));

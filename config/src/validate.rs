@@ -697,6 +697,7 @@ fn auth(r: &mut Reader, top: &Obj) -> Option<Auth> {
     let known = [
         "access_key_id",
         "buckets",
+        "rate_limit",
         s.as_str(),
         se.as_str(),
         sf.as_str(),
@@ -745,11 +746,13 @@ fn auth(r: &mut Reader, top: &Obj) -> Option<Auth> {
             );
         }
         let buckets = bucket_grants(r, &c);
+        let rate_limit = rate_limit(r, &c);
         if let (Some(access_key_id), Some(secret_access_key)) = (id, secret) {
             clients.push(ClientCredential {
                 access_key_id,
                 secret_access_key,
                 buckets,
+                rate_limit,
             });
         }
     }
@@ -1436,6 +1439,52 @@ fn azure(r: &mut Reader, o: &Obj) -> Option<ProviderKind> {
         verify_challenge_resource,
         validate_keys,
     }))
+}
+
+/// The highest `requests_per_second` or `burst` a client may be given:
+/// beyond it a limit limits nothing a gateway instance can serve.
+pub const MAX_CLIENT_RATE: u64 = 1_000_000;
+
+/// `auth.clients[].rate_limit`: `requests_per_second` (required) and
+/// `burst` (default: one second's worth).
+fn rate_limit(r: &mut Reader, client: &Obj) -> Option<RateLimit> {
+    if !client.has("rate_limit") {
+        return None;
+    }
+    let o = r.obj(
+        &client.child("rate_limit"),
+        client.get("rate_limit"),
+        &["requests_per_second", "burst"],
+    )?;
+    let positive = |r: &mut Reader, key: &str| -> Option<u32> {
+        let n = r.unsigned(&o, key)?;
+        if n == 0 || n > MAX_CLIENT_RATE {
+            r.problem(
+                &o.child(key),
+                format!("{n} is not between 1 and {MAX_CLIENT_RATE}"),
+                None,
+            );
+            return None;
+        }
+        Some(n as u32)
+    };
+    let per_second = positive(r, "requests_per_second");
+    if per_second.is_none() && !o.has("requests_per_second") {
+        r.problem(
+            &o.child("requests_per_second"),
+            "missing",
+            Some("the requests a second this key may make to one instance".into()),
+        );
+    }
+    let burst = if o.has("burst") {
+        positive(r, "burst")?
+    } else {
+        per_second?
+    };
+    Some(RateLimit {
+        per_second: per_second?,
+        burst,
+    })
 }
 
 fn logging(r: &mut Reader, top: &Obj) -> Option<Logging> {

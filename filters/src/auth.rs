@@ -257,6 +257,7 @@ mod tests {
                         permissions: Permissions::NONE.with(Permission::Read),
                     },
                 ],
+                rate_limit: None,
             }],
             std::time::Duration::from_secs(900),
         )

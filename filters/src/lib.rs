@@ -11,5 +11,6 @@ pub mod permission;
 pub mod plan;
 pub mod policy;
 pub mod proxy_protocol;
+pub mod rate;
 pub mod rewrap;
 pub mod s3;

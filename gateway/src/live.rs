@@ -9,12 +9,15 @@
 //! keeps it to its end: one begun before a reload finishes under the old
 //! set, never a mix of both.
 
+use std::collections::HashMap;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use arc_swap::ArcSwap;
 use sealgate_config::Config;
 use sealgate_filters::auth::Clients;
+use sealgate_filters::rate::TokenBucket;
 
 use crate::keys::Providers;
 use crate::metrics::Metrics;
@@ -24,15 +27,48 @@ pub struct Live {
     pub config: Arc<Config>,
     pub clients: Clients,
     pub providers: Providers,
+    /// The token bucket of each access key with a `rate_limit`, full when
+    /// the configuration is loaded (a reload starts them afresh).
+    rate_limits: HashMap<String, Mutex<TokenBucket>>,
 }
 
 impl Live {
     pub fn new(config: Arc<Config>, providers: Providers) -> Self {
         let clients = Clients::new(&config.auth.clients, config.auth.max_clock_skew);
+        let now = Instant::now();
+        let rate_limits = config
+            .auth
+            .clients
+            .iter()
+            .filter_map(|c| {
+                let limit = c.rate_limit?;
+                Some((
+                    c.access_key_id.clone(),
+                    Mutex::new(TokenBucket::new(limit, now)),
+                ))
+            })
+            .collect();
         Self {
             config,
             clients,
             providers,
+            rate_limits,
+        }
+    }
+
+    /// Takes a request's token from `access_key_id`'s bucket: `false` when
+    /// the key is over its rate. Keys without a limit always pass (and
+    /// cost no lookup when no key has one).
+    pub fn within_rate(&self, access_key_id: &str) -> bool {
+        if self.rate_limits.is_empty() {
+            return true;
+        }
+        match self.rate_limits.get(access_key_id) {
+            Some(bucket) => bucket
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .take(Instant::now()),
+            None => true,
         }
     }
 }

@@ -55,6 +55,8 @@ pub struct Metrics {
     pub in_flight_requests: IntGauge,
     /// Requests refused over `server.max_in_flight`.
     pub load_refusals_total: prometheus::IntCounter,
+    /// Requests refused over their access key's `rate_limit`.
+    pub rate_limited_total: IntCounter,
     /// Stored objects that failed a check on read, by reason
     /// (`frame`, `commitment`, `metadata`, `length`, `key`, `part`).
     pub decrypt_failures_total: IntCounterVec,
@@ -303,6 +305,10 @@ impl Metrics {
                 "sealgate_load_refusals_total",
                 "Requests answered 503 SlowDown because server.max_in_flight were being served",
             )?,
+            rate_limited_total: IntCounter::new(
+                "sealgate_rate_limited_requests_total",
+                "Requests answered 503 SlowDown because their access key was over its rate_limit",
+            )?,
             decrypt_failures_total: counter(
                 "sealgate_decrypt_failures_total",
                 "Stored objects that failed an integrity check on read, by reason (key: the provider found the stored wrapped key invalid)",
@@ -427,6 +433,7 @@ impl Metrics {
         r.register(Box::new(m.backend_stored_checksum.clone()))?;
         r.register(Box::new(m.in_flight_requests.clone()))?;
         r.register(Box::new(m.load_refusals_total.clone()))?;
+        r.register(Box::new(m.rate_limited_total.clone()))?;
         r.register(Box::new(m.request_header_timeouts_total.clone()))?;
         r.register(Box::new(m.log_lines_dropped_total.clone()))?;
         r.register(Box::new(m.tls_certificate_expiry.clone()))?;

@@ -271,3 +271,83 @@ fn a_full_instance_answers_slow_down_before_any_work() {
     assert_eq!(served.status, 200);
     assert_eq!(served.body.len(), 300_000);
 }
+
+/// `auth.clients[].rate_limit`: a key past its burst is answered `503
+/// SlowDown` with `Retry-After`, before its request reaches the backend;
+/// requests that fail authentication under the key's id take none of its
+/// budget (an outsider cannot spend a victim's rate); other keys are
+/// served meanwhile.
+#[test]
+fn an_access_key_over_its_rate_is_slowed_down_before_any_work() {
+    const BURST: usize = 3;
+    const TRIES: usize = 12;
+    let backend = Backend::start(&["demo"]);
+    let gw = Gateway::start_with(
+        &backend,
+        &Options {
+            reader_extra: "      rate_limit: {requests_per_second: 1, burst: 3}\n",
+            extra: LOCAL_PROVIDER,
+            ..Default::default()
+        },
+    );
+    let host = format!("127.0.0.1:{}", gw.port);
+    let get = |secret: &str| {
+        common::raw::signed_request_as(
+            (READER_KEY, secret),
+            gw.port,
+            &host,
+            "GET",
+            "/demo/absent",
+            &[],
+            b"",
+        )
+    };
+    // Forged under the reader's id: refused by the signature, not the rate.
+    for _ in 0..2 * BURST {
+        let r = get("not-the-reader-secret");
+        assert_eq!(
+            (r.status, r.error_code().as_deref()),
+            (403, Some("SignatureDoesNotMatch"))
+        );
+    }
+    let started = Instant::now();
+    let answers: Vec<_> = (0..TRIES).map(|_| get(READER_SECRET)).collect();
+    let elapsed = started.elapsed();
+    // The burst is served first, whole.
+    for r in &answers[..BURST] {
+        assert_eq!(
+            (r.status, r.error_code().as_deref()),
+            (404, Some("NoSuchKey"))
+        );
+    }
+    let refused: Vec<_> = answers.iter().filter(|r| r.status == 503).collect();
+    for r in &refused {
+        assert_eq!(r.error_code().as_deref(), Some("SlowDown"));
+        assert_eq!(r.header("retry-after"), Some("1"));
+    }
+    let served = TRIES - refused.len();
+    // At one a second, the time the tries took adds at most that many.
+    assert!(
+        served <= BURST + elapsed.as_secs() as usize + 1,
+        "{served} served in {elapsed:?}"
+    );
+    assert!(!refused.is_empty());
+    // Another key is not limited by the reader's rate.
+    assert_eq!(
+        common::raw::signed_get(gw.port, "demo", "absent", None).status,
+        404
+    );
+    let (_, text) = gw.admin_get("/metrics");
+    assert_eq!(
+        metric(&text, "sealgate_rate_limited_requests_total"),
+        Some(refused.len() as f64)
+    );
+    // Only the served requests reached the backend.
+    assert_eq!(
+        metric(
+            &text,
+            "sealgate_upstream_response_seconds_count{operation=\"GetObject\"}"
+        ),
+        Some(served as f64 + 1.0)
+    );
+}

@@ -26,6 +26,17 @@ impl Gateway {
             .inc();
     }
 
+    /// The answer to a request over its access key's `rate_limit`: `503
+    /// SlowDown` (with `Retry-After`), as S3 answers a prefix over its
+    /// request rate; every SDK backs off and retries it. Counted.
+    pub(super) fn over_rate(&self) -> S3Error {
+        self.metrics.rate_limited_total.inc();
+        S3Error::new(
+            S3ErrorCode::SlowDown,
+            "this access key is over its request rate; retry with backoff",
+        )
+    }
+
     /// Answers an S3 XML error and records it.
     pub(super) async fn reject(
         &self,

@@ -152,6 +152,9 @@ impl Gateway {
 
         let identity = ctx.live.clients.authenticate_post(&fields)?;
         ctx.audit.access_key_id = Some(identity.access_key_id.clone());
+        if !ctx.live.within_rate(&identity.access_key_id) {
+            return Err(self.over_rate());
+        }
         let resolved = ctx.live.resolve_bucket(&typed)?;
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)

@@ -666,6 +666,8 @@ pub struct Options<'a> {
     pub extra: &'a str,
     /// YAML lines under `server` (indented two spaces).
     pub server_extra: &'a str,
+    /// YAML lines of the read-only client's entry (indented six spaces).
+    pub reader_extra: &'a str,
 }
 
 /// A gateway running in this process.
@@ -728,13 +730,14 @@ auth:
       buckets:
         - pattern: "*"
           permissions: [read]
-{extra}
+{reader_extra}{extra}
 "#,
             endpoint = backend.url(),
             upstream_key = backend.credentials().0,
             s3_extra = opts.s3_extra,
             extra = opts.extra,
             server_extra = opts.server_extra,
+            reader_extra = opts.reader_extra,
         )
     }
 
