@@ -1064,3 +1064,80 @@ fn a_rotated_secret_volume_is_picked_up_without_a_signal() {
     );
     assert!(terminate(&mut running.0).success());
 }
+
+/// The admin listener with `server.proxy_protocol` takes a PROXY v2 header
+/// where one comes (an NLB's health checks) and plain HTTP otherwise
+/// (kubelet, Prometheus); a header that starts and is not valid is refused
+/// unanswered and counted by reason, a client address in a header never
+/// matters there, and the listener serves on.
+#[test]
+fn the_admin_listener_refuses_hostile_proxy_headers_and_serves_on() {
+    use sealgate_filters::proxy_protocol::{encode_v2, V2_SIGNATURE};
+    let backend = Backend::start(&["demo"]);
+    let (yaml, _, admin_port) = binary_yaml(&backend, LOCAL_PROVIDER, None);
+    let yaml = yaml.replace(
+        "  grace_period: 0s",
+        "  grace_period: 0s\n  proxy_protocol: true",
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let mut running = Running(run_binary(&yaml, dir.path(), &backend, Stdio::null()));
+    wait_ready(admin_port);
+    // What the admin port answers to `prefix` then a GET of /readyz: its
+    // status line, or "closed" when it closed without one.
+    let send = |prefix: &[u8]| -> String {
+        let mut c = TcpStream::connect(("127.0.0.1", admin_port)).unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let _ = c.write_all(prefix);
+        let _ = c.write_all(b"GET /readyz HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n");
+        let mut out = Vec::new();
+        let _ = std::io::Read::read_to_end(&mut c, &mut out);
+        let text = String::from_utf8_lossy(&out);
+        text.lines()
+            .next()
+            .filter(|l| !l.is_empty())
+            .unwrap_or("closed")
+            .to_string()
+    };
+    let local = {
+        let mut h = V2_SIGNATURE.to_vec();
+        h.extend_from_slice(&[0x20, 0x00, 0x00, 0x00]);
+        h
+    };
+    let fixed = |command: u8, family: u8, len: u16| {
+        let mut h = V2_SIGNATURE.to_vec();
+        h.extend_from_slice(&[command, family]);
+        h.extend_from_slice(&len.to_be_bytes());
+        h
+    };
+    let proxied = encode_v2(
+        "203.0.113.9:5555".parse().unwrap(),
+        "10.0.0.1:9090".parse().unwrap(),
+    );
+    assert_eq!(send(b""), "HTTP/1.1 200 OK", "plain HTTP");
+    assert_eq!(send(&local), "HTTP/1.1 200 OK", "an NLB health check");
+    assert_eq!(send(&proxied), "HTTP/1.1 200 OK", "a proxied client");
+    // Version 1 of the command byte (0x11): not a v2 header.
+    assert_eq!(send(&fixed(0x11, 0x11, 12)), "closed");
+    // Announcing 64 KiB of addresses.
+    assert_eq!(send(&fixed(0x21, 0x11, 0xFFFF)), "closed");
+    // TCP over IPv4 with 4 bytes of addresses instead of 12.
+    let mut short = fixed(0x21, 0x11, 4);
+    short.extend_from_slice(&[1, 2, 3, 4]);
+    assert_eq!(send(&short), "closed");
+    // Half a signature, then HTTP: not a header (it stops matching one), so
+    // served as HTTP, which its first bytes are not: closed unanswered.
+    assert_eq!(send(&V2_SIGNATURE[..6]), "closed");
+    let (_, metrics) = http_get(&format!("127.0.0.1:{admin_port}"), "/metrics");
+    for (reason, count) in [("unsupported", 1.0), ("too_long", 1.0), ("malformed", 1.0)] {
+        assert_eq!(
+            metric(
+                &metrics,
+                &format!("sealgate_proxy_protocol_refusals_total{{reason=\"{reason}\"}}")
+            ),
+            Some(count),
+            "{reason}: {metrics}"
+        );
+    }
+    assert_eq!(send(&local), "HTTP/1.1 200 OK", "still serving");
+    assert!(terminate(&mut running.0).success());
+}
