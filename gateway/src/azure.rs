@@ -254,9 +254,7 @@ async fn bounded<T>(
 fn map_error(err: azure_core::Error, key_id: &str) -> KeyError {
     let status = match err.kind() {
         ErrorKind::HttpResponse { status, .. } => u16::from(*status),
-        ErrorKind::Credential => {
-            return KeyError::Denied(format!("no Key Vault token for {key_id}: {}", chain(&err)))
-        }
+        ErrorKind::Credential => return credential_error(&err, key_id),
         _ => {
             return KeyError::Unavailable(format!(
                 "Key Vault could not be reached (key {key_id}): {}",
@@ -283,6 +281,32 @@ fn map_error(err: azure_core::Error, key_id: &str) -> KeyError {
         409 => KeyError::InvalidState(what),
         _ => KeyError::Unavailable(what),
     }
+}
+
+/// A token that could not be had, by why: Entra ID unreachable, failing
+/// or throttling is an outage (retryable, alerts as one); a token endpoint
+/// that answered and refused (a wrong secret, an unknown client) or a
+/// credential that could not even be built is a refusal.
+fn credential_error(err: &azure_core::Error, key_id: &str) -> KeyError {
+    let what = format!("no Key Vault token for {key_id}: {}", chain(err));
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    while let Some(c) = cause {
+        if let Some(e) = c.downcast_ref::<azure_core::Error>() {
+            match e.kind() {
+                ErrorKind::Connection | ErrorKind::Io => return KeyError::Unavailable(what),
+                ErrorKind::HttpResponse { status, .. } => {
+                    return match u16::from(*status) {
+                        429 => KeyError::Throttled(what),
+                        408 | 500..=599 => KeyError::Unavailable(what),
+                        _ => KeyError::Denied(what),
+                    }
+                }
+                _ => {}
+            }
+        }
+        cause = c.source();
+    }
+    KeyError::Denied(what)
 }
 
 /// An error and its causes on one line: the SDK's retry layer wraps the
@@ -417,5 +441,51 @@ impl KeyProvider for AzureKeyVaultProvider {
         self.key_ref(stored_key_id)
             .map(|k| k.family(&self.vault))
             .unwrap_or_else(|_| stored_key_id.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use azure_core::http::StatusCode;
+
+    /// What the credential chain reports when the token endpoint fails
+    /// with `inner`, as the gateway maps it.
+    fn mapped(inner: azure_core::Error) -> &'static str {
+        let err = azure_core::Error::with_error(
+            ErrorKind::Credential,
+            inner,
+            "ClientSecretCredential authentication failed.",
+        );
+        map_error(err, "sealgate").code()
+    }
+
+    fn answered(status: StatusCode) -> azure_core::Error {
+        ErrorKind::HttpResponse {
+            status,
+            error_code: None,
+            raw_response: None,
+        }
+        .into_error()
+    }
+
+    #[test]
+    fn a_token_endpoint_outage_is_not_a_refusal() {
+        let unreachable =
+            azure_core::Error::with_message(ErrorKind::Connection, "connection refused");
+        assert_eq!(mapped(unreachable), "unavailable");
+        let io = azure_core::Error::with_message(ErrorKind::Io, "reset by peer");
+        assert_eq!(mapped(io), "unavailable");
+        assert_eq!(
+            mapped(answered(StatusCode::ServiceUnavailable)),
+            "unavailable"
+        );
+        assert_eq!(mapped(answered(StatusCode::TooManyRequests)), "throttled");
+        // The endpoint answered and refused: a wrong secret or client.
+        assert_eq!(mapped(answered(StatusCode::Unauthorized)), "denied");
+        assert_eq!(mapped(answered(StatusCode::BadRequest)), "denied");
+        // Nothing to tell by: a refusal, as before.
+        let other = azure_core::Error::with_message(ErrorKind::Other, "no credential");
+        assert_eq!(mapped(other), "denied");
     }
 }
