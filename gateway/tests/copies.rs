@@ -225,6 +225,29 @@ fn copies_across_encrypting_and_pass_through_buckets() {
     }
 }
 
+const CONDITIONS: &str = include_str!("py/copies_conditions.py");
+
+/// A copy the gateway makes keeps the client's destination conditions
+/// (`If-None-Match`, `If-Match`) on the write it makes: refused 412 with
+/// the destination unchanged, or copied when they hold. On s3s-fs, which
+/// the script first shows honours them on a plain write.
+#[test]
+fn gateway_made_copies_keep_the_destination_conditions() {
+    let backend = Backend::start(&["demo", "secure", "open"]);
+    let gw = Gateway::start_with(
+        &backend,
+        &Options {
+            extra: MIXED,
+            ..Options::default()
+        },
+    );
+    let (id, secret) = backend.credentials();
+    assert_eq!(
+        python_ok(CONDITIONS, &[&gw.url(), &backend.url(), id, secret]).trim(),
+        "ok"
+    );
+}
+
 const VERSIONS: &str = include_str!("py/copies_versions.py");
 
 /// Copies the gateway makes report the stored copy's LastModified and the

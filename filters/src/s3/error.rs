@@ -43,6 +43,8 @@ pub enum S3ErrorCode {
     NoSuchUpload,
     NotImplemented,
     PreconditionFailed,
+    /// Another conditional write to the same key was under way (S3's 409).
+    ConditionalRequestConflict,
     RequestTimeTooSkewed,
     /// The client sent too slowly.
     RequestTimeout,
@@ -88,6 +90,7 @@ impl S3ErrorCode {
             Self::NoSuchUpload => "NoSuchUpload",
             Self::NotImplemented => "NotImplemented",
             Self::PreconditionFailed => "PreconditionFailed",
+            Self::ConditionalRequestConflict => "ConditionalRequestConflict",
             Self::RequestTimeTooSkewed => "RequestTimeTooSkewed",
             Self::RequestTimeout => "RequestTimeout",
             Self::ServiceUnavailable => "ServiceUnavailable",
@@ -107,6 +110,7 @@ impl S3ErrorCode {
             Self::InternalError => StatusCode::INTERNAL_SERVER_ERROR,
             Self::NoSuchUpload | Self::NoSuchKey => StatusCode::NOT_FOUND,
             Self::PreconditionFailed => StatusCode::PRECONDITION_FAILED,
+            Self::ConditionalRequestConflict => StatusCode::CONFLICT,
             Self::NotImplemented => StatusCode::NOT_IMPLEMENTED,
             Self::ServiceUnavailable | Self::SlowDown => StatusCode::SERVICE_UNAVAILABLE,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,

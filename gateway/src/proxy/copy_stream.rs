@@ -350,6 +350,9 @@ fn backend_refusal(status: u16, code: &str) -> S3Error {
         S3ErrorCode::InvalidArgument,
         S3ErrorCode::InvalidRequest,
         S3ErrorCode::SlowDown,
+        // The client's destination conditions, kept on the PUT.
+        S3ErrorCode::PreconditionFailed,
+        S3ErrorCode::ConditionalRequestConflict,
     ];
     match known.into_iter().find(|k| k.as_str() == code) {
         Some(k) => S3Error::new(k, format!("the storage backend refused the copy ({code})")),
