@@ -68,9 +68,9 @@ fn load_caps_and_log_buffers_are_positive_and_bounded() {
             "positive",
         ),
         (
-            "logging: {buffer_lines: 262145}",
+            "logging: {buffer_lines: 65537}",
             "logging.buffer_lines",
-            "at most 262144",
+            "at most 65536",
         ),
     ] {
         let p = problems(yaml);

@@ -55,7 +55,7 @@ pub const DEFAULT_MAX_IN_FLIGHT: u64 = 512;
 pub const DEFAULT_LOG_BUFFER_LINES: usize = 8_192;
 /// The most log lines held: each may be a few KiB, and a full buffer is
 /// memory the request path does not have.
-pub const MAX_LOG_BUFFER_LINES: u64 = 262_144;
+pub const MAX_LOG_BUFFER_LINES: u64 = 65_536;
 /// Shorter would cut clients on slow links mid-header.
 const MIN_REQUEST_HEADER_TIMEOUT: Duration = Duration::from_secs(1);
 

@@ -2,7 +2,7 @@
 //! continuously at the key's rate up to its burst. Time is passed in, so
 //! the arithmetic is tested without a clock.
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use sealgate_config::RateLimit;
 
@@ -47,18 +47,12 @@ impl TokenBucket {
             false
         }
     }
-
-    /// How long until a token is there, from the last [`take`](Self::take).
-    pub fn wait(&self) -> Duration {
-        let missing = TOKEN.saturating_sub(self.tokens);
-        let nanos = missing.div_ceil(self.per_second);
-        Duration::from_nanos(u64::try_from(nanos).unwrap_or(u64::MAX))
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     fn bucket(per_second: u32, burst: u32, now: Instant) -> TokenBucket {
         TokenBucket::new(RateLimit { per_second, burst }, now)
@@ -70,7 +64,6 @@ mod tests {
         let mut b = bucket(10, 5, t0);
         assert!((0..5).all(|_| b.take(t0)), "the burst");
         assert!(!b.take(t0), "then nothing");
-        assert!(b.wait() <= Duration::from_millis(100));
         // A tenth of a second brings one token back.
         let t1 = t0 + Duration::from_millis(100);
         assert!(b.take(t1));

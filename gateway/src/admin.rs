@@ -44,8 +44,14 @@ impl ServeHttp for AdminApp {
                         .with_label_values(&["https"])
                         .set(cert.not_after());
                 }
-                let dropped = &self.metrics.log_lines_dropped_total;
-                dropped.inc_by(crate::logging::dropped_lines().saturating_sub(dropped.get()));
+                {
+                    // One scrape at a time brings the counter up to the
+                    // writer's count (two at once would both add the gap).
+                    static SYNC: std::sync::Mutex<()> = std::sync::Mutex::new(());
+                    let _one = SYNC.lock().unwrap_or_else(|p| p.into_inner());
+                    let dropped = &self.metrics.log_lines_dropped_total;
+                    dropped.inc_by(crate::logging::dropped_lines().saturating_sub(dropped.get()));
+                }
                 for (_, target) in self.upstreams.distinct() {
                     let now = target.stored_checksum_state();
                     for state in crate::upstream::StoredChecksumState::ALL {

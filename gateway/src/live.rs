@@ -167,17 +167,48 @@ pub async fn reload(
         Ok::<(), String>(())
     }
     .await;
-    let outcome = if result.is_ok() { "ok" } else { "error" };
-    metrics
-        .config_reloads_total
-        .with_label_values(&[outcome])
-        .inc();
+    count_reload(metrics, result.is_ok());
     match &result {
         Ok(()) => tracing::info!(path = %path.display(), "configuration reloaded"),
         Err(e) => tracing::error!(
             path = %path.display(),
             problems = %e,
             "configuration reload refused; the running configuration stays"
+        ),
+    }
+    result
+}
+
+/// Counts a reload and keeps whether the last one took.
+fn count_reload(metrics: &Metrics, ok: bool) {
+    let outcome = if ok { "ok" } else { "error" };
+    metrics
+        .config_reloads_total
+        .with_label_values(&[outcome])
+        .inc();
+    metrics.config_last_reload_successful.set(i64::from(ok));
+}
+
+/// Reads the HTTPS certificate and key again, alone: when only they
+/// changed (a renewal), the configuration, clients and key providers (and
+/// their data-key caches) stay as they are, and no key provider is asked
+/// anything, so a renewal goes through during a KMS outage too.
+pub fn reload_certificate(
+    state: &LiveState,
+    metrics: &Metrics,
+    cert: &crate::tls::ReloadableCert,
+) -> Result<(), String> {
+    let live = state.load();
+    let result = match &live.config.server.tls {
+        Some(tls) => cert.reload(&tls.cert_file, &tls.key_file),
+        None => Ok(()),
+    };
+    count_reload(metrics, result.is_ok());
+    match &result {
+        Ok(()) => tracing::info!("certificate reloaded"),
+        Err(e) => tracing::error!(
+            problems = %e,
+            "certificate reload refused; the certificate in use stays"
         ),
     }
     result

@@ -93,7 +93,11 @@ pub struct Metrics {
     /// Log lines dropped because the log output could not keep up (set
     /// as it is scraped).
     pub log_lines_dropped_total: IntCounter,
-    /// Configuration reloads (SIGHUP) by result (`ok`, `error`).
+    /// 1 when the last configuration reload took (or none was tried), 0
+    /// after one was refused: the running configuration is not the file's.
+    pub config_last_reload_successful: IntGauge,
+    /// Configuration reloads (SIGHUP or a watched file) by result (`ok`,
+    /// `error`).
     pub config_reloads_total: IntCounterVec,
     /// 1 when `/readyz` would answer 200, else 0 (set as it is scraped).
     pub ready: IntGauge,
@@ -136,10 +140,13 @@ pub enum RequestResult {
     Error,
     /// The client went away or broke the exchange before it ended.
     ClientAbort,
+    /// Refused for its access key's `rate_limit`: the client's quota, not
+    /// a failure of the service (a `503 SlowDown` that is no error).
+    Throttled,
 }
 
 /// The `result` label's values, in [`RequestResult`] order.
-const RESULTS: [&str; 3] = ["ok", "error", "client_abort"];
+const RESULTS: [&str; 4] = ["ok", "error", "client_abort", "throttled"];
 
 impl RequestResult {
     pub fn as_str(self) -> &'static str {
@@ -251,7 +258,7 @@ impl Metrics {
         let m = Self {
             requests_total: counter(
                 "sealgate_requests_total",
-                "S3 requests served, by operation, status class and result (ok, error: a 5xx or a response cut after its header, client_abort)",
+                "S3 requests served, by operation, status class and result (ok, error: a 5xx or a response cut after its header, client_abort, throttled: over the key's rate_limit)",
                 &["operation", "status_class", "result"],
             )?,
             request_duration_seconds: histogram(
@@ -368,8 +375,12 @@ impl Metrics {
             )?,
             config_reloads_total: counter(
                 "sealgate_config_reloads_total",
-                "Configuration reloads (SIGHUP), by result",
+                "Configuration reloads (SIGHUP or a watched file's change), by result",
                 &["result"],
+            )?,
+            config_last_reload_successful: IntGauge::new(
+                "sealgate_config_last_reload_successful",
+                "1 when the last configuration reload took (or none was tried), 0 after one was refused",
             )?,
             ready: IntGauge::new(
                 "sealgate_ready",
@@ -436,12 +447,14 @@ impl Metrics {
         r.register(Box::new(m.rate_limited_total.clone()))?;
         r.register(Box::new(m.request_header_timeouts_total.clone()))?;
         r.register(Box::new(m.log_lines_dropped_total.clone()))?;
+        r.register(Box::new(m.config_last_reload_successful.clone()))?;
         r.register(Box::new(m.tls_certificate_expiry.clone()))?;
         r.register(Box::new(m.ready.clone()))?;
         r.register(Box::new(m.upstream_up.clone()))?;
         m.build_info
             .with_label_values(&[env!("CARGO_PKG_VERSION")])
             .set(1);
+        m.config_last_reload_successful.set(1);
         Ok(m)
     }
 

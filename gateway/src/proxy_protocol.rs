@@ -31,9 +31,12 @@ use tokio::io::AsyncReadExt;
 /// connection holds nothing for long).
 const PROXY_HEADER_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// The log budget of refused headers: anyone who can connect can repeat
-/// them (every one is still counted in the metric).
+/// The log budgets of refused headers, one per listener kind (scanners
+/// on the S3 port must not hide a misconfigured health check on the admin
+/// port): anyone who can connect can repeat them (every one is still
+/// counted in the metric).
 static REFUSAL_LOG: crate::logging::Throttle = crate::logging::Throttle::new();
+static ADMIN_REFUSAL_LOG: crate::logging::Throttle = crate::logging::Throttle::new();
 
 /// Reads the header at the start of `stream` and makes its client the
 /// stream's peer; counts and refuses anything else.
@@ -114,7 +117,7 @@ async fn accept_optional(
         Err(_) => "timeout",
     };
     refusals.with_label_values(&[reason]).inc();
-    if let Some(left_out) = REFUSAL_LOG.admit() {
+    if let Some(left_out) = ADMIN_REFUSAL_LOG.admit() {
         tracing::warn!(
             reason,
             listener = "admin",

@@ -177,8 +177,14 @@ impl BackgroundService for DnsRefresh {
     }
 }
 
-/// How often the watched files are looked at for a change.
+/// How often the watched files are looked at for a change. A change is
+/// acted on once the files held still for one more look (a file written in
+/// place is not read half-way), so 5 to 10 s after it.
 pub const WATCH_INTERVAL: Duration = Duration::from_secs(5);
+/// A reload a file change started and that failed is tried again after
+/// this, changed or not (a half-updated set of files, a key provider that
+/// was down), until one takes.
+pub const RETRY_FAILED_RELOAD: Duration = Duration::from_secs(60);
 
 /// Reloads the configuration file on every SIGHUP (`live.rs`), and, with
 /// `server.reload_on_change`, when it, the TLS certificate or key, or a
@@ -217,17 +223,95 @@ fn watched(path: &std::path::Path, config: &sealgate_config::Config) -> Vec<std:
     files
 }
 
+fn stamps(files: &[std::path::PathBuf]) -> Vec<Stamp> {
+    files.iter().map(|f| stamp(f)).collect()
+}
+
+/// The watch's state between looks.
+struct Watch {
+    files: Vec<std::path::PathBuf>,
+    /// What the files were when the configuration in force was read.
+    stamps: Vec<Stamp>,
+    /// A change seen at the last look, acted on if the next sees the same.
+    pending: Option<Vec<Stamp>>,
+    /// When to try again a reload that failed.
+    retry_at: Option<tokio::time::Instant>,
+}
+
 impl Reloader {
-    async fn reload(&self) {
+    /// Reloads everything; `true` when it took.
+    async fn reload(&self) -> bool {
         let cert = self.cert.as_deref();
-        let _ = crate::live::reload(&self.path, &self.live, &self.metrics, cert).await;
+        crate::live::reload(&self.path, &self.live, &self.metrics, cert)
+            .await
+            .is_ok()
     }
 
-    /// The watched files and their stamps, for the configuration in force.
-    fn look(&self) -> (Vec<std::path::PathBuf>, Vec<Stamp>) {
+    /// A watch over the files of the configuration in force, as they are.
+    fn watch(&self) -> Watch {
         let files = watched(&self.path, &self.live.load().config);
-        let stamps = files.iter().map(|f| stamp(f)).collect();
-        (files, stamps)
+        let stamps = stamps(&files);
+        Watch {
+            files,
+            stamps,
+            pending: None,
+            retry_at: None,
+        }
+    }
+
+    /// One look at the watched files, and the reload a change calls for.
+    async fn look(&self, w: &mut Watch) {
+        let now = stamps(&w.files);
+        let retry = w.retry_at.is_some_and(|t| tokio::time::Instant::now() >= t);
+        if now == w.stamps && !retry {
+            w.pending = None;
+            return;
+        }
+        if now != w.stamps && w.pending.as_ref() != Some(&now) {
+            // Still changing, or just changed: look once more first.
+            w.pending = Some(now);
+            return;
+        }
+        w.pending = None;
+        let changed: Vec<&std::path::PathBuf> = w
+            .files
+            .iter()
+            .zip(now.iter().zip(&w.stamps))
+            .filter(|(_, (a, b))| a != b)
+            .map(|(f, _)| f)
+            .collect();
+        let tls = self.live.load().config.server.tls.clone();
+        let only_certificate = !changed.is_empty()
+            && tls.as_ref().is_some_and(|t| {
+                changed
+                    .iter()
+                    .all(|f| **f == t.cert_file || **f == t.key_file)
+            });
+        tracing::info!(files = ?changed, retry, "watched files changed: reloading");
+        let ok = match (&self.cert, only_certificate) {
+            (Some(cert), true) => {
+                crate::live::reload_certificate(&self.live, &self.metrics, cert).is_ok()
+            }
+            _ => self.reload().await,
+        };
+        if ok {
+            // The new configuration's files; those watched before keep the
+            // stamps seen before the reload, so a change made while it ran
+            // is seen at the next look.
+            let files = watched(&self.path, &self.live.load().config);
+            w.stamps = files
+                .iter()
+                .map(|f| match w.files.iter().position(|g| g == f) {
+                    Some(i) => now[i],
+                    None => stamp(f),
+                })
+                .collect();
+            w.files = files;
+            w.retry_at = None;
+        } else {
+            w.stamps = now;
+            w.retry_at = Some(tokio::time::Instant::now() + RETRY_FAILED_RELOAD);
+        }
     }
 }
 
@@ -239,33 +323,18 @@ impl BackgroundService for Reloader {
             tracing::error!("cannot listen for SIGHUP: configuration reload is off");
             return;
         };
-        let (mut files, mut stamps) = self.look();
+        let mut w = self.watch();
         let mut tick = tokio::time::interval(WATCH_INTERVAL);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            let watch = self.live.load().config.server.reload_on_change;
+            let watching = self.live.load().config.server.reload_on_change;
             tokio::select! {
                 _ = shutdown.changed() => return,
                 Some(()) = hangups.recv() => {
                     self.reload().await;
-                    (files, stamps) = self.look();
+                    w = self.watch();
                 }
-                _ = tick.tick(), if watch => {
-                    let now: Vec<Stamp> = files.iter().map(|f| stamp(f)).collect();
-                    if now != stamps {
-                        let changed: Vec<_> = files
-                            .iter()
-                            .zip(now.iter().zip(&stamps))
-                            .filter(|(_, (a, b))| a != b)
-                            .map(|(f, _)| f.display().to_string())
-                            .collect();
-                        tracing::info!(files = ?changed, "a watched file changed: reloading");
-                        self.reload().await;
-                        // A failed reload is not retried until a file
-                        // changes again (a half-written file will).
-                        (files, stamps) = self.look();
-                    }
-                }
+                _ = tick.tick(), if watching => self.look(&mut w).await,
             }
         }
     }

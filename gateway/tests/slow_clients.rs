@@ -342,6 +342,19 @@ fn an_access_key_over_its_rate_is_slowed_down_before_any_work() {
         metric(&text, "sealgate_rate_limited_requests_total"),
         Some(refused.len() as f64)
     );
+    // The key's quota, not a failure of the service: outside the
+    // availability objective's errors.
+    assert_eq!(
+        metric(
+            &text,
+            "sealgate_requests_total{operation=\"GetObject\",result=\"throttled\",status_class=\"5xx\"}"
+        ),
+        Some(refused.len() as f64)
+    );
+    assert!(
+        !text.contains("result=\"error\""),
+        "throttled requests counted as errors"
+    );
     // Only the served requests reached the backend.
     assert_eq!(
         metric(

@@ -91,7 +91,7 @@ impl Gateway {
         ctx.audit.access_key_id = Some(identity.access_key_id.clone());
         // Before anything this request would cost the backend or the KMS.
         if !ctx.live.within_rate(&identity.access_key_id) {
-            return Err(self.over_rate());
+            return Err(self.over_rate(ctx));
         }
         let bucket = match &s3.bucket {
             Some(typed) => {

@@ -284,10 +284,14 @@ impl Gateway {
         if let Some(key_id) = &ctx.audit.key_id {
             set_sse_headers(&mut resp, key_id)?;
         }
-        session.write_response_header(Box::new(resp), false).await?;
+        session
+            .write_response_header(Box::new(resp), false)
+            .await
+            .map_err(|e| e.into_down())?;
         session
             .write_response_body(Some(Bytes::from(body)), true)
-            .await?;
+            .await
+            .map_err(|e| e.into_down())?;
         Ok(())
     }
 }

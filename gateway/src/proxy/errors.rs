@@ -29,15 +29,19 @@ impl Gateway {
     /// The answer to a request over its access key's `rate_limit`: `503
     /// SlowDown` (with `Retry-After`), as S3 answers a prefix over its
     /// request rate; every SDK backs off and retries it. Counted.
-    pub(super) fn over_rate(&self) -> S3Error {
+    /// Marked on `ctx`: the key's quota, not a failure of the service
+    /// (`result="throttled"`, outside the availability objective).
+    pub(super) fn over_rate(&self, ctx: &mut Ctx) -> S3Error {
         self.metrics.rate_limited_total.inc();
+        ctx.throttled = true;
         S3Error::new(
             S3ErrorCode::SlowDown,
             "this access key is over its request rate; retry with backoff",
         )
     }
 
-    /// Answers an S3 XML error and records it.
+    /// Answers an S3 XML error and records it. A failed write is the
+    /// client's doing (it went away): marked so, for the `result` label.
     pub(super) async fn reject(
         &self,
         session: &mut Session,
@@ -58,11 +62,13 @@ impl Gateway {
         session.set_keepalive(None);
         session
             .write_response_header(Box::new(resp), is_head)
-            .await?;
+            .await
+            .map_err(|e| e.into_down())?;
         if !is_head {
             session
                 .write_response_body(Some(Bytes::from(body)), true)
-                .await?;
+                .await
+                .map_err(|e| e.into_down())?;
         }
         Ok(())
     }

@@ -106,6 +106,8 @@ pub struct Ctx {
     /// A failure during proxying was answered with a whole S3 error (not
     /// a response cut after its header).
     failure_answered: bool,
+    /// Refused for its access key's `rate_limit`.
+    throttled: bool,
     /// The checksum an encrypted write goes upstream with
     /// (`storage.s3.stored_checksum`, resolved for `auto` before routing).
     stored_checksum: Option<sealgate_filters::s3::checksum::ChecksumAlgorithm>,
@@ -301,6 +303,7 @@ impl ProxyHttp for Gateway {
             upstream_sent: None,
             first_byte: None,
             failure_answered: false,
+            throttled: false,
             stored_checksum: None,
         }
     }

@@ -65,7 +65,11 @@ impl Gateway {
             .unwrap_or(0);
         let a = &ctx.audit;
         let op = a.operation.as_str();
-        let result = request_result(status, e, ctx.failure_answered);
+        let result = if ctx.throttled {
+            RequestResult::Throttled
+        } else {
+            request_result(status, e, ctx.failure_answered)
+        };
         let elapsed = ctx.started.elapsed();
         self.metrics.count_request(a.operation, status, result);
         self.metrics

@@ -153,7 +153,7 @@ impl Gateway {
         let identity = ctx.live.clients.authenticate_post(&fields)?;
         ctx.audit.access_key_id = Some(identity.access_key_id.clone());
         if !ctx.live.within_rate(&identity.access_key_id) {
-            return Err(self.over_rate());
+            return Err(self.over_rate(ctx));
         }
         let resolved = ctx.live.resolve_bucket(&typed)?;
         let now = SystemTime::now()
@@ -326,10 +326,14 @@ impl Gateway {
         if let Some(key_id) = &ctx.audit.key_id {
             set_sse_headers(&mut resp, key_id)?;
         }
-        session.write_response_header(Box::new(resp), false).await?;
+        session
+            .write_response_header(Box::new(resp), false)
+            .await
+            .map_err(|e| e.into_down())?;
         session
             .write_response_body(Some(Bytes::from(body)), true)
-            .await?;
+            .await
+            .map_err(|e| e.into_down())?;
         Ok(())
     }
 }
