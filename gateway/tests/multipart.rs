@@ -124,6 +124,25 @@ fn boto3_parts_retries_abort_and_transfers() {
     }
 }
 
+const RETRIED_COMPLETE: &str = include_str!("py/multipart_retried_complete.py");
+
+/// A Complete retried after its first answer was lost (an SDK's retry on a
+/// timeout) succeeds with the same ETag, as on S3, on every backend; one
+/// for an upload that never finished, or whose object another upload
+/// replaced, is `NoSuchUpload`.
+#[test]
+fn a_retried_complete_answers_the_object_it_made() {
+    for backend in every_backend(&["demo"]) {
+        let gw = encrypted_gateway(&*backend);
+        let name = backend.name();
+        assert_eq!(
+            python_ok(RETRIED_COMPLETE, &[&gw.url(), name]).trim(),
+            "ok",
+            "{name}"
+        );
+    }
+}
+
 const LISTING: &str = include_str!("py/multipart_listing.py");
 
 #[test]

@@ -131,10 +131,22 @@ pub fn parse_complete(xml: &[u8]) -> Result<Vec<ClientPart>, S3Error> {
                 format!("part {} is listed twice", part.number),
             ));
         }
-        if part.number as usize != i + 1 {
+        // Out of ascending order: S3's InvalidPartOrder.
+        if i > 0 && part.number < parts[i - 1].number {
             return Err(S3Error::new(
                 S3ErrorCode::InvalidPartOrder,
-                format!("encrypted uploads need parts numbered 1, 2, 3, ... without gaps; part {} is missing or out of order", i + 1),
+                "the list of parts was not in ascending order by part number",
+            ));
+        }
+    }
+    for (i, part) in parts.iter().enumerate() {
+        // Ascending with a gap: the missing part is one S3 would call
+        // InvalidPart if it was never uploaded; an encrypted upload needs
+        // every part from 1 on in any case.
+        if part.number as usize != i + 1 {
+            return Err(S3Error::new(
+                S3ErrorCode::InvalidPart,
+                format!("encrypted uploads need parts numbered 1, 2, 3, ... without gaps; part {} is not listed", i + 1),
             ));
         }
     }
@@ -346,9 +358,9 @@ mod tests {
         for (parts, code) in [
             (
                 vec![(1, "a", None), (3, "b", None)],
-                S3ErrorCode::InvalidPartOrder,
+                S3ErrorCode::InvalidPart,
             ),
-            (vec![(2, "a", None)], S3ErrorCode::InvalidPartOrder),
+            (vec![(2, "a", None)], S3ErrorCode::InvalidPart),
             (
                 vec![(1, "a", None), (1, "a", None)],
                 S3ErrorCode::InvalidPart,

@@ -330,6 +330,11 @@ impl ProxyHttp for Gateway {
             return Ok(true);
         }
         match self.prepare(session.req_header(), ctx).await {
+            // A retried Complete of an upload already completed.
+            Ok(()) if matches!(&ctx.op, Op::Complete(c) if c.completed.is_some()) => {
+                Box::pin(self.answer_completed(session, ctx)).await?;
+                Ok(true)
+            }
             // A copy (or part copy) the gateway makes itself: it answers.
             Ok(()) if ctx.op.served_by_gateway() => {
                 Box::pin(self.serve_copy(session, ctx)).await?;

@@ -16,6 +16,8 @@ use sealgate_filters::s3::{uri, S3Error, S3ErrorCode};
 use super::headers::strip_plaintext_body_headers;
 use super::response::{set_sse_headers, strip_response, ResponseBody, WholeRewrite};
 use super::upload::{meta_error, new_envelope};
+use pingora::proxy::Session;
+
 use super::{Ctx, Gateway, Op};
 use crate::keys::key_error;
 
@@ -70,6 +72,9 @@ pub struct CompletePlan {
     object_size: Option<u64>,
     /// The checksum the client is answered, once its list was read.
     answer: Option<(ChecksumRequest, String)>,
+    /// The ETag of the object this upload already made: a retried
+    /// Complete (its first answer lost), answered by the gateway.
+    pub(super) completed: Option<String>,
 }
 
 impl Gateway {
@@ -162,10 +167,26 @@ impl Gateway {
             match resp.status.as_u16() {
                 200 => {}
                 404 => {
-                    return Err(S3Error::new(
-                        S3ErrorCode::NoSuchUpload,
-                        "the specified multipart upload does not exist",
-                    ))
+                    // Gone: completed already (a retry whose first answer
+                    // was lost) if the object at the key is this upload's.
+                    let etag = self
+                        .made_by(
+                            ctx.route.bucket.as_deref(),
+                            &ctx.route.upstream_host,
+                            object,
+                            &complete.token,
+                        )
+                        .await;
+                    return match etag {
+                        Some(etag) => {
+                            complete.completed = Some(etag);
+                            Ok(())
+                        }
+                        None => Err(S3Error::new(
+                            S3ErrorCode::NoSuchUpload,
+                            "the specified multipart upload does not exist",
+                        )),
+                    };
                 }
                 status => {
                     tracing::warn!(request_id = %ctx.request_id, status, "the backend refused ListParts");
@@ -179,6 +200,17 @@ impl Gateway {
             complete.stored.extend(page.parts);
             match page.next_marker {
                 Some(m) => marker = Some(m),
+                // No part at all: an upload no Complete can finish, or one
+                // already completed on a backend that still lists it
+                // (s3s-fs answers an empty list where S3 answers 404).
+                None if complete.stored.is_empty() => {
+                    let host = &ctx.route.upstream_host;
+                    let bucket = ctx.route.bucket.as_deref();
+                    if let Some(etag) = self.made_by(bucket, host, object, &complete.token).await {
+                        complete.completed = Some(etag);
+                    }
+                    return Ok(());
+                }
                 None => {
                     complete.stored.sort_by_key(|p| p.number);
                     complete.stored.dedup_by_key(|p| p.number);
@@ -285,6 +317,83 @@ impl CompletePlan {
     }
 }
 
+impl Gateway {
+    /// The ETag of the object at `object` if this upload made it: its
+    /// envelope has the upload's salt and key commitment (random per
+    /// upload, and the token holding them passed its MAC for this bucket
+    /// and key). `None` for anything else, an unreachable backend included
+    /// (the client then sees `NoSuchUpload`, as before).
+    async fn made_by(
+        &self,
+        bucket: Option<&str>,
+        host: &str,
+        object: &str,
+        token: &UploadToken,
+    ) -> Option<String> {
+        let (resp, _) = self
+            .backend(bucket)
+            .request("HEAD", host, object, &[], bytes::Bytes::new(), 0)
+            .await
+            .ok()?;
+        if resp.status.as_u16() != 200 {
+            return None;
+        }
+        let get = |n: &str| resp.headers.get(n).and_then(|v| v.to_str().ok());
+        let meta = sealgate_envelope::EnvelopeMeta::from_headers(get).ok()??;
+        let same = meta.multipart
+            && bool::from(subtle::ConstantTimeEq::ct_eq(
+                &meta.salt[..],
+                &token.salt[..],
+            ))
+            && bool::from(subtle::ConstantTimeEq::ct_eq(
+                &meta.commitment[..],
+                &token.commitment[..],
+            ));
+        same.then(|| get("etag").map(str::to_string))?
+    }
+
+    /// The answer to a retried Complete of an upload already completed:
+    /// S3's CompleteMultipartUploadResult for the object it made, with its
+    /// ETag, as the first answer had it.
+    pub(super) async fn answer_completed(
+        &self,
+        session: &mut Session,
+        ctx: &mut Ctx,
+    ) -> pingora::Result<()> {
+        let Op::Complete(complete) = &ctx.op else {
+            return Ok(());
+        };
+        let etag = complete.completed.clone().unwrap_or_default();
+        let key_id = complete.token.key_id.clone();
+        let esc = sealgate_filters::s3::error::xml_escape;
+        let bucket = ctx.audit.bucket.as_deref().unwrap_or("");
+        let key = ctx.audit.key.as_deref().unwrap_or("");
+        let body = format!(
+            "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<CompleteMultipartUploadResult xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\"><Location>/{}/{}</Location><Bucket>{}</Bucket><Key>{}</Key><ETag>{}</ETag></CompleteMultipartUploadResult>",
+            esc(bucket),
+            esc(&uri::encode_path(key)),
+            esc(bucket),
+            esc(key),
+            esc(&etag),
+        );
+        let mut resp = ResponseHeader::build(200, Some(5))?;
+        resp.insert_header(http::header::CONTENT_TYPE, "application/xml")?;
+        resp.insert_header(http::header::CONTENT_LENGTH, body.len().to_string())?;
+        resp.insert_header("x-amz-request-id", ctx.request_id.as_str())?;
+        set_sse_headers(&mut resp, &key_id)?;
+        ctx.audit.key_id = Some(key_id);
+        session
+            .write_response_header(Box::new(resp), false)
+            .await
+            .map_err(|e| e.into_down())?;
+        session
+            .write_response_body(Some(bytes::Bytes::from(body)), true)
+            .await
+            .map_err(|e| e.into_down())?;
+        Ok(())
+    }
+}
+
 /// The synchronous part of an encrypted Complete's plan: what the client
 /// sent besides its part list.
 pub fn complete_plan(
@@ -319,6 +428,7 @@ pub fn complete_plan(
         given,
         object_size,
         answer: None,
+        completed: None,
     })
 }
 

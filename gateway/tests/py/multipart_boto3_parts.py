@@ -37,7 +37,8 @@ s3.upload_fileobj(io.BytesIO(data), "demo", "xfer", Config=TransferConfig(multip
 out = io.BytesIO()
 s3.download_fileobj("demo", "xfer", out, Config=TransferConfig(multipart_threshold=5 * MiB, multipart_chunksize=5 * MiB))
 assert out.getvalue() == data
-# Parts must be numbered 1..n without gaps (the number is bound into each part).
+# Parts must be numbered 1..n without gaps (the number is bound into each part):
+# a gap is refused as S3 refuses a part it does not have.
 up3 = s3.create_multipart_upload(Bucket="demo", Key="gappy")
 g1 = s3.upload_part(Bucket="demo", Key="gappy", UploadId=up3["UploadId"], PartNumber=1, Body=b"g" * (5 * MiB))["ETag"]
 g3 = s3.upload_part(Bucket="demo", Key="gappy", UploadId=up3["UploadId"], PartNumber=3, Body=b"h" * 10)["ETag"]
@@ -46,5 +47,18 @@ try:
         MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": g1}, {"PartNumber": 3, "ETag": g3}]})
     raise SystemExit("a gap in part numbers was accepted")
 except botocore.exceptions.ClientError as e:
-    assert e.response["Error"]["Code"] == "InvalidPartOrder", e.response
+    assert e.response["Error"]["Code"] == "InvalidPart", e.response
+# As S3 answers: a part never uploaded is InvalidPart, a list out of
+# ascending order InvalidPartOrder (both 400).
+for parts, code in [
+    ([{"PartNumber": 1, "ETag": g1}, {"PartNumber": 2, "ETag": g3}], "InvalidPart"),
+    ([{"PartNumber": 3, "ETag": g3}, {"PartNumber": 1, "ETag": g1}], "InvalidPartOrder"),
+]:
+    try:
+        s3.complete_multipart_upload(Bucket="demo", Key="gappy", UploadId=up3["UploadId"],
+            MultipartUpload={"Parts": parts})
+        raise SystemExit(f"{parts} was accepted")
+    except botocore.exceptions.ClientError as e:
+        got = (e.response["ResponseMetadata"]["HTTPStatusCode"], e.response["Error"]["Code"])
+        assert got == (400, code), (parts, got)
 print("ok")
