@@ -373,6 +373,10 @@ mod tests {
                 vec![(2, "b", None), (1, "a", None)],
                 S3ErrorCode::InvalidPartOrder,
             ),
+            (
+                vec![(1, "a", None), (3, "c", None), (2, "b", None)],
+                S3ErrorCode::InvalidPartOrder,
+            ),
             (vec![], S3ErrorCode::MalformedXML),
             (vec![(0, "a", None)], S3ErrorCode::InvalidArgument),
             (vec![(10_001, "a", None)], S3ErrorCode::InvalidArgument),

@@ -55,6 +55,15 @@ pub struct CreatePlan {
     object: String,
 }
 
+/// What a retried Complete answers of the object its upload made, as the
+/// backend has it now (a rewrap may have changed its key since).
+#[derive(Clone)]
+pub(super) struct Completed {
+    etag: String,
+    key_id: String,
+    version_id: Option<String>,
+}
+
 /// An encrypted CompleteMultipartUpload: the backend's parts are read
 /// first (their count fixes the upstream body's length), then the client's
 /// list is checked against them and rewritten (see `filters::s3::multipart`).
@@ -72,9 +81,9 @@ pub struct CompletePlan {
     object_size: Option<u64>,
     /// The checksum the client is answered, once its list was read.
     answer: Option<(ChecksumRequest, String)>,
-    /// The ETag of the object this upload already made: a retried
-    /// Complete (its first answer lost), answered by the gateway.
-    pub(super) completed: Option<String>,
+    /// The object this upload already made: a retried Complete (its first
+    /// answer lost), answered by the gateway.
+    pub(super) completed: Option<Completed>,
 }
 
 impl Gateway {
@@ -176,10 +185,10 @@ impl Gateway {
                             object,
                             &complete.token,
                         )
-                        .await;
+                        .await?;
                     return match etag {
-                        Some(etag) => {
-                            complete.completed = Some(etag);
+                        Some(made) => {
+                            complete.completed = Some(made);
                             Ok(())
                         }
                         None => Err(S3Error::new(
@@ -206,10 +215,18 @@ impl Gateway {
                 None if complete.stored.is_empty() => {
                     let host = &ctx.route.upstream_host;
                     let bucket = ctx.route.bucket.as_deref();
-                    if let Some(etag) = self.made_by(bucket, host, object, &complete.token).await {
-                        complete.completed = Some(etag);
-                    }
-                    return Ok(());
+                    return match self.made_by(bucket, host, object, &complete.token).await? {
+                        Some(made) => {
+                            complete.completed = Some(made);
+                            Ok(())
+                        }
+                        // Nothing a Complete could finish: refused here,
+                        // before the backend is asked anything.
+                        None => Err(S3Error::new(
+                            S3ErrorCode::InvalidPart,
+                            "the upload has no parts",
+                        )),
+                    };
                 }
                 None => {
                     complete.stored.sort_by_key(|p| p.number);
@@ -318,28 +335,38 @@ impl CompletePlan {
 }
 
 impl Gateway {
-    /// The ETag of the object at `object` if this upload made it: its
-    /// envelope has the upload's salt and key commitment (random per
-    /// upload, and the token holding them passed its MAC for this bucket
-    /// and key). `None` for anything else, an unreachable backend included
-    /// (the client then sees `NoSuchUpload`, as before).
+    /// The object at `object` if this upload made it: its envelope has the
+    /// upload's salt and key commitment (random per upload, and the token
+    /// holding them passed its MAC for this bucket and key). `Ok(None)` for
+    /// no object or another's; an unreachable or failing backend is a
+    /// retryable `503` (a completed upload must not look failed).
     async fn made_by(
         &self,
         bucket: Option<&str>,
         host: &str,
         object: &str,
         token: &UploadToken,
-    ) -> Option<String> {
+    ) -> Result<Option<Completed>, S3Error> {
+        let unavailable = || {
+            S3Error::new(
+                S3ErrorCode::ServiceUnavailable,
+                "the storage backend could not be reached; retry",
+            )
+        };
         let (resp, _) = self
             .backend(bucket)
-            .request("HEAD", host, object, &[], bytes::Bytes::new(), 0)
+            .request("HEAD", host, object, &[], Bytes::new(), 0)
             .await
-            .ok()?;
-        if resp.status.as_u16() != 200 {
-            return None;
+            .map_err(|_| unavailable())?;
+        match resp.status.as_u16() {
+            200 => {}
+            500..=599 => return Err(unavailable()),
+            _ => return Ok(None),
         }
         let get = |n: &str| resp.headers.get(n).and_then(|v| v.to_str().ok());
-        let meta = sealgate_envelope::EnvelopeMeta::from_headers(get).ok()??;
+        let Ok(Some(meta)) = sealgate_envelope::EnvelopeMeta::from_headers(get) else {
+            return Ok(None);
+        };
         let same = meta.multipart
             && bool::from(subtle::ConstantTimeEq::ct_eq(
                 &meta.salt[..],
@@ -349,7 +376,11 @@ impl Gateway {
                 &meta.commitment[..],
                 &token.commitment[..],
             ));
-        same.then(|| get("etag").map(str::to_string))?
+        Ok(same.then(|| Completed {
+            etag: get("etag").unwrap_or_default().to_string(),
+            key_id: meta.key_id,
+            version_id: get("x-amz-version-id").map(str::to_string),
+        }))
     }
 
     /// The answer to a retried Complete of an upload already completed:
@@ -360,11 +391,17 @@ impl Gateway {
         session: &mut Session,
         ctx: &mut Ctx,
     ) -> pingora::Result<()> {
-        let Op::Complete(complete) = &ctx.op else {
+        let Some(Completed {
+            etag,
+            key_id,
+            version_id,
+        }) = (match &ctx.op {
+            Op::Complete(c) => c.completed.clone(),
+            _ => None,
+        })
+        else {
             return Ok(());
         };
-        let etag = complete.completed.clone().unwrap_or_default();
-        let key_id = complete.token.key_id.clone();
         let esc = sealgate_filters::s3::error::xml_escape;
         let bucket = ctx.audit.bucket.as_deref().unwrap_or("");
         let key = ctx.audit.key.as_deref().unwrap_or("");
@@ -380,8 +417,13 @@ impl Gateway {
         resp.insert_header(http::header::CONTENT_TYPE, "application/xml")?;
         resp.insert_header(http::header::CONTENT_LENGTH, body.len().to_string())?;
         resp.insert_header("x-amz-request-id", ctx.request_id.as_str())?;
+        if let Some(v) = &version_id {
+            resp.insert_header("x-amz-version-id", v.as_str())?;
+        }
         set_sse_headers(&mut resp, &key_id)?;
         ctx.audit.key_id = Some(key_id);
+        // The client's part list was not read: the connection is not reused.
+        session.set_keepalive(None);
         session
             .write_response_header(Box::new(resp), false)
             .await

@@ -171,7 +171,9 @@ impl Gateway {
                 };
                 self.record_upload(bucket, upload_id, token).await
             }
-            (Op::Complete(plan), _) if status == 200 => {
+            // A retry answered by the gateway: its records went with the
+            // first Complete.
+            (Op::Complete(plan), _) if status == 200 && plan.completed.is_none() => {
                 self.forget_if_gone(bucket, ctx, &plan.token.upload_id)
                     .await
             }
