@@ -319,8 +319,39 @@ pub fn upstream_body(
     Ok(body)
 }
 
+/// A ListParts answer with the client's upload id (the gateway's token)
+/// where the backend wrote its own: S3 echoes the id it was asked for,
+/// and the backend's id is not the client's to use.
+pub fn with_client_upload_id(xml: &str, client_id: &str) -> String {
+    let (Some(a), Some(b)) = (xml.find("<UploadId>"), xml.find("</UploadId>")) else {
+        return xml.to_string();
+    };
+    let start = a + "<UploadId>".len();
+    if b < start {
+        return xml.to_string();
+    }
+    [
+        &xml[..start],
+        &super::error::xml_escape(client_id),
+        &xml[b..],
+    ]
+    .concat()
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn list_parts_answers_name_the_clients_upload_id() {
+        let xml = "<ListPartsResult><Bucket>b</Bucket><UploadId>backend&amp;1</UploadId><Part/></ListPartsResult>";
+        assert_eq!(
+            super::with_client_upload_id(xml, "sgmp3.t<k>"),
+            "<ListPartsResult><Bucket>b</Bucket><UploadId>sgmp3.t&lt;k&gt;</UploadId><Part/></ListPartsResult>"
+        );
+        for odd in ["<X/>", "</UploadId><UploadId>"] {
+            assert_eq!(super::with_client_upload_id(odd, "t"), odd);
+        }
+    }
+
     use super::*;
     use crate::s3::checksum::Checksum;
     use base64::engine::general_purpose::STANDARD as B64;

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use sealgate_config::{BucketGrant, Config};
 use sealgate_filters::auth::permissions_in;
 use sealgate_filters::s3::listing::{filter_buckets, listed_part_size, listed_size, SizeRewriter};
+use sealgate_filters::s3::multipart;
 
 use super::response::{ResponseBody, WholeRewrite};
 
@@ -36,17 +37,23 @@ pub fn buckets(config: Arc<Config>, grants: Arc<[BucketGrant]>) -> ResponseBody 
     }))
 }
 
-/// ListParts of an upload the gateway began.
-pub fn parts() -> ResponseBody {
-    ResponseBody::Whole(list_parts_rewrite())
+/// ListParts of an upload the gateway began, whose token the client sent
+/// as `client_id` (if it sent one: then the backend's id is replaced).
+pub fn parts(client_id: Option<String>) -> ResponseBody {
+    ResponseBody::Whole(list_parts_rewrite(client_id))
 }
 
-/// ListParts of an encrypted upload: plaintext part sizes, and no
-/// checksums of stored bytes (the client's own were not kept).
-fn list_parts_rewrite() -> WholeRewrite {
-    WholeRewrite::new(|text| {
-        let stripped = sealgate_filters::s3::multipart::strip_checksums(text, true);
+/// ListParts of an encrypted upload: plaintext part sizes, no checksums
+/// of stored bytes (the client's own were not kept), and the client's
+/// upload id, not the backend's.
+fn list_parts_rewrite(client_id: Option<String>) -> WholeRewrite {
+    WholeRewrite::new(move |text| {
+        let stripped = multipart::strip_checksums(text, true);
         let mut sizes = SizeRewriter::new(listed_part_size);
-        String::from_utf8_lossy(&sizes.push(stripped.as_bytes(), true)).into_owned()
+        let sized = String::from_utf8_lossy(&sizes.push(stripped.as_bytes(), true)).into_owned();
+        match client_id {
+            Some(id) => multipart::with_client_upload_id(&sized, &id),
+            None => sized,
+        }
     })
 }

@@ -471,7 +471,7 @@ impl ProxyHttp for Gateway {
                 resp.remove_header(http::header::CONTENT_LENGTH.as_str());
                 ctx.response_body = Some(match ctx.op {
                     Op::Listing => listing::objects(),
-                    _ => listing::parts(),
+                    _ => listing::parts(ctx.route.upload_token.as_ref().map(|t| t.encode())),
                 });
             }
             Op::ListBuckets(grants) if resp.status.as_u16() == 200 => {

@@ -10,7 +10,10 @@ uid = up["UploadId"]
 s3.upload_part(Bucket="demo", Key="mp", UploadId=uid, PartNumber=1, Body=p1)
 e1 = s3.upload_part(Bucket="demo", Key="mp", UploadId=uid, PartNumber=1, Body=p1b)["ETag"]
 e2 = s3.upload_part(Bucket="demo", Key="mp", UploadId=uid, PartNumber=2, Body=p2)["ETag"]
-sizes = sorted((p["PartNumber"], p["Size"]) for p in s3.list_parts(Bucket="demo", Key="mp", UploadId=uid)["Parts"])
+listed = s3.list_parts(Bucket="demo", Key="mp", UploadId=uid)
+# The upload id the client was given, not the backend's.
+assert listed["UploadId"] == uid, (uid, listed["UploadId"])
+sizes = sorted((p["PartNumber"], p["Size"]) for p in listed["Parts"])
 assert sizes == [(1, len(p1b)), (2, len(p2))], sizes
 s3.complete_multipart_upload(Bucket="demo", Key="mp", UploadId=uid,
     MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": e1}, {"PartNumber": 2, "ETag": e2}]})
