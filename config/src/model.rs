@@ -222,6 +222,9 @@ pub struct Auth {
     pub clients: Vec<ClientCredential>,
     /// Largest allowed difference between a request's `x-amz-date` and the gateway's clock.
     pub max_clock_skew: Duration,
+    /// Signature Version 2 accepted (`auth.signature_v2`, default on: the
+    /// aws cli v1 and boto3 presign with it by default in us-east-1).
+    pub signature_v2: bool,
 }
 
 /// One client key pair and the buckets it may use.

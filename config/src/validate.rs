@@ -682,7 +682,12 @@ pub fn check_bucket_name(name: &str) -> Result<(), String> {
 }
 
 fn auth(r: &mut Reader, top: &Obj) -> Option<Auth> {
-    let o = r.obj("auth", top.get("auth"), &["clients", "max_clock_skew"])?;
+    let o = r.obj(
+        "auth",
+        top.get("auth"),
+        &["clients", "max_clock_skew", "signature_v2"],
+    )?;
+    let signature_v2 = r.boolean(&o, "signature_v2").unwrap_or(true);
     let max_clock_skew = r
         .duration(&o, "max_clock_skew")
         .unwrap_or(DEFAULT_MAX_CLOCK_SKEW);
@@ -769,6 +774,7 @@ fn auth(r: &mut Reader, top: &Obj) -> Option<Auth> {
     Some(Auth {
         clients,
         max_clock_skew,
+        signature_v2,
     })
 }
 

@@ -1,4 +1,4 @@
-//! Who the client is (SigV4 against the configured client keys) and whether
+//! Who the client is (SigV4 or SigV2 against the configured client keys) and whether
 //! it may use the bucket it names.
 
 use std::collections::HashMap;
@@ -8,12 +8,15 @@ use sealgate_config::{BucketGrant, ClientCredential, Permission, Permissions};
 use zeroize::Zeroizing;
 
 use crate::s3::error::{S3Error, S3ErrorCode};
+use crate::s3::sigv2;
 use crate::s3::sigv4::{self, RequestParts, Verified};
 
 /// The configured client keys, by access key id.
 pub struct Clients {
     by_id: HashMap<String, Client>,
     max_skew_secs: i64,
+    /// Signature Version 2 accepted (`auth.signature_v2`).
+    signature_v2: bool,
 }
 
 /// One configured client and the signing key it used last.
@@ -34,6 +37,14 @@ struct ScopeKey {
 }
 
 impl Client {
+    fn identity(&self, verified: Verified) -> Identity {
+        Identity {
+            access_key_id: self.credential.access_key_id.clone(),
+            verified,
+            grants: self.grants.clone(),
+        }
+    }
+
     /// The signing key for (`date`, `region`), derived only when the scope
     /// differs from the last request's.
     fn signing_key(&self, date: &str, region: &str) -> Zeroizing<[u8; 32]> {
@@ -110,7 +121,11 @@ pub fn permissions_in(grants: &[BucketGrant], bucket: &str) -> Permissions {
 }
 
 impl Clients {
-    pub fn new(clients: &[ClientCredential], max_skew: std::time::Duration) -> Self {
+    pub fn new(
+        clients: &[ClientCredential],
+        max_skew: std::time::Duration,
+        signature_v2: bool,
+    ) -> Self {
         Self {
             by_id: clients
                 .iter()
@@ -124,24 +139,33 @@ impl Clients {
                 })
                 .collect(),
             max_skew_secs: max_skew.as_secs() as i64,
+            signature_v2,
         }
     }
 
     /// Authenticates a request; anonymous requests are refused (the gateway
-    /// never serves objects without credentials). `now` is Unix seconds.
-    pub fn authenticate(&self, req: &RequestParts, now: i64) -> Result<Identity, S3Error> {
+    /// never serves objects without credentials). `virtual_bucket` is the
+    /// bucket a virtual-hosted request names in its Host (Signature
+    /// Version 2 signs it). `now` is Unix seconds.
+    pub fn authenticate(
+        &self,
+        req: &RequestParts,
+        virtual_bucket: Option<&str>,
+        now: i64,
+    ) -> Result<Identity, S3Error> {
+        // With V2 off, its requests reach the V4 parser, which refuses them.
+        if self.signature_v2 {
+            if let Some(auth) = sigv2::parse(req.query, req.headers)? {
+                return self.authenticate_v2(&auth, req, virtual_bucket, now);
+            }
+        }
         let auth = sigv4::parse(req.query, req.headers)?.ok_or_else(|| {
             S3Error::new(
                 S3ErrorCode::AccessDenied,
                 "anonymous requests are not allowed; sign the request",
             )
         })?;
-        let client = self.by_id.get(&auth.access_key_id).ok_or_else(|| {
-            S3Error::new(
-                S3ErrorCode::InvalidAccessKeyId,
-                "the access key id you provided does not exist in our records",
-            )
-        })?;
+        let client = self.client(&auth.access_key_id)?;
         let verified = sigv4::verify_with(
             &auth,
             req,
@@ -149,15 +173,90 @@ impl Clients {
             now,
             self.max_skew_secs,
         )?;
-        Ok(Identity {
-            access_key_id: client.credential.access_key_id.clone(),
-            verified,
-            grants: client.grants.clone(),
-        })
+        Ok(client.identity(verified))
     }
 }
 
 impl Clients {
+    fn client(&self, access_key_id: &str) -> Result<&Client, S3Error> {
+        self.by_id.get(access_key_id).ok_or_else(|| {
+            S3Error::new(
+                S3ErrorCode::InvalidAccessKeyId,
+                "the access key id you provided does not exist in our records",
+            )
+        })
+    }
+
+    fn refuse_v2(&self) -> Result<(), S3Error> {
+        if self.signature_v2 {
+            return Ok(());
+        }
+        Err(S3Error::new(
+            S3ErrorCode::InvalidRequest,
+            "Signature Version 2 is turned off here (auth.signature_v2); use Signature Version 4",
+        ))
+    }
+
+    /// A Signature Version 2 request: the same key, the same grants.
+    fn authenticate_v2(
+        &self,
+        auth: &sigv2::Authorization,
+        req: &RequestParts,
+        virtual_bucket: Option<&str>,
+        now: i64,
+    ) -> Result<Identity, S3Error> {
+        self.refuse_v2()?;
+        let client = self.client(&auth.access_key_id)?;
+        let payload = sigv2::verify(
+            auth,
+            req,
+            &sigv2::Resource { virtual_bucket },
+            client.credential.secret_access_key.expose(),
+            now,
+            self.max_skew_secs,
+        )?;
+        Ok(client.identity(Verified {
+            access_key_id: auth.access_key_id.clone(),
+            payload,
+            signature: String::new(),
+            amz_date: String::new(),
+            scope: String::new(),
+            signing_key: Zeroizing::new([0; 32]),
+            signature_v2: true,
+        }))
+    }
+
+    /// A browser POST upload signed with Signature Version 2: the base64
+    /// HMAC-SHA1 of the base64 policy under the client's secret.
+    fn authenticate_post_v2(&self, fields: &[(String, String)]) -> Result<Identity, S3Error> {
+        self.refuse_v2()?;
+        let field = |n: &str| fields.iter().find(|(k, _)| k == n).map(|(_, v)| v.as_str());
+        let missing = |n: &str| {
+            S3Error::new(
+                S3ErrorCode::InvalidArgument,
+                format!("a POST upload needs the form field {n}"),
+            )
+        };
+        let key_id = field("awsaccesskeyid").ok_or_else(|| missing("AWSAccessKeyId"))?;
+        let signature = field("signature").ok_or_else(|| missing("signature"))?;
+        let policy = field("policy").ok_or_else(|| missing("policy"))?;
+        let client = self.client(key_id)?;
+        sigv2::verify_post(
+            policy,
+            signature,
+            client.credential.secret_access_key.expose(),
+        )?;
+        Ok(client.identity(Verified {
+            access_key_id: key_id.to_string(),
+            payload: sigv4::PayloadHash::Unsigned,
+            signature: String::new(),
+            amz_date: String::new(),
+            scope: String::new(),
+            signing_key: Zeroizing::new([0; 32]),
+            signature_v2: true,
+        }))
+    }
+
     /// Authenticates a browser POST upload by its form fields (names
     /// lower-cased): SigV4's POST signature, an HMAC of the base64 policy
     /// under the client's signing key for the credential's date and region.
@@ -170,6 +269,9 @@ impl Clients {
                 format!("a POST upload needs the form field {n}"),
             )
         };
+        if field("x-amz-algorithm").is_none() && field("awsaccesskeyid").is_some() {
+            return self.authenticate_post_v2(fields);
+        }
         if field("x-amz-algorithm") != Some("AWS4-HMAC-SHA256") {
             return Err(S3Error::new(
                 S3ErrorCode::InvalidArgument,
@@ -219,6 +321,7 @@ impl Clients {
                 amz_date: amz_date.to_string(),
                 scope: format!("{date}/{region}/s3/aws4_request"),
                 signing_key: key,
+                signature_v2: false,
             },
             grants: client.grants.clone(),
         })
@@ -260,6 +363,7 @@ mod tests {
                 rate_limit: None,
             }],
             std::time::Duration::from_secs(900),
+            true,
         )
     }
 
@@ -274,6 +378,7 @@ mod tests {
                 query: &q,
                 headers: &h,
             },
+            Some("examplebucket"),
             1_369_353_600,
         )
     }

@@ -420,6 +420,7 @@ mod tests {
             amz_date: "20260101T000000Z".into(),
             scope: "20260101/us-east-1/s3/aws4_request".into(),
             signing_key: Zeroizing::new([0; 32]),
+            signature_v2: false,
         }
     }
 

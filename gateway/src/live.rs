@@ -34,7 +34,11 @@ pub struct Live {
 
 impl Live {
     pub fn new(config: Arc<Config>, providers: Providers) -> Self {
-        let clients = Clients::new(&config.auth.clients, config.auth.max_clock_skew);
+        let clients = Clients::new(
+            &config.auth.clients,
+            config.auth.max_clock_skew,
+            config.auth.signature_v2,
+        );
         let now = Instant::now();
         let rate_limits = config
             .auth

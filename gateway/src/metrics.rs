@@ -56,6 +56,9 @@ pub struct Metrics {
     /// Requests refused over `server.max_in_flight`.
     pub load_refusals_total: prometheus::IntCounter,
     /// Requests refused over their access key's `rate_limit`.
+    /// Requests authenticated by a Signature Version 2 signature: whether
+    /// `auth.signature_v2` can be turned off without breaking a client.
+    pub signature_v2_total: IntCounter,
     pub rate_limited_total: IntCounter,
     /// Stored objects that failed a check on read, by reason
     /// (`frame`, `commitment`, `metadata`, `length`, `key`, `part`).
@@ -316,6 +319,10 @@ impl Metrics {
                 "sealgate_rate_limited_requests_total",
                 "Requests answered 503 SlowDown because their access key was over its rate_limit",
             )?,
+            signature_v2_total: IntCounter::new(
+                "sealgate_signature_v2_requests_total",
+                "Requests authenticated by a Signature Version 2 signature (header, presigned URL or POST form)",
+            )?,
             decrypt_failures_total: counter(
                 "sealgate_decrypt_failures_total",
                 "Stored objects that failed an integrity check on read, by reason (key: the provider found the stored wrapped key invalid)",
@@ -445,6 +452,7 @@ impl Metrics {
         r.register(Box::new(m.in_flight_requests.clone()))?;
         r.register(Box::new(m.load_refusals_total.clone()))?;
         r.register(Box::new(m.rate_limited_total.clone()))?;
+        r.register(Box::new(m.signature_v2_total.clone()))?;
         r.register(Box::new(m.request_header_timeouts_total.clone()))?;
         r.register(Box::new(m.log_lines_dropped_total.clone()))?;
         r.register(Box::new(m.config_last_reload_successful.clone()))?;

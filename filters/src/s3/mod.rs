@@ -12,6 +12,7 @@ pub mod multipart_checksum;
 pub mod post_form;
 pub mod post_policy;
 pub mod request;
+pub mod sigv2;
 pub mod sigv4;
 pub mod upload_id;
 pub mod upload_records;

@@ -79,12 +79,16 @@ impl PostPolicy {
     }
 
     /// Checks the form's `fields` (names lower-cased) and the request's
-    /// `bucket` at `now`; returns the `content-length-range`, if any.
+    /// `bucket` at `now`; returns the `content-length-range`, if any. A
+    /// form signed with Signature Version 2 (`signature_v2`) carries its
+    /// key id and signature in `AWSAccessKeyId` and `signature`, which no
+    /// condition names, as V4's `x-amz-signature`.
     pub fn check(
         &self,
         fields: &[(String, String)],
         bucket: &str,
         now: i64,
+        signature_v2: bool,
     ) -> Result<Option<(u64, u64)>, S3Error> {
         if now >= self.expiration {
             return Err(denied("Policy expired.".into()));
@@ -113,7 +117,12 @@ impl PostPolicy {
             }
         }
         for (name, _) in fields {
-            let exempt = matches!(name.as_str(), "policy" | "x-amz-signature" | "file")
+            let signature = match signature_v2 {
+                false => name == "x-amz-signature",
+                true => name == "signature" || name == "awsaccesskeyid",
+            };
+            let exempt = signature
+                || matches!(name.as_str(), "policy" | "file")
                 || name.starts_with("x-ignore-");
             let named = self.conditions.iter().any(|c| match c {
                 Condition::Eq(f, _) | Condition::StartsWith(f, _) => f == name,
@@ -197,9 +206,23 @@ mod tests {
             ("x-amz-signature", "…"),
             ("x-ignore-me", "…"),
         ]);
-        assert_eq!(p.check(&ok, "demo", NOW), Ok(Some((1, 1000))));
+        assert_eq!(p.check(&ok, "demo", NOW, false), Ok(Some((1, 1000))));
+        // The other version's signature fields are not exempt.
+        assert_eq!(
+            p.check(&ok, "demo", NOW, true).map_err(|e| e.code),
+            Err(S3ErrorCode::AccessDenied)
+        );
+        let mut v2 = ok.clone();
+        v2.retain(|(k, _)| k != "x-amz-signature");
+        v2.push(("awsaccesskeyid".into(), "AK".into()));
+        v2.push(("signature".into(), "…".into()));
+        assert_eq!(p.check(&v2, "demo", NOW, true), Ok(Some((1, 1000))));
+        assert_eq!(
+            p.check(&v2, "demo", NOW, false).map_err(|e| e.code),
+            Err(S3ErrorCode::AccessDenied)
+        );
         let code = |f: &[(String, String)], bucket: &str, now: i64| {
-            p.check(f, bucket, now).map_err(|e| e.code)
+            p.check(f, bucket, now, false).map_err(|e| e.code)
         };
         assert_eq!(code(&ok, "other", NOW), Err(S3ErrorCode::AccessDenied));
         assert_eq!(

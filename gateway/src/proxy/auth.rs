@@ -1,5 +1,5 @@
 //! Auth stage: what the request is (S3 classification of method, Host,
-//! path and query), who sent it (SigV4, header or presigned), and whether
+//! path and query), who sent it (SigV4 or SigV2, header or presigned), and whether
 //! that client holds the permission the operation needs in the bucket it
 //! names. The bucket is resolved first (alias -> real name): grants,
 //! policies and bucket settings all follow the resolved name. First in
@@ -15,7 +15,7 @@ use sealgate_filters::permission;
 use sealgate_filters::s3::key_rules::{check_key, check_key_params, check_restore, delete_keys};
 use sealgate_filters::s3::request::classify;
 use sealgate_filters::s3::sigv4::RequestParts;
-use sealgate_filters::s3::{uri, Operation, S3Error, S3ErrorCode, S3Request};
+use sealgate_filters::s3::{uri, Addressing, Operation, S3Error, S3ErrorCode, S3Request};
 
 use super::{Ctx, Gateway};
 
@@ -80,6 +80,9 @@ impl Gateway {
                     query: &query,
                     headers: &req.headers,
                 },
+                (s3.addressing == Addressing::VirtualHosted)
+                    .then_some(s3.bucket.as_deref())
+                    .flatten(),
                 now,
             )
             .inspect_err(|e| {
@@ -89,6 +92,9 @@ impl Gateway {
                     .inc();
             })?;
         ctx.audit.access_key_id = Some(identity.access_key_id.clone());
+        if identity.verified.signature_v2 {
+            self.metrics.signature_v2_total.inc();
+        }
         // Before anything this request would cost the backend or the KMS.
         if !ctx.live.within_rate(&identity.access_key_id) {
             return Err(self.over_rate(ctx));

@@ -152,6 +152,9 @@ impl Gateway {
 
         let identity = ctx.live.clients.authenticate_post(&fields)?;
         ctx.audit.access_key_id = Some(identity.access_key_id.clone());
+        if identity.verified.signature_v2 {
+            self.metrics.signature_v2_total.inc();
+        }
         if !ctx.live.within_rate(&identity.access_key_id) {
             return Err(self.over_rate(ctx));
         }
@@ -159,8 +162,12 @@ impl Gateway {
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_secs() as i64);
-        let range =
-            PostPolicy::parse(field("policy").unwrap_or(""))?.check(&fields, &typed, now)?;
+        let range = PostPolicy::parse(field("policy").unwrap_or(""))?.check(
+            &fields,
+            &typed,
+            now,
+            identity.verified.signature_v2,
+        )?;
         let key = field("key")
             .ok_or_else(|| {
                 S3Error::new(

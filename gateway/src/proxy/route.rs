@@ -9,6 +9,7 @@ use sealgate_config::Permission;
 use sealgate_filters::auth::{split_copy_source, Identity};
 use sealgate_filters::s3::checksum::ChecksumAlgorithm;
 use sealgate_filters::s3::chunked::encode::UNSIGNED_TRAILER;
+use sealgate_filters::s3::sigv2;
 use sealgate_filters::s3::sigv4::UNSIGNED_PAYLOAD;
 use sealgate_filters::s3::upload_id::UploadToken;
 use sealgate_filters::s3::{uri, S3Error, S3ErrorCode};
@@ -17,7 +18,8 @@ use super::auth::Authenticated;
 use super::{Ctx, Gateway};
 use crate::upstream::encode_key;
 
-/// Query parameters of a presigned URL: consumed by the gateway, never forwarded.
+/// Query parameters of a presigned URL: consumed by the gateway, never
+/// forwarded (those of a V2 URL: `sigv2::is_presign_param`).
 const PRESIGN_PARAMS: &[&str] = &[
     "X-Amz-Algorithm",
     "X-Amz-Credential",
@@ -86,7 +88,10 @@ impl Gateway {
         let forwarded_query: Vec<String> = auth
             .query
             .iter()
-            .filter(|(k, _)| !PRESIGN_PARAMS.contains(&k.as_str()))
+            .filter(|(k, _)| {
+                !(PRESIGN_PARAMS.contains(&k.as_str())
+                    || auth.identity.verified.signature_v2 && sigv2::is_presign_param(k))
+            })
             .map(|(k, v)| match (k.as_str(), &ctx.route.upload_token) {
                 // The backend knows its own upload id, not the gateway's token.
                 ("uploadId", Some(t)) => format!("uploadId={}", uri::encode(&t.upload_id)),

@@ -668,6 +668,8 @@ pub struct Options<'a> {
     pub server_extra: &'a str,
     /// YAML lines of the read-only client's entry (indented six spaces).
     pub reader_extra: &'a str,
+    /// YAML lines under `auth` (indented two spaces).
+    pub auth_extra: &'a str,
 }
 
 /// A gateway running in this process.
@@ -730,7 +732,7 @@ auth:
       buckets:
         - pattern: "*"
           permissions: [read]
-{reader_extra}{extra}
+{reader_extra}{auth_extra}{extra}
 "#,
             endpoint = backend.url(),
             upstream_key = backend.credentials().0,
@@ -738,6 +740,7 @@ auth:
             extra = opts.extra,
             server_extra = opts.server_extra,
             reader_extra = opts.reader_extra,
+            auth_extra = opts.auth_extra,
         )
     }
 

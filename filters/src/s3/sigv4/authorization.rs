@@ -75,7 +75,7 @@ const SCANNED_QUERY_PARAMS: usize = 8;
 
 /// Refuses a repeated query parameter or security-relevant header: the
 /// gateway reads the first, a backend may read the last.
-fn check_single(query: &[(String, String)], headers: &HeaderMap) -> Result<(), S3Error> {
+pub fn check_single(query: &[(String, String)], headers: &HeaderMap) -> Result<(), S3Error> {
     // Short queries (nearly all) are scanned, which beats hashing on every
     // request; long ones hashed, so a crafted query stays linear.
     let mut seen = (query.len() > SCANNED_QUERY_PARAMS)
@@ -143,7 +143,7 @@ pub fn parse(
     if q("AWSAccessKeyId").is_some() {
         return Err(S3Error::new(
             S3ErrorCode::InvalidRequest,
-            "Signature Version 2 is not supported; use Signature Version 4",
+            "Signature Version 2 is turned off here (auth.signature_v2); use Signature Version 4",
         ));
     }
     Ok(None)
@@ -154,7 +154,7 @@ fn parse_header(value: &str) -> Result<Authorization, S3Error> {
     if value.starts_with("AWS ") {
         return Err(S3Error::new(
             S3ErrorCode::InvalidRequest,
-            "Signature Version 2 is not supported; use Signature Version 4",
+            "Signature Version 2 is turned off here (auth.signature_v2); use Signature Version 4",
         ));
     }
     let rest = value

@@ -94,8 +94,11 @@ pub struct Verified {
     /// `x-amz-date` / `X-Amz-Date`.
     pub amz_date: String,
     pub scope: String,
-    /// Derived SigV4 signing key: secret, zeroized on drop.
+    /// Derived SigV4 signing key: secret, zeroized on drop (all zeros for
+    /// a V2 signature, which cannot sign chunks).
     pub signing_key: Zeroizing<[u8; 32]>,
+    /// Signed with Signature Version 2 (`sigv2`).
+    pub signature_v2: bool,
 }
 
 impl std::fmt::Debug for Verified {
@@ -105,6 +108,7 @@ impl std::fmt::Debug for Verified {
             .field("payload", &self.payload)
             .field("amz_date", &self.amz_date)
             .field("scope", &self.scope)
+            .field("signature_v2", &self.signature_v2)
             .finish_non_exhaustive()
     }
 }
@@ -287,6 +291,7 @@ pub fn verify_with(
                 amz_date,
                 scope,
                 signing_key,
+                signature_v2: false,
             });
         }
     }
@@ -381,7 +386,7 @@ mod authorization;
 mod date;
 mod sign;
 use authorization::malformed;
-pub use authorization::{parse, AuthStyle, Authorization};
+pub use authorization::{check_single, parse, AuthStyle, Authorization};
 pub use date::{format_amz_date, format_iso8601, parse_amz_date, parse_http_date};
 pub use sign::{ScopedKey, ToSign};
 
