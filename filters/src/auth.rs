@@ -178,6 +178,14 @@ impl Clients {
 }
 
 impl Clients {
+    /// True when some client holds any permission in `bucket`: a bucket
+    /// no client may use answers no browser either.
+    pub fn any_grant(&self, bucket: &str) -> bool {
+        self.by_id
+            .values()
+            .any(|c| !permissions_in(&c.grants, bucket).is_empty())
+    }
+
     fn client(&self, access_key_id: &str) -> Result<&Client, S3Error> {
         self.by_id.get(access_key_id).ok_or_else(|| {
             S3Error::new(

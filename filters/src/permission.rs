@@ -94,7 +94,9 @@ pub fn required(
     headers: &HeaderMap,
 ) -> Option<Permission> {
     use Operation::*;
-    if operation == Unknown {
+    // A preflight is never authorised as a request: it is answered from
+    // the bucket's CORS rules and goes no further.
+    if operation == Unknown || operation == CorsPreflight {
         return None;
     }
     if operation != ListBuckets && needs_admin(method, query, headers) {
@@ -121,7 +123,7 @@ pub fn required(
         ObjectConfig if *method == Method::GET => Permission::Read,
         ObjectConfig if has_any(DATA_OBJECT_WRITES) => Permission::Write,
         ObjectConfig => Permission::Admin,
-        Unknown => return None,
+        Unknown | CorsPreflight => return None,
     })
 }
 
@@ -147,6 +149,8 @@ mod tests {
                 Some(Read),
             ),
             ("GET", "/", "lifecycle", Unknown, None),
+            ("OPTIONS", "/bk1/k", "", CorsPreflight, None),
+            ("OPTIONS", "/bk1", "uploads", CorsPreflight, None),
             ("PUT", "/bk1", "", CreateBucket, Some(Admin)),
             ("DELETE", "/bk1", "", DeleteBucket, Some(Admin)),
             ("HEAD", "/bk1", "", HeadBucket, Some(Read)),
@@ -412,6 +416,7 @@ mod tests {
             SelectObjectContent,
             RestoreObject,
             PostObject,
+            CorsPreflight,
             Unknown,
         ];
         for op in all {
@@ -444,6 +449,7 @@ mod tests {
                 | SelectObjectContent
                 | RestoreObject
                 | PostObject
+                | CorsPreflight
                 | Unknown => {}
             }
             assert!(

@@ -30,6 +30,8 @@ pub struct Live {
     /// The token bucket of each access key with a `rate_limit`, full when
     /// the configuration is loaded (a reload starts them afresh).
     rate_limits: HashMap<String, Mutex<TokenBucket>>,
+    /// Buckets' CORS rules as last read (a reload starts afresh).
+    pub cors: crate::proxy::CorsCache,
 }
 
 impl Live {
@@ -57,6 +59,7 @@ impl Live {
             clients,
             providers,
             rate_limits,
+            cors: Default::default(),
         }
     }
 

@@ -6,9 +6,13 @@ use http::StatusCode;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum S3ErrorCode {
     AccessDenied,
+    /// A CORS preflight no rule allows (S3's `CORSResponse` refusals).
+    AccessForbidden,
     AuthorizationHeaderMalformed,
     AuthorizationQueryParametersError,
     BadDigest,
+    /// A CORS preflight without its `Origin` or with an unknown method.
+    BadRequest,
     EntityTooLarge,
     IncompleteBody,
     InternalError,
@@ -60,9 +64,11 @@ impl S3ErrorCode {
     pub fn as_str(self) -> &'static str {
         match self {
             Self::AccessDenied => "AccessDenied",
+            Self::AccessForbidden => "AccessForbidden",
             Self::AuthorizationHeaderMalformed => "AuthorizationHeaderMalformed",
             Self::AuthorizationQueryParametersError => "AuthorizationQueryParametersError",
             Self::BadDigest => "BadDigest",
+            Self::BadRequest => "BadRequest",
             Self::EntityTooLarge => "EntityTooLarge",
             Self::IncompleteBody => "IncompleteBody",
             Self::InternalError => "InternalError",
@@ -104,6 +110,7 @@ impl S3ErrorCode {
     pub fn status(self) -> StatusCode {
         match self {
             Self::AccessDenied
+            | Self::AccessForbidden
             | Self::InvalidAccessKeyId
             | Self::RequestTimeTooSkewed
             | Self::SignatureDoesNotMatch => StatusCode::FORBIDDEN,

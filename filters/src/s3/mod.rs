@@ -4,6 +4,7 @@ pub mod attributes;
 pub mod backend_error;
 pub mod checksum;
 pub mod chunked;
+pub mod cors;
 pub mod error;
 pub mod key_rules;
 pub mod listing;

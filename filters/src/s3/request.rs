@@ -54,6 +54,8 @@ pub enum Operation {
     RestoreObject,
     /// Browser form upload (`POST /bucket` without a sub-resource).
     PostObject,
+    /// A browser's CORS preflight (`OPTIONS`), answered by the gateway.
+    CorsPreflight,
     /// Kept last: the gateway's metrics size their per-operation tables
     /// by it.
     Unknown,
@@ -89,6 +91,7 @@ impl Operation {
             Self::SelectObjectContent => "SelectObjectContent",
             Self::RestoreObject => "RestoreObject",
             Self::PostObject => "PostObject",
+            Self::CorsPreflight => "CorsPreflight",
             Self::Unknown => "Unknown",
         }
     }
@@ -310,6 +313,8 @@ pub fn classify(
     let copy_source = headers.contains_key("x-amz-copy-source");
     use Operation::*;
     let operation = match (&bucket, &key) {
+        // Never signed: answered by the gateway from the bucket's rules.
+        _ if *method == Method::OPTIONS => CorsPreflight,
         (None, _) => match *method {
             Method::GET | Method::HEAD if query.iter().all(|(k, _)| is_list_buckets_param(k)) => {
                 ListBuckets

@@ -53,6 +53,7 @@ impl Gateway {
         let is_head = session.req_header().method == http::Method::HEAD;
         let body = err.to_xml(&resource, &ctx.request_id);
         let mut resp = error_response(err.status(), body.len(), &ctx.request_id)?;
+        super::cors::apply(&mut resp, &ctx.cors)?;
         if err.code == sealgate_filters::s3::S3ErrorCode::SlowDown {
             // When to try again, for clients that read it (S3 sends none;
             // SDKs back off on SlowDown by themselves).

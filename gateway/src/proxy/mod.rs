@@ -17,6 +17,7 @@ mod copy;
 mod copy_headers;
 mod copy_source;
 mod copy_stream;
+mod cors;
 mod errors;
 mod headers;
 #[cfg(test)]
@@ -55,6 +56,7 @@ use sealgate_filters::s3::{Operation, S3Error};
 
 use crate::metrics::Metrics;
 use crate::upstream::{UpstreamTarget, Upstreams};
+pub use cors::CorsCache;
 use multipart::Create;
 use observe::{AuditRecord, RequestIds};
 use read_target::ReadPlan;
@@ -111,6 +113,12 @@ pub struct Ctx {
     /// The checksum an encrypted write goes upstream with
     /// (`storage.s3.stored_checksum`, resolved for `auto` before routing).
     stored_checksum: Option<sealgate_filters::s3::checksum::ChecksumAlgorithm>,
+    /// The bucket's CORS headers for a browser's request (one with an
+    /// `Origin`): on every answer, the gateway's and the backend's.
+    cors: sealgate_filters::s3::cors::CorsHeaders,
+    /// The request sets or deletes its bucket's CORS rules: the cached
+    /// ones are dropped once the backend took the change.
+    forget_cors: bool,
 }
 
 /// What the gateway does with the request, and the state it needs.
@@ -166,7 +174,24 @@ impl Gateway {
     /// Everything `request_filter` does before the upstream request, in
     /// the order the module documentation gives.
     async fn prepare(&self, req: &RequestHeader, ctx: &mut Ctx) -> Result<(), S3Error> {
-        let auth = self.authenticate(req, ctx)?;
+        let auth = match self.authenticate(req, ctx) {
+            Ok(auth) => auth,
+            Err(e) => {
+                // A browser reads the refusal only with the CORS headers.
+                if req.headers.contains_key(http::header::ORIGIN) {
+                    Box::pin(self.cors_for_refused(req, ctx)).await;
+                }
+                return Err(e);
+            }
+        };
+        if let Some(bucket) = &auth.bucket {
+            // A browser's request (authorised): its answer carries the
+            // bucket's CORS headers, refusals included.
+            if req.headers.contains_key(http::header::ORIGIN) {
+                Box::pin(self.cors_for_response(req, ctx, &bucket.real)).await?;
+            }
+            ctx.forget_cors = cors::changes_rules(&req.method, &auth.query);
+        }
         ctx.route.upload_token = route::upload_token(&auth.query)?;
         let live = ctx.live.clone();
         let enc = auth
@@ -305,6 +330,8 @@ impl ProxyHttp for Gateway {
             failure_answered: false,
             throttled: false,
             stored_checksum: None,
+            cors: Vec::new(),
+            forget_cors: false,
         }
     }
 
@@ -325,6 +352,11 @@ impl ProxyHttp for Gateway {
         // A browser form upload: the client is known only from its fields.
         // The rare paths that serve a request themselves are boxed, so the
         // future every request makes (and moves) stays small.
+        // A browser's CORS preflight: never signed, answered here.
+        if session.req_header().method == http::Method::OPTIONS {
+            Box::pin(self.serve_preflight(session, ctx)).await?;
+            return Ok(true);
+        }
         if post::is_post_upload(session.req_header()) {
             Box::pin(self.serve_post(session, ctx)).await?;
             return Ok(true);
@@ -432,6 +464,11 @@ impl ProxyHttp for Gateway {
                 .observe_upstream_response(ctx.audit.operation, sent.elapsed().as_secs_f64());
         }
         ctx.audit.upstream_status = Some(resp.status.as_u16());
+        if ctx.forget_cors && resp.status.is_success() {
+            if let Some(bucket) = &ctx.route.bucket {
+                ctx.live.cors.forget(bucket);
+            }
+        }
         ctx.audit.upstream_request_id = observe::upstream_id(resp, "x-amz-request-id");
         ctx.audit.upstream_id2 = observe::upstream_id(resp, "x-amz-id-2");
         match &ctx.op {
@@ -508,11 +545,11 @@ impl ProxyHttp for Gateway {
     async fn response_filter(
         &self,
         _session: &mut Session,
-        _resp: &mut ResponseHeader,
+        resp: &mut ResponseHeader,
         ctx: &mut Ctx,
     ) -> Result<()> {
         ctx.first_byte = Some(ctx.started.elapsed());
-        Ok(())
+        cors::apply(resp, &ctx.cors)
     }
 
     fn upstream_response_body_filter(

@@ -189,6 +189,9 @@ impl Gateway {
         let headers = object_headers(&fields)?;
         let needed = permission::required(Operation::PutObject, &Method::PUT, &[], &headers);
         identity.authorize(&resolved.name, needed)?;
+        if req.headers.contains_key(http::header::ORIGIN) {
+            self.cors_for_response(&req, ctx, &resolved.real).await?;
+        }
 
         let closing = post_form::closing_delimiter(&boundary);
         let file_len = length
@@ -333,6 +336,7 @@ impl Gateway {
         if let Some(key_id) = &ctx.audit.key_id {
             set_sse_headers(&mut resp, key_id)?;
         }
+        super::cors::apply(&mut resp, &ctx.cors)?;
         session
             .write_response_header(Box::new(resp), false)
             .await
