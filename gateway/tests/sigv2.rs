@@ -11,7 +11,7 @@ const DEFAULTS: &str = include_str!("py/sigv2_defaults.py");
 
 #[test]
 fn v2_presigned_urls_forms_and_headers_work_and_hold() {
-    for backend in every_backend(&["demo"]) {
+    for backend in every_backend(&["demo", "team-a"]) {
         let gw = encrypted_gateway(&*backend);
         let (id, secret) = backend.credentials();
         assert_eq!(
@@ -23,7 +23,9 @@ fn v2_presigned_urls_forms_and_headers_work_and_hold() {
                     id,
                     secret,
                     READER_KEY,
-                    READER_SECRET
+                    READER_SECRET,
+                    TEAM_KEY,
+                    TEAM_SECRET
                 ]
             )
             .trim(),

@@ -5,12 +5,15 @@
 //!
 //! V2 signs less than V4: no payload hash, no region, only `Content-MD5`,
 //! `Content-Type`, the date, the `x-amz-*` headers and the path with the
-//! sub-resources S3 lists. So that a V2 signature never authorises more
-//! than a V4 one from the same key: a query parameter the signature does
-//! not cover is refused unless it only shapes a listing's page (S3 leaves
-//! those unsigned too), a presigned URL lives at most as long as SigV4
-//! allows, and aws-chunked bodies with chunk signatures (which need a V4
-//! key) are refused. The gateway re-signs every request upstream with V4.
+//! sub-resources S3 lists. A V2 signature is held to the grants a V4 one
+//! from the same key has, and to what it covers: a query parameter the
+//! signature does not cover is refused unless it only pages a listing
+//! (S3 leaves those unsigned too: the holder of a presigned listing URL
+//! may list other prefixes of the bucket, as on S3), a presigned URL's
+//! `x-amz-*` query parameters are headers (`hoist`), a presigned URL lives
+//! at most as long as SigV4 allows, and aws-chunked bodies with chunk
+//! signatures (which need a V4 key) are refused. The gateway re-signs
+//! every request upstream with V4.
 
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
@@ -125,6 +128,60 @@ fn denied(msg: impl Into<String>) -> S3Error {
     S3Error::new(S3ErrorCode::AccessDenied, msg)
 }
 
+/// A presigned V2 URL's `x-amz-*` query parameters, which stand for
+/// headers (the SDKs move the headers they signed there, and S3 reads
+/// them as headers): returned as headers, with the query left without
+/// them, so every check the gateway makes on headers sees them and none
+/// is forwarded as a query parameter. `Ok(None)` for any other request or
+/// a URL without such parameters; a name also sent as a header is refused
+/// (which would the backend take?).
+pub fn hoist(raw_query: &str, headers: &HeaderMap) -> Result<Option<Hoisted>, S3Error> {
+    if headers.contains_key(http::header::AUTHORIZATION) {
+        return Ok(None);
+    }
+    let mut kept: Vec<&str> = Vec::new();
+    let mut hoisted: Vec<(http::HeaderName, http::HeaderValue)> = Vec::new();
+    let (mut v2, mut v4) = (false, false);
+    let invalid = |msg: String| S3Error::new(S3ErrorCode::InvalidArgument, msg);
+    for piece in raw_query.split('&').filter(|p| !p.is_empty()) {
+        let (k, v) = piece.split_once('=').unwrap_or((piece, ""));
+        let name = super::uri::decode_query(k)
+            .ok_or_else(|| invalid("the query string is not valid UTF-8".into()))?;
+        v2 |= name == "AWSAccessKeyId";
+        v4 |= name == "X-Amz-Algorithm";
+        if !is_amz(&name) {
+            kept.push(piece);
+            continue;
+        }
+        let value = super::uri::decode_query(v)
+            .ok_or_else(|| invalid("the query string is not valid UTF-8".into()))?;
+        let header = http::HeaderName::from_bytes(name.to_ascii_lowercase().as_bytes())
+            .map_err(|_| invalid(format!("{name} is not a header name")))?;
+        let value = http::HeaderValue::from_str(&value)
+            .map_err(|_| invalid(format!("{name} is not a header value")))?;
+        if headers.contains_key(&header) || hoisted.iter().any(|(h, _)| *h == header) {
+            return Err(invalid(format!(
+                "{name} appears both as a header and as a query parameter, or twice"
+            )));
+        }
+        hoisted.push((header, value));
+    }
+    if !v2 || v4 || hoisted.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(Hoisted {
+        query: kept.join("&"),
+        headers: hoisted,
+    }))
+}
+
+/// What [`hoist`] moved: the query without them, and the headers.
+#[derive(Debug)]
+pub struct Hoisted {
+    pub query: String,
+    pub headers: Vec<(http::HeaderName, http::HeaderValue)>,
+}
+
 /// The request's V2 authorization, if it has one: `Ok(None)` for SigV4
 /// and anonymous requests.
 pub fn parse(
@@ -232,8 +289,8 @@ pub fn verify(
     };
     for (name, _) in req.query {
         // Signed, or the URL's own authorization.
-        let covered = SUBRESOURCES.contains(&name.as_str())
-            || (presigned && (is_presign_param(name) || is_amz(name)));
+        let covered =
+            SUBRESOURCES.contains(&name.as_str()) || (presigned && is_presign_param(name));
         if !covered && !UNSIGNED_LISTING_PARAMS.contains(&name.as_str()) {
             return Err(denied(format!(
                 "the query parameter {name} is not covered by a Signature Version 2 signature; sign with Signature Version 4"
@@ -266,10 +323,10 @@ pub fn verify(
     ] {
         mac.update(part.as_bytes());
     }
-    for (name, value) in amz_headers(req, presigned) {
+    for (name, value) in amz_headers(req.headers) {
         mac.update(name.as_bytes());
         mac.update(b":");
-        mac.update(value.as_bytes());
+        mac.update(value.trim().as_bytes());
         mac.update(b"\n");
     }
     if let Some(bucket) = resource.virtual_bucket {
@@ -340,33 +397,16 @@ fn is_amz(name: &str) -> bool {
 }
 
 /// The `x-amz-*` headers as V2 signs them: lower-case names in order,
-/// values trimmed and joined by `,`; a presigned URL's `x-amz-*` query
-/// parameters count as headers (the SDKs move signed headers there).
-fn amz_headers(req: &RequestParts, presigned: bool) -> Vec<(String, String)> {
-    let mut out: Vec<(String, String)> = Vec::new();
-    let mut add = |name: String, value: &str| match out.iter_mut().find(|(n, _)| *n == name) {
-        Some((_, v)) => {
-            v.push(',');
-            v.push_str(value.trim());
-        }
-        None => out.push((name, value.trim().to_string())),
-    };
-    for (name, value) in req.headers {
-        if name.as_str().starts_with("x-amz-") {
-            add(
-                name.as_str().to_string(),
-                &String::from_utf8_lossy(value.as_bytes()),
-            );
-        }
-    }
-    if presigned {
-        for (name, value) in req.query {
-            if is_amz(name) {
-                add(name.to_ascii_lowercase(), value);
-            }
-        }
-    }
-    out.sort_by(|a, b| a.0.cmp(&b.0));
+/// values trimmed (each name appears once: `check_single` refuses a
+/// repeated `x-amz-*` header, and a presigned URL's `x-amz-*` query
+/// parameters were made headers by [`hoist`] first).
+fn amz_headers<'h>(headers: &'h HeaderMap) -> Vec<(&'h str, std::borrow::Cow<'h, str>)> {
+    let mut out: Vec<_> = headers
+        .iter()
+        .filter(|(name, _)| name.as_str().starts_with("x-amz-"))
+        .map(|(name, value)| (name.as_str(), String::from_utf8_lossy(value.as_bytes())))
+        .collect();
+    out.sort_by(|a, b| a.0.cmp(b.0));
     out
 }
 

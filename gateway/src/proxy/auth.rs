@@ -14,10 +14,17 @@ use sealgate_filters::auth::Identity;
 use sealgate_filters::permission;
 use sealgate_filters::s3::key_rules::{check_key, check_key_params, check_restore, delete_keys};
 use sealgate_filters::s3::request::classify;
+use sealgate_filters::s3::sigv2;
 use sealgate_filters::s3::sigv4::RequestParts;
 use sealgate_filters::s3::{uri, Addressing, Operation, S3Error, S3ErrorCode, S3Request};
 
-use super::{Ctx, Gateway};
+use super::{route, Ctx, Gateway};
+
+/// An `x-amz-*` name, in any case.
+fn is_amz_param(name: &str) -> bool {
+    name.get(..6)
+        .is_some_and(|p| p.eq_ignore_ascii_case("x-amz-"))
+}
 
 /// An authenticated, authorised request.
 pub struct Authenticated {
@@ -29,6 +36,38 @@ pub struct Authenticated {
 }
 
 impl Gateway {
+    /// A presigned V2 URL's `x-amz-*` query parameters made the headers
+    /// they stand for, before anything looks at the request (`sigv2::hoist`).
+    pub(super) fn hoist_v2_headers(
+        &self,
+        session: &mut pingora::proxy::Session,
+        ctx: &Ctx,
+    ) -> Result<(), S3Error> {
+        if !ctx.live.config.auth.signature_v2 {
+            return Ok(());
+        }
+        let req = session.req_header();
+        let Some(query) = req.uri.query() else {
+            return Ok(());
+        };
+        let Some(hoisted) = sigv2::hoist(query, &req.headers)? else {
+            return Ok(());
+        };
+        let path = req.uri.path();
+        let uri: http::Uri = match hoisted.query.is_empty() {
+            true => path.parse(),
+            false => format!("{path}?{}", hoisted.query).parse(),
+        }
+        .map_err(|_| S3Error::new(S3ErrorCode::InvalidURI, "the request URI is not valid"))?;
+        let req = session.req_header_mut();
+        req.set_uri(uri);
+        for (name, value) in hoisted.headers {
+            req.insert_header(name, value)
+                .map_err(|_| S3Error::new(S3ErrorCode::InvalidArgument, "a header is not valid"))?;
+        }
+        Ok(())
+    }
+
     /// Classifies, authenticates and authorises; fills the audit record
     /// (also for a request refused here).
     pub(super) fn authenticate(
@@ -44,6 +83,19 @@ impl Gateway {
                 "the query string is not valid UTF-8",
             )
         })?;
+        // A backend may read an `x-amz-*` query parameter as the header
+        // it names (as S3 does for presigned URLs), where no check of the
+        // gateway's would see it: only a presigned URL's own are taken (a
+        // V2 URL's others were made headers above).
+        if let Some((name, _)) = query
+            .iter()
+            .find(|(k, _)| is_amz_param(k) && !route::PRESIGN_PARAMS.contains(&k.as_str()))
+        {
+            return Err(S3Error::new(
+                S3ErrorCode::InvalidArgument,
+                format!("the query parameter {name} stands for a header; send it as a header"),
+            ));
+        }
         let host = req
             .headers
             .get(http::header::HOST)

@@ -361,6 +361,10 @@ impl ProxyHttp for Gateway {
             Box::pin(self.serve_post(session, ctx)).await?;
             return Ok(true);
         }
+        if let Err(err) = self.hoist_v2_headers(session, ctx) {
+            self.reject(session, ctx, &err).await?;
+            return Ok(true);
+        }
         match self.prepare(session.req_header(), ctx).await {
             // A retried Complete of an upload already completed.
             Ok(()) if matches!(&ctx.op, Op::Complete(c) if c.completed.is_some()) => {

@@ -20,7 +20,7 @@ use crate::upstream::encode_key;
 
 /// Query parameters of a presigned URL: consumed by the gateway, never
 /// forwarded (those of a V2 URL: `sigv2::is_presign_param`).
-const PRESIGN_PARAMS: &[&str] = &[
+pub(super) const PRESIGN_PARAMS: &[&str] = &[
     "X-Amz-Algorithm",
     "X-Amz-Credential",
     "X-Amz-Date",

@@ -6,11 +6,11 @@
 # a holder of the URL would alter them are refused with S3's codes, and
 # nothing they would have written is stored.
 # argv: gateway url, backend url, backend key id, backend secret, reader
-# key id, reader secret.
+# key id, reader secret, team key id (team-* buckets only), team secret.
 import os, subprocess, sys, urllib.parse
 import boto3, botocore, requests
 from botocore.config import Config
-gw_url, be_url, be_key, be_secret, reader_key, reader_secret = sys.argv[1:7]
+gw_url, be_url, be_key, be_secret, reader_key, reader_secret, team_key, team_secret = sys.argv[1:9]
 s3 = boto3.client("s3", endpoint_url=gw_url, region_name="us-east-1")
 v2 = boto3.client("s3", endpoint_url=gw_url, region_name="us-east-1",
                   config=Config(signature_version="s3", retries={"max_attempts": 1}))
@@ -61,6 +61,20 @@ assert got[0] == 200, (put, got[:2])
 encrypted("put.bin", data)
 got = s3.get_object(Bucket="demo", Key="put.bin")
 assert got["Body"].read() == data and got["ContentType"] == "application/x-put"
+
+# The headers a V2 URL was signed with travel in its query (the SDK moves
+# them there): they act as headers, as on S3.
+put = s3.generate_presigned_url("put_object", Params={"Bucket": "demo", "Key": "meta.bin",
+                                "Metadata": {"note": "from the url"}, "ContentType": "text/x-meta"}, ExpiresIn=300)
+assert "x-amz-meta-note=" in put, put
+got = http(put, "PUT", data, {"Content-Type": "text/x-meta"})
+assert got[0] == 200, got[:2]
+head = s3.head_object(Bucket="demo", Key="meta.bin")
+assert head["Metadata"] == {"note": "from the url"} and head["ContentType"] == "text/x-meta", head
+encrypted("meta.bin", data)
+# Sent both in the query and as a header: which would count? Refused.
+refused(http(put, "PUT", data, {"Content-Type": "text/x-meta", "x-amz-meta-note": "other"}),
+        400, "InvalidArgument")
 
 # Every call signed with the V2 header.
 v2.put_object(Bucket="demo", Key="v2.bin", Body=data, Metadata={"note": "v2"})
@@ -135,6 +149,32 @@ far = botocore.auth.HmacV1QueryAuth(botocore.credentials.Credentials(
 req = botocore.awsrequest.AWSRequest("GET", gw_url + "/demo/v2.bin")
 far.add_auth(req)
 refused(http(req.url), 403, "AccessDenied")
+# A V2 copy URL is a copy, whatever body its holder sends.
+copy_url = s3.generate_presigned_url("copy_object", Params={"Bucket": "demo", "Key": "copied.bin",
+                                     "CopySource": "demo/v2.bin"}, ExpiresIn=300)
+assert "x-amz-copy-source=" in copy_url, copy_url
+got = http(copy_url, "PUT", b"evil")
+assert got[0] == 200, got[:2]
+assert s3.get_object(Bucket="demo", Key="copied.bin")["Body"].read() == data
+# A key that may write team-* but not read demo signs a copy out of demo
+# into its bucket: the copy's source is checked like a header's.
+team = boto3.client("s3", endpoint_url=gw_url, region_name="us-east-1",
+                    aws_access_key_id=team_key, aws_secret_access_key=team_secret)
+steal = team.generate_presigned_url("copy_object", Params={"Bucket": "team-a", "Key": "stolen.bin",
+                                    "CopySource": "demo/v2.bin"}, ExpiresIn=300)
+refused(http(steal, "PUT"), 403, "AccessDenied")
+try:
+    backend.head_object(Bucket="team-a", Key="stolen.bin")
+    raise SystemExit("the copy was stored")
+except botocore.exceptions.ClientError as e:
+    assert e.response["ResponseMetadata"]["HTTPStatusCode"] == 404, e.response
+# The same with a SigV4 URL that carries the header in its query (signed
+# by its maker): refused, never forwarded for a backend to read.
+v4 = botocore.auth.S3SigV4QueryAuth(botocore.credentials.Credentials(team_key, team_secret), "s3", "us-east-1")
+req = botocore.awsrequest.AWSRequest("PUT", gw_url + "/team-a/stolen.bin?x-amz-copy-source=demo%2Fv2.bin")
+v4.add_auth(req)
+refused(http(req.prepare().url, "PUT"), 400, "InvalidArgument")
+
 # The same key's grants: the reader's V2 URL reads but cannot write.
 reader = boto3.client("s3", endpoint_url=gw_url, region_name="us-east-1",
                       aws_access_key_id=reader_key, aws_secret_access_key=reader_secret)

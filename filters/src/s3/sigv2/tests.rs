@@ -350,3 +350,68 @@ fn post_policies_verify_under_the_key() {
         Err(S3ErrorCode::SignatureDoesNotMatch)
     );
 }
+
+#[test]
+fn a_presigned_urls_amz_parameters_become_headers() {
+    let q = "AWSAccessKeyId=AK&Signature=s&x-amz-meta-a=b%20c&Expires=1&X-Amz-Copy-Source=demo%2Fsrc&acl";
+    let h = hoist(q, &HeaderMap::new()).unwrap().unwrap();
+    assert_eq!(h.query, "AWSAccessKeyId=AK&Signature=s&Expires=1&acl");
+    let names: Vec<_> = h
+        .headers
+        .iter()
+        .map(|(n, v)| (n.as_str(), v.to_str().unwrap()))
+        .collect();
+    assert_eq!(
+        names,
+        [("x-amz-meta-a", "b c"), ("x-amz-copy-source", "demo/src")]
+    );
+    // Also sent as a header, or twice: which would the backend take?
+    let mut both = HeaderMap::new();
+    both.insert("x-amz-meta-a", "d".parse().unwrap());
+    assert_eq!(
+        hoist(q, &both).unwrap_err().code,
+        S3ErrorCode::InvalidArgument
+    );
+    assert_eq!(
+        hoist(
+            "AWSAccessKeyId=AK&x-amz-acl=a&X-AMZ-ACL=b",
+            &HeaderMap::new()
+        )
+        .unwrap_err()
+        .code,
+        S3ErrorCode::InvalidArgument
+    );
+    // Not a V2 URL, or nothing to move: left alone.
+    for q in [
+        "X-Amz-Algorithm=AWS4-HMAC-SHA256&AWSAccessKeyId=AK&x-amz-acl=a",
+        "x-amz-acl=a",
+        "AWSAccessKeyId=AK&Signature=s&Expires=1",
+    ] {
+        assert!(hoist(q, &HeaderMap::new()).unwrap().is_none(), "{q}");
+    }
+    let mut signed = HeaderMap::new();
+    signed.insert("authorization", "AWS AK:sig".parse().unwrap());
+    assert!(hoist(q, &signed).unwrap().is_none());
+}
+
+#[test]
+fn repeated_parameters_and_headers_are_refused_before_anything() {
+    let r = req(
+        "GET",
+        "/k",
+        &[
+            ("AWSAccessKeyId", ID),
+            ("Expires", "1"),
+            ("Expires", "2"),
+            ("Signature", "x"),
+        ],
+    );
+    assert_eq!(
+        parse(&r.query, &r.headers).unwrap_err().code,
+        S3ErrorCode::InvalidArgument
+    );
+    let twice = get()
+        .header("content-type", "a")
+        .header("content-type", "b");
+    assert_eq!(twice.check(GET_AT), Err(S3ErrorCode::InvalidArgument));
+}

@@ -65,7 +65,13 @@ fn must_be_single(name: &str) -> bool {
     name.starts_with("x-amz-")
         || matches!(
             name,
-            "authorization" | "host" | "content-md5" | "content-encoding" | "range"
+            "authorization"
+                | "host"
+                | "content-md5"
+                | "content-encoding"
+                | "content-type"
+                | "date"
+                | "range"
         )
 }
 
