@@ -17,6 +17,8 @@ use http::{HeaderMap, Method};
 use pingora::http::ResponseHeader;
 use pingora::prelude::*;
 use pingora::proxy::Session;
+use sealgate_config::RateLimit;
+use sealgate_filters::rate::TokenBucket;
 use sealgate_filters::s3::cors::{self, Cors, CorsHeaders, MAX_CORS_DOCUMENT};
 use sealgate_filters::s3::request::classify;
 use sealgate_filters::s3::{Operation, S3Error, S3ErrorCode};
@@ -29,14 +31,41 @@ use super::{Ctx, Gateway};
 pub const CORS_CACHE_TTL: Duration = Duration::from_secs(30);
 /// Buckets whose rules are kept; past it the cache starts afresh.
 const MAX_CORS_CACHE_ENTRIES: usize = 10_000;
+/// Reads of rules on behalf of requests no one signed (preflights, and
+/// refusals to browsers) per second and instance, and at once: anyone can
+/// send those, for any bucket name a grant pattern matches, and each read
+/// the cache misses costs the backend a request. Past it such requests
+/// are `503 SlowDown`; signed requests read rules without this limit.
+const ANONYMOUS_CORS_READS: RateLimit = RateLimit {
+    per_second: 20,
+    burst: 100,
+};
 
 /// Each bucket's CORS rules as last read, by upstream bucket name.
-#[derive(Default)]
 pub struct CorsCache {
     entries: Mutex<HashMap<String, (Instant, Arc<Cors>)>>,
+    anonymous_reads: Mutex<TokenBucket>,
+}
+
+impl Default for CorsCache {
+    fn default() -> Self {
+        Self {
+            entries: Mutex::default(),
+            anonymous_reads: Mutex::new(TokenBucket::new(ANONYMOUS_CORS_READS, Instant::now())),
+        }
+    }
 }
 
 impl CorsCache {
+    /// Takes a read of rules for a request no one signed: `false` past
+    /// `ANONYMOUS_CORS_READS`.
+    fn anonymous_read(&self) -> bool {
+        self.anonymous_reads
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take(Instant::now())
+    }
+
     fn get(&self, bucket: &str) -> Option<Arc<Cors>> {
         let entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
         entries
@@ -72,10 +101,22 @@ fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
 impl Gateway {
     /// The rules of `bucket` (upstream name), from the cache or the
     /// backend. A backend that keeps none (404) or cannot keep any (501)
-    /// has none; one that fails is `503`, not remembered.
-    pub(super) async fn cors_rules(&self, ctx: &Ctx, bucket: &str) -> Result<Arc<Cors>, S3Error> {
+    /// has none; one that fails is `503`, not remembered. For a request
+    /// no one signed (`anonymous`), reads are limited per instance.
+    pub(super) async fn cors_rules(
+        &self,
+        ctx: &Ctx,
+        bucket: &str,
+        anonymous: bool,
+    ) -> Result<Arc<Cors>, S3Error> {
         if let Some(c) = ctx.live.cors.get(bucket) {
             return Ok(c);
+        }
+        if anonymous && !ctx.live.cors.anonymous_read() {
+            return Err(S3Error::new(
+                S3ErrorCode::SlowDown,
+                "too many CORS requests for buckets whose rules are not at hand; retry with backoff",
+            ));
         }
         let backend = self.backend(Some(bucket));
         let (host, path) = backend.address(Some(bucket), None);
@@ -166,7 +207,7 @@ impl Gateway {
         if !ctx.live.clients.any_grant(&resolved.name) {
             return Err(cors::not_enabled());
         }
-        let rules = self.cors_rules(ctx, &resolved.real).await?;
+        let rules = self.cors_rules(ctx, &resolved.real, true).await?;
         rules.preflight(
             origin,
             method,
@@ -190,7 +231,7 @@ impl Gateway {
         if !ctx.live.clients.any_grant(&resolved.name) {
             return;
         }
-        if let Ok(rules) = self.cors_rules(ctx, &resolved.real).await {
+        if let Ok(rules) = self.cors_rules(ctx, &resolved.real, true).await {
             ctx.cors = rules.response(origin, &req.method);
         }
     }
@@ -206,7 +247,7 @@ impl Gateway {
         let Some(origin) = header(&req.headers, "origin") else {
             return Ok(());
         };
-        let rules = self.cors_rules(ctx, real_bucket).await?;
+        let rules = self.cors_rules(ctx, real_bucket, false).await?;
         ctx.cors = rules.response(origin, &req.method);
         Ok(())
     }

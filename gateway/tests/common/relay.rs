@@ -80,6 +80,11 @@ impl<'a> Relay<'a> {
         self.counts.requests.load(Ordering::SeqCst)
     }
 
+    /// Every request line since the last take; forgets them.
+    pub fn take_all(&self) -> Vec<String> {
+        std::mem::take(&mut *self.counts.lines.lock().unwrap())
+    }
+
     /// The request lines for the object at `path` (`/bucket/key`, any
     /// query) since the last call; forgets every request seen so far. A
     /// request is noted before its header's last bytes go on, so by the
