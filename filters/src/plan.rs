@@ -262,9 +262,10 @@ pub fn decide(r: &Request) -> Result<Plan, S3Error> {
             }
         }
         (Operation::UploadPart, Some(_)) => {
+            // As for ListParts and Complete: not an upload of this bucket's.
             if !r.has_token {
                 return Err(S3Error::new(
-                    S3ErrorCode::InvalidArgument,
+                    S3ErrorCode::NoSuchUpload,
                     "this multipart upload was not started through the encryption gateway",
                 ));
             }
@@ -315,9 +316,10 @@ pub fn decide(r: &Request) -> Result<Plan, S3Error> {
             ))
         }
         (Operation::UploadPartCopy, Some(_)) => {
+            // As for ListParts and Complete: not an upload of this bucket's.
             if !r.has_token {
                 return Err(S3Error::new(
-                    S3ErrorCode::InvalidArgument,
+                    S3ErrorCode::NoSuchUpload,
                     "this multipart upload was not started through the encryption gateway",
                 ));
             }
@@ -516,7 +518,7 @@ mod tests {
             (CreateMultipartUpload, Some(&optional), vec![("x-amz-checksum-algorithm", "MD5")], vec![], false, &unsigned, "error:InvalidRequest"),
             (CreateMultipartUpload, None, vec![], vec![], false, &unsigned, "pass"),
             (UploadPart, Some(&optional), len.to_vec(), vec![("partNumber", "3")], true, &unsigned, "part:3"),
-            (UploadPart, Some(&optional), len.to_vec(), vec![("partNumber", "3")], false, &unsigned, "error:InvalidArgument"),
+            (UploadPart, Some(&optional), len.to_vec(), vec![("partNumber", "3")], false, &unsigned, "error:NoSuchUpload"),
             (UploadPart, Some(&optional), len.to_vec(), vec![("partNumber", "10001")], true, &unsigned, "error:InvalidArgument"),
             (UploadPart, None, vec![("x-amz-decoded-content-length", "5")], vec![("partNumber", "1")], false, &signed, "decode"),
             (CompleteMultipartUpload, Some(&optional), vec![], vec![], true, &unsigned, "complete"),
@@ -542,7 +544,7 @@ mod tests {
             (UploadPartCopy, Some(&optional), vec![("x-amz-copy-source-range", "bytes=5-9")], vec![("partNumber", "2")], true, &unsigned, "part-copy"),
             (UploadPartCopy, Some(&optional), vec![("x-amz-copy-source-range", "bytes=9-5")], vec![("partNumber", "2")], true, &unsigned, "error:InvalidArgument"),
             (UploadPartCopy, Some(&optional), vec![], vec![("partNumber", "0")], true, &unsigned, "error:InvalidArgument"),
-            (UploadPartCopy, Some(&optional), vec![], vec![("partNumber", "2")], false, &unsigned, "error:InvalidArgument"),
+            (UploadPartCopy, Some(&optional), vec![], vec![("partNumber", "2")], false, &unsigned, "error:NoSuchUpload"),
             (UploadPartCopy, Some(&optional), vec![("x-amz-copy-source-server-side-encryption-customer-algorithm", "AES256")], vec![("partNumber", "2")], true, &unsigned, "error:InvalidArgument"),
             (UploadPartCopy, None, vec![], vec![], false, &unsigned, "pass"),
             (SelectObjectContent, Some(&optional), vec![], vec![], false, &unsigned, "error:NotImplemented"),

@@ -36,13 +36,22 @@ pub enum S3ErrorCode {
     /// The KMS key does not exist.
     KmsNotFound,
     MalformedXML,
-    /// A browser POST upload whose form or policy is not valid.
+    /// A browser POST upload whose form is not valid.
     MalformedPOSTRequest,
+    /// A request XML document longer than the gateway reads.
+    MaxMessageLengthExceeded,
+    /// A POST form's fields before its file longer than the gateway reads.
+    MaxPostPreDataLengthExceededError,
+    /// A POST form without exactly one file.
+    IncorrectNumberOfFilesInPostRequest,
+    /// A POST policy that does not parse.
+    InvalidPolicyDocument,
+    /// A POST that is not `multipart/form-data`.
+    RequestIsNotMultiPartContent,
     /// Smaller than the POST policy's content-length-range allows.
     EntityTooSmall,
     MethodNotAllowed,
     MissingContentLength,
-    MissingSecurityHeader,
     NoSuchKey,
     NoSuchUpload,
     NotImplemented,
@@ -88,10 +97,14 @@ impl S3ErrorCode {
             Self::KmsNotFound => "KMS.NotFoundException",
             Self::MalformedXML => "MalformedXML",
             Self::MalformedPOSTRequest => "MalformedPOSTRequest",
+            Self::MaxMessageLengthExceeded => "MaxMessageLengthExceeded",
+            Self::MaxPostPreDataLengthExceededError => "MaxPostPreDataLengthExceededError",
+            Self::IncorrectNumberOfFilesInPostRequest => "IncorrectNumberOfFilesInPostRequest",
+            Self::InvalidPolicyDocument => "InvalidPolicyDocument",
+            Self::RequestIsNotMultiPartContent => "RequestIsNotMultiPartContent",
             Self::EntityTooSmall => "EntityTooSmall",
             Self::MethodNotAllowed => "MethodNotAllowed",
             Self::MissingContentLength => "MissingContentLength",
-            Self::MissingSecurityHeader => "MissingSecurityHeader",
             Self::NoSuchKey => "NoSuchKey",
             Self::NoSuchUpload => "NoSuchUpload",
             Self::NotImplemented => "NotImplemented",
@@ -199,6 +212,137 @@ pub fn xml_escape(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every code, for the table check: the match below fails to compile
+    /// when a code is added without it.
+    const ALL: &[S3ErrorCode] = &[
+        S3ErrorCode::AccessDenied,
+        S3ErrorCode::AccessForbidden,
+        S3ErrorCode::AuthorizationHeaderMalformed,
+        S3ErrorCode::AuthorizationQueryParametersError,
+        S3ErrorCode::BadDigest,
+        S3ErrorCode::BadRequest,
+        S3ErrorCode::EntityTooLarge,
+        S3ErrorCode::IncompleteBody,
+        S3ErrorCode::InternalError,
+        S3ErrorCode::InvalidAccessKeyId,
+        S3ErrorCode::InvalidArgument,
+        S3ErrorCode::InvalidBucketName,
+        S3ErrorCode::InvalidDigest,
+        S3ErrorCode::InvalidPart,
+        S3ErrorCode::InvalidPartOrder,
+        S3ErrorCode::InvalidPartNumber,
+        S3ErrorCode::InvalidRange,
+        S3ErrorCode::InvalidRequest,
+        S3ErrorCode::InvalidURI,
+        S3ErrorCode::KeyTooLongError,
+        S3ErrorCode::KmsDisabled,
+        S3ErrorCode::KmsInvalidState,
+        S3ErrorCode::KmsNotFound,
+        S3ErrorCode::MalformedXML,
+        S3ErrorCode::MalformedPOSTRequest,
+        S3ErrorCode::MaxMessageLengthExceeded,
+        S3ErrorCode::MaxPostPreDataLengthExceededError,
+        S3ErrorCode::IncorrectNumberOfFilesInPostRequest,
+        S3ErrorCode::InvalidPolicyDocument,
+        S3ErrorCode::RequestIsNotMultiPartContent,
+        S3ErrorCode::EntityTooSmall,
+        S3ErrorCode::MethodNotAllowed,
+        S3ErrorCode::MissingContentLength,
+        S3ErrorCode::NoSuchKey,
+        S3ErrorCode::NoSuchUpload,
+        S3ErrorCode::NotImplemented,
+        S3ErrorCode::PreconditionFailed,
+        S3ErrorCode::ConditionalRequestConflict,
+        S3ErrorCode::RequestTimeTooSkewed,
+        S3ErrorCode::RequestTimeout,
+        S3ErrorCode::ServiceUnavailable,
+        S3ErrorCode::SignatureDoesNotMatch,
+        S3ErrorCode::SlowDown,
+        S3ErrorCode::XAmzContentSHA256Mismatch,
+    ];
+
+    #[test]
+    fn docs_errors_table_matches_every_code_and_status() {
+        for c in ALL {
+            match c {
+                S3ErrorCode::AccessDenied
+                | S3ErrorCode::AccessForbidden
+                | S3ErrorCode::AuthorizationHeaderMalformed
+                | S3ErrorCode::AuthorizationQueryParametersError
+                | S3ErrorCode::BadDigest
+                | S3ErrorCode::BadRequest
+                | S3ErrorCode::EntityTooLarge
+                | S3ErrorCode::IncompleteBody
+                | S3ErrorCode::InternalError
+                | S3ErrorCode::InvalidAccessKeyId
+                | S3ErrorCode::InvalidArgument
+                | S3ErrorCode::InvalidBucketName
+                | S3ErrorCode::InvalidDigest
+                | S3ErrorCode::InvalidPart
+                | S3ErrorCode::InvalidPartOrder
+                | S3ErrorCode::InvalidPartNumber
+                | S3ErrorCode::InvalidRange
+                | S3ErrorCode::InvalidRequest
+                | S3ErrorCode::InvalidURI
+                | S3ErrorCode::KeyTooLongError
+                | S3ErrorCode::KmsDisabled
+                | S3ErrorCode::KmsInvalidState
+                | S3ErrorCode::KmsNotFound
+                | S3ErrorCode::MalformedXML
+                | S3ErrorCode::MalformedPOSTRequest
+                | S3ErrorCode::MaxMessageLengthExceeded
+                | S3ErrorCode::MaxPostPreDataLengthExceededError
+                | S3ErrorCode::IncorrectNumberOfFilesInPostRequest
+                | S3ErrorCode::InvalidPolicyDocument
+                | S3ErrorCode::RequestIsNotMultiPartContent
+                | S3ErrorCode::EntityTooSmall
+                | S3ErrorCode::MethodNotAllowed
+                | S3ErrorCode::MissingContentLength
+                | S3ErrorCode::NoSuchKey
+                | S3ErrorCode::NoSuchUpload
+                | S3ErrorCode::NotImplemented
+                | S3ErrorCode::PreconditionFailed
+                | S3ErrorCode::ConditionalRequestConflict
+                | S3ErrorCode::RequestTimeTooSkewed
+                | S3ErrorCode::RequestTimeout
+                | S3ErrorCode::ServiceUnavailable
+                | S3ErrorCode::SignatureDoesNotMatch
+                | S3ErrorCode::SlowDown
+                | S3ErrorCode::XAmzContentSHA256Mismatch => {}
+            }
+        }
+        let doc = include_str!("../../../docs/ERRORS.md");
+        let mut listed = std::collections::HashSet::new();
+        let mut rows = 0;
+        for line in doc
+            .lines()
+            .filter(|l| l.starts_with("| ") && !l.starts_with("| case"))
+        {
+            let cells: Vec<&str> = line.split(" | ").collect();
+            let Some(status) = cells.get(2).and_then(|s| s.trim().parse::<u16>().ok()) else {
+                continue;
+            };
+            rows += 1;
+            // Every code the row names answers with the row's status.
+            for code in cells[1].split('`').skip(1).step_by(2) {
+                let c = ALL
+                    .iter()
+                    .find(|c| c.as_str() == code)
+                    .unwrap_or_else(|| panic!("{code} is no code of the gateway's: {line}"));
+                assert_eq!(c.status().as_u16(), status, "{line}");
+                listed.insert(c.as_str());
+            }
+        }
+        assert!(rows > 100, "{rows} rows");
+        for c in ALL {
+            assert!(
+                listed.contains(c.as_str()),
+                "{} has no row in docs/ERRORS.md",
+                c.as_str()
+            );
+        }
+    }
 
     #[test]
     fn error_documents_stay_small_whatever_the_path() {

@@ -33,7 +33,7 @@ pub fn closing_delimiter(boundary: &str) -> Vec<u8> {
 pub fn boundary(content_type: &str) -> Result<String, S3Error> {
     let bad = || {
         S3Error::new(
-            S3ErrorCode::InvalidRequest,
+            S3ErrorCode::RequestIsNotMultiPartContent,
             "a POST upload is multipart/form-data with a boundary",
         )
     };
@@ -192,7 +192,12 @@ impl FormReader {
                         self.searched = at + 2;
                         self.state = State::Headers { at: at + 2 };
                     }
-                    Some(b"--") => return Err(malformed("the form has no file field")),
+                    Some(b"--") => {
+                        return Err(S3Error::new(
+                            S3ErrorCode::IncorrectNumberOfFilesInPostRequest,
+                            "POST requires exactly one file upload per request",
+                        ))
+                    }
                     Some(_) => return Err(malformed("a boundary is followed by junk")),
                 },
             }
@@ -325,7 +330,11 @@ mod tests {
         let twice = form(&[("key", "a"), ("KEY", "b")], b"x");
         let junk = b"garbage before the boundary".to_vec();
         let unnamed = format!("--{B}\r\nContent-Type: text/plain\r\n\r\nk\r\n--{B}\r\n");
-        for body in [no_file.into_bytes(), twice, junk, unnamed.into_bytes()] {
+        assert_eq!(
+            parse_start(no_file.as_bytes(), B).unwrap_err().code,
+            S3ErrorCode::IncorrectNumberOfFilesInPostRequest
+        );
+        for body in [twice, junk, unnamed.into_bytes()] {
             assert_eq!(
                 parse_start(&body, B).unwrap_err().code,
                 S3ErrorCode::MalformedPOSTRequest

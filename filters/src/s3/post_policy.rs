@@ -42,7 +42,7 @@ fn denied(why: String) -> S3Error {
 
 fn malformed(why: &str) -> S3Error {
     S3Error::new(
-        S3ErrorCode::MalformedPOSTRequest,
+        S3ErrorCode::InvalidPolicyDocument,
         format!("the POST policy is not valid: {why}"),
     )
 }
@@ -255,7 +255,7 @@ mod tests {
         ] {
             assert_eq!(
                 PostPolicy::parse(bad).unwrap_err().code,
-                S3ErrorCode::MalformedPOSTRequest,
+                S3ErrorCode::InvalidPolicyDocument,
                 "{bad}"
             );
         }

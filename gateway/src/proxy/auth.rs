@@ -286,7 +286,7 @@ impl Gateway {
     ) -> Result<bytes::Bytes, S3Error> {
         if held.body.len() + input.len() > MAX_CHECKED_BODY {
             return Err(S3Error::new(
-                S3ErrorCode::MalformedXML,
+                S3ErrorCode::MaxMessageLengthExceeded,
                 format!("the request's XML exceeds {MAX_CHECKED_BODY} bytes"),
             ));
         }

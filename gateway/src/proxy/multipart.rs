@@ -307,7 +307,7 @@ impl CompletePlan {
     pub fn push(&mut self, input: Bytes, end: bool) -> Result<Bytes, S3Error> {
         if self.body.len() + input.len() > MAX_COMPLETE_BODY {
             return Err(S3Error::new(
-                S3ErrorCode::InvalidRequest,
+                S3ErrorCode::MaxMessageLengthExceeded,
                 format!("the part list exceeds {MAX_COMPLETE_BODY} bytes"),
             ));
         }

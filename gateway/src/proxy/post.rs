@@ -130,11 +130,19 @@ impl Gateway {
                     return Ok(s);
                 }
                 if form.buffer().len() > MAX_FORM_PREFIX {
-                    return Err(malformed("the form's fields before the file are too large"));
+                    return Err(S3Error::new(
+                        S3ErrorCode::MaxPostPreDataLengthExceededError,
+                        "the form's fields before the file are too large",
+                    ));
                 }
                 match session.read_request_body().await.map_err(read_failed)? {
                     Some(b) => piece = b,
-                    None => return Err(malformed("the form ended before its file field")),
+                    None => {
+                        return Err(S3Error::new(
+                            S3ErrorCode::IncorrectNumberOfFilesInPostRequest,
+                            "POST requires exactly one file upload per request",
+                        ))
+                    }
                 }
             }
         };

@@ -26,12 +26,14 @@ assert s3.head_object(Bucket="demo", Key="mp")["ContentLength"] == len(body)
 up2 = s3.create_multipart_upload(Bucket="demo", Key="gone")
 s3.upload_part(Bucket="demo", Key="gone", UploadId=up2["UploadId"], PartNumber=1, Body=b"x" * 100)
 s3.abort_multipart_upload(Bucket="demo", Key="gone", UploadId=up2["UploadId"])
-# A forged upload id is refused.
+# An upload id the gateway did not give is no upload of this bucket's
+# (NoSuchUpload, as for ListParts and Complete).
 try:
     s3.upload_part(Bucket="demo", Key="mp", UploadId="not-from-the-gateway", PartNumber=1, Body=b"x")
     raise SystemExit("accepted a foreign upload id")
 except botocore.exceptions.ClientError as e:
-    assert e.response["Error"]["Code"] == "InvalidArgument", e.response
+    got = (e.response["ResponseMetadata"]["HTTPStatusCode"], e.response["Error"]["Code"])
+    assert got == (404, "NoSuchUpload"), e.response
 # The high-level transfer with small parts.
 import io
 from boto3.s3.transfer import TransferConfig
