@@ -88,9 +88,12 @@ impl Gateway {
         let forwarded_query: Vec<String> = auth
             .query
             .iter()
-            .filter(|(k, _)| {
+            .filter(|(k, v)| {
                 !(PRESIGN_PARAMS.contains(&k.as_str())
-                    || auth.identity.verified.signature_v2 && sigv2::is_presign_param(k))
+                    || auth.identity.verified.signature_v2 && sigv2::is_presign_param(k)
+                    // S3 ignores an empty delimiter (minio-py sends one);
+                    // a backend may group every key by it.
+                    || k == "delimiter" && v.is_empty())
             })
             .map(|(k, v)| match (k.as_str(), &ctx.route.upload_token) {
                 // The backend knows its own upload id, not the gateway's token.

@@ -862,6 +862,32 @@ fn client_env(cmd: &mut Command, key: &str, secret: &str) {
         .env_remove("AWS_ENDPOINT_URL");
 }
 
+/// Runs a Node.js script of `tests/js` (its packages installed there by
+/// the test command) as the full client; its stdout.
+pub fn node_ok(script: &str, args: &[&str]) -> String {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/js");
+    assert!(
+        dir.join("node_modules").is_dir(),
+        "tests/js has no node_modules (npm ci --prefix gateway/tests/js)"
+    );
+    let mut cmd = Command::new("node");
+    client_env(&mut cmd, CLIENT_KEY, CLIENT_SECRET);
+    // The SDK's notice about future Node.js versions is not a failure.
+    let out = cmd
+        .env("NODE_NO_WARNINGS", "1")
+        .current_dir(&dir)
+        .arg(script)
+        .args(args)
+        .output()
+        .expect("run node");
+    assert!(
+        out.status.success(),
+        "node {script} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 /// Runs the aws cli as `key`.
 pub fn aws_as(key: &str, secret: &str, endpoint: &str, args: &[&str]) -> Output {
     aws_with_config(key, secret, endpoint, None, args)
