@@ -82,7 +82,9 @@ impl Cors {
                     }
                     rules.push(Rule::default());
                 }
-                Node::Close([_, rule, field], text) if rule == "CORSRule" => {
+                Node::Close([root, rule, field], text)
+                    if root == "CORSConfiguration" && rule == "CORSRule" =>
+                {
                     let r = rules.last_mut().expect("opened above");
                     let text = text.to_string();
                     match field.as_str() {
@@ -150,7 +152,8 @@ impl Cors {
     }
 
     /// The headers a real response to `origin` carries for `method`, if a
-    /// rule allows it (none otherwise: the browser then withholds it).
+    /// rule allows it (none otherwise: the browser then withholds it). The
+    /// response also varies by `Origin` (the caller adds it).
     pub fn response(&self, origin: &str, method: &Method) -> CorsHeaders {
         let Some(rule) = self.rule(origin, method.as_str(), &[]) else {
             return Vec::new();
@@ -158,7 +161,6 @@ impl Cors {
         let mut out = rule.allow_origin(origin);
         out.push(("access-control-allow-methods", rule.methods.join(", ")));
         rule.common(&mut out);
-        out.push(("vary", "Origin".into()));
         out
     }
 }
@@ -351,5 +353,8 @@ mod tests {
         );
         assert!(Cors::parse(b"<CORSConfiguration/>").unwrap().is_empty());
         assert!(Cors::parse(b"<!DOCTYPE x><CORSConfiguration/>").is_err());
+        // Rules under another root are no rules (and no panic).
+        let other = b"<X><CORSRule><AllowedOrigin>a</AllowedOrigin></CORSRule></X>";
+        assert!(Cors::parse(other).unwrap().is_empty());
     }
 }

@@ -28,6 +28,11 @@ use super::sigv4::{
     MAX_PRESIGNED_EXPIRES_SECS,
 };
 
+/// Most `x-amz-*` query parameters a presigned V2 URL may carry (the
+/// SDKs put a handful there: metadata, ACL, a copy's source); the hoist
+/// runs before the signature is checked, so its work is bounded.
+pub const MAX_HOISTED_PARAMS: usize = 64;
+
 /// Query parameters that carry a presigned V2 URL's authorization.
 const QUERY_AUTH_PARAMS: &[&str] = &["AWSAccessKeyId", "Expires", "Signature"];
 
@@ -153,11 +158,18 @@ pub fn hoist(raw_query: &str, headers: &HeaderMap) -> Result<Option<Hoisted>, S3
             kept.push(piece);
             continue;
         }
+        if hoisted.len() == MAX_HOISTED_PARAMS {
+            return Err(invalid(format!(
+                "a presigned URL carries at most {MAX_HOISTED_PARAMS} x-amz-* parameters"
+            )));
+        }
         let value = super::uri::decode_query(v)
             .ok_or_else(|| invalid("the query string is not valid UTF-8".into()))?;
+        // As signed: trimmed.
+        let value = value.trim();
         let header = http::HeaderName::from_bytes(name.to_ascii_lowercase().as_bytes())
             .map_err(|_| invalid(format!("{name} is not a header name")))?;
-        let value = http::HeaderValue::from_str(&value)
+        let value = http::HeaderValue::from_str(value)
             .map_err(|_| invalid(format!("{name} is not a header value")))?;
         if headers.contains_key(&header) || hoisted.iter().any(|(h, _)| *h == header) {
             return Err(invalid(format!(

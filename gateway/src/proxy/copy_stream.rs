@@ -284,6 +284,7 @@ impl Gateway {
         if let Some(key_id) = &ctx.audit.key_id {
             set_sse_headers(&mut resp, key_id)?;
         }
+        super::cors::apply(&mut resp, &ctx.cors)?;
         session
             .write_response_header(Box::new(resp), false)
             .await

@@ -56,6 +56,14 @@ impl Default for CorsCache {
     }
 }
 
+/// A bucket's rules as the cache has them.
+enum Cached {
+    Fresh(Arc<Cors>),
+    /// Older than `CORS_CACHE_TTL`: read again, or used when that cannot be.
+    Stale(Arc<Cors>),
+    Missing,
+}
+
 impl CorsCache {
     /// Takes a read of rules for a request no one signed: `false` past
     /// `ANONYMOUS_CORS_READS`.
@@ -66,18 +74,26 @@ impl CorsCache {
             .take(Instant::now())
     }
 
-    fn get(&self, bucket: &str) -> Option<Arc<Cors>> {
+    fn get(&self, bucket: &str) -> Cached {
         let entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
-        entries
-            .get(bucket)
-            .filter(|(at, _)| at.elapsed() < CORS_CACHE_TTL)
-            .map(|(_, c)| c.clone())
+        match entries.get(bucket) {
+            Some((at, c)) if at.elapsed() < CORS_CACHE_TTL => Cached::Fresh(c.clone()),
+            Some((_, c)) => Cached::Stale(c.clone()),
+            None => Cached::Missing,
+        }
     }
 
+    /// Keeps `cors` for `bucket`. When full, entries without rules that
+    /// are no longer fresh go first; rules a bucket really has are always
+    /// kept (their number is the operator's), names without rules (anyone
+    /// can make those up) only while there is room.
     fn put(&self, bucket: &str, cors: Arc<Cors>) {
         let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
-        if entries.len() >= MAX_CORS_CACHE_ENTRIES {
-            entries.clear();
+        if entries.len() >= MAX_CORS_CACHE_ENTRIES && !entries.contains_key(bucket) {
+            entries.retain(|_, (at, c)| !c.is_empty() || at.elapsed() < CORS_CACHE_TTL);
+            if entries.len() >= MAX_CORS_CACHE_ENTRIES && cors.is_empty() {
+                return;
+            }
         }
         entries.insert(bucket.to_string(), (Instant::now(), cors));
     }
@@ -109,14 +125,22 @@ impl Gateway {
         bucket: &str,
         anonymous: bool,
     ) -> Result<Arc<Cors>, S3Error> {
-        if let Some(c) = ctx.live.cors.get(bucket) {
-            return Ok(c);
-        }
-        if anonymous && !ctx.live.cors.anonymous_read() {
-            return Err(S3Error::new(
-                S3ErrorCode::SlowDown,
-                "too many CORS requests for buckets whose rules are not at hand; retry with backoff",
-            ));
+        let stale = match ctx.live.cors.get(bucket) {
+            Cached::Fresh(c) => return Ok(c),
+            Cached::Stale(c) => Some(c),
+            Cached::Missing => None,
+        };
+        // A read for a request no one signed is budgeted, but for the
+        // refresh of rules a bucket really has: made-up bucket names
+        // cannot starve the preflights of real ones.
+        let budgeted = anonymous && stale.as_ref().is_none_or(|c| c.is_empty());
+        if budgeted && !ctx.live.cors.anonymous_read() {
+            return stale.ok_or_else(|| {
+                S3Error::new(
+                    S3ErrorCode::SlowDown,
+                    "too many CORS requests for buckets whose rules are not at hand; retry with backoff",
+                )
+            });
         }
         let backend = self.backend(Some(bucket));
         let (host, path) = backend.address(Some(bucket), None);
@@ -127,20 +151,28 @@ impl Gateway {
                 "the bucket's CORS rules could not be read; retry",
             )
         };
-        let (resp, body) = backend
-            .get(&host, &path, None, MAX_CORS_DOCUMENT)
-            .await
-            .map_err(|_| unavailable())?;
+        let (resp, body) = match backend.get(&host, &path, None, MAX_CORS_DOCUMENT).await {
+            Ok(answer) => answer,
+            Err(e) => {
+                tracing::warn!(bucket, error = %e, "GetBucketCors failed");
+                return stale.ok_or_else(unavailable);
+            }
+        };
         let rules = match resp.status.as_u16() {
             200 => Cors::parse(&body).unwrap_or_else(|e| {
                 tracing::warn!(bucket, error = %e, "the backend's CORS rules do not parse; none apply");
                 Cors::default()
             }),
-            404 | 501 => Cors::default(),
-            status => {
+            // This backend keeps no CORS rules (s3s-fs).
+            501 => Cors::default(),
+            status @ 500..=599 => {
                 tracing::warn!(bucket, status, "the backend did not answer GetBucketCors");
-                return Err(unavailable());
+                return stale.ok_or_else(unavailable);
             }
+            // No rules (404), or a bucket that is not the gateway's to read
+            // (403, 301): alike to a browser, so a preflight tells nothing
+            // of the bucket.
+            _ => Cors::default(),
         };
         let rules = Arc::new(rules);
         ctx.live.cors.put(bucket, rules.clone());
@@ -159,6 +191,8 @@ impl Gateway {
         let answer = self.preflight(session.req_header(), ctx).await;
         match answer {
             Ok(headers) => {
+                // A preflight's body (it should have none) is not read.
+                session.set_keepalive(None);
                 let mut resp = ResponseHeader::build(200, Some(headers.len() + 3))?;
                 for (name, value) in headers {
                     resp.insert_header(name, value)?;
@@ -232,7 +266,7 @@ impl Gateway {
             return;
         }
         if let Ok(rules) = self.cors_rules(ctx, &resolved.real, true).await {
-            ctx.cors = rules.response(origin, &req.method);
+            ctx.cors = Some(rules.response(origin, &req.method));
         }
     }
 
@@ -248,17 +282,19 @@ impl Gateway {
             return Ok(());
         };
         let rules = self.cors_rules(ctx, real_bucket, false).await?;
-        ctx.cors = rules.response(origin, &req.method);
+        ctx.cors = Some(rules.response(origin, &req.method));
         Ok(())
     }
 }
 
-/// Puts the gateway's CORS headers on a response, replacing the
-/// backend's (a request without an `Origin` gets none added).
-pub fn apply(resp: &mut ResponseHeader, cors: &CorsHeaders) -> pingora::Result<()> {
-    if cors.is_empty() {
+/// Puts the gateway's CORS headers on a response to a browser's request
+/// (`Some`: it came with an `Origin`), replacing whatever the backend
+/// added, even when no rule allows it: a backend's own CORS answer never
+/// reaches a browser. Requests without an `Origin` are left alone.
+pub fn apply(resp: &mut ResponseHeader, cors: &Option<CorsHeaders>) -> pingora::Result<()> {
+    let Some(cors) = cors else {
         return Ok(());
-    }
+    };
     let theirs: Vec<http::HeaderName> = resp
         .headers
         .keys()
@@ -269,14 +305,10 @@ pub fn apply(resp: &mut ResponseHeader, cors: &CorsHeaders) -> pingora::Result<(
         resp.remove_header(&name);
     }
     for (name, value) in cors {
-        if *name == "vary" {
-            // Beside the backend's own (Accept-Encoding, ...).
-            let value = HeaderValue::from_str(value)
-                .map_err(|e| Error::because(ErrorType::InternalError, "a CORS header", e))?;
-            resp.append_header(*name, value)?;
-        } else {
-            resp.insert_header(*name, value.as_str())?;
-        }
+        resp.insert_header(*name, value.as_str())?;
     }
+    // Beside the backend's own (Accept-Encoding, ...): the answer depends
+    // on the origin, whether or not a rule allowed it.
+    resp.append_header("vary", HeaderValue::from_static("Origin"))?;
     Ok(())
 }

@@ -75,9 +75,28 @@ pub struct Gateway {
     request_ids: RequestIds,
 }
 
+/// A request counted in `sealgate_in_flight_requests` until it is dropped,
+/// however it ends (a panic skips `logging`: the count must not grow, or
+/// the load cap and a graceful shutdown would wait on it forever).
+struct InFlight(prometheus::IntGauge);
+
+impl InFlight {
+    fn new(gauge: &prometheus::IntGauge) -> Self {
+        gauge.inc();
+        Self(gauge.clone())
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
 /// Per-request state: who and where, what the plan is, and the body state
 /// of each direction.
 pub struct Ctx {
+    _in_flight: InFlight,
     request_id: String,
     /// The configuration, clients and providers this request uses
     /// throughout, taken once when it begins (a reload swaps the set for
@@ -115,7 +134,7 @@ pub struct Ctx {
     stored_checksum: Option<sealgate_filters::s3::checksum::ChecksumAlgorithm>,
     /// The bucket's CORS headers for a browser's request (one with an
     /// `Origin`): on every answer, the gateway's and the backend's.
-    cors: sealgate_filters::s3::cors::CorsHeaders,
+    cors: Option<sealgate_filters::s3::cors::CorsHeaders>,
     /// The request sets or deletes its bucket's CORS rules: the cached
     /// ones are dropped once the backend took the change.
     forget_cors: bool,
@@ -174,6 +193,11 @@ impl Gateway {
     /// Everything `request_filter` does before the upstream request, in
     /// the order the module documentation gives.
     async fn prepare(&self, req: &RequestHeader, ctx: &mut Ctx) -> Result<(), S3Error> {
+        // A browser's request: whatever a backend adds, the answer carries
+        // the bucket's CORS headers or none.
+        if req.headers.contains_key(http::header::ORIGIN) {
+            ctx.cors = Some(Vec::new());
+        }
         let auth = match self.authenticate(req, ctx) {
             Ok(auth) => auth,
             Err(e) => {
@@ -311,8 +335,8 @@ impl ProxyHttp for Gateway {
     type CTX = Ctx;
 
     fn new_ctx(&self) -> Ctx {
-        self.metrics.in_flight_requests.inc();
         Ctx {
+            _in_flight: InFlight::new(&self.metrics.in_flight_requests),
             request_id: self.request_ids.next(),
             live: self.live.load_full(),
             started: Instant::now(),
@@ -330,7 +354,7 @@ impl ProxyHttp for Gateway {
             failure_answered: false,
             throttled: false,
             stored_checksum: None,
-            cors: Vec::new(),
+            cors: None,
             forget_cors: false,
         }
     }
@@ -603,7 +627,7 @@ impl ProxyHttp for Gateway {
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut Ctx) {
         self.observe(session, e, ctx);
         self.keep_upload_records(session, ctx).await;
-        // Last: a binary shutting down exits once nothing is in flight.
-        self.metrics.in_flight_requests.dec();
+        // The request leaves the in-flight count when its `Ctx` is dropped,
+        // after this: a binary shutting down exits once nothing is in flight.
     }
 }

@@ -421,6 +421,7 @@ impl Gateway {
             resp.insert_header("x-amz-version-id", v.as_str())?;
         }
         set_sse_headers(&mut resp, &key_id)?;
+        super::cors::apply(&mut resp, &ctx.cors)?;
         ctx.audit.key_id = Some(key_id);
         // The client's part list was not read: the connection is not reused.
         session.set_keepalive(None);

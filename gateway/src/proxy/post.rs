@@ -198,6 +198,7 @@ impl Gateway {
         let needed = permission::required(Operation::PutObject, &Method::PUT, &[], &headers);
         identity.authorize(&resolved.name, needed)?;
         if req.headers.contains_key(http::header::ORIGIN) {
+            ctx.cors = Some(Vec::new());
             self.cors_for_response(&req, ctx, &resolved.real).await?;
         }
 

@@ -392,6 +392,19 @@ fn a_presigned_urls_amz_parameters_become_headers() {
     let mut signed = HeaderMap::new();
     signed.insert("authorization", "AWS AK:sig".parse().unwrap());
     assert!(hoist(q, &signed).unwrap().is_none());
+    // Bounded before any signature is checked.
+    let many = |n: usize| {
+        let params: String = (0..n).map(|i| format!("&x-amz-meta-{i}=v")).collect();
+        hoist(&format!("AWSAccessKeyId=AK{params}"), &HeaderMap::new())
+    };
+    assert_eq!(
+        many(MAX_HOISTED_PARAMS).unwrap().unwrap().headers.len(),
+        MAX_HOISTED_PARAMS
+    );
+    assert_eq!(
+        many(MAX_HOISTED_PARAMS + 1).unwrap_err().code,
+        S3ErrorCode::InvalidArgument
+    );
 }
 
 #[test]
