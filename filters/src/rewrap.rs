@@ -198,7 +198,7 @@ pub fn part_ranges(layout: &Layout) -> Vec<(u64, u64)> {
 }
 
 /// The bucket's policy as the gateway's reads apply it to a stored object
-/// (`gateway/src/proxy/read_target.rs`, `check_bound`): key ids compare as
+/// (`gateway/src/proxy/read/target.rs`, `check_bound`): key ids compare as
 /// written first; for the bucket's own provider, then in the form objects
 /// record them (a KMS alias as its key's ARN).
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -11,34 +11,29 @@
 //! | `upstream_response_body_filter` | the response body transformation | decrypts or rewrites; never releases unauthenticated plaintext |
 //! | `fail_to_proxy` / `logging` | `errors` / `observe`, then `uploads` records | one place writes S3 errors; one access line per request; upload records are kept before the connection serves its next request |
 
-mod attributes;
 mod auth;
 mod copy;
-mod copy_headers;
-mod copy_source;
-mod copy_stream;
 mod cors;
 mod errors;
 mod headers;
 #[cfg(test)]
 mod hostile_tests;
-mod listing;
-mod multipart;
 mod observe;
 mod op;
-mod part_copy;
-mod plain_copy;
-mod post;
 mod read;
-mod read_part;
-mod read_target;
 mod response;
 mod route;
 mod sign;
 mod token;
 mod upload;
-mod upload_stream;
-mod uploads;
+
+// Each operation's parts, under the names the stages use.
+use copy::{
+    headers as copy_headers, part as part_copy, plain as plain_copy, source as copy_source,
+    stream as copy_stream,
+};
+use read::{attributes, listing, target as read_target};
+use upload::{multipart, post, records as uploads, stream as upload_stream};
 
 use std::sync::Arc;
 use std::time::Instant;

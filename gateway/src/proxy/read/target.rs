@@ -11,9 +11,9 @@ use sealgate_filters::plan::ReadRequest;
 use sealgate_filters::policy::{BucketEncryption, Unbound};
 use sealgate_filters::s3::{S3Error, S3ErrorCode};
 
-use super::errors::internal;
 use crate::keys::key_error;
 use crate::part_layout::LayoutError;
+use crate::proxy::errors::internal;
 
 /// What the client asked to read (from the plan), and what a probe found.
 pub struct ReadPlan {
@@ -167,12 +167,12 @@ pub fn changed() -> S3Error {
     )
 }
 
-impl super::Gateway {
+impl crate::proxy::Gateway {
     /// The part layout of the multipart object at `route`, from a probe's
     /// answer `resp` (its ETag) and the first part's header.
-    pub(super) async fn layout_of(
+    pub(in crate::proxy) async fn layout_of(
         &self,
-        route: &super::route::Route,
+        route: &crate::proxy::route::Route,
         resp: &ResponseHeader,
         first: &PartHeader,
         stored_total: u64,
@@ -211,7 +211,7 @@ impl super::Gateway {
     /// Refuses (counted, `AccessDenied`) an object that does not belong to
     /// this bucket; `what` names it in the message ("the object", "the copy
     /// source").
-    pub(super) async fn require_bound(
+    pub(in crate::proxy) async fn require_bound(
         &self,
         live: &crate::live::Live,
         read: &ReadPlan,
@@ -263,7 +263,7 @@ impl super::Gateway {
     /// objects record (a KMS alias as its key's ARN). Only the bucket's
     /// own configured ids are ever resolved at the provider, never the
     /// id given.
-    pub(super) async fn key_bound(
+    pub(in crate::proxy) async fn key_bound(
         &self,
         live: &crate::live::Live,
         bucket: &BucketEncryption,
@@ -317,7 +317,10 @@ impl super::Gateway {
 
 impl crate::live::Live {
     /// The binding reads in a bucket with `enc` are checked against.
-    pub(super) fn read_binding(&self, enc: Option<BucketEncryption>) -> Option<ReadBinding> {
+    pub(in crate::proxy) fn read_binding(
+        &self,
+        enc: Option<BucketEncryption>,
+    ) -> Option<ReadBinding> {
         let enc = enc?;
         let default_key_id = self.providers.get(&enc.provider)?.default_key_id();
         Some(ReadBinding {

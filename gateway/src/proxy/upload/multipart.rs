@@ -13,13 +13,13 @@ use sealgate_filters::s3::sigv4::PayloadHash;
 use sealgate_filters::s3::upload_id::{StoredMark, TokenKey, UploadIdRewrite, UploadToken};
 use sealgate_filters::s3::{uri, S3Error, S3ErrorCode};
 
-use super::headers::strip_plaintext_body_headers;
-use super::response::{set_sse_headers, strip_response, ResponseBody, WholeRewrite};
-use super::upload::{meta_error, new_envelope};
+use crate::proxy::headers::strip_plaintext_body_headers;
+use crate::proxy::response::{set_sse_headers, strip_response, ResponseBody, WholeRewrite};
+use crate::proxy::upload::{meta_error, new_envelope};
 use pingora::proxy::Session;
 
-use super::{Ctx, Gateway, Op};
 use crate::keys::key_error;
+use crate::proxy::{Ctx, Gateway, Op};
 
 /// Largest CompleteMultipartUpload body held for checking (10,000 parts
 /// with checksums fit easily).
@@ -58,7 +58,7 @@ pub struct CreatePlan {
 /// What a retried Complete answers of the object its upload made, as the
 /// backend has it now (a rewrap may have changed its key since).
 #[derive(Clone)]
-pub(super) struct Completed {
+pub(in crate::proxy) struct Completed {
     etag: String,
     key_id: String,
     version_id: Option<String>,
@@ -68,7 +68,7 @@ pub(super) struct Completed {
 /// first (their count fixes the upstream body's length), then the client's
 /// list is checked against them and rewritten (see `filters::s3::multipart`).
 pub struct CompletePlan {
-    pub(super) token: UploadToken,
+    pub(in crate::proxy) token: UploadToken,
     stored: Vec<StoredPart>,
     upstream_len: u64,
     /// The client's part list as it arrives.
@@ -83,12 +83,12 @@ pub struct CompletePlan {
     answer: Option<(ChecksumRequest, String)>,
     /// The object this upload already made: a retried Complete (its first
     /// answer lost), answered by the gateway.
-    pub(super) completed: Option<Completed>,
+    pub(in crate::proxy) completed: Option<Completed>,
 }
 
 impl Gateway {
     /// The async half of an encrypted Create: a data key for the upload.
-    pub(super) async fn prepare_create(&self, ctx: &mut Ctx) -> Result<(), S3Error> {
+    pub(in crate::proxy) async fn prepare_create(&self, ctx: &mut Ctx) -> Result<(), S3Error> {
         let Op::Create(Create::Pending {
             key_id,
             checksum,
@@ -140,7 +140,7 @@ impl Gateway {
 
     /// An encrypted Complete reads the backend's parts first: every page of
     /// ListParts (the upload id is the backend's; any instance can do this).
-    pub(super) async fn prepare_complete(&self, ctx: &mut Ctx) -> Result<(), S3Error> {
+    pub(in crate::proxy) async fn prepare_complete(&self, ctx: &mut Ctx) -> Result<(), S3Error> {
         let Op::Complete(complete) = &mut ctx.op else {
             return Ok(());
         };
@@ -386,7 +386,7 @@ impl Gateway {
     /// The answer to a retried Complete of an upload already completed:
     /// S3's CompleteMultipartUploadResult for the object it made, with its
     /// ETag, as the first answer had it.
-    pub(super) async fn answer_completed(
+    pub(in crate::proxy) async fn answer_completed(
         &self,
         session: &mut Session,
         ctx: &mut Ctx,
@@ -421,7 +421,7 @@ impl Gateway {
             resp.insert_header("x-amz-version-id", v.as_str())?;
         }
         set_sse_headers(&mut resp, &key_id)?;
-        super::cors::apply(&mut resp, &ctx.cors)?;
+        crate::proxy::cors::apply(&mut resp, &ctx.cors)?;
         ctx.audit.key_id = Some(key_id);
         // The client's part list was not read: the connection is not reused.
         session.set_keepalive(None);

@@ -10,13 +10,17 @@ use sealgate_envelope::format::ByteRange;
 use sealgate_envelope::multipart::{PartHeader, PART_HEADER_LEN};
 use sealgate_filters::s3::{S3Error, S3ErrorCode};
 
-use super::read_target::stored_extent;
-use super::route::Route;
-use super::{Ctx, Gateway, Op};
+use crate::proxy::read_target::stored_extent;
+use crate::proxy::route::Route;
+use crate::proxy::{Ctx, Gateway, Op};
 
 impl Gateway {
     /// Plans the read of part `n` (1-based) as a plaintext range.
-    pub(super) async fn probe_part_read(&self, n: u32, ctx: &mut Ctx) -> Result<(), S3Error> {
+    pub(in crate::proxy) async fn probe_part_read(
+        &self,
+        n: u32,
+        ctx: &mut Ctx,
+    ) -> Result<(), S3Error> {
         let whole = without_part_number(&ctx.route.upstream_path_and_query);
         let source = Route {
             upstream_host: ctx.route.upstream_host.clone(),

@@ -10,7 +10,7 @@ use sealgate_filters::s3::chunked::ChunkedDecoder;
 use sealgate_filters::s3::{S3Error, S3ErrorCode};
 
 /// Where decoded upload bytes go.
-pub(super) enum Sink {
+pub(in crate::proxy) enum Sink {
     Encrypt(Encryptor),
     Forward(Holdback),
 }
@@ -34,11 +34,11 @@ impl Sink {
 /// One attempt's request body: decoded, checked and encrypted (or only
 /// decoded and checked) as it streams.
 pub struct UploadStream {
-    pub(super) decoder: Option<ChunkedDecoder>,
-    pub(super) checks: Option<BodyChecks>,
-    pub(super) sink: Sink,
+    pub(in crate::proxy) decoder: Option<ChunkedDecoder>,
+    pub(in crate::proxy) checks: Option<BodyChecks>,
+    pub(in crate::proxy) sink: Sink,
     /// A part header still to send ahead of the frames.
-    pub(super) prefix: Option<Bytes>,
+    pub(in crate::proxy) prefix: Option<Bytes>,
     /// The verified client checksum, echoed in the response.
     pub echo_checksum: Option<(&'static str, String)>,
 }

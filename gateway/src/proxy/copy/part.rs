@@ -12,10 +12,10 @@ use sealgate_filters::policy::BucketEncryption;
 use sealgate_filters::s3::upload_id::UploadToken;
 use sealgate_filters::s3::S3Error;
 
-use super::copy_stream::Stored;
-use super::errors::internal;
-use super::upload::UploadPlan;
-use super::{Ctx, Gateway};
+use crate::proxy::copy_stream::Stored;
+use crate::proxy::errors::internal;
+use crate::proxy::upload::UploadPlan;
+use crate::proxy::{Ctx, Gateway};
 
 /// A planned UploadPartCopy.
 pub struct PartCopy {
@@ -28,13 +28,13 @@ pub struct PartCopy {
 }
 
 impl Gateway {
-    pub(super) async fn copy_part(
+    pub(in crate::proxy) async fn copy_part(
         &self,
         copy: PartCopy,
         headers: &HeaderMap,
         ctx: &mut Ctx,
     ) -> Result<Stored, S3Error> {
-        super::copy_headers::refuse_customer_key_source(headers)?;
+        crate::proxy::copy_headers::refuse_customer_key_source(headers)?;
         let opened = self
             .open_token(
                 &ctx.live,
@@ -71,7 +71,7 @@ impl Gateway {
                 .map_err(internal)?;
         put.insert_header(http::header::HOST, ctx.route.upstream_host.as_str())
             .map_err(internal)?;
-        super::copy_headers::copy_request_headers(&mut put, headers, true, false)?;
+        crate::proxy::copy_headers::copy_request_headers(&mut put, headers, true, false)?;
         let dest = self.backend(ctx.route.bucket.as_deref());
         self.stream_copy(&part, put, dest, &src, body).await
     }

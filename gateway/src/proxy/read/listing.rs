@@ -9,7 +9,7 @@ use sealgate_filters::auth::permissions_in;
 use sealgate_filters::s3::listing::{filter_buckets, listed_part_size, listed_size, SizeRewriter};
 use sealgate_filters::s3::multipart;
 
-use super::response::{ResponseBody, WholeRewrite};
+use crate::proxy::response::{ResponseBody, WholeRewrite};
 
 /// Object listings (ListObjects, ListObjectsV2, ListObjectVersions).
 pub fn objects() -> ResponseBody {

@@ -25,12 +25,12 @@ use sealgate_filters::s3::post_policy::PostPolicy;
 use sealgate_filters::s3::request::classify;
 use sealgate_filters::s3::{uri, Operation, S3Error, S3ErrorCode};
 
-use super::copy_stream::Stored;
-use super::errors::internal;
-use super::response::set_sse_headers;
-use super::upload::UploadPlan;
-use super::{Ctx, Gateway};
 use crate::keys::key_error;
+use crate::proxy::copy_stream::Stored;
+use crate::proxy::errors::internal;
+use crate::proxy::response::set_sse_headers;
+use crate::proxy::upload::UploadPlan;
+use crate::proxy::{Ctx, Gateway};
 use crate::upstream::encode_key;
 
 /// Longest the fields before the file may take to arrive: they are read
@@ -51,7 +51,7 @@ const OBJECT_FIELDS: [&str; 9] = [
 ];
 
 /// A POST to a bucket with a form body: a browser upload.
-pub(super) fn is_post_upload(req: &RequestHeader) -> bool {
+pub(in crate::proxy) fn is_post_upload(req: &RequestHeader) -> bool {
     req.method == Method::POST
         && req.uri.query().is_none_or(str::is_empty)
         && req
@@ -76,7 +76,11 @@ struct Posted {
 
 impl Gateway {
     /// Runs the upload and answers the client, errors included.
-    pub(super) async fn serve_post(&self, session: &mut Session, ctx: &mut Ctx) -> Result<()> {
+    pub(in crate::proxy) async fn serve_post(
+        &self,
+        session: &mut Session,
+        ctx: &mut Ctx,
+    ) -> Result<()> {
         match self.post_upload(session, ctx).await {
             Ok(posted) => self.answer_post(session, ctx, posted).await,
             Err(e) => self.reject(session, ctx, &e).await,
@@ -345,7 +349,7 @@ impl Gateway {
         if let Some(key_id) = &ctx.audit.key_id {
             set_sse_headers(&mut resp, key_id)?;
         }
-        super::cors::apply(&mut resp, &ctx.cors)?;
+        crate::proxy::cors::apply(&mut resp, &ctx.cors)?;
         session
             .write_response_header(Box::new(resp), false)
             .await

@@ -9,6 +9,12 @@
 //! makes the copy: the source decrypted and encrypted again as a new
 //! object under this bucket's key, streamed (`copy_stream`).
 
+pub(super) mod headers;
+pub(super) mod part;
+pub(super) mod plain;
+pub(super) mod source;
+pub(super) mod stream;
+
 use http::HeaderMap;
 use pingora::http::RequestHeader;
 use pingora::prelude::*;

@@ -5,6 +5,11 @@
 //! mandatory bucket); the data key is unwrapped here, in the async
 //! response-header phase, because the body phase is synchronous.
 
+pub(super) mod attributes;
+pub(super) mod listing;
+pub(super) mod part;
+pub(super) mod target;
+
 use pingora::http::ResponseHeader;
 use sealgate_envelope::format::{plaintext_len, ByteRange};
 use sealgate_envelope::multipart::{PartHeader, PartsDecryptor, PART_HEADER_LEN};

@@ -16,8 +16,8 @@ use sealgate_filters::s3::upload_records::{
 };
 use sealgate_filters::s3::{uri, Operation, S3Error, S3ErrorCode};
 
-use super::response::{ResponseBody, WholeRewrite};
-use super::{Create, Ctx, Gateway, Op};
+use crate::proxy::response::{ResponseBody, WholeRewrite};
+use crate::proxy::{Create, Ctx, Gateway, Op};
 use crate::upstream::encode_key;
 
 /// Most pages of records read in bulk for one listing (1,000 uploads a
@@ -40,7 +40,7 @@ impl Gateway {
     /// Keys under the records' prefix are the gateway's in encrypting
     /// buckets; a ListMultipartUploads there reads the bucket's records
     /// before the real listing goes upstream.
-    pub(super) async fn prepare_uploads(&self, ctx: &mut Ctx) -> Result<(), S3Error> {
+    pub(in crate::proxy) async fn prepare_uploads(&self, ctx: &mut Ctx) -> Result<(), S3Error> {
         if let Some(key) = &ctx.audit.key {
             self.refuse_reserved(ctx.audit.policy.is_some(), key)?;
         }
@@ -121,7 +121,11 @@ impl Gateway {
     /// Keys under the records' prefix are the gateway's in encrypting
     /// buckets: no client request names one (path, copy source, form
     /// field or DeleteObjects list).
-    pub(super) fn refuse_reserved(&self, encrypting: bool, key: &str) -> Result<(), S3Error> {
+    pub(in crate::proxy) fn refuse_reserved(
+        &self,
+        encrypting: bool,
+        key: &str,
+    ) -> Result<(), S3Error> {
         if encrypting && looks_reserved(key) {
             return Err(self.refused(
                 "reserved",
@@ -138,7 +142,7 @@ impl Gateway {
 
     /// The listing's body rewrite: tokens for ids, records hidden (the
     /// length changes: streamed chunked).
-    pub(super) fn list_uploads_body(
+    pub(in crate::proxy) fn list_uploads_body(
         resp: &mut pingora::http::ResponseHeader,
         tokens: &HashMap<String, String>,
     ) -> ResponseBody {
@@ -157,7 +161,7 @@ impl Gateway {
 
     /// After the response: records a new upload's token, or removes the
     /// records of an upload that completed or was aborted.
-    pub(super) async fn keep_upload_records(&self, session: &Session, ctx: &Ctx) {
+    pub(in crate::proxy) async fn keep_upload_records(&self, session: &Session, ctx: &Ctx) {
         let status = session.response_written().map_or(0, |r| r.status.as_u16());
         let Some(bucket) = ctx.route.bucket.as_deref() else {
             return;
@@ -314,7 +318,7 @@ impl Gateway {
 
 /// Does `key` name the records' prefix or the stored-checksum probe's, as
 /// written or as a backend mapping keys to file paths reads it?
-pub(super) fn looks_reserved(key: &str) -> bool {
+pub(in crate::proxy) fn looks_reserved(key: &str) -> bool {
     let reserved = |k: &str| is_record_key(k) || k.starts_with(PROBE_PREFIX);
     reserved(key) || reserved(&as_a_path(key))
 }

@@ -12,10 +12,10 @@ use sealgate_filters::policy;
 use sealgate_filters::s3::request::Operation;
 use sealgate_filters::s3::{S3Error, S3ErrorCode};
 
-use super::copy_stream::Stored;
-use super::errors::internal;
-use super::upload::UploadPlan;
-use super::{Ctx, Gateway, Op};
+use crate::proxy::copy_stream::Stored;
+use crate::proxy::errors::internal;
+use crate::proxy::upload::UploadPlan;
+use crate::proxy::{Ctx, Gateway, Op};
 
 /// A copy out of an encrypting bucket into a pass-through one.
 pub struct PlainCopy {
@@ -31,7 +31,7 @@ impl Gateway {
     /// Turns a pass-through copy whose source bucket encrypts, or lives on
     /// another backend, into a copy the gateway makes, or refuses it (a
     /// mandatory source bucket).
-    pub(super) fn plan_plain_copy(
+    pub(in crate::proxy) fn plan_plain_copy(
         &self,
         req: &RequestHeader,
         ctx: &mut Ctx,
@@ -58,7 +58,7 @@ impl Gateway {
                 "the copy source's bucket requires encryption: its objects are copied only into buckets the gateway encrypts",
             ));
         }
-        super::copy_headers::refuse_customer_key_source(&req.headers)?;
+        crate::proxy::copy_headers::refuse_customer_key_source(&req.headers)?;
         let header = |n: &str| req.headers.get(n).and_then(|v| v.to_str().ok());
         let range = match (part, header("x-amz-copy-source-range")) {
             (true, Some(r)) => Some(copy_source_range(r)?),
@@ -74,7 +74,7 @@ impl Gateway {
     }
 
     /// Reads the source (decrypted) and stores it in plaintext.
-    pub(super) async fn plain_copy(
+    pub(in crate::proxy) async fn plain_copy(
         &self,
         copy: PlainCopy,
         headers: &HeaderMap,
@@ -104,7 +104,7 @@ impl Gateway {
             self.copy_object_headers(&mut put, copy.replace, headers, &src)
                 .await?;
         }
-        super::copy_headers::copy_request_headers(&mut put, headers, copy.part, true)?;
+        crate::proxy::copy_headers::copy_request_headers(&mut put, headers, copy.part, true)?;
         let dest = self.backend(ctx.route.bucket.as_deref());
         self.stream_copy(&plan, put, dest, &src, body).await
     }

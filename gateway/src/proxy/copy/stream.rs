@@ -17,12 +17,12 @@ use sealgate_filters::s3::chunked::encode::UNSIGNED_TRAILER;
 use sealgate_filters::s3::sigv4::{format_iso8601, parse_http_date, UNSIGNED_PAYLOAD};
 use sealgate_filters::s3::{S3Error, S3ErrorCode};
 
-use super::copy_source::{source_failed, CopySource, SourceBody};
-use super::errors::internal;
-use super::read_target::changed;
-use super::response::set_sse_headers;
-use super::upload::UploadPlan;
-use super::{Ctx, Gateway};
+use crate::proxy::copy_source::{source_failed, CopySource, SourceBody};
+use crate::proxy::errors::internal;
+use crate::proxy::read_target::changed;
+use crate::proxy::response::set_sse_headers;
+use crate::proxy::upload::UploadPlan;
+use crate::proxy::{Ctx, Gateway};
 use crate::upstream::UpstreamTarget;
 
 /// Largest upstream answer read after the body went up (an error
@@ -31,15 +31,15 @@ const MAX_ANSWER: usize = 64 * 1024;
 
 /// A streamed upload whose body has not ended: the upstream session and
 /// the body state. Dropped unfinished, the backend stores nothing.
-pub(super) struct PendingUpload {
+pub(in crate::proxy) struct PendingUpload {
     dst: HttpSession,
     /// The backend `dst` is a connection to (its pool takes it back).
     to: Arc<UpstreamTarget>,
-    cipher: super::upload_stream::UploadStream,
+    cipher: crate::proxy::upload_stream::UploadStream,
 }
 
 /// What the backend answered for the copy's PUT.
-pub(super) struct Stored {
+pub(in crate::proxy) struct Stored {
     pub etag: String,
     pub version_id: Option<String>,
     /// The source's version, as S3 reports it for a versioned source.
@@ -50,7 +50,7 @@ impl Gateway {
     /// Streams `src` (through `body`) into `plan`'s encryption and the
     /// upstream `put` (method, path, host and extra headers set; the plan
     /// adds its own and the request is signed here).
-    pub(super) async fn stream_copy(
+    pub(in crate::proxy) async fn stream_copy(
         &self,
         plan: &UploadPlan,
         put: RequestHeader,
@@ -122,7 +122,7 @@ impl Gateway {
     /// closing delimiter, for the caller to check); exactly the plan's
     /// plaintext length must come before them. Finish with
     /// [`Self::finish_upload`], or drop the result to store nothing.
-    pub(super) async fn stream_upload(
+    pub(in crate::proxy) async fn stream_upload(
         &self,
         plan: &UploadPlan,
         put: RequestHeader,
@@ -175,7 +175,10 @@ impl Gateway {
     }
 
     /// Ends a streamed upload: the last frame, then the backend's answer.
-    pub(super) async fn finish_upload(&self, p: PendingUpload) -> Result<Stored, S3Error> {
+    pub(in crate::proxy) async fn finish_upload(
+        &self,
+        p: PendingUpload,
+    ) -> Result<Stored, S3Error> {
         let PendingUpload {
             mut dst,
             to,
@@ -198,7 +201,7 @@ impl Gateway {
         plan: &UploadPlan,
         mut put: RequestHeader,
         to: &UpstreamTarget,
-    ) -> Result<(HttpSession, super::upload_stream::UploadStream), S3Error> {
+    ) -> Result<(HttpSession, crate::proxy::upload_stream::UploadStream), S3Error> {
         plan.apply(&mut put).map_err(internal)?;
         let hash = if plan.sends_trailer() {
             UNSIGNED_TRAILER
@@ -258,7 +261,7 @@ impl Gateway {
 
     /// S3's answer to a copy: `<{root}>` (`CopyObjectResult` or
     /// `CopyPartResult`) with the ETag and time, and the SSE headers.
-    pub(super) async fn answer_copy(
+    pub(in crate::proxy) async fn answer_copy(
         &self,
         session: &mut Session,
         ctx: &Ctx,
@@ -284,7 +287,7 @@ impl Gateway {
         if let Some(key_id) = &ctx.audit.key_id {
             set_sse_headers(&mut resp, key_id)?;
         }
-        super::cors::apply(&mut resp, &ctx.cors)?;
+        crate::proxy::cors::apply(&mut resp, &ctx.cors)?;
         session
             .write_response_header(Box::new(resp), false)
             .await

@@ -10,9 +10,9 @@ use sealgate_envelope::multipart::{PartHeader, PART_HEADER_LEN};
 use sealgate_filters::plan::ReadRequest;
 use sealgate_filters::s3::{attributes, S3Error, S3ErrorCode};
 
-use super::read_target::{stored_extent, ReadBinding, ReadPlan};
-use super::response::{ResponseBody, WholeRewrite};
-use super::{Ctx, Gateway, Op};
+use crate::proxy::read_target::{stored_extent, ReadBinding, ReadPlan};
+use crate::proxy::response::{ResponseBody, WholeRewrite};
+use crate::proxy::{Ctx, Gateway, Op};
 
 /// GetObjectAttributes on an encrypting bucket.
 pub struct AttributesPlan {
@@ -40,7 +40,7 @@ impl Gateway {
     /// A 200 answer: rewritten for a probed encrypted object, passed on
     /// for a probed plaintext one, refused for an object the probe did not
     /// find (it changed in between).
-    pub(super) fn respond_attributes(
+    pub(in crate::proxy) fn respond_attributes(
         &self,
         resp: &mut pingora::http::ResponseHeader,
         ctx: &mut Ctx,
@@ -50,20 +50,20 @@ impl Gateway {
         };
         match (a.plaintext_size, a.probed) {
             (Some(size), _) => {
-                super::response::strip_response(resp);
+                crate::proxy::response::strip_response(resp);
                 resp.remove_header(http::header::CONTENT_LENGTH.as_str());
                 ctx.response_body = Some(Self::attributes_body(size));
             }
             (None, true) => {}
             (None, false) => {
-                self.replace_response(resp, ctx, &super::read_target::changed())?;
+                self.replace_response(resp, ctx, &crate::proxy::read_target::changed())?;
             }
         }
         Ok(())
     }
 
     /// Probes the object for its plaintext size.
-    pub(super) async fn prepare_attributes(&self, ctx: &mut Ctx) -> Result<(), S3Error> {
+    pub(in crate::proxy) async fn prepare_attributes(&self, ctx: &mut Ctx) -> Result<(), S3Error> {
         if !matches!(ctx.op, Op::Attributes(_)) {
             return Ok(());
         }
@@ -110,7 +110,7 @@ impl Gateway {
         let (_, stored) = stored_extent(&resp).ok_or_else(|| self.integrity("length"))?;
         let size = if meta.multipart {
             let first = PartHeader::decode(&body).ok_or_else(|| self.integrity("part"))?;
-            let source = super::route::Route {
+            let source = crate::proxy::route::Route {
                 upstream_host: ctx.route.upstream_host.clone(),
                 upstream_path_and_query: path,
                 bucket: ctx.route.bucket.clone(),
@@ -129,7 +129,7 @@ impl Gateway {
     }
 
     /// The response body rewrite for a probed encrypted object.
-    pub(super) fn attributes_body(size: u64) -> ResponseBody {
+    pub(in crate::proxy) fn attributes_body(size: u64) -> ResponseBody {
         ResponseBody::Whole(WholeRewrite::new(move |xml: &str| {
             attributes::rewrite(xml, size).unwrap_or_else(|| {
                 // Never the stored sizes: an answer of an unexpected shape is dropped.

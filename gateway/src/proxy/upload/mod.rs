@@ -6,6 +6,11 @@
 //! upstream, so a failure leaves the backend's body short and nothing is
 //! stored.
 
+pub(super) mod multipart;
+pub(super) mod post;
+pub(super) mod records;
+pub(super) mod stream;
+
 use std::collections::BTreeMap;
 
 use bytes::Bytes;

@@ -11,9 +11,9 @@ use pingora::http::RequestHeader;
 use sealgate_envelope::META_PREFIX;
 use sealgate_filters::s3::{uri, S3Error, S3ErrorCode};
 
-use super::copy_source::CopySource;
-use super::errors::internal;
-use super::Gateway;
+use crate::proxy::copy_source::CopySource;
+use crate::proxy::errors::internal;
+use crate::proxy::Gateway;
 
 /// Headers that describe the content: copied from the source, or taken
 /// from the request under `REPLACE` (with `x-amz-meta-*`).
@@ -63,7 +63,7 @@ impl Gateway {
     /// and content headers by the directive, the request's storage class,
     /// ACL and object-lock headers, and tags (the source's, unless
     /// `x-amz-tagging-directive: REPLACE`).
-    pub(super) async fn copy_object_headers(
+    pub(in crate::proxy) async fn copy_object_headers(
         &self,
         put: &mut RequestHeader,
         replace: bool,
@@ -107,7 +107,7 @@ impl Gateway {
                 MAX_TAGGING_ANSWER,
             )
             .await
-            .map_err(|e| super::copy_source::source_failed(&e))?;
+            .map_err(|e| crate::proxy::copy_source::source_failed(&e))?;
         if resp.status.as_u16() != 200 {
             // A backend without tagging has no tags to copy.
             return Ok(None);
@@ -131,7 +131,7 @@ impl Gateway {
 
 /// The user metadata and content headers among `headers` (never the
 /// envelope's fields).
-pub(super) fn described_headers(headers: &HeaderMap) -> Vec<(String, String)> {
+pub(in crate::proxy) fn described_headers(headers: &HeaderMap) -> Vec<(String, String)> {
     headers
         .iter()
         .filter(|(name, _)| {
@@ -153,7 +153,7 @@ pub(super) fn described_headers(headers: &HeaderMap) -> Vec<(String, String)> {
 }
 
 /// Names of the user metadata and content headers a request carries.
-pub(super) fn client_described(req: &RequestHeader) -> Vec<String> {
+pub(in crate::proxy) fn client_described(req: &RequestHeader) -> Vec<String> {
     described_headers(&req.headers)
         .into_iter()
         .map(|(n, _)| n)
@@ -171,7 +171,7 @@ fn xml_unescape(s: &str) -> String {
 
 /// A copy the gateway makes cannot read a source encrypted with the
 /// client's own key (SSE-C): refused before any work.
-pub(super) fn refuse_customer_key_source(headers: &HeaderMap) -> Result<(), S3Error> {
+pub(in crate::proxy) fn refuse_customer_key_source(headers: &HeaderMap) -> Result<(), S3Error> {
     if headers.contains_key("x-amz-copy-source-server-side-encryption-customer-algorithm") {
         return Err(S3Error::new(
             S3ErrorCode::NotImplemented,
@@ -187,7 +187,7 @@ pub(super) fn refuse_customer_key_source(headers: &HeaderMap) -> Result<(), S3Er
 /// encryption the client asked for. A source encrypted with the client's
 /// own key (SSE-C) cannot be read by the gateway: refused, never copied
 /// without the headers that say so.
-pub(super) fn copy_request_headers(
+pub(in crate::proxy) fn copy_request_headers(
     put: &mut RequestHeader,
     headers: &HeaderMap,
     part: bool,

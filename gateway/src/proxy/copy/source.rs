@@ -16,11 +16,13 @@ use sealgate_filters::plan::ReadRequest;
 use sealgate_filters::policy;
 use sealgate_filters::s3::{S3Error, S3ErrorCode};
 
-use super::errors::internal;
-use super::read_target::{changed, invalid_range, stored_extent, ReadPlan, ReadTarget, Reader};
-use super::response::ResponseBody;
-use super::route::Route;
-use super::Gateway;
+use crate::proxy::errors::internal;
+use crate::proxy::read_target::{
+    changed, invalid_range, stored_extent, ReadPlan, ReadTarget, Reader,
+};
+use crate::proxy::response::ResponseBody;
+use crate::proxy::route::Route;
+use crate::proxy::Gateway;
 
 /// Largest probe answer read (a first part header, or an error document).
 const MAX_PROBE_ANSWER: usize = 64 * 1024;
@@ -41,7 +43,7 @@ const SOURCE_CONDITIONS: [(&str, &str); 5] = [
 ];
 
 /// How the source's bytes become the copy's plaintext.
-pub(super) enum SourceBody {
+pub(in crate::proxy) enum SourceBody {
     /// A plaintext object's stored bytes.
     Plain,
     /// An encrypted object's frames, decrypted.
@@ -49,7 +51,7 @@ pub(super) enum SourceBody {
 }
 
 /// A probed copy source that this client may have read.
-pub(super) struct CopySource {
+pub(in crate::proxy) struct CopySource {
     route: Route,
     /// The client's copy conditions as GET headers.
     conditions: Vec<(&'static str, String)>,
@@ -116,7 +118,7 @@ impl Gateway {
     /// `range` (the whole object if `None`) and checks that the client may
     /// read it: its bucket's policy (no plaintext from a mandatory bucket)
     /// and binding (an encrypted object must belong to its bucket).
-    pub(super) async fn probe_copy_source(
+    pub(in crate::proxy) async fn probe_copy_source(
         &self,
         live: &crate::live::Live,
         headers: &HeaderMap,
@@ -216,7 +218,7 @@ impl Gateway {
 
     /// How the source's bytes become plaintext (an encrypted source's data
     /// key is unwrapped here).
-    pub(super) async fn source_body(
+    pub(in crate::proxy) async fn source_body(
         &self,
         live: &crate::live::Live,
         src: &CopySource,
@@ -235,7 +237,10 @@ impl Gateway {
     }
 
     /// The source GET, checked to be the probed (encrypted) object.
-    pub(super) async fn open_source(&self, src: &CopySource) -> Result<HttpSession, S3Error> {
+    pub(in crate::proxy) async fn open_source(
+        &self,
+        src: &CopySource,
+    ) -> Result<HttpSession, S3Error> {
         let route = &src.route;
         let mut get = RequestHeader::build("GET", route.upstream_path_and_query.as_bytes(), None)
             .map_err(internal)?;
@@ -369,7 +374,7 @@ fn check_etag_conditions(headers: &HeaderMap, etag: Option<&str>) -> Result<(), 
 }
 
 /// A failed exchange with the source, logged (no secrets in it).
-pub(super) fn source_failed(e: &dyn std::fmt::Display) -> S3Error {
+pub(in crate::proxy) fn source_failed(e: &dyn std::fmt::Display) -> S3Error {
     tracing::warn!(error = %e, "copy: reading the source failed");
     unreachable_source()
 }
