@@ -4,12 +4,8 @@
 //! phases, owns every socket (clients, upstream S3, admin) and the CLI.
 
 mod admin;
-mod azure;
-mod azure_ids;
 mod header_deadline;
-mod keycache;
 mod keys;
-mod kms;
 mod live;
 pub mod logging;
 mod metrics;

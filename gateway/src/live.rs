@@ -157,7 +157,7 @@ pub async fn reload(
         check_bucket_backends(&state.load().config, &config)?;
         crate::keys::check_at_start(&config).await?;
         let providers =
-            Providers::from_config(&config, Some(crate::keycache::KeyMetrics::from(metrics)))
+            Providers::from_config(&config, Some(crate::keys::cache::KeyMetrics::from(metrics)))
                 .await?;
         let restart = needs_restart(&state.load().config, &config);
         if !restart.is_empty() {

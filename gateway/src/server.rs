@@ -131,7 +131,7 @@ pub fn start(config: Config, options: RunOptions) -> Result<GatewayHandle, Start
     let providers = rt
         .block_on(crate::keys::Providers::from_config(
             &config,
-            Some(crate::keycache::KeyMetrics::from(&metrics)),
+            Some(crate::keys::cache::KeyMetrics::from(&metrics)),
         ))
         .map_err(StartError::Providers)?;
     drop(rt);

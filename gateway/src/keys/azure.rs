@@ -32,7 +32,7 @@ use sealgate_config::AzureKeyVault;
 use sealgate_filters::keys::{random_bytes, DataKey, KeyError, KeyProvider, DEK_LEN};
 use zeroize::{Zeroize, Zeroizing};
 
-use crate::azure_ids::{KeyRef, Vault};
+use crate::keys::azure_ids::{KeyRef, Vault};
 
 /// Longest a vault call may take, retries and token fetch included, before
 /// the request gets a clean 503: an outage must not hang clients.

@@ -3,6 +3,11 @@
 //! (`kms.rs`); the provider trait and the master-key provider are pure and
 //! live in `sealgate_filters::keys`.
 
+pub(crate) mod azure;
+pub(crate) mod azure_ids;
+pub(crate) mod cache;
+pub(crate) mod kms;
+
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -10,9 +15,9 @@ use sealgate_config::{Config, ProviderKind};
 use sealgate_filters::keys::{KeyError, KeyProvider, MasterKeyProvider};
 use sealgate_filters::s3::{S3Error, S3ErrorCode};
 
-use crate::azure::AzureKeyVaultProvider;
-use crate::keycache::CachingProvider;
-use crate::kms::AwsKmsProvider;
+use crate::keys::azure::AzureKeyVaultProvider;
+use crate::keys::cache::CachingProvider;
+use crate::keys::kms::AwsKmsProvider;
 
 /// The configured key providers by name.
 pub struct Providers {
@@ -24,7 +29,7 @@ impl Providers {
     /// connect on first use, on the runtime that serves requests.
     pub async fn from_config(
         config: &Config,
-        metrics: Option<crate::keycache::KeyMetrics>,
+        metrics: Option<crate::keys::cache::KeyMetrics>,
     ) -> Result<Self, String> {
         let mut by_name: HashMap<String, Arc<dyn KeyProvider>> = HashMap::new();
         for (name, p) in &config.encryption.providers {
