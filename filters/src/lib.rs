@@ -3,6 +3,7 @@
 //! property- and fuzz-tested without a network. The `gateway` crate drives
 //! it from Pingora's phases.
 
+pub mod audit;
 pub mod auth;
 pub mod header_watch;
 pub mod holdback;

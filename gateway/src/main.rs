@@ -64,6 +64,29 @@ enum Command {
         #[arg(long)]
         limit: Option<u64>,
     },
+    /// Report the encryption state of every object of a bucket (one HEAD
+    /// each, straight to the backend): exit 0 when nothing needs acting on,
+    /// 2 when a mandatory bucket holds plaintext or an object is unreadable,
+    /// refused by the bucket's policy or (--verify) under a key that fails,
+    /// 1 when the audit could not run or some objects could not be looked at.
+    Audit {
+        /// The YAML configuration file.
+        #[arg(short, long, env = "SEALGATE_CONFIG")]
+        config: PathBuf,
+        /// The bucket, as clients name it.
+        #[arg(long)]
+        bucket: String,
+        /// Only objects whose keys start with this.
+        #[arg(long)]
+        prefix: Option<String>,
+        /// One JSON line per object, then a summary line.
+        #[arg(long)]
+        json: bool,
+        /// Also unwrap each distinct data key once and check it against
+        /// its objects (asks the key providers).
+        #[arg(long)]
+        verify: bool,
+    },
     /// Key provider tools.
     Keys {
         #[command(subcommand)]
@@ -148,7 +171,7 @@ fn main() -> ExitCode {
                 Ok(l) => l,
                 Err(code) => return code,
             };
-            let opts = sealgate::rewrap::RewrapOptions {
+            let opts = sealgate::ops::rewrap::RewrapOptions {
                 bucket,
                 prefix,
                 to_provider,
@@ -156,7 +179,7 @@ fn main() -> ExitCode {
                 dry_run,
                 limit,
             };
-            match sealgate::rewrap::rewrap(&loaded.config, &opts) {
+            match sealgate::ops::rewrap::rewrap(&loaded.config, &opts) {
                 Ok(s) => {
                     println!("{}", s.report(dry_run));
                     if s.complete() {
@@ -167,6 +190,43 @@ fn main() -> ExitCode {
                 }
                 Err(e) => {
                     eprintln!("sealgate rewrap: {e}");
+                    ExitCode::from(1)
+                }
+            }
+        }
+        Command::Audit {
+            config,
+            bucket,
+            prefix,
+            json,
+            verify,
+        } => {
+            let loaded = match load(&config) {
+                Ok(l) => l,
+                Err(code) => return code,
+            };
+            let opts = sealgate::ops::audit::AuditOptions {
+                bucket,
+                prefix,
+                json,
+                verify,
+            };
+            let mut stdout = std::io::stdout().lock();
+            match sealgate::ops::audit::audit(&loaded.config, &opts, &mut stdout) {
+                Ok(a) => {
+                    if !json {
+                        print!("{}", a.summary.report(a.mandatory));
+                    }
+                    if a.summary.findings(a.mandatory) {
+                        ExitCode::from(2)
+                    } else if a.summary.failed > 0 {
+                        ExitCode::from(1)
+                    } else {
+                        ExitCode::SUCCESS
+                    }
+                }
+                Err(e) => {
+                    eprintln!("sealgate audit: {e}");
                     ExitCode::from(1)
                 }
             }

@@ -89,7 +89,7 @@ struct Target<'a> {
 /// run to the form objects record. An id that cannot be resolved (a deleted
 /// alias, no right to describe it) matches nothing and is kept as it is; a
 /// provider that could not be asked stops the run before anything moves.
-async fn binding_of(
+pub(crate) async fn binding_of(
     provider: &Arc<dyn KeyProvider>,
     enc: &policy::BucketEncryption,
 ) -> Result<Binding, String> {
