@@ -41,6 +41,22 @@ pub enum State {
 }
 
 impl State {
+    /// The provider and key id of the envelope, where there is a readable one.
+    pub fn wrapped_by(&self) -> Option<(&str, &str)> {
+        match self {
+            Self::Encrypted {
+                provider, key_id, ..
+            }
+            | Self::Refused {
+                provider, key_id, ..
+            }
+            | Self::KeyFailed {
+                provider, key_id, ..
+            } => Some((provider, key_id)),
+            Self::Plaintext | Self::Unreadable(_) => None,
+        }
+    }
+
     /// The state's name in reports and JSON.
     pub fn name(&self) -> &'static str {
         match self {
@@ -92,38 +108,24 @@ pub fn state_of<'a>(
 /// One object as a JSON line (`--json`).
 pub fn json_line(key: &str, size: u64, state: &State) -> String {
     let mut v = serde_json::json!({"key": key, "size": size, "state": state.name()});
+    if let Some((provider, key_id)) = state.wrapped_by() {
+        v["provider"] = provider.into();
+        v["key_id"] = key_id.into();
+    }
     match state {
         State::Encrypted {
-            provider,
-            key_id,
             multipart,
             bound_bucket,
+            ..
         } => {
-            v["provider"] = provider.as_str().into();
-            v["key_id"] = key_id.as_str().into();
             v["format"] = sealgate_envelope::meta::VERSION.into();
             v["multipart"] = (*multipart).into();
             v["bound_bucket"] = bound_bucket.clone().into();
         }
-        State::Refused {
-            provider,
-            key_id,
-            reason,
-        } => {
-            v["provider"] = provider.as_str().into();
-            v["key_id"] = key_id.as_str().into();
-            v["reason"] = (*reason).into();
+        State::Refused { reason, .. } => v["reason"] = (*reason).into(),
+        State::KeyFailed { reason, .. } | State::Unreadable(reason) => {
+            v["reason"] = reason.as_str().into()
         }
-        State::KeyFailed {
-            provider,
-            key_id,
-            reason,
-        } => {
-            v["provider"] = provider.as_str().into();
-            v["key_id"] = key_id.as_str().into();
-            v["reason"] = reason.as_str().into();
-        }
-        State::Unreadable(reason) => v["reason"] = reason.as_str().into(),
         State::Plaintext => {}
     }
     v.to_string()

@@ -71,6 +71,11 @@ pub fn parse_list_page(xml: &[u8]) -> Result<ListPage, S3Error> {
     })?;
     if !truncated {
         page.next = None;
+    } else if page.next.as_deref().is_none_or(str::is_empty) {
+        // Stopping here would pass off part of the bucket as all of it.
+        return Err(crate::s3::xml::malformed(
+            "the listing is truncated but names no continuation token",
+        ));
     }
     Ok(page)
 }
@@ -380,6 +385,21 @@ impl Summary {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_truncated_listing_without_a_token_is_refused() {
+        let page = |rest: &str| {
+            format!("<ListBucketResult><Contents><Key>a</Key><Size>1</Size></Contents>{rest}</ListBucketResult>")
+        };
+        assert!(parse_list_page(page("<IsTruncated>true</IsTruncated>").as_bytes()).is_err());
+        assert!(parse_list_page(
+            page("<IsTruncated>true</IsTruncated><NextContinuationToken></NextContinuationToken>")
+                .as_bytes()
+        )
+        .is_err());
+        let last = parse_list_page(page("<IsTruncated>false</IsTruncated>").as_bytes()).unwrap();
+        assert_eq!((last.objects.len(), last.next), (1, None));
+    }
+
     use super::*;
     use sealgate_envelope::ciphertext_len;
 

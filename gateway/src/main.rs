@@ -217,9 +217,12 @@ fn main() -> ExitCode {
                     if !json {
                         print!("{}", a.summary.report(a.mandatory));
                     }
+                    if let Some(why) = &a.stopped {
+                        eprintln!("sealgate audit: stopped before the end: {why}");
+                    }
                     if a.summary.findings(a.mandatory) {
                         ExitCode::from(2)
-                    } else if a.summary.failed > 0 {
+                    } else if a.summary.failed > 0 || a.stopped.is_some() {
                         ExitCode::from(1)
                     } else {
                         ExitCode::SUCCESS

@@ -6,8 +6,6 @@
 
 mod common;
 
-use std::process::Command;
-
 use common::*;
 
 /// Two local providers; `vault` is mandatory under `own`, `other` is
@@ -30,19 +28,8 @@ const POLICY: &str = "encryption:
 ";
 
 fn audit(backend: &dyn Upstream, config: &str, args: &[&str]) -> (i32, String, String) {
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("sealgate.yaml");
-    std::fs::write(&file, config).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_sealgate"))
-        .args(["audit", "--config"])
-        .arg(&file)
-        .args(args)
-        .env("TEST_UPSTREAM_SECRET", backend.credentials().1)
-        .env("TEST_CLIENT_SECRET", CLIENT_SECRET)
-        .env("TEST_TEAM_SECRET", TEAM_SECRET)
-        .env("TEST_READER_SECRET", READER_SECRET)
-        .output()
-        .unwrap();
+    let args: Vec<&str> = ["audit"].iter().chain(args).copied().collect();
+    let out = sealgate_command(backend, config, &args);
     (
         out.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -181,6 +168,52 @@ fn audit_tells_every_objects_state_and_fails_on_plaintext_in_a_mandatory_bucket(
         &["--bucket", "vault", "--prefix", "sm", "--json"],
     );
     assert_eq!(parse(&out).0.keys().collect::<Vec<_>>(), ["small"]);
+
+    // An envelope copied onto other bytes (a length no frame stream has),
+    // and a key made to forge lines in the text output.
+    let head = aws_as(
+        id,
+        secret,
+        &garage.url(),
+        &[
+            "s3api",
+            "head-object",
+            "--bucket",
+            "vault",
+            "--key",
+            "small",
+        ],
+    );
+    let meta: serde_json::Value = serde_json::from_slice(&head.stdout).unwrap();
+    let meta = meta["Metadata"].to_string();
+    backend(&[
+        "s3api",
+        "put-object",
+        "--bucket",
+        "vault",
+        "--key",
+        "forged",
+        "--body",
+        plain.to_str().unwrap(),
+        "--metadata",
+        &meta,
+    ]);
+    backend(&[
+        "s3",
+        "cp",
+        plain.to_str().unwrap(),
+        "s3://vault/evil\nencrypted small",
+    ]);
+    let (code, out, _) = audit(&garage, &config, &["--bucket", "vault"]);
+    assert_eq!(code, 2);
+    assert!(out.lines().any(|l| l == "unreadable forged"), "{out}");
+    assert!(
+        out.lines().any(|l| l == "plaintext evil\\nencrypted small"),
+        "{out}"
+    );
+    assert!(!out.lines().any(|l| l == "encrypted small"), "{out}");
+    backend(&["s3", "rm", "s3://vault/forged"]);
+    backend(&["s3", "rm", "s3://vault/evil\nencrypted small"]);
 
     // Plaintext alone in the mandatory bucket: still a finding.
     backend(&["s3", "rm", "s3://vault/moved"]);

@@ -7,7 +7,6 @@
 
 mod common;
 
-use std::process::Command;
 use std::sync::{Arc, Mutex};
 
 use common::*;
@@ -78,20 +77,12 @@ fn rewrap(backend: &dyn Upstream, config: &str, args: &[&str]) -> String {
 }
 
 fn rewrap_output(backend: &dyn Upstream, config: &str, args: &[&str]) -> std::process::Output {
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("sealgate.yaml");
-    std::fs::write(&file, config).unwrap();
-    Command::new(env!("CARGO_BIN_EXE_sealgate"))
-        .args(["rewrap", "--config"])
-        .arg(&file)
-        .args(["--bucket", "vault"])
-        .args(args)
-        .env("TEST_UPSTREAM_SECRET", backend.credentials().1)
-        .env("TEST_CLIENT_SECRET", CLIENT_SECRET)
-        .env("TEST_TEAM_SECRET", TEAM_SECRET)
-        .env("TEST_READER_SECRET", READER_SECRET)
-        .output()
-        .unwrap()
+    let args: Vec<&str> = ["rewrap", "--bucket", "vault"]
+        .iter()
+        .chain(args)
+        .copied()
+        .collect();
+    sealgate_command(backend, config, &args)
 }
 
 fn config_for(backend: &dyn Upstream, extra: &str) -> String {

@@ -6,8 +6,12 @@
 //! The listing streams page by page (constant memory for any number of
 //! objects) and each object costs one HEAD: no object data is read, and no
 //! key provider is asked anything unless `--verify`, which unwraps each
-//! distinct wrapped data key once and checks it against the object's
-//! commitment (the run's memory then grows by 32 bytes per distinct key).
+//! distinct wrapped data key once and checks it against each object's
+//! commitment (the run then keeps each distinct data key, about a hundred
+//! bytes each, until it ends; they are zeroized then). Current versions
+//! only: a noncurrent version is not looked at. The body is not read: a
+//! single-part object's length must be one a frame stream can have, but an
+//! envelope copied onto other bytes of such a length is found only by a GET.
 
 use std::collections::HashMap;
 use std::io::Write;
@@ -17,9 +21,9 @@ use std::time::Duration;
 use bytes::Bytes;
 use indicatif::{ProgressBar, ProgressStyle};
 use sealgate_config::Config;
-use sealgate_envelope::{Backend, EnvelopeMeta, ObjectKey, DEK_LEN};
+use sealgate_envelope::{plaintext_len, Backend, EnvelopeMeta, ObjectKey, DEK_LEN};
 use sealgate_filters::audit::{json_line, state_of, PolicyCheck, State, Summary};
-use sealgate_filters::keys::KeyProvider;
+use sealgate_filters::keys::{KeyError, KeyProvider};
 use sealgate_filters::policy::{self, Unbound};
 use sealgate_filters::rewrap::{parse_list_page, Binding};
 use sealgate_filters::s3::uri;
@@ -47,10 +51,13 @@ pub struct AuditOptions {
     pub verify: bool,
 }
 
-/// The outcome: the summary, and whether the bucket's policy is mandatory.
+/// The outcome: the summary (of what was looked at), whether the bucket's
+/// policy is mandatory, and why the run stopped early, if it did (its
+/// findings still count).
 pub struct Audited {
     pub summary: Summary,
     pub mandatory: bool,
+    pub stopped: Option<String>,
 }
 
 /// Runs an audit to its end, objects written to `out` as they are seen.
@@ -138,13 +145,18 @@ async fn run(config: &Config, opts: &AuditOptions, out: &mut dyn Write) -> Resul
             .map_err(|e| e.to_string())?,
     );
     bar.enable_steady_tick(Duration::from_millis(200));
-    let summary = run.objects(out, &bar).await;
+    let mut summary = Summary::default();
+    let stopped = run.objects(out, &bar, &mut summary).await.err();
     bar.finish_and_clear();
-    let summary = summary?;
+    summary.keys_verified = run.verified.values().filter(|r| r.is_ok()).count() as u64;
     if opts.json {
         writeln!(out, "{}", summary.json(mandatory)).map_err(|e| e.to_string())?;
     }
-    Ok(Audited { summary, mandatory })
+    Ok(Audited {
+        summary,
+        mandatory,
+        stopped,
+    })
 }
 
 impl Run<'_> {
@@ -170,8 +182,12 @@ impl Run<'_> {
     }
 
     /// Every current object under the prefix, page by page.
-    async fn objects(&mut self, out: &mut dyn Write, bar: &ProgressBar) -> Result<Summary, String> {
-        let mut summary = Summary::default();
+    async fn objects(
+        &mut self,
+        out: &mut dyn Write,
+        bar: &ProgressBar,
+        summary: &mut Summary,
+    ) -> Result<(), String> {
         let mut token: Option<String> = None;
         loop {
             let mut query = vec!["list-type=2".to_string(), "encoding-type=url".to_string()];
@@ -190,12 +206,16 @@ impl Run<'_> {
             let page = parse_list_page(&body).map_err(|e| format!("listing: {e}"))?;
             for object in page.objects {
                 match self.one(&object.key).await {
-                    Ok(state) => {
+                    // Deleted since it was listed.
+                    Ok(None) => {}
+                    Ok(Some(state)) => {
                         summary.add(object.size, &state);
                         let line = if self.opts.json {
                             Some(json_line(&object.key, object.size, &state))
                         } else if !matches!(state, State::Encrypted { .. }) {
-                            Some(format!("{} {}", state.name(), object.key))
+                            // Escaped: a key's control characters cannot
+                            // forge lines or reach the terminal.
+                            Some(format!("{} {}", state.name(), object.key.escape_debug()))
                         } else {
                             None
                         };
@@ -206,7 +226,9 @@ impl Run<'_> {
                     }
                     Err(e) => {
                         summary.failed += 1;
-                        bar.suspend(|| eprintln!("{}: not looked at: {e}", object.key));
+                        bar.suspend(|| {
+                            eprintln!("{}: not looked at: {e}", object.key.escape_debug())
+                        });
                     }
                 }
                 bar.inc(1);
@@ -217,20 +239,23 @@ impl Run<'_> {
                 ));
             }
             match page.next {
+                Some(next) if token.as_ref() == Some(&next) => {
+                    return Err("the listing named the same continuation token twice".into())
+                }
                 Some(next) => token = Some(next),
-                None => break,
+                None => return Ok(()),
             }
         }
-        summary.keys_verified = self.verified.values().filter(|r| r.is_ok()).count() as u64;
-        Ok(summary)
     }
 
-    /// One object's state from its HEAD.
-    async fn one(&mut self, key: &str) -> Result<State, String> {
+    /// One object's state from its HEAD (`None`: deleted since listed).
+    async fn one(&mut self, key: &str) -> Result<Option<State>, String> {
         let path = format!("{}/{}", self.bucket_path, encode_key(key));
         let (head, _) = self.request("HEAD", &path).await?;
-        if head.status.as_u16() != 200 {
-            return Err(format!("HEAD answered {}", head.status));
+        match head.status.as_u16() {
+            200 => {}
+            404 => return Ok(None),
+            status => return Err(format!("HEAD answered {status}")),
         }
         let get = |name: &str| head.headers.get(name).and_then(|v| v.to_str().ok());
         let check = self.policy.as_ref().map(|(enc, provider, binding)| {
@@ -244,50 +269,84 @@ impl Run<'_> {
                 );
                 match bound {
                     // Configured ids unresolved: only another provider the
-                    // policy does not read is known to be refused.
+                    // policy does not read is known to be refused; the
+                    // bucket the object is bound to is checked still (as
+                    // if under the bucket's own key).
                     Err(Unbound::Key)
                         if !verify
                             && (meta.provider == enc.provider
                                 || enc.readable_providers.contains(&meta.provider)) =>
                     {
-                        Ok(())
+                        let own = binding.recorded.key_id.as_deref().unwrap_or_default();
+                        binding.check(
+                            &enc.provider,
+                            own,
+                            &provider.binding_key_id(own),
+                            &meta.context,
+                        )
                     }
                     other => other,
                 }
             }
         });
         let (state, meta) = state_of(get, check.as_ref().map(|c| c as PolicyCheck));
-        match (state, meta) {
+        let stored_len: Option<u64> = get("content-length").and_then(|v| v.parse().ok());
+        Ok(Some(match (state, meta) {
+            // A single-part body's length is one a frame stream can have, or
+            // no GET decrypts it (an envelope copied onto other bytes).
+            (State::Encrypted { .. }, Some(meta))
+                if !meta.multipart && stored_len.is_some_and(|n| plaintext_len(n).is_none()) =>
+            {
+                State::Unreadable("its length is no encrypted body's".into())
+            }
             (state @ State::Encrypted { .. }, Some(meta)) if self.opts.verify => {
-                Ok(match self.verify(&meta).await {
+                match self.verify(&meta).await? {
                     Ok(()) => state,
                     Err(reason) => State::KeyFailed {
                         provider: meta.provider,
                         key_id: meta.key_id,
                         reason,
                     },
-                })
+                }
             }
-            (state, _) => Ok(state),
-        }
+            (state, _) => state,
+        }))
     }
 
-    /// Unwraps the object's data key (once per distinct wrapped key) and
-    /// checks it against the object's own commitment.
-    async fn verify(&mut self, meta: &EnvelopeMeta) -> Result<(), String> {
-        let id: [u8; 32] = Sha256::digest(&meta.wrapped_dek).into();
+    /// Unwraps the object's data key (once per distinct wrapped key under
+    /// its provider, key id and context) and checks it against the
+    /// object's own commitment. `Err`: the provider could not answer (the
+    /// object is not looked at, and the next one asks again).
+    async fn verify(&mut self, meta: &EnvelopeMeta) -> Result<Result<(), String>, String> {
+        let mut h = Sha256::new();
+        for part in [meta.provider.as_bytes(), meta.key_id.as_bytes()] {
+            h.update((part.len() as u64).to_be_bytes());
+            h.update(part);
+        }
+        h.update(meta.context_hash());
+        h.update(&meta.wrapped_dek);
+        let id: [u8; 32] = h.finalize().into();
         if !self.verified.contains_key(&id) {
             let dek = match self.providers.get(&meta.provider) {
                 None => Err(format!("its provider {} is not configured", meta.provider)),
-                Some(p) => p
+                Some(p) => match p
                     .decrypt_data_key(&meta.key_id, &meta.wrapped_dek, &meta.context)
                     .await
-                    .map_err(|e| format!("unwrapping its data key: {e}")),
+                {
+                    Ok(dek) => Ok(dek),
+                    Err(e @ (KeyError::Unavailable(_) | KeyError::Throttled(_))) => {
+                        return Err(format!("unwrapping its data key: {e}"))
+                    }
+                    Err(e) => Err(format!("unwrapping its data key: {e}")),
+                },
             };
             self.verified.insert(id, dek);
         }
-        let dek = self.verified[&id].as_ref().map_err(Clone::clone)?;
-        ObjectKey::derive_checked(
+        let dek = match &self.verified[&id] {
+            Ok(dek) => dek,
+            Err(e) => return Ok(Err(e.clone())),
+        };
+        Ok(ObjectKey::derive_checked(
             dek,
             &meta.salt,
             &meta.context_hash(),
@@ -295,6 +354,6 @@ impl Run<'_> {
             Backend::default_backend(),
         )
         .map(|_| ())
-        .map_err(|_| "its data key does not match its commitment".to_string())
+        .map_err(|_| "its data key does not match its commitment".to_string()))
     }
 }

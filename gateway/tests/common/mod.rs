@@ -862,6 +862,26 @@ fn client_env(cmd: &mut Command, key: &str, secret: &str) {
         .env_remove("AWS_ENDPOINT_URL");
 }
 
+/// Runs `sealgate <args>` with the configuration `config` (a file of its
+/// own) and the test secrets in its environment, as an operator runs a
+/// command against `backend`.
+pub fn sealgate_command(backend: &dyn Upstream, config: &str, args: &[&str]) -> Output {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("sealgate.yaml");
+    std::fs::write(&file, config).unwrap();
+    let (command, rest) = args.split_first().expect("a subcommand");
+    Command::new(env!("CARGO_BIN_EXE_sealgate"))
+        .args([command, "--config"])
+        .arg(&file)
+        .args(rest)
+        .env("TEST_UPSTREAM_SECRET", backend.credentials().1)
+        .env("TEST_CLIENT_SECRET", CLIENT_SECRET)
+        .env("TEST_TEAM_SECRET", TEAM_SECRET)
+        .env("TEST_READER_SECRET", READER_SECRET)
+        .output()
+        .unwrap()
+}
+
 /// Runs a Node.js script of `tests/js` (its packages installed there by
 /// the test command) as the full client; its stdout.
 pub fn node_ok(script: &str, args: &[&str]) -> String {
