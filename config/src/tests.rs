@@ -293,6 +293,56 @@ fn custom_master_key_must_be_32_bytes() {
     );
 }
 
+/// The two overrides no other test sets, and `logging.level`.
+#[test]
+fn key_spec_rotation_overrides_and_log_levels_take_effect() {
+    let kms = "encryption:\n  kms:\n    enabled: true\n    default_key_id: alias/a\n";
+    let c = load_env(
+        kms,
+        &[
+            ("KMS_KEY_SPEC", "AES_256"),
+            ("KMS_ENABLE_KEY_ROTATION", "yes"),
+        ],
+    )
+    .unwrap()
+    .config;
+    let ProviderKind::AwsKms(k) = &c.encryption.providers["aws-kms"].kind else {
+        panic!()
+    };
+    assert_eq!(k.key_spec, KeySpec::Aes256);
+    assert!(k.enable_key_rotation);
+    let off = load_env(kms, &[("KMS_ENABLE_KEY_ROTATION", "0")])
+        .unwrap()
+        .config;
+    let ProviderKind::AwsKms(k) = &off.encryption.providers["aws-kms"].kind else {
+        panic!()
+    };
+    assert!(!k.enable_key_rotation);
+    let p = load_env(kms, &[("KMS_KEY_SPEC", "RSA_2048")])
+        .unwrap_err()
+        .to_string();
+    assert!(p.contains("key_spec (from env KMS_KEY_SPEC)"), "{p}");
+    for (text, level) in [
+        ("error", LogLevel::Error),
+        ("warn", LogLevel::Warn),
+        ("warning", LogLevel::Warn),
+        ("info", LogLevel::Info),
+        ("debug", LogLevel::Debug),
+        ("trace", LogLevel::Trace),
+    ] {
+        let c = load(&format!("logging:\n  level: {text}\n"))
+            .unwrap()
+            .config;
+        assert_eq!(c.logging.level, level, "{text}");
+    }
+    assert_eq!(load("").unwrap().config.logging.level, LogLevel::Info);
+    let p = problems("logging:\n  level: loud\n").join("\n");
+    assert!(
+        p.contains("logging.level: `loud` is not a log level"),
+        "{p}"
+    );
+}
+
 #[test]
 fn env_overrides_apply_and_are_blamed() {
     let c = load_env(
@@ -658,6 +708,29 @@ fn default_provider_rules() {
     assert_eq!(c.policy_for("secure").unwrap().key_provider, "a");
     let p = problems("encryption:\n  key_providers:\n    a:\n      type: aws-kmz\n").join("\n");
     assert!(p.contains("did you mean `aws-kms`"), "{p}");
+}
+
+/// `bucket_configs.<b>.kms_key_id` means something only to an aws-kms
+/// provider: with another it would be ignored, so check-config says so.
+#[test]
+fn a_bucket_kms_key_under_another_provider_is_reported() {
+    let yaml = |provider: &str| {
+        format!(
+            "storage:\n  s3:\n    credentials: {{access_key_id: UP, secret_access_key: s}}\n    bucket_configs:\n      vault: {{kms_key_id: alias/vault}}\nencryption:\n{provider}"
+        )
+    };
+    let local = load(&yaml("  local:\n    master_key: dGVzdA==\n")).unwrap();
+    let ignored = |l: &Loaded| {
+        l.warnings.iter().any(|w| {
+            w.path.contains("bucket_configs.vault.kms_key_id") && w.message.contains("not aws-kms")
+        })
+    };
+    assert!(ignored(&local), "{:?}", local.warnings);
+    let kms = load(&yaml(
+        "  kms:\n    enabled: true\n    default_key_id: alias/app\n",
+    ))
+    .unwrap();
+    assert!(!ignored(&kms), "{:?}", kms.warnings);
 }
 
 #[test]

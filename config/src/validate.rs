@@ -1101,6 +1101,18 @@ fn encryption(
                 Some("configure encryption.kms or a policy matching the bucket".into()),
             );
         }
+        // Only an aws-kms provider reads them: with any other they would
+        // be silently ignored.
+        if let Some(name) = provider {
+            let kind = providers.get(name).map(|p| &p.kind);
+            if kind.is_some_and(|k| !matches!(k, ProviderKind::AwsKms(_))) {
+                r.warn(
+                    &format!("storage.s3.bucket_configs.{alias}.kms_key_id"),
+                    format!("ignored: the bucket's key provider {name} is not aws-kms"),
+                    Some("name the key in the bucket's policy (key_id) instead".into()),
+                );
+            }
+        }
     }
 
     if providers
