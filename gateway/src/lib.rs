@@ -32,6 +32,20 @@ pub fn keys_status(config: &sealgate_config::Config) -> Result<(String, bool), S
     Ok(rt.block_on(keys::status(config)))
 }
 
+/// `sealgate keys validate`: a data key generated and unwrapped again
+/// under each configured key (or the key of `bucket`, under its writes'
+/// encryption context). Returns the report and whether every key made it.
+pub fn keys_validate(
+    config: &sealgate_config::Config,
+    bucket: Option<&str>,
+) -> Result<(String, bool), String> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    rt.block_on(keys::validate(config, bucket))
+}
+
 /// `sealgate backend status`: for each backend (`storage.s3`'s and each
 /// bucket's own, or only `bucket`'s), its endpoint and region, the
 /// configured `stored_checksum` and what a probe finds now (in `bucket`, in

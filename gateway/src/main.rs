@@ -116,6 +116,18 @@ enum BackendCommand {
 
 #[derive(Subcommand)]
 enum KeysCommand {
+    /// Generate a data key under each configured key and unwrap it again
+    /// (KMS GenerateDataKey and Decrypt; wrap and unwrap for the others):
+    /// exit 1 when a key cannot make the round trip.
+    Validate {
+        /// The YAML configuration file.
+        #[arg(short, long, env = "SEALGATE_CONFIG")]
+        config: PathBuf,
+        /// Only this bucket's key, under the encryption context its writes
+        /// carry (a key policy with a sealgate:bucket condition needs it).
+        #[arg(long)]
+        bucket: Option<String>,
+    },
     /// Show each provider, its keys, their state and rotation; exit 1 when a key is unusable.
     Status {
         /// The YAML configuration file.
@@ -230,6 +242,28 @@ fn main() -> ExitCode {
                 }
                 Err(e) => {
                     eprintln!("sealgate audit: {e}");
+                    ExitCode::from(1)
+                }
+            }
+        }
+        Command::Keys {
+            command: KeysCommand::Validate { config, bucket },
+        } => {
+            let loaded = match load(&config) {
+                Ok(l) => l,
+                Err(code) => return code,
+            };
+            match sealgate::keys_validate(&loaded.config, bucket.as_deref()) {
+                Ok((report, usable)) => {
+                    print!("{report}");
+                    if usable {
+                        ExitCode::SUCCESS
+                    } else {
+                        ExitCode::from(1)
+                    }
+                }
+                Err(e) => {
+                    eprintln!("sealgate keys validate: {e}");
                     ExitCode::from(1)
                 }
             }

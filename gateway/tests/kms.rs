@@ -526,6 +526,77 @@ encryption:
     );
 }
 
+/// `sealgate keys validate`: a data key generated and unwrapped again
+/// under each key (at moto's KMS; the local provider wraps and unwraps),
+/// exit 1 when one fails; with `--bucket`, under that bucket's context.
+#[test]
+fn keys_validate_makes_a_round_trip_through_each_key() {
+    let moto = Moto::start(&[]);
+    let kms_url = format!("http://127.0.0.1:{}", moto.port);
+    let (_, arn) = create_key(&kms_url, "alias/live");
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("sealgate.yaml");
+    let run = |allowed: &str, args: &[&str]| {
+        std::fs::write(
+            &config,
+            format!(
+                "storage:
+  s3:
+    endpoint: http://127.0.0.1:9
+encryption:
+  key_providers:
+    prod-kms:
+      type: aws-kms
+      config:
+        default_key_id: alias/live
+        region: us-east-1
+        endpoint: {kms_url}
+        credentials: {{access_key_id: testing, secret_access_key: testing}}
+    dev:
+      type: local
+      config: {{master_key: bmV3a2V5}}
+  policies:
+    - bucket_pattern: \"prod-*\"
+      key_provider: prod-kms
+      allowed_key_ids: [{allowed}]
+"
+            ),
+        )
+        .unwrap();
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_sealgate"))
+            .args(["keys", "validate", "--config"])
+            .arg(&config)
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+    let (code, report) = run("alias/live", &[]);
+    assert_eq!(code, Some(0), "{report}");
+    assert!(
+        report.contains(&format!(
+            "prod-kms (aws-kms) alias/live: a data key generated under {arn} and unwrapped again"
+        )),
+        "{report}"
+    );
+    assert!(report.contains("dev (local) local:dev:"), "{report}");
+    // A key that cannot make the trip (moto generates data keys under a
+    // disabled key; a key it does not have is refused).
+    let (code, report) = run("alias/missing", &[]);
+    assert_eq!(code, Some(1), "{report}");
+    assert!(
+        report.contains("prod-kms (aws-kms) alias/missing: FAILED (not_found)"),
+        "{report}"
+    );
+    // One bucket's key under its writes' context.
+    let (code, report) = run("alias/missing", &["--bucket", "prod-a"]);
+    assert_eq!(code, Some(0), "{report}");
+    assert_eq!(report.lines().count(), 1, "{report}");
+}
+
 const FORGED: &str = include_str!("py/kms_forged_tokens.py");
 
 /// The finding: a forged upload-id token cost two KMS calls against any key

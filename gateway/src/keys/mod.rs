@@ -8,7 +8,7 @@ pub(crate) mod azure_ids;
 pub(crate) mod cache;
 pub(crate) mod kms;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use sealgate_config::{Config, ProviderKind};
@@ -33,26 +33,7 @@ impl Providers {
     ) -> Result<Self, String> {
         let mut by_name: HashMap<String, Arc<dyn KeyProvider>> = HashMap::new();
         for (name, p) in &config.encryption.providers {
-            let provider: Arc<dyn KeyProvider> = match &p.kind {
-                ProviderKind::Local(l) => Arc::new(MasterKeyProvider::with_previous(
-                    name,
-                    "local",
-                    l.master_key.expose(),
-                    &exposed(&l.previous_master_keys),
-                    None,
-                )),
-                ProviderKind::Custom(c) => Arc::new(MasterKeyProvider::with_previous(
-                    name,
-                    "custom",
-                    c.master_key.expose(),
-                    &exposed(&c.previous_master_keys),
-                    c.key_derivation_salt.as_deref(),
-                )),
-                ProviderKind::AwsKms(k) => {
-                    Arc::new(AwsKmsProvider::new(name, k, &config.upstream.region).await)
-                }
-                ProviderKind::AzureKeyVault(a) => Arc::new(AzureKeyVaultProvider::new(name, a)?),
-            };
+            let provider = uncached(config, name, &p.kind).await?;
             let mut cached = CachingProvider::new(
                 provider,
                 p.kind.data_key_cache_ttl(),
@@ -101,6 +82,138 @@ fn kms_key_ids(config: &Config, provider: &str, default: &str) -> Vec<String> {
     ids.sort();
     ids.dedup();
     ids
+}
+
+/// The provider `name` as configured, without the data-key cache (every
+/// call reaches the provider).
+async fn uncached(
+    config: &Config,
+    name: &str,
+    kind: &ProviderKind,
+) -> Result<Arc<dyn KeyProvider>, String> {
+    Ok(match kind {
+        ProviderKind::Local(l) => Arc::new(MasterKeyProvider::with_previous(
+            name,
+            "local",
+            l.master_key.expose(),
+            &exposed(&l.previous_master_keys),
+            None,
+        )),
+        ProviderKind::Custom(c) => Arc::new(MasterKeyProvider::with_previous(
+            name,
+            "custom",
+            c.master_key.expose(),
+            &exposed(&c.previous_master_keys),
+            c.key_derivation_salt.as_deref(),
+        )),
+        ProviderKind::AwsKms(k) => {
+            Arc::new(AwsKmsProvider::new(name, k, &config.upstream.region).await)
+        }
+        ProviderKind::AzureKeyVault(a) => Arc::new(AzureKeyVaultProvider::new(name, a)?),
+    })
+}
+
+/// `sealgate keys validate`: a real round trip through each configured
+/// key, as a write and a read make it: a new data key generated under it
+/// and unwrapped again (KMS GenerateDataKey and Decrypt; a wrap and an
+/// unwrap for the others), not from the cache. Start-up validation only
+/// describes keys, so a key that can be described but not used (a key
+/// policy without `kms:GenerateDataKey`, a disabled Key Vault key
+/// operation) passes it and fails here. With `bucket`, only that bucket's
+/// provider and key, under the encryption context its writes carry (which
+/// a key policy with a `kms:EncryptionContext:sealgate:bucket` condition
+/// requires); without, every key under an empty context. Returns the
+/// report and whether every key made the round trip.
+pub async fn validate(config: &Config, bucket: Option<&str>) -> Result<(String, bool), String> {
+    let mut checks: Vec<(String, String, BTreeMap<String, String>)> = Vec::new();
+    match bucket {
+        Some(b) => {
+            let resolved = config
+                .resolve_bucket(b)
+                .ok_or_else(|| format!("{b} is an alias's real name: name the alias"))?;
+            let enc = sealgate_filters::policy::for_bucket(config, &resolved.name)
+                .ok_or_else(|| format!("bucket {b} has no key provider"))?;
+            let provider = config
+                .encryption
+                .providers
+                .get(&enc.provider)
+                .ok_or_else(|| format!("its key provider {} is not configured", enc.provider))?;
+            let key_id = match (&enc.key_id, &provider.kind) {
+                (Some(k), _) => k.clone(),
+                (None, ProviderKind::AwsKms(k)) => k.default_key_id.clone(),
+                (None, _) => String::new(),
+            };
+            checks.push((enc.provider.clone(), key_id, enc.write_context.clone()));
+        }
+        None => {
+            for (name, p) in &config.encryption.providers {
+                let ids = match &p.kind {
+                    ProviderKind::AwsKms(k) => kms_key_ids(config, name, &k.default_key_id),
+                    _ => vec![String::new()],
+                };
+                for id in ids {
+                    checks.push((name.clone(), id, BTreeMap::new()));
+                }
+            }
+        }
+    }
+    let mut out = String::new();
+    let mut usable = true;
+    let mut built: HashMap<String, Arc<dyn KeyProvider>> = HashMap::new();
+    for (name, key_id, context) in checks {
+        let provider = match built.get(&name) {
+            Some(p) => p.clone(),
+            None => {
+                let kind = &config.encryption.providers[&name].kind;
+                let p = uncached(config, &name, kind).await?;
+                built.insert(name.clone(), p.clone());
+                p
+            }
+        };
+        // Providers with one key (master keys, a Key Vault key) name it.
+        let key_id = if key_id.is_empty() {
+            provider.default_key_id().to_string()
+        } else {
+            key_id
+        };
+        let outcome = round_trip(&*provider, &key_id, &context).await;
+        out.push_str(&match outcome {
+            Ok(wrapped_by) => format!(
+                "{name} ({}) {key_id}: a data key generated under {wrapped_by} and unwrapped again\n",
+                provider.type_name()
+            ),
+            Err(e) => {
+                usable = false;
+                format!(
+                    "{name} ({}) {key_id}: FAILED ({}): {e}\n",
+                    provider.type_name(),
+                    e.code()
+                )
+            }
+        });
+    }
+    if config.encryption.providers.is_empty() {
+        out.push_str("no key providers: every bucket is passed through\n");
+    }
+    Ok((out, usable))
+}
+
+/// One data key through `key_id` and back; the id that wrapped it.
+async fn round_trip(
+    provider: &dyn KeyProvider,
+    key_id: &str,
+    context: &BTreeMap<String, String>,
+) -> Result<String, KeyError> {
+    let key = provider.generate_data_key(key_id, context).await?;
+    let back = provider
+        .decrypt_data_key(&key.key_id, &key.wrapped, context)
+        .await?;
+    if !bool::from(subtle::ConstantTimeEq::ct_eq(&back[..], &key.plaintext[..])) {
+        return Err(KeyError::Invalid(
+            "the unwrapped data key is not the one generated".into(),
+        ));
+    }
+    Ok(key.key_id)
 }
 
 /// `sealgate keys status`: each provider, its keys, their state and
