@@ -25,11 +25,17 @@ pub use server::{start, GatewayHandle, RunOptions, StartError};
 /// rotation (KMS keys are described live). Returns the report and whether
 /// every key is usable.
 pub fn keys_status(config: &sealgate_config::Config) -> Result<(String, bool), String> {
+    block_on(keys::status(config))
+}
+
+/// Runs a command's future on a runtime of its own (the commands other
+/// than `run` are one task each).
+fn block_on<T>(f: impl std::future::Future<Output = T>) -> Result<T, String> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(|e| e.to_string())?;
-    Ok(rt.block_on(keys::status(config)))
+    Ok(rt.block_on(f))
 }
 
 /// `sealgate keys validate`: a data key generated and unwrapped again
@@ -39,11 +45,7 @@ pub fn keys_validate(
     config: &sealgate_config::Config,
     bucket: Option<&str>,
 ) -> Result<(String, bool), String> {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| e.to_string())?;
-    rt.block_on(keys::validate(config, bucket))
+    block_on(keys::validate(config, bucket))?
 }
 
 /// `sealgate backend status`: for each backend (`storage.s3`'s and each
@@ -57,11 +59,7 @@ pub fn backend_status(
     config: &sealgate_config::Config,
     bucket: Option<&str>,
 ) -> Result<(String, bool), String> {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| e.to_string())?;
-    rt.block_on(async {
+    block_on(async {
         let mut report = String::new();
         let mut suits = true;
         let mut reported: Vec<&sealgate_config::Upstream> = Vec::new();
@@ -96,13 +94,17 @@ pub fn backend_status(
             }
             reported.push(cfg);
             let real = resolved.as_ref().map(|r| r.real.as_str());
-            let avoid = if real.is_none() { elsewhere.clone() } else { Vec::new() };
+            let avoid = if real.is_none() {
+                elsewhere.clone()
+            } else {
+                Vec::new()
+            };
             let (text, ok) = backend_report(cfg, &setting, real, avoid).await?;
             report.push_str(&text);
             suits &= ok;
         }
         Ok((report, suits))
-    })
+    })?
 }
 
 /// One backend's part of [`backend_status`].

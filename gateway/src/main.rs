@@ -147,6 +147,25 @@ fn load(path: &std::path::Path) -> Result<Loaded, ExitCode> {
     })
 }
 
+/// Prints a status command's report: exit 0 when all is well, 1 when it
+/// found a problem or could not run.
+fn report(command: &str, outcome: Result<(String, bool), String>) -> ExitCode {
+    match outcome {
+        Ok((report, true)) => {
+            print!("{report}");
+            ExitCode::SUCCESS
+        }
+        Ok((report, false)) => {
+            print!("{report}");
+            ExitCode::from(1)
+        }
+        Err(e) => {
+            eprintln!("sealgate {command}: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
 fn main() -> ExitCode {
     sealgate::install_crypto_provider();
     let cli = Cli::parse();
@@ -253,20 +272,10 @@ fn main() -> ExitCode {
                 Ok(l) => l,
                 Err(code) => return code,
             };
-            match sealgate::keys_validate(&loaded.config, bucket.as_deref()) {
-                Ok((report, usable)) => {
-                    print!("{report}");
-                    if usable {
-                        ExitCode::SUCCESS
-                    } else {
-                        ExitCode::from(1)
-                    }
-                }
-                Err(e) => {
-                    eprintln!("sealgate keys validate: {e}");
-                    ExitCode::from(1)
-                }
-            }
+            report(
+                "keys validate",
+                sealgate::keys_validate(&loaded.config, bucket.as_deref()),
+            )
         }
         Command::Keys {
             command: KeysCommand::Status { config },
@@ -275,20 +284,7 @@ fn main() -> ExitCode {
                 Ok(l) => l,
                 Err(code) => return code,
             };
-            match sealgate::keys_status(&loaded.config) {
-                Ok((report, usable)) => {
-                    print!("{report}");
-                    if usable {
-                        ExitCode::SUCCESS
-                    } else {
-                        ExitCode::from(1)
-                    }
-                }
-                Err(e) => {
-                    eprintln!("sealgate keys status: {e}");
-                    ExitCode::from(1)
-                }
-            }
+            report("keys status", sealgate::keys_status(&loaded.config))
         }
         Command::Backend {
             command: BackendCommand::Status { config, bucket },
@@ -297,20 +293,10 @@ fn main() -> ExitCode {
                 Ok(l) => l,
                 Err(code) => return code,
             };
-            match sealgate::backend_status(&loaded.config, bucket.as_deref()) {
-                Ok((report, suits)) => {
-                    print!("{report}");
-                    if suits {
-                        ExitCode::SUCCESS
-                    } else {
-                        ExitCode::from(1)
-                    }
-                }
-                Err(e) => {
-                    eprintln!("sealgate backend status: {e}");
-                    ExitCode::from(1)
-                }
-            }
+            report(
+                "backend status",
+                sealgate::backend_status(&loaded.config, bucket.as_deref()),
+            )
         }
         Command::Run { config, upgrade } => {
             let loaded = match load(&config) {

@@ -437,22 +437,19 @@ fn named_providers_and_policies_route_buckets() {
     }
 }
 
-/// `sealgate keys status`: every provider's keys, their state and rotation,
-/// exit 1 when one is unusable.
-#[test]
-fn keys_status_reports_each_key() {
-    let moto = Moto::start(&[]);
-    let kms_url = format!("http://127.0.0.1:{}", moto.port);
-    let (_, arn) = create_key(&kms_url, "alias/live");
-    let (retired, _) = create_key(&kms_url, "alias/retired");
-    python_ok(KMS, &["disable", &kms_url, &retired]);
-    let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("sealgate.yaml");
-    let write = |allowed: &str| {
-        std::fs::write(
-            &config,
-            format!(
-                "storage:
+/// Runs `sealgate keys <args>` with a configuration of two providers (a
+/// KMS one at `kms_url` whose policy allows `allowed`, and a local one with
+/// a previous master key) written to `config`.
+fn keys_command(
+    config: &std::path::Path,
+    kms_url: &str,
+    allowed: &str,
+    args: &[&str],
+) -> std::process::Output {
+    std::fs::write(
+        config,
+        format!(
+            "storage:
   s3:
     endpoint: http://127.0.0.1:9
 encryption:
@@ -474,15 +471,30 @@ encryption:
       key_provider: prod-kms
       allowed_key_ids: [{allowed}]
 "
-            ),
-        )
-        .unwrap();
-        std::process::Command::new(env!("CARGO_BIN_EXE_sealgate"))
-            .args(["keys", "status", "--config"])
-            .arg(&config)
-            .output()
-            .unwrap()
-    };
+        ),
+    )
+    .unwrap();
+    let (command, rest) = args.split_first().expect("a keys command");
+    std::process::Command::new(env!("CARGO_BIN_EXE_sealgate"))
+        .args(["keys", command, "--config"])
+        .arg(config)
+        .args(rest)
+        .output()
+        .unwrap()
+}
+
+/// `sealgate keys status`: every provider's keys, their state and rotation,
+/// exit 1 when one is unusable.
+#[test]
+fn keys_status_reports_each_key() {
+    let moto = Moto::start(&[]);
+    let kms_url = format!("http://127.0.0.1:{}", moto.port);
+    let (_, arn) = create_key(&kms_url, "alias/live");
+    let (retired, _) = create_key(&kms_url, "alias/retired");
+    python_ok(KMS, &["disable", &kms_url, &retired]);
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("sealgate.yaml");
+    let write = |allowed: &str| keys_command(&config, &kms_url, allowed, &["status"]);
     let ok = write("alias/live");
     let report = String::from_utf8_lossy(&ok.stdout).into_owned();
     assert!(
@@ -537,38 +549,8 @@ fn keys_validate_makes_a_round_trip_through_each_key() {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("sealgate.yaml");
     let run = |allowed: &str, args: &[&str]| {
-        std::fs::write(
-            &config,
-            format!(
-                "storage:
-  s3:
-    endpoint: http://127.0.0.1:9
-encryption:
-  key_providers:
-    prod-kms:
-      type: aws-kms
-      config:
-        default_key_id: alias/live
-        region: us-east-1
-        endpoint: {kms_url}
-        credentials: {{access_key_id: testing, secret_access_key: testing}}
-    dev:
-      type: local
-      config: {{master_key: bmV3a2V5}}
-  policies:
-    - bucket_pattern: \"prod-*\"
-      key_provider: prod-kms
-      allowed_key_ids: [{allowed}]
-"
-            ),
-        )
-        .unwrap();
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_sealgate"))
-            .args(["keys", "validate", "--config"])
-            .arg(&config)
-            .args(args)
-            .output()
-            .unwrap();
+        let args: Vec<&str> = ["validate"].iter().chain(args).copied().collect();
+        let out = keys_command(&config, &kms_url, allowed, &args);
         (
             out.status.code(),
             String::from_utf8_lossy(&out.stdout).into_owned(),
