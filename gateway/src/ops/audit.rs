@@ -19,7 +19,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::ProgressBar;
 use sealgate_config::Config;
 use sealgate_envelope::{plaintext_len, Backend, EnvelopeMeta, ObjectKey, DEK_LEN};
 use sealgate_filters::audit::{json_line, state_of, PolicyCheck, State, Summary};
@@ -138,13 +138,7 @@ async fn run(config: &Config, opts: &AuditOptions, out: &mut dyn Write) -> Resul
         policy,
         verified: HashMap::new(),
     };
-    // Drawn only where stderr is a terminal.
-    let bar = ProgressBar::new_spinner();
-    bar.set_style(
-        ProgressStyle::with_template("{spinner} {pos} objects, {msg} [{elapsed}]")
-            .map_err(|e| e.to_string())?,
-    );
-    bar.enable_steady_tick(Duration::from_millis(200));
+    let bar = super::spinner()?;
     let mut summary = Summary::default();
     let stopped = run.objects(out, &bar, &mut summary).await.err();
     bar.finish_and_clear();

@@ -5,3 +5,20 @@
 
 pub mod audit;
 pub mod rewrap;
+
+use std::time::Duration;
+
+use indicatif::{ProgressBar, ProgressStyle};
+
+/// A run's spinner on stderr, counting objects, with `msg` for the tally:
+/// drawn only where stderr is a terminal (hidden in pipes, logs and cron),
+/// and lines printed through `suspend` never tear it.
+pub(crate) fn spinner() -> Result<ProgressBar, String> {
+    let bar = ProgressBar::new_spinner();
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} {pos} objects, {msg} [{elapsed}]")
+            .map_err(|e| e.to_string())?,
+    );
+    bar.enable_steady_tick(Duration::from_millis(200));
+    Ok(bar)
+}

@@ -18,6 +18,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use indicatif::ProgressBar;
 use sealgate_config::Config;
 use sealgate_envelope::multipart::{PartHeader, PART_HEADER_LEN};
 use sealgate_envelope::{Backend, EnvelopeMeta, ObjectKey};
@@ -283,6 +284,17 @@ impl Target<'_> {
     /// Every current version under the prefix, page by page, until the
     /// listing ends or `--limit` objects moved.
     async fn current_versions(&self, opts: &RewrapOptions) -> Result<Summary, String> {
+        let bar = super::spinner()?;
+        let summary = self.current_versions_shown(opts, &bar).await;
+        bar.finish_and_clear();
+        summary
+    }
+
+    async fn current_versions_shown(
+        &self,
+        opts: &RewrapOptions,
+        bar: &ProgressBar,
+    ) -> Result<Summary, String> {
         let mut summary = Summary::default();
         let mut token: Option<String> = None;
         let mut seen = 0u64;
@@ -311,22 +323,29 @@ impl Target<'_> {
                 match self.one(&object.key, opts.dry_run).await {
                     Ok(Outcome::Moved) => {
                         summary.moved += 1;
-                        eprintln!("[{seen}] {} moved", object.key);
+                        bar.suspend(|| eprintln!("[{seen}] {} moved", object.key));
                     }
                     Ok(Outcome::Already) => summary.already += 1,
                     Ok(Outcome::Plaintext) => summary.plaintext += 1,
                     Ok(Outcome::Changed(why)) => {
                         summary.changed += 1;
-                        eprintln!(
-                            "[{seen}] {} changed during the run, skipped: {why}",
-                            object.key
-                        );
+                        bar.suspend(|| {
+                            eprintln!(
+                                "[{seen}] {} changed during the run, skipped: {why}",
+                                object.key
+                            )
+                        });
                     }
                     Err(e) => {
                         summary.failed += 1;
-                        eprintln!("[{seen}] {} FAILED: {e}", object.key);
+                        bar.suspend(|| eprintln!("[{seen}] {} FAILED: {e}", object.key));
                     }
                 }
+                bar.inc(1);
+                bar.set_message(format!(
+                    "{} moved, {} failed",
+                    summary.moved, summary.failed
+                ));
                 if opts.limit.is_some_and(|l| summary.moved >= l) {
                     return Ok(summary);
                 }
