@@ -6,6 +6,7 @@
 //! upstream, so a failure leaves the backend's body short and nothing is
 //! stored.
 
+pub(super) mod completed;
 pub(super) mod multipart;
 pub(super) mod post;
 pub(super) mod records;
