@@ -758,6 +758,14 @@ auth:
     pub fn try_start_with(backend: &dyn Upstream, opts: &Options) -> Result<Gateway, String> {
         let tls_dir = opts.tls_dir;
         sealgate::install_crypto_provider();
+        // Warnings of in-process gateways (and Pingora's errors, such as why
+        // the backend could not be reached) go to the test's captured
+        // output, which a failing test prints.
+        let _ = tracing_subscriber::fmt()
+            .with_test_writer()
+            .with_ansi(false)
+            .with_env_filter(tracing_subscriber::EnvFilter::new("warn"))
+            .try_init();
         let port = free_port();
         let admin_port = free_port();
         let tls_port = tls_dir.map(|_| free_port());
