@@ -8,6 +8,7 @@ pub mod auth;
 pub mod header_watch;
 pub mod holdback;
 pub mod keys;
+pub mod migrate;
 pub mod permission;
 pub mod plan;
 pub mod policy;

@@ -58,7 +58,12 @@ use read_target::ReadPlan;
 use response::{set_sse_headers, strip_response, ResponseBody};
 use route::Route;
 use upload::Upload;
+/// What the operator tools (`sealgate migrate`, `encrypt`) write with: the
+/// gateway's own envelope and frame encryption.
+pub(crate) use upload::{new_envelope, UploadPlan};
 use upload_stream::UploadStream;
+/// Keys the gateway keeps for itself (upload records, probes).
+pub(crate) use uploads::looks_reserved;
 
 /// The gateway's proxy logic, shared by all requests.
 pub struct Gateway {

@@ -318,7 +318,7 @@ impl Gateway {
 
 /// Does `key` name the records' prefix or the stored-checksum probe's, as
 /// written or as a backend mapping keys to file paths reads it?
-pub(in crate::proxy) fn looks_reserved(key: &str) -> bool {
+pub(crate) fn looks_reserved(key: &str) -> bool {
     let reserved = |k: &str| is_record_key(k) || k.starts_with(PROBE_PREFIX);
     reserved(key) || reserved(&as_a_path(key))
 }
