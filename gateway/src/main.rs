@@ -113,6 +113,35 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Break-glass: write one object's plaintext (or --range of it) to a
+    /// new file or stdout, straight from the backend with the configured
+    /// key provider. Each use is logged as an audit event (target
+    /// sealgate::audit) on stderr.
+    Decrypt {
+        /// The YAML configuration file.
+        #[arg(short, long, env = "SEALGATE_CONFIG")]
+        config: PathBuf,
+        /// s3://bucket/key (the bucket as clients name it).
+        url: String,
+        /// A new file for the plaintext (mode 0600; default: stdout).
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+        /// Only bytes FIRST-LAST (inclusive) or FIRST- of the plaintext.
+        #[arg(long)]
+        range: Option<String>,
+    },
+    /// Break-glass: store FILE at s3://bucket/key under the bucket's
+    /// encryption, straight to the backend (one PUT). Logged as an audit
+    /// event like decrypt.
+    Encrypt {
+        /// The YAML configuration file.
+        #[arg(short, long, env = "SEALGATE_CONFIG")]
+        config: PathBuf,
+        /// The file to store.
+        file: PathBuf,
+        /// s3://bucket/key (the bucket as clients name it).
+        url: String,
+    },
     /// Key provider tools.
     Keys {
         #[command(subcommand)]
@@ -327,6 +356,62 @@ fn main() -> ExitCode {
                 }
                 Err(e) => {
                     eprintln!("sealgate migrate: {e}");
+                    ExitCode::from(1)
+                }
+            }
+        }
+        Command::Decrypt {
+            config,
+            url,
+            output,
+            range,
+        } => {
+            let loaded = match load(&config) {
+                Ok(l) => l,
+                Err(code) => return code,
+            };
+            let _log = sealgate::logging::init(&loaded.config.logging);
+            let parsed = sealgate::ops::breakglass::parse_s3_url(&url).and_then(|(b, k)| {
+                let range = range
+                    .as_deref()
+                    .map(sealgate::ops::breakglass::parse_range)
+                    .transpose()?;
+                Ok((b, k, range))
+            });
+            let outcome = parsed.and_then(|(bucket, key, range)| {
+                sealgate::ops::breakglass::decrypt(
+                    &loaded.config,
+                    &bucket,
+                    &key,
+                    output.as_deref(),
+                    range,
+                )
+            });
+            match outcome {
+                Ok(_) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("sealgate decrypt: {e}");
+                    ExitCode::from(1)
+                }
+            }
+        }
+        Command::Encrypt { config, file, url } => {
+            let loaded = match load(&config) {
+                Ok(l) => l,
+                Err(code) => return code,
+            };
+            let _log = sealgate::logging::init(&loaded.config.logging);
+            let outcome =
+                sealgate::ops::breakglass::parse_s3_url(&url).and_then(|(bucket, key)| {
+                    sealgate::ops::breakglass::encrypt(&loaded.config, &file, &bucket, &key)
+                });
+            match outcome {
+                Ok(etag) => {
+                    println!("stored {url} {etag}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("sealgate encrypt: {e}");
                     ExitCode::from(1)
                 }
             }

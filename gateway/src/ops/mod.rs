@@ -4,6 +4,7 @@
 //! end with a summary.
 
 pub mod audit;
+pub mod breakglass;
 pub mod migrate;
 pub mod rewrap;
 

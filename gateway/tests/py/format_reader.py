@@ -5,7 +5,8 @@
 #
 # Run with `kat` to print the known-answer vectors of the format test;
 # with `stored` to decrypt one stored object given as files (see
-# `check_stored`); with `deks` to print data keys (see `deks`); otherwise
+# `check_stored`); with `deks` to print data keys (see `deks`); with
+# `recover` to write one stored object's plaintext (see `recover`); otherwise
 # argv: gateway url, backend url, backend key id, backend secret, master
 # key (base64), bucket, and a directory: uploads through the gateway,
 # reads the stored objects around it, decrypts them here and compares, and
@@ -217,11 +218,30 @@ def deks():
                            base64.b64decode(meta["sealgate-dek"]), ctx_hash)
         print(dek.hex())
 
+def recover():
+    # argv: recover META_JSON STORED_FILE OUT_FILE MASTER_B64: the recovery
+    # tool of docs/OPERATIONS.md. Writes the plaintext of one object of the
+    # `local` provider from its user metadata (the `Metadata` of
+    # `aws s3api head-object`, JSON) and its stored bytes, read from the
+    # backend with any S3 client: nothing of sealgate but its key.
+    meta_file, stored_file, out_file, master_b64 = sys.argv[2:6]
+    with open(meta_file) as f:
+        meta = json.load(f)
+    meta = meta.get("Metadata", meta)
+    with open(stored_file, "rb") as f:
+        body = f.read()
+    with open(out_file, "xb") as out:
+        for _, frame in object_frames(meta, body, base64.b64decode(master_b64)):
+            out.write(frame)
+    print("ok")
+
 if sys.argv[1:] == ["kat"]:
     kat()
 elif sys.argv[1:2] == ["deks"]:
     deks()
 elif sys.argv[1:2] == ["stored"]:
     check_stored()
+elif sys.argv[1:2] == ["recover"]:
+    recover()
 else:
     main()
