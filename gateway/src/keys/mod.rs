@@ -176,7 +176,20 @@ pub async fn validate(config: &Config, bucket: Option<&str>) -> Result<(String, 
         } else {
             key_id
         };
-        let outcome = round_trip(&*provider, &key_id, &context).await;
+        // A KMS key's state first: KMS itself refuses a key pending deletion,
+        // but not every implementation does (moto), and the state names why.
+        let state = match &config.encryption.providers[&name].kind {
+            ProviderKind::AwsKms(k) => AwsKmsProvider::new(&name, k, &config.upstream.region)
+                .await
+                .describe(&key_id)
+                .await
+                .map(|_| ()),
+            _ => Ok(()),
+        };
+        let outcome = match state {
+            Ok(()) => round_trip(&*provider, &key_id, &context).await,
+            Err(e) => Err(e),
+        };
         out.push_str(&match outcome {
             Ok(wrapped_by) => format!(
                 "{name} ({}) {key_id}: a data key generated under {wrapped_by} and unwrapped again\n",

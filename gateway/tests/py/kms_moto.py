@@ -1,6 +1,9 @@
 # AWS KMS (moto's server) for the aws-kms provider tests.
 #   create <kms url> <alias>        -> prints "<key id> <arn>" of a new key with that alias
 #   disable <kms url> <key id>      -> disables the key
+#   enable <kms url> <key id>       -> enables it again
+#   schedule-deletion <kms url> <key id>  -> schedules its deletion in 7 days
+#   cancel-deletion <kms url> <key id>    -> cancels that (the key is then disabled)
 #   context <kms url> <s3 url> <s3 key id> <s3 secret> <bucket> <key> <context key> <context value>
 #       reads the stored object's wrapped data key and context around the
 #       gateway, and checks KMS decrypts it only under that context.
@@ -24,6 +27,15 @@ if cmd == "create":
     print(meta["KeyId"], meta["Arn"])
 elif cmd == "disable":
     kms(sys.argv[2]).disable_key(KeyId=sys.argv[3])
+    print("ok")
+elif cmd == "enable":
+    kms(sys.argv[2]).enable_key(KeyId=sys.argv[3])
+    print("ok")
+elif cmd == "schedule-deletion":
+    out = kms(sys.argv[2]).schedule_key_deletion(KeyId=sys.argv[3], PendingWindowInDays=7)
+    print(out["KeyState"] if "KeyState" in out else "PendingDeletion")
+elif cmd == "cancel-deletion":
+    kms(sys.argv[2]).cancel_key_deletion(KeyId=sys.argv[3])
     print("ok")
 elif cmd == "context":
     kms_url, s3_url, key_id, secret, bucket, key, ck, cv = sys.argv[2:10]
