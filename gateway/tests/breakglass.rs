@@ -90,10 +90,15 @@ fn decrypt_and_encrypt_reach_the_backend_directly_and_are_audited() {
         let ev = events(&o);
         let outcomes: Vec<&str> = ev.iter().map(|e| e["outcome"].as_str().unwrap()).collect();
         assert_eq!(outcomes, ["started", "unwrapping", "done"], "{ev:?}");
-        assert!(ev.iter().all(|e| e["operator"] == "oncall-ann"
-            && e["action"] == "decrypt"
-            && e["key"] == key
-            && e["bucket"] == "demo"));
+        assert!(
+            ev.iter().all(|e| e["operator"]
+                .as_str()
+                .is_some_and(|o| o.starts_with("uid ") && o.ends_with("(oncall-ann)"))
+                && e["action"] == "decrypt"
+                && e["key"] == key
+                && e["bucket"] == "demo"),
+            "{ev:?}"
+        );
         assert!(
             ev[1]["detail"].as_str().unwrap().contains("key local:"),
             "{ev:?}"
@@ -129,6 +134,46 @@ fn decrypt_and_encrypt_reach_the_backend_directly_and_are_audited() {
         &["decrypt", "s3://demo/small", "--range", "70001-"],
     );
     assert_eq!(o.status.code(), Some(1), "{o:?}");
+
+    // A symlink at the name is not followed.
+    let link = work.path().join("link");
+    std::os::unix::fs::symlink(work.path().join("elsewhere"), &link).unwrap();
+    let o = tool(
+        &config,
+        &["decrypt", "s3://demo/small", "-o", link.to_str().unwrap()],
+    );
+    assert_eq!(o.status.code(), Some(1), "{o:?}");
+    assert!(!work.path().join("elsewhere").exists());
+
+    // A stored frame flipped past the first one: the run fails at that
+    // frame, and no plaintext (not even the frames before it) is left.
+    let mut stored = backend.stored("demo", "small");
+    stored[65_536 + 100] ^= 1;
+    std::fs::write(backend.object_path("demo", "small"), &stored).unwrap();
+    let out = work.path().join("tampered.out");
+    let o = tool(
+        &config,
+        &["decrypt", "s3://demo/small", "-o", out.to_str().unwrap()],
+    );
+    assert_eq!(o.status.code(), Some(1), "{o:?}");
+    let leftovers: Vec<_> = std::fs::read_dir(work.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("tampered"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+    stored[65_536 + 100] ^= 1;
+    std::fs::write(backend.object_path("demo", "small"), &stored).unwrap();
+
+    // The audit events cannot be switched off by the log level.
+    let quiet = config.replace(
+        "logging:\n  format: json\n",
+        "logging:\n  format: json\n  level: error\n",
+    );
+    assert_ne!(quiet, config);
+    let o = tool(&quiet, &["decrypt", "s3://demo/small", "--range", "0-0"]);
+    assert!(o.status.success(), "{o:?}");
+    assert_eq!(events(&o).len(), 3, "{o:?}");
 
     // Under another master key nothing is written, and the failure is audited.
     let wrong = config.replace(MASTER_B64, "b3RoZXJrZXk=");

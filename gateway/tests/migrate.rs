@@ -27,7 +27,8 @@ const POLICY: &str = "encryption:
 /// Writes the plaintext objects straight to the backend (as before the
 /// gateway): `empty`, `small.csv` with descriptive headers, metadata and
 /// tags where the backend keeps them, `dir/nested`, `big` in three parts
-/// of 5 MiB, 5 MiB and 1 MiB + 7, and `contested`.
+/// of 5 MiB, 5 MiB and 1 MiB + 7, `odd` in parts of 6, 5, 7 and 6 MiB, and
+/// `zcontested` (listed last).
 const SEED: &str = r#"
 import sys, boto3
 from botocore.config import Config
@@ -52,7 +53,17 @@ try:
 except Exception:
     print('no-tags')
 s3.put_object(Bucket='demo', Key='dir/nested', Body=data(100000, 2))
-s3.put_object(Bucket='demo', Key='contested', Body=data(1000, 3))
+s3.put_object(Bucket='demo', Key='zcontested', Body=data(1000, 3))
+# Own part sizes the gateway's reads would take for a regular layout of
+# 6 MiB parts: encrypted with regular sizes instead.
+up = s3.create_multipart_upload(Bucket='demo', Key='odd')['UploadId']
+parts = []
+for i, n in enumerate([6 << 20, 5 << 20, 7 << 20, 6 << 20]):
+    e = s3.upload_part(Bucket='demo', Key='odd', UploadId=up, PartNumber=i + 1,
+        Body=data(n, 20 + i))['ETag']
+    parts.append({'PartNumber': i + 1, 'ETag': e})
+s3.complete_multipart_upload(Bucket='demo', Key='odd', UploadId=up,
+    MultipartUpload={'Parts': parts})
 up = s3.create_multipart_upload(Bucket='demo', Key='big', ContentType='application/x-big',
     Metadata={'kind': 'parts'})['UploadId']
 parts = []
@@ -72,7 +83,7 @@ ep, key, sec = sys.argv[1:4]
 s3 = boto3.client('s3', endpoint_url=ep, aws_access_key_id=key, aws_secret_access_key=sec,
     region_name='us-east-1', config=Config(s3={'addressing_style': 'path'}))
 out = {}
-for k in ['empty', 'small.csv', 'dir/nested', 'big', 'contested', 'enc']:
+for k in ['empty', 'small.csv', 'dir/nested', 'big', 'odd', 'zcontested', 'enc']:
     r = s3.get_object(Bucket='demo', Key=k)
     h = {n: r.get(n) for n in ['ContentType', 'CacheControl', 'ContentDisposition']}
     out[k] = {'sha': hashlib.sha256(r['Body'].read()).hexdigest(), 'meta': r['Metadata'], **h}
@@ -152,7 +163,8 @@ fn migrates_in_place(backend: &dyn Upstream) {
     let contested_url = gw.url();
     let contested_src = work.path().join("contested-new");
     std::fs::write(&contested_src, test_bytes(777, 4)).unwrap();
-    let armed = Arc::new(Mutex::new((false, false)));
+    // (the second run has begun, zcontested was read, the client wrote)
+    let armed = Arc::new(Mutex::new((false, false, false)));
     let (p, a, src, url) = (
         pid.clone(),
         armed.clone(),
@@ -175,11 +187,12 @@ fn migrates_in_place(backend: &dyn Upstream) {
             }
             // `contested` was read; a client writes it through the gateway
             // before the tool's write of it goes on.
-            if line.starts_with("get /demo/contested?tagging") {
-                armed.0 = true;
-            } else if armed.0 && !armed.1 && line.starts_with("put ") {
+            if !armed.0 {
+            } else if line.starts_with("get /demo/zcontested?tagging") {
                 armed.1 = true;
-                cp(&url, src.to_str().unwrap(), "s3://demo/contested");
+            } else if armed.1 && !armed.2 && line.starts_with("put ") {
+                armed.2 = true;
+                cp(&url, src.to_str().unwrap(), "s3://demo/zcontested");
             }
         }),
     );
@@ -198,7 +211,7 @@ fn migrates_in_place(backend: &dyn Upstream) {
     let (code, out, err) = migrate(&config, relay.port, &["--dry-run"], secret);
     assert_eq!(code, 0, "{out}{err}");
     assert!(
-        out.contains("5 objects (") && out.contains("would be encrypted, 1 already"),
+        out.contains("6 objects (") && out.contains("would be encrypted, 1 already"),
         "{out}{err}"
     );
     assert_eq!(plain("small.csv"), small_plain);
@@ -210,7 +223,7 @@ fn migrates_in_place(backend: &dyn Upstream) {
     let child = Command::new(env!("CARGO_BIN_EXE_sealgate"))
         .args(["migrate", "--config"])
         .arg(&file)
-        .args(["--bucket", "demo", "--concurrency", "1"])
+        .args(["--bucket", "demo", "--concurrency", "3"])
         .env("TEST_UPSTREAM_SECRET", secret)
         .env("TEST_CLIENT_SECRET", CLIENT_SECRET)
         .env("TEST_TEAM_SECRET", TEAM_SECRET)
@@ -232,18 +245,19 @@ fn migrates_in_place(backend: &dyn Upstream) {
         before["big"]
     );
 
-    // Run again: it finishes, and `contested`, written by a client between
+    armed.lock().unwrap().0 = true;
+    // Run again: it finishes, and `zcontested`, written by a client between
     // the tool's read and its write, is left as the client wrote it.
     let (code, out, err) = migrate(&config, relay.port, &[], secret);
     assert_eq!(code, 0, "{out}{err}");
-    assert!(armed.lock().unwrap().1, "the client's write never happened");
-    assert!(out.contains("changed contested: "), "{out}{err}");
+    assert!(armed.lock().unwrap().2, "the client's write never happened");
+    assert!(out.contains("changed zcontested: "), "{out}{err}");
     assert!(out.contains("1 changed by a client"), "{out}{err}");
 
     // Every object reads back as it was, through the gateway, metadata
     // and descriptive headers included; `contested` is the client's.
     let after = read_all(&gw.url(), CLIENT_KEY, CLIENT_SECRET);
-    for key in ["empty", "small.csv", "dir/nested", "big"] {
+    for key in ["empty", "small.csv", "dir/nested", "big", "odd"] {
         assert_eq!(after[key], before[key], "{key}");
     }
     assert_eq!(after["small.csv"]["ContentType"], "text/csv");
@@ -251,7 +265,7 @@ fn migrates_in_place(backend: &dyn Upstream) {
     assert_eq!(after["big"]["meta"]["kind"], "parts");
     let client = std::fs::read(&contested_src).unwrap();
     let mut tmp = work.path().join("back");
-    cp(&gw.url(), "s3://demo/contested", tmp.to_str().unwrap());
+    cp(&gw.url(), "s3://demo/zcontested", tmp.to_str().unwrap());
     assert_eq!(std::fs::read(&tmp).unwrap(), client);
     cp(&gw.url(), "s3://demo/enc", tmp.to_str().unwrap());
     assert_eq!(std::fs::read(&tmp).unwrap(), test_bytes(5000, 9));
@@ -312,7 +326,7 @@ fn migrates_in_place(backend: &dyn Upstream) {
     let (code, out, err) = migrate(&config, relay.port, &[], secret);
     assert_eq!(code, 0, "{out}{err}");
     assert!(
-        out.contains("0 encrypted (0 bytes), 6 already encrypted"),
+        out.contains("0 encrypted (0 bytes), 7 already encrypted"),
         "{out}{err}"
     );
 }

@@ -18,6 +18,7 @@ use sealgate_envelope::multipart::{PartHeader, PartsDecryptor, PART_HEADER_LEN};
 use sealgate_envelope::{plaintext_len, Backend, Decryptor, EnvelopeMeta, ObjectKey};
 use sealgate_filters::plan::{BodyEncoding, UploadBody};
 use sealgate_filters::policy;
+use sealgate_filters::s3::chunked::encode::UNSIGNED_TRAILER;
 use sealgate_filters::s3::sigv4::{EMPTY_SHA256, UNSIGNED_PAYLOAD};
 
 use crate::keys::Providers;
@@ -55,11 +56,16 @@ pub fn parse_range(text: &str) -> Result<(u64, Option<u64>), String> {
     Ok((a, b))
 }
 
-/// Who ran the command, for the audit event.
+/// Who ran the command, for the audit event: the process's user id
+/// (which the caller cannot choose), and the name it gives (`SUDO_USER`,
+/// else `USER`: informative only).
 fn operator() -> String {
-    std::env::var("SUDO_USER")
+    use std::os::unix::fs::MetadataExt;
+    let uid = std::fs::metadata("/proc/self").map_or_else(|_| "?".into(), |m| m.uid().to_string());
+    let name = std::env::var("SUDO_USER")
         .or_else(|_| std::env::var("USER"))
-        .unwrap_or_else(|_| "unknown".into())
+        .unwrap_or_else(|_| "unknown".into());
+    format!("uid {uid} ({name})")
 }
 
 /// One audit event of a break-glass command.
@@ -124,23 +130,38 @@ pub fn decrypt(
         return Err(format!("{} exists: name a new file", p.display()));
     }
     audit_event("decrypt", bucket, key, "started", "");
+    // The plaintext goes to a new file of its own first, and takes the
+    // name asked for only once every frame was opened: a failure leaves
+    // no plaintext behind, and no existing file is ever replaced.
+    let partial = output.map(|p| {
+        let mut name = p.as_os_str().to_owned();
+        name.push(format!(
+            ".partial-{}",
+            hex::encode(sealgate_filters::keys::random_bytes::<8>())
+        ));
+        PathBuf::from(name)
+    });
     let mut created = false;
-    let result = rt.block_on(decrypt_run(
+    let mut result = rt.block_on(decrypt_run(
         config,
         bucket,
         key,
-        output,
+        partial.as_deref(),
         range,
         &mut created,
     ));
+    if let (Ok(_), Some(p), Some(to)) = (&result, &partial, output) {
+        // A hard link fails where the name exists (a file, a symlink).
+        if let Err(e) = std::fs::hard_link(p, to) {
+            result = Err(format!("{}: {e}", to.display()));
+        }
+    }
+    if let Some(p) = partial.as_ref().filter(|_| created) {
+        let _ = std::fs::remove_file(p);
+    }
     match &result {
         Ok(n) => audit_event("decrypt", bucket, key, "done", &format!("{n} bytes")),
-        Err(e) => {
-            audit_event("decrypt", bucket, key, "failed", e);
-            if let Some(p) = output.filter(|_| created) {
-                let _ = std::fs::remove_file(p);
-            }
-        }
+        Err(e) => audit_event("decrypt", bucket, key, "failed", e),
     }
     result
 }
@@ -366,15 +387,18 @@ async fn encrypt_run(
         data_key,
         enc.write_context.clone(),
     )
-    .map_err(io)?;
+    .map_err(io)?
+    .with_stored_checksum(o.upstream.stored_checksum(&resolved.real).await);
     let mut req = RequestHeader::build("PUT", o.path.as_bytes(), None).map_err(io)?;
     req.insert_header(http::header::HOST, o.host.as_str())
         .map_err(io)?;
     plan.apply(&mut req).map_err(io)?;
-    o.upstream
-        .sign(&mut req, UNSIGNED_PAYLOAD)
-        .await
-        .map_err(io)?;
+    let payload = if plan.sends_trailer() {
+        UNSIGNED_TRAILER
+    } else {
+        UNSIGNED_PAYLOAD
+    };
+    o.upstream.sign(&mut req, payload).await.map_err(io)?;
     let mut cipher = plan.body(&HeaderMap::new()).map_err(io)?;
     let mut s = o.upstream.session().await.map_err(io)?;
     s.write_request_header(Box::new(req)).await.map_err(io)?;

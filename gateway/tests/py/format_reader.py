@@ -230,9 +230,17 @@ def recover():
     meta = meta.get("Metadata", meta)
     with open(stored_file, "rb") as f:
         body = f.read()
-    with open(out_file, "xb") as out:
-        for _, frame in object_frames(meta, body, base64.b64decode(master_b64)):
-            out.write(frame)
+    # A new file only its owner reads; removed again if any frame fails,
+    # so no unauthenticated or partial plaintext is left behind.
+    import os
+    fd = os.open(out_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            for _, frame in object_frames(meta, body, base64.b64decode(master_b64)):
+                out.write(frame)
+    except BaseException:
+        os.unlink(out_file)
+        raise
     print("ok")
 
 if sys.argv[1:] == ["kat"]:

@@ -6,7 +6,7 @@ use bytes::Bytes;
 use http::HeaderMap;
 use pingora::http::RequestHeader;
 use pingora::protocols::http::client::HttpSession;
-use sealgate_envelope::multipart::{Layout, PartsDecryptor};
+use sealgate_envelope::multipart::{PartHeader, PartsDecryptor, PART_HEADER_LEN};
 use sealgate_envelope::{plaintext_len, Backend, Decryptor, EnvelopeMeta, ObjectKey};
 use sealgate_filters::migrate::same_etag;
 use sealgate_filters::s3::chunked::encode::UNSIGNED_TRAILER;
@@ -92,15 +92,15 @@ impl Run {
     }
 
     /// Streams `source` (exactly `plan.plaintext_len` bytes, hashed into
-    /// `hash`) through `plan`'s encryption into a PUT of `path` with
-    /// `headers`. A source that fails or ends early leaves the PUT's body
-    /// short, so the backend stores nothing.
+    /// `hash`; `None` for an empty body) through `plan`'s encryption into a
+    /// PUT of `path` with `headers`. A source that fails or ends early
+    /// leaves the PUT's body short, so the backend stores nothing.
     pub(super) async fn put_encrypted(
         &self,
         path: &str,
         headers: &[(String, String)],
         plan: &UploadPlan,
-        mut source: HttpSession,
+        mut source: Option<HttpSession>,
         hash: &mut Sha256,
     ) -> Result<Answer, String> {
         let mut req = RequestHeader::build("PUT", path.as_bytes(), None).map_err(io)?;
@@ -120,11 +120,13 @@ impl Run {
         let mut dst = self.upstream.session().await.map_err(io)?;
         dst.write_request_header(Box::new(req)).await.map_err(io)?;
         let mut read = 0u64;
-        while let Some(chunk) = source
-            .read_response_body()
-            .await
-            .map_err(|e| format!("reading it: {e}"))?
-        {
+        while let Some(chunk) = match source.as_mut() {
+            Some(s) => s
+                .read_response_body()
+                .await
+                .map_err(|e| format!("reading it: {e}"))?,
+            None => None,
+        } {
             read += chunk.len() as u64;
             if read > plan.plaintext_len {
                 return Err("it is longer than its HEAD said".into());
@@ -138,7 +140,9 @@ impl Run {
         if read != plan.plaintext_len {
             return Err("it is shorter than its HEAD said".into());
         }
-        self.upstream.release(source).await;
+        if let Some(s) = source {
+            self.upstream.release(s).await;
+        }
         let last = cipher.push(&[], true).map_err(io)?;
         dst.write_request_body(last, true).await.map_err(io)?;
         dst.finish_request_body().await.map_err(io)?;
@@ -203,8 +207,37 @@ impl Run {
                 Opener::Whole(Decryptor::new(key.cipher, 0, total))
             }
             (true, Some(sizes)) => {
-                let layout =
-                    Layout::from_sizes(sizes.to_vec()).ok_or("its part sizes make no layout")?;
+                // The layout as the gateway's reads find it (from the first
+                // part's header and the stored size), which must be the one
+                // written.
+                let (resp, first) = self
+                    .request(
+                        "GET",
+                        path,
+                        &[
+                            ("range", &format!("bytes=0-{}", PART_HEADER_LEN - 1)),
+                            ("if-match", etag),
+                        ],
+                        Bytes::new(),
+                    )
+                    .await?;
+                if resp.status.as_u16() != 206 {
+                    return Ok(false);
+                }
+                let first = PartHeader::decode(&first)
+                    .filter(|h| h.number == 1)
+                    .ok_or("its first part header is unreadable")?;
+                let layout = self
+                    .upstream
+                    .part_layout(&self.host, path, &first, stored, Some(etag))
+                    .await
+                    .map_err(|e| format!("its parts as a read finds them: {e:?}"))?;
+                let found: Vec<u64> = (0..layout.parts()).map(|i| layout.part_len(i)).collect();
+                if found != sizes {
+                    return Err(format!(
+                        "a read finds its parts as {found:?}, not as written ({sizes:?})"
+                    ));
+                }
                 let last = layout.plaintext_total().saturating_sub(1);
                 Opener::Parts(Box::new(PartsDecryptor::from_part_start(
                     &dek,

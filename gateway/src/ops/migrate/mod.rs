@@ -224,6 +224,21 @@ impl Run {
         Err(last)
     }
 
+    /// One attempt of a request that puts an object in place: retried, it
+    /// would widen the window in which a client's write can be replaced.
+    async fn request_once(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Bytes,
+    ) -> Result<(pingora::http::ResponseHeader, Bytes), String> {
+        self.upstream
+            .request(method, &self.host, path, headers, body, MAX_ANSWER)
+            .await
+            .map_err(|e| e.to_string())
+    }
+
     /// The upstream path of `key`.
     fn path_of(&self, key: &str) -> String {
         format!("{}/{}", self.bucket_path, crate::upstream::encode_key(key))
@@ -281,7 +296,25 @@ impl Run {
             ));
             Ok(())
         };
-        loop {
+        // Whatever stops the run, the objects under way are finished (a
+        // dropped task could leave an object written but not read back,
+        // which the next run would take for done).
+        let mut failure: Option<String> = None;
+        let take = |joined: Result<(String, Result<Outcome, String>), tokio::task::JoinError>,
+                    summary: &mut Summary,
+                    out: &mut dyn Write,
+                    failure: &mut Option<String>| {
+            let done = joined.unwrap_or_else(|e| {
+                (
+                    String::from("(an object)"),
+                    Err(format!("its task ended: {e}")),
+                )
+            });
+            if let Err(e) = report(done, summary, out) {
+                failure.get_or_insert(format!("writing the report: {e}"));
+            }
+        };
+        let listed: Result<(), String> = loop {
             let mut query = vec!["list-type=2".to_string(), "encoding-type=url".to_string()];
             if let Some(p) = &opts.prefix {
                 query.push(format!("prefix={}", uri::encode(p)));
@@ -289,22 +322,32 @@ impl Run {
             if let Some(t) = &token {
                 query.push(format!("continuation-token={}", uri::encode(t)));
             }
-            let (resp, body) = self
+            let (resp, body) = match self
                 .request(
                     "GET",
                     &format!("{}/?{}", self.bucket_path, query.join("&")),
                     &[],
                     Bytes::new(),
                 )
-                .await?;
+                .await
+            {
+                Ok(a) => a,
+                Err(e) => break Err(e),
+            };
             if resp.status.as_u16() != 200 {
-                return Err(format!("listing answered {}", resp.status));
+                break Err(format!("listing answered {}", resp.status));
             }
-            let page = parse_list_page(&body).map_err(|e| format!("listing: {e}"))?;
+            let page = match parse_list_page(&body) {
+                Ok(p) => p,
+                Err(e) => break Err(format!("listing: {e}")),
+            };
             for object in page.objects {
+                if failure.is_some() {
+                    break;
+                }
                 while running.len() >= opts.concurrency {
-                    if let Some(done) = running.join_next().await {
-                        report(done.map_err(|e| e.to_string())?, summary, out)?;
+                    if let Some(joined) = running.join_next().await {
+                        take(joined, summary, out, &mut failure);
                     }
                 }
                 let run = self.clone();
@@ -314,16 +357,18 @@ impl Run {
                 });
             }
             match page.next {
+                _ if failure.is_some() => break Ok(()),
                 Some(next) if token.as_ref() == Some(&next) => {
-                    return Err("the listing named the same continuation token twice".into())
+                    break Err("the listing named the same continuation token twice".into())
                 }
                 Some(next) => token = Some(next),
-                None => break,
+                None => break Ok(()),
             }
+        };
+        while let Some(joined) = running.join_next().await {
+            take(joined, summary, out, &mut failure);
         }
-        while let Some(done) = running.join_next().await {
-            report(done.map_err(|e| e.to_string())?, summary, out)?;
-        }
-        Ok(())
+        listed?;
+        failure.map_or(Ok(()), Err)
     }
 }

@@ -2,12 +2,12 @@
 //! one object, or part by part as it was uploaded), or why not.
 
 use bytes::Bytes;
-use sealgate_envelope::EnvelopeMeta;
+use sealgate_envelope::{ciphertext_len, EnvelopeMeta};
 use sealgate_filters::migrate::{
-    part_count, quoted_etag, regular_sizes, same_etag, write_headers, Outcome,
+    choose_sizes, part_count, quoted_etag, same_etag, write_headers, Outcome,
 };
 use sealgate_filters::plan::{BodyEncoding, UploadBody};
-use sealgate_filters::rewrap::{complete_body, element_text, tagging_header};
+use sealgate_filters::rewrap::{complete_body, element_text, tagging_header, KEPT_HEADERS};
 use sealgate_filters::s3::chunked::probe::PROBE_PREFIX;
 use sealgate_filters::s3::uri;
 use sha2::{Digest, Sha256};
@@ -40,6 +40,16 @@ fn written(what: &str, a: &Answer) -> Result<Option<String>, String> {
     }
 }
 
+/// The object as the run's HEAD saw it: every later read and the write
+/// that replaces it are pinned to this version.
+pub(super) struct Seen<'a> {
+    pub path: &'a str,
+    pub etag: &'a str,
+    /// Changes with a metadata-only copy or a tag change, which keep the ETag.
+    pub last_modified: Option<&'a str>,
+    pub len: u64,
+}
+
 impl Run {
     /// Encrypts one object, or says why not.
     pub(super) async fn one(&self, key: &str) -> Result<Outcome, String> {
@@ -58,8 +68,11 @@ impl Run {
             match v.to_str() {
                 Ok(v) => stored.push((n.as_str(), v)),
                 // Rewriting the object would drop it silently.
-                Err(_) if n.as_str().starts_with("x-amz-meta-") => {
-                    return Err(format!("its metadata {n} is not ASCII; move it by hand"))
+                Err(_)
+                    if n.as_str().starts_with("x-amz-meta-")
+                        || KEPT_HEADERS.contains(&n.as_str()) =>
+                {
+                    return Err(format!("its header {n} is not ASCII; move it by hand"))
                 }
                 Err(_) => {}
             }
@@ -74,18 +87,33 @@ impl Run {
             // Neither plaintext nor readable: `sealgate audit` tells more.
             Err(e) => return Err(format!("its envelope is unreadable ({e}); left as it is")),
         }
-        let etag = get("etag").ok_or("the object has no ETag")?.to_string();
-        let len: u64 = get("content-length")
-            .and_then(|v| v.parse().ok())
-            .ok_or("the object has no length")?;
+        let seen = Seen {
+            path: &path,
+            etag: get("etag").ok_or("the object has no ETag")?,
+            last_modified: get("last-modified"),
+            len: get("content-length")
+                .and_then(|v| v.parse().ok())
+                .ok_or("the object has no length")?,
+        };
+        let parts = part_count(seen.etag);
+        // Larger than one PUT takes: refused before any data moves.
+        if parts.is_none() && ciphertext_len(seen.len) > self.upstream.config().max_put_size {
+            return Err("its ciphertext would exceed one PUT (max_put_size); copy it through the gateway as a multipart upload".into());
+        }
         if self.dry_run {
-            return Ok(Outcome::WouldMigrate { bytes: len });
+            return Ok(Outcome::WouldMigrate { bytes: seen.len });
         }
         let (tag_resp, tag_body) = self
             .request("GET", &format!("{path}?tagging"), &[], Bytes::new())
             .await?;
         let tagging = match tag_resp.status.as_u16() {
-            200 => tagging_header(&tag_body),
+            200 => {
+                let tags = tagging_header(&tag_body);
+                if tags.is_none() && String::from_utf8_lossy(&tag_body).contains("<Tag>") {
+                    return Err("its tags could not be read; move it by hand".into());
+                }
+                tags
+            }
             // Tags are not kept by this backend.
             501 => None,
             404 | 412 => return Ok(Outcome::Changed("deleted since its HEAD".into())),
@@ -95,33 +123,18 @@ impl Run {
         if let Some(t) = tagging {
             headers.push(("x-amz-tagging".into(), t));
         }
-        match part_count(&etag) {
-            None => self.single(&path, &etag, len, headers).await,
-            Some(parts) => self.parts(&path, &etag, len, parts, headers).await,
+        match parts {
+            None => self.single(&seen, headers).await,
+            Some(parts) => self.parts(&seen, parts, headers).await,
         }
     }
 
     /// An object written by one PUT: encrypted by one PUT.
     async fn single(
         &self,
-        path: &str,
-        etag: &str,
-        len: u64,
+        seen: &Seen<'_>,
         mut headers: Vec<(String, String)>,
     ) -> Result<Outcome, String> {
-        let data_key = self
-            .provider
-            .generate_data_key(&self.key_id, &self.enc.write_context)
-            .await
-            .map_err(|e| format!("a data key: {e}"))?;
-        let plan = UploadPlan::new(
-            plain(len),
-            &self.enc.provider,
-            data_key,
-            self.enc.write_context.clone(),
-        )
-        .map_err(|e| e.to_string())?
-        .with_stored_checksum(self.stored_checksum);
         let staged = (!self.conditional.put).then(|| {
             format!(
                 "{PROBE_PREFIX}migrate-{}",
@@ -131,14 +144,31 @@ impl Run {
         let target = match &staged {
             Some(k) => self.path_of(k),
             None => {
-                headers.push(("if-match".into(), etag.to_string()));
-                path.to_string()
+                headers.push(("if-match".into(), seen.etag.to_string()));
+                seen.path.to_string()
             }
         };
-        let source = match self.open_source(path, etag, None).await? {
-            Ok(s) => s,
-            Err(why) => return Ok(Outcome::Changed(why)),
+        let source = match seen.len {
+            0 => None,
+            _ => match self.open_source(seen.path, seen.etag, None).await? {
+                Ok(s) => Some(s),
+                Err(why) => return Ok(Outcome::Changed(why)),
+            },
         };
+        // Only once the source is there (a data key can be a KMS call).
+        let data_key = self
+            .provider
+            .generate_data_key(&self.key_id, &self.enc.write_context)
+            .await
+            .map_err(|e| format!("a data key: {e}"))?;
+        let plan = UploadPlan::new(
+            plain(seen.len),
+            &self.enc.provider,
+            data_key,
+            self.enc.write_context.clone(),
+        )
+        .map_err(|e| e.to_string())?
+        .with_stored_checksum(self.stored_checksum);
         let mut hash = Sha256::new();
         let answer = self
             .put_encrypted(&target, &headers, &plan, source, &mut hash)
@@ -153,8 +183,8 @@ impl Run {
                 .etag
                 .ok_or("the write was answered without an ETag")?;
             let Some(staged) = &staged else {
-                return match self.read_back(path, &new_etag, &digest, None).await? {
-                    true => Ok(Outcome::Migrated { bytes: len }),
+                return match self.read_back(seen.path, &new_etag, &digest, None).await? {
+                    true => Ok(Outcome::Migrated { bytes: seen.len }),
                     false => Ok(Outcome::Changed(
                         "written again by a client right after it was encrypted".into(),
                     )),
@@ -164,7 +194,7 @@ impl Run {
             if !self.read_back(&target, &new_etag, &digest, None).await? {
                 return Err("the staged copy changed under the run".into());
             }
-            self.put_in_place(path, etag, staged, &new_etag, len).await
+            self.put_in_place(seen, staged, &target, &new_etag).await
         }
         .await;
         if let Some(k) = &staged {
@@ -179,23 +209,39 @@ impl Run {
     }
 
     /// A staged encrypted copy put in place by a server-side copy, right
-    /// after a check that the object is still the one read.
+    /// after a check that the object is still the one read (one attempt:
+    /// a retry would widen the window a client's write can fall into).
     async fn put_in_place(
         &self,
-        path: &str,
-        etag: &str,
+        seen: &Seen<'_>,
         staged: &str,
+        staged_path: &str,
         staged_etag: &str,
-        len: u64,
     ) -> Result<Outcome, String> {
-        if let Some(why) = self.changed_since(path, etag).await? {
+        let (staged_head, _) = self.request("HEAD", staged_path, &[], Bytes::new()).await?;
+        let envelope_of = |h: &pingora::http::ResponseHeader| {
+            [
+                "x-amz-meta-sealgate-salt",
+                "x-amz-meta-sealgate-commit",
+                "content-length",
+            ]
+            .map(|n| {
+                h.headers
+                    .get(n)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or_default()
+                    .to_string()
+            })
+        };
+        let expected = envelope_of(&staged_head);
+        if let Some(why) = self.changed_since(seen).await? {
             return Ok(Outcome::Changed(why));
         }
         let source = format!("/{}/{}", self.real, crate::upstream::encode_key(staged));
         let (resp, body) = self
-            .request(
+            .request_once(
                 "PUT",
-                path,
+                seen.path,
                 &[
                     ("x-amz-copy-source", &source),
                     ("x-amz-copy-source-if-match", staged_etag),
@@ -221,47 +267,79 @@ impl Run {
         if !same_etag(&copied, staged_etag) {
             return Err("its copy put in place is not the checked one".into());
         }
-        Ok(Outcome::Migrated { bytes: len })
+        // The copy kept the checked bytes (same ETag); its envelope too?
+        let (head, _) = self.request("HEAD", seen.path, &[], Bytes::new()).await?;
+        let now = head.headers.get("etag").and_then(|v| v.to_str().ok());
+        if !now.is_some_and(|e| same_etag(e, staged_etag)) {
+            return Ok(Outcome::Changed(
+                "written again by a client right after it was encrypted".into(),
+            ));
+        }
+        if envelope_of(&head) != expected || expected[0].is_empty() {
+            return Err(
+                "put in place without the envelope it was checked with: read it with `sealgate decrypt` from the staged copy's data"
+                    .into(),
+            );
+        }
+        Ok(Outcome::Migrated { bytes: seen.len })
     }
 
-    /// `Some(why)` when the object at `path` is no longer the one with `etag`.
-    async fn changed_since(&self, path: &str, etag: &str) -> Result<Option<String>, String> {
+    /// `Some(why)` when the object is no longer the version the run read
+    /// (another ETag, or the same ETag modified since: new metadata or tags).
+    async fn changed_since(&self, seen: &Seen<'_>) -> Result<Option<String>, String> {
         let (head, _) = self
-            .request("HEAD", path, &[("if-match", etag)], Bytes::new())
+            .request("HEAD", seen.path, &[("if-match", seen.etag)], Bytes::new())
             .await?;
-        let now = head.headers.get("etag").and_then(|v| v.to_str().ok());
+        let get = |n: &str| head.headers.get(n).and_then(|v| v.to_str().ok());
         Ok(match head.status.as_u16() {
-            200 if now == Some(etag) => None,
+            200 if get("etag").is_some_and(|e| same_etag(e, seen.etag))
+                && get("last-modified") == seen.last_modified =>
+            {
+                None
+            }
             200 | 404 | 412 => Some("written by a client during the run".into()),
             s => return Err(format!("checking it again answered {s}")),
         })
     }
 
-    /// A multipart object: encrypted part by part with its own part sizes.
+    /// Whether the object at `path` carries the envelope with `salt`: one
+    /// this run wrote (a completion whose answer was lost).
+    async fn ours(&self, path: &str, salt: &[u8]) -> Result<Option<String>, String> {
+        let (head, _) = self.request("HEAD", path, &[], Bytes::new()).await?;
+        let get = |n: &str| head.headers.get(n).and_then(|v| v.to_str().ok());
+        let theirs = EnvelopeMeta::from_headers(get).ok().flatten();
+        Ok(theirs
+            .filter(|m| m.salt == salt)
+            .and_then(|_| get("etag").map(str::to_string)))
+    }
+
+    /// A multipart object: encrypted part by part, with its own part sizes
+    /// where the backend tells them and the gateway's reads would find
+    /// them again, else regular ones; the part count is kept.
     async fn parts(
         &self,
-        path: &str,
-        etag: &str,
-        len: u64,
+        seen: &Seen<'_>,
         parts: u32,
         headers: Vec<(String, String)>,
     ) -> Result<Outcome, String> {
-        let mut sizes = Vec::with_capacity(parts as usize);
-        // Whether every answer was one part's (some backends answer
-        // `?partNumber=` with the whole object).
-        let mut told = true;
+        let path = seen.path;
+        let mut told = Some(Vec::with_capacity(parts as usize));
         for number in 1..=parts {
             let (head, _) = self
                 .request(
                     "HEAD",
                     &format!("{path}?partNumber={number}"),
-                    &[("if-match", etag)],
+                    &[("if-match", seen.etag)],
                     Bytes::new(),
                 )
                 .await?;
             match head.status.as_u16() {
                 206 => {}
-                200 => told = false,
+                // Answered with the whole object: the sizes are not told.
+                200 => {
+                    told = None;
+                    break;
+                }
                 404 | 412 => {
                     return Ok(Outcome::Changed("its parts changed since its HEAD".into()))
                 }
@@ -271,7 +349,12 @@ impl Run {
                     ))
                 }
             }
-            if head.headers.get("etag").and_then(|v| v.to_str().ok()) != Some(etag) {
+            if !head
+                .headers
+                .get("etag")
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|e| same_etag(e, seen.etag))
+            {
                 return Ok(Outcome::Changed("its ETag changed since its HEAD".into()));
             }
             let size: u64 = head
@@ -280,12 +363,11 @@ impl Run {
                 .and_then(|v| v.to_str().ok())
                 .and_then(|v| v.parse().ok())
                 .ok_or("a part without a length")?;
-            sizes.push(size);
+            if let Some(t) = told.as_mut() {
+                t.push(size);
+            }
         }
-        if !told || sizes.iter().sum::<u64>() != len {
-            // The part count is kept; the sizes are the backend's secret.
-            sizes = regular_sizes(len, parts);
-        }
+        let sizes = choose_sizes(told, seen.len, parts)?;
         let data_key = self
             .provider
             .generate_data_key(&self.key_id, &self.enc.write_context)
@@ -316,6 +398,9 @@ impl Run {
             let mut start = 0u64;
             for (i, &size) in sizes.iter().enumerate() {
                 let number = i as u32 + 1;
+                // Parts go up with plain lengths: the backend's checksum of
+                // a part would have to be declared at the Create and listed
+                // again at the Complete.
                 let plan = UploadPlan::for_part(
                     plain(size),
                     meta.key_id.clone(),
@@ -323,12 +408,17 @@ impl Run {
                     meta.context_hash(),
                     number,
                 );
-                let range = (size > 0).then(|| (start, start + size - 1));
-                start += size;
-                let source = match self.open_source(path, etag, range).await? {
-                    Ok(s) => s,
-                    Err(why) => return Ok(Err(why)),
+                let source = match size {
+                    0 => None,
+                    _ => match self
+                        .open_source(path, seen.etag, Some((start, start + size - 1)))
+                        .await?
+                    {
+                        Ok(s) => Some(s),
+                        Err(why) => return Ok(Err(why)),
+                    },
                 };
+                start += size;
                 let answer = self
                     .put_encrypted(
                         &format!("{path}?partNumber={number}&uploadId={id}"),
@@ -343,12 +433,14 @@ impl Run {
                 }
                 etags.push(answer.etag.ok_or("a part was answered without an ETag")?);
             }
-            if let Some(why) = self.changed_since(path, etag).await? {
+            if let Some(why) = self.changed_since(seen).await? {
                 return Ok(Err(why));
             }
-            let conditional = [("if-match", etag)];
-            let (resp, body) = self
-                .request(
+            let conditional = [("if-match", seen.etag)];
+            // One attempt: a retry would widen the window a client's write
+            // can fall into (and a lost answer is found out below).
+            let (resp, body) = match self
+                .request_once(
                     "POST",
                     &format!("{path}?uploadId={id}"),
                     if self.conditional.complete {
@@ -358,7 +450,16 @@ impl Run {
                     },
                     Bytes::from(complete_body(&etags)),
                 )
-                .await?;
+                .await
+            {
+                Ok(answer) => answer,
+                Err(e) => {
+                    return match self.ours(path, &meta.salt).await? {
+                        Some(etag) => Ok(Ok(etag)),
+                        None => Err(format!("completing it: {e}")),
+                    }
+                }
+            };
             let answer = Answer {
                 status: resp.status.as_u16(),
                 etag: None,
@@ -379,13 +480,11 @@ impl Run {
             }
             // RGW 16 answers an empty ETag: the object's own is asked for
             // (the read back then checks that it is the one written).
-            let (head, _) = self.request("HEAD", path, &[], Bytes::new()).await?;
-            head.headers
-                .get("etag")
-                .and_then(|v| v.to_str().ok())
+            self.ours(path, &meta.salt)
+                .await?
                 .filter(|e| part_count(e) == Some(parts))
-                .map(|e| Ok(e.to_string()))
-                .ok_or_else(|| "completed, but its ETag is not a multipart one".to_string())
+                .map(Ok)
+                .ok_or_else(|| "completed, but it is not the object written".to_string())
         }
         .await;
         let new_etag = match result {
@@ -411,7 +510,7 @@ impl Run {
             .read_back(path, &new_etag, &digest, Some(&sizes))
             .await?
         {
-            true => Ok(Outcome::Migrated { bytes: len }),
+            true => Ok(Outcome::Migrated { bytes: seen.len }),
             false => Ok(Outcome::Changed(
                 "written again by a client right after it was encrypted".into(),
             )),
