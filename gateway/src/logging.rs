@@ -19,23 +19,9 @@ static DROPPED: OnceLock<ErrorCounter> = OnceLock::new();
 /// Starts the log writer for `logging`; lines still buffered are written
 /// when the returned guard drops (keep it until the process ends).
 pub fn init(logging: &Logging) -> WorkerGuard {
-    init_with(logging, None)
-}
-
-/// [`init`] for the operator commands that act on plaintext (`decrypt`,
-/// `encrypt`): their `sealgate::audit` events are written whatever the
-/// level or `SEALGATE_LOG` says, so they cannot be switched off.
-pub fn init_audited(logging: &Logging) -> WorkerGuard {
-    init_with(logging, Some("sealgate::audit=warn"))
-}
-
-fn init_with(logging: &Logging, always: Option<&str>) -> WorkerGuard {
     let level = logging.level.as_str();
-    let mut filter = tracing_subscriber::EnvFilter::try_from_env("SEALGATE_LOG")
+    let filter = tracing_subscriber::EnvFilter::try_from_env("SEALGATE_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("{level},pingora=warn")));
-    if let Some(directive) = always.and_then(|d| d.parse().ok()) {
-        filter = filter.add_directive(directive);
-    }
     let (writer, guard) = NonBlockingBuilder::default()
         .lossy(true)
         .buffered_lines_limit(logging.buffer_lines)

@@ -370,7 +370,7 @@ fn main() -> ExitCode {
                 Ok(l) => l,
                 Err(code) => return code,
             };
-            let _log = sealgate::logging::init_audited(&loaded.config.logging);
+            let _log = sealgate::logging::init(&loaded.config.logging);
             let parsed = sealgate::ops::breakglass::parse_s3_url(&url).and_then(|(b, k)| {
                 let range = range
                     .as_deref()
@@ -400,7 +400,7 @@ fn main() -> ExitCode {
                 Ok(l) => l,
                 Err(code) => return code,
             };
-            let _log = sealgate::logging::init_audited(&loaded.config.logging);
+            let _log = sealgate::logging::init(&loaded.config.logging);
             let outcome =
                 sealgate::ops::breakglass::parse_s3_url(&url).and_then(|(bucket, key)| {
                     sealgate::ops::breakglass::encrypt(&loaded.config, &file, &bucket, &key)

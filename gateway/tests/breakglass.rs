@@ -15,6 +15,11 @@ const READER: &str = include_str!("py/format_reader.py");
 const MASTER_B64: &str = "dGVzdGtleQ==";
 
 fn tool(config: &str, args: &[&str]) -> Output {
+    tool_env(config, args, &[])
+}
+
+/// [`tool`] with more environment variables.
+fn tool_env(config: &str, args: &[&str], env: &[(&str, &str)]) -> Output {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("sealgate.yaml");
     std::fs::write(&file, config).unwrap();
@@ -28,6 +33,7 @@ fn tool(config: &str, args: &[&str]) -> Output {
         .env("TEST_TEAM_SECRET", TEAM_SECRET)
         .env("TEST_READER_SECRET", READER_SECRET)
         .env("USER", "oncall-ann")
+        .envs(env.iter().copied())
         .output()
         .unwrap()
 }
@@ -172,6 +178,14 @@ fn decrypt_and_encrypt_reach_the_backend_directly_and_are_audited() {
     );
     assert_ne!(quiet, config);
     let o = tool(&quiet, &["decrypt", "s3://demo/small", "--range", "0-0"]);
+    assert!(o.status.success(), "{o:?}");
+    assert_eq!(events(&o).len(), 3, "{o:?}");
+    // Nor by any filter (one naming the events' own target and field).
+    let o = tool_env(
+        &config,
+        &["decrypt", "s3://demo/small", "--range", "0-0"],
+        &[("SEALGATE_LOG", "off,sealgate::audit[{event}]=off")],
+    );
     assert!(o.status.success(), "{o:?}");
     assert_eq!(events(&o).len(), 3, "{o:?}");
 

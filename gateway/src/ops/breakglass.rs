@@ -68,19 +68,46 @@ fn operator() -> String {
     format!("uid {uid} ({name})")
 }
 
-/// One audit event of a break-glass command.
+/// Whether audit events are JSON lines (`logging.format: json`).
+static AUDIT_JSON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+
+/// One audit event of a break-glass command, written to stderr whatever
+/// the log filter says (and not through the lossy log writer).
 fn audit_event(action: &str, bucket: &str, key: &str, outcome: &str, detail: &str) {
-    tracing::warn!(
-        target: "sealgate::audit",
-        event = "break_glass",
-        action,
-        operator = %operator(),
-        bucket,
-        key,
-        outcome,
-        detail,
-        "break-glass {action}"
-    );
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    let timestamp = sealgate_filters::s3::sigv4::format_iso8601(now);
+    let line = if *AUDIT_JSON.get().unwrap_or(&false) {
+        serde_json::json!({
+            "timestamp": timestamp,
+            "level": "WARN",
+            "target": "sealgate::audit",
+            "event": "break_glass",
+            "action": action,
+            "operator": operator(),
+            "bucket": bucket,
+            "key": key,
+            "outcome": outcome,
+            "detail": detail,
+            "message": format!("break-glass {action}"),
+        })
+        .to_string()
+    } else {
+        format!(
+            "{timestamp}  WARN sealgate::audit: break-glass {action} event=break_glass operator={:?} bucket={bucket:?} key={key:?} outcome={outcome} detail={detail:?}",
+            operator()
+        )
+    };
+    let _ = writeln!(std::io::stderr().lock(), "{line}");
+}
+
+/// Audit events in the configured log format.
+fn audit_format(config: &Config) {
+    let _ = AUDIT_JSON.set(matches!(
+        config.logging.format,
+        sealgate_config::LogFormat::Json
+    ));
 }
 
 /// Opens the stored stream piece by piece (`true`: the last piece).
@@ -129,6 +156,7 @@ pub fn decrypt(
     if let Some(p) = output.filter(|p| p.symlink_metadata().is_ok()) {
         return Err(format!("{} exists: name a new file", p.display()));
     }
+    audit_format(config);
     audit_event("decrypt", bucket, key, "started", "");
     // The plaintext goes to a new file of its own first, and takes the
     // name asked for only once every frame was opened: a failure leaves
@@ -142,14 +170,17 @@ pub fn decrypt(
         PathBuf::from(name)
     });
     let mut created = false;
-    let mut result = rt.block_on(decrypt_run(
-        config,
-        bucket,
-        key,
-        partial.as_deref(),
-        range,
-        &mut created,
-    ));
+    // Interrupted (Ctrl-C, SIGTERM), the partial plaintext is removed
+    // below and the failure audited like any other.
+    let mut result = rt.block_on(async {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .map_err(io)?;
+        tokio::select! {
+            r = decrypt_run(config, bucket, key, partial.as_deref(), range, &mut created) => r,
+            _ = tokio::signal::ctrl_c() => Err("interrupted".to_string()),
+            _ = term.recv() => Err("terminated".to_string()),
+        }
+    });
     if let (Ok(_), Some(p), Some(to)) = (&result, &partial, output) {
         // A hard link fails where the name exists (a file, a symlink).
         if let Err(e) = std::fs::hard_link(p, to) {
@@ -267,7 +298,7 @@ async fn decrypt_run(
         Some(p) => {
             let file = create_private(p)?;
             *created = true;
-            Box::new(file)
+            Box::new(SyncedFile(file))
         }
         None => Box::new(std::io::stdout().lock()),
     };
@@ -306,6 +337,20 @@ async fn decrypt_run(
     Ok(written)
 }
 
+/// A file whose `flush` reaches the disk: the plaintext is complete under
+/// its final name or not there at all.
+struct SyncedFile(std::fs::File);
+
+impl Write for SyncedFile {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.write(buf)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.0.sync_all()
+    }
+}
+
 /// A new file only its owner can read (plaintext must not leak through
 /// the directory's other users); an existing one is not overwritten.
 fn create_private(p: &Path) -> Result<std::fs::File, String> {
@@ -325,6 +370,7 @@ pub fn encrypt(config: &Config, file: &PathBuf, bucket: &str, key: &str) -> Resu
         .enable_all()
         .build()
         .map_err(io)?;
+    audit_format(config);
     audit_event(
         "encrypt",
         bucket,

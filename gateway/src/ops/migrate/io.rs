@@ -176,9 +176,14 @@ impl Run {
         part_sizes: Option<&[u64]>,
     ) -> Result<bool, String> {
         let (head, _) = self.request("HEAD", path, &[], Bytes::new()).await?;
-        if head.status.as_u16() != 200
-            || !header(&head, "etag").is_some_and(|e| same_etag(&e, etag))
-        {
+        match head.status.as_u16() {
+            // Gone since: a client deleted it.
+            404 => return Ok(false),
+            200 => {}
+            // Anything else is no answer: the object is not counted.
+            s => return Err(format!("reading it back answered {s}")),
+        }
+        if !header(&head, "etag").is_some_and(|e| same_etag(&e, etag)) {
             return Ok(false);
         }
         let get = |n: &str| head.headers.get(n).and_then(|v| v.to_str().ok());
@@ -221,8 +226,10 @@ impl Run {
                         Bytes::new(),
                     )
                     .await?;
-                if resp.status.as_u16() != 206 {
-                    return Ok(false);
+                match resp.status.as_u16() {
+                    206 => {}
+                    404 | 412 => return Ok(false),
+                    s => return Err(format!("reading its first part header answered {s}")),
                 }
                 let first = PartHeader::decode(&first)
                     .filter(|h| h.number == 1)

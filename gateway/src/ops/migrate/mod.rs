@@ -24,6 +24,7 @@
 //! (docs/OPERATIONS.md). Objects already encrypted are skipped, so an
 //! interrupted run is finished by running it again.
 
+use std::collections::HashMap;
 use std::io::Write;
 use std::sync::Arc;
 use std::time::Duration;
@@ -300,16 +301,25 @@ impl Run {
         // dropped task could leave an object written but not read back,
         // which the next run would take for done).
         let mut failure: Option<String> = None;
-        let take = |joined: Result<(String, Result<Outcome, String>), tokio::task::JoinError>,
+        // Each task's key, for a task that ends without its result (a panic).
+        let mut keys: HashMap<tokio::task::Id, String> = HashMap::new();
+        type Joined =
+            Result<(tokio::task::Id, (String, Result<Outcome, String>)), tokio::task::JoinError>;
+        let take = |joined: Joined,
+                    keys: &mut HashMap<tokio::task::Id, String>,
                     summary: &mut Summary,
                     out: &mut dyn Write,
                     failure: &mut Option<String>| {
-            let done = joined.unwrap_or_else(|e| {
-                (
-                    String::from("(an object)"),
+            let done = match joined {
+                Ok((id, done)) => {
+                    keys.remove(&id);
+                    done
+                }
+                Err(e) => (
+                    keys.remove(&e.id()).unwrap_or_default(),
                     Err(format!("its task ended: {e}")),
-                )
-            });
+                ),
+            };
             if let Err(e) = report(done, summary, out) {
                 failure.get_or_insert(format!("writing the report: {e}"));
             }
@@ -342,19 +352,21 @@ impl Run {
                 Err(e) => break Err(format!("listing: {e}")),
             };
             for object in page.objects {
+                while running.len() >= opts.concurrency {
+                    if let Some(joined) = running.join_next_with_id().await {
+                        take(joined, &mut keys, summary, out, &mut failure);
+                    }
+                }
                 if failure.is_some() {
                     break;
                 }
-                while running.len() >= opts.concurrency {
-                    if let Some(joined) = running.join_next().await {
-                        take(joined, summary, out, &mut failure);
-                    }
-                }
                 let run = self.clone();
-                running.spawn(async move {
+                let key = object.key.clone();
+                let task = running.spawn(async move {
                     let result = run.one(&object.key).await;
                     (object.key, result)
                 });
+                keys.insert(task.id(), key);
             }
             match page.next {
                 _ if failure.is_some() => break Ok(()),
@@ -365,8 +377,8 @@ impl Run {
                 None => break Ok(()),
             }
         };
-        while let Some(joined) = running.join_next().await {
-            take(joined, summary, out, &mut failure);
+        while let Some(joined) = running.join_next_with_id().await {
+            take(joined, &mut keys, summary, out, &mut failure);
         }
         listed?;
         failure.map_or(Ok(()), Err)

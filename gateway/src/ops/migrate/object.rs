@@ -14,6 +14,18 @@ use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
 
 use super::io::Answer;
+
+/// The envelope's salt as object metadata carries it.
+const SALT_HEADER: &str = "x-amz-meta-sealgate-salt";
+
+/// The salt header's value among envelope headers.
+fn salt_of(envelope: &[(String, String)]) -> Result<String, String> {
+    envelope
+        .iter()
+        .find(|(n, _)| n == SALT_HEADER)
+        .map(|(_, v)| v.clone())
+        .ok_or_else(|| "an envelope without a salt".to_string())
+}
 use super::Run;
 use crate::proxy::{looks_reserved, new_envelope, UploadPlan};
 
@@ -174,8 +186,22 @@ impl Run {
             .put_encrypted(&target, &headers, &plan, source, &mut hash)
             .await;
         let digest = hash.finalize();
+        let salt = salt_of(&plan.meta_headers)?;
         let outcome = async {
-            let answer = answer?;
+            let answer = match answer {
+                Ok(a) if a.status < 500 => a,
+                // The answer was lost (or a 5xx): written or not, the
+                // object's own envelope tells.
+                failed if staged.is_none() => match self.ours(seen.path, &salt).await? {
+                    Some(etag) => Answer {
+                        status: 200,
+                        etag: Some(etag),
+                        body: Bytes::new(),
+                    },
+                    None => failed?,
+                },
+                failed => failed?,
+            };
             if let Some(why) = written("the encrypted write", &answer)? {
                 return Ok(Outcome::Changed(why));
             }
@@ -194,7 +220,8 @@ impl Run {
             if !self.read_back(&target, &new_etag, &digest, None).await? {
                 return Err("the staged copy changed under the run".into());
             }
-            self.put_in_place(seen, staged, &target, &new_etag).await
+            self.put_in_place(seen, &headers, staged, &target, &new_etag)
+                .await
         }
         .await;
         if let Some(k) = &staged {
@@ -214,40 +241,48 @@ impl Run {
     async fn put_in_place(
         &self,
         seen: &Seen<'_>,
+        headers: &[(String, String)],
         staged: &str,
         staged_path: &str,
         staged_etag: &str,
     ) -> Result<Outcome, String> {
-        let (staged_head, _) = self.request("HEAD", staged_path, &[], Bytes::new()).await?;
+        // Every envelope field and the length, as the copy must keep them.
         let envelope_of = |h: &pingora::http::ResponseHeader| {
-            [
-                "x-amz-meta-sealgate-salt",
-                "x-amz-meta-sealgate-commit",
-                "content-length",
-            ]
-            .map(|n| {
-                h.headers
-                    .get(n)
-                    .and_then(|v| v.to_str().ok())
-                    .unwrap_or_default()
-                    .to_string()
-            })
+            let mut fields: Vec<(String, String)> = h
+                .headers
+                .iter()
+                .filter(|(n, _)| {
+                    n.as_str().starts_with("x-amz-meta-sealgate-") || n.as_str() == "content-length"
+                })
+                .map(|(n, v)| (n.to_string(), v.to_str().unwrap_or_default().to_string()))
+                .collect();
+            fields.sort();
+            fields
         };
+        let (staged_head, _) = self.request("HEAD", staged_path, &[], Bytes::new()).await?;
         let expected = envelope_of(&staged_head);
+        if staged_head.status.as_u16() != 200 || !expected.iter().any(|(n, _)| n == SALT_HEADER) {
+            return Err(format!(
+                "the staged copy reads back without its envelope ({})",
+                staged_head.status
+            ));
+        }
         if let Some(why) = self.changed_since(seen).await? {
             return Ok(Outcome::Changed(why));
         }
         let source = format!("/{}/{}", self.real, crate::upstream::encode_key(staged));
+        // A copy keeps the metadata but not these two (S3 sets them anew).
+        let mut copy = vec![
+            ("x-amz-copy-source", source.as_str()),
+            ("x-amz-copy-source-if-match", staged_etag),
+        ];
+        for (n, v) in headers {
+            if n == "x-amz-storage-class" || n == "x-amz-website-redirect-location" {
+                copy.push((n.as_str(), v.as_str()));
+            }
+        }
         let (resp, body) = self
-            .request_once(
-                "PUT",
-                seen.path,
-                &[
-                    ("x-amz-copy-source", &source),
-                    ("x-amz-copy-source-if-match", staged_etag),
-                ],
-                Bytes::new(),
-            )
+            .request_once("PUT", seen.path, &copy, Bytes::new())
             .await?;
         let answer = Answer {
             status: resp.status.as_u16(),
@@ -275,7 +310,7 @@ impl Run {
                 "written again by a client right after it was encrypted".into(),
             ));
         }
-        if envelope_of(&head) != expected || expected[0].is_empty() {
+        if envelope_of(&head) != expected {
             return Err(
                 "put in place without the envelope it was checked with: read it with `sealgate decrypt` from the staged copy's data"
                     .into(),
@@ -302,15 +337,23 @@ impl Run {
         })
     }
 
-    /// Whether the object at `path` carries the envelope with `salt`: one
-    /// this run wrote (a completion whose answer was lost).
-    async fn ours(&self, path: &str, salt: &[u8]) -> Result<Option<String>, String> {
-        let (head, _) = self.request("HEAD", path, &[], Bytes::new()).await?;
+    /// The ETag of the object at `path` if it carries the envelope with
+    /// `salt` (as its metadata header writes it): one this run wrote, whose
+    /// answer was lost. A random 32-byte salt names one write.
+    async fn ours(&self, path: &str, salt: &str) -> Result<Option<String>, String> {
+        let unknown = |e: String| {
+            format!("{e}; it may have been written: check it with `sealgate audit --verify`")
+        };
+        let (head, _) = self
+            .request("HEAD", path, &[], Bytes::new())
+            .await
+            .map_err(unknown)?;
         let get = |n: &str| head.headers.get(n).and_then(|v| v.to_str().ok());
-        let theirs = EnvelopeMeta::from_headers(get).ok().flatten();
-        Ok(theirs
-            .filter(|m| m.salt == salt)
-            .and_then(|_| get("etag").map(str::to_string)))
+        Ok(
+            (head.status.as_u16() == 200 && get(SALT_HEADER) == Some(salt))
+                .then(|| get("etag").map(str::to_string))
+                .flatten(),
+        )
     }
 
     /// A multipart object: encrypted part by part, with its own part sizes
@@ -380,6 +423,7 @@ impl Run {
             true,
         );
         let envelope = meta.to_headers().map_err(|e| e.to_string())?;
+        let salt = salt_of(&envelope)?;
         let mut create: Vec<(&str, &str)> = headers
             .iter()
             .map(|(n, v)| (n.as_str(), v.as_str()))
@@ -452,12 +496,18 @@ impl Run {
                 )
                 .await
             {
-                Ok(answer) => answer,
-                Err(e) => {
-                    return match self.ours(path, &meta.salt).await? {
+                Ok(answer) if answer.0.status.as_u16() < 500 => answer,
+                // The answer was lost (or a 5xx): completed or not, the
+                // object's own envelope tells.
+                other => {
+                    let why = match other {
+                        Ok((resp, _)) => format!("completing it answered {}", resp.status),
+                        Err(e) => format!("completing it: {e}"),
+                    };
+                    return match self.ours(path, &salt).await? {
                         Some(etag) => Ok(Ok(etag)),
-                        None => Err(format!("completing it: {e}")),
-                    }
+                        None => Err(why),
+                    };
                 }
             };
             let answer = Answer {
@@ -480,7 +530,7 @@ impl Run {
             }
             // RGW 16 answers an empty ETag: the object's own is asked for
             // (the read back then checks that it is the one written).
-            self.ours(path, &meta.salt)
+            self.ours(path, &salt)
                 .await?
                 .filter(|e| part_count(e) == Some(parts))
                 .map(Ok)
