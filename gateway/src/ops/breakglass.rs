@@ -15,7 +15,7 @@ use http::HeaderMap;
 use pingora::http::RequestHeader;
 use sealgate_config::Config;
 use sealgate_envelope::multipart::{PartHeader, PartsDecryptor, PART_HEADER_LEN};
-use sealgate_envelope::{plaintext_len, Backend, Decryptor, EnvelopeMeta, ObjectKey};
+use sealgate_envelope::{plaintext_len, Decryptor, EnvelopeMeta};
 use sealgate_filters::plan::{BodyEncoding, UploadBody};
 use sealgate_filters::policy;
 use sealgate_filters::s3::chunked::encode::UNSIGNED_TRAILER;
@@ -233,18 +233,7 @@ async fn decrypt_run(
     let provider = providers
         .get(&meta.provider)
         .ok_or_else(|| format!("its key provider {} is not configured", meta.provider))?;
-    let dek = provider
-        .decrypt_data_key(&meta.key_id, &meta.wrapped_dek, &meta.context)
-        .await
-        .map_err(|e| format!("unwrapping its data key: {e}"))?;
-    let object_key = ObjectKey::derive_checked(
-        &dek,
-        &meta.salt,
-        &meta.context_hash(),
-        &meta.commitment,
-        Backend::default_backend(),
-    )
-    .map_err(|_| "its data key does not match its commitment".to_string())?;
+    let (dek, object_key) = super::unwrap_checked(&**provider, &meta).await?;
     let (total, mut opener): (u64, Opener) = if meta.multipart {
         let (resp, first) = o
             .upstream

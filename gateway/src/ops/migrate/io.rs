@@ -7,7 +7,7 @@ use http::HeaderMap;
 use pingora::http::RequestHeader;
 use pingora::protocols::http::client::HttpSession;
 use sealgate_envelope::multipart::{PartHeader, PartsDecryptor, PART_HEADER_LEN};
-use sealgate_envelope::{plaintext_len, Backend, Decryptor, EnvelopeMeta, ObjectKey};
+use sealgate_envelope::{plaintext_len, Decryptor, EnvelopeMeta};
 use sealgate_filters::migrate::same_etag;
 use sealgate_filters::s3::chunked::encode::UNSIGNED_TRAILER;
 use sealgate_filters::s3::sigv4::{EMPTY_SHA256, UNSIGNED_PAYLOAD};
@@ -193,19 +193,7 @@ impl Run {
         let stored: u64 = get("content-length")
             .and_then(|v| v.parse().ok())
             .ok_or("it has no length")?;
-        let dek = self
-            .provider
-            .decrypt_data_key(&meta.key_id, &meta.wrapped_dek, &meta.context)
-            .await
-            .map_err(|e| format!("unwrapping its data key: {e}"))?;
-        let key = ObjectKey::derive_checked(
-            &dek,
-            &meta.salt,
-            &meta.context_hash(),
-            &meta.commitment,
-            Backend::default_backend(),
-        )
-        .map_err(|_| "its data key does not match its commitment".to_string())?;
+        let (dek, key) = crate::ops::unwrap_checked(&*self.provider, &meta).await?;
         let mut opener = match (meta.multipart, part_sizes) {
             (false, None) => {
                 let total = plaintext_len(stored).ok_or("its length is no encrypted body's")?;

@@ -21,7 +21,7 @@ use bytes::Bytes;
 use indicatif::ProgressBar;
 use sealgate_config::Config;
 use sealgate_envelope::multipart::{PartHeader, PART_HEADER_LEN};
-use sealgate_envelope::{Backend, EnvelopeMeta, ObjectKey};
+use sealgate_envelope::EnvelopeMeta;
 use sealgate_filters::keys::{KeyError, KeyProvider};
 use sealgate_filters::policy;
 use sealgate_filters::rewrap::{

@@ -92,18 +92,7 @@ impl Target<'_> {
             .providers
             .get(&meta.provider)
             .ok_or_else(|| format!("the object's provider {} is not configured", meta.provider))?;
-        let dek = from
-            .decrypt_data_key(&meta.key_id, &meta.wrapped_dek, &meta.context)
-            .await
-            .map_err(|e| format!("unwrapping its data key: {e}"))?;
-        ObjectKey::derive_checked(
-            &dek,
-            &meta.salt,
-            &meta.context_hash(),
-            &meta.commitment,
-            Backend::default_backend(),
-        )
-        .map_err(|_| "its data key does not match its commitment".to_string())?;
+        let (dek, _) = crate::ops::unwrap_checked(&**from, meta).await?;
         let to: &Arc<dyn KeyProvider> = self
             .providers
             .get(self.provider_name)
