@@ -530,8 +530,9 @@ const CONCURRENCY: &str = include_str!("py/concurrency.py");
 /// object whole) or lost to the Abort (nothing stored). Garage and RGW
 /// overwrite atomically: no read fails and no integrity check trips there.
 /// s3s-fs writes data and metadata as two files, so a read may meet the
-/// envelope of one version and the body of another: the gateway refuses
-/// those (never releasing a mix), which is all it can do there.
+/// envelope of one version and the body of another, and racing writers can
+/// even leave the object so for good: the gateway refuses those (never
+/// releasing a mix), which is all it can do there.
 #[test]
 fn concurrent_writers_and_readers_see_whole_versions() {
     for backend in every_backend(&["demo"]) {

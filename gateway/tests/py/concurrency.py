@@ -82,8 +82,17 @@ with ThreadPoolExecutor(64) as pool:
     stop.set()
     for r in readers:
         seen.extend(r.result())
-final = digest(s3().get_object(Bucket=bucket, Key=key)["Body"].read())
-assert final in versions, "the final object is no writer's"
+try:
+    final = digest(s3().get_object(Bucket=bucket, Key=key)["Body"].read())
+    assert final in versions, "the final object is no writer's"
+except (botocore.exceptions.ClientError,
+        botocore.exceptions.ResponseStreamingError,
+        botocore.exceptions.IncompleteReadError):
+    # s3s-fs can be left with one writer's body under another's metadata
+    # (two files, written apart): refused by the gateway, never served.
+    if atomic:
+        raise
+    refused[0] += 1
 mixed = set(seen) - versions
 assert not mixed, "%d reads returned no writer's version" % len(mixed)
 assert reads[0] >= 32 and len(set(seen)) >= 2, ("reads did not meet the overwrites", reads[0], len(set(seen)))
