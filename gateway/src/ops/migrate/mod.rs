@@ -44,6 +44,7 @@ use crate::upstream::UpstreamTarget;
 
 mod io;
 mod object;
+mod parts;
 mod probe;
 
 /// Largest listing page or answer read whole.
