@@ -32,6 +32,18 @@ pub struct UploadBody {
 }
 
 impl UploadBody {
+    /// A body of `len` plain bytes with no checks of its own: one the
+    /// gateway reads itself (a copy's source, a form's file, an operator
+    /// command's object or file).
+    pub fn plain(len: u64) -> Self {
+        Self {
+            plaintext_len: len,
+            encoding: BodyEncoding::Plain,
+            trailer_algorithm: None,
+            payload_sha256: None,
+        }
+    }
+
     /// Reads the length, encoding and checks of an upload from its headers
     /// and the verified signature.
     pub fn from_request(headers: &HeaderMap, verified: &Verified) -> Result<Self, S3Error> {

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use http::HeaderMap;
 use pingora::http::RequestHeader;
 use sealgate_config::Config;
-use sealgate_filters::plan::{BodyEncoding, UploadBody};
+use sealgate_filters::plan::UploadBody;
 use sealgate_filters::policy;
 use sealgate_filters::s3::chunked::encode::UNSIGNED_TRAILER;
 use sealgate_filters::s3::sigv4::UNSIGNED_PAYLOAD;
@@ -75,12 +75,7 @@ async fn encrypt_run(
         .await
         .map_err(|e| format!("a data key: {e}"))?;
     let plan = UploadPlan::new(
-        UploadBody {
-            plaintext_len: len,
-            encoding: BodyEncoding::Plain,
-            trailer_algorithm: None,
-            payload_sha256: None,
-        },
+        UploadBody::plain(len),
         &enc.provider,
         data_key,
         enc.write_context.clone(),

@@ -4,7 +4,7 @@
 use bytes::Bytes;
 use sealgate_envelope::{ciphertext_len, EnvelopeMeta};
 use sealgate_filters::migrate::{part_count, same_etag, write_headers, Outcome};
-use sealgate_filters::plan::{BodyEncoding, UploadBody};
+use sealgate_filters::plan::UploadBody;
 use sealgate_filters::rewrap::{element_text, tagging_header, KEPT_HEADERS};
 use sealgate_filters::s3::chunked::probe::PROBE_PREFIX;
 use sha2::{Digest, Sha256};
@@ -24,16 +24,6 @@ pub(super) fn salt_of(envelope: &[(String, String)]) -> Result<String, String> {
 }
 use super::Run;
 use crate::proxy::{looks_reserved, UploadPlan};
-
-/// A plaintext body of `len` bytes, as the encryption takes it.
-pub(super) fn plain(len: u64) -> UploadBody {
-    UploadBody {
-        plaintext_len: len,
-        encoding: BodyEncoding::Plain,
-        trailer_algorithm: None,
-        payload_sha256: None,
-    }
-}
 
 /// What a write's answer means for the run: `Ok(None)` stored, `Ok(Some)`
 /// refused because the object changed, `Err` failed.
@@ -170,7 +160,7 @@ impl Run {
             .await
             .map_err(|e| format!("a data key: {e}"))?;
         let plan = UploadPlan::new(
-            plain(seen.len),
+            UploadBody::plain(seen.len),
             &self.enc.provider,
             data_key,
             self.enc.write_context.clone(),

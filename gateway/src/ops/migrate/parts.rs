@@ -4,13 +4,14 @@
 
 use bytes::Bytes;
 use sealgate_filters::migrate::{choose_sizes, part_count, quoted_etag, same_etag, Outcome};
+use sealgate_filters::plan::UploadBody;
 use sealgate_filters::rewrap::{complete_body, element_text};
 use sealgate_filters::s3::uri;
 use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
 
 use super::io::Answer;
-use super::object::{plain, salt_of, written, Seen};
+use super::object::{salt_of, written, Seen};
 use super::Run;
 use crate::proxy::{new_envelope, UploadPlan};
 
@@ -105,7 +106,7 @@ impl Run {
                 // a part would have to be declared at the Create and listed
                 // again at the Complete.
                 let plan = UploadPlan::for_part(
-                    plain(size),
+                    UploadBody::plain(size),
                     meta.key_id.clone(),
                     Zeroizing::new(*data_key.plaintext),
                     meta.context_hash(),

@@ -20,7 +20,7 @@ use pingora::http::RequestHeader;
 use pingora::prelude::*;
 use pingora::proxy::Session;
 use sealgate_envelope::{Backend, EnvelopeMeta, ObjectKey};
-use sealgate_filters::plan::{BodyEncoding, UploadBody};
+use sealgate_filters::plan::UploadBody;
 use sealgate_filters::policy::{BucketEncryption, BUCKET_CONTEXT_KEY};
 use sealgate_filters::s3::{uri, S3Error, S3ErrorCode};
 
@@ -293,12 +293,7 @@ impl Gateway {
         ctx.audit.key_id = Some(data_key.key_id.clone());
         let body = self.source_body(&ctx.live, &src).await?;
         let plan = UploadPlan::new(
-            UploadBody {
-                plaintext_len: len,
-                encoding: BodyEncoding::Plain,
-                trailer_algorithm: None,
-                payload_sha256: None,
-            },
+            UploadBody::plain(len),
             &copy.enc.provider,
             data_key,
             copy.enc.write_context.clone(),

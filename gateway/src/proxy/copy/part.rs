@@ -7,7 +7,7 @@
 
 use http::HeaderMap;
 use pingora::http::RequestHeader;
-use sealgate_filters::plan::{BodyEncoding, UploadBody};
+use sealgate_filters::plan::UploadBody;
 use sealgate_filters::policy::BucketEncryption;
 use sealgate_filters::s3::upload_id::UploadToken;
 use sealgate_filters::s3::S3Error;
@@ -54,12 +54,7 @@ impl Gateway {
             .check_size(sealgate_envelope::multipart::stored_part_len(len))?;
         let body = self.source_body(&ctx.live, &src).await?;
         let part = UploadPlan::for_part(
-            UploadBody {
-                plaintext_len: len,
-                encoding: BodyEncoding::Plain,
-                trailer_algorithm: None,
-                payload_sha256: None,
-            },
+            UploadBody::plain(len),
             copy.token.key_id.clone(),
             opened.dek,
             opened.ctx_hash,

@@ -7,7 +7,7 @@
 
 use http::HeaderMap;
 use pingora::http::RequestHeader;
-use sealgate_filters::plan::{copy_source_range, replaces_metadata, BodyEncoding, UploadBody};
+use sealgate_filters::plan::{copy_source_range, replaces_metadata, UploadBody};
 use sealgate_filters::policy;
 use sealgate_filters::s3::request::Operation;
 use sealgate_filters::s3::{S3Error, S3ErrorCode};
@@ -89,12 +89,7 @@ impl Gateway {
             ctx.audit.provider = Some(meta.provider.clone());
         }
         let body = self.source_body(&ctx.live, &src).await?;
-        let plan = UploadPlan::decode_only(UploadBody {
-            plaintext_len: len,
-            encoding: BodyEncoding::Plain,
-            trailer_algorithm: None,
-            payload_sha256: None,
-        });
+        let plan = UploadPlan::decode_only(UploadBody::plain(len));
         let mut put =
             RequestHeader::build("PUT", ctx.route.upstream_path_and_query.as_bytes(), None)
                 .map_err(internal)?;

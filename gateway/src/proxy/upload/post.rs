@@ -17,7 +17,7 @@ use pingora::prelude::*;
 use pingora::proxy::Session;
 use sealgate_envelope::META_PREFIX;
 use sealgate_filters::permission;
-use sealgate_filters::plan::{BodyEncoding, UploadBody};
+use sealgate_filters::plan::UploadBody;
 use sealgate_filters::policy;
 use sealgate_filters::s3::error::xml_escape;
 use sealgate_filters::s3::post_form::{self, FormReader, MAX_FORM_PREFIX};
@@ -276,12 +276,7 @@ impl Gateway {
         headers: &HeaderMap,
         ctx: &mut Ctx,
     ) -> Result<UploadPlan, S3Error> {
-        let body = UploadBody {
-            plaintext_len: len,
-            encoding: BodyEncoding::Plain,
-            trailer_algorithm: None,
-            payload_sha256: None,
-        };
+        let body = UploadBody::plain(len);
         let Some(enc) = policy::for_bucket(&ctx.live.config, bucket) else {
             ctx.live.check_size(len)?;
             return Ok(UploadPlan::decode_only(body));
