@@ -106,14 +106,15 @@ def upload(u):
     parts = [body(100 + u, 5 * MiB), body(200 + u, 123_457)]
     c = s3()
     upload_id = c.create_multipart_upload(Bucket=bucket, Key=key)["UploadId"]
-    etags = [c.upload_part(Bucket=bucket, Key=key, UploadId=upload_id, PartNumber=n + 1,
-                           Body=p)["ETag"] for n, p in enumerate(parts)]
     try:
+        etags = [c.upload_part(Bucket=bucket, Key=key, UploadId=upload_id, PartNumber=n + 1,
+                               Body=p)["ETag"] for n, p in enumerate(parts)]
         c.complete_multipart_upload(Bucket=bucket, Key=key, UploadId=upload_id, MultipartUpload={
             "Parts": [{"PartNumber": n + 1, "ETag": e} for n, e in enumerate(etags)]})
     except c.exceptions.ClientError as e:
         # A backend may drop an upload another one on the same key overtook
-        # (seen once): told so, and then it is not the object.
+        # (s3s-fs, at a part or at the Complete): told so, and then it is
+        # not the object.
         assert e.response["Error"]["Code"] == "NoSuchUpload", e.response
         return None
     return digest(b"".join(parts))
