@@ -17,6 +17,9 @@ pub mod stream;
 
 pub use aead::{Backend, FrameCipher, FrameKey};
 pub use format::{ciphertext_len, plaintext_len, plan_range, ByteRange, FramePlan, FRAME_SIZE};
-pub use keys::{commitment_of, context_hash, ObjectKey, COMMITMENT_LEN, DEK_LEN, SALT_LEN};
+pub use keys::{
+    commitment_of, context_hash, context_hash_sorted, random_bytes, ObjectKey, SealingKey,
+    COMMITMENT_LEN, DEK_LEN, SALT_LEN,
+};
 pub use meta::{EnvelopeMeta, MetaError, META_PREFIX};
 pub use stream::{Decryptor, Encryptor, FrameWrap, StreamError};

@@ -8,8 +8,7 @@ use std::collections::BTreeMap;
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
 
-use crate::format::FRAME_SIZE;
-use crate::keys::{context_hash, COMMITMENT_LEN, SALT_LEN};
+use crate::keys::{context_hash_sorted, COMMITMENT_LEN, SALT_LEN};
 
 /// Header prefix of every envelope field.
 pub const META_PREFIX: &str = "x-amz-meta-sealgate-";
@@ -19,6 +18,8 @@ const MAX_META_NAME_LEN: usize = 48;
 
 /// The envelope version's header: [`META_PREFIX`] and `v`.
 const VERSION_HEADER: &str = "x-amz-meta-sealgate-v";
+/// [`crate::format::FRAME_SIZE`] as the `frame` field writes it.
+const FRAME_SIZE_TEXT: &str = "65536";
 /// Format version written by this build.
 pub const VERSION: &str = "1";
 /// Algorithm suite name of version 1.
@@ -39,8 +40,9 @@ pub enum MetaError {
     Unsupported(String),
 }
 
-/// The envelope of one object.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// The envelope of one object. `Default` is an empty placeholder (what a
+/// reader leaves behind when it takes an envelope out of a larger value).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct EnvelopeMeta {
     /// Configured provider name that wrapped the data key.
     pub provider: String,
@@ -105,11 +107,22 @@ fn fixed<const N: usize>(text: &str, field: &'static str) -> Result<[u8; N], Met
 impl EnvelopeMeta {
     /// Hash of the encryption context, bound into the object key.
     pub fn context_hash(&self) -> [u8; 32] {
-        context_hash(self.context.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        // A BTreeMap iterates in order already.
+        context_hash_sorted(self.context.iter().map(|(k, v)| (k.as_str(), v.as_str())))
     }
 
     /// The metadata headers (lowercase names) to store with the object.
     pub fn to_headers(&self) -> Result<Vec<(String, String)>, MetaError> {
+        Ok(self
+            .header_fields()?
+            .into_iter()
+            .map(|(name, value)| (name.to_string(), value))
+            .collect())
+    }
+
+    /// [`Self::to_headers`] with names that are constants: what the gateway
+    /// inserts into every encrypted PUT, without building a name each time.
+    pub fn header_fields(&self) -> Result<Vec<(&'static str, String)>, MetaError> {
         if !header_safe(&self.provider) {
             return Err(MetaError::Malformed("provider"));
         }
@@ -123,24 +136,22 @@ impl EnvelopeMeta {
         if self.wrapped_dek.len() > MAX_WRAPPED_DEK_LEN {
             return Err(MetaError::Malformed("dek"));
         }
-        let h = |name: &str, value: String| (format!("{META_PREFIX}{name}"), value);
-        Ok([
-            h("v", VERSION.to_string()),
-            h("alg", ALGORITHM.to_string()),
-            h("frame", FRAME_SIZE.to_string()),
-            h("provider", self.provider.clone()),
-            h("key-id", self.key_id.clone()),
-            h("dek", B64.encode(&self.wrapped_dek)),
-            h("ctx", ctx),
-            h("salt", B64.encode(self.salt)),
-            h("commit", B64.encode(self.commitment)),
-        ]
-        .into_iter()
-        .chain(
-            self.multipart
-                .then(|| h("layout", LAYOUT_MULTIPART.to_string())),
-        )
-        .collect())
+        let mut out = Vec::with_capacity(10);
+        out.extend([
+            (VERSION_HEADER, VERSION.to_string()),
+            ("x-amz-meta-sealgate-alg", ALGORITHM.to_string()),
+            ("x-amz-meta-sealgate-frame", FRAME_SIZE_TEXT.to_string()),
+            ("x-amz-meta-sealgate-provider", self.provider.clone()),
+            ("x-amz-meta-sealgate-key-id", self.key_id.clone()),
+            ("x-amz-meta-sealgate-dek", B64.encode(&self.wrapped_dek)),
+            ("x-amz-meta-sealgate-ctx", ctx),
+            ("x-amz-meta-sealgate-salt", B64.encode(self.salt)),
+            ("x-amz-meta-sealgate-commit", B64.encode(self.commitment)),
+        ]);
+        if self.multipart {
+            out.push(("x-amz-meta-sealgate-layout", LAYOUT_MULTIPART.to_string()));
+        }
+        Ok(out)
     }
 
     /// Reads the envelope from response headers (`get` takes a lowercase
@@ -169,7 +180,7 @@ impl EnvelopeMeta {
         if need("alg")? != ALGORITHM {
             return Err(MetaError::Unsupported(format!("{VERSION}/alg")));
         }
-        if need("frame")? != FRAME_SIZE.to_string() {
+        if need("frame")? != FRAME_SIZE_TEXT {
             return Err(MetaError::Unsupported(format!("{VERSION}/frame")));
         }
         let wrapped_dek = B64
@@ -216,6 +227,10 @@ mod tests {
     #[test]
     fn the_version_header_is_a_field_like_the_others() {
         assert_eq!(VERSION_HEADER, format!("{META_PREFIX}v"));
+        assert_eq!(FRAME_SIZE_TEXT, crate::format::FRAME_SIZE.to_string());
+        for (name, _) in sample().header_fields().unwrap() {
+            assert!(name.starts_with(META_PREFIX) && name.len() <= MAX_META_NAME_LEN);
+        }
     }
 
     fn sample() -> EnvelopeMeta {

@@ -140,9 +140,5 @@ pub trait KeyProvider: Send + Sync {
     }
 }
 
-/// Cryptographically random bytes from the operating system.
-pub fn random_bytes<const N: usize>() -> [u8; N] {
-    let mut out = [0u8; N];
-    getrandom::fill(&mut out).expect("the operating system's random source is available");
-    out
-}
+/// Cryptographically random bytes (see the envelope's `random_bytes`).
+pub use sealgate_envelope::random_bytes;

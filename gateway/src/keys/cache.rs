@@ -9,11 +9,15 @@
 //!   needs no provider call).
 //! - Concurrent misses for one entry make one provider call (single
 //!   flight); a cached key keeps serving while the provider is down, until
-//!   it expires. Entries hold keys in zeroizing buffers: an evicted or
+//!   it expires.
+//! - Refresh ahead: the first use of an encrypt entry past
+//!   [`REFRESH_AFTER_PERCENT`] of its TTL asks for the next data key in the
+//!   background while the current one keeps serving, so a steady stream of
+//!   PUTs never waits on the provider; only a key's very first PUT does. Entries hold keys in zeroizing buffers: an evicted or
 //!   expired key is wiped once its last user drops it.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -28,8 +32,24 @@ use zeroize::Zeroizing;
 pub const MAX_OBJECTS_PER_DATA_KEY: u64 = 1 << 32;
 /// Entries per cache (each holds one 32-byte key and its wrapped form).
 const MAX_ENTRIES: usize = 10_000;
+/// Share of an encrypt entry's TTL after which its next use starts one
+/// background refresh (one more provider call per TTL for a key in use,
+/// none for an idle one).
+pub const REFRESH_AFTER_PERCENT: u32 = 80;
 
 type EncryptKey = (String, BTreeMap<String, String>);
+
+/// An [`EncryptKey`] by reference: a warm PUT finds its data key without
+/// copying the key id and context into a new key first. Hashes exactly as
+/// the owned tuple does (`String` as `str`, then the map).
+#[derive(Hash)]
+struct EncryptLookup<'a>(&'a str, &'a BTreeMap<String, String>);
+
+impl quick_cache::Equivalent<EncryptKey> for EncryptLookup<'_> {
+    fn equivalent(&self, key: &EncryptKey) -> bool {
+        self.0 == key.0 && *self.1 == key.1
+    }
+}
 
 /// A data key kept for new objects.
 struct Issued {
@@ -38,6 +58,24 @@ struct Issued {
     key_id: String,
     expires: Instant,
     uses: AtomicU64,
+    /// From here on, a use starts the refresh (once: `refreshing`).
+    refresh_at: Instant,
+    refreshing: AtomicBool,
+}
+
+impl Issued {
+    fn new(key: &DataKey, ttl: Duration) -> Self {
+        let now = Instant::now();
+        Self {
+            plaintext: key.plaintext.clone(),
+            wrapped: key.wrapped.clone(),
+            key_id: key.key_id.clone(),
+            expires: now + ttl,
+            uses: AtomicU64::new(1),
+            refresh_at: now + ttl * REFRESH_AFTER_PERCENT / 100,
+            refreshing: AtomicBool::new(false),
+        }
+    }
 }
 
 /// An unwrapped data key kept for reads.
@@ -72,7 +110,9 @@ impl KeyMetrics {
     }
 }
 
-/// A key provider with data-key caches in front.
+/// A key provider with data-key caches in front. Clones share the caches
+/// (a background refresh holds one).
+#[derive(Clone)]
 pub struct CachingProvider {
     inner: Arc<dyn KeyProvider>,
     ttl: Duration,
@@ -80,8 +120,11 @@ pub struct CachingProvider {
     log_calls: bool,
     /// Calls, latency and cache metrics, where there is a registry.
     metrics: Option<KeyMetrics>,
-    encrypt: Cache<EncryptKey, Arc<Issued>>,
-    decrypt: Cache<[u8; 32], Arc<Unwrapped>>,
+    /// The cache-hit counters of GenerateDataKey and Decrypt, resolved once:
+    /// every encrypted PUT and GET counts one.
+    hits: Option<[prometheus::IntCounter; 2]>,
+    encrypt: Arc<Cache<EncryptKey, Arc<Issued>>>,
+    decrypt: Arc<Cache<[u8; 32], Arc<Unwrapped>>>,
 }
 
 /// The decrypt cache's key: a hash of everything the unwrap depends on.
@@ -108,8 +151,9 @@ impl CachingProvider {
             ttl,
             log_calls,
             metrics: None,
-            encrypt: Cache::new(MAX_ENTRIES),
-            decrypt: Cache::new(MAX_ENTRIES),
+            hits: None,
+            encrypt: Arc::new(Cache::new(MAX_ENTRIES)),
+            decrypt: Arc::new(Cache::new(MAX_ENTRIES)),
         }
     }
 
@@ -124,6 +168,12 @@ impl CachingProvider {
                     .with_label_values(&[self.inner.name(), operation, code]);
             }
         }
+        let hit = |operation| {
+            metrics
+                .calls
+                .with_label_values(&[self.inner.name(), operation, "cache_hit"])
+        };
+        self.hits = Some([hit("GenerateDataKey"), hit("Decrypt")]);
         self.metrics = Some(metrics);
         self
     }
@@ -160,7 +210,11 @@ impl CachingProvider {
 
     /// A cache answer, logged when asked for.
     fn hit(&self, operation: &str, key_id: &str) {
-        self.count(operation, "cache_hit");
+        match (&self.hits, operation) {
+            (Some([generate, _]), "GenerateDataKey") => generate.inc(),
+            (Some([_, decrypt]), "Decrypt") => decrypt.inc(),
+            _ => self.count(operation, "cache_hit"),
+        }
         if self.log_calls {
             tracing::debug!(
                 target: "sealgate::kms",
@@ -209,6 +263,61 @@ impl CachingProvider {
         out
     }
 
+    /// The cached data key for one more object, unless it expired or was
+    /// used up; past its refresh point, the first use starts the refresh.
+    fn issue(
+        &self,
+        entry: &Issued,
+        key_id: &str,
+        context: &BTreeMap<String, String>,
+    ) -> Option<DataKey> {
+        let now = Instant::now();
+        let fresh = now < entry.expires
+            && entry.uses.fetch_add(1, Ordering::Relaxed) < MAX_OBJECTS_PER_DATA_KEY;
+        if fresh && now >= entry.refresh_at && !entry.refreshing.swap(true, Ordering::Relaxed) {
+            self.refresh_ahead(key_id, context);
+        }
+        fresh.then(|| {
+            self.hit("GenerateDataKey", key_id);
+            DataKey {
+                plaintext: entry.plaintext.clone(),
+                wrapped: entry.wrapped.clone(),
+                key_id: entry.key_id.clone(),
+            }
+        })
+    }
+
+    /// Asks for the entry's next data key in the background and puts it in
+    /// place when it comes. A failure is logged and counted (`call`) and
+    /// not retried: the current key serves until it expires, and then the
+    /// next PUT asks as on a miss (single flight).
+    fn refresh_ahead(&self, key_id: &str, context: &BTreeMap<String, String>) {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let this = self.clone();
+        let id: EncryptKey = (key_id.to_string(), context.clone());
+        runtime.spawn(async move {
+            let (key_id, context) = (&id.0, &id.1);
+            let generated = this
+                .call(
+                    "GenerateDataKey",
+                    key_id,
+                    this.inner.generate_data_key(key_id, context),
+                )
+                .await;
+            let Ok(key) = generated else { return };
+            let issued = Issued::new(&key, this.ttl);
+            this.remember_unwrapped(
+                unwrap_id(&key.key_id, &key.wrapped, context),
+                &key.plaintext,
+                issued.expires,
+            );
+            this.encrypt.insert(id, Arc::new(issued));
+            this.count_entries();
+        });
+    }
+
     fn remember_unwrapped(
         &self,
         id: [u8; 32],
@@ -254,20 +363,19 @@ impl KeyProvider for CachingProvider {
         if self.ttl.is_zero() {
             return generate().await;
         }
+        // The warm path: a fresh entry found by reference.
+        if let Some(entry) = self.encrypt.get(&EncryptLookup(key_id, context)) {
+            if let Some(key) = self.issue(&entry, key_id, context) {
+                return Ok(key);
+            }
+        }
         let id: EncryptKey = (key_id.to_string(), context.clone());
         // Twice at most: a stale or used-up entry is dropped and loaded anew.
         for _ in 0..2 {
             match self.encrypt.get_value_or_guard_async(&id).await {
                 Ok(entry) => {
-                    let fresh = Instant::now() < entry.expires
-                        && entry.uses.fetch_add(1, Ordering::Relaxed) < MAX_OBJECTS_PER_DATA_KEY;
-                    if fresh {
-                        self.hit("GenerateDataKey", key_id);
-                        return Ok(DataKey {
-                            plaintext: entry.plaintext.clone(),
-                            wrapped: entry.wrapped.clone(),
-                            key_id: entry.key_id.clone(),
-                        });
+                    if let Some(key) = self.issue(&entry, key_id, context) {
+                        return Ok(key);
                     }
                     self.encrypt.remove(&id);
                     let reason = if Instant::now() < entry.expires {
@@ -279,19 +387,13 @@ impl KeyProvider for CachingProvider {
                 }
                 Err(guard) => {
                     let key = generate().await?;
-                    let expires = Instant::now() + self.ttl;
+                    let issued = Issued::new(&key, self.ttl);
                     self.remember_unwrapped(
                         unwrap_id(&key.key_id, &key.wrapped, context),
                         &key.plaintext,
-                        expires,
+                        issued.expires,
                     );
-                    let _ = guard.insert(Arc::new(Issued {
-                        plaintext: key.plaintext.clone(),
-                        wrapped: key.wrapped.clone(),
-                        key_id: key.key_id.clone(),
-                        expires,
-                        uses: AtomicU64::new(1),
-                    }));
+                    let _ = guard.insert(Arc::new(issued));
                     self.count_entries();
                     return Ok(key);
                 }
@@ -381,6 +483,8 @@ mod tests {
 
     /// A provider that counts its calls and can be switched off.
     struct Counting {
+        /// GenerateDataKey calls, answered or not.
+        tried: AtomicUsize,
         generated: AtomicUsize,
         unwrapped: AtomicUsize,
         down: std::sync::atomic::AtomicBool,
@@ -402,6 +506,7 @@ mod tests {
             key_id: &str,
             _: &BTreeMap<String, String>,
         ) -> Result<DataKey, KeyError> {
+            self.tried.fetch_add(1, Ordering::SeqCst);
             if self.down.load(Ordering::SeqCst) {
                 return Err(KeyError::Unavailable("down".into()));
             }
@@ -442,6 +547,7 @@ mod tests {
 
     fn counting() -> Arc<Counting> {
         Arc::new(Counting {
+            tried: AtomicUsize::new(0),
             generated: AtomicUsize::new(0),
             unwrapped: AtomicUsize::new(0),
             down: std::sync::atomic::AtomicBool::new(false),
@@ -507,6 +613,93 @@ mod tests {
             .decrypt_data_key("k", &[9; 8], &ctx("a"))
             .await
             .is_err());
+    }
+
+    #[test]
+    fn a_borrowed_lookup_finds_the_owned_entry() {
+        let cache: Cache<EncryptKey, u8> = Cache::new(4);
+        cache.insert(("k".to_string(), ctx("a")), 1);
+        assert_eq!(cache.get(&EncryptLookup("k", &ctx("a"))), Some(1));
+        assert_eq!(cache.get(&EncryptLookup("k", &ctx("b"))), None);
+        assert_eq!(cache.get(&EncryptLookup("j", &ctx("a"))), None);
+    }
+
+    /// Polls (bounded) until the provider has been asked `n` times.
+    async fn asked(inner: &Counting, n: usize) {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while inner.tried.load(Ordering::SeqCst) < n {
+            assert!(Instant::now() < deadline, "no refresh within 5 s");
+            tokio::task::yield_now().await;
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_key_in_use_is_refreshed_before_it_expires_and_no_put_waits() {
+        let inner = counting();
+        let ttl = Duration::from_millis(800);
+        let cache = CachingProvider::new(inner.clone(), ttl, false);
+        let started = Instant::now();
+        let first = cache.generate_data_key("k", &ctx("a")).await.unwrap();
+        let same = cache.generate_data_key("k", &ctx("a")).await.unwrap();
+        assert_eq!(same.wrapped, first.wrapped);
+        assert_eq!(
+            inner.generated.load(Ordering::SeqCst),
+            1,
+            "before the refresh point"
+        );
+        // Only the clock can take the entry past its refresh point.
+        tokio::time::sleep(ttl * REFRESH_AFTER_PERCENT / 100 + Duration::from_millis(20)).await;
+        for _ in 0..16 {
+            let k = cache.generate_data_key("k", &ctx("a")).await.unwrap();
+            assert!(k.wrapped == first.wrapped || k.wrapped == vec![1u8; 8]);
+        }
+        asked(&inner, 2).await;
+        // Answered, then put in place (the same task, right after).
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while cache
+            .generate_data_key("k", &ctx("a"))
+            .await
+            .unwrap()
+            .wrapped
+            == first.wrapped
+        {
+            assert!(Instant::now() < deadline, "the refreshed key never served");
+            tokio::task::yield_now().await;
+        }
+        let next = cache.generate_data_key("k", &ctx("a")).await.unwrap();
+        assert!(
+            started.elapsed() < ttl,
+            "the test ran past the TTL: it shows nothing"
+        );
+        assert_eq!(next.wrapped, vec![1u8; 8], "the refreshed key serves");
+        assert_eq!(inner.generated.load(Ordering::SeqCst), 2, "one refresh");
+        // The refreshed key unwraps from the cache, as a just-issued one does.
+        cache
+            .decrypt_data_key(&next.key_id, &next.wrapped, &ctx("a"))
+            .await
+            .unwrap();
+        assert_eq!(inner.unwrapped.load(Ordering::SeqCst), 0);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_failed_refresh_keeps_the_current_key_until_it_expires() {
+        let inner = counting();
+        let ttl = Duration::from_millis(800);
+        let cache = CachingProvider::new(inner.clone(), ttl, false);
+        let first = cache.generate_data_key("k", &ctx("a")).await.unwrap();
+        inner.down.store(true, Ordering::SeqCst);
+        tokio::time::sleep(ttl * REFRESH_AFTER_PERCENT / 100 + Duration::from_millis(20)).await;
+        for _ in 0..16 {
+            let k = cache.generate_data_key("k", &ctx("a")).await.unwrap();
+            assert_eq!(k.wrapped, first.wrapped);
+        }
+        // The one refresh was tried (and failed), and not again.
+        asked(&inner, 2).await;
+        for _ in 0..16 {
+            let k = cache.generate_data_key("k", &ctx("a")).await.unwrap();
+            assert_eq!(k.wrapped, first.wrapped);
+        }
+        assert_eq!(inner.tried.load(Ordering::SeqCst), 2);
     }
 
     #[tokio::test]

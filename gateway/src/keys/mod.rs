@@ -32,6 +32,11 @@ impl Providers {
         metrics: Option<crate::keys::cache::KeyMetrics>,
     ) -> Result<Self, String> {
         let mut by_name: HashMap<String, Arc<dyn KeyProvider>> = HashMap::new();
+        if !config.encryption.providers.is_empty() {
+            // The random generator seeds itself once per process (from CPU
+            // jitter and the OS, milliseconds): here, not in the first PUT.
+            let _ = sealgate_filters::keys::random_bytes::<1>();
+        }
         for (name, p) in &config.encryption.providers {
             let provider = uncached(config, name, &p.kind).await?;
             let mut cached = CachingProvider::new(

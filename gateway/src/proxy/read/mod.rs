@@ -88,7 +88,7 @@ impl Gateway {
                 "the backend sent no object size",
             )
         })?;
-        let Some(target) = self
+        let Some(mut target) = self
             .read_target(read, meta, stored_total, &ctx.route, &ctx.request_id)
             .await?
         else {
@@ -104,11 +104,12 @@ impl Gateway {
         if !as_planned {
             return Err(changed());
         }
-        let (meta, total) = match &target {
-            ReadTarget::Single { meta, total, .. } => (meta.clone(), *total),
-            ReadTarget::Multipart { meta, layout, .. } => (meta.clone(), layout.plaintext_total()),
+        let total = match &target {
+            ReadTarget::Single { total, .. } => *total,
+            ReadTarget::Multipart { layout, .. } => layout.plaintext_total(),
             ReadTarget::Plain => unreachable!("returned above"),
         };
+        let meta = target.take_meta();
         strip_response(resp);
         set_sse_headers(resp, &meta.key_id).map_err(internal)?;
         if let Some(parts) = parts_count {

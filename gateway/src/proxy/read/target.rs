@@ -74,6 +74,19 @@ pub enum ReadTarget {
     },
 }
 
+impl ReadTarget {
+    /// Takes the envelope out (leaving an empty one): a read that decrypts
+    /// needs it beside the target, and a copy costs about ten allocations.
+    pub fn take_meta(&mut self) -> EnvelopeMeta {
+        match self {
+            ReadTarget::Single { meta, .. } | ReadTarget::Multipart { meta, .. } => {
+                std::mem::take(meta)
+            }
+            ReadTarget::Plain => EnvelopeMeta::default(),
+        }
+    }
+}
+
 impl ReadPlan {
     pub fn new(r: ReadRequest, binding: Option<ReadBinding>) -> Self {
         Self {

@@ -19,7 +19,7 @@ use http::HeaderMap;
 use pingora::http::RequestHeader;
 use sealgate_envelope::format::ciphertext_len;
 use sealgate_envelope::multipart::{PartHeader, PART_HEADER_LEN};
-use sealgate_envelope::{Backend, Encryptor, EnvelopeMeta, ObjectKey};
+use sealgate_envelope::{Backend, Encryptor, EnvelopeMeta, SealingKey};
 use sealgate_filters::holdback::Holdback;
 
 use super::headers::{strip_chunked_headers, strip_plaintext_body_headers};
@@ -46,7 +46,7 @@ pub struct UploadPlan {
     pub trailer_algorithm: Option<ChecksumAlgorithm>,
     pub payload_sha256: Option<[u8; 32]>,
     pub key_id: String,
-    pub meta_headers: Vec<(String, String)>,
+    pub meta_headers: Vec<(&'static str, String)>,
     /// `None`: forward the decoded plaintext.
     cipher: Option<CipherParams>,
     /// The checksum the ciphertext goes upstream with (trailing); `None`
@@ -56,11 +56,10 @@ pub struct UploadPlan {
     pub echo: Option<(&'static str, String)>,
 }
 
-/// What an encrypting upload needs per attempt.
+/// What an encrypting upload needs per attempt: the object's (or part's)
+/// key, derived once per plan from the data key and salt.
 struct CipherParams {
-    dek: Zeroizing<[u8; 32]>,
-    salt: [u8; 32],
-    context_hash: [u8; 32],
+    key: SealingKey,
     /// Part number (0 for a whole object) used in frame nonces.
     part: u32,
     /// The part header written before a part's frames.
@@ -74,9 +73,8 @@ impl UploadPlan {
         data_key: sealgate_filters::keys::DataKey,
         context: BTreeMap<String, String>,
     ) -> Result<Self, S3Error> {
-        let meta = new_envelope(provider, &data_key, context, false);
-        let meta_headers = meta.to_headers().map_err(meta_error)?;
-        let (salt, context_hash) = (meta.salt, meta.context_hash());
+        let (meta, key) = sealed_envelope(provider, &data_key, context, false);
+        let meta_headers = meta.header_fields().map_err(meta_error)?;
         Ok(Self {
             plaintext_len: body.plaintext_len,
             encoding: body.encoding,
@@ -85,9 +83,7 @@ impl UploadPlan {
             key_id: data_key.key_id,
             meta_headers,
             cipher: Some(CipherParams {
-                dek: data_key.plaintext,
-                salt,
-                context_hash,
+                key,
                 part: 0,
                 prefix: None,
             }),
@@ -140,9 +136,7 @@ impl UploadPlan {
             key_id,
             meta_headers: Vec::new(),
             cipher: Some(CipherParams {
-                dek,
-                salt,
-                context_hash,
+                key: SealingKey::derive(&dek, &salt, &context_hash),
                 part: part_number,
                 prefix: Some(header.encode()),
             }),
@@ -190,7 +184,7 @@ impl UploadPlan {
         let Some(alg) = self.stored_checksum else {
             req.insert_header(http::header::CONTENT_LENGTH, self.stored_len().to_string())?;
             for (name, value) in &self.meta_headers {
-                req.insert_header(name.clone(), value.as_str())?;
+                req.insert_header(*name, value.as_str())?;
             }
             return Ok(());
         };
@@ -212,7 +206,7 @@ impl UploadPlan {
         };
         req.insert_header(http::header::CONTENT_ENCODING, encoding)?;
         for (name, value) in &self.meta_headers {
-            req.insert_header(name.clone(), value.as_str())?;
+            req.insert_header(*name, value.as_str())?;
         }
         Ok(())
     }
@@ -232,9 +226,8 @@ impl UploadPlan {
         };
         let (sink, prefix) = match &self.cipher {
             Some(c) => {
-                let key =
-                    ObjectKey::derive(&c.dek, &c.salt, &c.context_hash, Backend::default_backend());
-                let encryptor = Encryptor::new(key.cipher, c.part, self.plaintext_len);
+                let cipher = c.key.cipher(Backend::default_backend());
+                let encryptor = Encryptor::new(cipher, c.part, self.plaintext_len);
                 match self.stored_checksum {
                     Some(alg) => {
                         let mut wrap = TrailingChecksum::new(alg);
@@ -271,19 +264,32 @@ pub fn new_envelope(
     context: BTreeMap<String, String>,
     multipart: bool,
 ) -> EnvelopeMeta {
+    sealed_envelope(provider, data_key, context, multipart).0
+}
+
+/// [`new_envelope`] and the object key its commitment belongs to, from
+/// one derivation (a PutObject seals its body under it).
+pub fn sealed_envelope(
+    provider: &str,
+    data_key: &sealgate_filters::keys::DataKey,
+    context: BTreeMap<String, String>,
+    multipart: bool,
+) -> (EnvelopeMeta, SealingKey) {
     let salt = sealgate_filters::keys::random_bytes::<32>();
-    let context_hash =
-        sealgate_envelope::context_hash(context.iter().map(|(k, v)| (k.as_str(), v.as_str())));
-    let commitment = sealgate_envelope::commitment_of(&data_key.plaintext, &salt, &context_hash);
-    EnvelopeMeta {
+    let context_hash = sealgate_envelope::context_hash_sorted(
+        context.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+    );
+    let key = SealingKey::derive(&data_key.plaintext, &salt, &context_hash);
+    let meta = EnvelopeMeta {
         provider: provider.to_string(),
         key_id: data_key.key_id.clone(),
         wrapped_dek: data_key.wrapped.clone(),
         context,
         salt,
-        commitment,
+        commitment: key.commitment,
         multipart,
-    }
+    };
+    (meta, key)
 }
 
 /// Envelope metadata that cannot be written (a key id or provider name
