@@ -180,6 +180,17 @@ const LATENCY_SAMPLES: usize = 20;
 /// Connections for the counted PUTs.
 const COUNTED_CONCURRENCY: usize = 16;
 
+/// First PUTs into one new bucket at once: a cold cache must make one
+/// GenerateDataKey for all of them (single flight).
+const COLD_BURST: usize = 64;
+/// PUTs measured on the short-TTL gateway (and on the warm one, alike):
+/// enough to span several data-key TTLs at this rate.
+const TURNOVER_PUTS: usize = 30_000;
+/// Connections for the turnover PUTs (moderate load).
+const TURNOVER_CONCURRENCY: usize = 4;
+/// The short-TTL gateway's data_key_cache_ttl (see `TURNOVER_TTL_CONFIG`).
+pub const TURNOVER_TTL_CONFIG: &str = "1s";
+
 /// The `aws-kms` rows: KMS calls per 10,000 1 KiB PUTs with a 5-minute
 /// data-key TTL (counted at the KMS), warm-cache small PUT ops/s against
 /// pass-through and the `local` provider (from the same run's table), and
@@ -192,6 +203,7 @@ pub async fn report(
     pass_put: Option<f64>,
     local_put: Option<f64>,
     earlier_puts: usize,
+    turnover: Option<&crate::Target>,
 ) {
     use crate::load::{run, Op};
     use std::fmt::Write as _;
@@ -216,7 +228,59 @@ pub async fn report(
         let path = format!("/cold-{pid}-{i}/k");
         cold.merge(run(t, Op::Put, &path, 1, body.clone(), 1, 1).await);
     }
-    let warm = run(t, Op::Put, "/bench/kms-warm/k", 1, body, 1, LATENCY_SAMPLES).await;
+    let warm = run(
+        t,
+        Op::Put,
+        "/bench/kms-warm/k",
+        1,
+        body.clone(),
+        1,
+        LATENCY_SAMPLES,
+    )
+    .await;
+    let gdk_before_burst = kms.counts.get("GenerateDataKey");
+    let burst_path = format!("/burst-{pid}/k");
+    let burst = run(
+        t,
+        Op::Put,
+        &burst_path,
+        COLD_BURST,
+        body.clone(),
+        COLD_BURST,
+        COLD_BURST,
+    )
+    .await;
+    let burst_gdk = kms.counts.get("GenerateDataKey") - gdk_before_burst;
+    // Keys expiring under a steady stream of PUTs (refresh ahead), against
+    // the same stream on the 5-minute gateway.
+    let steady = run(
+        t,
+        Op::Put,
+        "/bench/kms-steady/k",
+        1000,
+        body.clone(),
+        TURNOVER_CONCURRENCY,
+        TURNOVER_PUTS,
+    )
+    .await;
+    let turnover_row = match turnover {
+        Some(short) => {
+            let gdk = kms.counts.get("GenerateDataKey");
+            let o = run(
+                short,
+                Op::Put,
+                "/bench/kms-turnover/k",
+                1000,
+                body,
+                TURNOVER_CONCURRENCY,
+                TURNOVER_PUTS,
+            )
+            .await;
+            let calls = kms.counts.get("GenerateDataKey") - gdk;
+            Some((o, calls))
+        }
+        None => None,
+    };
     let ms = |o: &crate::Outcome, q: f64| o.quantile(q).as_secs_f64() * 1e3;
     let _ = writeln!(
         out,
@@ -260,4 +324,36 @@ pub async fn report(
         ms(&warm, 1.0),
         warm.errors
     );
+    let _ = writeln!(
+        out,
+        "| {COLD_BURST} concurrent first PUTs into one new bucket: GenerateDataKey calls (single flight) | {burst_gdk} (errors {}; p50 / p99 / max ms {:.2} / {:.2} / {:.2}) |",
+        burst.errors,
+        ms(&burst, 0.5),
+        ms(&burst, 0.99),
+        ms(&burst, 1.0)
+    );
+    let _ = writeln!(
+        out,
+        "| {TURNOVER_PUTS} PUTs, {TURNOVER_CONCURRENCY} connections, data key cached (5m TTL): p50 / p99 / max ms | {:.2} / {:.2} / {:.2} (errors {}) |",
+        ms(&steady, 0.5),
+        ms(&steady, 0.99),
+        ms(&steady, 1.0),
+        steady.errors
+    );
+    if let Some((o, calls)) = &turnover_row {
+        let _ = writeln!(
+            out,
+            "| the same PUTs with the data key expiring every {TURNOVER_TTL_CONFIG} ({:.1} s of PUTs): p50 / p99 / max ms, GenerateDataKey calls | {:.2} / {:.2} / {:.2}, {calls} calls (errors {}) |",
+            o.elapsed.as_secs_f64(),
+            ms(o, 0.5),
+            ms(o, 0.99),
+            ms(o, 1.0),
+            o.errors
+        );
+        let _ = writeln!(
+            out,
+            "| p99 with keys expiring vs cached | {:.2}x |",
+            ms(o, 0.99) / ms(&steady, 0.99).max(1e-9)
+        );
+    }
 }
