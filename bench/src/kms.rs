@@ -191,6 +191,13 @@ const TURNOVER_CONCURRENCY: usize = 4;
 /// The short-TTL gateway's data_key_cache_ttl (see `TURNOVER_TTL_CONFIG`).
 pub const TURNOVER_TTL_CONFIG: &str = "1s";
 
+/// Small-PUT ops/s of the same run: aws-kms, pass-through, `local`.
+pub struct PutRates {
+    pub kms: Option<f64>,
+    pub pass: Option<f64>,
+    pub local: Option<f64>,
+}
+
 /// The `aws-kms` rows: KMS calls per 10,000 1 KiB PUTs with a 5-minute
 /// data-key TTL (counted at the KMS), warm-cache small PUT ops/s against
 /// pass-through and the `local` provider (from the same run's table), and
@@ -199,9 +206,7 @@ pub async fn report(
     out: &mut String,
     kms: &LocalKms,
     t: &crate::Target,
-    kms_put: Option<f64>,
-    pass_put: Option<f64>,
-    local_put: Option<f64>,
+    rates: PutRates,
     earlier_puts: usize,
     turnover: Option<&crate::Target>,
 ) {
@@ -303,12 +308,12 @@ pub async fn report(
     let _ = writeln!(
         out,
         "| small PUT ops/s, aws-kms warm cache vs pass-through | {} |",
-        ratio(kms_put, pass_put)
+        ratio(rates.kms, rates.pass)
     );
     let _ = writeln!(
         out,
         "| small PUT ops/s, aws-kms warm cache vs `local` provider | {} |",
-        ratio(kms_put, local_put)
+        ratio(rates.kms, rates.local)
     );
     let _ = writeln!(
         out,

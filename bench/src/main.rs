@@ -696,7 +696,8 @@ fn main() {
                 .and_then(|r| r.small.iter().find(|(op, _, _)| *op == Op::Put)).map(|(_, o, _)| o.ops_per_s());
             let short = contenders.iter().find(|c| c.name == KMS_TURNOVER)
                 .map(|c| Target { addr: c.addr, access_key: c.creds.0.into(), secret_key: c.creds.1.into() });
-            kms::report(&mut report, k, &t, small_put(KMS_CONTENDER), small_put("sealgate pass-through"), small_put("sealgate encrypting"),
+            let rates = kms::PutRates { kms: small_put(KMS_CONTENDER), pass: small_put("sealgate pass-through"), local: small_put("sealgate encrypting") };
+            kms::report(&mut report, k, &t, rates,
                 args.small_count + args.large_count, short.as_ref()).await;
         }
 
