@@ -13,7 +13,9 @@
 //! - Refresh ahead: the first use of an encrypt entry past
 //!   [`REFRESH_AFTER_PERCENT`] of its TTL asks for the next data key in the
 //!   background while the current one keeps serving, so a steady stream of
-//!   PUTs never waits on the provider; only a key's very first PUT does. Entries hold keys in zeroizing buffers: an evicted or
+//!   PUTs does not wait on a healthy provider at each expiry (a failed
+//!   refresh, or a provider slower than the rest of the TTL, falls back to
+//!   a miss at expiry). Entries hold keys in zeroizing buffers: an evicted or
 //!   expired key is wiped once its last user drops it.
 
 use std::collections::BTreeMap;
@@ -66,13 +68,15 @@ struct Issued {
 impl Issued {
     fn new(key: &DataKey, ttl: Duration) -> Self {
         let now = Instant::now();
+        // The last fifth of the TTL, in a form that cannot overflow.
+        let ahead = ttl / 100 * (100 - REFRESH_AFTER_PERCENT);
         Self {
             plaintext: key.plaintext.clone(),
             wrapped: key.wrapped.clone(),
             key_id: key.key_id.clone(),
             expires: now + ttl,
             uses: AtomicU64::new(1),
-            refresh_at: now + ttl * REFRESH_AFTER_PERCENT / 100,
+            refresh_at: now + ttl.saturating_sub(ahead),
             refreshing: AtomicBool::new(false),
         }
     }
@@ -267,7 +271,7 @@ impl CachingProvider {
     /// used up; past its refresh point, the first use starts the refresh.
     fn issue(
         &self,
-        entry: &Issued,
+        entry: &Arc<Issued>,
         key_id: &str,
         context: &BTreeMap<String, String>,
     ) -> Option<DataKey> {
@@ -275,7 +279,7 @@ impl CachingProvider {
         let fresh = now < entry.expires
             && entry.uses.fetch_add(1, Ordering::Relaxed) < MAX_OBJECTS_PER_DATA_KEY;
         if fresh && now >= entry.refresh_at && !entry.refreshing.swap(true, Ordering::Relaxed) {
-            self.refresh_ahead(key_id, context);
+            self.refresh_ahead(entry, key_id, context);
         }
         fresh.then(|| {
             self.hit("GenerateDataKey", key_id);
@@ -291,11 +295,12 @@ impl CachingProvider {
     /// place when it comes. A failure is logged and counted (`call`) and
     /// not retried: the current key serves until it expires, and then the
     /// next PUT asks as on a miss (single flight).
-    fn refresh_ahead(&self, key_id: &str, context: &BTreeMap<String, String>) {
+    fn refresh_ahead(&self, old: &Arc<Issued>, key_id: &str, context: &BTreeMap<String, String>) {
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             return;
         };
         let this = self.clone();
+        let old = Arc::downgrade(old);
         let id: EncryptKey = (key_id.to_string(), context.clone());
         runtime.spawn(async move {
             let (key_id, context) = (&id.0, &id.1);
@@ -313,8 +318,13 @@ impl CachingProvider {
                 &key.plaintext,
                 issued.expires,
             );
-            this.encrypt.insert(id, Arc::new(issued));
-            this.count_entries();
+            // In place of the entry it refreshes, never of a newer one
+            // (loaded after the old one expired): a stale answer is dropped.
+            let current = this.encrypt.get(&id);
+            if current.is_some_and(|c| std::ptr::eq(Arc::as_ptr(&c), old.as_ptr())) {
+                this.encrypt.insert(id, Arc::new(issued));
+                this.count_entries();
+            }
         });
     }
 
@@ -377,13 +387,19 @@ impl KeyProvider for CachingProvider {
                     if let Some(key) = self.issue(&entry, key_id, context) {
                         return Ok(key);
                     }
-                    self.encrypt.remove(&id);
-                    let reason = if Instant::now() < entry.expires {
-                        "used"
-                    } else {
-                        "expired"
-                    };
-                    self.evicted("encrypt", reason);
+                    // Only this entry: a refreshed one may have replaced it.
+                    if self
+                        .encrypt
+                        .remove_if(&id, |v| Arc::ptr_eq(v, &entry))
+                        .is_some()
+                    {
+                        let reason = if Instant::now() < entry.expires {
+                            "used"
+                        } else {
+                            "expired"
+                        };
+                        self.evicted("encrypt", reason);
+                    }
                 }
                 Err(guard) => {
                     let key = generate().await?;
@@ -636,7 +652,9 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_key_in_use_is_refreshed_before_it_expires_and_no_put_waits() {
         let inner = counting();
-        let ttl = Duration::from_millis(800);
+        // Long enough that the test's own steps after the refresh point
+        // (microseconds) fit in the last fifth even on a loaded machine.
+        let ttl = Duration::from_secs(3);
         let cache = CachingProvider::new(inner.clone(), ttl, false);
         let started = Instant::now();
         let first = cache.generate_data_key("k", &ctx("a")).await.unwrap();
@@ -684,7 +702,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_failed_refresh_keeps_the_current_key_until_it_expires() {
         let inner = counting();
-        let ttl = Duration::from_millis(800);
+        let ttl = Duration::from_secs(3);
         let cache = CachingProvider::new(inner.clone(), ttl, false);
         let first = cache.generate_data_key("k", &ctx("a")).await.unwrap();
         inner.down.store(true, Ordering::SeqCst);
