@@ -17,7 +17,7 @@ pub const META_PREFIX: &str = "x-amz-meta-sealgate-";
 const MAX_META_NAME_LEN: usize = 48;
 
 /// The envelope version's header: [`META_PREFIX`] and `v`.
-const VERSION_HEADER: &str = "x-amz-meta-sealgate-v";
+pub const VERSION_HEADER: &str = "x-amz-meta-sealgate-v";
 /// [`crate::format::FRAME_SIZE`] as the `frame` field writes it.
 const FRAME_SIZE_TEXT: &str = "65536";
 /// Format version written by this build.
@@ -57,6 +57,11 @@ pub struct EnvelopeMeta {
     /// a part header and its own frame stream (see `multipart`).
     pub multipart: bool,
 }
+
+/// Every field an envelope may carry (after [`META_PREFIX`]).
+const FIELD_NAMES: [&str; 10] = [
+    "v", "alg", "frame", "dek", "provider", "key-id", "ctx", "salt", "commit", "layout",
+];
 
 /// Value of the `layout` field for multipart objects.
 pub const LAYOUT_MULTIPART: &str = "multipart";
@@ -152,6 +157,30 @@ impl EnvelopeMeta {
             out.push(("x-amz-meta-sealgate-layout", LAYOUT_MULTIPART.to_string()));
         }
         Ok(out)
+    }
+
+    /// [`Self::from_headers`] from the headers in order, `(lowercase name,
+    /// value when it is text)`, in one pass: the ten fields are picked out
+    /// by name as they go by instead of being looked up one by one (ten
+    /// hashed lookups per encrypted read). The first value of a name counts,
+    /// as a lookup would find it.
+    pub fn from_header_pairs<'a>(
+        pairs: impl IntoIterator<Item = (&'a str, Option<&'a str>)>,
+    ) -> Result<Option<Self>, MetaError> {
+        let mut slots: [Option<Option<&'a str>>; FIELD_NAMES.len()] = [None; FIELD_NAMES.len()];
+        for (name, value) in pairs {
+            let Some(field) = name.strip_prefix(META_PREFIX) else {
+                continue;
+            };
+            if let Some(i) = FIELD_NAMES.iter().position(|f| *f == field) {
+                slots[i].get_or_insert(value);
+            }
+        }
+        Self::from_headers(|name| {
+            let field = name.strip_prefix(META_PREFIX)?;
+            let i = FIELD_NAMES.iter().position(|f| *f == field)?;
+            slots[i].flatten()
+        })
     }
 
     /// Reads the envelope from response headers (`get` takes a lowercase
@@ -265,6 +294,29 @@ mod tests {
     }
 
     #[test]
+    fn one_pass_reads_what_lookups_read_and_takes_the_first_value() {
+        let m = sample();
+        let mut pairs: Vec<(String, String)> = m.to_headers().unwrap();
+        pairs.insert(0, ("content-length".into(), "5".into()));
+        pairs.push((format!("{META_PREFIX}salt"), "a later value".into()));
+        pairs.push((format!("{META_PREFIX}other"), "ignored".into()));
+        let read = EnvelopeMeta::from_header_pairs(
+            pairs.iter().map(|(k, v)| (k.as_str(), Some(v.as_str()))),
+        );
+        assert_eq!(read, Ok(Some(m)));
+        // A value that is not text is as good as absent.
+        let read = EnvelopeMeta::from_header_pairs(pairs.iter().map(|(k, v)| {
+            let text = (!k.ends_with("-dek")).then_some(v.as_str());
+            (k.as_str(), text)
+        }));
+        assert_eq!(read, Err(MetaError::Missing("dek")));
+        assert_eq!(
+            EnvelopeMeta::from_header_pairs([("content-length", Some("5"))]),
+            Ok(None)
+        );
+    }
+
+    #[test]
     fn absent_means_plaintext_and_damage_is_reported() {
         assert_eq!(EnvelopeMeta::from_headers(|_| None), Ok(None));
         let mut headers: HashMap<String, String> =
@@ -291,9 +343,7 @@ mod tests {
         use super::*;
         use proptest::prelude::*;
 
-        const FIELDS: [&str; 10] = [
-            "v", "alg", "frame", "dek", "provider", "key-id", "ctx", "salt", "commit", "layout",
-        ];
+        const FIELDS: [&str; 10] = FIELD_NAMES;
 
         proptest! {
             #![proptest_config(ProptestConfig::with_cases(512))]
@@ -314,8 +364,12 @@ mod tests {
                 if let Some(d) = drop {
                     headers.remove(&format!("{META_PREFIX}{}", FIELDS[d]));
                 }
-                if let Ok(Some(m)) =
-                    EnvelopeMeta::from_headers(|k| headers.get(k).map(String::as_str))
+                let by_lookup = EnvelopeMeta::from_headers(|k| headers.get(k).map(String::as_str));
+                let in_one_pass = EnvelopeMeta::from_header_pairs(
+                    headers.iter().map(|(k, v)| (k.as_str(), Some(v.as_str()))),
+                );
+                prop_assert_eq!(&by_lookup, &in_one_pass);
+                if let Ok(Some(m)) = by_lookup
                 {
                     let again: HashMap<String, String> =
                         m.to_headers().unwrap().into_iter().collect();

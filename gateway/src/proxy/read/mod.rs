@@ -56,7 +56,21 @@ impl Gateway {
         resp: &ResponseHeader,
         request_id: &str,
     ) -> Result<Option<EnvelopeMeta>, S3Error> {
-        EnvelopeMeta::from_headers(|n| resp.headers.get(n).and_then(|v| v.to_str().ok())).map_err(|e| {
+        // Most responses carry no envelope: one lookup says so; an
+        // envelope is then read in one pass over the headers.
+        let read = if resp
+            .headers
+            .contains_key(sealgate_envelope::meta::VERSION_HEADER)
+        {
+            EnvelopeMeta::from_header_pairs(
+                resp.headers
+                    .iter()
+                    .map(|(n, v)| (n.as_str(), v.to_str().ok())),
+            )
+        } else {
+            Ok(None)
+        };
+        read.map_err(|e| {
             tracing::warn!(request_id = %request_id, error = %e, "unreadable envelope metadata");
             self.integrity("metadata")
         })
