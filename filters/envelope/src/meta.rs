@@ -310,6 +310,14 @@ mod tests {
             (k.as_str(), text)
         }));
         assert_eq!(read, Err(MetaError::Missing("dek")));
+        // The first value counts even when it is not text, as a lookup's would.
+        let mut twice = pairs.clone();
+        twice.push((format!("{META_PREFIX}dek"), "QUFBQQ==".into()));
+        let read = EnvelopeMeta::from_header_pairs(twice.iter().enumerate().map(|(i, (k, v))| {
+            let text = (!k.ends_with("-dek") || i + 1 == twice.len()).then_some(v.as_str());
+            (k.as_str(), text)
+        }));
+        assert_eq!(read, Err(MetaError::Missing("dek")));
         assert_eq!(
             EnvelopeMeta::from_header_pairs([("content-length", Some("5"))]),
             Ok(None)

@@ -34,6 +34,9 @@ use zeroize::Zeroizing;
 pub const MAX_OBJECTS_PER_DATA_KEY: u64 = 1 << 32;
 /// Entries per cache (each holds one 32-byte key and its wrapped form).
 const MAX_ENTRIES: usize = 10_000;
+/// Longest TTL kept: a configured value beyond it (which the duration
+/// parser accepts up to `u64::MAX` seconds) is a year.
+const MAX_TTL: Duration = Duration::from_secs(365 * 24 * 3600);
 /// Share of an encrypt entry's TTL after which its next use starts one
 /// background refresh (one more provider call per TTL for a key in use,
 /// none for an idle one).
@@ -152,7 +155,8 @@ impl CachingProvider {
     pub fn new(inner: Arc<dyn KeyProvider>, ttl: Duration, log_calls: bool) -> Self {
         Self {
             inner,
-            ttl,
+            // A TTL past any clock's reach would overflow `Instant` arithmetic.
+            ttl: ttl.min(MAX_TTL),
             log_calls,
             metrics: None,
             hits: None,

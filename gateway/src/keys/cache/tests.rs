@@ -233,6 +233,9 @@ async fn expired_keys_are_replaced_and_zero_ttl_caches_nothing() {
     let a = cache.generate_data_key("k", &ctx("a")).await.unwrap();
     let b = cache.generate_data_key("k", &ctx("a")).await.unwrap();
     assert_ne!(a.wrapped, b.wrapped, "an expired key is not reused");
+    // A TTL no Instant can be offset by is held to the longest kept.
+    let forever = CachingProvider::new(inner.clone(), Duration::MAX, false);
+    forever.generate_data_key("k", &ctx("z")).await.unwrap();
     let off = CachingProvider::new(inner.clone(), Duration::ZERO, false);
     let before = inner.generated.load(Ordering::SeqCst);
     off.generate_data_key("k", &ctx("a")).await.unwrap();
