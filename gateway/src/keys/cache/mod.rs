@@ -15,8 +15,11 @@
 //!   background while the current one keeps serving, so a steady stream of
 //!   PUTs does not wait on a healthy provider at each expiry (a failed
 //!   refresh, or a provider slower than the rest of the TTL, falls back to
-//!   a miss at expiry). Entries hold keys in zeroizing buffers: an evicted or
-//!   expired key is wiped once its last user drops it.
+//!   a miss at expiry).
+//! - Entries hold keys in zeroizing buffers: an evicted or expired key is
+//!   wiped once its last user drops it.
+//!
+//! The metrics and the logging of provider calls are in `metrics`.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -28,6 +31,9 @@ use quick_cache::sync::Cache;
 use sealgate_filters::keys::{DataKey, KeyError, KeyProvider, DEK_LEN};
 use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
+
+mod metrics;
+pub use metrics::KeyMetrics;
 
 /// Objects encrypted under one cached data key before a fresh one is asked
 /// for (the AWS Encryption SDK's default message limit per data key).
@@ -91,32 +97,6 @@ struct Unwrapped {
     expires: Instant,
 }
 
-/// The provider operations a call is made for (metric label values).
-const PROVIDER_OPERATIONS: [&str; 4] = ["GenerateDataKey", "Decrypt", "Encrypt", "DescribeKey"];
-
-/// The key provider and data-key cache metrics (docs/METRICS.md).
-#[derive(Clone)]
-pub struct KeyMetrics {
-    pub calls: prometheus::IntCounterVec,
-    /// Failed calls by the kind of failure ([`KeyError::code`]).
-    pub errors: prometheus::IntCounterVec,
-    pub duration: prometheus::HistogramVec,
-    pub entries: prometheus::IntGaugeVec,
-    pub evictions: prometheus::IntCounterVec,
-}
-
-impl KeyMetrics {
-    pub fn from(m: &crate::metrics::Metrics) -> Self {
-        Self {
-            calls: m.key_provider_calls_total.clone(),
-            errors: m.key_provider_errors_total.clone(),
-            duration: m.key_provider_call_duration_seconds.clone(),
-            entries: m.data_key_cache_entries.clone(),
-            evictions: m.data_key_cache_evictions_total.clone(),
-        }
-    }
-}
-
 /// A key provider with data-key caches in front. Clones share the caches
 /// (a background refresh holds one).
 #[derive(Clone)]
@@ -163,112 +143,6 @@ impl CachingProvider {
             encrypt: Arc::new(Cache::new(MAX_ENTRIES)),
             decrypt: Arc::new(Cache::new(MAX_ENTRIES)),
         }
-    }
-
-    /// Counts provider operations and cache state into `metrics`; every
-    /// error series of this provider exists from the start, at 0 (an
-    /// alert on `increase()` sees the first failure).
-    pub fn with_metrics(mut self, metrics: KeyMetrics) -> Self {
-        for operation in PROVIDER_OPERATIONS {
-            for code in KeyError::CODES {
-                metrics
-                    .errors
-                    .with_label_values(&[self.inner.name(), operation, code]);
-            }
-        }
-        let hit = |operation| {
-            metrics
-                .calls
-                .with_label_values(&[self.inner.name(), operation, "cache_hit"])
-        };
-        self.hits = Some([hit("GenerateDataKey"), hit("Decrypt")]);
-        self.metrics = Some(metrics);
-        self
-    }
-
-    fn count(&self, operation: &str, result: &str) {
-        if let Some(m) = &self.metrics {
-            m.calls
-                .with_label_values(&[self.inner.name(), operation, result])
-                .inc();
-        }
-    }
-
-    /// A cached key dropped (`expired`, or `used` up), and the entries left.
-    fn evicted(&self, cache: &str, reason: &str) {
-        if let Some(m) = &self.metrics {
-            m.evictions
-                .with_label_values(&[self.inner.name(), cache, reason])
-                .inc();
-        }
-        self.count_entries();
-    }
-
-    fn count_entries(&self) {
-        if let Some(m) = &self.metrics {
-            let name = self.inner.name();
-            m.entries
-                .with_label_values(&[name, "encrypt"])
-                .set(self.encrypt.len() as i64);
-            m.entries
-                .with_label_values(&[name, "decrypt"])
-                .set(self.decrypt.len() as i64);
-        }
-    }
-
-    /// A cache answer, logged when asked for.
-    fn hit(&self, operation: &str, key_id: &str) {
-        match (&self.hits, operation) {
-            (Some([generate, _]), "GenerateDataKey") => generate.inc(),
-            (Some([_, decrypt]), "Decrypt") => decrypt.inc(),
-            _ => self.count(operation, "cache_hit"),
-        }
-        if self.log_calls {
-            tracing::debug!(
-                target: "sealgate::kms",
-                provider = %self.inner.name(), operation, key_id, cache = "hit",
-                "key provider call answered from the cache"
-            );
-        }
-    }
-
-    /// Runs one provider call: its latency logged when asked for, a
-    /// failure always (provider, operation, key id; never key material).
-    async fn call<T>(
-        &self,
-        operation: &str,
-        key_id: &str,
-        fut: impl std::future::Future<Output = Result<T, KeyError>>,
-    ) -> Result<T, KeyError> {
-        let started = Instant::now();
-        let out = fut.await;
-        let seconds = started.elapsed().as_secs_f64();
-        let ms = seconds * 1000.0;
-        self.count(operation, if out.is_ok() { "ok" } else { "error" });
-        if let (Err(e), Some(m)) = (&out, &self.metrics) {
-            m.errors
-                .with_label_values(&[self.inner.name(), operation, e.code()])
-                .inc();
-        }
-        if let Some(m) = &self.metrics {
-            m.duration
-                .with_label_values(&[self.inner.name(), operation])
-                .observe(seconds);
-        }
-        match &out {
-            Err(e) => tracing::warn!(
-                target: "sealgate::kms",
-                provider = %self.inner.name(), operation, key_id, latency_ms = ms, error = %e,
-                "key provider call failed"
-            ),
-            Ok(_) if self.log_calls => tracing::debug!(
-                target: "sealgate::kms",
-                provider = %self.inner.name(), operation, key_id, latency_ms = ms, cache = "miss",
-                "key provider call"
-            ),
-            Ok(_) => {}
-        }
-        out
     }
 
     /// The cached data key for one more object, unless it expired or was
