@@ -3,13 +3,28 @@
 
 use std::path::PathBuf;
 
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 
 #[derive(Parser)]
 #[command(name = "sealgate", version, about = "S3 encryption edge gateway")]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// What every bucket-wide operator command (rewrap, audit, migrate) is
+/// told: the configuration, the bucket, and optionally a key prefix.
+#[derive(Args)]
+pub struct BucketArgs {
+    /// The YAML configuration file.
+    #[arg(short, long, env = "SEALGATE_CONFIG")]
+    pub config: PathBuf,
+    /// The bucket, as clients name it.
+    #[arg(long)]
+    pub bucket: String,
+    /// Only objects whose keys start with this.
+    #[arg(long)]
+    pub prefix: Option<String>,
 }
 
 #[derive(Subcommand)]
@@ -35,15 +50,8 @@ pub enum Command {
     /// key: each data key is re-wrapped and the object copied onto itself
     /// (server-side; its stored bytes do not change). Rerun to resume.
     Rewrap {
-        /// The YAML configuration file.
-        #[arg(short, long, env = "SEALGATE_CONFIG")]
-        config: PathBuf,
-        /// The bucket, as clients name it.
-        #[arg(long)]
-        bucket: String,
-        /// Only objects whose keys start with this.
-        #[arg(long)]
-        prefix: Option<String>,
+        #[command(flatten)]
+        target: BucketArgs,
         /// The provider to move to (default: the bucket's policy's).
         #[arg(long)]
         to_provider: Option<String>,
@@ -63,15 +71,8 @@ pub enum Command {
     /// refused by the bucket's policy or (--verify) under a key that fails,
     /// 1 when the audit could not run or some objects could not be looked at.
     Audit {
-        /// The YAML configuration file.
-        #[arg(short, long, env = "SEALGATE_CONFIG")]
-        config: PathBuf,
-        /// The bucket, as clients name it.
-        #[arg(long)]
-        bucket: String,
-        /// Only objects whose keys start with this.
-        #[arg(long)]
-        prefix: Option<String>,
+        #[command(flatten)]
+        target: BucketArgs,
         /// One JSON line per object, then a summary line.
         #[arg(long)]
         json: bool,
@@ -87,15 +88,8 @@ pub enum Command {
     /// Exit 0 when every object is encrypted, 1 when some failed or the
     /// run stopped early.
     Migrate {
-        /// The YAML configuration file.
-        #[arg(short, long, env = "SEALGATE_CONFIG")]
-        config: PathBuf,
-        /// The bucket, as clients name it.
-        #[arg(long)]
-        bucket: String,
-        /// Only objects whose keys start with this.
-        #[arg(long)]
-        prefix: Option<String>,
+        #[command(flatten)]
+        target: BucketArgs,
         /// Report what would be encrypted and change nothing.
         #[arg(long)]
         dry_run: bool,

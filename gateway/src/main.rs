@@ -7,7 +7,7 @@ use sealgate_config::{load_file, Loaded};
 
 mod cli;
 
-use cli::{BackendCommand, Cli, Command, KeysCommand};
+use cli::{BackendCommand, BucketArgs, Cli, Command, KeysCommand};
 
 /// mimalloc instead of glibc's allocator: requests move between worker
 /// threads, and glibc's per-arena locks then contend on every free of a
@@ -69,9 +69,12 @@ fn main() -> ExitCode {
             Err(code) => code,
         },
         Command::Rewrap {
-            config,
-            bucket,
-            prefix,
+            target:
+                BucketArgs {
+                    config,
+                    bucket,
+                    prefix,
+                },
             to_provider,
             to_key,
             dry_run,
@@ -105,9 +108,12 @@ fn main() -> ExitCode {
             }
         }
         Command::Audit {
-            config,
-            bucket,
-            prefix,
+            target:
+                BucketArgs {
+                    config,
+                    bucket,
+                    prefix,
+                },
             json,
             verify,
         } => {
@@ -145,9 +151,12 @@ fn main() -> ExitCode {
             }
         }
         Command::Migrate {
-            config,
-            bucket,
-            prefix,
+            target:
+                BucketArgs {
+                    config,
+                    bucket,
+                    prefix,
+                },
             dry_run,
             concurrency,
             json,
