@@ -3,6 +3,7 @@
 //! secret: the data key is stored only wrapped by the key provider, and no
 //! plaintext digest is stored.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use base64::engine::general_purpose::STANDARD as B64;
@@ -121,13 +122,14 @@ impl EnvelopeMeta {
         Ok(self
             .header_fields()?
             .into_iter()
-            .map(|(name, value)| (name.to_string(), value))
+            .map(|(name, value)| (name.to_string(), value.into_owned()))
             .collect())
     }
 
-    /// [`Self::to_headers`] with names that are constants: what the gateway
-    /// inserts into every encrypted PUT, without building a name each time.
-    pub fn header_fields(&self) -> Result<Vec<(&'static str, String)>, MetaError> {
+    /// [`Self::to_headers`] with names that are constants and the constant
+    /// values borrowed: what the gateway inserts into every encrypted PUT,
+    /// without building a name (or a fixed value) each time.
+    pub fn header_fields(&self) -> Result<Vec<(&'static str, Cow<'static, str>)>, MetaError> {
         if !header_safe(&self.provider) {
             return Err(MetaError::Malformed("provider"));
         }
@@ -143,18 +145,27 @@ impl EnvelopeMeta {
         }
         let mut out = Vec::with_capacity(10);
         out.extend([
-            (VERSION_HEADER, VERSION.to_string()),
-            ("x-amz-meta-sealgate-alg", ALGORITHM.to_string()),
-            ("x-amz-meta-sealgate-frame", FRAME_SIZE_TEXT.to_string()),
-            ("x-amz-meta-sealgate-provider", self.provider.clone()),
-            ("x-amz-meta-sealgate-key-id", self.key_id.clone()),
-            ("x-amz-meta-sealgate-dek", B64.encode(&self.wrapped_dek)),
-            ("x-amz-meta-sealgate-ctx", ctx),
-            ("x-amz-meta-sealgate-salt", B64.encode(self.salt)),
-            ("x-amz-meta-sealgate-commit", B64.encode(self.commitment)),
+            (VERSION_HEADER, Cow::Borrowed(VERSION)),
+            ("x-amz-meta-sealgate-alg", Cow::Borrowed(ALGORITHM)),
+            ("x-amz-meta-sealgate-frame", Cow::Borrowed(FRAME_SIZE_TEXT)),
+            ("x-amz-meta-sealgate-provider", self.provider.clone().into()),
+            ("x-amz-meta-sealgate-key-id", self.key_id.clone().into()),
+            (
+                "x-amz-meta-sealgate-dek",
+                B64.encode(&self.wrapped_dek).into(),
+            ),
+            ("x-amz-meta-sealgate-ctx", ctx.into()),
+            ("x-amz-meta-sealgate-salt", B64.encode(self.salt).into()),
+            (
+                "x-amz-meta-sealgate-commit",
+                B64.encode(self.commitment).into(),
+            ),
         ]);
         if self.multipart {
-            out.push(("x-amz-meta-sealgate-layout", LAYOUT_MULTIPART.to_string()));
+            out.push((
+                "x-amz-meta-sealgate-layout",
+                Cow::Borrowed(LAYOUT_MULTIPART),
+            ));
         }
         Ok(out)
     }

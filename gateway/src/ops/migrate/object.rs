@@ -15,11 +15,11 @@ use super::io::Answer;
 const SALT_HEADER: &str = "x-amz-meta-sealgate-salt";
 
 /// The salt header's value among envelope headers.
-pub(super) fn salt_of<N: AsRef<str>>(envelope: &[(N, String)]) -> Result<String, String> {
+pub(super) fn salt_of<N: AsRef<str>, V: AsRef<str>>(envelope: &[(N, V)]) -> Result<String, String> {
     envelope
         .iter()
         .find(|(n, _)| n.as_ref() == SALT_HEADER)
-        .map(|(_, v)| v.clone())
+        .map(|(_, v)| v.as_ref().to_string())
         .ok_or_else(|| "an envelope without a salt".to_string())
 }
 use super::Run;

@@ -46,7 +46,7 @@ pub struct UploadPlan {
     pub trailer_algorithm: Option<ChecksumAlgorithm>,
     pub payload_sha256: Option<[u8; 32]>,
     pub key_id: String,
-    pub meta_headers: Vec<(&'static str, String)>,
+    pub meta_headers: Vec<(&'static str, std::borrow::Cow<'static, str>)>,
     /// `None`: forward the decoded plaintext.
     cipher: Option<CipherParams>,
     /// The checksum the ciphertext goes upstream with (trailing); `None`
@@ -184,7 +184,7 @@ impl UploadPlan {
         let Some(alg) = self.stored_checksum else {
             req.insert_header(http::header::CONTENT_LENGTH, self.stored_len().to_string())?;
             for (name, value) in &self.meta_headers {
-                req.insert_header(*name, value.as_str())?;
+                req.insert_header(*name, value.as_ref())?;
             }
             return Ok(());
         };
@@ -206,7 +206,7 @@ impl UploadPlan {
         };
         req.insert_header(http::header::CONTENT_ENCODING, encoding)?;
         for (name, value) in &self.meta_headers {
-            req.insert_header(*name, value.as_str())?;
+            req.insert_header(*name, value.as_ref())?;
         }
         Ok(())
     }
