@@ -206,6 +206,24 @@ impl CachingProvider {
         });
     }
 
+    /// Removes `entry`, which can issue no more keys, but only if it is
+    /// still the cached one: a refresh may have put a fresh key in its place
+    /// since this request read it.
+    fn drop_stale(&self, id: &EncryptKey, entry: &Arc<Issued>) {
+        if self
+            .encrypt
+            .remove_if(id, |v| Arc::ptr_eq(v, entry))
+            .is_some()
+        {
+            let reason = if Instant::now() < entry.expires {
+                "used"
+            } else {
+                "expired"
+            };
+            self.evicted("encrypt", reason);
+        }
+    }
+
     fn remember_unwrapped(
         &self,
         id: [u8; 32],
@@ -265,19 +283,7 @@ impl KeyProvider for CachingProvider {
                     if let Some(key) = self.issue(&entry, key_id, context) {
                         return Ok(key);
                     }
-                    // Only this entry: a refreshed one may have replaced it.
-                    if self
-                        .encrypt
-                        .remove_if(&id, |v| Arc::ptr_eq(v, &entry))
-                        .is_some()
-                    {
-                        let reason = if Instant::now() < entry.expires {
-                            "used"
-                        } else {
-                            "expired"
-                        };
-                        self.evicted("encrypt", reason);
-                    }
+                    self.drop_stale(&id, &entry);
                 }
                 Err(guard) => {
                     let key = generate().await?;

@@ -10,6 +10,9 @@ struct Counting {
     generated: AtomicUsize,
     unwrapped: AtomicUsize,
     down: std::sync::atomic::AtomicBool,
+    /// The GenerateDataKey call (counted from 0) that waits for `release`.
+    hold: AtomicUsize,
+    release: tokio::sync::Notify,
 }
 
 #[async_trait]
@@ -32,7 +35,11 @@ impl KeyProvider for Counting {
         if self.down.load(Ordering::SeqCst) {
             return Err(KeyError::Unavailable("down".into()));
         }
-        let n = self.generated.fetch_add(1, Ordering::SeqCst) as u8;
+        let call = self.generated.fetch_add(1, Ordering::SeqCst);
+        if call == self.hold.load(Ordering::SeqCst) {
+            self.release.notified().await;
+        }
+        let n = call as u8;
         // Let concurrent callers pile up behind the first.
         tokio::task::yield_now().await;
         Ok(DataKey {
@@ -73,6 +80,8 @@ fn counting() -> Arc<Counting> {
         generated: AtomicUsize::new(0),
         unwrapped: AtomicUsize::new(0),
         down: std::sync::atomic::AtomicBool::new(false),
+        hold: AtomicUsize::new(usize::MAX),
+        release: tokio::sync::Notify::new(),
     })
 }
 
@@ -241,4 +250,72 @@ async fn expired_keys_are_replaced_and_zero_ttl_caches_nothing() {
     off.generate_data_key("k", &ctx("a")).await.unwrap();
     off.generate_data_key("k", &ctx("a")).await.unwrap();
     assert_eq!(inner.generated.load(Ordering::SeqCst), before + 2);
+}
+
+/// Sleeps until `at`: only the clock takes an entry past its refresh point
+/// or its expiry (the cache reads `Instant::now()`).
+async fn until(at: Instant) {
+    tokio::time::sleep(at.saturating_duration_since(Instant::now())).await;
+}
+
+/// A refresh that answers after its entry expired and was loaded anew must
+/// not replace the newer key. Current-thread runtime: the refresh task runs
+/// only when the test yields, so each step is ordered.
+#[tokio::test]
+async fn a_late_refresh_never_replaces_a_newer_key() {
+    let inner = counting();
+    inner.hold.store(1, Ordering::SeqCst); // the refresh: the second call
+    let ttl = Duration::from_secs(2);
+    let cache = CachingProvider::new(inner.clone(), ttl, false);
+    let started = Instant::now();
+    let first = cache.generate_data_key("k", &ctx("a")).await.unwrap();
+    until(started + ttl * REFRESH_AFTER_PERCENT / 100 + Duration::from_millis(50)).await;
+    let still = cache.generate_data_key("k", &ctx("a")).await.unwrap();
+    assert!(
+        started.elapsed() < ttl,
+        "the test ran past the TTL: it shows nothing"
+    );
+    assert_eq!(still.wrapped, first.wrapped);
+    asked(&inner, 2).await; // the refresh is waiting for its answer
+    until(started + ttl + Duration::from_millis(50)).await;
+    // Expired: this PUT drops the entry and loads the third key.
+    let newer = cache.generate_data_key("k", &ctx("a")).await.unwrap();
+    assert_eq!(newer.wrapped, vec![2u8; 8]);
+    // The refresh's answer comes now; its task runs to its end (no await
+    // after the answer) before the decrypt side holds its key.
+    inner.release.notify_one();
+    let late = unwrap_id("k-arn", &[1u8; 8], &ctx("a"));
+    while cache.decrypt.get(&late).is_none() {
+        tokio::task::yield_now().await;
+    }
+    let after = cache.generate_data_key("k", &ctx("a")).await.unwrap();
+    assert_eq!(
+        after.wrapped, newer.wrapped,
+        "the late refresh replaced a newer key"
+    );
+    assert_eq!(inner.generated.load(Ordering::SeqCst), 3);
+}
+
+/// A request that read an entry which can issue no more keys removes that
+/// entry only: a refresh may have put a fresh key in its place meanwhile.
+#[test]
+fn a_stale_entry_is_dropped_only_while_it_is_the_cached_one() {
+    let cache = CachingProvider::new(counting(), Duration::from_secs(60), false);
+    let id: EncryptKey = ("k".to_string(), ctx("a"));
+    let key = |n: u8| DataKey {
+        plaintext: Zeroizing::new([n; DEK_LEN]),
+        wrapped: vec![n; 8],
+        key_id: "k".to_string(),
+    };
+    let stale = Arc::new(Issued::new(&key(1), Duration::ZERO));
+    let fresh = Arc::new(Issued::new(&key(2), Duration::from_secs(60)));
+    cache.encrypt.insert(id.clone(), fresh.clone());
+    cache.drop_stale(&id, &stale);
+    let kept = cache.encrypt.get(&id).expect("the fresh entry was removed");
+    assert!(Arc::ptr_eq(&kept, &fresh));
+    cache.drop_stale(&id, &fresh);
+    assert!(
+        cache.encrypt.get(&id).is_none(),
+        "the stale entry itself goes"
+    );
 }
