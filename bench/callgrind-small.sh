@@ -15,6 +15,8 @@
 # sigv4: BINARY is the bench's `sigv4-proxy` (the bare proxy plus the client's
 # signature checked and the request re-signed), PUT, GET and HEAD per
 # iteration like `reads`: the floor of a re-signing proxy.
+# ONLY=put|get|head (reads, encrypting, sigv4): 50 objects written first,
+# then only that operation per iteration, for one operation's count.
 set -euo pipefail
 BIN=$1; N=$2; MODE=${3:-pass-through}
 D=$(mktemp -d); mkdir -p "$D/s3/demo"
@@ -39,17 +41,24 @@ valgrind --tool=callgrind --callgrind-out-file="$D/cg.out" "$BIN" "${ARGS[@]}" >
 GPID=$!
 for _ in $(seq 1 600); do (echo > "/dev/tcp/127.0.0.1/$GP") 2>/dev/null && break; sleep 0.2; done
 AWS_ACCESS_KEY_ID=$KEY AWS_SECRET_ACCESS_KEY=$SECRET AWS_DEFAULT_REGION=us-east-1 \
-python3 - "$GP" "$N" "$MODE" <<'P'
+ONLY=${ONLY:-} python3 - "$GP" "$N" "$MODE" <<'P'
 import sys, boto3
 from botocore.config import Config
 s3 = boto3.client("s3", endpoint_url=f"http://127.0.0.1:{sys.argv[1]}",
                   config=Config(request_checksum_calculation="when_required",
                                 response_checksum_validation="when_required"))
+import os
+only = os.environ["ONLY"]
+if only:
+    for i in range(50):
+        s3.put_object(Bucket="demo", Key=f"k{i}", Body=b"x" * 1024)
 for i in range(int(sys.argv[2])):
     key = f"k{i % 50}"
-    s3.put_object(Bucket="demo", Key=key, Body=b"x" * 1024)
-    if sys.argv[3] in ("reads", "encrypting", "sigv4"):
+    if only in ("", "put"):
+        s3.put_object(Bucket="demo", Key=key, Body=b"x" * 1024)
+    if only == "get" or (not only and sys.argv[3] in ("reads", "encrypting", "sigv4")):
         s3.get_object(Bucket="demo", Key=key)["Body"].read()
+    if only == "head" or (not only and sys.argv[3] in ("reads", "encrypting", "sigv4")):
         s3.head_object(Bucket="demo", Key=key)
 P
 kill -TERM "$GPID"; wait "$GPID" || true
