@@ -240,7 +240,7 @@ async fn read_body(req: Request<Incoming>) -> Bytes {
         .get(http::header::CONTENT_ENCODING)
         .and_then(|v| v.to_str().ok())
         .filter(|v| v.contains("aws-chunked"))
-        .map(|_| sealgate_filters::s3::chunked::ChunkedDecoder::new(None));
+        .map(|_| sealgate_filters::s3::body::chunked::ChunkedDecoder::new(None));
     // Sized up front: growing a large buffer by doubling costs the sink
     // page faults and copies that would show as copy time.
     let len = ["x-amz-decoded-content-length", "content-length"]

@@ -7,9 +7,9 @@ use std::sync::{Arc, Mutex, PoisonError};
 use sealgate_config::{BucketGrant, ClientCredential, Permission, Permissions};
 use zeroize::Zeroizing;
 
-use crate::s3::error::{S3Error, S3ErrorCode};
-use crate::s3::sigv2;
-use crate::s3::sigv4::{self, RequestParts, Verified};
+use crate::s3::auth::sigv2;
+use crate::s3::auth::sigv4::{self, RequestParts, Verified};
+use crate::s3::responses::error::{S3Error, S3ErrorCode};
 
 /// The configured client keys, by access key id.
 pub struct Clients {

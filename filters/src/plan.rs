@@ -8,9 +8,9 @@ use http::HeaderMap;
 use sealgate_envelope::format::{ByteRange, MAX_PLAINTEXT_LEN};
 
 use crate::policy::{self, BucketEncryption};
-use crate::s3::checksum::ChecksumAlgorithm;
+use crate::s3::auth::sigv4::{PayloadHash, Verified};
+use crate::s3::body::checksum::ChecksumAlgorithm;
 use crate::s3::multipart::{ChecksumRequest, MAX_PARTS};
-use crate::s3::sigv4::{PayloadHash, Verified};
 use crate::s3::{Operation, S3Error, S3ErrorCode};
 
 /// How an upload body arrives.

@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use http::HeaderMap;
 use sealgate_config::{Config, ProviderKind};
 
-use crate::s3::error::{S3Error, S3ErrorCode};
+use crate::s3::responses::error::{S3Error, S3ErrorCode};
 
 /// The encryption settings of one bucket.
 #[derive(Debug, Clone, PartialEq, Eq)]

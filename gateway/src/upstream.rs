@@ -13,7 +13,7 @@ use pingora::http::RequestHeader;
 use pingora::server::configuration::ServerConf;
 use pingora::upstreams::peer::HttpPeer;
 use sealgate_config::{AddressingStyle, Upstream, UpstreamCredentials};
-use sealgate_filters::s3::sigv4::{format_amz_date, ScopedKey};
+use sealgate_filters::s3::auth::sigv4::{format_amz_date, ScopedKey};
 use sealgate_filters::s3::uri;
 use tokio::sync::RwLock;
 
@@ -373,7 +373,7 @@ mod tests {
     use aws_sigv4::sign::v4;
     use aws_smithy_runtime_api::client::identity::Identity;
     use sealgate_config::{Endpoint, Secret};
-    use sealgate_filters::s3::sigv4::{parse_amz_date, UNSIGNED_PAYLOAD};
+    use sealgate_filters::s3::auth::sigv4::{parse_amz_date, UNSIGNED_PAYLOAD};
 
     async fn target(session_token: Option<&str>) -> UpstreamTarget {
         UpstreamTarget::new(&Upstream {

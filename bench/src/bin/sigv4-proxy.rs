@@ -18,7 +18,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use async_trait::async_trait;
 use pingora::http::RequestHeader;
 use pingora::prelude::*;
-use sealgate_filters::s3::sigv4::{self, RequestParts, ScopedKey};
+use sealgate_filters::s3::auth::sigv4::{self, RequestParts, ScopedKey};
 use sealgate_filters::s3::uri;
 use zeroize::Zeroizing;
 

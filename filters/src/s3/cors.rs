@@ -10,7 +10,7 @@
 
 use http::Method;
 
-use super::error::{S3Error, S3ErrorCode};
+use super::responses::error::{S3Error, S3ErrorCode};
 use super::xml::{walk, Node};
 
 /// S3 accepts at most 100 rules per bucket.

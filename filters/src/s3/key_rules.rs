@@ -3,7 +3,7 @@
 //! requests): checked before anything uses them, so no key leaves its
 //! bucket on a backend that maps keys to file paths.
 
-use super::error::{S3Error, S3ErrorCode};
+use super::responses::error::{S3Error, S3ErrorCode};
 
 /// Longest object key S3 takes (bytes).
 pub const MAX_KEY_LEN: usize = 1024;

@@ -7,7 +7,7 @@
 
 use http::{HeaderMap, Method};
 
-use super::error::{S3Error, S3ErrorCode};
+use super::responses::error::{S3Error, S3ErrorCode};
 use super::uri;
 
 /// How the client named the bucket.

@@ -5,7 +5,7 @@
 use quick_xml::events::Event;
 use quick_xml::Reader;
 
-use super::error::{S3Error, S3ErrorCode};
+use super::responses::error::{S3Error, S3ErrorCode};
 
 /// Deepest element nesting accepted (S3's documents nest 3 deep).
 const MAX_XML_DEPTH: usize = 8;

@@ -12,10 +12,10 @@ use pingora::http::RequestHeader;
 use sealgate_config::{AddressingStyle, ResolvedBucket};
 use sealgate_filters::auth::Identity;
 use sealgate_filters::permission;
+use sealgate_filters::s3::auth::sigv2;
+use sealgate_filters::s3::auth::sigv4::RequestParts;
 use sealgate_filters::s3::key_rules::{check_key, check_key_params, check_restore, delete_keys};
 use sealgate_filters::s3::request::classify;
-use sealgate_filters::s3::sigv2;
-use sealgate_filters::s3::sigv4::RequestParts;
 use sealgate_filters::s3::{uri, Addressing, Operation, S3Error, S3ErrorCode, S3Request};
 
 use super::{route, Ctx, Gateway};

@@ -4,8 +4,8 @@
 
 use pingora::http::RequestHeader;
 use sealgate_envelope::META_PREFIX;
-use sealgate_filters::s3::checksum::ChecksumAlgorithm;
-use sealgate_filters::s3::chunked::without_aws_chunked;
+use sealgate_filters::s3::body::checksum::ChecksumAlgorithm;
+use sealgate_filters::s3::body::chunked::without_aws_chunked;
 
 /// Request headers that describe the client's plaintext body or its own
 /// encryption wishes: never forwarded on an encrypted write.

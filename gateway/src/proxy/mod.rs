@@ -46,7 +46,7 @@ use pingora::prelude::*;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use sealgate_filters::plan::{self, Plan};
 use sealgate_filters::policy;
-use sealgate_filters::s3::upload_id::StoredMark;
+use sealgate_filters::s3::multipart::upload_id::StoredMark;
 use sealgate_filters::s3::{Operation, S3Error};
 
 use crate::metrics::Metrics;
@@ -131,7 +131,7 @@ pub struct Ctx {
     throttled: bool,
     /// The checksum an encrypted write goes upstream with
     /// (`storage.s3.stored_checksum`, resolved for `auto` before routing).
-    stored_checksum: Option<sealgate_filters::s3::checksum::ChecksumAlgorithm>,
+    stored_checksum: Option<sealgate_filters::s3::body::checksum::ChecksumAlgorithm>,
     /// The bucket's CORS headers for a browser's request (one with an
     /// `Origin`): on every answer, the gateway's and the backend's.
     cors: Option<sealgate_filters::s3::cors::CorsHeaders>,

@@ -4,8 +4,8 @@
 use bytes::{Bytes, BytesMut};
 use pingora::http::ResponseHeader;
 use sealgate_envelope::{Decryptor, META_PREFIX};
-use sealgate_filters::s3::backend_error;
-use sealgate_filters::s3::listing::SizeRewriter;
+use sealgate_filters::s3::responses::backend_error;
+use sealgate_filters::s3::responses::listing::SizeRewriter;
 
 /// The SSE value reported for every object the gateway encrypted.
 pub const SSE_ALGORITHM: &str = "aws:kms";
@@ -19,7 +19,7 @@ pub enum ResponseBody {
     /// Listing sizes.
     Rewrite(SizeRewriter<fn(u64, Option<u64>) -> u64>),
     /// A CreateMultipartUpload response's upload id.
-    UploadId(sealgate_filters::s3::upload_id::UploadIdRewrite),
+    UploadId(sealgate_filters::s3::multipart::upload_id::UploadIdRewrite),
     /// Decrypt a multipart object's parts.
     Parts(Box<sealgate_envelope::multipart::PartsDecryptor>),
     /// A small document rewritten whole once it ended (ListParts of an
@@ -33,7 +33,7 @@ pub enum ResponseBody {
 /// (none is) passes on as it came.
 const MAX_ERROR_DOCUMENT: usize = 64 * 1024;
 
-/// A backend error document (see `filters::s3::backend_error`): held
+/// A backend error document (see `filters::s3::responses::backend_error`): held
 /// whole, then answered with S3's message where it has none, or as the
 /// gateway's own error when the backend refused the gateway's encoding.
 pub struct BackendErrorDoc {

@@ -7,11 +7,11 @@
 use pingora::http::RequestHeader;
 use sealgate_config::Permission;
 use sealgate_filters::auth::{split_copy_source, Identity};
-use sealgate_filters::s3::checksum::ChecksumAlgorithm;
-use sealgate_filters::s3::chunked::encode::UNSIGNED_TRAILER;
-use sealgate_filters::s3::sigv2;
-use sealgate_filters::s3::sigv4::UNSIGNED_PAYLOAD;
-use sealgate_filters::s3::upload_id::UploadToken;
+use sealgate_filters::s3::auth::sigv2;
+use sealgate_filters::s3::auth::sigv4::UNSIGNED_PAYLOAD;
+use sealgate_filters::s3::body::checksum::ChecksumAlgorithm;
+use sealgate_filters::s3::body::chunked::encode::UNSIGNED_TRAILER;
+use sealgate_filters::s3::multipart::upload_id::UploadToken;
 use sealgate_filters::s3::{uri, S3Error, S3ErrorCode};
 
 use super::auth::Authenticated;

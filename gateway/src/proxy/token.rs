@@ -8,7 +8,7 @@
 use sealgate_envelope::{Backend, ObjectKey};
 use sealgate_filters::keys::KeyError;
 use sealgate_filters::policy::BucketEncryption;
-use sealgate_filters::s3::upload_id::{TokenKey, UploadToken};
+use sealgate_filters::s3::multipart::upload_id::{TokenKey, UploadToken};
 use sealgate_filters::s3::{S3Error, S3ErrorCode};
 use zeroize::Zeroizing;
 

@@ -110,7 +110,7 @@ impl UpstreamTarget {
         max_body: usize,
     ) -> Exchange<'a> {
         let payload_hash = if body.is_empty() {
-            sealgate_filters::s3::sigv4::EMPTY_SHA256.to_string()
+            sealgate_filters::s3::auth::sigv4::EMPTY_SHA256.to_string()
         } else {
             hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&body))
         };

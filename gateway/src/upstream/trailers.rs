@@ -1,6 +1,6 @@
 //! `storage.s3.stored_checksum: auto`: whether this backend verifies
 //! aws-chunked trailers, found out once (and again when the endpoint's
-//! address changes) by the probe of `filters::s3::chunked::probe`, in the
+//! address changes) by the probe of `filters::s3::body::chunked::probe`, in the
 //! bucket of the first encrypted write, under the reserved prefix.
 //!
 //! The probe runs once at a time (other writes wait for its answer). An
@@ -14,9 +14,9 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use sealgate_config::StoredChecksum;
 use sealgate_filters::rewrap::element_text;
-use sealgate_filters::s3::checksum::ChecksumAlgorithm;
-use sealgate_filters::s3::chunked::encode::{STORED_CHECKSUM, UNSIGNED_TRAILER};
-use sealgate_filters::s3::chunked::probe::{
+use sealgate_filters::s3::body::checksum::ChecksumAlgorithm;
+use sealgate_filters::s3::body::chunked::encode::{STORED_CHECKSUM, UNSIGNED_TRAILER};
+use sealgate_filters::s3::body::chunked::probe::{
     after_right_trailer, after_wrong_trailer, probe_body, probe_headers, Step, PROBE_DATA,
     PROBE_PREFIX,
 };
@@ -240,7 +240,7 @@ impl UpstreamTarget {
         }
     }
 
-    /// Asks the backend (see `filters::s3::chunked::probe`): `Ok(true)` when
+    /// Asks the backend (see `filters::s3::body::chunked::probe`): `Ok(true)` when
     /// it refuses a wrong trailer as a bad digest, stores a right one and
     /// reads the data back exactly; `Ok(false)` when it answers the wrong
     /// trailer otherwise; `Err` when it could not be asked. The probe
@@ -291,7 +291,7 @@ impl UpstreamTarget {
         verdict
     }
 
-    /// The probe's three steps (see `filters::s3::chunked::probe`); notes
+    /// The probe's three steps (see `filters::s3::body::chunked::probe`); notes
     /// the version of every object a step stored.
     async fn probe_steps(
         &self,

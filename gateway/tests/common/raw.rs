@@ -6,7 +6,7 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use sealgate_filters::s3::sigv4::{format_amz_date, ScopedKey, ToSign, UNSIGNED_PAYLOAD};
+use sealgate_filters::s3::auth::sigv4::{format_amz_date, ScopedKey, ToSign, UNSIGNED_PAYLOAD};
 
 use super::{CLIENT_KEY, CLIENT_SECRET};
 

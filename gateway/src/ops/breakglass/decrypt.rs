@@ -9,7 +9,7 @@ use pingora::http::RequestHeader;
 use sealgate_config::Config;
 use sealgate_envelope::multipart::{PartHeader, PartsDecryptor, PART_HEADER_LEN};
 use sealgate_envelope::{plaintext_len, Decryptor, EnvelopeMeta};
-use sealgate_filters::s3::sigv4::EMPTY_SHA256;
+use sealgate_filters::s3::auth::sigv4::EMPTY_SHA256;
 
 use super::{audit_event, audit_format, io, object, MAX_ANSWER};
 use crate::keys::Providers;

@@ -8,8 +8,8 @@ use pingora::http::RequestHeader;
 use sealgate_config::Config;
 use sealgate_filters::plan::UploadBody;
 use sealgate_filters::policy;
-use sealgate_filters::s3::chunked::encode::UNSIGNED_TRAILER;
-use sealgate_filters::s3::sigv4::UNSIGNED_PAYLOAD;
+use sealgate_filters::s3::auth::sigv4::UNSIGNED_PAYLOAD;
+use sealgate_filters::s3::body::chunked::encode::UNSIGNED_TRAILER;
 
 use super::{audit_event, audit_format, io, object, READ_PIECE};
 use crate::keys::Providers;

@@ -71,7 +71,7 @@ pub(super) fn audit_event(action: &str, bucket: &str, key: &str, outcome: &str, 
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as i64);
-    let timestamp = sealgate_filters::s3::sigv4::format_iso8601(now);
+    let timestamp = sealgate_filters::s3::auth::sigv4::format_iso8601(now);
     let line = if *AUDIT_JSON.get().unwrap_or(&false) {
         serde_json::json!({
             "timestamp": timestamp,

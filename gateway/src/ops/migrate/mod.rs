@@ -35,7 +35,7 @@ use sealgate_filters::keys::KeyProvider;
 use sealgate_filters::migrate::{Outcome, Summary};
 use sealgate_filters::policy::{self, BucketEncryption};
 use sealgate_filters::rewrap::parse_list_page;
-use sealgate_filters::s3::checksum::ChecksumAlgorithm;
+use sealgate_filters::s3::body::checksum::ChecksumAlgorithm;
 use sealgate_filters::s3::uri;
 use tokio::task::JoinSet;
 

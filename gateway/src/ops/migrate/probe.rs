@@ -8,7 +8,7 @@
 use bytes::Bytes;
 use sealgate_filters::migrate::{enforces_if_match, NO_SUCH_ETAG};
 use sealgate_filters::rewrap::{complete_body, element_text};
-use sealgate_filters::s3::chunked::probe::PROBE_PREFIX;
+use sealgate_filters::s3::body::chunked::probe::PROBE_PREFIX;
 use sealgate_filters::s3::uri;
 
 use super::Run;

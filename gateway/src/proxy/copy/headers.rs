@@ -143,7 +143,7 @@ pub(in crate::proxy) fn described_headers(headers: &HeaderMap) -> Vec<(String, S
             let v = v.to_str().ok()?;
             // A coding the backend kept from the gateway's own framing.
             let v = if n == http::header::CONTENT_ENCODING {
-                sealgate_filters::s3::chunked::without_aws_chunked(v)?.into_owned()
+                sealgate_filters::s3::body::chunked::without_aws_chunked(v)?.into_owned()
             } else {
                 v.to_string()
             };

@@ -9,7 +9,7 @@ use http::HeaderMap;
 use pingora::http::RequestHeader;
 use sealgate_filters::plan::UploadBody;
 use sealgate_filters::policy::BucketEncryption;
-use sealgate_filters::s3::upload_id::UploadToken;
+use sealgate_filters::s3::multipart::upload_id::UploadToken;
 use sealgate_filters::s3::S3Error;
 
 use crate::proxy::copy_stream::Stored;

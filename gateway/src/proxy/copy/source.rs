@@ -250,7 +250,7 @@ impl Gateway {
             get.append_header(n.to_string(), v).map_err(internal)?;
         }
         let from = self.backend(src.bucket());
-        from.sign(&mut get, sealgate_filters::s3::sigv4::EMPTY_SHA256)
+        from.sign(&mut get, sealgate_filters::s3::auth::sigv4::EMPTY_SHA256)
             .await
             .map_err(|e| source_failed(&e))?;
         let mut session = from.session().await.map_err(|e| source_failed(&e))?;

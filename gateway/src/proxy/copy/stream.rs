@@ -13,8 +13,8 @@ use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::*;
 use pingora::protocols::http::client::HttpSession;
 use pingora::proxy::Session;
-use sealgate_filters::s3::chunked::encode::UNSIGNED_TRAILER;
-use sealgate_filters::s3::sigv4::{format_iso8601, parse_http_date, UNSIGNED_PAYLOAD};
+use sealgate_filters::s3::auth::sigv4::{format_iso8601, parse_http_date, UNSIGNED_PAYLOAD};
+use sealgate_filters::s3::body::chunked::encode::UNSIGNED_TRAILER;
 use sealgate_filters::s3::{S3Error, S3ErrorCode};
 
 use crate::proxy::copy_source::{source_failed, CopySource, SourceBody};

@@ -10,8 +10,8 @@ use pingora::http::RequestHeader;
 use pingora::proxy::ProxyHttp;
 use proptest::prelude::*;
 use sealgate_config::Config;
+use sealgate_filters::s3::auth::sigv4::{format_amz_date, ScopedKey, ToSign, UNSIGNED_PAYLOAD};
 use sealgate_filters::s3::request::classify;
-use sealgate_filters::s3::sigv4::{format_amz_date, ScopedKey, ToSign, UNSIGNED_PAYLOAD};
 use sealgate_filters::s3::uri;
 
 use super::Gateway;

@@ -2,13 +2,14 @@
 //! stored ciphertext, so the gateway probes the object first (its
 //! envelope and layout give the plaintext size, after the same binding
 //! check as a GET) and rewrites the answer: plaintext `ObjectSize`, no
-//! `Checksum` or `ObjectParts` (`sealgate_filters::s3::attributes`). A
+//! `Checksum` or `ObjectParts` (`sealgate_filters::s3::responses::attributes`). A
 //! plaintext object is described as stored, unless the bucket is mandatory.
 
 use sealgate_envelope::format::plaintext_len;
 use sealgate_envelope::multipart::{PartHeader, PART_HEADER_LEN};
 use sealgate_filters::plan::ReadRequest;
-use sealgate_filters::s3::{attributes, S3Error, S3ErrorCode};
+use sealgate_filters::s3::responses::attributes;
+use sealgate_filters::s3::{S3Error, S3ErrorCode};
 
 use crate::proxy::read_target::{stored_extent, ReadBinding, ReadPlan};
 use crate::proxy::response::{ResponseBody, WholeRewrite};

@@ -6,8 +6,10 @@ use std::sync::Arc;
 
 use sealgate_config::{BucketGrant, Config};
 use sealgate_filters::auth::permissions_in;
-use sealgate_filters::s3::listing::{filter_buckets, listed_part_size, listed_size, SizeRewriter};
 use sealgate_filters::s3::multipart;
+use sealgate_filters::s3::responses::listing::{
+    filter_buckets, listed_part_size, listed_size, SizeRewriter,
+};
 
 use crate::proxy::response::{ResponseBody, WholeRewrite};
 

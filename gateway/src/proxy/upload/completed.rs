@@ -6,7 +6,7 @@
 use bytes::Bytes;
 use pingora::http::ResponseHeader;
 use pingora::proxy::Session;
-use sealgate_filters::s3::upload_id::UploadToken;
+use sealgate_filters::s3::multipart::upload_id::UploadToken;
 use sealgate_filters::s3::{uri, S3Error, S3ErrorCode};
 
 use crate::proxy::response::set_sse_headers;
@@ -89,7 +89,7 @@ impl Gateway {
         else {
             return Ok(());
         };
-        let esc = sealgate_filters::s3::error::xml_escape;
+        let esc = sealgate_filters::s3::responses::error::xml_escape;
         let bucket = ctx.audit.bucket.as_deref().unwrap_or("");
         let key = ctx.audit.key.as_deref().unwrap_or("");
         let body = format!(

@@ -26,10 +26,10 @@ use super::headers::{strip_chunked_headers, strip_plaintext_body_headers};
 use super::upload_stream::{Sink, UploadStream};
 use sealgate_filters::plan::{BodyEncoding, UploadBody};
 use sealgate_filters::policy::BucketEncryption;
-use sealgate_filters::s3::checksum::{BodyChecks, ChecksumAlgorithm};
-use sealgate_filters::s3::chunked::encode::{self, TrailingChecksum};
-use sealgate_filters::s3::chunked::{ChunkSigner, ChunkedDecoder};
-use sealgate_filters::s3::upload_id::UploadToken;
+use sealgate_filters::s3::body::checksum::{BodyChecks, ChecksumAlgorithm};
+use sealgate_filters::s3::body::chunked::encode::{self, TrailingChecksum};
+use sealgate_filters::s3::body::chunked::{ChunkSigner, ChunkedDecoder};
+use sealgate_filters::s3::multipart::upload_id::UploadToken;
 use sealgate_filters::s3::{S3Error, S3ErrorCode};
 use zeroize::Zeroizing;
 

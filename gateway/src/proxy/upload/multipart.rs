@@ -8,9 +8,11 @@ use bytes::{Bytes, BytesMut};
 use pingora::http::{RequestHeader, ResponseHeader};
 use sealgate_filters::auth::Identity;
 use sealgate_filters::policy::BucketEncryption;
+use sealgate_filters::s3::auth::sigv4::PayloadHash;
+use sealgate_filters::s3::multipart::upload_id::{
+    StoredMark, TokenKey, UploadIdRewrite, UploadToken,
+};
 use sealgate_filters::s3::multipart::{self as mpu, ChecksumRequest, StoredPart};
-use sealgate_filters::s3::sigv4::PayloadHash;
-use sealgate_filters::s3::upload_id::{StoredMark, TokenKey, UploadIdRewrite, UploadToken};
 use sealgate_filters::s3::{uri, S3Error, S3ErrorCode};
 
 use crate::proxy::headers::strip_plaintext_body_headers;
@@ -240,7 +242,7 @@ impl CreatePlan {
     pub fn apply(
         &self,
         req: &mut RequestHeader,
-        stored_checksum: Option<sealgate_filters::s3::checksum::ChecksumAlgorithm>,
+        stored_checksum: Option<sealgate_filters::s3::body::checksum::ChecksumAlgorithm>,
     ) -> pingora::Result<()> {
         strip_plaintext_body_headers(req);
         req.remove_header("x-amz-checksum-type");

@@ -2,7 +2,7 @@
 //! and a signed POST policy). The client is known only from the form's
 //! fields, so the gateway reads the form itself: the fields before the
 //! file (bounded), the policy's signature and conditions
-//! (`sealgate_filters::s3::post_policy`), the client's write permission,
+//! (`sealgate_filters::s3::auth::post_policy`), the client's write permission,
 //! and then the file streams into an upstream PUT, encrypted when the
 //! bucket encrypts (`copy_stream` writes the same way). The file must be
 //! the form's last field, as S3 requires; anything else after it, or a
@@ -19,10 +19,10 @@ use sealgate_envelope::META_PREFIX;
 use sealgate_filters::permission;
 use sealgate_filters::plan::UploadBody;
 use sealgate_filters::policy;
-use sealgate_filters::s3::error::xml_escape;
-use sealgate_filters::s3::post_form::{self, FormReader, MAX_FORM_PREFIX};
-use sealgate_filters::s3::post_policy::PostPolicy;
+use sealgate_filters::s3::auth::post_policy::PostPolicy;
+use sealgate_filters::s3::body::post_form::{self, FormReader, MAX_FORM_PREFIX};
 use sealgate_filters::s3::request::classify;
+use sealgate_filters::s3::responses::error::xml_escape;
 use sealgate_filters::s3::{uri, Operation, S3Error, S3ErrorCode};
 
 use crate::keys::key_error;

@@ -1,5 +1,5 @@
 //! ListMultipartUploads on encrypting buckets, and the upload records that
-//! make it answer the gateway's tokens (`filters::s3::upload_records`):
+//! make it answer the gateway's tokens (`filters::s3::multipart::upload_records`):
 //! written once a Create was answered, removed once the upload completed
 //! or was aborted, read for every listing. Recording and removing run
 //! after the response is written and before the connection serves its
@@ -9,8 +9,8 @@
 use std::collections::HashMap;
 
 use pingora::proxy::Session;
-use sealgate_filters::s3::chunked::probe::PROBE_PREFIX;
-use sealgate_filters::s3::upload_records::{
+use sealgate_filters::s3::body::chunked::probe::PROBE_PREFIX;
+use sealgate_filters::s3::multipart::upload_records::{
     cap_max_uploads, is_record_key, parse_upload_page, record_keys, record_prefix, recorded_tokens,
     rewrite_upload_list, RECORD_PREFIX,
 };

@@ -5,8 +5,8 @@
 use bytes::Bytes;
 use sealgate_envelope::Encryptor;
 use sealgate_filters::holdback::Holdback;
-use sealgate_filters::s3::checksum::BodyChecks;
-use sealgate_filters::s3::chunked::ChunkedDecoder;
+use sealgate_filters::s3::body::checksum::BodyChecks;
+use sealgate_filters::s3::body::chunked::ChunkedDecoder;
 use sealgate_filters::s3::{S3Error, S3ErrorCode};
 
 /// Where decoded upload bytes go.

@@ -11,7 +11,7 @@ use sha1::Sha1;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-use super::error::{S3Error, S3ErrorCode};
+use crate::s3::responses::error::{S3Error, S3ErrorCode};
 
 /// The flexible checksum algorithms S3 supports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

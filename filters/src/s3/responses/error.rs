@@ -312,7 +312,7 @@ mod tests {
                 | S3ErrorCode::XAmzContentSHA256Mismatch => {}
             }
         }
-        let doc = include_str!("../../../docs/ERRORS.md");
+        let doc = include_str!("../../../../docs/ERRORS.md");
         let mut listed = std::collections::HashSet::new();
         let mut rows = 0;
         for line in doc

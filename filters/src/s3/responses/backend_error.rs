@@ -10,7 +10,7 @@
 //! body the gateway encoded becomes an `InternalError` that says so. The
 //! backend's own code is kept for the access line.
 
-use super::xml::{walk, Node};
+use crate::s3::xml::{walk, Node};
 
 /// Codes with which a backend refuses a body for its encoding or payload
 /// hash: never the client's doing when the gateway encoded the body.
@@ -97,7 +97,7 @@ pub fn for_client(xml: &[u8], gateway_encoded: bool) -> Option<String> {
 /// `text` with the first `<name>` element's content replaced (an empty
 /// `<name/>` too), or the element added after `</Code>` when it is absent.
 fn replace_element(text: &str, name: &str, value: &str) -> Option<String> {
-    let value = super::error::xml_escape(value);
+    let value = crate::s3::responses::error::xml_escape(value);
     let (open, close, empty) = (
         format!("<{name}>"),
         format!("</{name}>"),

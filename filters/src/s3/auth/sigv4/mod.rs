@@ -13,8 +13,8 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
 
-use super::error::{S3Error, S3ErrorCode};
-use super::uri;
+use crate::s3::responses::error::{S3Error, S3ErrorCode};
+use crate::s3::uri;
 
 /// The only algorithm S3 accepts for SigV4 with secret keys.
 pub const ALGORITHM: &str = "AWS4-HMAC-SHA256";

@@ -194,7 +194,7 @@ mod tests {
     //! The worked examples of the Amazon S3 API reference ("Signature
     //! Calculations for the Authorization Header"), signed instead of verified.
     use super::*;
-    use crate::s3::sigv4::EMPTY_SHA256;
+    use crate::s3::auth::sigv4::EMPTY_SHA256;
 
     const AK: &str = "AKIAIOSFODNN7EXAMPLE";
     const SK: &[u8] = b"wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY";

@@ -18,8 +18,8 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
 
-use super::error::{S3Error, S3ErrorCode};
-use super::sigv4::{hmac, EMPTY_SHA256};
+use crate::s3::auth::sigv4::{hmac, EMPTY_SHA256};
+use crate::s3::responses::error::{S3Error, S3ErrorCode};
 
 /// `Content-Encoding` without the `aws-chunked` transfer coding: the rest
 /// exactly as the client wrote it (`None` when nothing is left). A value

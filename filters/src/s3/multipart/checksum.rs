@@ -7,9 +7,9 @@ use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
 use sealgate_envelope::multipart::part_plaintext_len;
 
-use super::checksum::{Checksum, ChecksumAlgorithm};
-use super::error::{S3Error, S3ErrorCode};
-use super::multipart::{ClientPart, StoredPart};
+use crate::s3::body::checksum::{Checksum, ChecksumAlgorithm};
+use crate::s3::multipart::{ClientPart, StoredPart};
+use crate::s3::responses::error::{S3Error, S3ErrorCode};
 
 /// Elements S3 uses for checksums in part lists and Complete responses.
 const CHECKSUM_TYPE: &str = "ChecksumType";

@@ -22,11 +22,11 @@ use http::HeaderMap;
 use sha1::Sha1;
 use subtle::ConstantTimeEq;
 
-use super::error::{S3Error, S3ErrorCode};
-use super::sigv4::{
+use crate::s3::auth::sigv4::{
     check_single, parse_amz_date, parse_http_date, PayloadHash, RequestParts,
     MAX_PRESIGNED_EXPIRES_SECS,
 };
+use crate::s3::responses::error::{S3Error, S3ErrorCode};
 
 /// Most `x-amz-*` query parameters a presigned V2 URL may carry (the
 /// SDKs put a handful there: metadata, ACL, a copy's source); the hoist
@@ -153,7 +153,7 @@ pub fn hoist(raw_query: &str, headers: &HeaderMap) -> Result<Option<Hoisted>, S3
     let invalid = |msg: String| S3Error::new(S3ErrorCode::InvalidArgument, msg);
     for piece in raw_query.split('&').filter(|p| !p.is_empty()) {
         let (k, v) = piece.split_once('=').unwrap_or((piece, ""));
-        let name = super::uri::decode_query(k)
+        let name = crate::s3::uri::decode_query(k)
             .ok_or_else(|| invalid("the query string is not valid UTF-8".into()))?;
         v2 |= name == "AWSAccessKeyId";
         v4 |= name == "X-Amz-Algorithm";
@@ -166,7 +166,7 @@ pub fn hoist(raw_query: &str, headers: &HeaderMap) -> Result<Option<Hoisted>, S3
                 "a presigned URL carries at most {MAX_HOISTED_PARAMS} x-amz-* parameters"
             )));
         }
-        let value = super::uri::decode_query(v)
+        let value = crate::s3::uri::decode_query(v)
             .ok_or_else(|| invalid("the query string is not valid UTF-8".into()))?;
         // As signed: trimmed.
         let value = value.trim();

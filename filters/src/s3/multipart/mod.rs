@@ -2,7 +2,7 @@
 //!
 //! The backend's upload holds ciphertext parts, each stored with the
 //! gateway's own checksum (CRC32C of the stored bytes, see
-//! [`super::chunked::encode`]); the client's part list names its ETags and
+//! [`crate::s3::body::chunked::encode`]); the client's part list names its ETags and
 //! the checksums of its plaintext. So at Complete the gateway
 //! - reads the backend's parts (ListParts, every page: no shared state, any
 //!   instance completes any upload),
@@ -14,14 +14,22 @@
 //! - answers the client with the checksum S3 would report for its
 //!   plaintext: composite (`…-N`) or full-object, computed from the part
 //!   checksums it listed.
+//!
+//! Beside it: the upload-id tokens any instance can resume (`upload_id`),
+//! the records ListMultipartUploads answers from (`upload_records`), and the
+//! checksums answered at Create and Complete (`checksum`).
+
+pub mod checksum;
+pub mod upload_id;
+pub mod upload_records;
 
 use sealgate_envelope::multipart::{mistakable_for_regular, part_plaintext_len};
 
-use super::checksum::ChecksumAlgorithm;
-use super::error::{S3Error, S3ErrorCode};
-use super::xml::{malformed, walk, Node};
+use crate::s3::body::checksum::ChecksumAlgorithm;
+use crate::s3::responses::error::{S3Error, S3ErrorCode};
+use crate::s3::xml::{malformed, walk, Node};
 
-pub use super::multipart_checksum::{
+pub use crate::s3::multipart::checksum::{
     client_checksum, complete_result, strip_checksums, ChecksumRequest,
 };
 
@@ -332,7 +340,7 @@ pub fn with_client_upload_id(xml: &str, client_id: &str) -> String {
     }
     [
         &xml[..start],
-        &super::error::xml_escape(client_id),
+        &crate::s3::responses::error::xml_escape(client_id),
         &xml[b..],
     ]
     .concat()
@@ -353,7 +361,7 @@ mod tests {
     }
 
     use super::*;
-    use crate::s3::checksum::Checksum;
+    use crate::s3::body::checksum::Checksum;
     use base64::engine::general_purpose::STANDARD as B64;
     use base64::Engine;
 

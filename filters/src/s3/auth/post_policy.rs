@@ -8,7 +8,7 @@
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
 
-use crate::s3::sigv4::parse_amz_date;
+use crate::s3::auth::sigv4::parse_amz_date;
 use crate::s3::{S3Error, S3ErrorCode};
 
 /// Largest policy document accepted (base64).

@@ -21,14 +21,14 @@ use bytes::{Bytes, BytesMut};
 use sealgate_envelope::format::SEALED_FRAME_SIZE;
 use sealgate_envelope::FrameWrap;
 
-use crate::s3::checksum::{Checksum, ChecksumAlgorithm};
+use crate::s3::body::checksum::{Checksum, ChecksumAlgorithm};
 
 /// The checksum the gateway computes over what it stores: CRC32C has a
 /// hardware instruction on every server CPU and is what AWS recommends.
 pub const STORED_CHECKSUM: ChecksumAlgorithm = ChecksumAlgorithm::Crc32c;
 
 /// The `x-amz-content-sha256` of such a body.
-pub use crate::s3::sigv4::STREAMING_UNSIGNED_TRAILER as UNSIGNED_TRAILER;
+pub use crate::s3::auth::sigv4::STREAMING_UNSIGNED_TRAILER as UNSIGNED_TRAILER;
 
 const CRLF: &[u8] = b"\r\n";
 
@@ -106,7 +106,7 @@ pub fn encoded_len(prefix: u64, stored_frames: u64, algorithm: ChecksumAlgorithm
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::s3::chunked::ChunkedDecoder;
+    use crate::s3::body::chunked::ChunkedDecoder;
 
     fn encode(prefix: &[u8], frames: &[&[u8]]) -> Vec<u8> {
         let mut w = TrailingChecksum::new(STORED_CHECKSUM);

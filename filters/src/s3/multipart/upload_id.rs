@@ -13,8 +13,8 @@ use sha2::Sha256;
 use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
 
-use super::checksum::ChecksumAlgorithm;
-use super::multipart::ChecksumRequest;
+use crate::s3::body::checksum::ChecksumAlgorithm;
+use crate::s3::multipart::ChecksumRequest;
 
 /// The upload id handed to clients for an encrypted multipart upload: the
 /// backend's id plus what any gateway instance needs to encrypt a part
@@ -301,7 +301,7 @@ impl UploadIdRewrite {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::s3::checksum::ChecksumAlgorithm;
+    use crate::s3::body::checksum::ChecksumAlgorithm;
 
     fn token() -> UploadToken {
         UploadToken {

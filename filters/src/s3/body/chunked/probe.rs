@@ -20,7 +20,7 @@
 use bytes::Bytes;
 
 use super::encode::{TrailingChecksum, STORED_CHECKSUM};
-use crate::s3::checksum::{Checksum, ChecksumAlgorithm};
+use crate::s3::body::checksum::{Checksum, ChecksumAlgorithm};
 
 /// Where probe objects go (inside the gateway's reserved prefix).
 pub const PROBE_PREFIX: &str = ".sealgate/probe/";
@@ -125,7 +125,7 @@ pub fn after_right_trailer(status: u16, code: Option<&str>) -> Step {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::s3::chunked::ChunkedDecoder;
+    use crate::s3::body::chunked::ChunkedDecoder;
 
     /// The probe bodies decode (by the gateway's own decoder, the one its
     /// clients' uploads go through) to the data, with the trailer right or

@@ -3,7 +3,7 @@
 //! Payload in Multiple Chunks"): 66,560 bytes of `a` in 64 KiB chunks.
 
 use super::*;
-use crate::s3::sigv4::signing_key;
+use crate::s3::auth::sigv4::signing_key;
 
 const SEED: &str = "4f232c4386841ef735655705268965c44a0e4690baa4adea153f7db9fa80a0a9";
 const SIG1: &str = "ad80c730a21e5b8d04586a2213dd63b9a0e99e0e2307b0ade35a65485a288648";

@@ -22,9 +22,9 @@ use std::collections::{BTreeMap, HashMap};
 
 use sha2::{Digest, Sha256};
 
-use super::upload_id::UploadToken;
-use super::xml::{walk, Node};
 use super::S3Error;
+use crate::s3::multipart::upload_id::UploadToken;
+use crate::s3::xml::{walk, Node};
 
 /// Where the companion uploads live in each bucket.
 pub const RECORD_PREFIX: &str = ".sealgate/uploads/";
@@ -271,7 +271,7 @@ fn unescape(text: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::s3::upload_id::UploadToken;
+    use crate::s3::multipart::upload_id::UploadToken;
 
     #[test]
     fn a_listing_page_is_capped_however_it_asks() {
