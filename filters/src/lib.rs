@@ -3,16 +3,14 @@
 //! property- and fuzz-tested without a network. The `gateway` crate drives
 //! it from Pingora's phases.
 
-pub mod audit;
 pub mod auth;
 pub mod header_watch;
 pub mod holdback;
 pub mod keys;
-pub mod migrate;
+pub mod ops;
 pub mod permission;
 pub mod plan;
 pub mod policy;
 pub mod proxy_protocol;
 pub mod rate;
-pub mod rewrap;
 pub mod s3;

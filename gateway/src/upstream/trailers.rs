@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use sealgate_config::StoredChecksum;
-use sealgate_filters::rewrap::element_text;
+use sealgate_filters::ops::rewrap::element_text;
 use sealgate_filters::s3::body::checksum::ChecksumAlgorithm;
 use sealgate_filters::s3::body::chunked::encode::{STORED_CHECKSUM, UNSIGNED_TRAILER};
 use sealgate_filters::s3::body::chunked::probe::{

@@ -8,7 +8,7 @@ use pingora::http::RequestHeader;
 use pingora::protocols::http::client::HttpSession;
 use sealgate_envelope::multipart::{PartHeader, PartsDecryptor, PART_HEADER_LEN};
 use sealgate_envelope::{plaintext_len, Decryptor, EnvelopeMeta};
-use sealgate_filters::migrate::same_etag;
+use sealgate_filters::ops::migrate::same_etag;
 use sealgate_filters::s3::auth::sigv4::{EMPTY_SHA256, UNSIGNED_PAYLOAD};
 use sealgate_filters::s3::body::chunked::encode::UNSIGNED_TRAILER;
 use sha2::{Digest, Sha256};

@@ -3,9 +3,9 @@
 
 use bytes::Bytes;
 use sealgate_envelope::{ciphertext_len, EnvelopeMeta};
-use sealgate_filters::migrate::{part_count, same_etag, write_headers, Outcome};
+use sealgate_filters::ops::migrate::{part_count, same_etag, write_headers, Outcome};
+use sealgate_filters::ops::rewrap::{element_text, tagging_header, KEPT_HEADERS};
 use sealgate_filters::plan::UploadBody;
-use sealgate_filters::rewrap::{element_text, tagging_header, KEPT_HEADERS};
 use sealgate_filters::s3::body::chunked::probe::PROBE_PREFIX;
 use sha2::{Digest, Sha256};
 

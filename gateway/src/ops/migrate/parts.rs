@@ -3,9 +3,9 @@
 //! find them again, else regular ones; the part count is kept.
 
 use bytes::Bytes;
-use sealgate_filters::migrate::{choose_sizes, part_count, quoted_etag, same_etag, Outcome};
+use sealgate_filters::ops::migrate::{choose_sizes, part_count, quoted_etag, same_etag, Outcome};
+use sealgate_filters::ops::rewrap::{complete_body, element_text};
 use sealgate_filters::plan::UploadBody;
-use sealgate_filters::rewrap::{complete_body, element_text};
 use sealgate_filters::s3::uri;
 use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;

@@ -6,8 +6,8 @@
 //! one it has must succeed.
 
 use bytes::Bytes;
-use sealgate_filters::migrate::{enforces_if_match, NO_SUCH_ETAG};
-use sealgate_filters::rewrap::{complete_body, element_text};
+use sealgate_filters::ops::migrate::{enforces_if_match, NO_SUCH_ETAG};
+use sealgate_filters::ops::rewrap::{complete_body, element_text};
 use sealgate_filters::s3::body::chunked::probe::PROBE_PREFIX;
 use sealgate_filters::s3::uri;
 

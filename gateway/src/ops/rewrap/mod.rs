@@ -23,11 +23,11 @@ use sealgate_config::Config;
 use sealgate_envelope::multipart::{PartHeader, PART_HEADER_LEN};
 use sealgate_envelope::EnvelopeMeta;
 use sealgate_filters::keys::{KeyError, KeyProvider};
-use sealgate_filters::policy;
-use sealgate_filters::rewrap::{
+use sealgate_filters::ops::rewrap::{
     complete_body, copy_headers, element_text, parse_list_page, parse_versions_page, part_ranges,
     refusal, write_answer, Binding, Summary, WriteAnswer,
 };
+use sealgate_filters::policy;
 use sealgate_filters::s3::uri;
 
 use crate::keys::Providers;

@@ -44,7 +44,7 @@ impl Target<'_> {
             .request("GET", &format!("{path}?tagging"), &[], Bytes::new())
             .await?;
         let tagging = (tag_resp.status.as_u16() == 200)
-            .then(|| sealgate_filters::rewrap::tagging_header(&tag_body))
+            .then(|| sealgate_filters::ops::rewrap::tagging_header(&tag_body))
             .flatten();
         let up = &self.upstream;
         let layout = up.part_layout(&self.host, path, &first_header, stored_len, Some(etag));

@@ -2,7 +2,7 @@
 //! the headers its encrypted copy is written with, how a backend answered
 //! the conditional-write probe, and the run's summary.
 
-use crate::rewrap::copy_headers;
+use crate::ops::rewrap::copy_headers;
 
 /// The part count of a multipart object from its ETag (`"…-N"`); `None`
 /// for an object written by one PUT (or an ETag of another form).
