@@ -3,8 +3,6 @@
 //! This crate wires the pure logic of `sealgate-filters` into Pingora's
 //! phases, owns every socket (clients, upstream S3, admin) and the CLI.
 
-mod admin;
-mod header_deadline;
 mod keys;
 mod live;
 pub mod logging;
@@ -12,11 +10,7 @@ mod metrics;
 pub mod ops;
 mod part_layout;
 mod proxy;
-mod proxy_protocol;
-mod readiness;
 pub mod server;
-mod services;
-mod tls;
 mod upstream;
 
 pub use server::{start, GatewayHandle, RunOptions, StartError};

@@ -140,7 +140,7 @@ pub async fn reload(
     path: &Path,
     state: &LiveState,
     metrics: &Metrics,
-    cert: Option<&crate::tls::ReloadableCert>,
+    cert: Option<&crate::server::tls::ReloadableCert>,
 ) -> Result<(), String> {
     let result = async {
         let env = |name: &str| std::env::var(name).ok();
@@ -203,7 +203,7 @@ fn count_reload(metrics: &Metrics, ok: bool) {
 pub fn reload_certificate(
     state: &LiveState,
     metrics: &Metrics,
-    cert: &crate::tls::ReloadableCert,
+    cert: &crate::server::tls::ReloadableCert,
 ) -> Result<(), String> {
     let live = state.load();
     let result = match &live.config.server.tls {

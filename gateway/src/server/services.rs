@@ -13,7 +13,7 @@ use tokio::sync::watch;
 
 use crate::live::LiveState;
 use crate::metrics::Metrics;
-use crate::readiness::{
+use crate::server::readiness::{
     Readiness, UpstreamHealth, UPSTREAM_CHECK_INTERVAL, UPSTREAM_CHECK_TIMEOUT,
 };
 use crate::upstream::UpstreamTarget;
@@ -195,7 +195,7 @@ pub struct Reloader {
     pub live: Arc<LiveState>,
     pub metrics: Arc<Metrics>,
     /// The HTTPS listener's certificate, read again with the file.
-    pub cert: Option<Arc<crate::tls::ReloadableCert>>,
+    pub cert: Option<Arc<crate::server::tls::ReloadableCert>>,
 }
 
 /// What tells a file changed without reading it (secrets are not read

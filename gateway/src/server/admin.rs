@@ -13,11 +13,11 @@ use crate::metrics::Metrics;
 /// Serves the admin endpoints.
 pub struct AdminApp {
     pub metrics: Arc<Metrics>,
-    pub readiness: Arc<crate::readiness::Readiness>,
+    pub readiness: Arc<crate::server::readiness::Readiness>,
     /// Every backend (for the stored-checksum gauge).
     pub upstreams: Arc<crate::upstream::Upstreams>,
     /// The HTTPS listener's certificate (for its expiry gauge).
-    pub cert: Option<Arc<crate::tls::ReloadableCert>>,
+    pub cert: Option<Arc<crate::server::tls::ReloadableCert>>,
 }
 
 fn text(status: StatusCode, content_type: &str, body: impl Into<Vec<u8>>) -> Response<Vec<u8>> {

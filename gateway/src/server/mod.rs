@@ -1,6 +1,13 @@
 //! Building and running the Pingora server: the S3 proxy service (plain
 //! and/or TLS listeners), the admin service, and a handle that stops it.
 
+pub(crate) mod admin;
+pub(crate) mod header_deadline;
+pub(crate) mod proxy_protocol;
+pub(crate) mod readiness;
+pub(crate) mod services;
+pub(crate) mod tls;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -11,12 +18,12 @@ use pingora::services::listening::Service;
 use sealgate_config::Config;
 use tokio::sync::watch;
 
-use crate::admin::AdminApp;
 use crate::live::{Live, LiveState};
 use crate::metrics::Metrics;
 use crate::proxy::Gateway;
-use crate::readiness::Readiness;
-use crate::services::{DnsRefresh, ReadyProbe, Reloader, Shutdown};
+use crate::server::admin::AdminApp;
+use crate::server::readiness::Readiness;
+use crate::server::services::{DnsRefresh, ReadyProbe, Reloader, Shutdown};
 use crate::upstream::{UpstreamTarget, Upstreams};
 
 /// What the runtimes get to stop once the grace period is over.
@@ -142,7 +149,7 @@ pub fn start(config: Config, options: RunOptions) -> Result<GatewayHandle, Start
     )));
     let cert = match &config.server.tls {
         Some(t) => Some(Arc::new(
-            crate::tls::ReloadableCert::load(&t.cert_file, &t.key_file)
+            crate::server::tls::ReloadableCert::load(&t.cert_file, &t.key_file)
                 .map_err(StartError::Pingora)?,
         )),
         None => None,
@@ -194,7 +201,7 @@ pub fn start(config: Config, options: RunOptions) -> Result<GatewayHandle, Start
         if config.server.proxy_protocol {
             let mut admin = Service::new(
                 name,
-                crate::proxy_protocol::ProxyProtocolApp {
+                crate::server::proxy_protocol::ProxyProtocolApp {
                     inner: Arc::new(app),
                     refusals: metrics.proxy_protocol_refusals_total.clone(),
                     optional: true,
@@ -297,12 +304,12 @@ fn add_s3_service(
     upstreams: Arc<Upstreams>,
     live: Arc<LiveState>,
     metrics: Arc<Metrics>,
-    cert: Option<Arc<crate::tls::ReloadableCert>>,
+    cert: Option<Arc<crate::server::tls::ReloadableCert>>,
 ) -> Result<(), StartError> {
     let refusals = metrics.proxy_protocol_refusals_total.clone();
     let timeouts = metrics.request_header_timeouts_total.clone();
     let gateway = Gateway::new(live, upstreams, metrics);
-    let watched = crate::header_deadline::HeaderDeadlineApp {
+    let watched = crate::server::header_deadline::HeaderDeadlineApp {
         inner: Arc::new(pingora::proxy::http_proxy(&server.configuration, gateway)),
         limit: config.server.request_header_timeout,
         timeouts,
@@ -310,15 +317,15 @@ fn add_s3_service(
     if config.server.proxy_protocol {
         let mut service = Service::new(
             "sealgate-s3".to_string(),
-            crate::proxy_protocol::ProxyProtocolApp {
+            crate::server::proxy_protocol::ProxyProtocolApp {
                 inner: Arc::new(watched),
                 refusals: refusals.clone(),
                 optional: false,
             },
         );
-        service
-            .endpoints()
-            .set_pre_tls_callback(Arc::new(crate::proxy_protocol::BeforeTls { refusals }));
+        service.endpoints().set_pre_tls_callback(Arc::new(
+            crate::server::proxy_protocol::BeforeTls { refusals },
+        ));
         add_listeners(&mut service, config, cert)?;
         server.add_service(service);
     } else {
@@ -332,7 +339,7 @@ fn add_s3_service(
 fn add_listeners<A: pingora::apps::ServerApp + Send + Sync + 'static>(
     service: &mut Service<A>,
     config: &Config,
-    cert: Option<Arc<crate::tls::ReloadableCert>>,
+    cert: Option<Arc<crate::server::tls::ReloadableCert>>,
 ) -> Result<(), StartError> {
     if let Some(addr) = config.server.listen {
         service.add_tcp(&addr.to_string());
