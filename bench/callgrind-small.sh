@@ -19,6 +19,7 @@
 # then only that operation per iteration, for one operation's count.
 set -euo pipefail
 BIN=$1; N=$2; MODE=${3:-pass-through}
+case "${ONLY:-}" in "" | put | get | head) ;; *) echo "ONLY is put, get or head" >&2; exit 2 ;; esac
 D=$(mktemp -d); mkdir -p "$D/s3/demo"
 trap 'rm -rf "$D"' EXIT
 free() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }

@@ -22,9 +22,9 @@ use std::collections::{BTreeMap, HashMap};
 
 use sha2::{Digest, Sha256};
 
-use super::S3Error;
 use crate::s3::multipart::upload_id::UploadToken;
 use crate::s3::xml::{walk, Node};
+use crate::s3::S3Error;
 
 /// Where the companion uploads live in each bucket.
 pub const RECORD_PREFIX: &str = ".sealgate/uploads/";

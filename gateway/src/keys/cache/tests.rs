@@ -37,7 +37,9 @@ impl KeyProvider for Counting {
         }
         let call = self.generated.fetch_add(1, Ordering::SeqCst);
         if call == self.hold.load(Ordering::SeqCst) {
-            self.release.notified().await;
+            tokio::time::timeout(Duration::from_secs(10), self.release.notified())
+                .await
+                .expect("a held call was never released");
         }
         let n = call as u8;
         // Let concurrent callers pile up behind the first.
@@ -264,28 +266,33 @@ async fn until(at: Instant) {
 #[tokio::test]
 async fn a_late_refresh_never_replaces_a_newer_key() {
     let inner = counting();
-    inner.hold.store(1, Ordering::SeqCst); // the refresh: the second call
-    let ttl = Duration::from_secs(2);
+    let ttl = Duration::from_secs(3);
     let cache = CachingProvider::new(inner.clone(), ttl, false);
-    let started = Instant::now();
+    let id: EncryptKey = ("k".to_string(), ctx("a"));
     let first = cache.generate_data_key("k", &ctx("a")).await.unwrap();
-    until(started + ttl * REFRESH_AFTER_PERCENT / 100 + Duration::from_millis(50)).await;
+    let entry = cache.encrypt.get(&id).unwrap();
+    until(entry.refresh_at + Duration::from_millis(20)).await;
+    // The refresh is the next call; it waits for `release`. Armed only now:
+    // this use takes the warm path (no await), so the refresh it spawns has
+    // not run yet.
+    inner.hold.store(1, Ordering::SeqCst);
     let still = cache.generate_data_key("k", &ctx("a")).await.unwrap();
     assert!(
-        started.elapsed() < ttl,
+        Instant::now() < entry.expires && still.wrapped == first.wrapped,
         "the test ran past the TTL: it shows nothing"
     );
-    assert_eq!(still.wrapped, first.wrapped);
     asked(&inner, 2).await; // the refresh is waiting for its answer
-    until(started + ttl + Duration::from_millis(50)).await;
+    until(entry.expires + Duration::from_millis(20)).await;
     // Expired: this PUT drops the entry and loads the third key.
     let newer = cache.generate_data_key("k", &ctx("a")).await.unwrap();
     assert_eq!(newer.wrapped, vec![2u8; 8]);
-    // The refresh's answer comes now; its task runs to its end (no await
-    // after the answer) before the decrypt side holds its key.
+    // The refresh's answer comes now; its task holds a clone of the
+    // provider until it has ended.
+    let users = Arc::strong_count(&inner);
     inner.release.notify_one();
-    let late = unwrap_id("k-arn", &[1u8; 8], &ctx("a"));
-    while cache.decrypt.get(&late).is_none() {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while Arc::strong_count(&inner) == users {
+        assert!(Instant::now() < deadline, "the refresh never ended");
         tokio::task::yield_now().await;
     }
     let after = cache.generate_data_key("k", &ctx("a")).await.unwrap();
@@ -316,6 +323,6 @@ fn a_stale_entry_is_dropped_only_while_it_is_the_cached_one() {
     cache.drop_stale(&id, &fresh);
     assert!(
         cache.encrypt.get(&id).is_none(),
-        "the stale entry itself goes"
+        "the cached entry, once stale itself, goes"
     );
 }
