@@ -118,33 +118,41 @@ fn aws_cli_copies_and_moves_between_encrypted_locations() {
 /// read back byte-identical.
 #[test]
 fn rclone_and_s3cmd_copy_server_side() {
-    let backend = Backend::start(&["demo", "other"]);
-    let gw = encrypted_gateway(&backend);
     let work = tempfile::tempdir().unwrap();
     let tree = work.path().join("tree");
     std::fs::create_dir_all(&tree).unwrap();
     for (file, len) in [("a", 1usize), ("b", 300_001), ("c", 12 * 1024 * 1024 + 5)] {
         std::fs::write(tree.join(file), test_bytes(len, len as u64)).unwrap();
     }
-    let rclone = |args: &[&str]| {
-        let (ok, log) = rclone(&gw.url(), args);
-        assert!(ok, "rclone {args:?}: {log}");
-        log
-    };
-    rclone(&["copy", tree.to_str().unwrap(), "sg:demo/tree"]);
-    // Both ends on the same remote: rclone copies server-side.
-    rclone(&["copy", "sg:demo/tree", "sg:other/tree"]);
-    let log = rclone(&["check", tree.to_str().unwrap(), "sg:other/tree"]);
-    assert!(log.contains("0 differences found"), "{log}");
-    s3cmd(gw.port, &["cp", "s3://demo/tree/c", "s3://other/s3cmd-c"]);
-    let back = work.path().join("back");
-    s3cmd(
-        gw.port,
-        &["get", "s3://other/s3cmd-c", back.to_str().unwrap()],
-    );
-    assert!(
-        std::fs::read(&back).unwrap() == test_bytes(12 * 1024 * 1024 + 5, 12 * 1024 * 1024 + 5)
-    );
+    let c = test_bytes(12 * 1024 * 1024 + 5, 12 * 1024 * 1024 + 5);
+    for backend in every_backend(&["demo", "other"]) {
+        let gw = encrypted_gateway(&*backend);
+        let on = backend.name();
+        let rclone = |args: &[&str]| {
+            let (ok, log) = rclone(&gw.url(), args);
+            assert!(ok, "{on}: rclone {args:?}: {log}");
+            log
+        };
+        rclone(&["copy", tree.to_str().unwrap(), "sg:demo/tree"]);
+        // Both ends on the same remote: rclone copies server-side.
+        rclone(&["copy", "sg:demo/tree", "sg:other/tree"]);
+        let log = rclone(&["check", tree.to_str().unwrap(), "sg:other/tree"]);
+        assert!(log.contains("0 differences found"), "{on}: {log}");
+        s3cmd(gw.port, &["cp", "s3://demo/tree/c", "s3://other/s3cmd-c"]);
+        let back = work.path().join(format!("back-{on}"));
+        s3cmd(
+            gw.port,
+            &["get", "s3://other/s3cmd-c", back.to_str().unwrap()],
+        );
+        assert!(std::fs::read(&back).unwrap() == c, "{on}: s3cmd's copy");
+        common::stored::assert_ciphertext_of(&*backend, "other", "s3cmd-c", &c);
+        common::stored::assert_ciphertext_of(
+            &*backend,
+            "other",
+            "tree/b",
+            &test_bytes(300_001, 300_001),
+        );
+    }
 }
 
 const PART_RANGES: &str = include_str!("py/copies_part_ranges.py");
