@@ -14,3 +14,6 @@ pub mod policy;
 pub mod proxy_protocol;
 pub mod rate;
 pub mod s3;
+
+#[cfg(test)]
+mod hostile_tests;

@@ -1,0 +1,372 @@
+//! Every parser of bytes an attacker or a broken backend controls, fed
+//! arbitrary input: each one answers or refuses, never panics, and keeps
+//! to its limits. The inputs mix random bytes with pieces of the format's
+//! own syntax, so that they reach past the first check. (The aws-chunked
+//! decoder, the listing rewriter, the part-list parsers, request
+//! classification and the envelope metadata have such tests beside them.)
+//!
+//! Before authentication: the PROXY protocol header (from anyone who can
+//! reach the listener when the balancer is bypassed), the request-header
+//! watcher, CORS preflights, POST forms and their policies, the SigV4 and
+//! SigV2 authorization fields, upload-id tokens. From the backend: error
+//! documents, CORS rules, GetObjectAttributes and ListMultipartUploads
+//! answers, part headers of stored objects.
+
+use std::net::{IpAddr, SocketAddr};
+
+use base64::Engine;
+use http::{HeaderMap, HeaderName, HeaderValue};
+use proptest::prelude::*;
+
+use crate::header_watch::HeaderWatch;
+use crate::proxy_protocol::{
+    encode_v2, parse_v2, v2_payload_len, ProxyHeader, MAX_V2_PAYLOAD, V2_FIXED_LEN, V2_SIGNATURE,
+};
+use crate::s3::auth::post_policy::PostPolicy;
+use crate::s3::auth::{sigv2, sigv4};
+use crate::s3::body::post_form::{self, FormReader};
+use crate::s3::cors::{check_preflight, Cors};
+use crate::s3::multipart::upload_id::UploadToken;
+use crate::s3::multipart::upload_records::parse_upload_page;
+use crate::s3::responses::{attributes, backend_error};
+
+/// Input made of `pieces` (the format's own syntax) and random bytes, up
+/// to `max` of them.
+fn syntax(pieces: &'static [&'static str], max: usize) -> impl Strategy<Value = Vec<u8>> {
+    prop::collection::vec(
+        prop_oneof![
+            3 => prop::sample::select(pieces).prop_map(|s| s.as_bytes().to_vec()),
+            1 => prop::collection::vec(any::<u8>(), 0..4),
+        ],
+        0..max,
+    )
+    .prop_map(|v| v.concat())
+}
+
+fn text(pieces: &'static [&'static str], max: usize) -> impl Strategy<Value = String> {
+    syntax(pieces, max).prop_map(|b| String::from_utf8_lossy(&b).into_owned())
+}
+
+/// The input cut at arbitrary points.
+fn cut(input: &[u8], cuts: &[usize]) -> Vec<Vec<u8>> {
+    let mut at: Vec<usize> = cuts.iter().map(|c| c % (input.len() + 1)).collect();
+    at.sort_unstable();
+    let mut pieces = Vec::new();
+    let mut from = 0;
+    for a in at.into_iter().chain([input.len()]) {
+        pieces.push(input[from..a].to_vec());
+        from = a;
+    }
+    pieces
+}
+
+const XML: &[&str] = &[
+    "<?xml version=\"1.0\" encoding=\"UTF-8\"?>",
+    "<Error>",
+    "</Error>",
+    "<Code>",
+    "</Code>",
+    "<Message>",
+    "</Message>",
+    "<CORSConfiguration>",
+    "</CORSConfiguration>",
+    "<CORSRule>",
+    "</CORSRule>",
+    "<AllowedOrigin>",
+    "</AllowedOrigin>",
+    "<AllowedMethod>",
+    "</AllowedMethod>",
+    "<AllowedHeader>",
+    "</AllowedHeader>",
+    "<ExposeHeader>",
+    "</ExposeHeader>",
+    "<MaxAgeSeconds>",
+    "</MaxAgeSeconds>",
+    "<GetObjectAttributesOutput>",
+    "</GetObjectAttributesOutput>",
+    "<ObjectSize>",
+    "</ObjectSize>",
+    "<Checksum>",
+    "</Checksum>",
+    "<ObjectParts>",
+    "</ObjectParts>",
+    "<ListMultipartUploadsResult>",
+    "</ListMultipartUploadsResult>",
+    "<Upload>",
+    "</Upload>",
+    "<Key>",
+    "</Key>",
+    "<UploadId>",
+    "</UploadId>",
+    "<IsTruncated>",
+    "</IsTruncated>",
+    "<NextKeyMarker>",
+    "</NextKeyMarker>",
+    "<NextUploadIdMarker>",
+    "</NextUploadIdMarker>",
+    "<!DOCTYPE a [<!ENTITY e \"x\">]>",
+    "&amp;",
+    "&e;",
+    "&#x41;",
+    "<![CDATA[",
+    "]]>",
+    "<!--",
+    "-->",
+    "<a>",
+    "</a>",
+    "<a/>",
+    "*",
+    "GET",
+    "PUT",
+    "https://a.example",
+    "12",
+    "true",
+    " ",
+    "\n",
+];
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(512))]
+
+    /// Any 16 bytes (half of them after the real signature) and payload:
+    /// the announced length stays within the limit, and parsing answers.
+    #[test]
+    fn any_proxy_header_is_parsed_or_refused(
+        mut fixed in any::<[u8; V2_FIXED_LEN]>(),
+        signed in any::<bool>(),
+        payload in prop::collection::vec(any::<u8>(), 0..300),
+    ) {
+        if signed {
+            fixed[..V2_SIGNATURE.len()].copy_from_slice(&V2_SIGNATURE);
+        }
+        if let Ok(n) = v2_payload_len(&fixed) {
+            prop_assert!(n <= MAX_V2_PAYLOAD);
+            let _ = parse_v2(&fixed, &payload[..n.min(payload.len())]);
+        }
+        let _ = parse_v2(&fixed, &payload);
+    }
+
+    /// What the encoder writes, the parser reads back: the same addresses.
+    #[test]
+    fn proxy_headers_read_back(
+        v4 in any::<bool>(),
+        a in any::<[u8; 16]>(),
+        b in any::<[u8; 16]>(),
+        ports in any::<(u16, u16)>(),
+    ) {
+        let ip = |x: [u8; 16]| -> IpAddr {
+            if v4 {
+                IpAddr::from([x[0], x[1], x[2], x[3]])
+            } else {
+                IpAddr::from(x)
+            }
+        };
+        let (source, destination) = (SocketAddr::new(ip(a), ports.0), SocketAddr::new(ip(b), ports.1));
+        let bytes = encode_v2(source, destination);
+        let fixed: [u8; V2_FIXED_LEN] = bytes[..V2_FIXED_LEN].try_into().unwrap();
+        let n = v2_payload_len(&fixed).unwrap();
+        prop_assert_eq!(n, bytes.len() - V2_FIXED_LEN);
+        prop_assert_eq!(
+            parse_v2(&fixed, &bytes[V2_FIXED_LEN..]).unwrap(),
+            ProxyHeader::Proxied { source, destination }
+        );
+    }
+
+    /// Any traffic in any pieces, both ways: the watcher follows it.
+    #[test]
+    fn any_traffic_is_watched(
+        reads in syntax(&["GET / HTTP/1.1\r\n", "Host: a\r\n", "\r\n", "\r", "\n", "Content-Length: 3\r\n", "abc", "\r\n\r\n"], 40),
+        writes in syntax(&["HTTP/1.1 100 Continue\r\n\r\n", "HTTP/1.1 200 OK\r\n", "HTTP/1.0 ", "Content-Length: 0\r\n", "\r\n", "\r\n\r\n"], 40),
+        cuts in prop::collection::vec(any::<usize>(), 0..8),
+    ) {
+        let mut w = HeaderWatch::new();
+        let (reads, writes) = (cut(&reads, &cuts), cut(&writes, &cuts));
+        for (r, wr) in reads.iter().zip(writes.iter()) {
+            w.on_read(r);
+            let _ = w.header_open();
+            w.on_write(wr);
+            let _ = w.header_open();
+        }
+    }
+
+    /// A POST form's boundary from any Content-Type, and its start read in
+    /// any pieces: the same answer as read whole, for work linear in the
+    /// bytes read.
+    #[test]
+    fn any_form_in_any_pieces_reads_as_whole(
+        content_type in text(&["multipart/form-data", "; ", "boundary=", "\"", "b7", "----x", ",", "text/plain"], 12),
+        fields in prop::collection::vec(
+            (prop::sample::select(&["key", "policy", "x-amz-meta-a", "acl", "KEY"][..]), text(&["v", "b7", "--b7", "\r\n", "\r\n\r\n"], 6)),
+            0..4,
+        ),
+        filename in any::<bool>(),
+        noise in syntax(&["--b7", "\r\n", "Content-Disposition: form-data; name=\"", "file", "\"", "\r\n\r\n"], 12),
+        flip in any::<Option<(usize, u8)>>(),
+        cuts in prop::collection::vec(any::<usize>(), 0..8),
+    ) {
+        // A well-formed form most of the time (so that its delimiters fall
+        // across the cuts), then one byte changed or junk appended.
+        let mut body = Vec::new();
+        for (name, value) in &fields {
+            body.extend_from_slice(format!("--b7\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n").as_bytes());
+        }
+        let file = if filename { "; filename=\"a.txt\"" } else { "" };
+        body.extend_from_slice(format!("--b7\r\nContent-Disposition: form-data; name=\"file\"{file}\r\nContent-Type: text/plain\r\n\r\nf").as_bytes());
+        body.extend_from_slice(&noise);
+        if let Some((at, byte)) = flip {
+            let at = at % body.len();
+            body[at] = byte;
+        }
+        if let Ok(b) = post_form::boundary(&content_type) {
+            prop_assert!(!b.is_empty() && b.len() <= 70, "{:?}", b);
+        }
+        let whole = post_form::parse_start(&body, "b7");
+        let mut reader = FormReader::new("b7");
+        let mut read = 0;
+        let mut piecewise = Ok(None);
+        for piece in cut(&body, &cuts) {
+            read += piece.len();
+            piecewise = reader.push(&piece);
+            if !matches!(piecewise, Ok(None)) {
+                break;
+            }
+        }
+        prop_assert!(reader.scanned() <= read * ("b7".len() + 4));
+        match (piecewise, whole) {
+            (Ok(Some(a)), Ok(Some(b))) => prop_assert_eq!(a, b),
+            (Ok(None), Ok(None)) | (Err(_), Err(_)) => {}
+            (a, b) => prop_assert!(false, "piecewise found {:?}, whole found {:?}", a.map(|s| s.is_some()), b.map(|s| s.is_some())),
+        }
+    }
+
+    /// Any policy field, as sent and as base64 of policy-like JSON.
+    #[test]
+    fn any_post_policy_is_parsed_or_refused(
+        raw in text(&["eyJ", "=", "+", "/", "A"], 20),
+        json in syntax(&["{", "}", "[", "]", "\"expiration\"", "\"conditions\"", ":", ",", "\"2030-01-01T00:00:00.000Z\"", "\"eq\"", "\"starts-with\"", "\"content-length-range\"", "\"$key\"", "\"bucket\"", "0", "99999999999999999999", "-1", "null"], 30),
+    ) {
+        let _ = PostPolicy::parse(&raw);
+        let _ = PostPolicy::parse(&base64::engine::general_purpose::STANDARD.encode(json));
+    }
+
+    /// Any CORS document from the backend, and any preflight against it.
+    #[test]
+    fn any_cors_rules_and_preflight_are_answered(
+        xml in syntax(XML, 40),
+        origin in text(&["https://a.example", "*", "http://", ":8080", ""], 4),
+        method in text(&["GET", "PUT", "POST", "DELETE", "HEAD", "OPTIONS"], 2),
+        headers in text(&["x-amz-date", ",", " ", "content-type", "*", "\u{0}"], 8),
+    ) {
+        if let Ok(cors) = Cors::parse(&xml) {
+            let _ = cors.preflight(&origin, &method, Some(&headers));
+            let _ = cors.response(&origin, &http::Method::GET);
+        }
+        let _ = check_preflight(Some(&origin), Some(&method));
+    }
+
+    /// Any upload id a client sends (as text, and as the token's own
+    /// framing of length-prefixed fields with any lengths and contents):
+    /// only well-formed tokens decode, and a decoded token encodes back to
+    /// itself.
+    #[test]
+    fn any_upload_id_is_decoded_or_refused(
+        id in text(&["sgmp3.", "AAAA", "_", "-", ".", "=", "~", "%2F"], 30),
+        fields in prop::collection::vec(
+            (
+                prop::option::weighted(0.05, any::<u32>()),
+                prop_oneof![
+                    3 => "[ -~]{0,24}".prop_map(String::into_bytes),
+                    1 => prop::collection::vec(any::<u8>(), 0..40),
+                ],
+            ),
+            3..=5,
+        ),
+        checksum in prop::sample::select(&["", ";crc32c", "CRC32/COMPOSITE;crc32c", "SHA256/FULL_OBJECT;none", "x;y", "CRC32"][..]),
+        tail in prop_oneof![
+            prop::collection::vec(any::<u8>(), 96..=96),
+            prop::collection::vec(any::<u8>(), 0..100),
+        ],
+    ) {
+        // The token's framing: length-prefixed fields (upload id, provider,
+        // key id, wrapped key; the length right, mostly), the checksum
+        // field, then the salt, commitment and MAC.
+        let mut raw = Vec::new();
+        for (len, bytes) in fields.iter().map(|(l, b)| (*l, &b[..])).chain([(None, checksum.as_bytes())]) {
+            let len = len.unwrap_or(bytes.len() as u32);
+            raw.extend_from_slice(&len.to_be_bytes());
+            raw.extend_from_slice(bytes);
+        }
+        raw.extend_from_slice(&tail);
+        let framed = format!(
+            "sgmp3.{}",
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw)
+        );
+        for id in [id, framed] {
+            let _ = UploadToken::is_gateway_id(&id);
+            if let Some(t) = UploadToken::decode(&id) {
+                prop_assert_eq!(UploadToken::decode(&t.encode()), Some(t));
+            }
+        }
+    }
+
+    /// Any Authorization header and query a client sends, in both
+    /// signature versions: parsed or refused.
+    #[test]
+    fn any_authorization_is_parsed_or_refused(
+        value in syntax(&["AWS4-HMAC-SHA256 ", "AWS ", "Credential=", "AKID", "/20260101/us-east-1/s3/aws4_request", "/", ",", " ", "SignedHeaders=", "host;x-amz-date", ";", "Signature=", "ab12", ":", "="], 20),
+        query in prop::collection::vec(
+            (
+                prop::sample::select(&["X-Amz-Algorithm", "X-Amz-Credential", "X-Amz-Date", "X-Amz-Expires", "X-Amz-SignedHeaders", "X-Amz-Signature", "AWSAccessKeyId", "Signature", "Expires", "x-amz-security-token", "uploads"][..]),
+                text(&["AWS4-HMAC-SHA256", "AKID/20260101/us-east-1/s3/aws4_request", "20260101T000000Z", "604800", "-1", "99999999999999999999", "host", ";", "ab12"], 4),
+            ),
+            0..5,
+        ),
+    ) {
+        let query: Vec<(String, String)> = query.into_iter().map(|(k, v)| (k.to_string(), v)).collect();
+        let raw: String = query
+            .iter()
+            .map(|(k, v)| format!("{k}={}", v.replace(['&', '#'], "")))
+            .collect::<Vec<_>>()
+            .join("&");
+        let mut headers = HeaderMap::new();
+        if let Ok(v) = HeaderValue::from_bytes(&value) {
+            headers.insert(http::header::AUTHORIZATION, v.clone());
+            headers.insert(HeaderName::from_static("x-amz-date"), v);
+        }
+        let _ = sigv4::parse(&query, &headers);
+        let _ = sigv2::parse(&query, &headers);
+        let _ = sigv2::hoist(&raw, &headers);
+    }
+
+    /// Any error document, attributes answer or upload listing from the
+    /// backend: answered or refused.
+    #[test]
+    fn any_backend_document_is_read_or_refused(
+        xml in syntax(XML, 50),
+        encoded in any::<bool>(),
+        size in any::<u64>(),
+    ) {
+        let _ = backend_error::code_and_message(&xml);
+        let _ = backend_error::for_client(&xml, encoded);
+        let _ = parse_upload_page(&xml);
+        let text = String::from_utf8_lossy(&xml);
+        let _ = attributes::rewrite(&text, size);
+    }
+
+    /// Any bytes where a stored part header should be: decoded or refused,
+    /// and what decodes encodes back to the same bytes.
+    #[test]
+    fn any_part_header_is_decoded_or_refused(
+        bytes in prop::collection::vec(any::<u8>(), 0..64),
+        zeros in any::<bool>(),
+    ) {
+        use sealgate_envelope::multipart::{PartHeader, PART_HEADER_LEN};
+        let mut bytes = bytes;
+        if zeros && bytes.len() >= PART_HEADER_LEN as usize {
+            bytes[44..48].fill(0);
+        }
+        if let Some(h) = PartHeader::decode(&bytes) {
+            prop_assert_eq!(&h.encode()[..], &bytes[..PART_HEADER_LEN as usize]);
+        }
+    }
+}
