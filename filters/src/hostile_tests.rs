@@ -1,7 +1,11 @@
 //! Every parser of bytes an attacker or a broken backend controls, fed
 //! arbitrary input: each one answers or refuses, never panics, and keeps
 //! to its limits. The inputs mix random bytes with pieces of the format's
-//! own syntax, so that they reach past the first check. (The aws-chunked
+//! own syntax, or are built in the format's own shape (fields repeated,
+//! left out or of any value) with one byte changed, so that they reach past
+//! the first check: in a run of 512 cases, dozens of CORS configurations,
+//! error documents, policies, presigned queries and PROXY headers parse
+//! whole. (The aws-chunked
 //! decoder, the listing rewriter, the part-list parsers, request
 //! classification and the envelope metadata have such tests beside them.)
 //!
@@ -60,85 +64,29 @@ fn cut(input: &[u8], cuts: &[usize]) -> Vec<Vec<u8>> {
     pieces
 }
 
-const XML: &[&str] = &[
-    "<?xml version=\"1.0\" encoding=\"UTF-8\"?>",
-    "<Error>",
-    "</Error>",
-    "<Code>",
-    "</Code>",
-    "<Message>",
-    "</Message>",
-    "<CORSConfiguration>",
-    "</CORSConfiguration>",
-    "<CORSRule>",
-    "</CORSRule>",
-    "<AllowedOrigin>",
-    "</AllowedOrigin>",
-    "<AllowedMethod>",
-    "</AllowedMethod>",
-    "<AllowedHeader>",
-    "</AllowedHeader>",
-    "<ExposeHeader>",
-    "</ExposeHeader>",
-    "<MaxAgeSeconds>",
-    "</MaxAgeSeconds>",
-    "<GetObjectAttributesOutput>",
-    "</GetObjectAttributesOutput>",
-    "<ObjectSize>",
-    "</ObjectSize>",
-    "<Checksum>",
-    "</Checksum>",
-    "<ObjectParts>",
-    "</ObjectParts>",
-    "<ListMultipartUploadsResult>",
-    "</ListMultipartUploadsResult>",
-    "<Upload>",
-    "</Upload>",
-    "<Key>",
-    "</Key>",
-    "<UploadId>",
-    "</UploadId>",
-    "<IsTruncated>",
-    "</IsTruncated>",
-    "<NextKeyMarker>",
-    "</NextKeyMarker>",
-    "<NextUploadIdMarker>",
-    "</NextUploadIdMarker>",
-    "<!DOCTYPE a [<!ENTITY e \"x\">]>",
-    "&amp;",
-    "&e;",
-    "&#x41;",
-    "<![CDATA[",
-    "]]>",
-    "<!--",
-    "-->",
-    "<a>",
-    "</a>",
-    "<a/>",
-    "*",
-    "GET",
-    "PUT",
-    "https://a.example",
-    "12",
-    "true",
-    " ",
-    "\n",
-];
-
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(512))]
 
-    /// Any 16 bytes (half of them after the real signature) and payload:
-    /// the announced length stays within the limit, and parsing answers.
+    /// Any header: the signature, version and family mostly right, the
+    /// announced length mostly the payload's, so that the address code is
+    /// reached. The announced length stays within the limit, and parsing
+    /// answers.
     #[test]
     fn any_proxy_header_is_parsed_or_refused(
         mut fixed in any::<[u8; V2_FIXED_LEN]>(),
-        signed in any::<bool>(),
+        signed in prop::bool::weighted(0.9),
+        version in prop_oneof![2 => Just(0x21u8), 1 => Just(0x20u8), 1 => any::<u8>()],
+        family in prop_oneof![Just(0x11u8), Just(0x21), Just(0x12), Just(0x00), any::<u8>()],
         payload in prop::collection::vec(any::<u8>(), 0..300),
+        announced in prop::option::weighted(0.2, any::<u16>()),
     ) {
         if signed {
             fixed[..V2_SIGNATURE.len()].copy_from_slice(&V2_SIGNATURE);
         }
+        fixed[12] = version;
+        fixed[13] = family;
+        let len = announced.unwrap_or(payload.len() as u16);
+        fixed[14..16].copy_from_slice(&len.to_be_bytes());
         if let Ok(n) = v2_payload_len(&fixed) {
             prop_assert!(n <= MAX_V2_PAYLOAD);
             let _ = parse_v2(&fixed, &payload[..n.min(payload.len())]);
@@ -239,24 +187,80 @@ proptest! {
         }
     }
 
-    /// Any policy field, as sent and as base64 of policy-like JSON.
+    /// Any policy field: as sent, and as base64 of a policy document
+    /// (expiration, conditions of every kind with any values), one byte of
+    /// it changed half the time.
     #[test]
     fn any_post_policy_is_parsed_or_refused(
         raw in text(&["eyJ", "=", "+", "/", "A"], 20),
-        json in syntax(&["{", "}", "[", "]", "\"expiration\"", "\"conditions\"", ":", ",", "\"2030-01-01T00:00:00.000Z\"", "\"eq\"", "\"starts-with\"", "\"content-length-range\"", "\"$key\"", "\"bucket\"", "0", "99999999999999999999", "-1", "null"], 30),
+        expiration in prop_oneof![
+            Just("2030-01-01T00:00:00.000Z".to_string()),
+            Just("2030-01-01T00:00:00Z".to_string()),
+            "[0-9TZ:.+-]{0,30}",
+        ],
+        conditions in prop::collection::vec(
+            prop_oneof![
+                ("[a-z$-]{0,12}", "[ -~]{0,12}").prop_map(|(k, v)| format!("{{\"{k}\":\"{v}\"}}")),
+                (prop::sample::select(&["eq", "starts-with", "EQ", "other"][..]), "[$a-z-]{0,16}", "[ -~]{0,12}")
+                    .prop_map(|(op, k, v)| format!("[\"{op}\",\"{k}\",\"{v}\"]")),
+                (any::<i64>(), any::<u64>()).prop_map(|(a, b)| format!("[\"content-length-range\",{a},{b}]")),
+                Just("[\"content-length-range\",1e400,2]".to_string()),
+                Just("null".to_string()),
+            ],
+            0..8,
+        ),
+        flip in prop::option::weighted(0.5, (any::<usize>(), any::<u8>())),
     ) {
         let _ = PostPolicy::parse(&raw);
+        let mut json = format!(
+            "{{\"expiration\":\"{expiration}\",\"conditions\":[{}]}}",
+            conditions.join(",")
+        )
+        .into_bytes();
+        if let Some((at, byte)) = flip {
+            let at = at % json.len();
+            json[at] = byte;
+        }
         let _ = PostPolicy::parse(&base64::engine::general_purpose::STANDARD.encode(json));
     }
 
-    /// Any CORS document from the backend, and any preflight against it.
+    /// Any CORS configuration from the backend (rules of any fields and
+    /// values, one byte changed half the time), and any preflight against
+    /// it.
     #[test]
     fn any_cors_rules_and_preflight_are_answered(
-        xml in syntax(XML, 40),
-        origin in text(&["https://a.example", "*", "http://", ":8080", ""], 4),
+        rules in prop::collection::vec(
+            prop::collection::vec(
+                (
+                    prop::sample::select(&["AllowedOrigin", "AllowedMethod", "AllowedHeader", "ExposeHeader", "MaxAgeSeconds", "ID", "Other"][..]),
+                    prop_oneof![
+                        prop::sample::select(&["*", "https://a.example", "https://*.example", "http://*", "GET", "PUT", "HEAD", "x-amz-*", "content-type", "3000", "-1", "99999999999999999999", "", "&amp;", "**"][..]).prop_map(str::to_string),
+                        "[ -~]{0,16}",
+                    ],
+                ),
+                0..8,
+            ),
+            0..4,
+        ),
+        flip in prop::option::weighted(0.5, (any::<usize>(), any::<u8>())),
+        origin in text(&["https://a.example", "https://b.a.example", "*", "http://", ":8080", ""], 4),
         method in text(&["GET", "PUT", "POST", "DELETE", "HEAD", "OPTIONS"], 2),
-        headers in text(&["x-amz-date", ",", " ", "content-type", "*", "\u{0}"], 8),
+        headers in text(&["x-amz-date", ",", " ", "content-type", "x-amz-meta-a", "*", "\u{0}"], 8),
     ) {
+        let mut xml = String::from("<CORSConfiguration>");
+        for rule in &rules {
+            xml.push_str("<CORSRule>");
+            for (name, value) in rule {
+                xml.push_str(&format!("<{name}>{value}</{name}>"));
+            }
+            xml.push_str("</CORSRule>");
+        }
+        xml.push_str("</CORSConfiguration>");
+        let mut xml = xml.into_bytes();
+        if let Some((at, byte)) = flip {
+            let at = at % xml.len();
+            xml[at] = byte;
+        }
         if let Ok(cors) = Cors::parse(&xml) {
             let _ = cors.preflight(&origin, &method, Some(&headers));
             let _ = cors.response(&origin, &http::Method::GET);
@@ -309,25 +313,45 @@ proptest! {
         }
     }
 
-    /// Any Authorization header and query a client sends, in both
-    /// signature versions: parsed or refused.
+    /// Any Authorization header (its fields in any order and form, a
+    /// signature of the right shape half the time) and any presigned query
+    /// (every parameter present most of the time), in both signature
+    /// versions: parsed or refused.
     #[test]
     fn any_authorization_is_parsed_or_refused(
-        value in syntax(&["AWS4-HMAC-SHA256 ", "AWS ", "Credential=", "AKID", "/20260101/us-east-1/s3/aws4_request", "/", ",", " ", "SignedHeaders=", "host;x-amz-date", ";", "Signature=", "ab12", ":", "="], 20),
+        value in syntax(&["AWS4-HMAC-SHA256 ", "AWS ", "Credential=", "AKID", "/20260101/us-east-1/s3/aws4_request", "/", ",", " ", "SignedHeaders=", "host;x-amz-date", ";", "Signature=", ":", "="], 20),
+        signature in prop_oneof!["[0-9a-f]{64}", "[0-9a-fA-F]{0,70}"],
         query in prop::collection::vec(
             (
                 prop::sample::select(&["X-Amz-Algorithm", "X-Amz-Credential", "X-Amz-Date", "X-Amz-Expires", "X-Amz-SignedHeaders", "X-Amz-Signature", "AWSAccessKeyId", "Signature", "Expires", "x-amz-security-token", "uploads"][..]),
-                text(&["AWS4-HMAC-SHA256", "AKID/20260101/us-east-1/s3/aws4_request", "20260101T000000Z", "604800", "-1", "99999999999999999999", "host", ";", "ab12"], 4),
+                text(&["AWS4-HMAC-SHA256", "AKID/20260101/us-east-1/s3/aws4_request", "20260101T000000Z", "604800", "0", "-1", "99999999999999999999", "1767225600", "host", "host;x-amz-date", ";", "ab12"], 3),
             ),
-            0..5,
+            0..9,
         ),
+        all_presign in any::<bool>(),
     ) {
-        let query: Vec<(String, String)> = query.into_iter().map(|(k, v)| (k.to_string(), v)).collect();
+        let mut query: Vec<(String, String)> = query.into_iter().map(|(k, v)| (k.to_string(), v)).collect();
+        if all_presign {
+            for (k, v) in [
+                ("X-Amz-Algorithm", "AWS4-HMAC-SHA256"),
+                ("X-Amz-Credential", "AKID/20260101/us-east-1/s3/aws4_request"),
+                ("X-Amz-Date", "20260101T000000Z"),
+                ("X-Amz-Expires", "3600"),
+                ("X-Amz-SignedHeaders", "host"),
+                ("X-Amz-Signature", signature.as_str()),
+            ] {
+                if !query.iter().any(|(n, _)| n == k) {
+                    query.push((k.to_string(), v.to_string()));
+                }
+            }
+        }
         let raw: String = query
             .iter()
             .map(|(k, v)| format!("{k}={}", v.replace(['&', '#'], "")))
             .collect::<Vec<_>>()
             .join("&");
+        let mut value = value;
+        value.extend_from_slice(signature.as_bytes());
         let mut headers = HeaderMap::new();
         if let Ok(v) = HeaderValue::from_bytes(&value) {
             headers.insert(http::header::AUTHORIZATION, v.clone());
@@ -336,21 +360,64 @@ proptest! {
         let _ = sigv4::parse(&query, &headers);
         let _ = sigv2::parse(&query, &headers);
         let _ = sigv2::hoist(&raw, &headers);
+        let unsigned = HeaderMap::new();
+        let _ = sigv4::parse(&query, &unsigned);
+        let _ = sigv2::parse(&query, &unsigned);
     }
 
     /// Any error document, attributes answer or upload listing from the
-    /// backend: answered or refused.
+    /// backend, built in the answer's own shape (elements repeated or left
+    /// out, sizes with leading zeros, one byte changed half the time):
+    /// answered or refused, and a rewritten size is the one asked for.
     #[test]
     fn any_backend_document_is_read_or_refused(
-        xml in syntax(XML, 50),
+        code in "[A-Za-z&;<>]{0,20}",
+        message in prop_oneof![Just(String::new()), "[ -~]{0,40}"],
+        attributes in prop::collection::vec(
+            (
+                prop::sample::select(&["ETag", "Checksum", "ObjectParts", "StorageClass", "ObjectSize", "Other"][..]),
+                prop_oneof!["0{0,40}[0-9]{1,20}", "[ -~]{0,12}", Just("<a></a>".to_string())],
+            ),
+            0..6,
+        ),
+        uploads in prop::collection::vec(("[ -~]{0,12}", "[ -~]{0,12}"), 0..4),
+        truncated in prop::sample::select(&["true", "false", "", "TRUE"][..]),
+        markers in prop::option::of(("[ -~]{0,12}", "[ -~]{0,12}")),
+        size in prop_oneof![0u64..1_000_000, any::<u64>()],
+        flip in prop::option::weighted(0.5, (any::<usize>(), any::<u8>())),
         encoded in any::<bool>(),
-        size in any::<u64>(),
     ) {
-        let _ = backend_error::code_and_message(&xml);
-        let _ = backend_error::for_client(&xml, encoded);
-        let _ = parse_upload_page(&xml);
-        let text = String::from_utf8_lossy(&xml);
-        let _ = attributes::rewrite(&text, size);
+        let error = format!("<?xml version=\"1.0\"?><Error><Code>{code}</Code><Message>{message}</Message><RequestId>r</RequestId></Error>");
+        let mut attrs = String::from("<GetObjectAttributesOutput>");
+        for (name, value) in &attributes {
+            attrs.push_str(&format!("<{name}>{value}</{name}>"));
+        }
+        attrs.push_str("</GetObjectAttributesOutput>");
+        let mut page = format!("<ListMultipartUploadsResult><IsTruncated>{truncated}</IsTruncated>");
+        if let Some((key, id)) = &markers {
+            page.push_str(&format!("<NextKeyMarker>{key}</NextKeyMarker><NextUploadIdMarker>{id}</NextUploadIdMarker>"));
+        }
+        for (key, id) in &uploads {
+            page.push_str(&format!("<Upload><Key>{key}</Key><UploadId>{id}</UploadId></Upload>"));
+        }
+        page.push_str("</ListMultipartUploadsResult>");
+        for doc in [error, attrs.clone(), page] {
+            let mut doc = doc.into_bytes();
+            if let Some((at, byte)) = flip {
+                let at = at % doc.len();
+                doc[at] = byte;
+            }
+            let _ = backend_error::code_and_message(&doc);
+            let _ = backend_error::for_client(&doc, encoded);
+            let _ = parse_upload_page(&doc);
+            let _ = attributes::rewrite(&String::from_utf8_lossy(&doc), size);
+        }
+        if let Some(out) = attributes::rewrite(&attrs, size) {
+            if attrs.contains("<ObjectSize>") {
+                let shown = format!("<ObjectSize>{size}</ObjectSize>");
+                prop_assert!(out.contains(&shown), "{}", out);
+            }
+        }
     }
 
     /// Any bytes where a stored part header should be: decoded or refused,

@@ -146,7 +146,7 @@ fn restic_backs_up_checks_and_restores() {
                 .env("AWS_SECRET_ACCESS_KEY", CLIENT_SECRET)
                 .env("RESTIC_PASSWORD", "a test repository")
                 .env("RESTIC_CACHE_DIR", work.path().join(format!("cache-{on}")))
-                .args(["--no-lock", "-r", &format!("s3:{}/demo/repo", gw.url())])
+                .args(["-r", &format!("s3:{}/demo/repo", gw.url())])
                 .args(args)
                 .output()
                 .expect("run restic (apt-get install restic)");

@@ -135,7 +135,8 @@ fn rclone_and_s3cmd_copy_server_side() {
         };
         rclone(&["copy", tree.to_str().unwrap(), "sg:demo/tree"]);
         // Both ends on the same remote: rclone copies server-side.
-        rclone(&["copy", "sg:demo/tree", "sg:other/tree"]);
+        let log = rclone(&["copy", "-v", "sg:demo/tree", "sg:other/tree"]);
+        assert_eq!(log.matches("(server-side copy)").count(), 3, "{on}: {log}");
         let log = rclone(&["check", tree.to_str().unwrap(), "sg:other/tree"]);
         assert!(log.contains("0 differences found"), "{on}: {log}");
         s3cmd(gw.port, &["cp", "s3://demo/tree/c", "s3://other/s3cmd-c"]);

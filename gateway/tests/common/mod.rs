@@ -1069,7 +1069,17 @@ pub fn self_signed_cert_for_days(dir: &Path, days: u32) {
 /// `sg:`, SSE-KMS as for any such bucket: ETags are not content MD5s):
 /// (success, stderr).
 pub fn rclone(endpoint: &str, args: &[&str]) -> (bool, String) {
-    let out = Command::new("rclone")
+    rclone_with(endpoint, Some("aws:kms"), args)
+}
+
+/// rclone with the remote's `server_side_encryption` set to `sse`, or
+/// left at its default.
+pub fn rclone_with(endpoint: &str, sse: Option<&str>, args: &[&str]) -> (bool, String) {
+    let mut rclone = Command::new("rclone");
+    if let Some(sse) = sse {
+        rclone.env("RCLONE_CONFIG_SG_SERVER_SIDE_ENCRYPTION", sse);
+    }
+    let out = rclone
         .env_remove("AWS_CA_BUNDLE")
         .env("RCLONE_CONFIG", "/dev/null")
         .env("RCLONE_CONFIG_SG_TYPE", "s3")
@@ -1078,7 +1088,6 @@ pub fn rclone(endpoint: &str, args: &[&str]) -> (bool, String) {
         .env("RCLONE_CONFIG_SG_REGION", "us-east-1")
         .env("RCLONE_CONFIG_SG_ACCESS_KEY_ID", CLIENT_KEY)
         .env("RCLONE_CONFIG_SG_SECRET_ACCESS_KEY", CLIENT_SECRET)
-        .env("RCLONE_CONFIG_SG_SERVER_SIDE_ENCRYPTION", "aws:kms")
         .args(["--retries", "1", "--low-level-retries", "1"])
         .args(args)
         .output()

@@ -24,13 +24,12 @@ pub fn rewrite(xml: &str, plaintext_size: u64) -> Option<String> {
     if let Some(start) = out.find(open) {
         let value = start + open.len();
         let end = out[value..].find(close)? + value;
-        if !out[value..end].bytes().all(|b| b.is_ascii_digit()) {
+        // Both checks before the replacement: the new value's length is
+        // not the old one's, so `end` is only good until then.
+        if !out[value..end].bytes().all(|b| b.is_ascii_digit()) || out[end..].contains(open) {
             return None;
         }
         out.replace_range(value..end, &plaintext_size.to_string());
-        if out[end..].contains(open) {
-            return None;
-        }
     }
     Some(out)
 }
@@ -67,5 +66,25 @@ mod tests {
             rewrite("<R><ETag>e</ETag></R>", 5).as_deref(),
             Some("<R><ETag>e</ETag></R>")
         );
+    }
+
+    /// A stored size written longer than the plaintext's (leading zeros)
+    /// neither reaches past the document nor hides a second size.
+    #[test]
+    fn a_long_stored_size_is_checked_before_it_is_replaced() {
+        let zeros = "0".repeat(40);
+        let one = format!("<R><ObjectSize>{zeros}7</ObjectSize></R>");
+        assert_eq!(
+            rewrite(&one, 5).as_deref(),
+            Some("<R><ObjectSize>5</ObjectSize></R>")
+        );
+        let two =
+            format!("<R><ObjectSize>{zeros}</ObjectSize><ObjectSize>1048624</ObjectSize></R>");
+        assert_eq!(rewrite(&two, 5), None);
+        let short = format!(
+            "<R><ObjectSize>{}</ObjectSize><ObjectSize>9</ObjectSize></R>",
+            "0".repeat(30)
+        );
+        assert_eq!(rewrite(&short, 5), None);
     }
 }

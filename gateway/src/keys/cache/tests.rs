@@ -272,6 +272,10 @@ async fn a_late_refresh_never_replaces_a_newer_key() {
     let first = cache.generate_data_key("k", &ctx("a")).await.unwrap();
     let entry = cache.encrypt.get(&id).unwrap();
     until(entry.refresh_at + Duration::from_millis(20)).await;
+    assert!(
+        Instant::now() < entry.expires,
+        "the test ran past the TTL: it shows nothing"
+    );
     // The refresh is the next call; it waits for `release`. Armed only now:
     // this use takes the warm path (no await), so the refresh it spawns has
     // not run yet.
@@ -295,6 +299,12 @@ async fn a_late_refresh_never_replaces_a_newer_key() {
         assert!(Instant::now() < deadline, "the refresh never ended");
         tokio::task::yield_now().await;
     }
+    // It ended past its answer (kept for reads), at its insert decision.
+    let late = unwrap_id("k-arn", &[1u8; 8], &ctx("a"));
+    assert!(
+        cache.decrypt.get(&late).is_some(),
+        "the late answer never arrived"
+    );
     let after = cache.generate_data_key("k", &ctx("a")).await.unwrap();
     assert_eq!(
         after.wrapped, newer.wrapped,
