@@ -30,8 +30,11 @@ use crate::s3::auth::post_policy::PostPolicy;
 use crate::s3::auth::{sigv2, sigv4};
 use crate::s3::body::post_form::{self, FormReader};
 use crate::s3::cors::{check_preflight, Cors};
-use crate::s3::multipart::upload_id::UploadToken;
-use crate::s3::multipart::upload_records::parse_upload_page;
+use crate::s3::multipart::upload_id::{TokenKey, UploadIdRewrite, UploadToken};
+use crate::s3::multipart::upload_records::{
+    cap_max_uploads, parse_upload_page, rewrite_upload_list,
+};
+use crate::s3::responses::listing::filter_buckets;
 use crate::s3::responses::{attributes, backend_error};
 
 /// Input made of `pieces` (the format's own syntax) and random bytes, up
@@ -436,4 +439,134 @@ proptest! {
             prop_assert_eq!(&h.encode()[..], &bytes[..PART_HEADER_LEN as usize]);
         }
     }
+    /// Any ListMultipartUploads query the client sends reaches the backend
+    /// asking for at most `cap` uploads in every `max-uploads` it holds
+    /// (a bare one included), its other parameters kept.
+    #[test]
+    fn any_upload_listing_query_is_capped(
+        pairs in prop::collection::vec(
+            prop_oneof![
+                Just("uploads".to_string()),
+                Just("max-uploads".to_string()),
+                "max-uploads=[0-9-]{0,22}",
+                "[a-z-]{1,12}=[ -%'-~]{0,8}",
+                Just("prefix=a%26max-uploads%3D9".to_string()),
+            ],
+            0..6,
+        ),
+        cap in 1usize..2000,
+    ) {
+        let asked = format!("/b?{}", pairs.join("&"));
+        let sent = cap_max_uploads(&asked, cap);
+        let (_, query) = sent.split_once('?').unwrap();
+        let params: Vec<&str> = query.split('&').filter(|p| !p.is_empty()).collect();
+        let caps: Vec<&str> = params
+            .iter()
+            .filter(|p| p.split('=').next() == Some("max-uploads"))
+            .copied()
+            .collect();
+        prop_assert!(!caps.is_empty(), "{}", sent);
+        for c in caps {
+            let n: usize = c.strip_prefix("max-uploads=").and_then(|v| v.parse().ok()).unwrap_or(usize::MAX);
+            prop_assert!(n <= cap, "{} from {}", sent, asked);
+        }
+        for p in pairs.iter().filter(|p| !p.is_empty() && p.split('=').next() != Some("max-uploads")) {
+            prop_assert!(params.contains(&p.as_str()), "{} lost from {}", p, sent);
+        }
+    }
+
+    /// Any ListMultipartUploads and ListBuckets answer: rewritten or
+    /// refused; in S3's own shape, no recorded backend id and no bucket
+    /// the client may not see is left in it.
+    #[test]
+    fn any_upload_and_bucket_listing_is_rewritten_or_refused(
+        uploads in prop::collection::vec(
+            (prop_oneof!["[a-z/]{0,10}", Just(".sealgate/uploads/x".to_string())], "[a-z0-9]{1,8}"),
+            0..5,
+        ),
+        recorded in prop::collection::vec(any::<bool>(), 5),
+        buckets in prop::collection::vec(("[a-z]{1,6}", any::<bool>()), 0..5),
+        flip in prop::option::weighted(0.5, (any::<usize>(), any::<u8>())),
+    ) {
+        let tokens: std::collections::HashMap<String, String> = uploads
+            .iter()
+            .zip(&recorded)
+            .filter(|(_, r)| **r)
+            .map(|((_, id), _)| (id.clone(), format!("sgmp3.{id}")))
+            .collect();
+        let mut page = String::from("<ListMultipartUploadsResult><NextUploadIdMarker>");
+        page.push_str(uploads.first().map_or("", |u| u.1.as_str()));
+        page.push_str("</NextUploadIdMarker>");
+        for (key, id) in &uploads {
+            page.push_str(&format!("<Upload><Key>{key}</Key><UploadId>{id}</UploadId></Upload>"));
+        }
+        page.push_str("</ListMultipartUploadsResult>");
+        let allowed: std::collections::HashSet<String> =
+            buckets.iter().filter(|b| b.1).map(|b| b.0.clone()).collect();
+        let mut list = String::from("<ListAllMyBucketsResult><Buckets>");
+        for (name, _) in &buckets {
+            list.push_str(&format!("<Bucket><Name>{name}</Name><CreationDate>d</CreationDate></Bucket>"));
+        }
+        list.push_str("</Buckets></ListAllMyBucketsResult>");
+        let shown = |n: &str| allowed.contains(n).then(|| n.to_string());
+        if let Some(out) = rewrite_upload_list(&page, &tokens) {
+            for id in tokens.keys() {
+                prop_assert!(!out.contains(&format!(">{id}<")), "{} kept in {}", id, out);
+            }
+        }
+        let out = filter_buckets(&list, shown);
+        for (name, _) in buckets.iter().filter(|b| !allowed.contains(&b.0)) {
+            prop_assert!(!out.contains(&format!("<Name>{name}</Name>")), "{} shown: {}", name, out);
+        }
+        if let Some((at, byte)) = flip {
+            let (mut page, mut list) = (page.into_bytes(), list.into_bytes());
+            let (a, b) = (at % page.len(), at % list.len());
+            page[a] = byte;
+            list[b] = byte;
+            let _ = rewrite_upload_list(&String::from_utf8_lossy(&page), &tokens);
+            let _ = filter_buckets(&String::from_utf8_lossy(&list), shown);
+        }
+    }
+
+    /// Any CreateMultipartUpload answer, in any pieces: the backend's id is
+    /// replaced by a token for it, or the answer is left or refused whole.
+    #[test]
+    fn any_create_answer_in_any_pieces_gets_a_token(
+        before in "[ -~]{0,20}",
+        id in prop_oneof!["[A-Za-z0-9._-]{1,40}", Just("a&amp;b".to_string()), Just("&bad;".to_string()), Just(String::new())],
+        after in "[ -~]{0,20}",
+        swap in any::<bool>(),
+        cuts in prop::collection::vec(any::<usize>(), 0..6),
+    ) {
+        let (open, close) = if swap { ("</UploadId>", "<UploadId>") } else { ("<UploadId>", "</UploadId>") };
+        let doc = format!("<InitiateMultipartUploadResult>{before}{open}{id}{close}{after}</InitiateMultipartUploadResult>");
+        let token = UploadToken {
+            upload_id: String::new(),
+            provider: "local".into(),
+            key_id: "k".into(),
+            wrapped_dek: vec![1; 8],
+            salt: [2; 32],
+            commitment: [3; 32],
+            checksum: None,
+            stored: Default::default(),
+            mac: [0; 32],
+        };
+        let mut rewrite = UploadIdRewrite::new(token, TokenKey::derive(&[9; 32], &[8; 32]), "b".into(), "o".into());
+        let pieces = cut(doc.as_bytes(), &cuts);
+        let mut out = Vec::new();
+        for (i, piece) in pieces.iter().enumerate() {
+            match rewrite.push(piece, i + 1 == pieces.len()) {
+                Some(b) => out.extend_from_slice(&b),
+                None => return Ok(()),
+            }
+        }
+        let out = String::from_utf8(out).unwrap();
+        if let Some((backend, token)) = rewrite.issued() {
+            // The id as XML text means it (one escape in the inputs).
+            prop_assert_eq!(backend, id.replace("&amp;", "&"));
+            prop_assert!(out.contains(&format!("<UploadId>{token}</UploadId>")), "{}", out);
+            prop_assert!(UploadToken::decode(token).is_some_and(|t| t.upload_id == backend));
+        }
+    }
+
 }

@@ -174,8 +174,10 @@ pub fn cap_max_uploads(path_and_query: &str, cap: usize) -> String {
     let pairs: Vec<String> = query
         .split('&')
         .filter(|p| !p.is_empty())
-        .map(|pair| match pair.split_once('=') {
-            Some(("max-uploads", v)) => {
+        .map(|pair| match pair.split_once('=').unwrap_or((pair, "")) {
+            // A bare `max-uploads` too: kept beside the cap, a backend
+            // could read either.
+            ("max-uploads", v) => {
                 found = true;
                 let n = v.parse::<usize>().map_or(cap, |n| n.min(cap));
                 format!("max-uploads={n}")
@@ -286,6 +288,7 @@ mod tests {
             ),
             ("/b?uploads&max-uploads=-1", "/b?uploads&max-uploads=100"),
             ("/b?uploads&max-uploads=", "/b?uploads&max-uploads=100"),
+            ("/b?uploads&max-uploads", "/b?uploads&max-uploads=100"),
             ("/b", "/b?max-uploads=100"),
             (
                 "/b?uploads&prefix=a%26max-uploads%3D9",
