@@ -55,6 +55,14 @@ fn text(pieces: &'static [&'static str], max: usize) -> impl Strategy<Value = St
     syntax(pieces, max).prop_map(|b| String::from_utf8_lossy(&b).into_owned())
 }
 
+/// `input` with the byte at `flip`'s offset (modulo its length) replaced.
+fn changed(input: &mut [u8], flip: Option<(usize, u8)>) {
+    if let (Some((at, byte)), false) = (flip, input.is_empty()) {
+        let at = at % input.len();
+        input[at] = byte;
+    }
+}
+
 /// The input cut at arbitrary points.
 fn cut(input: &[u8], cuts: &[usize]) -> Vec<Vec<u8>> {
     let mut at: Vec<usize> = cuts.iter().map(|c| c % (input.len() + 1)).collect();
@@ -165,10 +173,7 @@ proptest! {
         let file = if filename { "; filename=\"a.txt\"" } else { "" };
         body.extend_from_slice(format!("--b7\r\nContent-Disposition: form-data; name=\"file\"{file}\r\nContent-Type: text/plain\r\n\r\nf").as_bytes());
         body.extend_from_slice(&noise);
-        if let Some((at, byte)) = flip {
-            let at = at % body.len();
-            body[at] = byte;
-        }
+        changed(&mut body, flip);
         if let Ok(b) = post_form::boundary(&content_type) {
             prop_assert!(!b.is_empty() && b.len() <= 70, "{:?}", b);
         }
@@ -221,10 +226,7 @@ proptest! {
             conditions.join(",")
         )
         .into_bytes();
-        if let Some((at, byte)) = flip {
-            let at = at % json.len();
-            json[at] = byte;
-        }
+        changed(&mut json, flip);
         let _ = PostPolicy::parse(&base64::engine::general_purpose::STANDARD.encode(json));
     }
 
@@ -261,10 +263,7 @@ proptest! {
         }
         xml.push_str("</CORSConfiguration>");
         let mut xml = xml.into_bytes();
-        if let Some((at, byte)) = flip {
-            let at = at % xml.len();
-            xml[at] = byte;
-        }
+        changed(&mut xml, flip);
         if let Ok(cors) = Cors::parse(&xml) {
             let _ = cors.preflight(&origin, &method, Some(&headers));
             let _ = cors.response(&origin, &http::Method::GET);
@@ -407,10 +406,7 @@ proptest! {
         page.push_str("</ListMultipartUploadsResult>");
         for doc in [error, attrs.clone(), page] {
             let mut doc = doc.into_bytes();
-            if let Some((at, byte)) = flip {
-                let at = at % doc.len();
-                doc[at] = byte;
-            }
+            changed(&mut doc, flip);
             let _ = backend_error::code_and_message(&doc);
             let _ = backend_error::for_client(&doc, encoded);
             let _ = parse_upload_page(&doc);
@@ -525,11 +521,10 @@ proptest! {
         for (name, _) in buckets.iter().filter(|b| !allowed.contains(&b.0)) {
             prop_assert!(!out.contains(&format!("<Name>{name}</Name>")), "{} shown: {}", name, out);
         }
-        if let Some((at, byte)) = flip {
+        if flip.is_some() {
             let (mut page, mut list) = (page.into_bytes(), list.into_bytes());
-            let (a, b) = (at % page.len(), at % list.len());
-            page[a] = byte;
-            list[b] = byte;
+            changed(&mut page, flip);
+            changed(&mut list, flip);
             let _ = rewrite_upload_list(&String::from_utf8_lossy(&page), &tokens);
             let _ = filter_buckets(&String::from_utf8_lossy(&list), shown);
         }
