@@ -27,7 +27,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use quick_cache::sync::Cache;
+use quick_cache::sync::{Cache, EntryAction, EntryResult};
 use sealgate_filters::keys::{DataKey, KeyError, KeyProvider, DEK_LEN};
 use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
@@ -198,9 +198,16 @@ impl CachingProvider {
             );
             // In place of the entry it refreshes, never of a newer one
             // (loaded after the old one expired): a stale answer is dropped.
-            let current = this.encrypt.get(&id);
-            if current.is_some_and(|c| std::ptr::eq(Arc::as_ptr(&c), old.as_ptr())) {
-                this.encrypt.insert(id, Arc::new(issued));
+            // Compared and replaced under the shard's lock, in one step; a
+            // key being loaded meanwhile (zero wait) is left to its loader.
+            let replaced = this.encrypt.entry(&id, Some(Duration::ZERO), |_, current| {
+                let same = std::ptr::eq(Arc::as_ptr(current), old.as_ptr());
+                if same {
+                    *current = Arc::new(issued);
+                }
+                EntryAction::Retain(same)
+            });
+            if matches!(replaced, EntryResult::Retained(true)) {
                 this.count_entries();
             }
         });
